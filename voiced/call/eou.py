@@ -1,0 +1,119 @@
+"""Voice activity and end of utterance, frame by frame, on an injected clock.
+
+Decisions are made in audio time (counted frames), so network jitter in frame
+arrival cannot shorten or stretch a silence; timestamps come from the clock so
+latencies are measured as the caller lives them. "Speech end" is the arrival of
+the last voiced frame, not the moment the silence timer ran out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from twisted.internet.interfaces import IReactorTime
+
+from voiced.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ulaw_to_pcm16
+
+
+class WebRtcVoiceActivity:
+    """webrtcvad on 20 ms frames of 8 kHz mu-law (about 1-2 us per frame)."""
+
+    def __init__(self, aggressiveness: int) -> None:
+        import webrtcvad
+
+        self._vad = webrtcvad.Vad(aggressiveness)
+
+    def __call__(self, ulaw_frame: bytes) -> bool:
+        return self._vad.is_speech(ulaw_to_pcm16(ulaw_frame), SAMPLE_RATE)
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    at: float  # clock time the first voiced frame of the run began
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    at: float  # clock time the last voiced frame arrived
+
+
+SpeechEvent = SpeechStarted | SpeechEnded
+
+
+class EndOfUtterance:
+    """Turns a stream of frames into speech-start and speech-end events.
+
+    - a run of ``min_speech_ms`` voiced audio starts speech (coughs and clicks shorter
+      than that are ignored);
+    - ``eou_silence_ms`` of unvoiced audio after speech ends the utterance;
+    - ``voiced_ms`` counts only voiced audio since speech started, which is what
+      barge-in debouncing compares with its threshold.
+    Frames of any length are re-cut into 20 ms frames.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        is_speech: Callable[[bytes], bool],
+        eou_silence_ms: int,
+        min_speech_ms: int,
+    ) -> None:
+        self._clock = clock
+        self._is_speech = is_speech
+        self.eou_silence_ms = eou_silence_ms
+        self.min_speech_ms = min_speech_ms
+        self._pending = b""
+        self.in_speech = False
+        self.voiced_ms = 0
+        self.silence_ms = 0
+        self.speech_started_at: float | None = None
+        self.last_voiced_at: float | None = None
+        self._run_ms = 0
+        self._run_started_at: float | None = None
+
+    def push(self, ulaw: bytes) -> list[SpeechEvent]:
+        self._pending += ulaw
+        events: list[SpeechEvent] = []
+        while len(self._pending) >= FRAME_BYTES:
+            frame, self._pending = self._pending[:FRAME_BYTES], self._pending[FRAME_BYTES:]
+            event = self._frame(frame, self._is_speech(frame))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _frame(self, frame: bytes, voiced: bool) -> SpeechEvent | None:
+        now = self._clock.seconds()
+        if not self.in_speech:
+            if not voiced:
+                self._run_ms, self._run_started_at = 0, None
+                return None
+            if self._run_started_at is None:
+                self._run_started_at = now - FRAME_MS / 1000
+            self._run_ms += FRAME_MS
+            self.last_voiced_at = now
+            if self._run_ms < self.min_speech_ms:
+                return None
+            self.in_speech = True
+            self.voiced_ms, self.silence_ms = self._run_ms, 0
+            self.speech_started_at = self._run_started_at
+            self._run_ms, self._run_started_at = 0, None
+            return SpeechStarted(self.speech_started_at)
+        if voiced:
+            self.voiced_ms += FRAME_MS
+            self.silence_ms = 0
+            self.last_voiced_at = now
+            return None
+        self.silence_ms += FRAME_MS
+        if self.silence_ms < self.eou_silence_ms:
+            return None
+        self.in_speech = False
+        self.voiced_ms = 0
+        assert self.last_voiced_at is not None
+        return SpeechEnded(self.last_voiced_at)
+
+    def end_speech_now(self) -> None:
+        """Close the current utterance without an event (the STT engine's endpointing
+        ended the turn first); new speech must again pass ``min_speech_ms``."""
+        self.in_speech = False
+        self.voiced_ms = self.silence_ms = 0

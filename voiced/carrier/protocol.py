@@ -1,0 +1,182 @@
+"""The Twilio Media Streams WebSocket: a thin dispatcher between Autobahn and a Call.
+
+One protocol instance per phone call. Text frames are parsed by
+``voiced.carrier.twilio`` and handed to the call's turn machine; the turn machine
+talks back through the ``CallTransport`` methods below. Any exception while
+handling one call is logged with its call id and closes that call's socket only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from voiced.carrier import twilio
+
+if TYPE_CHECKING:
+    from voiced.call.turn import Call
+    from voiced.service import VoicedService
+
+log = Logger(namespace="voiced.carrier")
+
+# WebSocket close codes (RFC 6455 and the 4000-4999 private range).
+CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_INVALID_PAYLOAD = 1007
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_NO_START = 4000
+CLOSE_BAD_MEDIA_FORMAT = 4001
+
+START_TIMEOUT_S = 10.0
+MAX_PROTOCOL_ERRORS = 20
+
+
+class MediaStreamProtocol(WebSocketServerProtocol):
+    factory: "MediaStreamFactory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.call: "Call | None" = None
+        self.call_id = "-"
+        self.stream_sid = ""
+        self._sequence = twilio.SequenceTracker()
+        self._errors = 0
+        self._start_timer: IDelayedCall | None = None
+        self._closing = False
+
+    # ---- Autobahn callbacks -------------------------------------------------------------
+    def onConnect(self, request: ConnectionRequest) -> None:
+        try:
+            self.factory.service.admit_connection(request)
+        except ConnectionDeny:
+            raise
+        except Exception:
+            log.failure("Rejecting media stream upgrade from {peer}", peer=request.peer)
+            raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR)
+
+    def onOpen(self) -> None:
+        self._start_timer = self.factory.clock.callLater(START_TIMEOUT_S, self._no_start)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if isBinary:
+            self._fail(CLOSE_UNSUPPORTED_DATA, "binary frames are not part of the Twilio protocol")
+            return
+        try:
+            message = twilio.parse_message(payload)
+        except twilio.ProtocolError as e:
+            self._protocol_error(str(e))
+            return
+        try:
+            self._dispatch(message)
+        except Exception:
+            log.failure("Error handling {event} call={call}", event=type(message).__name__, call=self.call_id)
+            self._fail(CLOSE_INTERNAL_ERROR, "internal error")
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._start_timer is not None and self._start_timer.active():
+            self._start_timer.cancel()
+        if self.call is not None:
+            call, self.call = self.call, None
+            try:
+                call.close(reason=f"websocket closed code={code}")
+            finally:
+                self.factory.service.call_ended(call)
+
+    # ---- message dispatch --------------------------------------------------------------
+    def _dispatch(self, message: twilio.InboundMessage) -> None:
+        for problem in self._sequence.observe(message):
+            log.warn("SEQUENCE call={call} {problem}", call=self.call_id, problem=problem)
+        if isinstance(message, twilio.Media):
+            if self.call is not None and message.track in ("inbound", "inbound_track"):
+                self.call.on_media(message.payload)
+        elif isinstance(message, twilio.Mark):
+            if self.call is not None:
+                self.call.on_mark(message.name)
+        elif isinstance(message, twilio.Start):
+            self._on_start(message)
+        elif isinstance(message, twilio.Dtmf):
+            if self.call is not None:
+                self.call.on_dtmf(message.digit)
+        elif isinstance(message, twilio.Stop):
+            log.info("STOP call={call}: the carrier ended the stream", call=self.call_id)
+            self.sendClose(CLOSE_NORMAL)
+        elif isinstance(message, twilio.Connected):
+            log.debug("Connected protocol={p} version={v}", p=message.protocol, v=message.version)
+        else:
+            log.debug("Ignoring unknown event {event!r} call={call}", event=message.event, call=self.call_id)
+
+    def _on_start(self, start: twilio.Start) -> None:
+        if self.call is not None:
+            log.warn("Duplicate start call={call} ignored", call=self.call_id)
+            return
+        if self._start_timer is not None and self._start_timer.active():
+            self._start_timer.cancel()
+        self.call_id, self.stream_sid = start.call_sid, start.stream_sid
+        if start.encoding != "audio/x-mulaw" or start.sample_rate != 8000 or start.channels != 1:
+            self._fail(
+                CLOSE_BAD_MEDIA_FORMAT,
+                f"unsupported media format {start.encoding}/{start.sample_rate}/{start.channels}",
+            )
+            return
+        self.call = self.factory.service.new_call(start, self)
+        self.call.start()
+
+    # ---- CallTransport ---------------------------------------------------------------------
+    def _send(self, text: str) -> None:
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(text.encode("utf-8"), isBinary=False)
+
+    def send_audio(self, ulaw: bytes) -> None:
+        self._send(twilio.media_message(self.stream_sid, ulaw))
+
+    def send_mark(self, name: str) -> None:
+        self._send(twilio.mark_message(self.stream_sid, name))
+
+    def send_clear(self) -> None:
+        self._send(twilio.clear_message(self.stream_sid))
+
+    def hang_up(self) -> None:
+        if self.state == self.STATE_OPEN:
+            self.sendClose(CLOSE_NORMAL, "call completed")
+
+    # ---- errors ------------------------------------------------------------------------------
+    def _protocol_error(self, problem: str) -> None:
+        self._errors += 1
+        self.factory.service.metrics.protocol_errors_total.inc()
+        log.warn("PROTOCOL_ERROR call={call} {problem}", call=self.call_id, problem=problem)
+        if self._errors >= MAX_PROTOCOL_ERRORS:
+            self._fail(CLOSE_INVALID_PAYLOAD, "too many malformed messages")
+
+    def _no_start(self) -> None:
+        self._start_timer = None
+        if self.call is None:
+            self._fail(CLOSE_NO_START, f"no start message within {START_TIMEOUT_S:.0f} s")
+
+    def _fail(self, code: int, reason: str) -> None:
+        log.warn("CLOSING call={call} code={code}: {reason}", call=self.call_id, code=code, reason=reason)
+        if self.state == self.STATE_OPEN:
+            self.sendClose(code, reason[:120])
+
+
+class MediaStreamFactory(WebSocketServerFactory):
+    protocol = MediaStreamProtocol
+
+    def __init__(self, service: "VoicedService", clock: Any, url: str = "ws://localhost/media") -> None:
+        super().__init__(url, server="voiced")
+        self.service = service
+        self.clock = clock
+        self.setProtocolOptions(
+            webStatus=False,
+            maxFramePayloadSize=64 * 1024,
+            maxMessagePayloadSize=64 * 1024,
+            autoPingInterval=10,
+            autoPingTimeout=20,
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=2,
+            failByDrop=False,
+        )

@@ -1,0 +1,107 @@
+"""Per-turn timings: one TURN log line each, and Prometheus histograms of the same.
+
+Definitions (README repeats them):
+- STT_FIRST_PARTIAL_MS: caller speech start -> first partial transcript;
+- STT_FINAL_MS: caller speech end -> the turn's final transcript;
+- TTS_READY_MS: reply text known -> first reply audio ready;
+- TOTAL_LATENCY_MS: caller speech end -> first reply audio frame sent;
+- PLAYBACK_START_MS: caller speech end -> echo of the reply's first mark (the caller hears it).
+"Caller speech end" is the last voiced frame, so the end-of-utterance wait is inside
+the total. A value an engine cannot produce is written as "-", never invented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from twisted.logger import Logger
+
+from voiced.lifecycle import construction_counts
+
+log = Logger(namespace="voiced.turn")
+
+_BUCKETS_MS = (25, 50, 100, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000)
+
+
+@dataclass
+class TurnTimes:
+    """Clock times (seconds) of one turn's milestones; None = did not happen."""
+
+    speech_start: float | None = None
+    speech_end: float | None = None
+    first_partial: float | None = None
+    final: float | None = None
+    reply_text: float | None = None
+    tts_ready: float | None = None
+    first_audio_sent: float | None = None
+    playback_start: float | None = None
+
+    def intervals_ms(self) -> dict[str, int | None]:
+        def span(start: float | None, end: float | None) -> int | None:
+            if start is None or end is None:
+                return None
+            return max(0, round((end - start) * 1000))
+
+        return {
+            "STT_FIRST_PARTIAL_MS": span(self.speech_start, self.first_partial),
+            "STT_FINAL_MS": span(self.speech_end, self.final),
+            "TTS_READY_MS": span(self.reply_text, self.tts_ready),
+            "TOTAL_LATENCY_MS": span(self.speech_end, self.first_audio_sent),
+            "PLAYBACK_START_MS": span(self.speech_end, self.playback_start),
+        }
+
+
+def turn_line(call_id: str, turn: int, times: TurnTimes) -> str:
+    values = " ".join(f"{k}={'-' if v is None else v}" for k, v in times.intervals_ms().items())
+    return f"TURN call={call_id} turn={turn} {values}"
+
+
+class _ConstructionCollector:
+    """Exports voiced.lifecycle counts: they must stay flat however many calls pass."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        family = CounterMetricFamily(
+            "voiced_constructions", "Process-wide objects constructed, by kind", labels=["kind"]
+        )
+        for kind, count in sorted(construction_counts().items()):
+            family.add_metric([kind], count)
+        yield family
+
+
+class Metrics:
+    """The process's metrics registry (owned by the service)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._turn_histograms = {
+            name: Histogram(
+                f"voiced_{name.lower()}".removesuffix("_ms") + "_milliseconds",
+                f"Per-turn {name}",
+                buckets=_BUCKETS_MS,
+                registry=self.registry,
+            )
+            for name in TurnTimes().intervals_ms()
+        }
+        self.calls_total = Counter("voiced_calls", "Calls started", registry=self.registry)
+        self.calls_active = Gauge("voiced_calls_active", "Calls in progress", registry=self.registry)
+        self.turns_total = Counter("voiced_turns", "Caller turns answered", registry=self.registry)
+        self.barge_ins_total = Counter("voiced_barge_ins", "Replies interrupted by the caller", registry=self.registry)
+        self.stt_failures_total = Counter(
+            "voiced_stt_failures", "Utterances where STT gave up (interim phrase played)", registry=self.registry
+        )
+        self.tts_fallbacks_total = Counter(
+            "voiced_tts_fallbacks", "Sentences spoken by the fallback TTS engine", registry=self.registry
+        )
+        self.protocol_errors_total = Counter(
+            "voiced_protocol_errors", "Malformed carrier messages", registry=self.registry
+        )
+        self.registry.register(_ConstructionCollector())
+
+    def record_turn(self, call_id: str, turn: int, times: TurnTimes) -> None:
+        log.info("{line}", line=turn_line(call_id, turn, times), call=call_id, turn=turn, **times.intervals_ms())
+        self.turns_total.inc()
+        for name, value in times.intervals_ms().items():
+            if value is not None:
+                self._turn_histograms[name].observe(value)

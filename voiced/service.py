@@ -1,0 +1,237 @@
+"""VoicedService: the one owner of everything process-wide.
+
+Engines, models, gRPC channels, credentials, thread pools, the phrase cache and
+the metrics registry are created here, in ``startService`` (after twistd has
+forked), and released in ``stopService``. A call only borrows references: this
+file is the only place that constructs them, so the rule "nothing process-wide
+per call or per turn" can be checked by reading it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.application import strports
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
+from twisted.python.threadpool import ThreadPool
+
+from voiced import __version__
+from voiced.agent.base import Agent, CallInfo
+from voiced.call.eou import EndOfUtterance, WebRtcVoiceActivity
+from voiced.call.turn import Call, CallTransport, TurnSettings
+from voiced.carrier.twilio import Start
+from voiced.config import Settings
+from voiced.metrics import Metrics
+from voiced.stt.base import STTEngine
+from voiced.tts.speaker import PhraseCache, Speaker
+
+log = Logger(namespace="voiced.service")
+
+
+class VoicedService(MultiService):
+    name = "voiced"
+
+    def __init__(self, settings: Settings, reactor: Any = None) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor  # type: ignore[no-redef]
+        self.settings = settings
+        self.clock = reactor
+        # Pure-Python objects, safe to build before twistd forks.
+        self.metrics = Metrics()
+        self.turn_settings = TurnSettings(
+            barge_in_ms=settings.barge_in_ms,
+            final_timeout_ms=settings.stt_final_timeout_ms,
+            fallback_timeout_ms=settings.stt_fallback_timeout_ms,
+            interim_phrase=settings.interim_text,
+        )
+        self.ready = False
+        self.stopping = False
+        self.started_at: float | None = None
+        self.engine_warmup_ms: dict[str, int] = {}
+        self.tts_warmup_ms: int | None = None
+        self.warmup_error: str | None = None
+        self.calls: set[Call] = set()
+        # Created in startService.
+        self.stt_engine: STTEngine | None = None
+        self.speaker: Speaker | None = None
+        self.agent: Agent | None = None
+        self._pools: list[ThreadPool] = []
+        self._closers: list[Any] = []
+        self._warming: Deferred[None] | None = None
+        self._log_observer: Any = None
+
+        from voiced.web import build_site
+
+        site = build_site(self)
+        for endpoint in settings.listen:
+            strports.service(endpoint, site).setServiceParent(self)
+
+    # ---- twistd integration ---------------------------------------------------------------
+    def setServiceParent(self, parent: Any) -> None:
+        """Give the twistd application our non-blocking log observer: twistd starts
+        logging with the application's ILogObserver component, if it has one."""
+        if isinstance(parent, Componentized) and parent.getComponent(ILogObserver, None) is None:
+            from voiced.logging import make_observer
+
+            self._log_observer = make_observer(self.settings.log_format, self.settings.log_level)
+            parent.setComponent(ILogObserver, self._log_observer)
+        super().setServiceParent(parent)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def startService(self) -> None:
+        self.started_at = time.time()
+        log.info("APP_START pid={pid} version={version} {summary}", pid=os.getpid(), version=__version__,
+                 summary=self.settings.summary())
+        self.whisper_pool = self._pool("voiced-whisper", 1)  # one utterance at a time: ~0.4 s CPU each
+        self.stt_pool = self._pool("voiced-stt", self.settings.stt_threads)  # a Google stream holds a thread
+        self.tts_pool = self._pool("voiced-tts", 16)
+        super().startService()  # the listeners: /health answers while engines warm up
+        self._warming = Deferred.fromCoroutine(self._warm_up())
+        self._warming.addErrback(self._warm_up_failed)
+
+    def _pool(self, name: str, size: int) -> ThreadPool:
+        pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
+        pool.start()
+        self._pools.append(pool)
+        return pool
+
+    def _in_thread(self, pool: ThreadPool, fn: Any, *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(self.clock, pool, fn, *args)
+
+    async def _timed(self, name: str, pool: ThreadPool, fn: Any, *args: Any) -> Any:
+        started = self.clock.seconds()
+        result = await self._in_thread(pool, fn, *args)
+        self.engine_warmup_ms[name] = round((self.clock.seconds() - started) * 1000)
+        return result
+
+    async def _warm_up(self) -> None:
+        s = self.settings
+        from voiced.agent.script import ScriptAgent
+        from voiced.stt.local import LocalSTTEngine, LocalTranscriber, WhisperTranscriber
+        from voiced.tts.local import EspeakSynthesizer, LocalTTSEngine
+
+        # Whisper is the local STT and, with Google, the fallback: load it either way.
+        whisper = await self._timed("stt_whisper", self.whisper_pool, WhisperTranscriber, s.whisper_model)
+        transcriber = LocalTranscriber(whisper, self.whisper_pool, self.clock)
+        espeak = await self._timed("tts_espeak", self.tts_pool, EspeakSynthesizer, s.language)
+        local_tts = LocalTTSEngine(espeak, self.tts_pool, self.clock)
+        self.agent = await self._timed("agent_script", self.tts_pool, ScriptAgent, s.script, s.language)
+
+        google = None
+        if "google" in (s.stt_engine, s.tts_engine):
+            from voiced.google.clients import GoogleClients
+
+            google = GoogleClients(s)
+            await self._timed("google_clients", self.tts_pool, google.start)
+            self._closers.append(google.stop)
+
+        if s.stt_engine == "google":
+            from voiced.google.stt import GoogleSTTEngine
+
+            self.stt_engine = GoogleSTTEngine(google, s, self.stt_pool, self.clock, fallback=transcriber)
+        else:
+            self.stt_engine = LocalSTTEngine(transcriber)
+
+        if s.tts_engine == "google":
+            from voiced.google.tts import GoogleTTSEngine
+
+            primary = GoogleTTSEngine(google, s, self.tts_pool, self.clock)
+        else:
+            primary = local_tts
+        self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc)
+        phrases = self.agent.fixed_phrases() + [self.turn_settings.interim_phrase]
+        self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock))
+        self.ready = not self.stopping
+        log.info("READY stt={stt} tts={tts} agent={agent} tts_warmup_ms={tts_ms} phrases={n} engines_ms={engines}",
+                 stt=self.stt_engine.name, tts=primary.name, agent=self.agent.name, tts_ms=self.tts_warmup_ms,
+                 n=len(self.speaker.cache), engines=self.engine_warmup_ms)
+
+    def _warm_up_failed(self, failure: Any) -> None:
+        self.warmup_error = failure.getErrorMessage() or failure.type.__name__
+        log.failure("Warm-up failed: voiced is not accepting calls", failure)
+
+    def stopService(self) -> Deferred[None] | None:
+        self.stopping = True
+        self.ready = False
+        log.info("APP_STOP active_calls={n}", n=len(self.calls))
+        d = super().stopService()  # stop listening first
+        for call in list(self.calls):
+            call.close(reason="service stopping")
+        self.calls.clear()
+        if self._warming is not None:
+            self._warming.cancel()
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:
+                log.failure("Error releasing a process-wide resource")
+        for pool in self._pools:
+            pool.stop()
+        self._pools.clear()
+        if self._log_observer is not None:
+            self.clock.addSystemEventTrigger("after", "shutdown", self._log_observer.stop)
+        return d
+
+    # ---- calls ---------------------------------------------------------------------------------
+    def admit_connection(self, request: ConnectionRequest) -> None:
+        """Called for every WebSocket upgrade on /media, before any call state exists."""
+        if not self.ready:
+            raise ConnectionDeny(503, "voiced is not ready")
+
+    def new_call(self, start: Start, transport: CallTransport) -> Call:
+        assert self.stt_engine is not None and self.speaker is not None and self.agent is not None
+        params = start.custom_parameters
+        info = CallInfo(
+            call_id=start.call_sid,
+            stream_id=start.stream_sid,
+            from_number=params.get("From", ""),
+            to_number=params.get("To", ""),
+            custom_parameters=params,
+        )
+        s = self.settings
+        eou = EndOfUtterance(self.clock, WebRtcVoiceActivity(s.vad_aggressiveness), s.eou_silence_ms, s.min_speech_ms)
+        call = Call(
+            info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
+            self.metrics, self.turn_settings,
+        )
+        self.calls.add(call)
+        self.metrics.calls_total.inc()
+        self.metrics.calls_active.set(len(self.calls))
+        return call
+
+    def call_ended(self, call: Call) -> None:
+        self.calls.discard(call)
+        self.metrics.calls_active.set(len(self.calls))
+
+    # ---- health ----------------------------------------------------------------------------------
+    def liveness(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - (self.started_at or time.time()), 1),
+            "active_calls": len(self.calls),
+        }
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        if self.ready:
+            return True, {"ready": True, "active_calls": len(self.calls)}
+        reason = "stopping" if self.stopping else (f"warm-up failed: {self.warmup_error}" if self.warmup_error
+                                                   else "warming up")
+        return False, {"ready": False, "reason": reason}
+
+    def warmup_report(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "tts_warmup_ms": self.tts_warmup_ms,
+            "engines_ms": dict(self.engine_warmup_ms),
+            "phrases_cached": len(self.speaker.cache) if self.speaker else 0,
+        }

@@ -1,0 +1,114 @@
+"""One HTTP port, several resources: /media, /twiml, /health, /health/ready,
+/health/warmup and /metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from voiced.carrier.protocol import MediaStreamFactory
+from voiced.carrier.twilio import twiml_connect_stream
+
+if TYPE_CHECKING:
+    from voiced.service import VoicedService
+
+log = Logger(namespace="voiced.web")
+
+MAX_FORM_BYTES = 64 * 1024
+
+
+def _json(request: Request, status: int, body: dict) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body, sort_keys=True).encode() + b"\n"
+
+
+class _Leaf(Resource):
+    isLeaf = True
+
+    def __init__(self, service: "VoicedService") -> None:
+        super().__init__()
+        self.service = service
+
+
+class Liveness(Resource):
+    def __init__(self, service: "VoicedService") -> None:
+        super().__init__()
+        self.service = service
+        self.putChild(b"ready", Readiness(service))
+        self.putChild(b"warmup", Warmup(service))
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"":
+            return self
+        return super().getChild(path, request)
+
+    def render_GET(self, request: Request) -> bytes:
+        return _json(request, 200, self.service.liveness())
+
+
+class Readiness(_Leaf):
+    def render_GET(self, request: Request) -> bytes:
+        ready, body = self.service.readiness()
+        return _json(request, 200 if ready else 503, body)
+
+
+class Warmup(_Leaf):
+    def render_GET(self, request: Request) -> bytes:
+        return _json(request, 200, self.service.warmup_report())
+
+
+class Metrics(_Leaf):
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        return generate_latest(self.service.metrics.registry)
+
+
+class Twiml(_Leaf):
+    """Twilio's voice webhook: answers with TwiML that connects the call to /media."""
+
+    def render_POST(self, request: Request) -> bytes:
+        def field(name: bytes) -> str:
+            values = request.args.get(name) or [b""]
+            return values[0].decode("utf-8", "replace")
+
+        base = self.service.settings.public_url or self._base_from_request(request)
+        parts = urlsplit(base)
+        stream_url = f"wss://{parts.netloc}/media"
+        params = {"From": field(b"From"), "To": field(b"To"), "CallSid": field(b"CallSid")}
+        log.info("TWIML call={call} from={frm} to={to} stream={url}", call=params["CallSid"] or "-",
+                 frm=params["From"], to=params["To"], url=stream_url)
+        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+        return twiml_connect_stream(stream_url, params).encode("utf-8")
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"POST")
+        return b"POST only (Twilio voice webhook)\n"
+
+    def _base_from_request(self, request: Request) -> str:
+        # Without VOICED_PUBLIC_URL the Host header is all we have; fine for a
+        # tunnel in development, but a proxy may rewrite it (README says so).
+        host = (request.getHeader("host") or "localhost").strip()
+        return f"https://{host}"
+
+
+def build_site(service: "VoicedService") -> Site:
+    root = Resource()
+    factory = MediaStreamFactory(service, service.clock)
+    root.putChild(b"media", WebSocketResource(factory))
+    root.putChild(b"twiml", Twiml(service))
+    root.putChild(b"health", Liveness(service))
+    root.putChild(b"metrics", Metrics(service))
+    site = Site(root)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site
