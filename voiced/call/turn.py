@@ -76,6 +76,7 @@ class Turn:
     number: int | None = None  # assigned when the turn is answered
     reported: bool = False
     stt_failed: bool = False
+    text: str = ""
 
 
 class Reply:
@@ -388,6 +389,7 @@ class Call:
             return
         self._turns_answered += 1
         turn.number = self._turns_answered
+        turn.text = text
         log.info("CALLER call={call} turn={turn} text={text!r}", call=self.call_id, turn=turn.number, text=text)
         self.state = State.THINKING
         reply = self._new_reply("r", turn)
@@ -413,6 +415,7 @@ class Call:
         self._turns_answered -= 1
         self._turn.number = None
         self._turn.times = TurnTimes(speech_start=self._turn.times.speech_start)
+        self._finals = [self._turn.text]
         self.state = State.LISTENING
         self._stt.speech_started()
 

@@ -15,6 +15,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Union
+from xml.sax.saxutils import escape
 
 
 class ProtocolError(ValueError):
@@ -201,12 +202,13 @@ class SequenceTracker:
 
 def twiml_connect_stream(stream_url: str, parameters: dict[str, str]) -> str:
     """TwiML that connects the call to ``stream_url`` and hangs up when the stream ends."""
-    from xml.sax.saxutils import quoteattr
+    def attr(value: str) -> str:
+        return '"' + escape(value, {'"': "&quot;"}) + '"'
 
     params = "".join(
-        f"<Parameter name={quoteattr(k[:500])} value={quoteattr(v[:500])}/>" for k, v in parameters.items() if v
+        f"<Parameter name={attr(k[:500])} value={attr(v[:500])}/>" for k, v in parameters.items() if v
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
-        f"<Response><Connect><Stream url={quoteattr(stream_url)}>{params}</Stream></Connect><Hangup/></Response>"
+        f"<Response><Connect><Stream url={attr(stream_url)}>{params}</Stream></Connect><Hangup/></Response>"
     )

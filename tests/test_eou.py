@@ -1,0 +1,69 @@
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from voiced.call.eou import EndOfUtterance, SpeechEnded, SpeechStarted, WebRtcVoiceActivity
+
+VOICED, SILENT = b"\x01" * 160, b"\xff" * 160
+
+
+def feed(detector, clock, pattern):
+    """pattern: string of 'v' (voiced) and '.' (silent) 20 ms frames, arriving in real time."""
+    events = []
+    for ch in pattern:
+        clock.advance(0.02)
+        events += detector.push(VOICED if ch == "v" else SILENT)
+    return events
+
+
+class EndOfUtteranceTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.eou = EndOfUtterance(self.clock, lambda frame: frame == VOICED, eou_silence_ms=240, min_speech_ms=60)
+
+    def test_speech_start_after_min_speech_and_end_after_silence(self):
+        events = feed(self.eou, self.clock, "..." + "v" * 10 + "." * 12)
+        self.assertEqual(len(events), 2)
+        start, end = events
+        self.assertIsInstance(start, SpeechStarted)
+        self.assertAlmostEqual(start.at, 0.06)  # the start of the 4th frame
+        self.assertIsInstance(end, SpeechEnded)
+        self.assertAlmostEqual(end.at, 0.26)  # the arrival of the last voiced frame, not the EOU decision
+
+    def test_short_click_is_not_speech(self):
+        self.assertEqual(feed(self.eou, self.clock, "vv...vv...."), [])
+
+    def test_short_pause_does_not_end_the_utterance(self):
+        events = feed(self.eou, self.clock, "vvvvv" + "." * 11 + "vvvvv" + "." * 12)
+        self.assertEqual([type(e) for e in events], [SpeechStarted, SpeechEnded])
+
+    def test_voiced_ms_counts_only_voiced_frames(self):
+        feed(self.eou, self.clock, "vvvv..vvvv")
+        self.assertEqual(self.eou.voiced_ms, 160)
+        self.assertTrue(self.eou.in_speech)
+
+    def test_frames_of_other_sizes_are_recut(self):
+        events = []
+        for _ in range(5):
+            self.clock.advance(0.03)
+            events += self.eou.push(VOICED + VOICED[:80])
+        self.assertIsInstance(events[0], SpeechStarted)
+
+    def test_end_speech_now(self):
+        feed(self.eou, self.clock, "vvvvv..")
+        self.eou.end_speech_now()
+        self.assertFalse(self.eou.in_speech)
+        self.assertEqual(feed(self.eou, self.clock, "." * 20), [])
+
+
+class WebRtcVoiceActivityTests(SynchronousTestCase):
+    def test_tone_is_speechlike_and_silence_is_not(self):
+        import math
+
+        from voiced.audio import pcm16_to_ulaw
+        import struct
+
+        vad = WebRtcVoiceActivity(0)
+        tone = struct.pack("<160h", *(int(8000 * math.sin(2 * math.pi * 300 * i / 8000)) for i in range(160)))
+        self.assertFalse(vad(SILENT))
+        results = [vad(pcm16_to_ulaw(tone)) for _ in range(10)]
+        self.assertTrue(any(results))

@@ -1,0 +1,287 @@
+"""The turn machine on a Clock: no sockets, no engines, no real time."""
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from voiced.agent.base import CallInfo
+from voiced.call.eou import EndOfUtterance
+from voiced.call.turn import Call, State, TurnSettings
+from voiced.metrics import Metrics
+from voiced.tts.speaker import PhraseCache, Speaker
+
+VOICED, SILENT = b"\x01" * 160, b"\xff" * 160
+
+
+class RecordingTransport:
+    def __init__(self):
+        self.sent = []
+
+    def send_audio(self, ulaw):
+        self.sent.append(("media", len(ulaw)))
+
+    def send_mark(self, name):
+        self.sent.append(("mark", name))
+
+    def send_clear(self):
+        self.sent.append(("clear",))
+
+    def hang_up(self):
+        self.sent.append(("hangup",))
+
+    def marks(self):
+        return [m[1] for m in self.sent if m[0] == "mark"]
+
+
+class RecordingStream:
+    def __init__(self):
+        self.fed = 0
+        self.speech_starts = 0
+        self.flushes = 0
+        self.closed = False
+
+    def feed(self, ulaw):
+        self.fed += 1
+
+    def speech_started(self):
+        self.speech_starts += 1
+
+    def flush(self):
+        self.flushes += 1
+
+    def close(self):
+        self.closed = True
+
+
+class FakeSTT:
+    name = "fake"
+
+    def __init__(self, streaming):
+        self.streaming = streaming
+        self.stream = RecordingStream()
+
+    def open_stream(self, call_id, listener):
+        return self.stream
+
+
+class FakeTTS:
+    name = "fake-tts"
+
+    def __init__(self):
+        self.pending = None  # when set, synthesis waits on Deferreds the test fires
+
+    def synthesize(self, text):
+        if self.pending is not None:
+            d = Deferred()
+            self.pending.append(d)
+            return d
+        return succeed(b"\x00" * 1600 * len(text.split()))
+
+
+class FakeConversation:
+    def __init__(self):
+        self.asked = []
+        self.heard_log = []
+
+    def greeting(self):
+        return ["Hello there."]
+
+    def respond(self, text, sink):
+        self.asked.append(text)
+        sink.sentence("First answer.")
+        sink.sentence("Second answer.")
+        sink.done(hang_up="bye" in text)
+        return succeed(None)
+
+    def heard(self, sentences, interrupted):
+        self.heard_log.append((list(sentences), interrupted))
+
+
+class RecordingMetrics(Metrics):
+    def __init__(self):
+        super().__init__()
+        self.turns = []
+
+    def record_turn(self, call_id, turn, times):
+        self.turns.append((turn, times.intervals_ms()))
+        super().record_turn(call_id, turn, times)
+
+
+class TurnMachineTests(SynchronousTestCase):
+    def make_call(self, streaming=False):
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.transport = RecordingTransport()
+        self.stt = FakeSTT(streaming)
+        self.tts = FakeTTS()
+        self.conversation = FakeConversation()
+        self.metrics = RecordingMetrics()
+        eou = EndOfUtterance(self.clock, lambda f: f == VOICED, eou_silence_ms=240, min_speech_ms=60)
+        self.call = Call(
+            CallInfo("CA1", "MZ1"), self.clock, self.transport, self.stt,
+            Speaker(self.tts, None, PhraseCache()), self.conversation, eou, self.metrics,
+            TurnSettings(barge_in_ms=160, final_timeout_ms=1500, fallback_timeout_ms=4000, interim_phrase="Oops."),
+        )
+        self.call.start()
+        return self.call
+
+    def frames(self, pattern):
+        for ch in pattern:
+            self.clock.advance(0.02)
+            self.call.on_media(VOICED if ch == "v" else SILENT)
+
+    def echo_all_marks(self):
+        for name in self.transport.marks():
+            self.call.on_mark(name)
+
+    def finish_greeting(self):
+        self.echo_all_marks()
+        self.transport.sent.clear()
+        self.assertEqual(self.call.state, State.LISTENING)
+
+    def test_greeting_is_sent_with_marks(self):
+        self.make_call()
+        self.assertEqual(self.transport.marks(), ["g1.start", "g1.s0", "g1.end"])
+        self.assertEqual(self.transport.sent[1][0], "media")
+        self.assertEqual(self.call.state, State.GREETING)
+        self.finish_greeting()
+
+    def test_turn_with_utterance_engine(self):
+        self.make_call(streaming=False)
+        self.finish_greeting()
+        self.frames("v" * 25)
+        speech_end = self.clock.seconds()
+        self.frames("." * 12)
+        self.assertEqual(self.call.state, State.AWAITING_FINAL)
+        self.assertEqual((self.stt.stream.speech_starts, self.stt.stream.flushes), (1, 1))
+        self.clock.advance(0.3)
+        self.call.on_transcript("what time do you open", True)
+        self.assertEqual(self.conversation.asked, ["what time do you open"])
+        self.assertEqual(self.call.state, State.SPEAKING)
+        self.assertEqual(self.transport.marks(), ["r2.start", "r2.s0", "r2.s1", "r2.end"])
+        self.clock.advance(0.1)
+        self.call.on_mark("r2.start")
+        turn, values = self.metrics.turns[0]
+        self.assertEqual(turn, 1)
+        self.assertIsNone(values["STT_FIRST_PARTIAL_MS"])  # no partials from this engine: "-"
+        expected_final = round((self.clock.seconds() - 0.1 - speech_end) * 1000)
+        self.assertEqual(values["STT_FINAL_MS"], expected_final)
+        self.assertEqual(values["TOTAL_LATENCY_MS"], expected_final)
+        self.assertEqual(values["TTS_READY_MS"], 0)
+        self.assertEqual(values["PLAYBACK_START_MS"], expected_final + 100)
+        for name in ["r2.s0", "r2.s1", "r2.end"]:
+            self.call.on_mark(name)
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.assertEqual(self.conversation.heard_log[-1], (["First answer.", "Second answer."], False))
+
+    def test_turn_line_format(self):
+        from voiced.metrics import TurnTimes, turn_line
+
+        line = turn_line("CA1", 3, TurnTimes(speech_start=1.0, speech_end=2.0, final=2.5, reply_text=2.5,
+                                             tts_ready=2.6, first_audio_sent=2.6, playback_start=2.7))
+        self.assertEqual(line, "TURN call=CA1 turn=3 STT_FIRST_PARTIAL_MS=- STT_FINAL_MS=500 TTS_READY_MS=100 "
+                               "TOTAL_LATENCY_MS=600 PLAYBACK_START_MS=700")
+
+    def test_barge_in_clears_within_threshold(self):
+        self.make_call()
+        self.finish_greeting()
+        self.frames("v" * 20 + "." * 12)
+        self.call.on_transcript("tell me everything", True)
+        self.call.on_mark("r2.start")
+        self.call.on_mark("r2.s0")  # the caller heard the first sentence
+        self.transport.sent.clear()
+        onset = self.clock.seconds()
+        for _ in range(20):
+            self.frames("v")
+            if ("clear",) in self.transport.sent:
+                break
+        self.assertIn(("clear",), self.transport.sent)
+        self.assertLessEqual(self.clock.seconds() - onset, 0.160 + 1e-9)
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.assertEqual(self.conversation.heard_log[-1], (["First answer."], True))
+        # Twilio echoes the discarded marks after a clear: they change nothing.
+        self.call.on_mark("r2.s1")
+        self.call.on_mark("r2.end")
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.assertEqual(self.metrics.barge_ins_total._value.get(), 1)
+
+    def test_short_noise_does_not_barge_in(self):
+        self.make_call()
+        self.frames("vvvvv" + "." * 15)  # 100 ms of voice during the greeting
+        self.assertNotIn(("clear",), self.transport.sent)
+        self.assertEqual(self.call.state, State.GREETING)
+
+    def test_streaming_partials_and_early_final(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 5)
+        self.call.on_transcript("what", False)
+        self.frames("v" * 20 + "...")
+        self.call.on_transcript("what time is it", True)  # engine endpointing while the caller is silent
+        self.assertEqual(self.call.state, State.SPEAKING)
+        self.call.on_mark("r2.start")
+        values = self.metrics.turns[0][1]
+        self.assertEqual(values["STT_FIRST_PARTIAL_MS"], 100)
+        self.assertEqual(values["STT_FINAL_MS"], 60)
+
+    def test_final_timeout_answers_the_partial(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10)
+        self.call.on_transcript("opening hours", False)
+        self.frames("." * 12)
+        self.assertEqual(self.call.state, State.AWAITING_FINAL)
+        self.clock.advance(1.5)
+        self.assertEqual(self.conversation.asked, ["opening hours"])
+
+    def test_no_transcript_returns_to_listening(self):
+        self.make_call(streaming=False)
+        self.finish_greeting()
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_transcript("", True)
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.assertEqual(self.conversation.asked, [])
+
+    def test_stt_failure_plays_interim_phrase_then_fallback_text_is_answered(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_stt_failure("UNAVAILABLE after 4 attempts")
+        self.assertEqual(self.transport.marks()[0], "p2.start")
+        self.assertEqual(self.call.state, State.AWAITING_FINAL)
+        self.clock.advance(2.0)  # beyond the normal final timeout, within the fallback bound
+        self.call.on_transcript("what time do you open", True)
+        self.assertEqual(self.conversation.asked, ["what time do you open"])
+
+    def test_goodbye_hangs_up_after_it_played(self):
+        self.make_call()
+        self.finish_greeting()
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_transcript("ok bye", True)
+        self.assertNotIn(("hangup",), self.transport.sent)
+        self.echo_all_marks()
+        self.assertEqual(self.transport.sent[-1], ("hangup",))
+        self.assertEqual(self.call.state, State.HANGING_UP)
+
+    def test_caller_resumes_while_thinking(self):
+        self.make_call()
+        self.finish_greeting()
+        self.tts.pending = []
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_transcript("I would like", True)
+        self.assertEqual(self.call.state, State.THINKING)
+        self.frames("v" * 9)
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.frames("." * 12)
+        self.call.on_transcript("to book a visit", True)
+        self.assertEqual(self.conversation.asked, ["I would like", "I would like to book a visit"])
+
+    def test_close_releases_the_stream_and_ignores_late_input(self):
+        self.make_call()
+        self.call.close("test")
+        self.assertTrue(self.stt.stream.closed)
+        fed = self.stt.stream.fed
+        self.frames("vvvv")
+        self.call.on_transcript("late", True)
+        self.assertEqual(self.stt.stream.fed, fed)
+        self.assertEqual(self.call.state, State.ENDED)
