@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily
 from twisted.logger import Logger
 
 from voiced.lifecycle import construction_counts
 
 log = Logger(namespace="voiced.turn")
+
+# The *_created series double the exposition for no use here.
+disable_created_metrics()
 
 _BUCKETS_MS = (25, 50, 100, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000)
 

@@ -1,0 +1,85 @@
+"""Start a real voiced daemon (twistd, a separate process) for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BIN = os.path.dirname(sys.executable)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """``twistd -n voiced`` (or ``twistd -ny voiced.tac``) on a free loopback port."""
+
+    def __init__(self, env: dict[str, str] | None = None, tac: bool = False, args: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.log_file = tempfile.NamedTemporaryFile("w+", prefix="voiced-e2e-", suffix=".log", delete=False)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("VOICED_")}
+        environ.update(env or {})
+        listen = f"tcp:{self.port}:interface=127.0.0.1"
+        if tac:
+            environ["VOICED_LISTEN"] = listen
+            cmd = [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "-y", os.path.join(REPO, "voiced.tac")]
+        else:
+            cmd = [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "voiced", "--listen", listen] + (args or [])
+        self.process = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=environ,
+                                        cwd=tempfile.gettempdir())
+
+    @property
+    def media_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/media"
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def get_json(self, path: str) -> dict:
+        return json.loads(self.get(path)[1])
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited ({self.process.returncode}):\n{self.log()}")
+            try:
+                if self.get("/health/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"daemon not ready after {timeout_s} s:\n{self.log()}")
+
+    def log(self) -> str:
+        with open(self.log_file.name) as f:
+            return f.read()
+
+    def lines(self, word: str) -> list[str]:
+        return [line for line in self.log().splitlines() if word in line]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+        return self.process.returncode
