@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     port = free_port()
     bindir = os.path.dirname(sys.executable)
-    log_path = os.path.abspath("demo-voiced.log")
+    log_fd, log_path = tempfile.mkstemp(prefix="voiced-demo-", suffix=".log")
+    os.close(log_fd)
     with open(log_path, "w") as log_file:
         daemon = subprocess.Popen(
             [os.path.join(bindir, "twistd"), "-n", "--pidfile=", "voiced", "--listen",
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(f"voiced is starting on 127.0.0.1:{port} (log: {log_path}) ...", flush=True)
             wait_ready(port, daemon)
-            call = [os.path.join(bindir, "voiced-call"), "--url", f"ws://127.0.0.1:{port}/media", "--out", args.out]
+            call = [os.path.join(bindir, "voiced-call"), f"ws://127.0.0.1:{port}/media", "--out", args.out]
             for line in args.say or DEFAULT_LINES:
                 call += ["--say", line]
             status = subprocess.call(call)
