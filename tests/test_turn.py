@@ -285,3 +285,12 @@ class TurnMachineTests(SynchronousTestCase):
         self.call.on_transcript("late", True)
         self.assertEqual(self.stt.stream.fed, fed)
         self.assertEqual(self.call.state, State.ENDED)
+
+    def test_utterance_engine_final_may_come_late_under_load(self):
+        self.make_call(streaming=False)
+        self.finish_greeting()
+        self.frames("v" * 10 + "." * 12)
+        self.clock.advance(6.0)  # a long Whisper queue: far beyond the streaming final timeout
+        self.assertEqual(self.call.state, State.AWAITING_FINAL)
+        self.call.on_transcript("goodbye", True)
+        self.assertEqual(self.conversation.asked, ["goodbye"])

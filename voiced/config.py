@@ -102,6 +102,7 @@ OPTIONS: list[Option] = [
     Option("google_credentials_json", _str, "", "service-account JSON (materialized once, mode 0600)", secret=True),
     Option("google_channels", _int_range(1, 64), 4, "gRPC channels in the STT channel pool"),
     Option("google_timeout_s", _int_range(1, 3600), 330, "deadline of one Google STT stream, seconds"),
+    Option("stt_rollover_s", _int_range(10, 300), 240, "Google STT stream age to replace it (at a final or silence)"),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -138,6 +139,7 @@ class Settings:
     google_credentials_json: str = field(default="", repr=False)
     google_channels: int = 4
     google_timeout_s: int = 330
+    stt_rollover_s: int = 240
 
     @classmethod
     def load(

@@ -41,6 +41,7 @@ log = Logger(namespace="voiced.call")
 # Twilio plays any length; ~400 ms messages keep the frame count low without
 # making a clear() any less immediate (clear drops whatever is buffered).
 AUDIO_CHUNK_BYTES = 3200
+UTTERANCE_ENGINE_SAFETY_MS = 30000
 
 
 class State(enum.Enum):
@@ -141,8 +142,11 @@ class Reply:
         transport.send_mark(f"{self.mark_prefix}.s{index}")
 
     def _send_end(self, _: object) -> None:
-        if not self.cancelled:
-            self.call.transport.send_mark(f"{self.mark_prefix}.end")
+        if self.cancelled:
+            return
+        log.info("BOT call={call} reply={reply} hangup={hangup} text={text!r}", call=self.call.call_id,
+                 reply=self.mark_prefix, hangup=self.hang_up, text=" ".join(self.sentences))
+        self.call.transport.send_mark(f"{self.mark_prefix}.end")
 
     def on_mark(self, suffix: str) -> None:
         if self.cancelled:
@@ -332,15 +336,21 @@ class Call:
             if self._transcript_complete():
                 self._finish_turn()
             else:
-                timeout = self.settings.final_timeout_ms
-                if self._turn.stt_failed:
-                    timeout = self.settings.fallback_timeout_ms
-                self._start_timer(timeout, self._final_timed_out)
+                self._start_timer(self._final_wait_ms(), self._final_timed_out)
         elif self.state in (State.GREETING, State.SPEAKING):
             # Speech too short to barge in ("uh-huh", a cough): not a turn.
             self._finals.clear()
             self._drop_next_final = bool(self._partial)
             self._partial = ""
+
+    def _final_wait_ms(self) -> int:
+        if self._turn.stt_failed:
+            return self.settings.fallback_timeout_ms
+        if not self._stt_streaming:
+            # An utterance engine promises one final per flush; under load its queue
+            # can be seconds long, and giving up would drop a turn that is coming.
+            return UTTERANCE_ENGINE_SAFETY_MS
+        return self.settings.final_timeout_ms
 
     def _transcript_complete(self) -> bool:
         if self._awaiting_flushes:

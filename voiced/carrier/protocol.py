@@ -23,14 +23,14 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="voiced.carrier")
 
-# WebSocket close codes (RFC 6455 and the 4000-4999 private range).
+# Close codes. Autobahn lets an application send only 1000 and 3000-4999, so
+# protocol-level failures use the private range (README lists them).
 CLOSE_NORMAL = 1000
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_INVALID_PAYLOAD = 1007
-CLOSE_POLICY = 1008
-CLOSE_INTERNAL_ERROR = 1011
 CLOSE_NO_START = 4000
 CLOSE_BAD_MEDIA_FORMAT = 4001
+CLOSE_BINARY_FRAME = 4002
+CLOSE_MALFORMED = 4003
+CLOSE_INTERNAL_ERROR = 4011
 
 START_TIMEOUT_S = 10.0
 MAX_PROTOCOL_ERRORS = 20
@@ -64,7 +64,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if isBinary:
-            self._fail(CLOSE_UNSUPPORTED_DATA, "binary frames are not part of the Twilio protocol")
+            self._fail(CLOSE_BINARY_FRAME, "binary frames are not part of the Twilio protocol")
             return
         try:
             message = twilio.parse_message(payload)
@@ -150,7 +150,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         self.factory.service.metrics.protocol_errors_total.inc()
         log.warn("PROTOCOL_ERROR call={call} {problem}", call=self.call_id, problem=problem)
         if self._errors >= MAX_PROTOCOL_ERRORS:
-            self._fail(CLOSE_INVALID_PAYLOAD, "too many malformed messages")
+            self._fail(CLOSE_MALFORMED, "too many malformed messages")
 
     def _no_start(self) -> None:
         self._start_timer = None

@@ -1,0 +1,384 @@
+"""Google streaming STT through the real google-cloud-speech client, against the loopback emulator.
+
+The caller's "speech" is a buzz (a 125 Hz harmonic tone the VAD takes for a voice)
+whose waveform encodes an utterance number; the emulator's scripted recognizer
+reads the numbers back, so a test knows exactly which words each final carries.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from voiced.audio import FRAME_BYTES, SAMPLE_RATE, pcm16_to_ulaw, silence_ulaw
+from voiced.config import Settings
+from voiced.emulator.faults import FaultPlan
+from voiced.emulator.server import Emulator
+from voiced.google.clients import GoogleClients
+from voiced.google.stt import GoogleSTTEngine, _AudioLog, recognition_config
+from voiced.lifecycle import construction_counts
+from voiced.retry import Backoff
+
+_PERIOD = 64  # samples: a 125 Hz voice
+
+
+def buzz(n: int, ms: int) -> bytes:
+    """A voice-like tone whose harmonics' phases are seeded by ``n`` (distinct per utterance)."""
+    rng = np.random.default_rng(n)
+    t = np.arange(_PERIOD)
+    wave = sum((1.0 / h) * np.sin(2 * np.pi * h * t / _PERIOD + rng.uniform(0, 2 * np.pi)) for h in range(1, 20))
+    wave = wave / np.abs(wave).max() * 8000
+    samples = SAMPLE_RATE * ms // 1000
+    return pcm16_to_ulaw(np.tile(wave, samples // _PERIOD + 1)[:samples].astype(np.int16).tobytes())
+
+
+def utterance(n: int, speech_ms: int = 1000, silence_ms: int = 1000) -> bytes:
+    return buzz(n, speech_ms) + silence_ulaw(silence_ms)
+
+
+def conversation(first: int, last: int) -> bytes:
+    return b"".join(utterance(n) for n in range(first, last + 1))
+
+
+class NumberedRecognizer:
+    """The emulator's Recognizer: "utterance N" for each numbered buzz found in the audio."""
+
+    def __init__(self, count: int = 400) -> None:
+        # One period, taken whole: it occurs in any stretch of two periods of that utterance.
+        self._signatures = {n: buzz(n, 100)[_PERIOD * 3 : _PERIOD * 4] for n in range(1, count + 1)}
+
+    def transcribe(self, ulaw: bytes, language_code: str) -> str:
+        return " ".join(f"utterance {n}" for n, sig in self._signatures.items() if sig in ulaw)
+
+
+class Recorder:
+    """A TranscriptListener that keeps everything in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def on_transcript(self, text: str, is_final: bool) -> None:
+        self.events.append(("final" if is_final else "partial", text))
+
+    def on_stt_failure(self, reason: str) -> None:
+        self.events.append(("failure", reason))
+
+    def of(self, kind: str) -> list[object]:
+        return [value for k, value in self.events if k == kind]
+
+
+class FallbackTranscriber:
+    """A Transcriber double: says how much audio it got, or never answers when told to hang."""
+
+    def __init__(self, hang: bool = False) -> None:
+        self.hang = hang
+        self.calls: list[bytes] = []
+        self.cancelled = 0
+
+    def transcribe(self, ulaw: bytes) -> Deferred[str]:
+        self.calls.append(ulaw)
+        if self.hang:
+            return Deferred(lambda d: setattr(self, "cancelled", self.cancelled + 1))
+        return succeed(f"fallback heard {len(ulaw)} bytes")
+
+
+class LogLines:
+    """Formatted voiced.google.* log lines, with hooks run as each line arrives."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.hooks: list = []
+
+    def __call__(self, event: dict) -> None:
+        if str(event.get("log_namespace", "")).startswith("voiced.google") and event.get("log_format"):
+            line = formatEvent(event)
+            self.lines.append(line)
+            for hook in list(self.hooks):
+                hook(line)
+
+    def starting(self, prefix: str) -> list[str]:
+        return [line for line in self.lines if line.startswith(prefix)]
+
+
+async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await deferLater(reactor, 0.005)
+
+
+async def feed_paced(stream, audio: bytes, speed: float) -> None:
+    """Feed 20 ms frames at ``speed`` x real time, as a carrier would (only faster)."""
+    per_tick = max(1, int(speed * 0.005 * 1000 / 20))  # frames per 5 ms tick
+    frames = [audio[i : i + FRAME_BYTES] for i in range(0, len(audio), FRAME_BYTES)]
+    for i in range(0, len(frames), per_tick):
+        for frame in frames[i : i + per_tick]:
+            stream.feed(frame)
+        await deferLater(reactor, 0.005)
+
+
+class EmulatorCase(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.recognizer = NumberedRecognizer()
+        self.logs = LogLines()
+        globalLogPublisher.addObserver(self.logs)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logs)
+        self.pool = ThreadPool(minthreads=0, maxthreads=16, name="test-stt")
+        self.pool.start()
+        self.addCleanup(self.pool.stop)  # last: every stream has let its thread go by then
+
+    def start_engine(
+        self,
+        faults: FaultPlan | None = None,
+        fallback=None,
+        backoff: Backoff | None = None,
+        rollover_s: float = 240.0,
+        **settings,
+    ) -> GoogleSTTEngine:
+        self.emulator = Emulator(faults=faults, recognizer=self.recognizer)
+        port = self.emulator.start()
+        self.addCleanup(self.emulator.stop)
+        self.settings = Settings(google_endpoint=f"127.0.0.1:{port}", google_insecure=True, **settings)
+        self.clients = GoogleClients(self.settings)
+        self.clients.start()
+        self.addCleanup(self.clients.stop)
+        return GoogleSTTEngine(
+            self.clients,
+            self.settings,
+            self.pool,
+            reactor,
+            fallback,
+            rollover_s=rollover_s,
+            backoff=backoff or Backoff.from_ms(200, 1600, 4),
+        )
+
+    def open(self, engine: GoogleSTTEngine, call_id: str = "CA1"):
+        listener = Recorder()
+        stream = engine.open_stream(call_id, listener)
+        self.addCleanup(stream.close)
+        return stream, listener
+
+
+class StreamingTests(EmulatorCase):
+    async def test_partials_then_finals(self) -> None:
+        engine = self.start_engine()
+        self.assertEqual((engine.name, engine.streaming), ("google", True))
+        stream, listener = self.open(engine)
+        await feed_paced(stream, conversation(1, 3), speed=20)
+        await until(lambda: len(listener.of("final")) == 3, what="three finals")
+        self.assertEqual(listener.of("final"), ["utterance 1", "utterance 2", "utterance 3"])
+        self.assertIn("utterance 1", listener.of("partial"))
+        # Every partial comes before its utterance's final.
+        kinds = [e for e in listener.events if e[1] == "utterance 2"]
+        self.assertEqual(kinds[-1], ("final", "utterance 2"))
+        self.assertEqual(self.emulator.stats.streams_started, 1)
+        self.assertEqual(listener.of("failure"), [])
+
+    async def test_close_frees_the_worker_and_delivers_nothing_more(self) -> None:
+        engine = self.start_engine()
+        stream, listener = self.open(engine)
+        await feed_paced(stream, buzz(1, 900), speed=20)  # mid-utterance
+        await until(lambda: self.emulator.stats.active_streams == 1, what="a stream")
+        stream.close()
+        before = list(listener.events)
+        await until(lambda: self.emulator.stats.active_streams == 0, what="the stream to end")
+        await until(lambda: not self.pool.working, what="the worker thread back")
+        stream.feed(silence_ulaw(1000))
+        await deferLater(reactor, 0.1)
+        self.assertEqual(listener.events, before)
+        self.assertEqual(self.clients.speech_loads, [0] * self.settings.google_channels)
+
+    async def test_unavailable_mid_utterance_is_retried_with_replay(self) -> None:
+        # Stream 1 fails after its first response (a partial of utterance 1), streams 2
+        # and 3 fail at once, stream 4 works: the backoff grows until a response resets it.
+        engine = self.start_engine(FaultPlan(status="UNAVAILABLE", every_nth=1, after_responses=1))
+
+        def escalate(line: str) -> None:
+            if "attempt=1 " in line:
+                self.emulator.set_faults(FaultPlan(status="UNAVAILABLE", every_nth=1, after_responses=0))
+            elif "attempt=3 " in line:
+                self.emulator.set_faults(FaultPlan())
+
+        self.logs.hooks.append(escalate)
+        stream, listener = self.open(engine, "CA-retry")
+        await feed_paced(stream, conversation(1, 3), speed=5)
+        await until(lambda: len(listener.of("final")) == 3, what="three finals")
+        self.assertEqual(
+            self.logs.starting("STT_RETRY"),
+            [
+                "STT_RETRY call=CA-retry error=ServiceUnavailable attempt=1 delay_ms=200",
+                "STT_RETRY call=CA-retry error=ServiceUnavailable attempt=2 delay_ms=400",
+                "STT_RETRY call=CA-retry error=ServiceUnavailable attempt=3 delay_ms=800",
+            ],
+        )
+        # The partial came from stream 1; the final of the same words from stream 4's replay.
+        self.assertEqual(listener.events[0], ("partial", "utterance 1"))
+        self.assertEqual(listener.of("final"), ["utterance 1", "utterance 2", "utterance 3"])
+        self.assertEqual(listener.of("failure"), [])
+        self.assertEqual(stream.streams_opened, 4)
+
+    async def test_retries_exhausted_then_fallback_then_a_fresh_budget(self) -> None:
+        fallback = FallbackTranscriber()
+        engine = self.start_engine(
+            FaultPlan(status="INTERNAL", every_nth=1), fallback=fallback, backoff=Backoff(0.01, 0.04, 4)
+        )
+        stream, listener = self.open(engine)
+        audio = buzz(1, 1200)
+        for i in range(0, len(audio), FRAME_BYTES):
+            stream.feed(audio[i : i + FRAME_BYTES])
+        await until(lambda: listener.of("failure"), what="the failure")
+        await deferLater(reactor, 0.2)
+        self.assertEqual(len(listener.of("failure")), 1)
+        self.assertIn("InternalServerError", listener.of("failure")[0])
+        self.assertEqual(self.emulator.stats.streams_started, 5)  # the first try and 4 retries
+        self.assertEqual([len(a) for a in fallback.calls], [len(audio)])
+        self.assertEqual(listener.of("final"), [f"fallback heard {len(audio)} bytes"])
+        self.assertEqual(len(self.logs.starting("STT_RETRY")), 4)
+
+        # The service is back: the next audio opens a stream with a fresh budget, and
+        # the audio the fallback took is not replayed.
+        self.emulator.set_faults(FaultPlan())
+        await feed_paced(stream, silence_ulaw(500) + utterance(2), speed=20)
+        await until(lambda: len(listener.of("final")) == 2, what="the next final")
+        self.assertEqual(listener.of("final")[1], "utterance 2")
+        self.assertEqual(len(listener.of("failure")), 1)
+
+    async def test_fallback_is_bounded_in_time(self) -> None:
+        fallback = FallbackTranscriber(hang=True)
+        engine = self.start_engine(
+            FaultPlan(every_nth=1), fallback=fallback, backoff=Backoff(0.01, 0.01, 1), stt_fallback_timeout_ms=100
+        )
+        stream, listener = self.open(engine)
+        stream.feed(buzz(1, 500))
+        await until(lambda: fallback.calls, what="the fallback")
+        self.assertEqual(len(listener.of("failure")), 1)
+        await until(lambda: fallback.cancelled == 1, timeout=2, what="the fallback cancelled")
+        self.assertEqual(listener.of("final"), [])
+
+    async def test_unsupported_language_is_reported_once_then_degrades(self) -> None:
+        fallback = FallbackTranscriber()
+        engine = self.start_engine(fallback=fallback, language="he-IL", stt_model="phone_call")
+        stream, listener = self.open(engine)
+        stream.speech_started()
+        await feed_paced(stream, buzz(1, 600), speed=20)
+        await until(lambda: listener.of("failure"), what="the failure")
+        (reason,) = listener.of("failure")
+        for needed in ("phone_call", "he-IL", "InvalidArgument", "not supported for language", "--stt-model"):
+            self.assertIn(needed, reason)
+        self.assertEqual(len(self.logs.starting("STT_DEGRADED")), 1)
+        self.assertEqual(self.logs.starting("STT_RETRY"), [])
+
+        # Whole utterances from now on: the utterance in progress is kept, flush delivers.
+        await feed_paced(stream, buzz(1, 400), speed=20)
+        stream.flush()
+        self.assertEqual(len(fallback.calls), 1)
+        self.assertGreaterEqual(len(fallback.calls[0]), len(buzz(1, 1000)))
+        stream.speech_started()
+        stream.feed(buzz(2, 800))
+        stream.flush()
+        self.assertEqual(len(listener.of("final")), 2)
+        self.assertEqual(self.emulator.stats.streams_started, 1)
+        self.assertEqual(len(listener.of("failure")), 1)
+
+    async def test_degraded_without_fallback_still_ends_each_turn(self) -> None:
+        engine = self.start_engine(language="he-IL", stt_model="phone_call")
+        stream, listener = self.open(engine)
+        stream.feed(buzz(1, 400))
+        await until(lambda: listener.of("failure"), what="the failure")
+        stream.flush()
+        self.assertEqual(listener.of("final"), [""])
+
+
+class LongCallTests(EmulatorCase):
+    timeout = 60
+
+    async def test_ten_minutes_across_rollovers_lose_and_repeat_nothing(self) -> None:
+        # 300 utterances under a 20 s stream limit, rolling over at 15 s: about 40 streams.
+        engine = self.start_engine(FaultPlan(max_stream_s=20), rollover_s=15)
+        stream, listener = self.open(engine)
+        started = time.monotonic()
+        for n in range(1, 301):
+            # Fast, but never more than two utterances ahead of the finals, however slow the machine.
+            await until(lambda: len(listener.of("final")) >= n - 2, what=f"final {n - 2}")
+            await feed_paced(stream, utterance(n), speed=150)
+        await until(lambda: len(listener.of("final")) >= 300, what="300 finals")
+        await deferLater(reactor, 0.2)
+        self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 301)])
+        self.assertGreaterEqual(stream.streams_opened, 38)
+        self.assertEqual(self.emulator.stats.streams_failed, 0)  # rolled over before the limit every time
+        self.assertLess(time.monotonic() - started, 45)  # 10 minutes of call, far faster than real time
+
+    async def test_long_silence_rolls_over_without_hitting_the_limit(self) -> None:
+        # Nothing said for 2 minutes: no final to roll over at, and no result at all.
+        engine = self.start_engine(FaultPlan(max_stream_s=20), rollover_s=15)
+        stream, listener = self.open(engine)
+        await feed_paced(stream, silence_ulaw(120_000), speed=150)
+        await feed_paced(stream, utterance(1), speed=5)
+        await until(lambda: listener.of("final"), what="the final")
+        self.assertEqual(listener.of("final"), ["utterance 1"])
+        self.assertGreaterEqual(stream.streams_opened, 8)
+        self.assertEqual(self.emulator.stats.streams_failed, 0)
+        self.assertEqual(self.logs.starting("STT_RETRY"), [])
+
+    async def test_stream_limit_mid_utterance_reopens_with_replay(self) -> None:
+        # No rollover: the 20 s limit cuts streams wherever they are, often mid-utterance.
+        engine = self.start_engine(FaultPlan(max_stream_s=20))
+        stream, listener = self.open(engine)
+        for n in range(1, 101):
+            await until(lambda: len(listener.of("final")) >= n - 2, what=f"final {n - 2}")
+            await feed_paced(stream, utterance(n, 1000, 700), speed=100)
+        await until(lambda: len(listener.of("final")) >= 100, what="100 finals")
+        await deferLater(reactor, 0.2)
+        self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 101)])
+        self.assertGreaterEqual(self.emulator.stats.streams_failed, 8)
+        self.assertEqual(len(self.logs.starting("STT_REOPEN")), self.emulator.stats.streams_failed)
+        self.assertEqual(self.logs.starting("STT_RETRY"), [])
+        self.assertEqual(listener.of("failure"), [])
+
+
+class ConstructionTests(EmulatorCase):
+    async def test_streams_borrow_and_construct_nothing(self) -> None:
+        engine = self.start_engine()
+        before = construction_counts()
+        streams = [self.open(engine, f"CA{i}") for i in range(12)]
+        audio = utterance(1, 600, 500)
+        for stream, _ in streams:
+            stream.feed(audio)
+        await until(lambda: all(listener.of("final") for _, listener in streams), what="every call's final")
+        self.assertEqual(max(self.clients.speech_loads) - min(self.clients.speech_loads), 0)  # 12 over 4 channels
+        for stream, _ in streams:
+            stream.close()
+        self.assertEqual(construction_counts(), before)
+        await until(lambda: sum(self.clients.speech_loads) == 0, what="every lease back")
+
+
+class PureTests(SynchronousTestCase):
+    def test_recognition_config_for_twilio_audio(self) -> None:
+        config = recognition_config(Settings(language="en-GB", stt_model="telephony"))
+        self.assertTrue(config.interim_results)
+        self.assertEqual(config.config.encoding.name, "MULAW")
+        self.assertEqual(config.config.sample_rate_hertz, 8000)
+        self.assertEqual((config.config.language_code, config.config.model), ("en-GB", "telephony"))
+        self.assertTrue(config.config.use_enhanced and config.config.enable_automatic_punctuation)
+
+    def test_audio_log_addresses_by_absolute_offset(self) -> None:
+        log = _AudioLog()
+        log.append(bytes(range(256)) * 100)
+        log.forget_before(10)  # below the slack: kept
+        self.assertEqual(log.start, 0)
+        log.forget_before(SAMPLE_RATE + 5)
+        self.assertEqual(log.start, SAMPLE_RATE + 5)
+        self.assertEqual(log.since(SAMPLE_RATE + 6)[:3], bytes([(SAMPLE_RATE + 6 + i) % 256 for i in range(3)]))
+        self.assertEqual(log.since(0)[:1], bytes([(SAMPLE_RATE + 5) % 256]))  # forgotten audio is gone
+        self.assertEqual(log.end, 25600)
+        self.assertEqual(len(log.since(log.start)), 25600 - log.start)

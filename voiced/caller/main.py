@@ -1,0 +1,195 @@
+"""voiced-call: place simulated Twilio calls against a voiced daemon and report what a caller heard.
+
+  voiced-call ws://127.0.0.1:8080/media --say "What time do you open?" --say "Thanks, bye"
+  voiced-call --wav question.wav --barge-in-ms 300 --say "Stop, stop" --out bot.wav
+  voiced-call --calls 20 --say "Hello" --json
+
+Exit status: 0 when every call connected and heard the bot, 1 otherwise, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from twisted.internet import task, threads
+from twisted.internet.defer import gatherResults
+
+from voiced.audio import read_wav_as_ulaw, write_ulaw_as_wav
+from voiced.caller.client import CallerLine, place_call
+from voiced.caller.report import (
+    CallReport,
+    format_call_summary,
+    format_conversation,
+    format_summary,
+    mixed_audio,
+    run_dict,
+    transcribe_replies,
+)
+
+DEFAULT_URL = "ws://127.0.0.1:8080/media"
+
+
+class _LineAction(argparse.Action):
+    """--say/--wav append a line in command-line order; a preceding --barge-in-ms applies to it."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any, option: Any = None
+    ) -> None:
+        kind = "say" if option == "--say" else "wav"
+        namespace.lines.append((kind, value, namespace.barge_in_ms))
+        namespace.barge_in_ms = None
+
+
+def _parameter(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="voiced-call", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("url", nargs="?", default=DEFAULT_URL, help=f"the daemon's media WebSocket (default {DEFAULT_URL})")
+    p.set_defaults(lines=[])
+    p.add_argument(
+        "--say", action=_LineAction, metavar="TEXT", help="a line to speak, synthesized by espeak-ng (spoken in order)"
+    )
+    p.add_argument("--wav", action=_LineAction, metavar="FILE", help="a line to speak, read from a WAV file")
+    p.add_argument(
+        "--barge-in-ms",
+        type=int,
+        metavar="N",
+        help="the next --say/--wav starts N ms after the bot's reply starts playing, talking over it",
+    )
+    p.add_argument("--language", default="en-US", help="espeak-ng language for --say (default en-US)")
+    p.add_argument("--pause-ms", type=int, default=400, help="pause after the bot finishes before speaking (400)")
+    p.add_argument("--reply-timeout", type=float, default=8.0, help="speak anyway after this many silent seconds (8)")
+    p.add_argument("--hangup-grace", type=float, default=3.0, help="seconds after the last reply before hanging up (3)")
+    p.add_argument("--max-duration", type=float, default=120.0, help="hang up after this many seconds regardless (120)")
+    p.add_argument("--calls", type=int, default=1, help="number of concurrent calls, each with its own CallSid (1)")
+    p.add_argument("--call-sid", help="CallSid of the (first) call; default a random CA...")
+    p.add_argument("--account-sid", help="AccountSid sent in start; default a random AC...")
+    p.add_argument("--from", dest="from_", default="+15550100", metavar="NUMBER", help="customParameters.From")
+    p.add_argument("--to", default="+15550199", metavar="NUMBER", help="customParameters.To")
+    p.add_argument(
+        "--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE", help="extra customParameters"
+    )
+    p.add_argument(
+        "--auth-token",
+        default=os.environ.get("TWILIO_AUTH_TOKEN"),
+        help="sign the upgrade with X-Twilio-Signature (default $TWILIO_AUTH_TOKEN)",
+    )
+    p.add_argument("--signed-url", help="the public wss:// URL the signature covers (default the URL called)")
+    p.add_argument("--out", metavar="FILE.wav", help="save the bot's audio as heard (call N > 1 gets FILE-N.wav)")
+    p.add_argument("--out-caller", metavar="FILE.wav", help="save both sides mixed, the caller's audio included")
+    p.add_argument("--no-transcribe", action="store_true", help="do not transcribe the bot's replies with Whisper")
+    p.add_argument("--whisper-model", default="", help="faster-whisper model directory (default the bundled tiny.en)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable report instead of the conversation")
+    return p
+
+
+def load_lines(specs: Sequence[tuple[str, str, int | None]], language: str) -> list[CallerLine]:
+    """Synthesize or read every line before the first call, so no call waits on it."""
+    lines: list[CallerLine] = []
+    synthesizer = None
+    for kind, value, barge_in_ms in specs:
+        if kind == "say":
+            if synthesizer is None:
+                from voiced.tts.local import EspeakSynthesizer
+
+                synthesizer = EspeakSynthesizer(language)
+            lines.append(CallerLine(synthesizer.synthesize_blocking(value), value, barge_in_ms))
+        else:
+            lines.append(CallerLine(read_wav_as_ulaw(value), f"[{os.path.basename(value)}]", barge_in_ms))
+    return lines
+
+
+def numbered(path: str, index: int) -> str:
+    if index == 0:
+        return path
+    stem, ext = os.path.splitext(path)
+    return f"{stem}-{index + 1}{ext}"
+
+
+def transcribe_all(reports: list[CallReport], model_path: str) -> str | None:
+    """Blocking: one Whisper model for every reply of every call. Returns an error, or None."""
+    try:
+        from voiced.stt.local import WhisperTranscriber
+
+        transcriber = WhisperTranscriber(model_path=model_path, cpu_threads=1)
+        for report in reports:
+            transcribe_replies(report, transcriber)
+    except Exception as e:  # noqa: BLE001 - a transcript is a nicety; the call results stand without it
+        return f"transcription failed: {e}"
+    return None
+
+
+async def run(reactor: Any, args: argparse.Namespace, lines: list[CallerLine]) -> None:
+    parameters = {"From": args.from_, "To": args.to, **dict(args.param)}
+    calls = [
+        place_call(
+            reactor,
+            args.url,
+            lines,
+            pause_ms=args.pause_ms,
+            reply_timeout_s=args.reply_timeout,
+            hangup_grace_s=args.hangup_grace,
+            call_sid=args.call_sid if i == 0 else None,
+            custom_parameters=parameters,
+            max_duration_s=args.max_duration,
+            account_sid=args.account_sid,
+            auth_token=args.auth_token,
+            signed_url=args.signed_url,
+        )
+        for i in range(args.calls)
+    ]
+    reports: list[CallReport] = await gatherResults(calls)
+    if not args.no_transcribe and any(r.replies for r in reports):
+        problem = await threads.deferToThread(transcribe_all, reports, args.whisper_model)
+        if problem:
+            print(f"voiced-call: {problem}", file=sys.stderr)
+    for i, report in enumerate(reports):
+        if args.out and report.connected:
+            write_ulaw_as_wav(numbered(args.out, i), report.bot_audio)
+        if args.out_caller and report.connected:
+            write_ulaw_as_wav(numbered(args.out_caller, i), mixed_audio(report))
+    if args.json:
+        print(json.dumps(run_dict(reports), indent=2, ensure_ascii=False))
+    else:
+        for report in reports:
+            if report.connected:
+                print(format_conversation(report))
+            print(format_call_summary(report))
+            print()
+        print(format_summary(reports))
+    for report in reports:
+        if not report.connected:
+            print(f"voiced-call: {report.call_sid}: {'; '.join(report.errors)}", file=sys.stderr)
+    if not all(r.completed for r in reports):
+        raise SystemExit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.barge_in_ms is not None:
+        parser.error("--barge-in-ms applies to the next --say/--wav; none follows it")
+    if args.calls < 1:
+        parser.error("--calls must be at least 1")
+    if not args.url.startswith(("ws://", "wss://")):
+        parser.error(f"{args.url!r} is not a ws:// or wss:// URL")
+    try:
+        lines = load_lines(args.lines, args.language)
+    except (OSError, ValueError, RuntimeError) as e:
+        parser.exit(2, f"voiced-call: cannot prepare a line: {e}\n")
+    task.react(lambda reactor: run(reactor, args, lines))
+
+
+if __name__ == "__main__":
+    main()

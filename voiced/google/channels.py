@@ -1,0 +1,142 @@
+"""gRPC channels to Google's speech APIs, and a pool that spreads streams over them.
+
+One HTTP/2 connection carries about 100 concurrent streams, and channels with
+identical options share one connection, so each pooled channel gets a distinct
+``grpc.channel_pool_idx``. Keepalive pings keep idle connections warm (a cold TLS
+handshake costs a turn ~100 ms) without pinging so often that Google answers
+``too_many_pings``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from typing import Any, Callable, Generic, Sequence, TypeVar
+
+import grpc
+from google.api_core import grpc_helpers
+from google.auth.credentials import Credentials
+from twisted.logger import Logger
+
+from voiced.config import ConfigError, Settings
+from voiced.lifecycle import note_construction
+
+SPEECH_TARGET = "speech.googleapis.com:443"
+TTS_TARGET = "texttospeech.googleapis.com:443"
+#: Half of a connection's ~100 streams: room for rollovers, which briefly hold two per call.
+MAX_STREAMS_PER_CHANNEL = 50
+KEEPALIVE_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
+
+log = Logger()
+T = TypeVar("T")
+
+
+def endpoint_host(endpoint: str) -> str:
+    """The host of ``host:port`` or ``[v6]:port``."""
+    if endpoint.startswith("["):
+        return endpoint[1 : endpoint.find("]")]
+    return endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a DNS name: never resolved here, so never trusted
+
+
+def check_endpoint(settings: Settings) -> None:
+    """Refuse plaintext gRPC (audio and text in clear) to anything but loopback, unless asked."""
+    if settings.google_insecure and not settings.google_endpoint:
+        raise ConfigError("--google-insecure needs --google-endpoint (the emulator's host:port)")
+    if settings.google_insecure and not settings.google_insecure_remote:
+        host = endpoint_host(settings.google_endpoint)
+        if not is_loopback(host):
+            raise ConfigError(
+                f"refusing plaintext gRPC to non-loopback host {host!r} "
+                "(callers' audio would cross the network unencrypted); "
+                "use TLS, or set --google-insecure-remote if you really mean it"
+            )
+
+
+def open_channel(
+    settings: Settings, credentials: Credentials | None, default_target: str, index: int
+) -> grpc.Channel:
+    """One channel: plaintext to the emulator, else TLS with credentials to ``default_target``
+    (or to --google-endpoint when set)."""
+    check_endpoint(settings)
+    options = [*KEEPALIVE_OPTIONS, ("grpc.channel_pool_idx", index)]
+    target = settings.google_endpoint or default_target
+    if settings.google_insecure:
+        channel = grpc.insecure_channel(target, options=options)
+    else:
+        channel = grpc_helpers.create_channel(target, credentials=credentials, options=options)
+    note_construction("google_channel")
+    return channel
+
+
+class Lease(Generic[T]):
+    """One stream's use of a pooled client; release() is idempotent."""
+
+    def __init__(self, pool: "ChannelPool[T]", index: int) -> None:
+        self._pool = pool
+        self.index = index
+        self.client: T = pool._clients[index]
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._pool._release(self.index)
+
+
+class ChannelPool(Generic[T]):
+    """Clients over K channels; each stream leases the least-loaded one. Thread-safe."""
+
+    def __init__(
+        self,
+        channels: Sequence[grpc.Channel],
+        make_client: Callable[[grpc.Channel], T],
+        max_per_channel: int = MAX_STREAMS_PER_CHANNEL,
+    ) -> None:
+        if not channels:
+            raise ValueError("a channel pool needs at least one channel")
+        self._channels = list(channels)
+        self._clients = [make_client(c) for c in self._channels]
+        self._loads = [0] * len(self._channels)
+        self._max = max_per_channel
+        self._lock = threading.Lock()
+
+    @property
+    def loads(self) -> list[int]:
+        with self._lock:
+            return list(self._loads)
+
+    def acquire(self) -> Lease[T]:
+        with self._lock:
+            index = min(range(len(self._loads)), key=self._loads.__getitem__)
+            self._loads[index] += 1
+            load = self._loads[index]
+        if load == self._max + 1:  # log the crossing, not every stream beyond it
+            log.warn(
+                "google channel pool over {max} streams per channel ({channels} channels): "
+                "raise --google-channels",
+                max=self._max,
+                channels=len(self._channels),
+            )
+        return Lease(self, index)
+
+    def _release(self, index: int) -> None:
+        with self._lock:
+            self._loads[index] -= 1
+
+    def close(self) -> None:
+        """Close every channel; RPCs in flight end with CANCELLED, freeing their threads."""
+        for channel in self._channels:
+            channel.close()

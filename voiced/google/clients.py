@@ -1,0 +1,108 @@
+"""The process-wide Google clients: credentials, the STT channel pool, the TTS client.
+
+Nothing is built in __init__: twistd constructs the service before it forks, and
+gRPC objects do not survive a fork. The service calls start() from startService
+(after the fork) and stop() from stopService.
+"""
+
+from __future__ import annotations
+
+from google.api_core import exceptions as gexc
+from google.cloud import speech_v1, texttospeech_v1
+from google.cloud.speech_v1.services.speech.transports import SpeechGrpcTransport
+from google.cloud.texttospeech_v1.services.text_to_speech.transports import TextToSpeechGrpcTransport
+from twisted.logger import Logger
+
+from voiced.config import Settings
+from voiced.google.channels import SPEECH_TARGET, TTS_TARGET, ChannelPool, Lease, check_endpoint, open_channel
+from voiced.google.credentials import LoadedCredentials, load_credentials
+from voiced.lifecycle import note_construction
+
+log = Logger()
+
+#: What a retry may cure: the service or the connection, not the request.
+TRANSIENT_ERRORS = (
+    gexc.ServiceUnavailable,  # 503, and a connection reset by peer
+    gexc.InternalServerError,
+    gexc.DeadlineExceeded,
+    gexc.Aborted,
+    gexc.ResourceExhausted,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    # Some resets surface as UNKNOWN ("Stream removed", "Connection reset by peer").
+    text = str(error).lower()
+    return isinstance(error, gexc.Unknown) and ("reset" in text or "stream removed" in text)
+
+
+def _speech_client(channel) -> speech_v1.SpeechClient:
+    client = speech_v1.SpeechClient(transport=SpeechGrpcTransport(channel=channel))
+    note_construction("google_speech_client")
+    return client
+
+
+class GoogleClients:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._credentials: LoadedCredentials | None = None
+        self._speech: ChannelPool[speech_v1.SpeechClient] | None = None
+        self._tts_channel = None
+        self._tts: texttospeech_v1.TextToSpeechClient | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._speech is not None
+
+    def start(self) -> None:
+        """Load credentials and open the channels (idempotent)."""
+        if self.started:
+            return
+        settings = self.settings
+        check_endpoint(settings)
+        self._credentials = creds = load_credentials(settings)
+        channels = [
+            open_channel(settings, creds.credentials, SPEECH_TARGET, i) for i in range(settings.google_channels)
+        ]
+        self._speech = ChannelPool(channels, _speech_client)
+        # TTS calls are short unary RPCs: one channel of their own, apart from the streams.
+        self._tts_channel = open_channel(settings, creds.credentials, TTS_TARGET, settings.google_channels)
+        self._tts = texttospeech_v1.TextToSpeechClient(transport=TextToSpeechGrpcTransport(channel=self._tts_channel))
+        note_construction("google_tts_client")
+        log.info(
+            "google clients ready: {channels} speech channels, endpoint={endpoint}, credentials={source}",
+            channels=settings.google_channels,
+            endpoint=settings.google_endpoint or "google",
+            source=creds.source,
+        )
+
+    def stop(self) -> None:
+        """Close every channel (streams in flight end, freeing their threads)."""
+        if self._speech is not None:
+            self._speech.close()
+            self._speech = None
+        if self._tts_channel is not None:
+            self._tts_channel.close()
+            self._tts_channel = self._tts = None
+        if self._credentials is not None:
+            self._credentials.discard()
+            self._credentials = None
+
+    def acquire_speech(self) -> Lease[speech_v1.SpeechClient]:
+        """A speech client for one stream; call ``lease.release()`` when the stream ends."""
+        if self._speech is None:
+            raise RuntimeError("GoogleClients.start() has not been called")
+        return self._speech.acquire()
+
+    @property
+    def speech_loads(self) -> list[int]:
+        """Streams per channel, for metrics and tests."""
+        return self._speech.loads if self._speech is not None else []
+
+    @property
+    def tts_client(self) -> texttospeech_v1.TextToSpeechClient:
+        if self._tts is None:
+            raise RuntimeError("GoogleClients.start() has not been called")
+        return self._tts

@@ -1,0 +1,436 @@
+"""Google streaming speech-to-text, one gRPC stream at a time per call, that survives failure.
+
+A call's audio is kept from the end of the last final result (``result_end_time``)
+on, addressed by absolute byte offsets since the call began (8 kHz mu-law: one byte
+per sample). Whenever a stream has to be replaced -- a retryable error, Google's
+stream limits, or a deliberate rollover before the 305 s limit, taken after a final
+or in silence -- the next stream starts by replaying that audio, so no word is lost,
+and results of the replaced stream are ignored from then on, so no final is
+duplicated. A stream that fails for good (retries exhausted) hands that audio to the
+fallback transcriber; a stream the service refuses outright (a bad model/language,
+credentials) degrades the call to whole-utterance transcription by the fallback.
+
+Threads: ``streaming_recognize`` blocks (until the first response, then per
+response), so each stream holds a worker of the service's pool for its life; gRPC
+reads the request generator in a thread of its own. Everything else, including
+every listener call, happens on the reactor thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Iterator
+
+from google.api_core import exceptions as gexc
+from google.cloud import speech_v1
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from voiced.audio import SAMPLE_RATE
+from voiced.config import Settings
+from voiced.google.channels import Lease
+from voiced.google.clients import GoogleClients, is_transient
+from voiced.retry import Backoff
+from voiced.stt.base import Transcriber, TranscriptListener
+from voiced.stt.local import PREROLL_MS, LocalSTTStream
+
+log = Logger()
+
+#: ~100 ms per request, the size Google recommends for streaming.
+REQUEST_BYTES = SAMPLE_RATE // 10
+#: Replays go in bigger requests (Google takes up to 25 KB each).
+REPLAY_REQUEST_BYTES = SAMPLE_RATE // 2
+#: The most audio kept for a replay: longer than any utterance, short enough to resend in a blink.
+REPLAY_MAX_BYTES = SAMPLE_RATE * 30
+#: More than Google takes to answer speech with a partial: older audio without one was silence.
+UNANSWERED_BYTES = SAMPLE_RATE * 5
+#: Dead audio is cut off the buffer in slices, not per frame (a bytearray shifts on every cut).
+_TRIM_SLACK_BYTES = SAMPLE_RATE
+_PREROLL_BYTES = SAMPLE_RATE * PREROLL_MS // 1000
+
+_HINTS = {
+    "InvalidArgument": "check --stt-model and --language (not every model supports every language)",
+    "PermissionDenied": "check the service account's roles and that the Speech API is enabled",
+    "Unauthenticated": "check the Google credentials",
+    "NotFound": "check --stt-model and --google-endpoint",
+}
+
+
+def recognition_config(settings: Settings) -> speech_v1.StreamingRecognitionConfig:
+    return speech_v1.StreamingRecognitionConfig(
+        config=speech_v1.RecognitionConfig(
+            # Twilio's mu-law goes as it comes: no transcoding.
+            encoding=speech_v1.RecognitionConfig.AudioEncoding.MULAW,
+            sample_rate_hertz=SAMPLE_RATE,
+            language_code=settings.language,
+            model=settings.stt_model,
+            use_enhanced=True,
+            enable_automatic_punctuation=True,
+        ),
+        interim_results=True,
+    )
+
+
+def _bytes_at(duration) -> int:
+    """A result time (a timedelta since the stream began) as a byte offset into its audio."""
+    return round(duration.total_seconds() * SAMPLE_RATE)
+
+
+class GoogleSTTEngine:
+    """STTEngine: process-wide; each call opens a GoogleSTTStream."""
+
+    name = "google"
+    streaming = True
+
+    def __init__(
+        self,
+        clients: GoogleClients,
+        settings: Settings,
+        pool: ThreadPool,
+        reactor,
+        fallback: Transcriber | None,
+        rollover_s: float = 240.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.clients = clients
+        self.settings = settings
+        self.pool = pool
+        self.reactor = reactor
+        self.fallback = fallback
+        self.rollover_s = rollover_s
+        self.backoff = backoff or Backoff.from_ms(
+            settings.stt_retry_initial_ms, settings.stt_retry_max_ms, settings.stt_retry_attempts, jitter=0.1
+        )
+        self.config = recognition_config(settings)
+
+    def open_stream(self, call_id: str, listener: TranscriptListener) -> "GoogleSTTStream":
+        return GoogleSTTStream(self, call_id, listener)
+
+
+class _Session:
+    """One streaming_recognize call. Fields without a lock belong to the reactor thread."""
+
+    def __init__(self, lease: Lease[speech_v1.SpeechClient], base: int, opened_at: float) -> None:
+        self.lease = lease
+        self.base = base  # absolute offset of this stream's first audio byte
+        self.sent_upto = base
+        self.opened_at = opened_at
+        self.responded = False
+        self._requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._call = None  # the response iterator, once streaming_recognize returns
+        self._retired = False
+
+    def send(self, audio: bytes) -> None:
+        for i in range(0, len(audio), REPLAY_REQUEST_BYTES):
+            self._requests.put(audio[i : i + REPLAY_REQUEST_BYTES])
+
+    def requests(self) -> Iterator[speech_v1.StreamingRecognizeRequest]:
+        """gRPC's request thread: audio until the half-close marker."""
+        while (audio := self._requests.get()) is not None:
+            yield speech_v1.StreamingRecognizeRequest(audio_content=audio)
+
+    def run(self, config, timeout: float, deliver) -> None:
+        """Worker thread: the whole life of the stream. Raises what the stream ended with."""
+        # retry=None: the library's own retry replays a half-consumed request generator.
+        responses = self.lease.client.streaming_recognize(config, self.requests(), retry=None, timeout=timeout)
+        with self._lock:
+            self._call = responses
+            retired = self._retired
+        if retired:
+            responses.cancel()
+        for response in responses:
+            deliver(self, response)
+
+    @property
+    def retired(self) -> bool:
+        with self._lock:
+            return self._retired
+
+    def retire(self) -> None:
+        """Half-close, then cancel: the worker returns promptly; nothing it yields is used.
+
+        Before the first response there is no call object to cancel yet; the
+        half-close makes the service end the stream, and run() cancels on return.
+        """
+        with self._lock:
+            self._retired = True
+            call = self._call
+        self._requests.put(None)
+        if call is not None:
+            call.cancel()
+
+
+class _AudioLog:
+    """The call's recent audio, addressed by absolute offsets since the call began."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.start = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self._buf)
+
+    def append(self, audio: bytes) -> None:
+        self._buf += audio
+
+    def since(self, offset: int) -> bytes:
+        return bytes(self._buf[max(offset, self.start) - self.start :])
+
+    def forget_before(self, offset: int) -> None:
+        if offset - self.start >= _TRIM_SLACK_BYTES:
+            cut = min(offset - self.start, len(self._buf))
+            del self._buf[:cut]
+            self.start += cut
+
+
+class GoogleSTTStream:
+    """One call's recognition; every method runs on the reactor thread."""
+
+    def __init__(self, engine: GoogleSTTEngine, call_id: str, listener: TranscriptListener) -> None:
+        self._engine = engine
+        self._reactor = engine.reactor
+        self._call_id = call_id
+        self._listener = listener
+        self._audio = _AudioLog()
+        # Audio before this offset needs no replay: finalized, handed to the fallback, or silence.
+        self._settled_at = 0
+        self._speech_at: int | None = None  # where the current utterance began (VAD hint)
+        self._session: _Session | None = None
+        self._partial_open = False  # a partial came after the last final: an utterance is under way
+        self._attempt = 0  # failures since the last response
+        self._waiting: Deferred[None] | None = None  # the backoff before the next stream
+        self._degraded = False
+        self._local: LocalSTTStream | None = None  # whole-utterance fallback once degraded
+        self._closed = False
+        self.streams_opened = 0
+
+    # -- the STTStream contract ------------------------------------------------------------
+
+    def feed(self, ulaw: bytes) -> None:
+        if self._closed:
+            return
+        if self._degraded:
+            if self._local is not None:
+                self._local.feed(ulaw)
+            return
+        self._audio.append(ulaw)
+        session = self._session
+        if session is not None:
+            if self._audio.end - session.sent_upto >= REQUEST_BYTES and not self._rolled_over(session):
+                self._send_pending(session)
+        elif self._waiting is None:
+            self._open_session()
+        self._forget_old_audio()
+
+    def speech_started(self) -> None:
+        if self._closed:
+            return
+        if self._local is not None:
+            self._local.speech_started()
+        elif self._speech_at is None:
+            self._speech_at = self._audio.end
+
+    def flush(self) -> None:
+        if self._closed:
+            return
+        self._speech_at = None
+        if self._local is not None:
+            self._local.flush()
+        elif self._degraded:
+            # No fallback transcriber: a whole-utterance engine still owes one final per flush.
+            self._listener.on_transcript("", True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+        if self._session is not None:
+            self._session.retire()
+        if self._local is not None:
+            self._local.close()
+        self._audio = _AudioLog()
+
+    # -- streams -----------------------------------------------------------------------------
+
+    def _open_session(self) -> None:
+        engine = self._engine
+        try:
+            lease = engine.clients.acquire_speech()
+        except Exception as e:  # noqa: BLE001 - e.g. clients stopped: report, never raise into the call
+            self._degrade(type(e).__name__, str(e))
+            return
+        session = _Session(lease, max(self._settled_at, self._audio.start), self._reactor.seconds())
+        self._session = session
+        self._partial_open = False
+        self.streams_opened += 1
+        self._send_pending(session)  # the replay: everything not settled yet
+        d = deferToThreadPool(
+            self._reactor,
+            engine.pool,
+            session.run,
+            engine.config,
+            float(engine.settings.google_timeout_s),
+            self._from_worker,
+        )
+        d.addBoth(self._session_ended, session)
+
+    def _send_pending(self, session: _Session) -> None:
+        session.send(self._audio.since(session.sent_upto))
+        session.sent_upto = self._audio.end
+
+    def _from_worker(self, session: _Session, response: speech_v1.StreamingRecognizeResponse) -> None:
+        if not session.retired:
+            self._reactor.callFromThread(self._on_response, session, response)
+
+    def _on_response(self, session: _Session, response: speech_v1.StreamingRecognizeResponse) -> None:
+        if self._closed or session is not self._session:
+            return
+        session.responded = True
+        self._attempt = 0
+        results = [r for r in response.results if r.alternatives]
+        finals = [r for r in results if r.is_final]
+        for result in finals:
+            self._settled_at = max(self._settled_at, session.base + _bytes_at(result.result_end_time))
+            self._partial_open = False
+            self._listener.on_transcript(result.alternatives[0].transcript.strip(), True)
+            if self._closed or session is not self._session:
+                return  # the listener hung up
+        if not finals and results:
+            # Later results are the less stable continuation of the first.
+            partial = "".join(r.alternatives[0].transcript for r in results).strip()
+            if partial:
+                self._partial_open = True
+                self._listener.on_transcript(partial, False)
+        self._rolled_over(session)
+
+    def _rolled_over(self, session: _Session) -> bool:
+        """Replace an old stream well before Google's 305 s limit, but never mid-utterance:
+        right after a final, or in silence. The new stream replays the audio since the
+        last final; the old one is retired, so its late results cannot repeat a final."""
+        if self._partial_open:
+            return False
+        # Audio time for emulators that count it, wall time for a service that counts that.
+        wall = self._reactor.seconds() - session.opened_at
+        if max(wall, (session.sent_upto - session.base) / SAMPLE_RATE) < self._engine.rollover_s:
+            return False
+        session.retire()
+        self._session = None
+        # No utterance under way: only the latest audio may hold words not answered yet.
+        self._settled_at = max(self._settled_at, self._audio.end - UNANSWERED_BYTES)
+        self._open_session()
+        return True
+
+    def _session_ended(self, result: None | Failure, session: _Session) -> None:
+        session.retire()  # frees gRPC's request thread, which may still wait for audio
+        session.lease.release()
+        if self._closed or session is not self._session:
+            return  # retired on purpose: how it ended does not matter
+        self._session = None
+        if not isinstance(result, Failure):
+            if not session.responded:
+                self._retry_or_give_up("StreamEnded", "the stream ended without a result")
+            return  # the service ended a working stream: the next audio reopens one
+        error = result.value
+        if isinstance(error, gexc.OutOfRange):
+            # Google's stream limits (max duration, audio timeout): not a failure. The next
+            # audio reopens a stream, which replays what this one had not finalized.
+            log.info("STT_REOPEN call={call_id} reason={reason}", call_id=self._call_id, reason=error.message)
+        elif is_transient(error):
+            self._retry_or_give_up(type(error).__name__, str(error))
+        else:
+            self._degrade(type(error).__name__, str(error))
+
+    # -- failure ------------------------------------------------------------------------------
+
+    def _retry_or_give_up(self, error: str, message: str) -> None:
+        backoff = self._engine.backoff
+        self._attempt += 1
+        if self._attempt > backoff.attempts:
+            self._give_up(error, message)
+            return
+        delay = backoff.delay(self._attempt)
+        log.info(
+            "STT_RETRY call={call_id} error={error} attempt={attempt} delay_ms={delay_ms}",
+            call_id=self._call_id,
+            error=error,
+            attempt=self._attempt,
+            delay_ms=int(round(delay * 1000)),
+        )
+        self._waiting = deferLater(self._reactor, delay)
+        self._waiting.addCallbacks(self._retry_now, lambda f: None)
+
+    def _retry_now(self, _: None) -> None:
+        self._waiting = None
+        if not self._closed and not self._degraded:
+            self._open_session()
+
+    def _give_up(self, error: str, message: str) -> None:
+        """Retries exhausted: tell the call, try the fallback aside, and start afresh on the next audio."""
+        self._attempt = 0
+        audio = self._audio.since(self._settled_at)
+        self._settled_at = self._audio.end  # handed to the fallback: never replayed
+        reason = f"Google STT failed after {self._engine.backoff.attempts} retries: {error}: {message}"
+        log.warn("STT_GAVE_UP call={call_id} {reason}", call_id=self._call_id, reason=reason)
+        self._listener.on_stt_failure(reason)
+        fallback = self._engine.fallback
+        if fallback is None or not audio or self._closed:
+            return
+        timeout_s = self._engine.settings.stt_fallback_timeout_ms / 1000
+        d = fallback.transcribe(audio)
+        d.addTimeout(timeout_s, self._reactor)
+        d.addCallbacks(self._fallback_text, self._fallback_failed)
+
+    def _fallback_text(self, text: str) -> None:
+        text = text.strip()
+        if text and not self._closed:
+            self._listener.on_transcript(text, True)
+
+    def _fallback_failed(self, failure: Failure) -> None:
+        if not self._closed:
+            log.warn(
+                "STT fallback gave nothing for call {call_id}: {error}",
+                call_id=self._call_id,
+                error=failure.getErrorMessage() or failure.type.__name__,
+            )
+
+    def _degrade(self, error: str, message: str) -> None:
+        """A non-retryable error: report it once, then transcribe whole utterances for the rest of the call."""
+        settings = self._engine.settings
+        hint = _HINTS.get(error, "")
+        reason = (
+            f"Google STT refused the stream (model={settings.stt_model}, language={settings.language}): "
+            f"{error}: {message}" + (f" -- {hint}" if hint else "")
+        )
+        fallback = self._engine.fallback
+        log.error(
+            "STT_DEGRADED call={call_id} {reason}; {mode} for the rest of the call",
+            call_id=self._call_id,
+            reason=reason,
+            mode="whole-utterance fallback" if fallback else "no transcription (no fallback)",
+        )
+        self._degraded = True
+        if fallback is not None:
+            self._local = LocalSTTStream(self._call_id, self._listener, fallback)
+            if self._speech_at is not None:
+                # Mid-utterance: the fallback gets the utterance so far, from just before it began.
+                self._local.speech_started()
+                self._local.feed(self._audio.since(max(self._settled_at, self._speech_at - _PREROLL_BYTES)))
+            else:
+                self._local.feed(self._audio.since(self._settled_at))
+        self._audio = _AudioLog()
+        self._listener.on_stt_failure(reason)
+
+    def _forget_old_audio(self) -> None:
+        needed = self._settled_at
+        if self._speech_at is not None:
+            needed = min(needed, self._speech_at - _PREROLL_BYTES)  # for a degraded mode's utterance
+        self._audio.forget_before(max(needed, self._audio.end - REPLAY_MAX_BYTES))
