@@ -48,6 +48,19 @@ class EndOfUtteranceTests(SynchronousTestCase):
             events += self.eou.push(VOICED + VOICED[:80])
         self.assertIsInstance(events[0], SpeechStarted)
 
+    def test_vad_hangover_is_not_speech(self):
+        """webrtcvad calls ~100 ms of near-silence after a word 'voiced': it must
+        count as silence, and the speech end is the last audible frame."""
+        hangover = b"\xfe" * 160  # near-zero amplitude
+        eou = EndOfUtterance(self.clock, lambda f: f in (VOICED, hangover), eou_silence_ms=240, min_speech_ms=60)
+        events = []
+        for frame in [VOICED] * 10 + [hangover] * 5 + [SILENT] * 7:
+            self.clock.advance(0.02)
+            events += eou.push(frame)
+        self.assertEqual([type(e) for e in events], [SpeechStarted, SpeechEnded])
+        self.assertAlmostEqual(events[1].at, 0.20)
+        self.assertAlmostEqual(self.clock.seconds(), 0.44)  # 240 ms after the last audible frame
+
     def test_end_speech_now(self):
         feed(self.eou, self.clock, "vvvvv..")
         self.eou.end_speech_now()

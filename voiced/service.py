@@ -136,7 +136,8 @@ class VoicedService(MultiService):
         if s.stt_engine == "google":
             from voiced.google.stt import GoogleSTTEngine
 
-            self.stt_engine = GoogleSTTEngine(google, s, self.stt_pool, self.clock, fallback=transcriber)
+            self.stt_engine = GoogleSTTEngine(google, s, self.stt_pool, self.clock, fallback=transcriber,
+                                              rollover_s=s.stt_rollover_s)
         else:
             self.stt_engine = LocalSTTEngine(transcriber)
 

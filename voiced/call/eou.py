@@ -13,7 +13,7 @@ from typing import Callable
 
 from twisted.internet.interfaces import IReactorTime
 
-from voiced.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ulaw_to_pcm16
+from voiced.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, audioop, ulaw_to_pcm16
 
 
 class WebRtcVoiceActivity:
@@ -41,6 +41,10 @@ class SpeechEnded:
 SpeechEvent = SpeechStarted | SpeechEnded
 
 
+def frame_rms(ulaw_frame: bytes) -> int:
+    return audioop.rms(ulaw_to_pcm16(ulaw_frame), 2)
+
+
 class EndOfUtterance:
     """Turns a stream of frames into speech-start and speech-end events.
 
@@ -48,7 +52,10 @@ class EndOfUtterance:
       than that are ignored);
     - ``eou_silence_ms`` of unvoiced audio after speech ends the utterance;
     - ``voiced_ms`` counts only voiced audio since speech started, which is what
-      barge-in debouncing compares with its threshold.
+      barge-in debouncing compares with its threshold;
+    - webrtcvad keeps saying "voiced" for ~100 ms after the voice stops (its hangover),
+      so the speech-end time is the last voiced frame that is also audible above the
+      line's noise floor, not the last frame the VAD called voiced.
     Frames of any length are re-cut into 20 ms frames.
     """
 
@@ -60,7 +67,7 @@ class EndOfUtterance:
         min_speech_ms: int,
     ) -> None:
         self._clock = clock
-        self._is_speech = is_speech
+        self._vad = is_speech
         self.eou_silence_ms = eou_silence_ms
         self.min_speech_ms = min_speech_ms
         self._pending = b""
@@ -71,21 +78,31 @@ class EndOfUtterance:
         self.last_voiced_at: float | None = None
         self._run_ms = 0
         self._run_started_at: float | None = None
+        self._noise_rms = 0.0
 
     def push(self, ulaw: bytes) -> list[SpeechEvent]:
         self._pending += ulaw
         events: list[SpeechEvent] = []
         while len(self._pending) >= FRAME_BYTES:
             frame, self._pending = self._pending[:FRAME_BYTES], self._pending[FRAME_BYTES:]
-            event = self._frame(frame, self._is_speech(frame))
+            event = self._frame(frame)
             if event is not None:
                 events.append(event)
         return events
 
-    def _frame(self, frame: bytes, voiced: bool) -> SpeechEvent | None:
+    def _is_speech(self, frame: bytes) -> bool:
+        rms = frame_rms(frame)
+        if not self._vad(frame):
+            # A slow average of what the line sounds like when nobody speaks.
+            self._noise_rms += (rms - self._noise_rms) * 0.05
+            return False
+        return rms > 3 * self._noise_rms + 30
+
+    def _frame(self, frame: bytes) -> SpeechEvent | None:
         now = self._clock.seconds()
+        speech = self._is_speech(frame)
         if not self.in_speech:
-            if not voiced:
+            if not speech:
                 self._run_ms, self._run_started_at = 0, None
                 return None
             if self._run_started_at is None:
@@ -99,7 +116,7 @@ class EndOfUtterance:
             self.speech_started_at = self._run_started_at
             self._run_ms, self._run_started_at = 0, None
             return SpeechStarted(self.speech_started_at)
-        if voiced:
+        if speech:
             self.voiced_ms += FRAME_MS
             self.silence_ms = 0
             self.last_voiced_at = now

@@ -303,7 +303,11 @@ class Call:
         log.warn("STT_FAILED call={call} reason={reason}", call=self.call_id, reason=reason)
         self.metrics.stt_failures_total.inc()
         self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
-        if self._turn.stt_failed or self.state not in (State.LISTENING, State.AWAITING_FINAL):
+        if (
+            self._turn.stt_failed
+            or self._turn.times.speech_start is None  # nobody spoke: nothing was lost, say nothing
+            or self.state not in (State.LISTENING, State.AWAITING_FINAL)
+        ):
             return
         self._turn.stt_failed = True
         prompt = self._new_reply("p", turn=None, current=False)
