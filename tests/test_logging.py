@@ -1,0 +1,301 @@
+import calendar
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from twisted.logger import ILogObserver, Logger, LoggingFile, LogLevel, LogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from voiced.logging import QueueLogObserver, json_observer, make_observer, text_observer
+
+WHEN = calendar.timegm((2026, 11, 25, 9, 30, 1)) + 0.123
+
+
+def event(fmt="call {call_id} started", level=LogLevel.info, namespace="voiced.service", **keys):
+    return dict(log_format=fmt, log_level=level, log_namespace=namespace, log_time=WHEN, **keys)
+
+
+def a_failure():
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        return Failure()
+
+
+class GatedStream:
+    """A stream whose write blocks until the test opens the gate (a stalled pipe or terminal)."""
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.parts = []
+        self.writes = 0
+
+    def write(self, text):
+        self.gate.wait(10)
+        self.parts.append(text)
+        self.writes += 1
+
+    def flush(self):
+        pass
+
+    def lines(self):
+        return "".join(self.parts).splitlines()
+
+
+class SlowStream(GatedStream):
+    def __init__(self, delay):
+        super().__init__()
+        self.gate.set()
+        self.delay = delay
+
+    def write(self, text):
+        time.sleep(self.delay)
+        super().write(text)
+
+
+class LockingPipeStream:
+    """Writes to a pipe under its own lock, slowly (like a BufferedWriter on a slow pipe)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.lock = threading.Lock()
+        self.entered = threading.Event()
+
+    def write(self, text):
+        with self.lock:
+            self.entered.set()
+            time.sleep(0.2)
+            os.write(self.fd, text.encode())
+
+    def flush(self):
+        with self.lock:
+            pass
+
+
+class BrokenStream:
+    def write(self, text):
+        raise BrokenPipeError("closed")
+
+    def flush(self):
+        raise BrokenPipeError("closed")
+
+
+class FormatTests(SynchronousTestCase):
+    def written(self, fmt, *events, min_level="info"):
+        stream = io.StringIO()
+        observer = make_observer(fmt, min_level, stream)
+        for e in events:
+            observer(e)
+        self.assertTrue(observer.stop())
+        return stream.getvalue()
+
+    def test_text_line(self):
+        out = self.written("text", event(call_id="CA1"))
+        self.assertEqual(out, "2026-11-25T09:30:01.123Z info [voiced.service] call CA1 started\n")
+
+    def test_text_failure_traceback_follows_indented(self):
+        out = self.written("text", event("stt failed", level=LogLevel.error, log_failure=a_failure()))
+        first, *rest = out.rstrip("\n").split("\n")
+        self.assertEqual(first, "2026-11-25T09:30:01.123Z error [voiced.service] stt failed")
+        self.assertIn("Traceback", rest[0])
+        self.assertTrue(all(line.startswith("\t") for line in rest))
+        self.assertIn("ZeroDivisionError", rest[-1])
+
+    def test_text_multiline_message_cannot_forge_a_line(self):
+        out = self.written("text", event("caller said {text}", text="hi\n2026-01-01T00:00:00.000Z error [x] forged"))
+        self.assertEqual(out.count("\n"), 2)
+        self.assertIn("\n\t2026-01-01", out)
+
+    def test_text_skips_empty_event(self):
+        self.assertEqual(self.written("text", {"log_level": LogLevel.info, "log_time": WHEN}), "")
+
+    def test_json_line(self):
+        out = self.written(
+            "json",
+            event(
+                call_id="CA1",
+                turn_ms=412.5,
+                words=["a", "b"],
+                protocol=object(),  # not serializable: left out
+                ratio=float("nan"),  # not valid JSON: left out
+                log_source=self,  # twisted internals: left out
+            ),
+        )
+        self.assertEqual(out.count("\n"), 1)
+        self.assertEqual(
+            json.loads(out),
+            {
+                "time": "2026-11-25T09:30:01.123Z",
+                "level": "info",
+                "namespace": "voiced.service",
+                "message": "call CA1 started",
+                "call_id": "CA1",
+                "turn_ms": 412.5,
+                "words": ["a", "b"],
+            },
+        )
+
+    def test_json_failure(self):
+        out = self.written("json", event("boom", level=LogLevel.critical, log_failure=a_failure()))
+        record = json.loads(out)
+        self.assertEqual(record["level"], "critical")
+        self.assertEqual(record["message"], "boom")
+        self.assertIn("ZeroDivisionError", record["failure"])
+
+    def test_event_without_level_or_namespace(self):
+        out = self.written("text", {"log_format": "plain", "log_time": WHEN})
+        self.assertEqual(out, "2026-11-25T09:30:01.123Z info [-] plain\n")
+
+    def test_through_a_twisted_logger(self):
+        stream = io.StringIO()
+        observer = make_observer("json", "debug", stream)
+        log = Logger(namespace="voiced.call", observer=LogPublisher(observer))
+        log.debug("frame {n}", n=7)
+        log.warn("slow turn {ms}", ms=2400)
+        observer.stop()
+        records = [json.loads(line) for line in stream.getvalue().splitlines()]
+        self.assertEqual(
+            [(r["level"], r["message"]) for r in records], [("debug", "frame 7"), ("warn", "slow turn 2400")]
+        )
+        self.assertEqual(records[1]["namespace"], "voiced.call")
+
+
+class LevelTests(SynchronousTestCase):
+    def test_gating(self):
+        stream = io.StringIO()
+        observer = make_observer("text", "warn", stream)
+        for level in (LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical):
+            observer(event(level.name, level=level))
+        observer.stop()
+        self.assertEqual(
+            [line.split(" ")[1] for line in stream.getvalue().splitlines()], ["warn", "error", "critical"]
+        )
+
+    def test_dropped_before_formatting(self):
+        class CountingFailure:
+            calls = 0
+
+            def getTraceback(self):
+                CountingFailure.calls += 1
+                return "tb"
+
+        observer = make_observer("text", "error", io.StringIO())
+        observer(event(level=LogLevel.info, log_failure=CountingFailure()))
+        observer(event(level=LogLevel.error, log_failure=CountingFailure()))
+        observer.stop()
+        self.assertEqual(CountingFailure.calls, 1)
+
+    def test_bad_settings(self):
+        self.assertRaises(ValueError, QueueLogObserver, io.StringIO(), "xml")
+        self.assertRaises(ValueError, QueueLogObserver, io.StringIO(), "text", "verbose")
+
+
+class NonBlockingTests(SynchronousTestCase):
+    def test_stalled_stream_does_not_block_callers(self):
+        stream = GatedStream()
+        observer = make_observer("text", "info", stream)
+        self.addCleanup(stream.gate.set)
+        for i in range(1000):
+            observer(event("line {i}", i=i))
+        # Every call returned while the writer is stuck in its first write.
+        self.assertEqual(stream.writes, 0)
+        stream.gate.set()
+        self.assertTrue(observer.stop(timeout=10))
+        expected = [f"2026-11-25T09:30:01.123Z info [voiced.service] line {i}" for i in range(1000)]
+        self.assertEqual(stream.lines(), expected)
+
+    def test_slow_stream_batches_and_stop_drains_everything(self):
+        stream = SlowStream(delay=0.01)
+        observer = make_observer("json", "info", stream)
+        for burst in range(5):
+            for i in range(1000):
+                observer(event("line {n}", n=burst * 1000 + i))
+        self.assertTrue(observer.stop(timeout=10))
+        self.assertEqual([json.loads(line)["n"] for line in stream.lines()], list(range(5000)))
+        # 5000 lines took far fewer writes than lines (one per momentarily-full queue).
+        self.assertLess(stream.writes, 500)
+
+    def test_after_stop_lines_are_written_synchronously(self):
+        stream = io.StringIO()
+        observer = make_observer("text", "info", stream)
+        observer(event("before"))
+        self.assertTrue(observer.stop())
+        observer(event("after"))
+        self.assertEqual(len(stream.getvalue().splitlines()), 2)
+        self.assertTrue(observer.stop())  # idempotent
+
+    def test_stop_before_any_event(self):
+        self.assertTrue(make_observer("text", "info", io.StringIO()).stop())
+
+    def test_stop_gives_up_after_timeout(self):
+        stream = GatedStream()
+        observer = make_observer("text", "info", stream)
+        self.addCleanup(stream.gate.set)
+        observer(event("stuck"))
+        self.assertFalse(observer.stop(timeout=0.05))
+        stream.gate.set()
+        self.assertTrue(observer.stop(timeout=10))
+        self.assertEqual(len(stream.lines()), 1)
+
+    def test_broken_stream_is_counted_not_raised(self):
+        observer = make_observer("text", "info", BrokenStream())
+        observer(event("lost"))
+        observer.stop()
+        self.assertGreater(observer.write_errors, 0)
+        observer(event("also lost"))  # synchronous path after stop: no exception either
+
+    def test_fork_mid_write_gives_the_child_a_working_writer(self):
+        # twistd creates its --logger observer before it forks into a daemon, and the
+        # fork can catch the writer inside stream.write, holding the stream's lock.
+        read_fd, write_fd = os.pipe()
+        stream = LockingPipeStream(write_fd)
+        observer = make_observer("text", "info", stream)
+        observer(event("parent"))
+        self.assertTrue(stream.entered.wait(5))
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.alarm(10)  # a deadlocked child dies and fails the test instead of hanging it
+                observer(event("child"))
+                code = 0 if observer.stop(timeout=5) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        observer.stop()
+        os.close(write_fd)
+        with os.fdopen(read_fd) as reader:
+            self.assertEqual(
+                [line.rsplit(" ", 1)[1] for line in reader.read().splitlines()], ["parent", "child"]
+            )
+
+
+class FactoryTests(SynchronousTestCase):
+    def test_twistd_logger_factories(self):
+        self.patch(os, "environ", {"VOICED_LOG_LEVEL": "warn"})
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
+        for factory in (text_observer, json_observer):
+            observer = factory()
+            self.assertTrue(ILogObserver.providedBy(observer))
+            observer(event("quiet"))
+            observer(event("loud", level=LogLevel.warn))
+            observer.stop()
+        text_line, json_line = stdout.getvalue().splitlines()
+        self.assertEqual(text_line, "2026-11-25T09:30:01.123Z warn [voiced.service] loud")
+        self.assertEqual(json.loads(json_line)["message"], "loud")
+        self.patch(os, "environ", {"VOICED_LOG_LEVEL": "loud"})
+        self.assertRaises(ValueError, text_observer)
+
+    def test_never_writes_into_twisted_redirected_stdout(self):
+        # After twistd begins logging, sys.stdout logs what it is given: a loop.
+        self.patch(sys, "stdout", LoggingFile(Logger(observer=LogPublisher())))
+        observer = QueueLogObserver()
+        self.addCleanup(observer.stop)
+        self.assertIs(observer._stream, sys.__stdout__)
