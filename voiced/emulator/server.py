@@ -1,0 +1,594 @@
+"""A Google-compatible Speech v1 / Text-to-Speech v1 gRPC server on loopback, with fault injection.
+
+The real client libraries talk to it over an insecure channel::
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    SpeechClient(transport=SpeechGrpcTransport(channel=channel))
+    TextToSpeechClient(transport=TextToSpeechGrpcTransport(channel=channel))
+
+Served methods:
+  google.cloud.speech.v1.Speech/StreamingRecognize          (bidi streaming)
+  google.cloud.texttospeech.v1.TextToSpeech/SynthesizeSpeech (unary)
+  google.cloud.texttospeech.v1.TextToSpeech/ListVoices       (unary)
+
+StreamingRecognize, as Google does it: the first request carries only
+``streaming_config``, every later one only ``audio_content``; a config error,
+a config out of turn or audio first ends the stream with INVALID_ARGUMENT. The
+stream ends with OUT_OF_RANGE after ``audio_timeout_s`` (wall time) without a
+request, and once it has carried more than ``max_stream_s`` of audio (audio time:
+a real-time client sees Google's wall-clock limit, a test sends faster). With
+``single_utterance`` the stream ends by itself after the first utterance's final.
+What the emulator cannot do is refused with INVALID_ARGUMENT too: encodings other
+than LINEAR16 and MULAW, and more than one channel.
+
+Not emulated: voice_activity_timeout, word time offsets, several alternatives,
+speech adaptation; for TTS, speaking rate, pitch and gain (any voice name is
+accepted, the language picks the espeak-ng voice).
+
+The gRPC server runs its handlers in its own thread pool (this is a separate
+test/development process, not the reactor): each stream also owns one reader
+thread, so the audio timeout can fire while the client sends nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import queue
+import re
+import threading
+import time
+import warnings
+from concurrent import futures
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Iterator, NoReturn
+
+import grpc
+from google.cloud.speech_v1.types import (
+    RecognitionConfig,
+    SpeechRecognitionAlternative,
+    StreamingRecognitionConfig,
+    StreamingRecognitionResult,
+    StreamingRecognizeRequest,
+    StreamingRecognizeResponse,
+)
+from google.cloud.texttospeech_v1.types import (
+    AudioEncoding,
+    ListVoicesRequest,
+    ListVoicesResponse,
+    SsmlVoiceGender,
+    SynthesizeSpeechRequest,
+    SynthesizeSpeechResponse,
+    Voice,
+)
+
+from voiced.audio import (
+    SAMPLE_RATE,
+    WAVE_FORMAT_MULAW,
+    WAVE_FORMAT_PCM,
+    pcm16_to_ulaw,
+    resample_pcm16,
+    ulaw_to_pcm16,
+    wav_bytes,
+)
+from voiced.emulator.faults import Fault, FaultPlan, FaultSchedule
+from voiced.emulator.recognizer import Output, RecognitionSession, Recognizer, SpeechEvent, WhisperRecognizer
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+log = logging.getLogger("voiced.emulator")
+
+SPEECH_SERVICE = "google.cloud.speech.v1.Speech"
+TTS_SERVICE = "google.cloud.texttospeech.v1.TextToSpeech"
+
+# The local engines give no calibrated confidence; these are typical Google values.
+FINAL_CONFIDENCE = 0.9
+INTERIM_STABILITY = 0.5
+
+MIN_RATE_HZ, MAX_RATE_HZ = 8000, 48000
+TTS_MAX_INPUT_BYTES = 5000  # Google's limit per request
+ESPEAK_RATE_HZ = 22050  # what espeak-ng produces: the voices' natural rate
+
+# Models restricted to a few languages. Google's real table is longer and changes;
+# this subset keeps the failure a telephony deployment meets (he-IL + phone_call).
+# Every other known model accepts every well-formed language code.
+_MODEL_LANGUAGES: dict[str, frozenset[str]] = {
+    "phone_call": frozenset({"en-us", "en-gb", "en-au", "en-in", "es-us", "es-es", "fr-fr", "de-de", "ja-jp", "pt-br"}),
+    "video": frozenset({"en-us", "en-gb", "es-us", "fr-fr", "de-de", "ja-jp", "pt-br"}),
+    "medical_conversation": frozenset({"en-us"}),
+    "medical_dictation": frozenset({"en-us"}),
+}
+_OPEN_MODELS = frozenset({"", "default", "latest_long", "latest_short", "command_and_search", "telephony",
+                          "telephony_short"})  # fmt: skip
+_LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+class EmulatorStats:
+    """Counters, updated under one lock; ``streams_started`` = failed + completed + cancelled + active."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.streams_started = 0
+        self.streams_failed = 0  # ended by the server with an error status (faults, limits, bad requests)
+        self.streams_completed = 0  # ended with OK (client half-close, or single utterance done)
+        self.streams_cancelled = 0  # cancelled by the client (deadline, cancel, connection gone)
+        self.responses_sent = 0
+        self.syntheses = 0  # successful SynthesizeSpeech calls
+        self.syntheses_failed = 0
+        self.active_streams = 0
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+
+class Rejected(Exception):
+    """A request the service refuses: ends the call with ``status``."""
+
+    def __init__(self, status: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _invalid(message: str) -> Rejected:
+    return Rejected(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    encoding: RecognitionConfig.AudioEncoding
+    sample_rate_hertz: int
+
+
+def check_recognition_config(config: RecognitionConfig) -> AudioFormat:
+    """Validate a streaming config as Google does (within the emulator's means); raises Rejected."""
+    enc = RecognitionConfig.AudioEncoding
+    if config.encoding == enc.ENCODING_UNSPECIFIED:
+        raise _invalid("Invalid recognition 'config': bad encoding..")
+    if config.encoding not in (enc.LINEAR16, enc.MULAW):
+        raise _invalid(f"Invalid recognition 'config': encoding {config.encoding.name} is not supported by "
+                       "voiced-emulator (LINEAR16 and MULAW only).")  # fmt: skip
+    if not MIN_RATE_HZ <= config.sample_rate_hertz <= MAX_RATE_HZ:
+        raise _invalid("Invalid recognition 'config': bad sample rate hertz.")
+    if config.audio_channel_count > 1:
+        raise _invalid("Invalid recognition 'config': voiced-emulator takes mono audio only.")
+    language = config.language_code
+    if not _LANGUAGE_RE.match(language):
+        raise _invalid("Invalid recognition 'config': bad language code.")
+    model = config.model
+    if model not in _OPEN_MODELS and model not in _MODEL_LANGUAGES:
+        raise _invalid(f"Invalid recognition 'config': the requested model '{model}' does not exist.")
+    if model in _MODEL_LANGUAGES and language.lower() not in _MODEL_LANGUAGES[model]:
+        raise _invalid(f"The requested model is currently not supported for language : {language}.")
+    return AudioFormat(config.encoding, config.sample_rate_hertz)
+
+
+class _AudioDecoder:
+    """A stream's audio (LINEAR16 or MULAW at any rate) -> 8 kHz PCM16, and its duration."""
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self._mulaw = fmt.encoding == RecognitionConfig.AudioEncoding.MULAW
+        self._rate = fmt.sample_rate_hertz
+        self._sample_bytes = 1 if self._mulaw else 2
+        self._odd = b""  # half a PCM16 sample split across requests
+        self._ratecv_state: Any = None
+        self.samples = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self._rate
+
+    def decode(self, audio: bytes) -> bytes:
+        audio = self._odd + audio
+        usable = len(audio) - len(audio) % self._sample_bytes
+        audio, self._odd = audio[:usable], audio[usable:]
+        self.samples += usable // self._sample_bytes
+        pcm = ulaw_to_pcm16(audio) if self._mulaw else audio
+        if self._rate != SAMPLE_RATE:
+            # Stateful and cheap; its weak anti-aliasing costs nothing the VAD or Whisper notices.
+            pcm, self._ratecv_state = audioop.ratecv(pcm, 2, 1, self._rate, SAMPLE_RATE, self._ratecv_state)
+        return pcm
+
+
+def _response(output: Output, language_code: str) -> StreamingRecognizeResponse:
+    if isinstance(output, SpeechEvent):
+        return StreamingRecognizeResponse(
+            speech_event_type=StreamingRecognizeResponse.SpeechEventType[output.kind],
+            speech_event_time=timedelta(milliseconds=output.at_ms),
+        )
+    alternative = SpeechRecognitionAlternative(
+        transcript=output.text, confidence=FINAL_CONFIDENCE if output.is_final else 0.0
+    )
+    result = StreamingRecognitionResult(
+        alternatives=[alternative],
+        is_final=output.is_final,
+        stability=0.0 if output.is_final else INTERIM_STABILITY,
+        result_end_time=timedelta(milliseconds=output.end_ms),
+        language_code=language_code.lower(),
+    )
+    return StreamingRecognizeResponse(results=[result])
+
+
+def _which(request: StreamingRecognizeRequest) -> str | None:
+    return StreamingRecognizeRequest.pb(request).WhichOneof("streaming_request")
+
+
+_HALF_CLOSED = object()
+_CANCELLED = object()
+_CANCEL_SETTLE_S = 0.02
+
+
+def _pump(requests: Iterator[StreamingRecognizeRequest], inbox: queue.SimpleQueue) -> None:
+    """Reader thread: requests -> (arrival time, request) in the inbox, then an end marker."""
+    end = _HALF_CLOSED
+    try:
+        for request in requests:
+            inbox.put((time.monotonic(), request))
+    except grpc.RpcError:
+        end = _CANCELLED
+    except Exception:  # noqa: BLE001 - e.g. a request that failed to deserialize
+        log.exception("reading requests failed")
+        end = _CANCELLED
+    inbox.put((time.monotonic(), end))
+
+
+class _Stream:
+    """One StreamingRecognize call: its number, fate, responses, and the log line it ends with."""
+
+    def __init__(self, stats: EmulatorStats, number: int, fault: Fault | None, plan: FaultPlan, context: Any) -> None:
+        self.stats = stats
+        self.number = number
+        self.fault = fault
+        self.plan = plan
+        self.context = context
+        self.sent = 0
+        self.audio_s = 0.0
+        self.ended = False
+
+    def send(self, response: StreamingRecognizeResponse) -> StreamingRecognizeResponse:
+        """Account for one response about to go out (after the latency; or fail instead)."""
+        self.sleep_latency()
+        if self.fault is not None and self.sent >= self.fault.after_responses:
+            self.fail(self.fault.status, self.fault.message)
+        self.sent += 1
+        self.stats.add(responses_sent=1)
+        return response
+
+    def sleep_latency(self) -> None:
+        # A worker thread of this separate server process: sleeping is the latency being emulated.
+        if self.plan.latency_ms:
+            time.sleep(self.plan.latency_ms / 1000)
+
+    def fail(self, status: grpc.StatusCode, message: str) -> NoReturn:
+        self._end("streams_failed", f"failed {status.name}: {message}")
+        self.context.abort(status, message)
+        raise AssertionError("context.abort returned")  # it always raises
+
+    def complete(self) -> None:
+        if self.fault is not None:
+            # Chosen to fail, but fewer responses were due than after_responses: fail at the end.
+            self.fail(self.fault.status, self.fault.message)
+        self._end("streams_completed", "completed")
+
+    def cancelled(self) -> None:
+        self._end("streams_cancelled", "cancelled by the client")
+
+    def _end(self, counter: str, what: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.stats.add(**{counter: 1, "active_streams": -1})
+        log.info("stream %d %s (%d responses, %.1f s of audio)", self.number, what, self.sent, self.audio_s)
+
+
+class _Speech:
+    """google.cloud.speech.v1.Speech: StreamingRecognize only."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emulator = emulator
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SPEECH_SERVICE,
+            {
+                "StreamingRecognize": grpc.stream_stream_rpc_method_handler(
+                    self.streaming_recognize,
+                    request_deserializer=StreamingRecognizeRequest.deserialize,
+                    response_serializer=StreamingRecognizeResponse.serialize,
+                )
+            },
+        )
+
+    def streaming_recognize(
+        self, requests: Iterator[StreamingRecognizeRequest], context: grpc.ServicerContext
+    ) -> Iterator[StreamingRecognizeResponse]:
+        schedule = self._emulator.fault_schedule()
+        number, fault = schedule.next_stream()
+        stats = self._emulator.stats
+        stats.add(streams_started=1, active_streams=1)
+        log.info("stream %d started%s", number, f" (will fail {fault.status.name})" if fault else "")
+        stream = _Stream(stats, number, fault, schedule.plan, context)
+        try:
+            yield from self._serve(stream, requests, context)
+        except Rejected as e:
+            stream.fail(e.status, e.message)
+        except Exception as e:
+            if stream.ended:
+                raise  # context.abort's own exception, on its way to gRPC
+            # A recognizer crash is what Google calls an internal error.
+            log.exception("stream %d crashed", number)
+            stream.fail(grpc.StatusCode.INTERNAL, f"Internal error encountered. [voiced-emulator: {e!r}]")
+        except GeneratorExit:
+            stream.cancelled()  # gRPC closed the response generator: the RPC is over
+            raise
+        finally:
+            if not stream.ended and not context.is_active():
+                stream.cancelled()
+
+    def _serve(
+        self, stream: _Stream, requests: Iterator[StreamingRecognizeRequest], context: grpc.ServicerContext
+    ) -> Iterator[StreamingRecognizeResponse]:
+        plan = stream.plan
+        if stream.fault is not None and stream.fault.after_responses == 0:
+            stream.sleep_latency()
+            stream.fail(stream.fault.status, stream.fault.message)
+        inbox: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(
+            target=_pump, args=(requests, inbox), name=f"emulator-stream-{stream.number}", daemon=True
+        ).start()
+        last_arrival = time.monotonic()
+        terminated = threading.Event()
+        if not context.add_callback(terminated.set):
+            terminated.set()
+
+        def ended_by_client(item: Any) -> bool:
+            if item is _CANCELLED:
+                return True
+            # gRPC ends the request iterator alike for a half-close and a cancel whose flag lands
+            # a moment later; after a real half-close the RPC stays up until we answer.
+            return item is _HALF_CLOSED and terminated.wait(_CANCEL_SETTLE_S)
+
+        def next_request() -> Any:
+            nonlocal last_arrival
+            while True:
+                wait = last_arrival + plan.audio_timeout_s - time.monotonic()
+                if wait <= 0:
+                    raise Rejected(
+                        grpc.StatusCode.OUT_OF_RANGE,
+                        "Audio Timeout Error: Long duration elapsed without audio. "
+                        "Audio should be sent close to real time.",
+                    )
+                try:
+                    last_arrival, item = inbox.get(timeout=wait)
+                    return item
+                except queue.Empty:
+                    continue
+
+        first = next_request()
+        if ended_by_client(first):
+            stream.cancelled()
+            return
+        if first is _HALF_CLOSED or _which(first) != "streaming_config":
+            raise _invalid(
+                "Malordered Data Received. Send exactly one config, followed by audio data: "
+                "the first request must contain streaming_config."
+            )
+        streaming: StreamingRecognitionConfig = first.streaming_config
+        fmt = check_recognition_config(streaming.config)
+        language = streaming.config.language_code
+        decoder = _AudioDecoder(fmt)
+        session = RecognitionSession(
+            self._emulator.recognizer,
+            language,
+            interim_results=streaming.interim_results,
+            single_utterance=streaming.single_utterance,
+            voice_activity_events=streaming.enable_voice_activity_events,
+        )
+        while not session.done:
+            request = next_request()
+            if ended_by_client(request):
+                stream.cancelled()
+                return
+            if request is _HALF_CLOSED:
+                outputs = session.finish()
+            else:
+                if _which(request) == "streaming_config":
+                    raise _invalid("Malordered Data Received. Send exactly one config, followed by audio data.")
+                pcm = decoder.decode(request.audio_content)
+                stream.audio_s = decoder.seconds
+                if stream.audio_s > plan.max_stream_s:
+                    raise Rejected(
+                        grpc.StatusCode.OUT_OF_RANGE,
+                        f"Exceeded maximum allowed stream duration of {plan.max_stream_s:g} seconds.",
+                    )
+                outputs = session.feed(pcm)
+            for output in outputs:
+                yield stream.send(_response(output, language))
+            if request is _HALF_CLOSED:
+                break
+        stream.complete()
+
+
+# The voices ListVoices offers; SynthesizeSpeech honours the language and accepts any name.
+_VOICES = (("en-US", "en-US-Espeak-A"), ("en-GB", "en-GB-Espeak-A"), ("he-IL", "he-IL-Espeak-A"))
+_SSML_TAG = re.compile(r"<[^>]*>")
+
+
+class _TextToSpeech:
+    """google.cloud.texttospeech.v1.TextToSpeech: SynthesizeSpeech and ListVoices, by espeak-ng."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emulator = emulator
+        self._lock = threading.Lock()
+        self._synthesizers: dict[str, Any] = {}  # language -> EspeakSynthesizer, made on first use
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            TTS_SERVICE,
+            {
+                "SynthesizeSpeech": grpc.unary_unary_rpc_method_handler(
+                    self.synthesize_speech,
+                    request_deserializer=SynthesizeSpeechRequest.deserialize,
+                    response_serializer=SynthesizeSpeechResponse.serialize,
+                ),
+                "ListVoices": grpc.unary_unary_rpc_method_handler(
+                    self.list_voices,
+                    request_deserializer=ListVoicesRequest.deserialize,
+                    response_serializer=ListVoicesResponse.serialize,
+                ),
+            },
+        )
+
+    def list_voices(self, request: ListVoicesRequest, context: grpc.ServicerContext) -> ListVoicesResponse:
+        wanted = request.language_code.lower()
+        voices = [
+            Voice(language_codes=[language], name=name, ssml_gender=SsmlVoiceGender.NEUTRAL,
+                  natural_sample_rate_hertz=ESPEAK_RATE_HZ)  # fmt: skip
+            for language, name in _VOICES
+            if not wanted or language.lower() == wanted or language.lower().split("-")[0] == wanted
+        ]
+        return ListVoicesResponse(voices=voices)
+
+    def synthesize_speech(
+        self, request: SynthesizeSpeechRequest, context: grpc.ServicerContext
+    ) -> SynthesizeSpeechResponse:
+        schedule = self._emulator.fault_schedule()
+        number, fault = schedule.next_synthesis()
+        if schedule.plan.latency_ms:
+            time.sleep(schedule.plan.latency_ms / 1000)  # the emulated service latency
+        try:
+            if fault is not None:
+                raise Rejected(fault.status, fault.message)
+            try:
+                audio = self._synthesize(request)
+            except Rejected:
+                raise
+            except Exception as e:
+                log.exception("synthesis %d crashed", number)
+                raise Rejected(grpc.StatusCode.INTERNAL, f"Internal error encountered. [voiced-emulator: {e!r}]")
+        except Rejected as e:
+            self._emulator.stats.add(syntheses_failed=1)
+            log.info("synthesis %d failed %s: %s", number, e.status.name, e.message)
+            context.abort(e.status, e.message)
+            raise AssertionError("context.abort returned") from None
+        self._emulator.stats.add(syntheses=1)
+        log.info("synthesis %d: %s, %d bytes", number, request.voice.language_code, len(audio))
+        return SynthesizeSpeechResponse(audio_content=audio)
+
+    def _synthesize(self, request: SynthesizeSpeechRequest) -> bytes:
+        text = request.input.text or html.unescape(_SSML_TAG.sub(" ", request.input.ssml))
+        if not text.strip():
+            raise _invalid("Either `input.text` or `input.ssml` must be set.")
+        if len(text.encode("utf-8")) > TTS_MAX_INPUT_BYTES:
+            raise _invalid(f"Either `input.text` or `input.ssml` is longer than the limit of "
+                           f"{TTS_MAX_INPUT_BYTES} bytes. This limit is different from quotas.")  # fmt: skip
+        language = request.voice.language_code
+        if not _LANGUAGE_RE.match(language):
+            raise _invalid("Invalid language code: voice.language_code must be set to a BCP-47 code.")
+        config = request.audio_config
+        encoding = config.audio_encoding
+        if encoding not in (AudioEncoding.LINEAR16, AudioEncoding.MULAW, AudioEncoding.PCM):
+            raise _invalid(f"voiced-emulator cannot encode {encoding.name}: use LINEAR16, MULAW or PCM.")
+        rate = config.sample_rate_hertz or (SAMPLE_RATE if encoding == AudioEncoding.MULAW else ESPEAK_RATE_HZ)
+        if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
+            raise _invalid(f"sample_rate_hertz {rate} is out of range [{MIN_RATE_HZ}, {MAX_RATE_HZ}].")
+        pcm, espeak_rate = self._synthesizer(language).synthesize_pcm16(text)
+        pcm = resample_pcm16(pcm, espeak_rate, rate)
+        if encoding == AudioEncoding.MULAW:
+            # Google returns mu-law with a WAV header (format tag 7), not raw bytes.
+            return wav_bytes(pcm16_to_ulaw(pcm), rate, WAVE_FORMAT_MULAW, 8)
+        if encoding == AudioEncoding.LINEAR16:
+            return wav_bytes(pcm, rate, WAVE_FORMAT_PCM, 16)
+        return pcm  # PCM: raw samples, no header
+
+    def _synthesizer(self, language: str) -> Any:
+        with self._lock:
+            synthesizer = self._synthesizers.get(language)
+            if synthesizer is None:
+                from voiced.tts.local import EspeakSynthesizer
+
+                synthesizer = EspeakSynthesizer(language)
+                # espeak falls back to English for a language it lacks; Google refuses the voice.
+                if synthesizer.voice.split("-")[0] != language.lower().split("-")[0]:
+                    raise _invalid(f"Voice with language code '{language}' does not exist.")
+                self._synthesizers[language] = synthesizer
+            return synthesizer
+
+
+class Emulator:
+    """The loopback server; models load on first use, once per Emulator.
+
+    Each open stream and each synthesis in progress holds one of ``max_workers``
+    threads; a call beyond that fails at once with RESOURCE_EXHAUSTED.
+    """
+
+    def __init__(
+        self,
+        faults: FaultPlan | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        recognizer: Recognizer | None = None,
+        max_workers: int = 32,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.recognizer: Recognizer = recognizer if recognizer is not None else WhisperRecognizer()
+        self.stats = EmulatorStats()
+        self._max_workers = max_workers
+        self._schedule = FaultSchedule(faults or FaultPlan())
+        self._schedule_lock = threading.Lock()
+        self._server: grpc.Server | None = None
+
+    @property
+    def address(self) -> str:
+        """host:port for grpc.insecure_channel (valid after start)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self.fault_schedule().plan
+
+    def fault_schedule(self) -> FaultSchedule:
+        with self._schedule_lock:
+            return self._schedule
+
+    def set_faults(self, faults: FaultPlan) -> None:
+        """Replace the plan for streams and syntheses started from now on; their numbering restarts at 1."""
+        with self._schedule_lock:
+            self._schedule = FaultSchedule(faults)
+
+    def start(self) -> int:
+        """Bind and serve; returns the port (the chosen one when ``port`` was 0)."""
+        if self._server is not None:
+            raise RuntimeError("emulator already started")
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="emulator"),
+            handlers=[_Speech(self).handler(), _TextToSpeech(self).handler()],
+            # gRPC sets SO_REUSEPORT by default: a second emulator would share the port silently.
+            options=[("grpc.so_reuseport", 0)],
+            # Every call holds a worker: refuse the one too many (RESOURCE_EXHAUSTED) rather than queue it.
+            maximum_concurrent_rpcs=self._max_workers,
+        )
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.port = server.add_insecure_port(f"{host}:{self.port}")
+        server.start()
+        self._server = server
+        log.info("voiced-emulator listening on %s", self.address)
+        return self.port
+
+    def stop(self, grace: float | None = 0) -> None:
+        """Stop serving; streams still open are cancelled after ``grace`` seconds."""
+        if self._server is not None:
+            self._server.stop(grace).wait()
+            self._server = None
