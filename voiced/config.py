@@ -76,6 +76,7 @@ OPTIONS: list[Option] = [
     # listen is repeatable and handled on its own (see Settings.load)
     Option("public_url", _str, "", "public https://host[:port] base Twilio reaches (TwiML stream URL)"),
     Option("log_format", _choice("text", "json"), "text", "log output: text or json lines"),
+    Option("log_file", _str, "", "append logs to this file (default: stdout; voiced.log when daemonized)"),
     Option("log_level", _choice("debug", "info", "warn", "error"), "info", "lowest log level written"),
     Option("stt", _choice("auto", "local", "google"), "auto", "speech-to-text engine (auto: google if configured)"),
     Option("tts", _choice("auto", "local", "google"), "auto", "text-to-speech engine (auto: google if configured)"),
@@ -113,6 +114,7 @@ class Settings:
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
     public_url: str = ""
     log_format: str = "text"
+    log_file: str = ""
     log_level: str = "info"
     stt: str = "auto"
     tts: str = "auto"

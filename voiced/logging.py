@@ -166,6 +166,12 @@ class QueueLogObserver:
         )
         atexit.register(_weak_call, ref, "stop")
 
+    def set_stream(self, stream: TextIO) -> None:
+        """Write to ``stream`` from now on (the service switches to a file once it
+        finds twistd has daemonized and pointed stdout at /dev/null)."""
+        with self._io_lock:
+            self._stream = stream
+
     def __call__(self, event: LogEvent) -> None:
         if _RANK.get(event.get("log_level"), _INFO) < self._min_rank:
             return

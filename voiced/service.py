@@ -35,6 +35,17 @@ from voiced.tts.speaker import PhraseCache, Speaker
 log = Logger(namespace="voiced.service")
 
 
+DAEMON_LOG_FILE = "voiced.log"
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        out, null = os.fstat(1), os.stat(os.devnull)
+    except OSError:
+        return False
+    return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
+
+
 class VoicedService(MultiService):
     name = "voiced"
 
@@ -81,13 +92,17 @@ class VoicedService(MultiService):
         if isinstance(parent, Componentized) and parent.getComponent(ILogObserver, None) is None:
             from voiced.logging import make_observer
 
-            self._log_observer = make_observer(self.settings.log_format, self.settings.log_level)
+            stream = open(self.settings.log_file, "a", buffering=1) if self.settings.log_file else None
+            self._log_observer = make_observer(self.settings.log_format, self.settings.log_level, stream)
             parent.setComponent(ILogObserver, self._log_observer)
         super().setServiceParent(parent)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def startService(self) -> None:
         self.started_at = time.time()
+        if self._log_observer is not None and not self.settings.log_file and _stdout_is_devnull():
+            # twistd daemonized us and pointed stdout at /dev/null: keep the logs.
+            self._log_observer.set_stream(open(DAEMON_LOG_FILE, "a", buffering=1))
         log.info("APP_START pid={pid} version={version} {summary}", pid=os.getpid(), version=__version__,
                  summary=self.settings.summary())
         self.whisper_pool = self._pool("voiced-whisper", 1)  # one utterance at a time: ~0.4 s CPU each

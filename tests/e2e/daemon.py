@@ -25,8 +25,16 @@ def free_port() -> int:
 class Daemon:
     """``twistd -n voiced`` (or ``twistd -ny voiced.tac``) on a free loopback port."""
 
-    def __init__(self, env: dict[str, str] | None = None, tac: bool = False, args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        tac: bool = False,
+        args: list[str] | None = None,
+        daemonize: bool = False,
+    ) -> None:
         self.port = free_port()
+        self.rundir = tempfile.mkdtemp(prefix="voiced-e2e-")
+        self.daemonized = daemonize
         self.log_file = tempfile.NamedTemporaryFile("w+", prefix="voiced-e2e-", suffix=".log", delete=False)
         environ = {k: v for k, v in os.environ.items() if not k.startswith("VOICED_")}
         environ.update(env or {})
@@ -34,10 +42,14 @@ class Daemon:
         if tac:
             environ["VOICED_LISTEN"] = listen
             cmd = [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "-y", os.path.join(REPO, "voiced.tac")]
+        elif daemonize:
+            # twistd forks twice; the service must create its threads and channels after that.
+            cmd = [os.path.join(BIN, "twistd"), f"--rundir={self.rundir}", "--pidfile=voiced.pid", "voiced",
+                   "--listen", listen] + (args or [])
         else:
             cmd = [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "voiced", "--listen", listen] + (args or [])
         self.process = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=environ,
-                                        cwd=tempfile.gettempdir())
+                                        cwd=self.rundir)
 
     @property
     def media_url(self) -> str:
@@ -56,7 +68,7 @@ class Daemon:
     def wait_ready(self, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if self.process.poll() not in (None, 0) or (self.process.poll() == 0 and not self.daemonized):
                 raise AssertionError(f"daemon exited ({self.process.returncode}):\n{self.log()}")
             try:
                 if self.get("/health/ready")[0] == 200:
@@ -68,12 +80,25 @@ class Daemon:
 
     def log(self) -> str:
         with open(self.log_file.name) as f:
-            return f.read()
+            text = f.read()
+        daemon_log = os.path.join(self.rundir, "voiced.log")
+        if os.path.exists(daemon_log):
+            with open(daemon_log) as f:
+                text += f.read()
+        return text
 
     def lines(self, word: str) -> list[str]:
         return [line for line in self.log().splitlines() if word in line]
 
     def stop(self) -> int:
+        pidfile = os.path.join(self.rundir, "voiced.pid")
+        if self.daemonized and os.path.exists(pidfile):
+            with open(pidfile) as f:
+                pid = int(f.read())
+            os.kill(pid, 15)
+            deadline = time.monotonic() + 20
+            while os.path.exists(pidfile) and time.monotonic() < deadline:
+                time.sleep(0.1)
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -184,8 +184,20 @@ class BadInputTests(TestCase):
         self.assertEqual(self.daemon.get("/health")[0], 200)
 
 
-class TacFileTests(TestCase):
+class DeploymentTests(TestCase):
+    """`twistd -ny voiced.tac` and daemonized `twistd voiced` serve calls like `twistd -n voiced`."""
+
     timeout = 120
+
+    @inlineCallbacks
+    def test_daemonized_twistd_serves_calls(self):
+        daemon = Daemon(daemonize=True)
+        self.addCleanup(daemon.stop)
+        daemon.wait_ready()
+        report = yield place_call(reactor, daemon.media_url, [line("Goodbye.")])
+        self.assertTrue(report.hung_up_by_bot, report.errors)
+        self.assertEqual(len(daemon.lines("APP_START")), 1)
+        self.assertEqual(len(daemon.lines(" TURN ")), 1)
 
     @inlineCallbacks
     def test_tac_file_serves_calls(self):
