@@ -29,6 +29,12 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # gRPC's own reconnect backoff starts at 1 s and grows to 120 s: after a reset
+    # every RPC would fail fast for that long, longer than voiced's whole retry
+    # budget (0.2 + 0.4 + 0.8 + 1.6 s). Keep reconnecting within that budget.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 )
 
 log = Logger()

@@ -1,0 +1,140 @@
+"""End to end on the Google engines: a real daemon talks to `voiced-emulator` (a
+separate process speaking Google's Speech and Text-to-Speech gRPC APIs) through
+the real google-cloud client libraries, while faults are injected or the server
+is killed and restarted mid-call."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from tests.e2e.daemon import BIN, Daemon, free_port
+from tests.e2e.test_calls import constructions, line
+from voiced.caller.client import place_call
+
+
+class EmulatorProcess:
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.args = list(args)
+        self.log_file = tempfile.NamedTemporaryFile("w+", prefix="voiced-emulator-", suffix=".log", delete=False)
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [os.path.join(BIN, "voiced-emulator"), "--listen", f"127.0.0.1:{self.port}", *self.args],
+            stdout=self.log_file, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while "listening" not in self.log() and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"emulator exited:\n{self.log()}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        with open(self.log_file.name) as f:
+            return f.read()
+
+    def google_env(self, **extra: str) -> dict[str, str]:
+        return {
+            "VOICED_STT": "google", "VOICED_TTS": "google", "VOICED_GOOGLE_ENDPOINT": f"127.0.0.1:{self.port}",
+            "VOICED_GOOGLE_INSECURE": "1", **extra,
+        }
+
+
+class GoogleEngineCallTests(TestCase):
+    timeout = 240
+
+    def start(self, *emulator_args: str, **env: str) -> tuple[EmulatorProcess, Daemon]:
+        emulator = EmulatorProcess(*emulator_args)
+        self.addCleanup(emulator.kill)
+        daemon = Daemon(env=emulator.google_env(**env))
+        self.addCleanup(daemon.stop)
+        daemon.wait_ready()
+        return emulator, daemon
+
+    def answered_turns(self, daemon: Daemon, call_sid: str) -> int:
+        return len([entry for entry in daemon.lines(" TURN ") if f"call={call_sid}" in entry])
+
+    @inlineCallbacks
+    def test_call_on_google_engines(self):
+        emulator, daemon = self.start()
+        report = yield place_call(reactor, daemon.media_url,
+                                  [line("What time do you open?"), line("Thank you, goodbye.")])
+        self.assertTrue(report.hung_up_by_bot, report.errors)
+        self.assertEqual(self.answered_turns(daemon, report.call_sid), 2)
+        bot = [entry for entry in daemon.lines(" BOT ") if report.call_sid in entry]
+        self.assertIn("Monday to Friday", bot[1])
+        # The reply audio came from the emulator's SynthesizeSpeech (WAV header stripped).
+        self.assertRegex(emulator.log(), r"synthesis \d+")
+        self.assertRegex(daemon.log(), r"STT_FIRST_PARTIAL_MS=\d+")  # Google gives partials
+
+    @inlineCallbacks
+    def test_one_stream_in_three_unavailable_drops_nothing(self):
+        # A 20 s stream limit with rollover at 15 s makes several streams per call; one in three fails.
+        emulator, daemon = self.start("--fail-status", "UNAVAILABLE", "--fail-every", "3", "--max-stream-s", "20",
+                                      VOICED_STT_ROLLOVER_S="15")
+        before = constructions(daemon)
+        calls = [
+            place_call(reactor, daemon.media_url,
+                       [line("What time do you open?"), line("Where are you located?"), line("Goodbye.")],
+                       reply_timeout_s=15)
+            for _ in range(3)
+        ]
+        results = yield DeferredList(calls, consumeErrors=True)
+        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
+        reports = [report for ok, report in results if ok]
+        self.assertEqual(len(reports), 3)
+        for report in reports:
+            self.assertTrue(report.hung_up_by_bot, f"call {report.call_sid} was not completed: {report.errors}")
+            self.assertEqual(self.answered_turns(daemon, report.call_sid), 3)
+        retries = daemon.lines("STT_RETRY")
+        self.assertTrue(retries, "the injected UNAVAILABLE faults should have been retried")
+        for entry in retries:
+            self.assertRegex(entry, r"STT_RETRY call=CA\w+ error=ServiceUnavailable attempt=\d delay_ms=\d+")
+        self.assertIn("failed", emulator.log())
+        self.assertEqual(constructions(daemon), before)
+
+    @inlineCallbacks
+    def test_server_killed_and_restarted_mid_call(self):
+        emulator, daemon = self.start()
+        call = place_call(reactor, daemon.media_url, [
+            line("What time do you open?"), line("Where are you located?"), line("Thank you, goodbye."),
+        ], reply_timeout_s=15)
+        # Kill the server while the first answer plays, bring it back 1.5 s later.
+        yield deferLater(reactor, 9.0, emulator.kill)
+        yield deferLater(reactor, 1.5, emulator.start)
+        report = yield call
+        self.assertTrue(report.hung_up_by_bot, report.errors)
+        answered = self.answered_turns(daemon, report.call_sid)
+        interim = len([e for e in daemon.lines(" BOT ") if report.call_sid in e and "reply=p" in e])
+        self.assertEqual(answered + interim, 3, daemon.log()[-4000:])
+        schedule = [int(m) for m in re.findall(r"STT_RETRY call=\S+ error=\w+ attempt=\d delay_ms=(\d+)", daemon.log())]
+        self.assertTrue(schedule, "the reset should have been retried")
+        self.assertLessEqual(max(schedule), 1600 * 1.1 + 1)
+
+    @inlineCallbacks
+    def test_hebrew_with_unsupported_model_is_reported_once_and_the_call_goes_on(self):
+        emulator, daemon = self.start(VOICED_LANGUAGE="he-IL", VOICED_STT_MODEL="phone_call")
+        report = yield place_call(reactor, daemon.media_url, [line("Goodbye.")], reply_timeout_s=15)
+        self.assertTrue(report.connected)
+        self.assertTrue(report.replies, "the caller hears the (Hebrew) greeting")
+        refused = daemon.lines("STT_DEGRADED")
+        self.assertEqual(len(refused), 1, daemon.log()[-3000:])
+        self.assertIn("he-IL", refused[0])
+        self.assertIn("phone_call", refused[0])
+        self.assertFalse(daemon.lines("STT_RETRY"), "a refused configuration is not retried")
