@@ -138,3 +138,13 @@ class GoogleEngineCallTests(TestCase):
         self.assertIn("he-IL", refused[0])
         self.assertIn("phone_call", refused[0])
         self.assertFalse(daemon.lines("STT_RETRY"), "a refused configuration is not retried")
+
+    @inlineCallbacks
+    def test_tts_failure_mid_call_is_spoken_by_the_local_engine(self):
+        emulator, daemon = self.start("--tts-fail-every", "1")
+        # An unscripted question gets the fallback reply, which is not in the phrase cache.
+        report = yield place_call(reactor, daemon.media_url,
+                                  [line("Do you sell bicycles?"), line("Thank you, goodbye.")], reply_timeout_s=15)
+        self.assertTrue(report.hung_up_by_bot, report.errors)
+        self.assertEqual(len([r for r in report.replies if r.audio]), 3, "no reply is silent")
+        self.assertTrue([e for e in daemon.lines("TTS_FALLBACK") if f"call={report.call_sid}" in e])
