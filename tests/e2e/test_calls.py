@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
+import urllib.request
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import reactor
@@ -144,13 +146,13 @@ START = json.dumps({
 }).encode()
 
 
-class BadInputTests(TestCase):
-    """Bad input gets a clear error and never takes down the daemon or another call."""
+class HttpAndProtocolTests(TestCase):
+    """The HTTP routes, and bad input: a clear error, never the daemon or another call."""
 
     timeout = 120
 
     def setUp(self) -> None:
-        self.daemon = Daemon()
+        self.daemon = Daemon(env={"VOICED_PUBLIC_URL": "https://voice.example.com:8443"})
         self.addCleanup(self.daemon.stop)
         self.daemon.wait_ready()
 
@@ -182,6 +184,16 @@ class BadInputTests(TestCase):
         self.assertEqual(self.daemon.get("/nowhere")[0], 404)
         self.assertEqual(self.daemon.get("/twiml")[0], 405)
         self.assertEqual(self.daemon.get("/health")[0], 200)
+
+    def test_twiml_webhook_connects_the_call_to_the_public_media_url(self):
+        form = urllib.parse.urlencode({"CallSid": "CA9", "From": "+15551234", "To": "+15559876"}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.daemon.port}/twiml", data=form)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            self.assertEqual(response.headers["content-type"], "text/xml; charset=utf-8")
+            twiml = response.read().decode()
+        self.assertIn('<Stream url="wss://voice.example.com:8443/media">', twiml)
+        self.assertIn('<Parameter name="From" value="+15551234"/>', twiml)
+        self.assertIn('<Parameter name="To" value="+15559876"/>', twiml)
 
 
 class DeploymentTests(TestCase):
