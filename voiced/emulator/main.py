@@ -10,7 +10,6 @@ goes to stderr.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import signal
 import sys
@@ -20,6 +19,7 @@ from types import FrameType
 from voiced.emulator.faults import FAULT_STATUSES, GOOGLE_AUDIO_TIMEOUT_S, GOOGLE_MAX_STREAM_S, FaultPlan
 from voiced.emulator.recognizer import WhisperRecognizer
 from voiced.emulator.server import Emulator
+from voiced.google.channels import is_loopback
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -31,14 +31,6 @@ def parse_listen(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -299,7 +299,11 @@ class GoogleSTTStream:
         results = [r for r in response.results if r.alternatives]
         finals = [r for r in results if r.is_final]
         for result in finals:
-            self._settled_at = max(self._settled_at, session.base + _bytes_at(result.result_end_time))
+            end = _bytes_at(result.result_end_time)
+            # A server that leaves result_end_time unset: everything sent so far is
+            # taken as finalized, so a replay can never repeat this final.
+            settled = session.base + end if end > 0 else session.sent_upto
+            self._settled_at = max(self._settled_at, settled)
             self._partial_open = False
             self._listener.on_transcript(result.alternatives[0].transcript.strip(), True)
             if self._closed or session is not self._session:
