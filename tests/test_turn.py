@@ -233,6 +233,8 @@ class TurnMachineTests(SynchronousTestCase):
         self.assertEqual(self.call.state, State.AWAITING_FINAL)
         self.clock.advance(1.5)
         self.assertEqual(self.conversation.asked, ["opening hours"])
+        self.call.on_mark("r2.start")
+        self.assertEqual(self.metrics.turns[0][1]["STT_FINAL_MS"], 240 + 1500)  # EOU wait + final timeout
 
     def test_no_transcript_returns_to_listening(self):
         self.make_call(streaming=False)

@@ -393,11 +393,13 @@ class Call:
 
     def _finish_turn(self) -> None:
         self._cancel_timer()
-        text = " ".join(self._finals + ([self._partial.strip()] if self._partial.strip() else []))
+        partial = self._partial.strip()
+        text = " ".join(self._finals + ([partial] if partial else []))
         self._finals, self._partial = [], ""
         turn = self._turn
         if turn.times.final is None:
-            turn.times.final = self._last_final_at or self.clock.seconds()
+            # Answering a partial (the final timed out): the transcript became final now.
+            turn.times.final = self.clock.seconds() if partial or not self._last_final_at else self._last_final_at
         if not text:
             self._start_turn()
             return
