@@ -6,7 +6,6 @@ anything that needs another rate resamples once per utterance with soxr.
 
 from __future__ import annotations
 
-import io
 import struct
 import warnings
 import wave
@@ -139,13 +138,3 @@ def write_ulaw_as_wav(path: str, ulaw: bytes) -> None:
         w.setsampwidth(2)
         w.setframerate(SAMPLE_RATE)
         w.writeframes(ulaw_to_pcm16(ulaw))
-
-
-def pcm16_wav_bytes(pcm16: bytes, sample_rate: int) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(pcm16)
-    return buf.getvalue()

@@ -34,6 +34,8 @@ CLOSE_INTERNAL_ERROR = 4011
 
 START_TIMEOUT_S = 10.0
 MAX_PROTOCOL_ERRORS = 20
+# A lossy or hostile peer must not turn into a log line per frame.
+MAX_SEQUENCE_WARNINGS = 10
 
 
 class MediaStreamProtocol(WebSocketServerProtocol):
@@ -80,6 +82,9 @@ class MediaStreamProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self._start_timer is not None and self._start_timer.active():
             self._start_timer.cancel()
+        if self._sequence.gaps or self._sequence.reordered:
+            log.info("SEQUENCE call={call} totals: {gaps} gaps, {reordered} reordered", call=self.call_id,
+                     gaps=self._sequence.gaps, reordered=self._sequence.reordered)
         if self.call is not None:
             call, self.call = self.call, None
             try:
@@ -90,7 +95,12 @@ class MediaStreamProtocol(WebSocketServerProtocol):
     # ---- message dispatch --------------------------------------------------------------
     def _dispatch(self, message: twilio.InboundMessage) -> None:
         for problem in self._sequence.observe(message):
-            log.warn("SEQUENCE call={call} {problem}", call=self.call_id, problem=problem)
+            reported = self._sequence.gaps + self._sequence.reordered
+            if reported <= MAX_SEQUENCE_WARNINGS:
+                log.warn("SEQUENCE call={call} {problem}", call=self.call_id, problem=problem)
+            if reported == MAX_SEQUENCE_WARNINGS:
+                log.warn("SEQUENCE call={call}: further gaps and reorderings are counted, not logged",
+                         call=self.call_id)
         if isinstance(message, twilio.Media):
             if self.call is not None and message.track in ("inbound", "inbound_track"):
                 self.call.on_media(message.payload)
