@@ -296,3 +296,11 @@ class TurnMachineTests(SynchronousTestCase):
         self.assertEqual(self.call.state, State.AWAITING_FINAL)
         self.call.on_transcript("goodbye", True)
         self.assertEqual(self.conversation.asked, ["goodbye"])
+
+    def test_final_delivered_inside_flush_answers_once(self):
+        self.make_call(streaming=False)
+        self.finish_greeting()
+        self.stt.stream.flush = lambda: self.call.on_transcript("what time do you open", True)
+        self.frames("v" * 10 + "." * 12)
+        self.assertEqual(self.conversation.asked, ["what time do you open"])
+        self.assertEqual(self.call.state, State.SPEAKING)

@@ -337,6 +337,8 @@ class Call:
             if not self._stt_streaming:
                 self._awaiting_flushes += 1
             self._stt.flush()
+            if self.state is not State.AWAITING_FINAL:
+                return  # the engine delivered its final synchronously, inside flush()
             if self._transcript_complete():
                 self._finish_turn()
             else:
