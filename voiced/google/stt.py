@@ -326,6 +326,7 @@ class GoogleSTTStream:
         wall = self._reactor.seconds() - session.opened_at
         if max(wall, (session.sent_upto - session.base) / SAMPLE_RATE) < self._engine.rollover_s:
             return False
+        log.info("STT_ROLLOVER call={call_id} age_s={age:.0f}", call_id=self._call_id, age=wall)
         session.retire()
         self._session = None
         # No utterance under way: only the latest audio may hold words not answered yet.
