@@ -119,6 +119,10 @@ class Reply:
             return
         self.hang_up = hang_up
         self._send_chain.addCallback(self._send_end)
+        self._send_chain.addErrback(
+            lambda failure: log.failure("Sending reply {reply} failed call={call}", failure,
+                                        reply=self.mark_prefix, call=self.call.call_id)
+        )
 
     def _synthesis_failed(self, failure: Failure, text: str) -> bytes:
         if not failure.check(CancelledError):
@@ -444,6 +448,7 @@ class Call:
         log.info("BARGE_IN call={call} voiced_ms={ms}", call=self.call_id, ms=self._eou.voiced_ms)
         if reply is not None:
             reply.cancel()
+            self._replies.pop(reply.mark_prefix, None)  # its marks, echoed after the clear, mean nothing
             self.conversation.heard(reply.heard, interrupted=True)
             if reply.turn is not None:
                 self._report(reply.turn)
