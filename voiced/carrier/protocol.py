@@ -47,6 +47,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         self.call_id = "-"
         self.stream_sid = ""
         self._sequence = twilio.SequenceTracker()
+        self._sequence_warnings = 0
         self._errors = 0
         self._start_timer: IDelayedCall | None = None
         self._closing = False
@@ -95,10 +96,10 @@ class MediaStreamProtocol(WebSocketServerProtocol):
     # ---- message dispatch --------------------------------------------------------------
     def _dispatch(self, message: twilio.InboundMessage) -> None:
         for problem in self._sequence.observe(message):
-            reported = self._sequence.gaps + self._sequence.reordered
-            if reported <= MAX_SEQUENCE_WARNINGS:
+            self._sequence_warnings += 1
+            if self._sequence_warnings <= MAX_SEQUENCE_WARNINGS:
                 log.warn("SEQUENCE call={call} {problem}", call=self.call_id, problem=problem)
-            if reported == MAX_SEQUENCE_WARNINGS:
+            elif self._sequence_warnings == MAX_SEQUENCE_WARNINGS + 1:
                 log.warn("SEQUENCE call={call}: further gaps and reorderings are counted, not logged",
                          call=self.call_id)
         if isinstance(message, twilio.Media):

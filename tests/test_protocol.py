@@ -1,0 +1,183 @@
+"""The Twilio WebSocket protocol in process: real Autobahn framing on a
+StringTransport, a Clock for timers, a recording call instead of the turn machine."""
+
+import base64
+import json
+
+import txaio
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from voiced.carrier.protocol import MAX_SEQUENCE_WARNINGS, MediaStreamFactory
+from voiced.metrics import Metrics
+
+HANDSHAKE = (
+    b"GET /media HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def client_frame(payload: bytes, opcode: int = 0x1, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
+    n = len(payload)
+    header = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of the unmasked frames the server wrote."""
+    frames = []
+    while data:
+        opcode, n, pos = data[0] & 0x0F, data[1] & 0x7F, 2
+        if n == 126:
+            n, pos = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, pos = int.from_bytes(data[2:10], "big"), 10
+        frames.append((opcode, data[pos : pos + n]))
+        data = data[pos + n :]
+    return frames
+
+
+class RecordingCall:
+    def __init__(self):
+        self.events = []
+
+    def start(self):
+        self.events.append("start")
+
+    def on_media(self, ulaw):
+        self.events.append(("media", len(ulaw)))
+
+    def on_mark(self, name):
+        self.events.append(("mark", name))
+
+    def on_dtmf(self, digit):
+        self.events.append(("dtmf", digit))
+
+    def close(self, reason=""):
+        self.events.append("close")
+
+
+class RecordingService:
+    def __init__(self):
+        self.metrics = Metrics()
+        self.calls = []
+        self.ended = []
+
+    def admit_connection(self, request):
+        pass
+
+    def new_call(self, start, transport):
+        call = RecordingCall()
+        self.calls.append((start, transport, call))
+        return call
+
+    def call_ended(self, call):
+        self.ended.append(call)
+
+
+def start_message(seq=1, **media_format):
+    fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1, **media_format}
+    return json.dumps({"event": "start", "sequenceNumber": str(seq), "streamSid": "MZ1",
+                       "start": {"streamSid": "MZ1", "accountSid": "AC1", "callSid": "CA1", "tracks": ["inbound"],
+                                 "customParameters": {"From": "+1"}, "mediaFormat": fmt}}).encode()
+
+
+def media_message(seq, chunk):
+    return json.dumps({"event": "media", "sequenceNumber": str(seq), "streamSid": "MZ1",
+                       "media": {"track": "inbound", "chunk": str(chunk), "timestamp": str(chunk * 20),
+                                 "payload": base64.b64encode(b"\xff" * 160).decode()}}).encode()
+
+
+class MediaStreamProtocolTests(SynchronousTestCase):
+    def setUp(self):
+        self.patch(txaio.config, "loop", Clock())  # Autobahn's own timers never fire here
+        self.clock = Clock()
+        self.service = RecordingService()
+        factory = MediaStreamFactory(self.service, self.clock)
+        self.proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
+                                         peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.proto.makeConnection(self.transport)
+        self.proto.dataReceived(HANDSHAKE)
+        self.assertIn(b"101 Switching Protocols", self.transport.value())
+        self.transport.clear()
+
+    def send(self, payload, opcode=0x1):
+        self.proto.dataReceived(client_frame(payload, opcode))
+
+    def close_code(self):
+        closes = [p for op, p in server_frames(self.transport.value()) if op == 0x8]
+        return int.from_bytes(closes[0][:2], "big") if closes else None
+
+    def test_messages_reach_the_call_and_replies_are_framed(self):
+        self.send(b'{"event":"connected","protocol":"Call","version":"1.0.0"}')
+        self.send(start_message())
+        start, transport, call = self.service.calls[0]
+        self.assertEqual((start.call_sid, call.events), ("CA1", ["start"]))
+        self.send(media_message(2, 1))
+        self.send(b'{"event":"mark","sequenceNumber":"3","streamSid":"MZ1","mark":{"name":"r1.start"}}')
+        self.send(b'{"event":"dtmf","sequenceNumber":"4","streamSid":"MZ1","dtmf":{"digit":"5"}}')
+        self.send(b'{"event":"something-new"}')
+        self.assertEqual(call.events[1:], [("media", 160), ("mark", "r1.start"), ("dtmf", "5")])
+        transport.send_audio(b"\x00" * 10)
+        transport.send_mark("r1.s0")
+        transport.send_clear()
+        sent = [json.loads(p) for op, p in server_frames(self.transport.value()) if op == 0x1]
+        self.assertEqual([m["event"] for m in sent], ["media", "mark", "clear"])
+        self.assertEqual({m["streamSid"] for m in sent}, {"MZ1"})
+
+    def test_no_start_within_ten_seconds_closes_4000(self):
+        self.clock.advance(9.9)
+        self.assertIsNone(self.close_code())
+        self.clock.advance(0.2)
+        self.assertEqual(self.close_code(), 4000)
+
+    def test_binary_frame_closes_4002(self):
+        self.send(b"\x00\x01", opcode=0x2)
+        self.assertEqual(self.close_code(), 4002)
+
+    def test_bad_media_format_closes_4001_without_a_call(self):
+        self.send(start_message(sampleRate=16000))
+        self.assertEqual(self.close_code(), 4001)
+        self.assertEqual(self.service.calls, [])
+
+    def test_malformed_messages_are_counted_then_close_4003(self):
+        self.send(start_message())
+        for _ in range(19):
+            self.send(b"{not json")
+        self.assertIsNone(self.close_code())
+        self.send(b"{not json")
+        self.assertEqual(self.close_code(), 4003)
+        self.assertEqual(self.service.metrics.protocol_errors_total._value.get(), 20)
+
+    def test_an_exception_in_the_call_closes_only_this_socket_with_4011(self):
+        self.send(start_message())
+        call = self.service.calls[0][2]
+        call.on_media = lambda ulaw: 1 / 0
+        self.send(media_message(2, 1))
+        self.assertEqual(self.close_code(), 4011)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_sequence_problems_are_logged_a_bounded_number_of_times(self):
+        from twisted.logger import globalLogPublisher
+
+        seen = []
+        observer = lambda event: seen.append(event) if "SEQUENCE" in event.get("log_format", "") else None
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.send(start_message())
+        for i in range(100):
+            self.send(media_message(2 + i * 3, 1 + i * 3))  # every message skips two
+        self.assertEqual(len(seen), MAX_SEQUENCE_WARNINGS + 1)  # then one line saying the rest are counted
+
+    def test_close_ends_the_call_once(self):
+        self.send(start_message())
+        call = self.service.calls[0][2]
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        self.proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(call.events[-1], "close")
+        self.assertEqual(self.service.ended, [call])
