@@ -34,7 +34,8 @@ class RecordingTransport:
 
 
 class RecordingStream:
-    def __init__(self):
+    def __init__(self, streaming):
+        self.streaming = streaming
         self.fed = 0
         self.speech_starts = 0
         self.flushes = 0
@@ -58,7 +59,7 @@ class FakeSTT:
 
     def __init__(self, streaming):
         self.streaming = streaming
-        self.stream = RecordingStream()
+        self.stream = RecordingStream(streaming)
 
     def open_stream(self, call_id, listener):
         return self.stream
@@ -216,13 +217,74 @@ class TurnMachineTests(SynchronousTestCase):
         self.finish_greeting()
         self.frames("v" * 5)
         self.call.on_transcript("what", False)
-        self.frames("v" * 20 + "...")
+        self.frames("v" * 20 + "." * 6)
         self.call.on_transcript("what time is it", True)  # engine endpointing while the caller is silent
         self.assertEqual(self.call.state, State.SPEAKING)
         self.call.on_mark("r2.start")
         values = self.metrics.turns[0][1]
         self.assertEqual(values["STT_FIRST_PARTIAL_MS"], 100)
-        self.assertEqual(values["STT_FINAL_MS"], 60)
+        self.assertEqual(values["STT_FINAL_MS"], 120)
+
+    def test_a_final_in_a_gap_between_words_does_not_cut_the_caller_off(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 15 + ".")
+        self.call.on_transcript("I would like", True)
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.frames("v" * 15 + "." * 12)
+        self.call.on_transcript("to book a visit", True)
+        self.assertEqual(self.conversation.asked, ["I would like to book a visit"])
+
+    def test_backchannel_final_is_dropped_but_not_the_next_turns(self):
+        self.make_call(streaming=True)
+        self.frames("vvvv")  # "uh-huh" over the greeting: too short to barge in
+        self.call.on_transcript("uh huh", False)
+        self.frames("." * 12)
+        self.finish_greeting()  # the engine never finalized the backchannel
+        self.frames("v" * 15 + "." * 12)
+        self.call.on_transcript("what time do you open", True)
+        self.assertEqual(self.conversation.asked, ["what time do you open"])
+
+    def test_stream_switching_to_whole_utterances_mid_call_is_followed(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.stt.stream.streaming = False  # e.g. Google refused the config: Whisper per utterance
+        self.frames("v" * 10 + "." * 12)
+        self.clock.advance(5.0)  # a streaming final timeout would have given up by now
+        self.assertEqual(self.call.state, State.AWAITING_FINAL)
+        self.call.on_transcript("goodbye", True)
+        self.assertEqual(self.conversation.asked, ["goodbye"])
+
+    def test_agent_failure_before_audio_returns_to_listening(self):
+        self.make_call()
+        self.finish_greeting()
+
+        def broken(text, sink):
+            raise RuntimeError("agent down")
+
+        self.conversation.respond = broken
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_transcript("hello", True)
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_agent_failure_after_first_sentence_plays_it_out(self):
+        self.make_call()
+        self.finish_greeting()
+        failing = Deferred()
+
+        def partial(text, sink):
+            sink.sentence("One moment.")
+            return failing
+
+        self.conversation.respond = partial
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_transcript("hello", True)
+        failing.errback(RuntimeError("stream broke"))
+        self.assertEqual(self.transport.marks(), ["r2.start", "r2.s0", "r2.end"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.echo_all_marks()
+        self.assertEqual(self.call.state, State.LISTENING)
 
     def test_final_timeout_answers_the_partial(self):
         self.make_call(streaming=True)
@@ -304,3 +366,24 @@ class TurnMachineTests(SynchronousTestCase):
         self.frames("v" * 10 + "." * 12)
         self.assertEqual(self.conversation.asked, ["what time do you open"])
         self.assertEqual(self.call.state, State.SPEAKING)
+
+    def test_a_late_final_after_giving_up_is_still_answered(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10 + "." * 12)
+        self.clock.advance(1.5)  # no transcript in time (the stream was being re-created)
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.clock.advance(0.7)
+        self.call.on_transcript("goodbye", True)
+        self.assertEqual(self.conversation.asked, ["goodbye"])
+        self.call.on_mark("r2.start")
+        self.assertEqual(self.metrics.turns[0][1]["STT_FINAL_MS"], 240 + 1500 + 700)
+
+    def test_a_late_final_after_the_caller_moved_on_is_not_answered_alone(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10 + "." * 12)
+        self.clock.advance(1.5)
+        self.frames("v" * 10)  # the caller speaks again
+        self.call.on_transcript("stale", True)
+        self.assertEqual(self.conversation.asked, [])

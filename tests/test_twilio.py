@@ -54,7 +54,12 @@ class ParseTests(SynchronousTestCase):
         for bad in [b"\xff\xfe", "not json", "[]", '{"no":"event"}', '{"event":"media"}',
                     '{"event":"media","media":{"payload":"!!notbase64"}}',
                     '{"event":"start","start":{}}', '{"event":"mark","mark":{}}',
-                    '{"event":"media","sequenceNumber":"x","media":{"payload":""}}']:
+                    '{"event":"media","sequenceNumber":"x","media":{"payload":""}}',
+                    '{"event":"start","start":"abc"}', '{"event":"media","media":[1]}',
+                    '{"event":"start","start":{"callSid":"CA1","tracks":5}}',
+                    '{"event":"start","start":{"callSid":"CA1","mediaFormat":"x"}}',
+                    '{"event":"mark","mark":"r1"}', '{"event":"stop","stop":7}',
+                    "[" * 30000 + "]" * 30000]:
             self.assertRaises(twilio.ProtocolError, twilio.parse_message, bad)
 
 

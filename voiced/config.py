@@ -141,6 +141,8 @@ class Settings:
     google_credentials_json: str = field(default="", repr=False)
     google_channels: int = 4
     google_timeout_s: int = 330
+    # Not an option: Google's own variable, read from the same environment.
+    google_credentials_file: str = ""
     stt_rollover_s: int = 240
 
     @classmethod
@@ -159,13 +161,14 @@ class Settings:
             if raw is None:
                 continue
             try:
-                values[opt.name] = opt.parse(str(raw)) if not isinstance(raw, (bool, int)) else raw
+                values[opt.name] = opt.parse(str(int(raw)) if isinstance(raw, bool) else str(raw))
             except ValueError as e:
                 raise ConfigError(f"{source}: {e}") from None
         listen = list(options.get("listen") or [])
         if not listen and environ.get("VOICED_LISTEN"):
             listen = [s.strip() for s in environ["VOICED_LISTEN"].split(",") if s.strip()]
         values["listen"] = tuple(listen) or (DEFAULT_LISTEN,)
+        values["google_credentials_file"] = environ.get("GOOGLE_APPLICATION_CREDENTIALS", "")
         settings = cls(**values)
         settings.validate()
         return settings
@@ -180,11 +183,7 @@ class Settings:
 
     @property
     def google_configured(self) -> bool:
-        return bool(
-            self.google_endpoint
-            or self.google_credentials_json
-            or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-        )
+        return bool(self.google_endpoint or self.google_credentials_json or self.google_credentials_file)
 
     @property
     def stt_engine(self) -> str:

@@ -230,7 +230,10 @@ class QueueLogObserver:
             self._io_lock.release()
 
     def _after_fork_in_child(self) -> None:
-        # The queue and its pending lines survive the fork; the writer thread does not.
+        # The writer thread does not survive the fork, and the queue's internal lock may
+        # be left as that thread held it (a new writer then waits forever on it): start
+        # the child with a fresh queue. Lines pending at the fork were the parent's.
+        self._queue = SimpleQueue()
         self._thread = None
         self._start_lock = threading.Lock()
         self._io_lock = threading.Lock()

@@ -16,7 +16,7 @@ from typing import Any
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.application import strports
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
@@ -36,6 +36,7 @@ log = Logger(namespace="voiced.service")
 
 
 DAEMON_LOG_FILE = "voiced.log"
+CLOSE_WAIT_S = 2.0  # how long stopping waits for callers' sockets to close
 
 
 def _stdout_is_devnull() -> bool:
@@ -78,6 +79,7 @@ class VoicedService(MultiService):
         self._closers: list[Any] = []
         self._warming: Deferred[None] | None = None
         self._log_observer: Any = None
+        self._drained: Deferred[None] | None = None
 
         from voiced.web import build_site
 
@@ -171,19 +173,32 @@ class VoicedService(MultiService):
                  n=len(self.speaker.cache), engines=self.engine_warmup_ms)
 
     def _warm_up_failed(self, failure: Any) -> None:
+        if failure.check(CancelledError):
+            return  # stopped while warming up
         self.warmup_error = failure.getErrorMessage() or failure.type.__name__
         log.failure("Warm-up failed: voiced is not accepting calls", failure)
 
-    def stopService(self) -> Deferred[None] | None:
+    def stopService(self) -> Deferred[None]:
         self.stopping = True
         self.ready = False
         log.info("APP_STOP active_calls={n}", n=len(self.calls))
-        d = super().stopService()  # stop listening first
-        for call in list(self.calls):
-            call.close(reason="service stopping")
-        self.calls.clear()
+        stopped = super().stopService()  # stop listening first
         if self._warming is not None:
             self._warming.cancel()
+        # Each call's socket gets a proper close (1000); the engines go only once the
+        # closes are out, or after a bound if a peer does not answer.
+        drained: Deferred[None] = Deferred()
+        self._drained = drained
+        for call in list(self.calls):
+            call.transport.hang_up()
+            call.close(reason="service stopping")
+        if not self.calls:
+            drained.callback(None)
+        drained.addTimeout(CLOSE_WAIT_S, self.clock, onTimeoutCancel=lambda *_: None)
+        return gatherResults([stopped, drained]).addBoth(self._release)
+
+    def _release(self, _: object) -> None:
+        self.calls.clear()
         for close in reversed(self._closers):
             try:
                 close()
@@ -194,7 +209,6 @@ class VoicedService(MultiService):
         self._pools.clear()
         if self._log_observer is not None:
             self.clock.addSystemEventTrigger("after", "shutdown", self._log_observer.stop)
-        return d
 
     # ---- calls ---------------------------------------------------------------------------------
     def admit_connection(self, request: ConnectionRequest) -> None:
@@ -226,6 +240,8 @@ class VoicedService(MultiService):
     def call_ended(self, call: Call) -> None:
         self.calls.discard(call)
         self.metrics.calls_active.set(len(self.calls))
+        if self.stopping and not self.calls and self._drained is not None and not self._drained.called:
+            self._drained.callback(None)
 
     # ---- health ----------------------------------------------------------------------------------
     def liveness(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from voiced.config import DEFAULT_LISTEN, OPTIONS, ConfigError, Settings
+from voiced.config import OPTIONS, ConfigError, Settings
 
 
 class Options(usage.Options):
@@ -42,8 +42,5 @@ class Options(usage.Options):
 def makeService(options: Any) -> IService:
     from voiced.service import VoicedService
 
-    settings = options["settings"] if "settings" in options else Settings.load(options)
-    return VoicedService(settings)
+    return VoicedService(options["settings"])
 
-
-__all__ = ["Options", "makeService", "DEFAULT_LISTEN"]

@@ -21,7 +21,43 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="voiced.web")
 
-MAX_FORM_BYTES = 64 * 1024
+# Twilio's webhook form is a few KB; nothing voiced serves takes more.
+MAX_BODY_BYTES = 64 * 1024
+MAX_LOGGED_FIELD = 64
+
+
+class BoundedRequest(Request):
+    """Keeps at most MAX_BODY_BYTES of a request body; a larger body is answered 413
+    without being stored or parsed (it would otherwise be parsed on the reactor thread)."""
+
+    body_too_large = False
+    _body_bytes = 0
+
+    def gotLength(self, length: int | None) -> None:
+        self.body_too_large = length is not None and length > MAX_BODY_BYTES
+        super().gotLength(None if self.body_too_large else length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._body_bytes += len(data)
+        if self._body_bytes > MAX_BODY_BYTES:
+            self.body_too_large = True
+        if not self.body_too_large:
+            super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.body_too_large:
+            self.content.seek(0)
+            self.content.truncate()  # nothing of a cut body is parsed
+        super().requestReceived(command, path, version)
+
+    def process(self) -> None:
+        if not self.body_too_large:
+            super().process()
+            return
+        self.setResponseCode(413)
+        self.setHeader(b"content-type", b"text/plain")
+        self.write(b"request body too large\n")
+        self.finish()
 
 
 def _json(request: Request, status: int, body: dict) -> bytes:
@@ -78,7 +114,7 @@ class Twiml(_Leaf):
     def render_POST(self, request: Request) -> bytes:
         def field(name: bytes) -> str:
             values = request.args.get(name) or [b""]
-            return values[0].decode("utf-8", "replace")
+            return values[0].decode("utf-8", "replace")[:MAX_LOGGED_FIELD]
 
         base = self.service.settings.public_url or self._base_from_request(request)
         parts = urlsplit(base)
@@ -108,7 +144,7 @@ def build_site(service: "VoicedService") -> Site:
     root.putChild(b"twiml", Twiml(service))
     root.putChild(b"health", Liveness(service))
     root.putChild(b"metrics", Metrics(service))
-    site = Site(root)
+    site = Site(root, requestFactory=BoundedRequest)
     site.displayTracebacks = False
     site.noisy = False
     return site

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -194,6 +195,13 @@ class HttpAndProtocolTests(TestCase):
         self.assertIn('<Stream url="wss://voice.example.com:8443/media">', twiml)
         self.assertIn('<Parameter name="From" value="+15551234"/>', twiml)
         self.assertIn('<Parameter name="To" value="+15559876"/>', twiml)
+
+    def test_oversized_body_is_refused_with_413(self):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.daemon.port}/twiml", data=b"From=" + b"9" * 300_000)
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        self.assertEqual(caught.exception.code, 413)
+        self.assertEqual(self.daemon.get("/health")[0], 200)
 
 
 class DeploymentTests(TestCase):

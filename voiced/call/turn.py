@@ -25,7 +25,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -96,7 +96,6 @@ class Reply:
         self.hang_up = False
         self.cancelled = False
         self.audio_started = False
-        self.finished_playing = False
         self.agent_request: Deferred[None] | None = None
         self._in_flight: list[Deferred[bytes]] = []
         self._send_chain: Deferred[None] = succeed(None)
@@ -192,7 +191,6 @@ class Call:
         self.metrics = metrics
         self.settings = settings
         self._eou = eou
-        self._stt_streaming = stt.streaming
         self._stt = stt.open_stream(info.call_id, self)
         self.state = State.GREETING
         self._turn = Turn()
@@ -205,9 +203,9 @@ class Call:
         self._finals: list[str] = []
         self._partial = ""
         self._last_final_at: float | None = None
-        self._segment_started_at: float | None = None
         self._awaiting_flushes = 0
         self._drop_next_final = False
+        self._abandoned: Turn | None = None  # the last utterance that got no transcript in time
 
     # ---- inputs from the carrier -------------------------------------------------
     def start(self) -> None:
@@ -286,13 +284,24 @@ class Call:
         self._partial = ""
         self._last_final_at = now
         self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
-        if self.state is State.AWAITING_FINAL and self._transcript_complete():
+        if (
+            self._abandoned is not None
+            and self.state is State.LISTENING
+            and self._turn.times.speech_start is None
+            and self._finals
+        ):
+            # The final of an utterance given up on (the STT stream was recovering):
+            # the caller is still waiting for the answer, so give it.
+            log.info("LATE_FINAL call={call}: answering the utterance after all", call=self.call_id)
+            self._turn, self._abandoned = self._abandoned, None
+            self._finish_turn()
+        elif self.state is State.AWAITING_FINAL and self._transcript_complete():
             self._finish_turn()
         elif (
             self.state is State.LISTENING
-            and self._stt_streaming
+            and self._stt.streaming
             and self._eou.in_speech
-            and self._eou.silence_ms > 0
+            and self._eou.silence_ms >= self._eou.eou_silence_ms // 2  # a real pause, not a gap between words
             and self._finals
         ):
             # The engine's endpointing says the utterance is over while the caller is
@@ -323,10 +332,15 @@ class Call:
 
     # ---- speech events ---------------------------------------------------------------
     def _on_speech_started(self, at: float) -> None:
-        self._segment_started_at = at
+        # A backchannel's final that has not come by now is not coming before new words.
+        self._drop_next_final = False
         if self.state is State.LISTENING:
             if self._turn.times.speech_start is None:
                 self._turn.times.speech_start = at
+                self._abandoned = None  # the caller moved on
+                # Text that arrived before the turn's first word belongs to no one (a late
+                # final of an abandoned utterance).
+                self._finals, self._partial = [], ""
             self._stt.speech_started()
         elif self.state is State.AWAITING_FINAL:
             # The caller only paused: the same utterance goes on.
@@ -338,7 +352,7 @@ class Call:
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
             self._turn.times.speech_end = at
             self.state = State.AWAITING_FINAL
-            if not self._stt_streaming:
+            if not self._stt.streaming:
                 self._awaiting_flushes += 1
             self._stt.flush()
             if self.state is not State.AWAITING_FINAL:
@@ -356,7 +370,7 @@ class Call:
     def _final_wait_ms(self) -> int:
         if self._turn.stt_failed:
             return self.settings.fallback_timeout_ms
-        if not self._stt_streaming:
+        if not self._stt.streaming:
             # An utterance engine promises one final per flush; under load its queue
             # can be seconds long, and giving up would drop a turn that is coming.
             return UTTERANCE_ENGINE_SAFETY_MS
@@ -365,13 +379,15 @@ class Call:
     def _transcript_complete(self) -> bool:
         if self._awaiting_flushes:
             return False
-        if not self._stt_streaming:
+        if not self._stt.streaming:
             return True
+        # A final that came before the caller's last word cannot cover that word.
+        speech_end = self._turn.times.speech_end
         return (
             bool(self._finals)
             and not self._partial
             and self._last_final_at is not None
-            and (self._segment_started_at is None or self._last_final_at >= self._segment_started_at)
+            and (speech_end is None or self._last_final_at >= speech_end)
         )
 
     def _final_timed_out(self) -> None:
@@ -383,11 +399,14 @@ class Call:
             self._finish_turn()
         else:
             log.info("No transcript for the utterance call={call}", call=self.call_id)
+            abandoned = self._turn
             self._start_turn()
+            self._abandoned = abandoned
 
     # ---- turn lifecycle --------------------------------------------------------------
     def _start_turn(self) -> None:
         self._cancel_timer()
+        self._abandoned = None
         self.state = State.LISTENING
         self._turn = Turn()
         self._finals, self._partial = [], ""
@@ -415,16 +434,21 @@ class Call:
         log.info("CALLER call={call} turn={turn} text={text!r}", call=self.call_id, turn=turn.number, text=text)
         self.state = State.THINKING
         reply = self._new_reply("r", turn)
-        request = self.conversation.respond(text, reply)
+        request = maybeDeferred(self.conversation.respond, text, reply)
         reply.agent_request = request
         request.addErrback(self._agent_failed, reply)
 
     def _agent_failed(self, failure: Failure, reply: Reply) -> None:
-        if failure.check(CancelledError):
+        if failure.check(CancelledError) or reply.cancelled:
             return
         log.failure("Agent failed call={call}", failure, call=self.call_id)
-        if reply is self._reply and self.state is State.THINKING:
-            self._start_turn()
+        if reply.audio_started:
+            reply.done()  # what was said plays out; its end mark returns the call to listening
+        else:
+            reply.cancel()
+            self._replies.pop(reply.mark_prefix, None)
+            if reply is self._reply and self.state is State.THINKING:
+                self._start_turn()
 
     def _resume_listening(self) -> None:
         """The caller went on talking before any reply audio was sent: drop the
@@ -455,7 +479,6 @@ class Call:
         self._start_turn()
 
     def _reply_finished(self, reply: Reply) -> None:
-        reply.finished_playing = True
         self._replies.pop(reply.mark_prefix, None)
         if reply.mark_prefix.startswith("p"):
             return  # an interim prompt: the turn it interrupted goes on

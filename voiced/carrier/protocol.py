@@ -50,7 +50,6 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         self._sequence_warnings = 0
         self._errors = 0
         self._start_timer: IDelayedCall | None = None
-        self._closing = False
 
     # ---- Autobahn callbacks -------------------------------------------------------------
     def onConnect(self, request: ConnectionRequest) -> None:
@@ -73,6 +72,10 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             message = twilio.parse_message(payload)
         except twilio.ProtocolError as e:
             self._protocol_error(str(e))
+            return
+        except Exception as e:  # a parser gap must cost one message, never the socket
+            log.failure("Unexpected parse failure call={call}", call=self.call_id)
+            self._protocol_error(f"unparseable message ({type(e).__name__})")
             return
         try:
             self._dispatch(message)

@@ -89,18 +89,25 @@ def _int_or_none(value: object, what: str) -> int | None:
         raise ProtocolError(f"{what} is not an integer: {value!r}") from None
 
 
-def _require(obj: dict, key: str, what: str) -> object:
+def _require(obj: object, key: str, what: str) -> object:
     if not isinstance(obj, dict) or key not in obj:
         raise ProtocolError(f"{what} lacks {key!r}")
     return obj[key]
+
+
+def _object(obj: object, key: str, what: str, required: bool = True) -> dict:
+    value = _require(obj, key, what) if required else (obj.get(key) if isinstance(obj, dict) else None) or {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what}.{key} is not an object")
+    return value
 
 
 def parse_message(text: str | bytes) -> InboundMessage:
     """Parse one inbound text frame. Raises ProtocolError on malformed input."""
     try:
         msg = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ProtocolError(f"not JSON: {e}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise ProtocolError(f"not JSON: {str(e)[:100]}") from None
     if not isinstance(msg, dict):
         raise ProtocolError("message is not a JSON object")
     event = msg.get("event")
@@ -110,7 +117,7 @@ def parse_message(text: str | bytes) -> InboundMessage:
     if event == "connected":
         return Connected(str(msg.get("protocol", "")), str(msg.get("version", "")))
     if event == "media":
-        media = _require(msg, "media", "media message")
+        media = _object(msg, "media", "media message")
         try:
             payload = base64.b64decode(_require(media, "payload", "media"), validate=True)
         except (binascii.Error, TypeError, ValueError):
@@ -124,31 +131,32 @@ def parse_message(text: str | bytes) -> InboundMessage:
             payload,
         )
     if event == "start":
-        start = _require(msg, "start", "start message")
-        fmt = start.get("mediaFormat") or {}
-        params = start.get("customParameters") or {}
-        if not isinstance(params, dict) or not isinstance(fmt, dict):
-            raise ProtocolError("start.customParameters/mediaFormat must be objects")
+        start = _object(msg, "start", "start message")
+        fmt = _object(start, "mediaFormat", "start", required=False)
+        params = _object(start, "customParameters", "start", required=False)
+        tracks = start.get("tracks", ["inbound"])
+        if not isinstance(tracks, list):
+            raise ProtocolError("start.tracks is not a list")
         return Start(
             seq,
             str(start.get("streamSid") or msg.get("streamSid") or ""),
             str(start.get("accountSid", "")),
             str(_require(start, "callSid", "start")),
-            tuple(str(t) for t in start.get("tracks", ["inbound"])),
+            tuple(str(t) for t in tracks),
             {str(k): str(v) for k, v in params.items()},
             str(fmt.get("encoding", "audio/x-mulaw")),
             _int_or_none(fmt.get("sampleRate", 8000), "sampleRate") or 0,
             _int_or_none(fmt.get("channels", 1), "channels") or 0,
         )
     if event == "mark":
-        mark = _require(msg, "mark", "mark message")
+        mark = _object(msg, "mark", "mark message")
         return Mark(seq, str(msg.get("streamSid", "")), str(_require(mark, "name", "mark")))
     if event == "dtmf":
-        dtmf = _require(msg, "dtmf", "dtmf message")
+        dtmf = _object(msg, "dtmf", "dtmf message")
         return Dtmf(seq, str(msg.get("streamSid", "")), str(_require(dtmf, "digit", "dtmf")))
     if event == "stop":
-        stop = msg.get("stop") or {}
-        return Stop(seq, str(msg.get("streamSid", "")), str(stop.get("callSid", "")) if isinstance(stop, dict) else "")
+        stop = _object(msg, "stop", "stop message", required=False)
+        return Stop(seq, str(msg.get("streamSid", "")), str(stop.get("callSid", "")))
     return Unknown(event)
 
 

@@ -193,6 +193,10 @@ class _AudioLog:
 class GoogleSTTStream:
     """One call's recognition; every method runs on the reactor thread."""
 
+    @property
+    def streaming(self) -> bool:
+        return not self._degraded  # degraded: whole utterances, one final per flush
+
     def __init__(self, engine: GoogleSTTEngine, call_id: str, listener: TranscriptListener) -> None:
         self._engine = engine
         self._reactor = engine.reactor

@@ -25,6 +25,11 @@ class TranscriptListener(Protocol):
 
 
 class STTStream(Protocol):
+    #: True while the stream produces partials and finals by itself as audio flows;
+    #: False while it transcribes whole utterances (one final per flush). A stream
+    #: may change mode mid-call (Google degrading to the Whisper fallback).
+    streaming: bool
+
     def feed(self, ulaw: bytes) -> None:
         """Caller audio, 8 kHz mu-law, every frame of the call (also while the bot speaks)."""
 
@@ -43,7 +48,7 @@ class STTStream(Protocol):
 
 class STTEngine(Protocol):
     name: str
-    #: True when the engine produces partials and finals by itself while audio flows.
+    #: What its streams start as (see STTStream.streaming).
     streaming: bool
 
     def open_stream(self, call_id: str, listener: TranscriptListener) -> STTStream: ...

@@ -107,6 +107,8 @@ class _Pending:
 class LocalSTTStream:
     """One call's utterance capture; every method runs on the reactor thread."""
 
+    streaming = False
+
     def __init__(self, call_id: str, listener: TranscriptListener, transcriber: Transcriber) -> None:
         self._call_id = call_id
         self._listener = listener
