@@ -51,7 +51,10 @@ async def run(reactor, minutes: float, stream_limit_s: int) -> int:
     print(f"call lasted {report.duration_s / 60:.1f} min; bot hung up: {report.hung_up_by_bot}")
     print(f"stream replacements: {reopens} at the limit (OUT_OF_RANGE), {rollovers} planned rollovers")
     print(f"caller lines: {len(texts)}; answered turns: {turns}; transcripts: {len(heard)}")
-    mismatched = [(said, got) for said, got in zip(texts, heard) if said.split()[0].lower() not in got.lower()]
+    def first_word(text: str) -> str:
+        return re.sub(r"\W", "", text.split()[0].lower()) if text.split() else ""
+
+    mismatched = [(said, got) for said, got in zip(texts, heard) if first_word(said) != first_word(got)]
     print(f"transcripts that do not start like the line said: {len(mismatched)} {mismatched[:3]}")
     latencies = sorted(t.first_reply_audio_ms for t in report.turns if t.first_reply_audio_ms is not None)
     if latencies:
