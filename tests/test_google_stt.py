@@ -22,6 +22,7 @@ from voiced.config import Settings
 from voiced.emulator.faults import FaultPlan
 from voiced.emulator.server import Emulator
 from voiced.google.clients import GoogleClients
+from voiced.google import stt as google_stt
 from voiced.google.stt import GoogleSTTEngine, _AudioLog, recognition_config
 from voiced.lifecycle import construction_counts
 from voiced.retry import Backoff
@@ -297,6 +298,31 @@ class StreamingTests(EmulatorCase):
         await until(lambda: listener.of("failure"), what="the failure")
         stream.flush()
         self.assertEqual(listener.of("final"), [""])
+
+
+class MisbehavingServerTests(EmulatorCase):
+    async def test_out_of_range_before_any_response_backs_off_instead_of_looping(self) -> None:
+        # e.g. "audio streamed too fast": refused at once, every time.
+        engine = self.start_engine(FaultPlan(status="OUT_OF_RANGE", every_nth=1, after_responses=0),
+                                   backoff=Backoff.from_ms(50, 100, 2))
+        stream, listener = self.open(engine, "CA-oor")
+        stream.feed(buzz(1, 200))
+        await until(lambda: listener.of("failure"), what="the give-up")
+        await deferLater(reactor, 0.3)
+        self.assertEqual(stream.streams_opened, 3)  # one, then two retries: no hot loop
+        self.assertEqual(len(self.logs.starting("STT_RETRY")), 2)
+
+    async def test_a_hung_server_is_noticed_after_the_callers_turn(self) -> None:
+        # The server swallows audio and never answers (as a SIGSTOPped process would).
+        engine = self.start_engine(FaultPlan(latency_ms=60_000), backoff=Backoff.from_ms(50, 100, 1))
+        self.patch(google_stt, "RESPONSE_WATCHDOG_S", 0.5)
+        stream, listener = self.open(engine, "CA-hung")
+        stream.feed(b"\xff" * 800)
+        stream.speech_started()
+        stream.feed(buzz(1, 400))
+        stream.flush()
+        await until(lambda: self.logs.starting("STT_RETRY"), what="the watchdog's retry")
+        self.assertIn("error=ResponseTimeout", self.logs.starting("STT_RETRY")[0])
 
 
 class LongCallTests(EmulatorCase):

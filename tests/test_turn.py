@@ -387,3 +387,17 @@ class TurnMachineTests(SynchronousTestCase):
         self.frames("v" * 10)  # the caller speaks again
         self.call.on_transcript("stale", True)
         self.assertEqual(self.conversation.asked, [])
+
+    def test_a_final_arriving_while_the_bot_speaks_is_not_carried_into_the_next_turn(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10)
+        self.call.on_transcript("opening hours", False)
+        self.frames("." * 12)
+        self.clock.advance(1.5)  # answered from the partial
+        self.assertEqual(self.call.state, State.SPEAKING)
+        self.call.on_transcript("opening hours please", True)  # the late final of that same utterance
+        self.echo_all_marks()
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_transcript("goodbye", True)
+        self.assertEqual(self.conversation.asked, ["opening hours", "goodbye"])

@@ -274,10 +274,13 @@ class Call:
             if times.first_partial is None and times.speech_start is not None and text.strip():
                 times.first_partial = now
             return
-        if self._drop_next_final:
+        if self._drop_next_final or self.state not in (State.LISTENING, State.AWAITING_FINAL):
+            # A backchannel's final, or a late final of a turn already answered from its
+            # partial: neither belongs to the next turn.
             self._drop_next_final = False
             self._partial = ""
-            log.debug("Dropping backchannel final call={call} text={text!r}", call=self.call_id, text=text)
+            log.debug("Dropping final call={call} state={state} text={text!r}", call=self.call_id,
+                      state=self.state.value, text=text)
             return
         if text.strip():
             self._finals.append(text.strip())

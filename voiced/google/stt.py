@@ -52,6 +52,10 @@ UNANSWERED_BYTES = SAMPLE_RATE * 5
 #: Dead audio is cut off the buffer in slices, not per frame (a bytearray shifts on every cut).
 _TRIM_SLACK_BYTES = SAMPLE_RATE
 _PREROLL_BYTES = SAMPLE_RATE * PREROLL_MS // 1000
+#: How long a rollover may wait for an utterance to end (Google's limit is ~65 s past 240 s).
+ROLLOVER_GRACE_S = 45.0
+#: After the caller's turn ends, a healthy stream answers within this; silence means a hung server.
+RESPONSE_WATCHDOG_S = 3.0
 
 _HINTS = {
     "InvalidArgument": "check --stt-model and --language (not every model supports every language)",
@@ -137,6 +141,8 @@ class _Session:
 
     def run(self, config, timeout: float, deliver) -> None:
         """Worker thread: the whole life of the stream. Raises what the stream ended with."""
+        if self.retired:
+            return  # closed while waiting for a worker: never open it
         # retry=None: the library's own retry replays a half-consumed request generator.
         responses = self.lease.client.streaming_recognize(config, self.requests(), retry=None, timeout=timeout)
         with self._lock:
@@ -214,6 +220,8 @@ class GoogleSTTStream:
         self._local: LocalSTTStream | None = None  # whole-utterance fallback once degraded
         self._closed = False
         self.streams_opened = 0
+        self._heard_since_speech = False  # any response since the caller last began speaking
+        self._watchdog = None  # an IDelayedCall: a final is owed and must come
 
     # -- the STTStream contract ------------------------------------------------------------
 
@@ -240,6 +248,7 @@ class GoogleSTTStream:
             self._local.speech_started()
         elif self._speech_at is None:
             self._speech_at = self._audio.end
+            self._heard_since_speech = False
 
     def flush(self) -> None:
         if self._closed:
@@ -250,11 +259,17 @@ class GoogleSTTStream:
         elif self._degraded:
             # No fallback transcriber: a whole-utterance engine still owes one final per flush.
             self._listener.on_transcript("", True)
+        elif self._session is not None and (self._partial_open or not self._heard_since_speech):
+            # The caller spoke and stopped; a final is owed. A hung server (no error, no
+            # response; keepalive would notice only after ~40 s) must not leave the call deaf.
+            self._cancel_watchdog()
+            self._watchdog = self._reactor.callLater(RESPONSE_WATCHDOG_S, self._no_response, self._session)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._cancel_watchdog()
         if self._waiting is not None:
             self._waiting.cancel()
         if self._session is not None:
@@ -299,15 +314,18 @@ class GoogleSTTStream:
         if self._closed or session is not self._session:
             return
         session.responded = True
-        self._attempt = 0
+        self._heard_since_speech = True
+        self._cancel_watchdog()
+        if any(r.alternatives for r in response.results):
+            self._attempt = 0  # a stream that recognizes is healthy; speech events alone are not proof
+        for empty_final in (r for r in response.results if r.is_final and not r.alternatives):
+            # Nothing recognized, but that audio is done with.
+            self._settled_at = max(self._settled_at, self._final_offset(session, empty_final))
+            self._partial_open = False
         results = [r for r in response.results if r.alternatives]
         finals = [r for r in results if r.is_final]
         for result in finals:
-            end = _bytes_at(result.result_end_time)
-            # A server that leaves result_end_time unset: everything sent so far is
-            # taken as finalized, so a replay can never repeat this final.
-            settled = session.base + end if end > 0 else session.sent_upto
-            self._settled_at = max(self._settled_at, settled)
+            self._settled_at = max(self._settled_at, self._final_offset(session, result))
             self._partial_open = False
             self._listener.on_transcript(result.alternatives[0].transcript.strip(), True)
             if self._closed or session is not self._session:
@@ -320,21 +338,46 @@ class GoogleSTTStream:
                 self._listener.on_transcript(partial, False)
         self._rolled_over(session)
 
+    def _final_offset(self, session: _Session, result: speech_v1.StreamingRecognitionResult) -> int:
+        """Where a final's audio ends, as an absolute offset."""
+        end = _bytes_at(result.result_end_time)
+        # A server that leaves result_end_time unset: what was sent counts as finalized,
+        # so a replay can never repeat this final.
+        return session.base + end if end > 0 else session.sent_upto
+
+    def _cancel_watchdog(self) -> None:
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+
+    def _no_response(self, session: _Session) -> None:
+        self._watchdog = None
+        if self._closed or session is not self._session:
+            return
+        session.retire()
+        self._session = None
+        self._retry_or_give_up("ResponseTimeout", f"no response within {RESPONSE_WATCHDOG_S:.0f} s of the caller's turn")
+
     def _rolled_over(self, session: _Session) -> bool:
         """Replace an old stream well before Google's 305 s limit, but never mid-utterance:
         right after a final, or in silence. The new stream replays the audio since the
         last final; the old one is retired, so its late results cannot repeat a final."""
-        if self._partial_open:
-            return False
         # Audio time for emulators that count it, wall time for a service that counts that.
-        wall = self._reactor.seconds() - session.opened_at
-        if max(wall, (session.sent_upto - session.base) / SAMPLE_RATE) < self._engine.rollover_s:
+        age = max(self._reactor.seconds() - session.opened_at, (session.sent_upto - session.base) / SAMPLE_RATE)
+        if age < self._engine.rollover_s:
             return False
-        log.info("STT_ROLLOVER call={call_id} age_s={age:.0f}", call_id=self._call_id, age=wall)
+        # Not mid-utterance (a partial is open, or the VAD hears speech a finals-only
+        # server has not answered yet) unless the hard limit is near.
+        if (self._partial_open or self._speech_at is not None) and age < self._engine.rollover_s + ROLLOVER_GRACE_S:
+            return False
+        log.info("STT_ROLLOVER call={call_id} age_s={age:.0f}", call_id=self._call_id, age=age)
         session.retire()
         self._session = None
-        # No utterance under way: only the latest audio may hold words not answered yet.
-        self._settled_at = max(self._settled_at, self._audio.end - UNANSWERED_BYTES)
+        # Only the latest audio, or the utterance under way, may hold words not answered yet.
+        unanswered = self._audio.end - UNANSWERED_BYTES
+        if self._speech_at is not None:
+            unanswered = min(unanswered, self._speech_at - _PREROLL_BYTES)
+        self._settled_at = max(self._settled_at, unanswered)
         self._open_session()
         return True
 
@@ -346,14 +389,18 @@ class GoogleSTTStream:
         self._session = None
         if not isinstance(result, Failure):
             if not session.responded:
-                self._retry_or_give_up("StreamEnded", "the stream ended without a result")
+                self._retry_or_give_up("StreamEndedWithoutResult", "the stream ended without a result")
             return  # the service ended a working stream: the next audio reopens one
         error = result.value
-        if isinstance(error, gexc.OutOfRange):
-            # Google's stream limits (max duration, audio timeout): not a failure. The next
-            # audio reopens a stream, which replays what this one had not finalized.
+        if isinstance(error, gexc.OutOfRange) and session.responded:
+            # Google's stream limits (max duration, audio timeout) on a working stream: not
+            # a failure. The next audio reopens a stream, which replays what this one had
+            # not finalized. (Refused before any response, e.g. "audio streamed too fast",
+            # it goes through the backoff instead, or it would reopen 50 times a second.)
             log.info("STT_REOPEN call={call_id} reason={reason}", call_id=self._call_id, reason=error.message)
-        elif is_transient(error):
+        elif is_transient(error) or session.responded or isinstance(error, (gexc.OutOfRange, gexc.Cancelled)):
+            # After responses the configuration was accepted: whatever ended the stream
+            # (a proxy's RST_STREAM shows as CANCELLED) is worth a new one.
             self._retry_or_give_up(type(error).__name__, str(error))
         else:
             self._degrade(type(error).__name__, str(error))
@@ -383,12 +430,16 @@ class GoogleSTTStream:
             self._open_session()
 
     def _give_up(self, error: str, message: str) -> None:
-        """Retries exhausted: tell the call, try the fallback aside, and start afresh on the next audio."""
+        """Retries exhausted: tell the call, try the fallback aside, and start afresh with a
+        new budget on the audio that follows one more longest wait."""
         self._attempt = 0
         audio = self._audio.since(self._settled_at)
         self._settled_at = self._audio.end  # handed to the fallback: never replayed
         reason = f"Google STT failed after {self._engine.backoff.attempts} retries: {error}: {message}"
         log.warn("STT_GAVE_UP call={call_id} {reason}", call_id=self._call_id, reason=reason)
+        # A cool-down before the next audio may open a stream: no tight reopen cycle.
+        self._waiting = deferLater(self._reactor, self._engine.backoff.max_s)
+        self._waiting.addCallbacks(self._cooled_down, lambda f: None)
         self._listener.on_stt_failure(reason)
         fallback = self._engine.fallback
         if fallback is None or not audio or self._closed:
@@ -397,6 +448,9 @@ class GoogleSTTStream:
         d = fallback.transcribe(audio)
         d.addTimeout(timeout_s, self._reactor)
         d.addCallbacks(self._fallback_text, self._fallback_failed)
+
+    def _cooled_down(self, _: None) -> None:
+        self._waiting = None
 
     def _fallback_text(self, text: str) -> None:
         text = text.strip()

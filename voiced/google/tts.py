@@ -17,13 +17,16 @@ from voiced.retry import Backoff, retry
 log = Logger()
 
 #: A sentence synthesizes in ~100-300 ms; far beyond that the service is in trouble.
-TIMEOUT_S = 10.0
+TIMEOUT_S = 2.5  # per attempt: with the one retry, at most ~5 s before espeak takes over
 #: One quick retry: a turn cannot wait for a long backoff.
 RETRY = Backoff(0.15, 0.15, attempts=1)
 
 
 def mulaw_from_response(audio: bytes) -> bytes:
-    """Google sends MULAW inside a WAV header (its length varies): return the raw samples."""
+    """Google sends MULAW inside a WAV header (its length varies): return the raw samples.
+    A compatible server that sends the bare samples, as asked, is taken at its word."""
+    if not audio.startswith(b"RIFF"):
+        return audio
     wav = parse_wav(audio)
     if wav.format_tag != WAVE_FORMAT_MULAW or wav.sample_rate != SAMPLE_RATE or wav.channels != 1:
         raise ValueError(
