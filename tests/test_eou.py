@@ -41,6 +41,16 @@ class EndOfUtteranceTests(SynchronousTestCase):
         self.assertEqual(self.eou.voiced_ms, 160)
         self.assertTrue(self.eou.in_speech)
 
+    def test_sustained_speech_tolerates_small_gaps(self):
+        feed(self.eou, self.clock, "vvvv.vvv")
+        self.assertTrue(self.eou.sustained(160))
+        self.assertFalse(self.eou.sustained(200))
+
+    def test_a_short_cough_is_not_sustained(self):
+        for _ in range(10):
+            feed(self.eou, self.clock, "v" * 6 + "." * 15)  # 120 ms bursts
+            self.assertFalse(self.eou.sustained(160))
+
     def test_frames_of_other_sizes_are_recut(self):
         events = []
         for _ in range(5):

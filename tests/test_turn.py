@@ -401,3 +401,8 @@ class TurnMachineTests(SynchronousTestCase):
         self.frames("v" * 10 + "." * 12)
         self.call.on_transcript("goodbye", True)
         self.assertEqual(self.conversation.asked, ["opening hours", "goodbye"])
+
+    def test_barge_in_with_gaps_between_words_is_still_on_time(self):
+        self.make_call()
+        self.frames("vvvv.vvv.")  # 180 ms of speech, 140 ms of it voiced (gaps between syllables)
+        self.assertIn(("clear",), self.transport.sent)

@@ -73,6 +73,7 @@ class EndOfUtterance:
         self._pending = b""
         self.in_speech = False
         self.voiced_ms = 0
+        self.speech_ms = 0  # all audio since speech started, gaps included
         self.silence_ms = 0
         self.speech_started_at: float | None = None
         self.last_voiced_at: float | None = None
@@ -112,10 +113,12 @@ class EndOfUtterance:
             if self._run_ms < self.min_speech_ms:
                 return None
             self.in_speech = True
-            self.voiced_ms, self.silence_ms = self._run_ms, 0
+            self.voiced_ms = self.speech_ms = self._run_ms
+            self.silence_ms = 0
             self.speech_started_at = self._run_started_at
             self._run_ms, self._run_started_at = 0, None
             return SpeechStarted(self.speech_started_at)
+        self.speech_ms += FRAME_MS
         if speech:
             self.voiced_ms += FRAME_MS
             self.silence_ms = 0
@@ -125,12 +128,22 @@ class EndOfUtterance:
         if self.silence_ms < self.eou_silence_ms:
             return None
         self.in_speech = False
-        self.voiced_ms = 0
+        self.voiced_ms = self.speech_ms = 0
         assert self.last_voiced_at is not None
         return SpeechEnded(self.last_voiced_at)
+
+    def sustained(self, ms: int) -> bool:
+        """Speech has gone on for ``ms``, at least three quarters of it voiced, and the
+        caller is voicing now: words with small gaps count, a short cough does not."""
+        return (
+            self.in_speech
+            and self.silence_ms == 0
+            and self.speech_ms >= ms
+            and self.voiced_ms * 4 >= self.speech_ms * 3
+        )
 
     def end_speech_now(self) -> None:
         """Close the current utterance without an event (the STT engine's endpointing
         ended the turn first); new speech must again pass ``min_speech_ms``."""
         self.in_speech = False
-        self.voiced_ms = self.silence_ms = 0
+        self.voiced_ms = self.speech_ms = self.silence_ms = 0

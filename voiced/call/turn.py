@@ -225,7 +225,7 @@ class Call:
                 self._on_speech_started(event.at)
             elif isinstance(event, SpeechEnded):
                 self._on_speech_ended(event.at)
-        if self._eou.in_speech and self._eou.voiced_ms >= self.settings.barge_in_ms:
+        if self._eou.sustained(self.settings.barge_in_ms):
             if self.state in (State.GREETING, State.SPEAKING):
                 self._barge_in()
             elif self.state is State.THINKING:
