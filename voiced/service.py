@@ -120,12 +120,10 @@ class VoicedService(MultiService):
         self._pools.append(pool)
         return pool
 
-    def _in_thread(self, pool: ThreadPool, fn: Any, *args: Any) -> Deferred[Any]:
-        return deferToThreadPool(self.clock, pool, fn, *args)
-
     async def _timed(self, name: str, pool: ThreadPool, fn: Any, *args: Any) -> Any:
+        """Build a process-wide object in a worker thread (model loads block), timing it."""
         started = self.clock.seconds()
-        result = await self._in_thread(pool, fn, *args)
+        result = await deferToThreadPool(self.clock, pool, fn, *args)
         self.engine_warmup_ms[name] = round((self.clock.seconds() - started) * 1000)
         return result
 

@@ -6,10 +6,13 @@ The real client libraries talk to it over an insecure channel::
     SpeechClient(transport=SpeechGrpcTransport(channel=channel))
     TextToSpeechClient(transport=TextToSpeechGrpcTransport(channel=channel))
 
+This module holds the Speech servicer and ``Emulator``, which serves it together
+with the Text-to-Speech servicer of voiced.emulator.tts.
+
 Served methods:
   google.cloud.speech.v1.Speech/StreamingRecognize          (bidi streaming)
-  google.cloud.texttospeech.v1.TextToSpeech/SynthesizeSpeech (unary)
-  google.cloud.texttospeech.v1.TextToSpeech/ListVoices       (unary)
+  google.cloud.texttospeech.v1.TextToSpeech/SynthesizeSpeech (unary, see voiced.emulator.tts)
+  google.cloud.texttospeech.v1.TextToSpeech/ListVoices       (unary, see voiced.emulator.tts)
 
 StreamingRecognize, as Google does it: the first request carries only
 ``streaming_config``, every later one only ``audio_content``; a config error,
@@ -22,8 +25,7 @@ What the emulator cannot do is refused with INVALID_ARGUMENT too: encodings othe
 than LINEAR16 and MULAW, and more than one channel.
 
 Not emulated: voice_activity_timeout, word time offsets, several alternatives,
-speech adaptation; for TTS, speaking rate, pitch and gain (any voice name is
-accepted, the language picks the espeak-ng voice).
+speech adaptation.
 
 The gRPC server runs its handlers in its own thread pool (this is a separate
 test/development process, not the reactor): each stream also owns one reader
@@ -32,10 +34,8 @@ thread, so the audio timeout can fire while the client sends nothing.
 
 from __future__ import annotations
 
-import html
 import logging
 import queue
-import re
 import threading
 import time
 import warnings
@@ -53,27 +53,12 @@ from google.cloud.speech_v1.types import (
     StreamingRecognizeRequest,
     StreamingRecognizeResponse,
 )
-from google.cloud.texttospeech_v1.types import (
-    AudioEncoding,
-    ListVoicesRequest,
-    ListVoicesResponse,
-    SsmlVoiceGender,
-    SynthesizeSpeechRequest,
-    SynthesizeSpeechResponse,
-    Voice,
-)
 
-from voiced.audio import (
-    SAMPLE_RATE,
-    WAVE_FORMAT_MULAW,
-    WAVE_FORMAT_PCM,
-    pcm16_to_ulaw,
-    resample_pcm16,
-    ulaw_to_pcm16,
-    wav_bytes,
-)
+from voiced.audio import SAMPLE_RATE, ulaw_to_pcm16
+from voiced.emulator.common import LANGUAGE_RE, MAX_RATE_HZ, MIN_RATE_HZ, EmulatorStats, Rejected, invalid
 from voiced.emulator.faults import Fault, FaultPlan, FaultSchedule
 from voiced.emulator.recognizer import Output, RecognitionSession, Recognizer, SpeechEvent, WhisperRecognizer
+from voiced.emulator.tts import ESPEAK_RATE_HZ, TTS_MAX_INPUT_BYTES, TTS_SERVICE, TextToSpeech
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -81,16 +66,28 @@ with warnings.catch_warnings():
 
 log = logging.getLogger("voiced.emulator")
 
+# Names that lived here before common.py and tts.py split off stay importable from here.
+__all__ = [
+    "ESPEAK_RATE_HZ",
+    "FINAL_CONFIDENCE",
+    "INTERIM_STABILITY",
+    "MAX_RATE_HZ",
+    "MIN_RATE_HZ",
+    "SPEECH_SERVICE",
+    "TTS_MAX_INPUT_BYTES",
+    "TTS_SERVICE",
+    "AudioFormat",
+    "Emulator",
+    "EmulatorStats",
+    "Rejected",
+    "check_recognition_config",
+]
+
 SPEECH_SERVICE = "google.cloud.speech.v1.Speech"
-TTS_SERVICE = "google.cloud.texttospeech.v1.TextToSpeech"
 
 # The local engines give no calibrated confidence; these are typical Google values.
 FINAL_CONFIDENCE = 0.9
 INTERIM_STABILITY = 0.5
-
-MIN_RATE_HZ, MAX_RATE_HZ = 8000, 48000
-TTS_MAX_INPUT_BYTES = 5000  # Google's limit per request
-ESPEAK_RATE_HZ = 22050  # what espeak-ng produces: the voices' natural rate
 
 # Models restricted to a few languages. Google's real table is longer and changes;
 # this subset keeps the failure a telephony deployment meets (he-IL + phone_call).
@@ -103,45 +100,6 @@ _MODEL_LANGUAGES: dict[str, frozenset[str]] = {
 }
 _OPEN_MODELS = frozenset({"", "default", "latest_long", "latest_short", "command_and_search", "telephony",
                           "telephony_short"})  # fmt: skip
-_LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-
-
-class EmulatorStats:
-    """Counters, updated under one lock; ``streams_started`` = failed + completed + cancelled + active."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.streams_started = 0
-        self.streams_failed = 0  # ended by the server with an error status (faults, limits, bad requests)
-        self.streams_completed = 0  # ended with OK (client half-close, or single utterance done)
-        self.streams_cancelled = 0  # cancelled by the client (deadline, cancel, connection gone)
-        self.responses_sent = 0
-        self.syntheses = 0  # successful SynthesizeSpeech calls
-        self.syntheses_failed = 0
-        self.active_streams = 0
-
-    def add(self, **deltas: int) -> None:
-        with self._lock:
-            for name, delta in deltas.items():
-                setattr(self, name, getattr(self, name) + delta)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-
-
-class Rejected(Exception):
-    """A request the service refuses: ends the call with ``status``."""
-
-    def __init__(self, status: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _invalid(message: str) -> Rejected:
-    return Rejected(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 @dataclass(frozen=True)
@@ -154,22 +112,22 @@ def check_recognition_config(config: RecognitionConfig) -> AudioFormat:
     """Validate a streaming config as Google does (within the emulator's means); raises Rejected."""
     enc = RecognitionConfig.AudioEncoding
     if config.encoding == enc.ENCODING_UNSPECIFIED:
-        raise _invalid("Invalid recognition 'config': bad encoding..")
+        raise invalid("Invalid recognition 'config': bad encoding..")
     if config.encoding not in (enc.LINEAR16, enc.MULAW):
-        raise _invalid(f"Invalid recognition 'config': encoding {config.encoding.name} is not supported by "
-                       "voiced-emulator (LINEAR16 and MULAW only).")  # fmt: skip
+        raise invalid(f"Invalid recognition 'config': encoding {config.encoding.name} is not supported by "
+                      "voiced-emulator (LINEAR16 and MULAW only).")  # fmt: skip
     if not MIN_RATE_HZ <= config.sample_rate_hertz <= MAX_RATE_HZ:
-        raise _invalid("Invalid recognition 'config': bad sample rate hertz.")
+        raise invalid("Invalid recognition 'config': bad sample rate hertz.")
     if config.audio_channel_count > 1:
-        raise _invalid("Invalid recognition 'config': voiced-emulator takes mono audio only.")
+        raise invalid("Invalid recognition 'config': voiced-emulator takes mono audio only.")
     language = config.language_code
-    if not _LANGUAGE_RE.match(language):
-        raise _invalid("Invalid recognition 'config': bad language code.")
+    if not LANGUAGE_RE.match(language):
+        raise invalid("Invalid recognition 'config': bad language code.")
     model = config.model
     if model not in _OPEN_MODELS and model not in _MODEL_LANGUAGES:
-        raise _invalid(f"Invalid recognition 'config': the requested model '{model}' does not exist.")
+        raise invalid(f"Invalid recognition 'config': the requested model '{model}' does not exist.")
     if model in _MODEL_LANGUAGES and language.lower() not in _MODEL_LANGUAGES[model]:
-        raise _invalid(f"The requested model is currently not supported for language : {language}.")
+        raise invalid(f"The requested model is currently not supported for language : {language}.")
     return AudioFormat(config.encoding, config.sample_rate_hertz)
 
 
@@ -379,7 +337,7 @@ class _Speech:
             stream.cancelled()
             return
         if first is _HALF_CLOSED or _which(first) != "streaming_config":
-            raise _invalid(
+            raise invalid(
                 "Malordered Data Received. Send exactly one config, followed by audio data: "
                 "the first request must contain streaming_config."
             )
@@ -403,7 +361,7 @@ class _Speech:
                 outputs = session.finish()
             else:
                 if _which(request) == "streaming_config":
-                    raise _invalid("Malordered Data Received. Send exactly one config, followed by audio data.")
+                    raise invalid("Malordered Data Received. Send exactly one config, followed by audio data.")
                 pcm = decoder.decode(request.audio_content)
                 stream.audio_s = decoder.seconds
                 if stream.audio_s > plan.max_stream_s:
@@ -417,112 +375,6 @@ class _Speech:
             if request is _HALF_CLOSED:
                 break
         stream.complete()
-
-
-# The voices ListVoices offers; SynthesizeSpeech honours the language and accepts any name.
-_VOICES = (("en-US", "en-US-Espeak-A"), ("en-GB", "en-GB-Espeak-A"), ("he-IL", "he-IL-Espeak-A"))
-_SSML_TAG = re.compile(r"<[^>]*>")
-
-
-class _TextToSpeech:
-    """google.cloud.texttospeech.v1.TextToSpeech: SynthesizeSpeech and ListVoices, by espeak-ng."""
-
-    def __init__(self, emulator: Emulator) -> None:
-        self._emulator = emulator
-        self._lock = threading.Lock()
-        self._synthesizers: dict[str, Any] = {}  # language -> EspeakSynthesizer, made on first use
-
-    def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            TTS_SERVICE,
-            {
-                "SynthesizeSpeech": grpc.unary_unary_rpc_method_handler(
-                    self.synthesize_speech,
-                    request_deserializer=SynthesizeSpeechRequest.deserialize,
-                    response_serializer=SynthesizeSpeechResponse.serialize,
-                ),
-                "ListVoices": grpc.unary_unary_rpc_method_handler(
-                    self.list_voices,
-                    request_deserializer=ListVoicesRequest.deserialize,
-                    response_serializer=ListVoicesResponse.serialize,
-                ),
-            },
-        )
-
-    def list_voices(self, request: ListVoicesRequest, context: grpc.ServicerContext) -> ListVoicesResponse:
-        wanted = request.language_code.lower()
-        voices = [
-            Voice(language_codes=[language], name=name, ssml_gender=SsmlVoiceGender.NEUTRAL,
-                  natural_sample_rate_hertz=ESPEAK_RATE_HZ)  # fmt: skip
-            for language, name in _VOICES
-            if not wanted or language.lower() == wanted or language.lower().split("-")[0] == wanted
-        ]
-        return ListVoicesResponse(voices=voices)
-
-    def synthesize_speech(
-        self, request: SynthesizeSpeechRequest, context: grpc.ServicerContext
-    ) -> SynthesizeSpeechResponse:
-        schedule = self._emulator.fault_schedule()
-        number, fault = schedule.next_synthesis()
-        if schedule.plan.latency_ms:
-            time.sleep(schedule.plan.latency_ms / 1000)  # the emulated service latency
-        try:
-            if fault is not None:
-                raise Rejected(fault.status, fault.message)
-            try:
-                audio = self._synthesize(request)
-            except Rejected:
-                raise
-            except Exception as e:
-                log.exception("synthesis %d crashed", number)
-                raise Rejected(grpc.StatusCode.INTERNAL, f"Internal error encountered. [voiced-emulator: {e!r}]")
-        except Rejected as e:
-            self._emulator.stats.add(syntheses_failed=1)
-            log.info("synthesis %d failed %s: %s", number, e.status.name, e.message)
-            context.abort(e.status, e.message)
-            raise AssertionError("context.abort returned") from None
-        self._emulator.stats.add(syntheses=1)
-        log.info("synthesis %d: %s, %d bytes", number, request.voice.language_code, len(audio))
-        return SynthesizeSpeechResponse(audio_content=audio)
-
-    def _synthesize(self, request: SynthesizeSpeechRequest) -> bytes:
-        text = request.input.text or html.unescape(_SSML_TAG.sub(" ", request.input.ssml))
-        if not text.strip():
-            raise _invalid("Either `input.text` or `input.ssml` must be set.")
-        if len(text.encode("utf-8")) > TTS_MAX_INPUT_BYTES:
-            raise _invalid(f"Either `input.text` or `input.ssml` is longer than the limit of "
-                           f"{TTS_MAX_INPUT_BYTES} bytes. This limit is different from quotas.")  # fmt: skip
-        language = request.voice.language_code
-        if not _LANGUAGE_RE.match(language):
-            raise _invalid("Invalid language code: voice.language_code must be set to a BCP-47 code.")
-        config = request.audio_config
-        encoding = config.audio_encoding
-        if encoding not in (AudioEncoding.LINEAR16, AudioEncoding.MULAW, AudioEncoding.PCM):
-            raise _invalid(f"voiced-emulator cannot encode {encoding.name}: use LINEAR16, MULAW or PCM.")
-        rate = config.sample_rate_hertz or (SAMPLE_RATE if encoding == AudioEncoding.MULAW else ESPEAK_RATE_HZ)
-        if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
-            raise _invalid(f"sample_rate_hertz {rate} is out of range [{MIN_RATE_HZ}, {MAX_RATE_HZ}].")
-        pcm, espeak_rate = self._synthesizer(language).synthesize_pcm16(text)
-        pcm = resample_pcm16(pcm, espeak_rate, rate)
-        if encoding == AudioEncoding.MULAW:
-            # Google returns mu-law with a WAV header (format tag 7), not raw bytes.
-            return wav_bytes(pcm16_to_ulaw(pcm), rate, WAVE_FORMAT_MULAW, 8)
-        if encoding == AudioEncoding.LINEAR16:
-            return wav_bytes(pcm, rate, WAVE_FORMAT_PCM, 16)
-        return pcm  # PCM: raw samples, no header
-
-    def _synthesizer(self, language: str) -> Any:
-        with self._lock:
-            synthesizer = self._synthesizers.get(language)
-            if synthesizer is None:
-                from voiced.tts.local import EspeakSynthesizer
-
-                synthesizer = EspeakSynthesizer(language)
-                # espeak falls back to English for a language it lacks; Google refuses the voice.
-                if synthesizer.voice.split("-")[0] != language.lower().split("-")[0]:
-                    raise _invalid(f"Voice with language code '{language}' does not exist.")
-                self._synthesizers[language] = synthesizer
-            return synthesizer
 
 
 class Emulator:
@@ -574,7 +426,7 @@ class Emulator:
             raise RuntimeError("emulator already started")
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="emulator"),
-            handlers=[_Speech(self).handler(), _TextToSpeech(self).handler()],
+            handlers=[_Speech(self).handler(), TextToSpeech(self.stats, self.fault_schedule).handler()],
             # gRPC sets SO_REUSEPORT by default: a second emulator would share the port silently.
             options=[("grpc.so_reuseport", 0)],
             # Every call holds a worker: refuse the one too many (RESOURCE_EXHAUSTED) rather than queue it.

@@ -1,0 +1,145 @@
+"""The emulator's google.cloud.texttospeech.v1.TextToSpeech servicer, by espeak-ng.
+
+Served methods:
+  google.cloud.texttospeech.v1.TextToSpeech/SynthesizeSpeech (unary)
+  google.cloud.texttospeech.v1.TextToSpeech/ListVoices       (unary)
+
+Not emulated: speaking rate, pitch and gain (any voice name is accepted, the
+language picks the espeak-ng voice).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+import time
+from typing import Any, Callable
+
+import grpc
+from google.cloud.texttospeech_v1.types import (
+    AudioEncoding,
+    ListVoicesRequest,
+    ListVoicesResponse,
+    SsmlVoiceGender,
+    SynthesizeSpeechRequest,
+    SynthesizeSpeechResponse,
+    Voice,
+)
+
+from voiced.audio import SAMPLE_RATE, WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM, pcm16_to_ulaw, resample_pcm16, wav_bytes
+from voiced.emulator.common import LANGUAGE_RE, MAX_RATE_HZ, MIN_RATE_HZ, EmulatorStats, Rejected, invalid
+from voiced.emulator.faults import FaultSchedule
+
+log = logging.getLogger("voiced.emulator")
+
+TTS_SERVICE = "google.cloud.texttospeech.v1.TextToSpeech"
+TTS_MAX_INPUT_BYTES = 5000  # Google's limit per request
+ESPEAK_RATE_HZ = 22050  # what espeak-ng produces: the voices' natural rate
+
+# The voices ListVoices offers; SynthesizeSpeech honours the language and accepts any name.
+_VOICES = (("en-US", "en-US-Espeak-A"), ("en-GB", "en-GB-Espeak-A"), ("he-IL", "he-IL-Espeak-A"))
+_SSML_TAG = re.compile(r"<[^>]*>")
+
+
+class TextToSpeech:
+    """google.cloud.texttospeech.v1.TextToSpeech: SynthesizeSpeech and ListVoices, by espeak-ng."""
+
+    def __init__(self, stats: EmulatorStats, fault_schedule: Callable[[], FaultSchedule]) -> None:
+        self._stats = stats
+        self._fault_schedule = fault_schedule  # the emulator's current plan, which set_faults replaces
+        self._lock = threading.Lock()
+        self._synthesizers: dict[str, Any] = {}  # language -> EspeakSynthesizer, made on first use
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            TTS_SERVICE,
+            {
+                "SynthesizeSpeech": grpc.unary_unary_rpc_method_handler(
+                    self.synthesize_speech,
+                    request_deserializer=SynthesizeSpeechRequest.deserialize,
+                    response_serializer=SynthesizeSpeechResponse.serialize,
+                ),
+                "ListVoices": grpc.unary_unary_rpc_method_handler(
+                    self.list_voices,
+                    request_deserializer=ListVoicesRequest.deserialize,
+                    response_serializer=ListVoicesResponse.serialize,
+                ),
+            },
+        )
+
+    def list_voices(self, request: ListVoicesRequest, context: grpc.ServicerContext) -> ListVoicesResponse:
+        wanted = request.language_code.lower()
+        voices = [
+            Voice(language_codes=[language], name=name, ssml_gender=SsmlVoiceGender.NEUTRAL,
+                  natural_sample_rate_hertz=ESPEAK_RATE_HZ)  # fmt: skip
+            for language, name in _VOICES
+            if not wanted or language.lower() == wanted or language.lower().split("-")[0] == wanted
+        ]
+        return ListVoicesResponse(voices=voices)
+
+    def synthesize_speech(
+        self, request: SynthesizeSpeechRequest, context: grpc.ServicerContext
+    ) -> SynthesizeSpeechResponse:
+        schedule = self._fault_schedule()
+        number, fault = schedule.next_synthesis()
+        if schedule.plan.latency_ms:
+            time.sleep(schedule.plan.latency_ms / 1000)  # the emulated service latency
+        try:
+            if fault is not None:
+                raise Rejected(fault.status, fault.message)
+            try:
+                audio = self._synthesize(request)
+            except Rejected:
+                raise
+            except Exception as e:
+                log.exception("synthesis %d crashed", number)
+                raise Rejected(grpc.StatusCode.INTERNAL, f"Internal error encountered. [voiced-emulator: {e!r}]")
+        except Rejected as e:
+            self._stats.add(syntheses_failed=1)
+            log.info("synthesis %d failed %s: %s", number, e.status.name, e.message)
+            context.abort(e.status, e.message)
+            raise AssertionError("context.abort returned") from None
+        self._stats.add(syntheses=1)
+        log.info("synthesis %d: %s, %d bytes", number, request.voice.language_code, len(audio))
+        return SynthesizeSpeechResponse(audio_content=audio)
+
+    def _synthesize(self, request: SynthesizeSpeechRequest) -> bytes:
+        text = request.input.text or html.unescape(_SSML_TAG.sub(" ", request.input.ssml))
+        if not text.strip():
+            raise invalid("Either `input.text` or `input.ssml` must be set.")
+        if len(text.encode("utf-8")) > TTS_MAX_INPUT_BYTES:
+            raise invalid(f"Either `input.text` or `input.ssml` is longer than the limit of "
+                          f"{TTS_MAX_INPUT_BYTES} bytes. This limit is different from quotas.")  # fmt: skip
+        language = request.voice.language_code
+        if not LANGUAGE_RE.match(language):
+            raise invalid("Invalid language code: voice.language_code must be set to a BCP-47 code.")
+        config = request.audio_config
+        encoding = config.audio_encoding
+        if encoding not in (AudioEncoding.LINEAR16, AudioEncoding.MULAW, AudioEncoding.PCM):
+            raise invalid(f"voiced-emulator cannot encode {encoding.name}: use LINEAR16, MULAW or PCM.")
+        rate = config.sample_rate_hertz or (SAMPLE_RATE if encoding == AudioEncoding.MULAW else ESPEAK_RATE_HZ)
+        if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
+            raise invalid(f"sample_rate_hertz {rate} is out of range [{MIN_RATE_HZ}, {MAX_RATE_HZ}].")
+        pcm, espeak_rate = self._synthesizer(language).synthesize_pcm16(text)
+        pcm = resample_pcm16(pcm, espeak_rate, rate)
+        if encoding == AudioEncoding.MULAW:
+            # Google returns mu-law with a WAV header (format tag 7), not raw bytes.
+            return wav_bytes(pcm16_to_ulaw(pcm), rate, WAVE_FORMAT_MULAW, 8)
+        if encoding == AudioEncoding.LINEAR16:
+            return wav_bytes(pcm, rate, WAVE_FORMAT_PCM, 16)
+        return pcm  # PCM: raw samples, no header
+
+    def _synthesizer(self, language: str) -> Any:
+        with self._lock:
+            synthesizer = self._synthesizers.get(language)
+            if synthesizer is None:
+                from voiced.tts.local import EspeakSynthesizer
+
+                synthesizer = EspeakSynthesizer(language)
+                # espeak falls back to English for a language it lacks; Google refuses the voice.
+                if synthesizer.voice.split("-")[0] != language.lower().split("-")[0]:
+                    raise invalid(f"Voice with language code '{language}' does not exist.")
+                self._synthesizers[language] = synthesizer
+            return synthesizer
