@@ -148,3 +148,14 @@ class GoogleEngineCallTests(TestCase):
         self.assertTrue(report.hung_up_by_bot, report.errors)
         self.assertEqual(len([r for r in report.replies if r.audio]), 3, "no reply is silent")
         self.assertTrue([e for e in daemon.lines("TTS_FALLBACK") if f"call={report.call_sid}" in e])
+
+    @inlineCallbacks
+    def test_hebrew_with_a_supported_model_streams_to_google(self):
+        emulator, daemon = self.start(VOICED_LANGUAGE="he-IL", VOICED_STT_MODEL="default")
+        report = yield place_call(reactor, daemon.media_url, [line("Shalom.")], reply_timeout_s=10,
+                                  hangup_grace_s=1)
+        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
+        self.assertTrue(report.connected and report.replies, report.errors)
+        self.assertFalse(daemon.lines("STT_DEGRADED"), daemon.log()[-3000:])
+        self.assertIn("language=he-IL", "".join(daemon.lines("APP_START")))
+        self.assertRegex(emulator.log(), r"stream \d+ started")
