@@ -406,3 +406,19 @@ class TurnMachineTests(SynchronousTestCase):
         self.make_call()
         self.frames("vvvv.vvv.")  # 180 ms of speech, 140 ms of it voiced (gaps between syllables)
         self.assertIn(("clear",), self.transport.sent)
+
+    def test_a_carrier_that_never_echoes_marks_still_gets_its_hang_up(self):
+        self.make_call()
+        self.clock.advance(20)  # the greeting's end mark never comes back
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_transcript("ok bye", True)
+        self.assertNotIn(("hangup",), self.transport.sent)
+        reply_audio = self.transport.sent[self.transport.sent.index(("mark", "r2.start")):]
+        played_s = sum(item[1] for item in reply_audio if item[0] == "media") / 8000
+        self.clock.advance(played_s + 2.9)
+        self.assertNotIn(("hangup",), self.transport.sent)
+        self.clock.advance(0.2)
+        self.assertEqual(self.transport.sent[-1], ("hangup",))
+        self.assertEqual(len(self.metrics.turns), 1)  # reported, with playback start unknown ("-")
+        self.assertIsNone(self.metrics.turns[0][1]["PLAYBACK_START_MS"])

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.agent.base import CallInfo, Conversation
+from voiced.audio import SAMPLE_RATE
 from voiced.call.eou import EndOfUtterance, SpeechEnded, SpeechStarted
 from voiced.metrics import Metrics, TurnTimes
 from voiced.stt.base import STTEngine
@@ -42,6 +43,9 @@ log = Logger(namespace="voiced.call")
 # making a clear() any less immediate (clear drops whatever is buffered).
 AUDIO_CHUNK_BYTES = 3200
 UTTERANCE_ENGINE_SAFETY_MS = 30000
+# Twilio echoes a mark as soon as the audio before it has played; a carrier that never
+# does must not leave a call stuck in SPEAKING (or a goodbye that never hangs up).
+END_MARK_GRACE_S = 3.0
 
 
 class State(enum.Enum):
@@ -97,6 +101,7 @@ class Reply:
         self.cancelled = False
         self.audio_started = False
         self.agent_request: Deferred[None] | None = None
+        self.end_overdue: IDelayedCall | None = None  # fires if the carrier never echoes the end mark
         self._in_flight: list[Deferred[bytes]] = []
         self._send_chain: Deferred[None] = succeed(None)
 
@@ -140,6 +145,7 @@ class Reply:
                 transport.send_mark(f"{self.mark_prefix}.start")
             for i in range(0, len(audio), AUDIO_CHUNK_BYTES):
                 transport.send_audio(audio[i : i + AUDIO_CHUNK_BYTES])
+            self.call._audio_queued(len(audio))
             if first:
                 self.call._first_audio_sent(self)
         transport.send_mark(f"{self.mark_prefix}.s{index}")
@@ -150,6 +156,12 @@ class Reply:
         log.info("BOT call={call} reply={reply} hangup={hangup} text={text!r}", call=self.call.call_id,
                  reply=self.mark_prefix, hangup=self.hang_up, text=" ".join(self.sentences))
         self.call.transport.send_mark(f"{self.mark_prefix}.end")
+        self.end_overdue = self.call._expect_end_mark(self)
+
+    def stop_waiting_for_end(self) -> None:
+        if self.end_overdue is not None and self.end_overdue.active():
+            self.end_overdue.cancel()
+        self.end_overdue = None
 
     def on_mark(self, suffix: str) -> None:
         if self.cancelled:
@@ -161,6 +173,7 @@ class Reply:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self.stop_waiting_for_end()
         if self.agent_request is not None:
             self.agent_request.cancel()
         for d in self._in_flight:
@@ -206,6 +219,7 @@ class Call:
         self._awaiting_flushes = 0
         self._drop_next_final = False
         self._abandoned: Turn | None = None  # the last utterance that got no transcript in time
+        self._playback_until = 0.0  # clock time the audio sent so far will have played
 
     # ---- inputs from the carrier -------------------------------------------------
     def start(self) -> None:
@@ -471,6 +485,7 @@ class Call:
     def _barge_in(self) -> None:
         reply = self._reply
         self.transport.send_clear()
+        self._playback_until = self.clock.seconds()  # the carrier dropped what it had queued
         self.metrics.barge_ins_total.inc()
         log.info("BARGE_IN call={call} voiced_ms={ms}", call=self.call_id, ms=self._eou.voiced_ms)
         if reply is not None:
@@ -481,7 +496,26 @@ class Call:
                 self._report(reply.turn)
         self._start_turn()
 
+    def _audio_queued(self, size: int) -> None:
+        # The carrier plays what it is sent in order, in real time: model when it will be done.
+        self._playback_until = max(self._playback_until, self.clock.seconds()) + size / SAMPLE_RATE
+
+    def _expect_end_mark(self, reply: Reply) -> IDelayedCall:
+        delay = max(0.0, self._playback_until - self.clock.seconds()) + END_MARK_GRACE_S
+        return self.clock.callLater(delay, self._end_mark_overdue, reply)
+
+    def _end_mark_overdue(self, reply: Reply) -> None:
+        reply.end_overdue = None
+        if self.state is State.ENDED or reply.cancelled or reply.mark_prefix not in self._replies:
+            return
+        log.warn("MARK_TIMEOUT call={call} reply={reply}: the carrier never echoed its end mark; "
+                 "taking it as played", call=self.call_id, reply=reply.mark_prefix)
+        if reply.turn is not None:
+            self._report(reply.turn)
+        self._reply_finished(reply)
+
     def _reply_finished(self, reply: Reply) -> None:
+        reply.stop_waiting_for_end()
         self._replies.pop(reply.mark_prefix, None)
         if reply.mark_prefix.startswith("p"):
             return  # an interim prompt: the turn it interrupted goes on
