@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 
@@ -75,6 +76,8 @@ class Option:
 OPTIONS: list[Option] = [
     # listen is repeatable and handled on its own (see Settings.load)
     Option("public_url", _str, "", "public https://host[:port] base Twilio reaches (TwiML stream URL)"),
+    Option("twilio_auth_token", _str, "", "Twilio auth token: check X-Twilio-Signature on /twiml and /media",
+           secret=True),
     Option("log_format", _choice("text", "json"), "text", "log output: text or json lines"),
     Option("log_file", _str, "", "append logs to this file (default: stdout; voiced.log when daemonized)"),
     Option("log_level", _choice("debug", "info", "warn", "error"), "info", "lowest log level written"),
@@ -113,6 +116,7 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 class Settings:
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
     public_url: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
     log_format: str = "text"
     log_file: str = ""
     log_level: str = "info"
@@ -176,6 +180,9 @@ class Settings:
     def validate(self) -> None:
         if self.public_url and not self.public_url.startswith(("https://", "http://")):
             raise ConfigError("public_url must be a bare https://host[:port]")
+        if self.twilio_auth_token and not self.public_url:
+            # Twilio signs the public URL it called; the daemon cannot guess it behind a proxy.
+            raise ConfigError("twilio_auth_token needs public_url (the https:// base Twilio calls)")
         if self.stt_retry_initial_ms > self.stt_retry_max_ms:
             raise ConfigError("stt_retry_initial_ms must not exceed stt_retry_max_ms")
         if not self.language:
@@ -184,6 +191,12 @@ class Settings:
     @property
     def google_configured(self) -> bool:
         return bool(self.google_endpoint or self.google_credentials_json or self.google_credentials_file)
+
+    @property
+    def public_base(self) -> str:
+        """scheme://host[:port] of public_url, without any path."""
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def stt_engine(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.application import strports
@@ -26,6 +27,7 @@ from voiced import __version__
 from voiced.agent.base import Agent, CallInfo
 from voiced.call.eou import EndOfUtterance, WebRtcVoiceActivity
 from voiced.call.turn import Call, CallTransport, TurnSettings
+from voiced.carrier.signature import signature_matches
 from voiced.carrier.twilio import Start
 from voiced.config import Settings
 from voiced.metrics import Metrics
@@ -107,6 +109,9 @@ class VoicedService(MultiService):
             self._log_observer.set_stream(open(DAEMON_LOG_FILE, "a", buffering=1))
         log.info("APP_START pid={pid} version={version} {summary}", pid=os.getpid(), version=__version__,
                  summary=self.settings.summary())
+        if not self.settings.twilio_auth_token:
+            log.warn("X-Twilio-Signature is not checked (no VOICED_TWILIO_AUTH_TOKEN): anyone who reaches "
+                     "this port can place calls")
         self.whisper_pool = self._pool("voiced-whisper", 1)  # one utterance at a time: ~0.4 s CPU each
         self.stt_pool = self._pool("voiced-stt", self.settings.stt_threads)  # a Google stream holds a thread
         self.tts_pool = self._pool("voiced-tts", 16)
@@ -213,6 +218,17 @@ class VoicedService(MultiService):
         """Called for every WebSocket upgrade on /media, before any call state exists."""
         if not self.ready:
             raise ConnectionDeny(503, "voiced is not ready")
+        token = self.settings.twilio_auth_token
+        if token:
+            # Twilio signs the public wss:// URL it opened (path and query included).
+            base = urlsplit(self.settings.public_base)
+            url = f"wss://{base.netloc}{request.path}"
+            if request.params:
+                url += "?" + urlencode(request.params, doseq=True)
+            if not signature_matches(token, url, None, request.headers.get("x-twilio-signature")):
+                log.warn("MEDIA_REJECTED: bad or missing X-Twilio-Signature for {url} from {peer}", url=url,
+                         peer=request.peer)
+                raise ConnectionDeny(403, "invalid signature")
 
     def new_call(self, start: Start, transport: CallTransport) -> Call:
         assert self.stt_engine is not None and self.speaker is not None and self.agent is not None

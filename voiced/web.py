@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -14,6 +14,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from voiced.carrier.protocol import MediaStreamFactory
+from voiced.carrier.signature import signature_matches
 from voiced.carrier.twilio import twiml_connect_stream
 
 if TYPE_CHECKING:
@@ -112,11 +113,22 @@ class Twiml(_Leaf):
     """Twilio's voice webhook: answers with TwiML that connects the call to /media."""
 
     def render_POST(self, request: Request) -> bytes:
+        settings = self.service.settings
+        if settings.twilio_auth_token:
+            form = parse_qs(request.content.getvalue().decode("utf-8", "replace"), keep_blank_values=True)
+            url = settings.public_base + request.uri.decode("utf-8", "replace")
+            signature = request.getHeader("x-twilio-signature")
+            if not signature_matches(settings.twilio_auth_token, url, form, signature):
+                log.warn("TWIML_REJECTED: bad or missing X-Twilio-Signature for {url} from {peer}", url=url,
+                         peer=request.getClientAddress())
+                request.setResponseCode(403)
+                return b"invalid signature\n"
+
         def field(name: bytes) -> str:
             values = request.args.get(name) or [b""]
             return values[0].decode("utf-8", "replace")[:MAX_LOGGED_FIELD]
 
-        base = self.service.settings.public_url or self._base_from_request(request)
+        base = settings.public_url or self._base_from_request(request)
         parts = urlsplit(base)
         stream_url = f"wss://{parts.netloc}/media"
         params = {"From": field(b"From"), "To": field(b"To"), "CallSid": field(b"CallSid")}

@@ -227,3 +227,43 @@ class DeploymentTests(TestCase):
         report = yield place_call(reactor, daemon.media_url, [line("Goodbye.")])
         self.assertTrue(report.hung_up_by_bot, report.errors)
         self.assertEqual(len(daemon.lines("APP_START")), 1)
+
+
+class SignatureTests(TestCase):
+    """With VOICED_TWILIO_AUTH_TOKEN, only requests Twilio signed get through."""
+
+    timeout = 120
+    token = "e2e-auth-token"
+    public = "https://voice.example.com"
+
+    def setUp(self) -> None:
+        self.daemon = Daemon(env={"VOICED_TWILIO_AUTH_TOKEN": self.token, "VOICED_PUBLIC_URL": self.public})
+        self.addCleanup(self.daemon.stop)
+        self.daemon.wait_ready()
+
+    @inlineCallbacks
+    def test_media_upgrade_needs_a_valid_signature(self):
+        unsigned = yield place_call(reactor, self.daemon.media_url, [line("Goodbye.")])
+        self.assertFalse(unsigned.connected)
+        self.assertIn("403", " ".join(unsigned.errors))
+        forged = yield place_call(reactor, self.daemon.media_url, [line("Goodbye.")], auth_token="wrong-token",
+                                  signed_url="wss://voice.example.com/media")
+        self.assertFalse(forged.connected)
+        signed = yield place_call(reactor, self.daemon.media_url, [line("Goodbye.")], auth_token=self.token,
+                                  signed_url="wss://voice.example.com/media")
+        self.assertTrue(signed.hung_up_by_bot, signed.errors)
+        self.assertEqual(len(self.daemon.lines("MEDIA_REJECTED")), 2)
+
+    def test_twiml_webhook_needs_a_valid_signature(self):
+        from twilio.request_validator import RequestValidator
+
+        form = {"CallSid": "CA9", "From": "+15551234", "To": "+15559876"}
+        body = urllib.parse.urlencode(form).encode()
+        url = f"http://127.0.0.1:{self.daemon.port}/twiml"
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=5)
+        self.assertEqual(caught.exception.code, 403)
+        signature = RequestValidator(self.token).compute_signature(self.public + "/twiml", form)
+        request = urllib.request.Request(url, data=body, headers={"X-Twilio-Signature": signature})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            self.assertIn(b'<Stream url="wss://voice.example.com/media">', response.read())

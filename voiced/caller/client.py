@@ -17,8 +17,6 @@ Three layers, the first two pure and driven by an ``IReactorTime``:
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import uuid
 from collections import deque
@@ -36,6 +34,7 @@ from twisted.internet.ssl import optionsForClientTLS
 from twisted.python.failure import Failure
 
 from voiced.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ULAW_SILENCE, frames, ulaw_to_pcm16
+from voiced.carrier.signature import twilio_signature
 from voiced.carrier.twilio import Mark, Media, ProtocolError, Unknown, parse_message
 from voiced.caller.report import BotReply, CallReport, MarkEcho, TurnObservation
 
@@ -56,12 +55,6 @@ class CallerLine:
 
 def new_sid(prefix: str) -> str:
     return prefix + uuid.uuid4().hex
-
-
-def twilio_signature(auth_token: str, url: str, params: dict[str, str] | None = None) -> str:
-    """X-Twilio-Signature: base64(HMAC-SHA1(token, url + sorted name+value pairs))."""
-    data = url + "".join(k + v for k, v in sorted((params or {}).items()))
-    return base64.b64encode(hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
 @dataclass
