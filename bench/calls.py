@@ -40,7 +40,6 @@ from voiced.caller.report import CallReport, percentiles, summary_dict
 
 TURN_FIELDS = ("STT_FINAL_MS", "TTS_READY_MS", "TOTAL_LATENCY_MS", "PLAYBACK_START_MS")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 # ---- /proc ----------------------------------------------------------------------------------

@@ -88,6 +88,8 @@ class RecordingTransport:
 
 
 class NullStream:
+    streaming = False
+
     def feed(self, ulaw: bytes) -> None:
         pass
 
@@ -436,7 +438,7 @@ def turns(line: bytes, text: str, count: int, agent: str, reply_audio: bytes) ->
 
 
 # ---- output ---------------------------------------------------------------------------------
-def table(title: str, rows: dict[str, list[float]], divide: dict[str, float] | None = None) -> dict[str, dict]:
+def table(title: str, rows: dict[str, list[float]]) -> dict[str, dict]:
     print(f"\n{title}")
     print(f"  {'':28} {'n':>7} {'p50 µs':>9} {'p99 µs':>9} {'mean µs':>9} {'max µs':>9}")
     result = {}

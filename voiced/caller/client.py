@@ -217,7 +217,6 @@ class _OpenReply:
     start_s: float
     first_audio_s: float
     play_start: int  # sample
-    last_rx_s: float
     turn_index: int | None = None
 
 
@@ -407,9 +406,8 @@ class CallSession:
         if self._reply is None:
             pending = self._pending_start_s
             opened = pending if pending is not None and now - pending <= self.config.reply_gap_s else now
-            self._reply = _OpenReply(opened, now, start, now)
+            self._reply = _OpenReply(opened, now, start)
             self._pending_start_s = None
-        self._reply.last_rx_s = now
         self._last_rx_s = now
         turn = self.report.turns[-1] if self.report.turns else None
         if turn is not None and turn.first_reply_audio_ms is None and turn.speech_end_s is not None:
