@@ -1,0 +1,26 @@
+"""The in-process benchmark still runs against the current code (its numbers are not judged here)."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from twisted.trial.unittest import SynchronousTestCase
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class FrameCostBenchTests(SynchronousTestCase):
+    def test_frame_cost_runs_and_reports_every_row(self):
+        out = os.path.join(tempfile.mkdtemp(), "frame_cost.json")
+        done = subprocess.run(
+            [sys.executable, os.path.join(REPO, "bench", "frame_cost.py"), "--call-seconds", "10", "--passes", "1",
+             "--turns", "20", "--json", out],
+            capture_output=True, text=True, timeout=120, cwd=REPO,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        self.assertIn("calls/core", done.stdout)
+        with open(out) as f:
+            report = json.load(f)
+        self.assertEqual(set(report), {"inbound", "outbound", "budget", "turns"})
