@@ -422,3 +422,21 @@ class TurnMachineTests(SynchronousTestCase):
         self.assertEqual(self.transport.sent[-1], ("hangup",))
         self.assertEqual(len(self.metrics.turns), 1)  # reported, with playback start unknown ("-")
         self.assertIsNone(self.metrics.turns[0][1]["PLAYBACK_START_MS"])
+
+    def test_a_sender_that_stops_mid_utterance_still_ends_the_turn(self):
+        self.make_call()
+        self.finish_greeting()
+        self.frames("v" * 15)  # then nothing at all: no silence frames
+        self.clock.advance(0.5)
+        self.assertEqual(self.call.state, State.AWAITING_FINAL)
+        self.call.on_transcript("what time do you open", True)
+        self.assertEqual(self.conversation.asked, ["what time do you open"])
+        self.call.close("test")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_continuous_audio_never_gets_synthetic_silence(self):
+        self.make_call()
+        self.finish_greeting()
+        self.frames("v" * 200)  # 4 s of steady speech, frames every 20 ms
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.assertEqual(self.stt.stream.fed, 200)  # only the real frames reached STT

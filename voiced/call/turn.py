@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.agent.base import CallInfo, Conversation
-from voiced.audio import SAMPLE_RATE
+from voiced.audio import FRAME_MS, SAMPLE_RATE, silence_ulaw
 from voiced.call.eou import EndOfUtterance, SpeechEnded, SpeechStarted
 from voiced.metrics import Metrics, TurnTimes
 from voiced.stt.base import STTEngine
@@ -46,6 +46,9 @@ UTTERANCE_ENGINE_SAFETY_MS = 30000
 # Twilio echoes a mark as soon as the audio before it has played; a carrier that never
 # does must not leave a call stuck in SPEAKING (or a goodbye that never hangs up).
 END_MARK_GRACE_S = 3.0
+# A gap in the caller's audio longer than this (network or sender stall) counts as silence.
+MEDIA_GAP_S = 0.2
+MEDIA_GAP_CHECK_S = 0.1
 
 
 class State(enum.Enum):
@@ -220,6 +223,8 @@ class Call:
         self._drop_next_final = False
         self._abandoned: Turn | None = None  # the last utterance that got no transcript in time
         self._playback_until = 0.0  # clock time the audio sent so far will have played
+        self._last_media_at = clock.seconds()
+        self._media_gap_timer: IDelayedCall | None = None
 
     # ---- inputs from the carrier -------------------------------------------------
     def start(self) -> None:
@@ -233,6 +238,26 @@ class Call:
     def on_media(self, ulaw: bytes) -> None:
         if self.state is State.ENDED:
             return
+        self._last_media_at = self.clock.seconds()
+        self._audio_in(ulaw)
+        if self._eou.in_speech and self._media_gap_timer is None:
+            self._media_gap_timer = self.clock.callLater(MEDIA_GAP_CHECK_S, self._check_media_gap)
+
+    def _check_media_gap(self) -> None:
+        """Twilio streams the caller's track without pause, silence included; a sender
+        that stops mid-utterance would otherwise leave the turn open for ever. Audio that
+        has not come for MEDIA_GAP_S is taken as the silence it stands for."""
+        self._media_gap_timer = None
+        if self.state is State.ENDED or not self._eou.in_speech:
+            return
+        missing_ms = int((self.clock.seconds() - self._last_media_at) * 1000) // FRAME_MS * FRAME_MS
+        if missing_ms >= MEDIA_GAP_S * 1000:
+            self._last_media_at = self.clock.seconds()
+            self._audio_in(silence_ulaw(missing_ms))
+        if self._eou.in_speech:
+            self._media_gap_timer = self.clock.callLater(MEDIA_GAP_CHECK_S, self._check_media_gap)
+
+    def _audio_in(self, ulaw: bytes) -> None:
         self._stt.feed(ulaw)
         for event in self._eou.push(ulaw):
             if isinstance(event, SpeechStarted):
@@ -270,6 +295,8 @@ class Call:
                  turns=self._turns_answered, reason=reason or "-")
         self.state = State.ENDED
         self._cancel_timer()
+        if self._media_gap_timer is not None and self._media_gap_timer.active():
+            self._media_gap_timer.cancel()
         for reply in self._replies.values():
             if reply.turn is not None:
                 self._report(reply.turn)
