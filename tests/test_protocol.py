@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.carrier.protocol import MAX_SEQUENCE_WARNINGS, MediaStreamFactory
+from voiced.carrier.protocol import MAX_PROTOCOL_ERRORS, MAX_SEQUENCE_WARNINGS, MediaStreamFactory
 from voiced.metrics import Metrics
 
 HANDSHAKE = (
@@ -181,3 +181,10 @@ class MediaStreamProtocolTests(SynchronousTestCase):
         self.proto.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(call.events[-1], "close")
         self.assertEqual(self.service.ended, [call])
+
+    def test_duplicate_starts_count_as_protocol_errors(self):
+        self.send(start_message())
+        for _ in range(MAX_PROTOCOL_ERRORS):
+            self.send(start_message())
+        self.assertEqual(len(self.service.calls), 1)
+        self.assertEqual(self.close_code(), 4003)

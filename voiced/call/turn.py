@@ -49,6 +49,7 @@ END_MARK_GRACE_S = 3.0
 # A gap in the caller's audio longer than this (network or sender stall) counts as silence.
 MEDIA_GAP_S = 0.2
 MEDIA_GAP_CHECK_S = 0.1
+MAX_LOGGED_DTMF = 50
 
 
 class State(enum.Enum):
@@ -225,6 +226,7 @@ class Call:
         self._playback_until = 0.0  # clock time the audio sent so far will have played
         self._last_media_at = clock.seconds()
         self._media_gap_timer: IDelayedCall | None = None
+        self._dtmf_count = 0
 
     # ---- inputs from the carrier -------------------------------------------------
     def start(self) -> None:
@@ -286,7 +288,9 @@ class Call:
             self._reply_finished(reply)
 
     def on_dtmf(self, digit: str) -> None:
-        log.info("DTMF call={call} digit={digit}", call=self.call_id, digit=digit)
+        self._dtmf_count += 1
+        if self._dtmf_count <= MAX_LOGGED_DTMF:  # a keypad, not a flood, is worth a line each
+            log.info("DTMF call={call} digit={digit}", call=self.call_id, digit=digit[:4])
 
     def close(self, reason: str = "") -> None:
         if self.state is State.ENDED:

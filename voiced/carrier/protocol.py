@@ -126,7 +126,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
 
     def _on_start(self, start: twilio.Start) -> None:
         if self.call is not None:
-            log.warn("Duplicate start call={call} ignored", call=self.call_id)
+            self._protocol_error("duplicate start ignored")  # counted: a flood closes the socket
             return
         if self._start_timer is not None and self._start_timer.active():
             self._start_timer.cancel()
