@@ -43,7 +43,7 @@ from twisted.logger import globalLogBeginner
 from twisted.python.failure import Failure
 
 from voiced.agent.base import CallInfo
-from voiced.audio import FRAME_BYTES, SAMPLE_RATE, frames, silence_ulaw
+from voiced.audio import FRAME_BYTES, SAMPLE_RATE, frames, silence_ulaw, ulaw_to_pcm16
 from voiced.call.eou import EndOfUtterance, SpeechEnded, WebRtcVoiceActivity
 from voiced.call.turn import AUDIO_CHUNK_BYTES, Call, State, TurnSettings
 from voiced.caller.client import TwilioStream
@@ -316,7 +316,7 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
         rows["parse"] += time_each(twilio.parse_message, json_frames)
 
         vad = WebRtcVoiceActivity(SETTINGS.vad_aggressiveness)
-        rows["vad"] += time_each(vad, frames_in)
+        rows["vad"] += time_each(lambda frame: vad(ulaw_to_pcm16(frame)), frames_in)
 
         clock = Clock()
         eou = new_eou(clock)

@@ -1,9 +1,11 @@
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from voiced.audio import ulaw_to_pcm16
 from voiced.call.eou import EndOfUtterance, SpeechEnded, SpeechStarted, WebRtcVoiceActivity
 
 VOICED, SILENT = b"\x01" * 160, b"\xff" * 160
+VOICED_PCM = ulaw_to_pcm16(VOICED)
 
 
 def feed(detector, clock, pattern):
@@ -18,7 +20,7 @@ def feed(detector, clock, pattern):
 class EndOfUtteranceTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
-        self.eou = EndOfUtterance(self.clock, lambda frame: frame == VOICED, eou_silence_ms=240, min_speech_ms=60)
+        self.eou = EndOfUtterance(self.clock, lambda pcm: pcm == VOICED_PCM, eou_silence_ms=240, min_speech_ms=60)
 
     def test_speech_start_after_min_speech_and_end_after_silence(self):
         events = feed(self.eou, self.clock, "..." + "v" * 10 + "." * 12)
@@ -62,7 +64,7 @@ class EndOfUtteranceTests(SynchronousTestCase):
         """webrtcvad calls ~100 ms of near-silence after a word 'voiced': it must
         count as silence, and the speech end is the last audible frame."""
         hangover = b"\xfe" * 160  # near-zero amplitude
-        eou = EndOfUtterance(self.clock, lambda f: f in (VOICED, hangover), eou_silence_ms=240, min_speech_ms=60)
+        eou = EndOfUtterance(self.clock, lambda pcm: pcm in (VOICED_PCM, ulaw_to_pcm16(hangover)), eou_silence_ms=240, min_speech_ms=60)
         events = []
         for frame in [VOICED] * 10 + [hangover] * 5 + [SILENT] * 7:
             self.clock.advance(0.02)
@@ -82,11 +84,10 @@ class WebRtcVoiceActivityTests(SynchronousTestCase):
     def test_tone_is_speechlike_and_silence_is_not(self):
         import math
 
-        from voiced.audio import pcm16_to_ulaw
         import struct
 
         vad = WebRtcVoiceActivity(0)
         tone = struct.pack("<160h", *(int(8000 * math.sin(2 * math.pi * 300 * i / 8000)) for i in range(160)))
-        self.assertFalse(vad(SILENT))
-        results = [vad(pcm16_to_ulaw(tone)) for _ in range(10)]
+        self.assertFalse(vad(ulaw_to_pcm16(SILENT)))
+        results = [vad(tone) for _ in range(10)]
         self.assertTrue(any(results))

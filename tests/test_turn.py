@@ -5,12 +5,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.agent.base import CallInfo
+from voiced.audio import ulaw_to_pcm16
 from voiced.call.eou import EndOfUtterance
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.metrics import Metrics
 from voiced.tts.speaker import PhraseCache, Speaker
 
 VOICED, SILENT = b"\x01" * 160, b"\xff" * 160
+VOICED_PCM = ulaw_to_pcm16(VOICED)
 
 
 class RecordingTransport:
@@ -117,7 +119,7 @@ class TurnMachineTests(SynchronousTestCase):
         self.tts = FakeTTS()
         self.conversation = FakeConversation()
         self.metrics = RecordingMetrics()
-        eou = EndOfUtterance(self.clock, lambda f: f == VOICED, eou_silence_ms=240, min_speech_ms=60)
+        eou = EndOfUtterance(self.clock, lambda pcm: pcm == VOICED_PCM, eou_silence_ms=240, min_speech_ms=60)
         self.call = Call(
             CallInfo("CA1", "MZ1"), self.clock, self.transport, self.stt,
             Speaker(self.tts, None, PhraseCache()), self.conversation, eou, self.metrics,

@@ -195,10 +195,9 @@ class Settings:
         return bool(self.google_endpoint or self.google_credentials_json or self.google_credentials_file)
 
     @property
-    def public_base(self) -> str:
-        """scheme://host[:port] of public_url, without any path."""
-        parts = urlsplit(self.public_url)
-        return f"{parts.scheme}://{parts.netloc}"
+    def public_host(self) -> str:
+        """host[:port] of public_url ("" when unset)."""
+        return urlsplit(self.public_url).netloc
 
     @property
     def stt_engine(self) -> str:

@@ -57,7 +57,11 @@ class TurnTimes:
 
 
 def turn_line(call_id: str, turn: int, times: TurnTimes) -> str:
-    values = " ".join(f"{k}={'-' if v is None else v}" for k, v in times.intervals_ms().items())
+    return _turn_line(call_id, turn, times.intervals_ms())
+
+
+def _turn_line(call_id: str, turn: int, intervals: dict[str, int | None]) -> str:
+    values = " ".join(f"{k}={'-' if v is None else v}" for k, v in intervals.items())
     return f"TURN call={call_id} turn={turn} {values}"
 
 
@@ -103,8 +107,9 @@ class Metrics:
         self.registry.register(_ConstructionCollector())
 
     def record_turn(self, call_id: str, turn: int, times: TurnTimes) -> None:
-        log.info("{line}", line=turn_line(call_id, turn, times), call=call_id, turn=turn, **times.intervals_ms())
+        intervals = times.intervals_ms()
+        log.info("{line}", line=_turn_line(call_id, turn, intervals), call=call_id, turn=turn, **intervals)
         self.turns_total.inc()
-        for name, value in times.intervals_ms().items():
+        for name, value in intervals.items():
             if value is not None:
                 self._turn_histograms[name].observe(value)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.application import strports
@@ -224,8 +224,7 @@ class VoicedService(MultiService):
         token = self.settings.twilio_auth_token
         if token:
             # Twilio signs the public wss:// URL it opened (path and query included).
-            base = urlsplit(self.settings.public_base)
-            url = f"wss://{base.netloc}{request.path}"
+            url = f"wss://{self.settings.public_host}{request.path}"
             if request.params:
                 url += "?" + urlencode(request.params, doseq=True)
             if not signature_matches(token, url, None, request.headers.get("x-twilio-signature")):

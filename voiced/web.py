@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from autobahn.twisted.resource import WebSocketResource
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -116,7 +116,7 @@ class Twiml(_Leaf):
         settings = self.service.settings
         if settings.twilio_auth_token:
             form = parse_qs(request.content.getvalue().decode("utf-8", "replace"), keep_blank_values=True)
-            url = settings.public_base + request.uri.decode("utf-8", "replace")
+            url = f"https://{settings.public_host}" + request.uri.decode("utf-8", "replace")
             signature = request.getHeader("x-twilio-signature")
             if not signature_matches(settings.twilio_auth_token, url, form, signature):
                 log.warn("TWIML_REJECTED: bad or missing X-Twilio-Signature for {url} from {peer}", url=url,
@@ -128,9 +128,7 @@ class Twiml(_Leaf):
             values = request.args.get(name) or [b""]
             return values[0].decode("utf-8", "replace")[:MAX_LOGGED_FIELD]
 
-        base = settings.public_url or self._base_from_request(request)
-        parts = urlsplit(base)
-        stream_url = f"wss://{parts.netloc}/media"
+        stream_url = f"wss://{settings.public_host or self._host_from_request(request)}/media"
         params = {"From": field(b"From"), "To": field(b"To"), "CallSid": field(b"CallSid")}
         log.info("TWIML call={call} from={frm} to={to} stream={url}", call=params["CallSid"] or "-",
                  frm=params["From"], to=params["To"], url=stream_url)
@@ -142,11 +140,10 @@ class Twiml(_Leaf):
         request.setHeader(b"allow", b"POST")
         return b"POST only (Twilio voice webhook)\n"
 
-    def _base_from_request(self, request: Request) -> str:
+    def _host_from_request(self, request: Request) -> str:
         # Without VOICED_PUBLIC_URL the Host header is all we have; fine for a
         # tunnel in development, but a proxy may rewrite it (README says so).
-        host = (request.getHeader("host") or "localhost").strip()
-        return f"https://{host}"
+        return (request.getHeader("host") or "localhost").strip()
 
 
 def build_site(service: "VoicedService") -> Site:

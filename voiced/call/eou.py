@@ -17,15 +17,15 @@ from voiced.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, audioop, ulaw_to_pc
 
 
 class WebRtcVoiceActivity:
-    """webrtcvad on 20 ms frames of 8 kHz mu-law (about 1-2 us per frame)."""
+    """webrtcvad on 20 ms frames of 8 kHz PCM16 (about 1-2 us per frame)."""
 
     def __init__(self, aggressiveness: int) -> None:
         import webrtcvad
 
         self._vad = webrtcvad.Vad(aggressiveness)
 
-    def __call__(self, ulaw_frame: bytes) -> bool:
-        return self._vad.is_speech(ulaw_to_pcm16(ulaw_frame), SAMPLE_RATE)
+    def __call__(self, pcm16_frame: bytes) -> bool:
+        return self._vad.is_speech(pcm16_frame, SAMPLE_RATE)
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,6 @@ class SpeechEnded:
 
 
 SpeechEvent = SpeechStarted | SpeechEnded
-
-
-def frame_rms(ulaw_frame: bytes) -> int:
-    return audioop.rms(ulaw_to_pcm16(ulaw_frame), 2)
 
 
 class EndOfUtterance:
@@ -62,7 +58,7 @@ class EndOfUtterance:
     def __init__(
         self,
         clock: IReactorTime,
-        is_speech: Callable[[bytes], bool],
+        is_speech: Callable[[bytes], bool],  # a 20 ms PCM16 frame -> voiced?
         eou_silence_ms: int,
         min_speech_ms: int,
     ) -> None:
@@ -82,18 +78,20 @@ class EndOfUtterance:
         self._noise_rms = 0.0
 
     def push(self, ulaw: bytes) -> list[SpeechEvent]:
-        self._pending += ulaw
+        data = self._pending + ulaw if self._pending else ulaw
+        usable = len(data) - len(data) % FRAME_BYTES
         events: list[SpeechEvent] = []
-        while len(self._pending) >= FRAME_BYTES:
-            frame, self._pending = self._pending[:FRAME_BYTES], self._pending[FRAME_BYTES:]
-            event = self._frame(frame)
+        for i in range(0, usable, FRAME_BYTES):
+            event = self._frame(data[i : i + FRAME_BYTES])
             if event is not None:
                 events.append(event)
+        self._pending = data[usable:]
         return events
 
-    def _is_speech(self, frame: bytes) -> bool:
-        rms = frame_rms(frame)
-        if not self._vad(frame):
+    def _is_speech(self, ulaw_frame: bytes) -> bool:
+        pcm = ulaw_to_pcm16(ulaw_frame)  # once, for both the VAD and the energy
+        rms = audioop.rms(pcm, 2)
+        if not self._vad(pcm):
             # A slow average of what the line sounds like when nobody speaks.
             self._noise_rms += (rms - self._noise_rms) * 0.05
             return False

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from voiced.agent.base import CallInfo, Conversation
 from voiced.audio import FRAME_MS, SAMPLE_RATE, silence_ulaw
 from voiced.call.eou import EndOfUtterance, SpeechEnded, SpeechStarted
+from voiced.config import INTERIM_PHRASES
 from voiced.metrics import Metrics, TurnTimes
 from voiced.stt.base import STTEngine
 from voiced.tts.speaker import Speaker
@@ -76,7 +77,7 @@ class TurnSettings:
     barge_in_ms: int = 160
     final_timeout_ms: int = 1500
     fallback_timeout_ms: int = 4000
-    interim_phrase: str = "Sorry, I had a momentary problem hearing you. Let's try that again."
+    interim_phrase: str = INTERIM_PHRASES["en"]
 
 
 @dataclass
@@ -279,8 +280,6 @@ class Call:
             log.debug("Ignoring mark {name!r} call={call}", name=name, call=self.call_id)
             return
         reply.on_mark(suffix)
-        if reply.cancelled:
-            return
         if suffix == "start" and reply.turn is not None:
             reply.turn.times.playback_start = self.clock.seconds()
             self._report(reply.turn)

@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import webrtcvad
 
-from voiced.audio import SAMPLE_RATE, pcm16_to_ulaw
+from voiced.audio import FRAME_MS, SAMPLE_RATE, pcm16_to_ulaw
 
 if TYPE_CHECKING:
     from voiced.stt.local import WhisperTranscriber
 
-FRAME_MS = 20
 FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2  # PCM16
 SPEECH_START_MS = 60
 SPEECH_END_MS = 300
