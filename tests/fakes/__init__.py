@@ -1,0 +1,1 @@
+"""Real loopback servers that tests talk to over HTTP (not mocks of the HTTP client)."""
