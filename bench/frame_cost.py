@@ -45,7 +45,8 @@ from twisted.python.failure import Failure
 from voiced.agent.base import CallInfo
 from voiced.audio import FRAME_BYTES, SAMPLE_RATE, frames, silence_ulaw, ulaw_to_pcm16
 from voiced.call.eou import EndOfUtterance, SpeechEnded, WebRtcVoiceActivity
-from voiced.call.turn import AUDIO_CHUNK_BYTES, Call, State, TurnSettings
+from voiced.call.reply import AUDIO_CHUNK_BYTES
+from voiced.call.turn import Call, State, TurnSettings
 from voiced.caller.client import TwilioStream
 from voiced.carrier import twilio
 from voiced.carrier.protocol import MediaStreamFactory
@@ -169,14 +170,10 @@ class InstantConversation:
     def greeting(self) -> list[str]:
         return ["Hello."]
 
-    def respond(self, text: str, sink: Any) -> Deferred[None]:
+    def respond(self, request: Any, sink: Any) -> Deferred[None]:
         for sentence in self._sentences:
             sink.sentence(sentence)
-        sink.done()
         return succeed(None)
-
-    def heard(self, sentences: list[str], interrupted: bool) -> None:
-        pass
 
 
 class TimedEOU(EndOfUtterance):

@@ -1,6 +1,6 @@
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.agent.base import CallInfo
+from voiced.agent.base import CallInfo, Dtmf, EndCall, Idle, TransferCall, TurnRequest
 from voiced.agent.script import ScriptAgent, split_sentences
 from voiced.lifecycle import construction_counts
 
@@ -11,14 +11,25 @@ HOURS = "We are open Monday to Friday from 8 AM to 6 PM, and Saturday from 9 AM 
 class RecordingSink:
     def __init__(self):
         self.sentences = []
-        self.hang_up = None
+        self.actions = []
+
+    def text(self, delta):
+        raise AssertionError("the script speaks whole sentences")
 
     def sentence(self, text):
-        assert self.hang_up is None, "sentence after done"
+        assert not self.actions, "sentence after an action"
         self.sentences.append(text)
 
-    def done(self, hang_up=False):
-        self.hang_up = hang_up
+    def action(self, action):
+        self.actions.append(action)
+
+    @property
+    def hang_up(self):
+        return EndCall() in self.actions
+
+
+def ask(text="", event=None):
+    return TurnRequest(1, text, event, ())
 
 
 class FrontDeskTests(SynchronousTestCase):
@@ -28,7 +39,7 @@ class FrontDeskTests(SynchronousTestCase):
     def reply(self, text, conversation=None):
         conversation = conversation or self.agent.start_conversation(CALL)
         sink = RecordingSink()
-        self.assertIsNone(self.successResultOf(conversation.respond(text, sink)))
+        self.assertIsNone(self.successResultOf(conversation.respond(ask(text), sink)))
         return sink
 
     def assertIntent(self, utterances, first_sentence, hang_up=False):
@@ -131,28 +142,26 @@ class FrontDeskTests(SynchronousTestCase):
             cacheable = [s for s in spoken if not s.startswith("I heard you say")]
             self.assertTrue(set(cacheable) <= fixed, text)
 
-    def test_history_keeps_what_was_heard(self):
+    def test_idle_and_keys(self):
         conversation = self.agent.start_conversation(CALL)
-        self.reply("What are your hours?", conversation)
-        conversation.heard([HOURS], interrupted=True)
-        self.reply("", conversation)
-        conversation.heard([], interrupted=False)
-        self.assertEqual(
-            [(e.role, e.text, e.interrupted) for e in conversation.history],
-            [("caller", "What are your hours", False), ("agent", HOURS, True)],
-        )
-
-    def test_conversations_are_independent(self):
-        first, second = self.agent.start_conversation(CALL), self.agent.start_conversation(CALL)
-        self.reply("hours", first)
-        self.assertEqual(second.history, ())
+        idle, sink = conversation.respond(ask(event=Idle(1)), RecordingSink()), None
+        self.successResultOf(idle)
+        sink = RecordingSink()
+        conversation.respond(ask(event=Idle(2)), sink)
+        self.assertEqual(sink.sentences[0], "Are you still there?")
+        sink = RecordingSink()
+        conversation.respond(ask(event=Dtmf("0")), sink)
+        self.assertEqual(sink.sentences[0], "Sure, I will connect you to a receptionist.")
+        sink = RecordingSink()
+        conversation.respond(ask(event=Dtmf("7")), sink)  # a key the script does not know
+        self.assertEqual(sink.sentences[0], "Sorry, I didn't catch that.")
 
     def test_failing_sink_fails_the_deferred(self):
         class BrokenSink(RecordingSink):
             def sentence(self, text):
                 raise RuntimeError("socket gone")
 
-        d = self.agent.start_conversation(CALL).respond("hours", BrokenSink())
+        d = self.agent.start_conversation(CALL).respond(ask("hours"), BrokenSink())
         self.failureResultOf(d, RuntimeError)
 
 
@@ -170,7 +179,7 @@ class ScriptFileTests(SynchronousTestCase):
 
     def answer(self, agent, text):
         sink = RecordingSink()
-        agent.start_conversation(CALL).respond(text, sink)
+        agent.start_conversation(CALL).respond(ask(text), sink)
         return sink.sentences, sink.hang_up
 
     def test_construction_is_counted_once_per_agent(self):
@@ -250,3 +259,20 @@ class ScriptFileTests(SynchronousTestCase):
         with open(path, "wb") as f:
             f.write(b"\xff\xfe[greeting]")
         self.assertIn(path, str(self.assertRaises(ValueError, ScriptAgent, path)))
+
+    def test_transfer_and_key_sections(self):
+        agent = self.agent(self.BASE + "[intent person]\nmatch = person\nsay = Connecting.\ntransfer = +15551230000\n"
+                           "[dtmf 9]\nsay = Bye.\nhangup = yes\n[idle]\nsay = Hello?\n")
+        sink = RecordingSink()
+        agent.start_conversation(CALL).respond(ask("a person please"), sink)
+        self.assertEqual(sink.actions, [TransferCall("+15551230000")])
+        sink = RecordingSink()
+        agent.start_conversation(CALL).respond(ask(event=Dtmf("9")), sink)
+        self.assertEqual((sink.sentences, sink.actions), (["Bye."], [EndCall()]))
+        self.assertIn("Hello?", agent.fixed_phrases())
+
+    def test_bad_transfer_target_and_key_are_refused_with_the_line(self):
+        with self.assertRaisesRegex(ValueError, r":10: transfer target"):
+            self.agent(self.BASE + "[intent p]\nmatch = person\nsay = Ok.\ntransfer = 555-1234\n")
+        with self.assertRaisesRegex(ValueError, r"\[dtmf\] needs one key"):
+            self.agent(self.BASE + "[dtmf 12]\nsay = Ok.\n")

@@ -4,7 +4,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.agent.base import CallInfo
+from voiced.agent.base import CallInfo, EndCall, Said
 from voiced.audio import ulaw_to_pcm16
 from voiced.call.eou import EndOfUtterance
 from voiced.call.turn import Call, State, TurnSettings
@@ -84,20 +84,19 @@ class FakeTTS:
 class FakeConversation:
     def __init__(self):
         self.asked = []
-        self.heard_log = []
+        self.requests = []
 
     def greeting(self):
         return ["Hello there."]
 
-    def respond(self, text, sink):
-        self.asked.append(text)
+    def respond(self, request, sink):
+        self.asked.append(request.text)
+        self.requests.append(request)
         sink.sentence("First answer.")
         sink.sentence("Second answer.")
-        sink.done(hang_up="bye" in text)
+        if "bye" in request.text:
+            sink.action(EndCall())
         return succeed(None)
-
-    def heard(self, sentences, interrupted):
-        self.heard_log.append((list(sentences), interrupted))
 
 
 class RecordingMetrics(Metrics):
@@ -175,14 +174,15 @@ class TurnMachineTests(SynchronousTestCase):
         for name in ["r2.s0", "r2.s1", "r2.end"]:
             self.call.on_mark(name)
         self.assertEqual(self.call.state, State.LISTENING)
-        self.assertEqual(self.conversation.heard_log[-1], (["First answer.", "Second answer."], False))
+        self.assertEqual(self.call.history[-1], Said("bot", "First answer. Second answer."))
+        self.assertEqual(self.conversation.requests[0].history, (Said("bot", "Hello there."),))
 
     def test_turn_line_format(self):
         from voiced.metrics import TurnTimes, turn_line
 
         line = turn_line("CA1", 3, TurnTimes(speech_start=1.0, speech_end=2.0, final=2.5, reply_text=2.5,
                                              tts_ready=2.6, first_audio_sent=2.6, playback_start=2.7))
-        self.assertEqual(line, "TURN call=CA1 turn=3 STT_FIRST_PARTIAL_MS=- STT_FINAL_MS=500 TTS_READY_MS=100 "
+        self.assertEqual(line, "TURN call=CA1 turn=3 STT_FIRST_PARTIAL_MS=- STT_FINAL_MS=500 AGENT_FIRST_SENTENCE_MS=- TTS_READY_MS=100 "
                                "TOTAL_LATENCY_MS=600 PLAYBACK_START_MS=700")
 
     def test_barge_in_clears_within_threshold(self):
@@ -201,7 +201,8 @@ class TurnMachineTests(SynchronousTestCase):
         self.assertIn(("clear",), self.transport.sent)
         self.assertLessEqual(self.clock.seconds() - onset, 0.160 + 1e-9)
         self.assertEqual(self.call.state, State.LISTENING)
-        self.assertEqual(self.conversation.heard_log[-1], (["First answer."], True))
+        # The second sentence had played for less than its first word: only the first was heard.
+        self.assertEqual(self.call.history[-1], Said("bot", "First answer.", interrupted=True))
         # Twilio echoes the discarded marks after a clear: they change nothing.
         self.call.on_mark("r2.s1")
         self.call.on_mark("r2.end")
@@ -261,32 +262,38 @@ class TurnMachineTests(SynchronousTestCase):
         self.make_call()
         self.finish_greeting()
 
-        def broken(text, sink):
+        def broken(request, sink):
             raise RuntimeError("agent down")
 
         self.conversation.respond = broken
         self.frames("v" * 10 + "." * 12)
         self.call.on_transcript("hello", True)
-        self.assertEqual(self.call.state, State.LISTENING)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.transport.marks(), ["r2.start", "r2.s0", "r2.end"])  # the apology
+        self.echo_all_marks()
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.assertEqual(self.metrics.agent_failures_total._value.get(), 1)
+        self.assertEqual(self.call.history[-1], Said("caller", "hello"))  # an apology is not conversation
 
     def test_agent_failure_after_first_sentence_plays_it_out(self):
         self.make_call()
         self.finish_greeting()
         failing = Deferred()
 
-        def partial(text, sink):
-            sink.sentence("One moment.")
+        def partial(request, sink):
+            sink.text("Let me see. We are open from")
             return failing
 
         self.conversation.respond = partial
         self.frames("v" * 10 + "." * 12)
         self.call.on_transcript("hello", True)
         failing.errback(RuntimeError("stream broke"))
-        self.assertEqual(self.transport.marks(), ["r2.start", "r2.s0", "r2.end"])
+        # The sentence the agent finished plays, its unfinished one does not, the apology follows.
+        self.assertEqual(self.transport.marks(), ["r2.start", "r2.s0", "r2.s1", "r2.end"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.echo_all_marks()
         self.assertEqual(self.call.state, State.LISTENING)
+        self.assertEqual(self.call.history[-1], Said("bot", "Let me see."))
 
     def test_final_timeout_answers_the_partial(self):
         self.make_call(streaming=True)

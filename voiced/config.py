@@ -52,6 +52,18 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _float_range(low: float, high: float) -> Callable[[str], float | None]:
+    def parse(value: str) -> float | None:
+        if not value.strip():
+            return None  # unset: the server's default
+        x = float(value)
+        if not low <= x <= high:
+            raise ValueError(f"{x} is outside {low}..{high}")
+        return x
+
+    return parse
+
+
 def _str(value: str) -> str:
     return value
 
@@ -83,8 +95,33 @@ OPTIONS: list[Option] = [
     Option("log_level", _choice("debug", "info", "warn", "error"), "info", "lowest log level written"),
     Option("stt", _choice("auto", "local", "google"), "auto", "speech-to-text engine (auto: google if configured)"),
     Option("tts", _choice("auto", "local", "google"), "auto", "text-to-speech engine (auto: google if configured)"),
-    Option("agent", _choice("script"), "script", "reply agent"),
+    Option("agent", _choice("script", "openai", "webhook"), "script", "reply agent: script, openai or webhook"),
     Option("script", _str, "", "dialog file for the script agent (default: the built-in front desk)"),
+    Option("greeting", _str, "", "what the openai and webhook agents say first (the script has its own)"),
+    Option("openai_base_url", _str, "https://api.openai.com/v1", "OpenAI-compatible API base (vLLM, Ollama, ...)"),
+    Option("openai_model", _str, "gpt-4o-mini", "chat model of the openai agent"),
+    Option("system_prompt", _str, "", "the openai agent's system prompt"),
+    Option("system_prompt_file", _str, "", "read the system prompt from this file instead"),
+    Option("llm_temperature", _float_range(0, 2), None, "sampling temperature (empty: the server's default)"),
+    Option("llm_max_tokens", _int_range(0, 100000), 0, "longest reply in tokens (0: the server's default)"),
+    Option("llm_first_token_timeout_ms", _int_range(100, 120000), 5000,
+           "no reply text within this: the reply failed (apology)"),
+    Option("llm_reply_timeout_ms", _int_range(100, 600000), 30000, "bound on one whole LLM reply"),
+    Option("webhook_url", _str, "", "the webhook agent's URL (POST, JSON)"),
+    Option("webhook_secret", _str, "", "HMAC key of X-Voiced-Signature on webhook and tool requests", secret=True),
+    Option("webhook_timeout_ms", _int_range(100, 120000), 10000, "bound on one webhook answer"),
+    Option("tools_file", _str, "", "OpenAI tool definitions (JSON list) offered to the model"),
+    Option("tools_url", _str, "", "where the openai agent POSTs the tool calls of --tools-file"),
+    Option("tools_timeout_ms", _int_range(100, 120000), 8000, "bound on one tool call"),
+    Option("agent_filler_ms", _int_range(0, 60000), 1200, "no first sentence within this: play the filler (0: never)"),
+    Option("filler_phrase", _str, "One moment.", "the filler"),
+    Option("apology_phrase", _str, "Sorry, I'm having trouble answering right now. Could you say that again?",
+           "said when the agent fails"),
+    Option("idle_reprompt_ms", _int_range(0, 600000), 8000,
+           "caller silence after the bot finished before the agent gets an idle event (0: never)"),
+    Option("idle_max_reprompts", _int_range(0, 100), 2, "idle events in a row before a goodbye and hang-up"),
+    Option("max_call_s", _int_range(0, 86400), 1800, "longest call; then a polite goodbye (0: no limit)"),
+    Option("twilio_api_base", _str, "https://api.twilio.com", "Twilio REST base URL (hang-up and transfer)"),
     Option("language", _str, "en-US", "BCP-47 language of callers and replies"),
     Option("eou_silence_ms", _int_range(20, 5000), 240, "silence after speech that ends the caller's turn"),
     Option("min_speech_ms", _int_range(20, 2000), 60, "voiced audio needed before a sound counts as speech"),
@@ -125,6 +162,28 @@ class Settings:
     tts: str = "auto"
     agent: str = "script"
     script: str = ""
+    greeting: str = ""
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-4o-mini"
+    system_prompt: str = ""
+    system_prompt_file: str = ""
+    llm_temperature: float | None = None
+    llm_max_tokens: int = 0
+    llm_first_token_timeout_ms: int = 5000
+    llm_reply_timeout_ms: int = 30000
+    webhook_url: str = ""
+    webhook_secret: str = field(default="", repr=False)
+    webhook_timeout_ms: int = 10000
+    tools_file: str = ""
+    tools_url: str = ""
+    tools_timeout_ms: int = 8000
+    agent_filler_ms: int = 1200
+    filler_phrase: str = "One moment."
+    apology_phrase: str = "Sorry, I'm having trouble answering right now. Could you say that again?"
+    idle_reprompt_ms: int = 8000
+    idle_max_reprompts: int = 2
+    max_call_s: int = 1800
+    twilio_api_base: str = "https://api.twilio.com"
     language: str = "en-US"
     eou_silence_ms: int = 240
     min_speech_ms: int = 60
@@ -147,8 +206,11 @@ class Settings:
     google_credentials_json: str = field(default="", repr=False)
     google_channels: int = 4
     google_timeout_s: int = 330
-    # Not an option: Google's own variable, read from the same environment.
+    # Not options: the services' own variables, read from the same environment.
     google_credentials_file: str = ""
+    openai_api_key: str = field(default="", repr=False)
+    twilio_account_sid: str = ""
+    twilio_rest_token: str = field(default="", repr=False)
     stt_rollover_s: int = 240
 
     @classmethod
@@ -175,6 +237,10 @@ class Settings:
             listen = [s.strip() for s in environ["VOICED_LISTEN"].split(",") if s.strip()]
         values["listen"] = tuple(listen) or (DEFAULT_LISTEN,)
         values["google_credentials_file"] = environ.get("GOOGLE_APPLICATION_CREDENTIALS", "")
+        values["openai_api_key"] = environ.get("OPENAI_API_KEY", "")
+        values["twilio_account_sid"] = environ.get("TWILIO_ACCOUNT_SID", "")
+        # The account's auth token also signs Twilio's requests: one token serves both.
+        values["twilio_rest_token"] = environ.get("TWILIO_AUTH_TOKEN", "") or values.get("twilio_auth_token", "")
         settings = cls(**values)
         settings.validate()
         return settings
@@ -189,6 +255,20 @@ class Settings:
             raise ConfigError("stt_retry_initial_ms must not exceed stt_retry_max_ms")
         if not self.language:
             raise ConfigError("language must not be empty")
+        if self.agent == "webhook" and not self.webhook_url:
+            raise ConfigError("agent=webhook needs webhook_url (VOICED_WEBHOOK_URL)")
+        for name in ("webhook_url", "tools_url", "openai_base_url", "twilio_api_base"):
+            url = getattr(self, name)
+            if url and urlsplit(url).scheme not in ("http", "https"):
+                raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
+        if self.tools_file and not self.tools_url:
+            raise ConfigError("tools_file needs tools_url: where the tools' calls are sent")
+        if self.system_prompt and self.system_prompt_file:
+            raise ConfigError("set system_prompt or system_prompt_file, not both")
+
+    @property
+    def twilio_rest_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_rest_token)
 
     @property
     def google_configured(self) -> bool:
@@ -223,9 +303,10 @@ class Settings:
                 continue
             value = getattr(self, f.name)
             opt = _BY_NAME.get(f.name)
-            if opt is not None and opt.secret:
+            if (opt is not None and opt.secret) or f.name in ("openai_api_key", "twilio_rest_token"):
                 value = "<redacted>" if value else ""
             if value in ("", None):
                 continue
-            parts.append(f"{f.name}={value}")
+            text = str(value)
+            parts.append(f"{f.name}={text if len(text) <= 60 else text[:57] + '...'}")
         return " ".join(parts)

@@ -3,6 +3,7 @@
 Definitions (README repeats them):
 - STT_FIRST_PARTIAL_MS: caller speech start -> first partial transcript;
 - STT_FINAL_MS: caller speech end -> the turn's final transcript;
+- AGENT_FIRST_SENTENCE_MS: the turn handed to the agent -> its first complete sentence;
 - TTS_READY_MS: reply text known -> first reply audio ready;
 - TOTAL_LATENCY_MS: caller speech end -> first reply audio frame sent;
 - PLAYBACK_START_MS: caller speech end -> echo of the reply's first mark (the caller hears it).
@@ -36,6 +37,7 @@ class TurnTimes:
     speech_end: float | None = None
     first_partial: float | None = None
     final: float | None = None
+    agent_asked: float | None = None
     reply_text: float | None = None
     tts_ready: float | None = None
     first_audio_sent: float | None = None
@@ -50,6 +52,7 @@ class TurnTimes:
         return {
             "STT_FIRST_PARTIAL_MS": span(self.speech_start, self.first_partial),
             "STT_FINAL_MS": span(self.speech_end, self.final),
+            "AGENT_FIRST_SENTENCE_MS": span(self.agent_asked, self.reply_text),
             "TTS_READY_MS": span(self.reply_text, self.tts_ready),
             "TOTAL_LATENCY_MS": span(self.speech_end, self.first_audio_sent),
             "PLAYBACK_START_MS": span(self.speech_end, self.playback_start),
@@ -100,6 +103,12 @@ class Metrics:
         )
         self.tts_fallbacks_total = Counter(
             "voiced_tts_fallbacks", "Sentences spoken by the fallback TTS engine", registry=self.registry
+        )
+        self.fillers_total = Counter(
+            "voiced_agent_fillers", "Fillers played because the agent's first sentence was late", registry=self.registry
+        )
+        self.agent_failures_total = Counter(
+            "voiced_agent_failures", "Failed agent replies (an apology played)", registry=self.registry
         )
         self.protocol_errors_total = Counter(
             "voiced_protocol_errors", "Malformed carrier messages", registry=self.registry

@@ -26,10 +26,12 @@ from twisted.python.threadpool import ThreadPool
 from voiced import __version__
 from voiced.agent.base import Agent, CallInfo
 from voiced.call.eou import EndOfUtterance, WebRtcVoiceActivity
+from voiced.call.control import CallControl
 from voiced.call.turn import Call, CallTransport, TurnSettings
 from voiced.carrier.signature import signature_matches
 from voiced.carrier.twilio import Start
 from voiced.config import Settings
+from voiced.lifecycle import note_construction
 from voiced.metrics import Metrics
 from voiced.stt.base import STTEngine
 from voiced.tts.speaker import PhraseCache, Speaker
@@ -38,6 +40,13 @@ log = Logger(namespace="voiced.service")
 
 
 DAEMON_LOG_FILE = "voiced.log"
+# Agent, tool and REST requests in flight at once per host; more wait for a connection.
+HTTP_CONNECTIONS_PER_HOST = 64
+DEFAULT_GREETING = "Hello, thanks for calling. How can I help you?"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful voice assistant answering a phone call. Your replies are spoken aloud: keep them short, "
+    "one to three sentences, in plain words, with no lists, markdown or emoji."
+)
 CLOSE_WAIT_S = 2.0  # how long stopping waits for callers' sockets to close
 
 
@@ -65,6 +74,12 @@ class VoicedService(MultiService):
             final_timeout_ms=settings.stt_final_timeout_ms,
             fallback_timeout_ms=settings.stt_fallback_timeout_ms,
             interim_phrase=settings.interim_text,
+            filler_ms=settings.agent_filler_ms,
+            filler_phrase=settings.filler_phrase,
+            apology_phrase=settings.apology_phrase,
+            idle_reprompt_ms=settings.idle_reprompt_ms,
+            idle_max_reprompts=settings.idle_max_reprompts,
+            max_call_s=settings.max_call_s,
         )
         self.ready = False
         self.stopping = False
@@ -77,6 +92,8 @@ class VoicedService(MultiService):
         self.stt_engine: STTEngine | None = None
         self.speaker: Speaker | None = None
         self.agent: Agent | None = None
+        self.http: Any = None  # the treq HTTPClient over the service's connection pool
+        self.call_control: CallControl | None = None
         self._pools: list[ThreadPool] = []
         self._closers: list[Any] = []
         self._warming: Deferred[None] | None = None
@@ -116,9 +133,61 @@ class VoicedService(MultiService):
         self.whisper_pool = self._pool("voiced-whisper", self.settings.whisper_workers)
         self.stt_pool = self._pool("voiced-stt", self.settings.stt_threads)  # a Google stream holds a thread
         self.tts_pool = self._pool("voiced-tts", 16)
+        self._start_http()
         super().startService()  # the listeners: /health answers while engines warm up
         self._warming = Deferred.fromCoroutine(self._warm_up())
         self._warming.addErrback(self._warm_up_failed)
+
+    def _start_http(self) -> None:
+        """One persistent HTTP connection pool for every agent, tool and REST request:
+        a reply's request reuses a warm TLS connection instead of opening one."""
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent as WebAgent, HTTPConnectionPool
+
+        pool = HTTPConnectionPool(self.clock, persistent=True)
+        pool.maxPersistentPerHost = HTTP_CONNECTIONS_PER_HOST
+        # The default HTTPS policy verifies certificates and host names (service-identity).
+        self.http = HTTPClient(WebAgent(self.clock, pool=pool))
+        self._closers.append(pool.closeCachedConnections)
+        note_construction("http_pool")
+        s = self.settings
+        if s.twilio_rest_configured:
+            from voiced.carrier.twilio_rest import TwilioCallControl
+
+            self.call_control = TwilioCallControl(self.http, self.clock, s.twilio_account_sid, s.twilio_rest_token,
+                                                  api_base=s.twilio_api_base)
+
+    def _build_agent(self) -> Agent:
+        s = self.settings
+        if s.agent == "script":
+            from voiced.agent.script import ScriptAgent
+
+            return ScriptAgent(s.script, s.language)
+        greeting = [s.greeting or DEFAULT_GREETING]
+        if s.agent == "webhook":
+            from voiced.agent.webhook import WebhookAgent
+
+            if not s.webhook_secret:
+                log.warn("Webhook requests are not signed (no VOICED_WEBHOOK_SECRET): the application cannot "
+                         "tell them from anyone else's")
+            return WebhookAgent(self.http, self.clock, s.webhook_url, s.webhook_secret, s.webhook_timeout_ms / 1000,
+                                greeting)
+        from voiced.agent.llm import LLMSettings, OpenAIAgent
+        from voiced.agent.tools import ToolRunner
+
+        prompt = s.system_prompt
+        if s.system_prompt_file:
+            with open(s.system_prompt_file, encoding="utf-8") as f:
+                prompt = f.read().strip()
+        tools = ToolRunner(self.http, self.clock, s.tools_url, s.webhook_secret, s.tools_timeout_ms / 1000) \
+            if s.tools_url else None
+        llm = LLMSettings(
+            base_url=s.openai_base_url.rstrip("/"), model=s.openai_model, api_key=s.openai_api_key,
+            system_prompt=prompt or DEFAULT_SYSTEM_PROMPT, temperature=s.llm_temperature,
+            max_tokens=s.llm_max_tokens or None, first_token_timeout_s=s.llm_first_token_timeout_ms / 1000,
+            reply_timeout_s=s.llm_reply_timeout_ms / 1000, greeting=greeting, tools_file=s.tools_file,
+        )
+        return OpenAIAgent(self.http, self.clock, llm, tools)
 
     def _pool(self, name: str, size: int) -> ThreadPool:
         pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
@@ -135,7 +204,6 @@ class VoicedService(MultiService):
 
     async def _warm_up(self) -> None:
         s = self.settings
-        from voiced.agent.script import ScriptAgent
         from voiced.stt.local import LocalSTTEngine, LocalTranscriber, WhisperTranscriber
         from voiced.tts.local import EspeakSynthesizer, LocalTTSEngine
 
@@ -146,7 +214,7 @@ class VoicedService(MultiService):
         transcriber = LocalTranscriber(whisper, self.whisper_pool, self.clock)
         espeak = await self._timed("tts_espeak", self.tts_pool, EspeakSynthesizer, s.language)
         local_tts = LocalTTSEngine(espeak, self.tts_pool, self.clock)
-        self.agent = await self._timed("agent_script", self.tts_pool, ScriptAgent, s.script, s.language)
+        self.agent = await self._timed(f"agent_{s.agent}", self.tts_pool, self._build_agent)
 
         google = None
         if "google" in (s.stt_engine, s.tts_engine):
@@ -171,7 +239,7 @@ class VoicedService(MultiService):
         else:
             primary = local_tts
         self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc)
-        phrases = self.agent.fixed_phrases() + [self.turn_settings.interim_phrase]
+        phrases = self.agent.fixed_phrases() + self.turn_settings.phrases()
         self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock))
         self.ready = not self.stopping
         log.info("READY stt={stt} tts={tts} agent={agent} tts_warmup_ms={tts_ms} phrases={n} engines_ms={engines}",
@@ -246,7 +314,7 @@ class VoicedService(MultiService):
         eou = EndOfUtterance(self.clock, WebRtcVoiceActivity(s.vad_aggressiveness), s.eou_silence_ms, s.min_speech_ms)
         call = Call(
             info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
-            self.metrics, self.turn_settings,
+            self.metrics, self.turn_settings, self.call_control,
         )
         self.calls.add(call)
         self.metrics.calls_total.inc()

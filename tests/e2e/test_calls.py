@@ -60,7 +60,7 @@ class LocalEngineCallTests(TestCase):
         bot = self.bot_lines(report.call_sid)
         self.assertIn("Riverside Clinic", bot[0])
         self.assertIn("Monday to Friday from 8 AM to 6 PM", bot[1])
-        self.assertIn("hangup=True", bot[2])
+        self.assertIn("actions=EndCall", bot[2])
         turns = self.turn_lines(report.call_sid)
         self.assertEqual(len(turns), 2, "one TURN line per answered turn")
         for turn_no, entry in enumerate(turns, 1):

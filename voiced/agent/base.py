@@ -1,14 +1,22 @@
-"""The agent contract: what a call asks for a reply, sentence by sentence.
+"""The agent contract: what a call asks for a reply, and how the reply streams back.
 
-Replies stream as sentences so that an LLM's first sentence can be synthesized
-while the rest is still being generated; a scripted agent simply emits all of
-its sentences at once.
+One ``Agent`` per process (built by the service, holding any HTTP pool or model);
+one ``Conversation`` per call. For each caller turn (or event: a DTMF digit, an
+idle timeout) the call hands the conversation a ``TurnRequest`` holding the
+history so far -- where every bot entry is only what the caller actually heard,
+measured from the carrier's mark echoes -- and a ``ReplySink``. The agent pushes
+reply text into the sink as it is generated (a token at a time is fine: the call
+splits it into sentences and speaks each one as soon as it is complete) and
+actions to take once the reply has played. The Deferred that ``respond`` returns
+fires when the reply is complete; it fails with ``AgentError`` (or anything else)
+when the reply failed, and the call then plays its apology. Cancelling it (barge-in,
+hang-up) must stop the work (close the HTTP request).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Literal, Protocol, Union
 
 from twisted.internet.defer import Deferred
 
@@ -21,13 +29,83 @@ class CallInfo:
     to_number: str = ""
     custom_parameters: dict[str, str] = field(default_factory=dict)
 
+    def as_json(self) -> dict[str, Any]:
+        return {"sid": self.call_id, "from": self.from_number, "to": self.to_number,
+                "parameters": dict(self.custom_parameters)}
+
+
+@dataclass(frozen=True)
+class Said:
+    """One entry of a call's history. A bot entry holds only what the caller heard;
+    ``interrupted`` marks a bot reply cut by barge-in (its text ends at the word reached)."""
+
+    role: Literal["caller", "bot"]
+    text: str
+    interrupted: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"role": self.role, "text": self.text, "interrupted": self.interrupted}
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digit: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"dtmf": self.digit}
+
+
+@dataclass(frozen=True)
+class Idle:
+    """The caller said nothing for the idle timeout after the bot finished; ``count``
+    is 1 for the first time in a row, 2 for the second, ..."""
+
+    count: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"idle": self.count}
+
+
+Event = Union[Dtmf, Idle]
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    number: int  # the turn's number in the call, from 1
+    text: str  # what the caller said ("" for an event)
+    event: Event | None
+    history: tuple[Said, ...]  # everything before this turn, oldest first
+
+
+@dataclass(frozen=True)
+class EndCall:
+    """Hang up once the reply has played."""
+
+
+@dataclass(frozen=True)
+class TransferCall:
+    """Transfer the call to ``to`` (a phone number or SIP URI) once the reply has played."""
+
+    to: str
+
+
+Action = Union[EndCall, TransferCall]
+
+
+class AgentError(Exception):
+    """A failed reply: an HTTP error, a timeout, a malformed answer. The call plays its
+    apology and goes back to listening; the message is logged with the call id."""
+
 
 class ReplySink(Protocol):
-    def sentence(self, text: str) -> None:
-        """One sentence of the reply, ready to be spoken."""
+    def text(self, delta: str) -> None:
+        """More reply text, of any size (a token, a sentence, the whole reply)."""
 
-    def done(self, hang_up: bool = False) -> None:
-        """The reply is complete; ``hang_up`` ends the call once it has played."""
+    def sentence(self, text: str) -> None:
+        """A complete sentence, spoken as it is (any pending text is spoken first)."""
+
+    def action(self, action: Action) -> None:
+        """Take ``action`` once the reply has played."""
 
 
 class Conversation(Protocol):
@@ -36,13 +114,8 @@ class Conversation(Protocol):
     def greeting(self) -> list[str]:
         """The sentences that open the call."""
 
-    def respond(self, text: str, sink: ReplySink) -> Deferred[None]:
-        """Produce the reply to the caller's ``text`` into ``sink``. Cancelling the
-        Deferred (barge-in, hang-up) stops the reply."""
-
-    def heard(self, sentences: list[str], interrupted: bool) -> None:
-        """What the caller actually heard of the last reply (from mark echoes), so
-        history keeps only that."""
+    def respond(self, request: TurnRequest, sink: ReplySink) -> Deferred[None]:
+        """Produce the reply into ``sink``; fires when it is complete."""
 
 
 class Agent(Protocol):

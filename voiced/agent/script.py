@@ -21,7 +21,9 @@ A script is a small UTF-8 text file (the shipped example is ``front_desk.dialog`
 ``greeting``, ``reprompt`` and ``fallback`` are required; ``[intent NAME]`` sections
 are optional and matched in file order. ``match`` holds comma-separated phrases and
 may repeat; an indented line continues the previous value; ``hangup = yes`` ends the
-call once the reply has played. In the fallback, ``{text}`` is what the caller said
+call once the reply has played, ``transfer = +15551234567`` transfers it. ``[idle]``
+is said when the caller has been silent for a while; ``[dtmf D]`` answers the key D
+(``say``, ``hangup``, ``transfer`` as in an intent). In the fallback, ``{text}`` is what the caller said
 (``{{``/``}}`` for literal braces). Any error is a ``ValueError`` naming file and line.
 
 Matching has to survive Whisper tiny through an 8 kHz phone line ("opening ours",
@@ -38,15 +40,15 @@ from __future__ import annotations
 
 import re
 import string
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from importlib import resources
 from typing import Iterable
 
 from twisted.internet.defer import Deferred, maybeDeferred
 
-from voiced.agent.base import CallInfo, ReplySink
+from voiced.call.control import check_transfer_target
+from voiced.agent.base import CallInfo, Dtmf, EndCall, Idle, ReplySink, TransferCall, TurnRequest
 from voiced.lifecycle import note_construction
 
 DEFAULT_SCRIPT = "front_desk.dialog"
@@ -57,8 +59,6 @@ DEFAULT_SCRIPT = "front_desk.dialog"
 MATCH_THRESHOLD = 0.85
 # A phrase word below this similarity to every caller word counts as missing.
 WORD_CUTOFF = 0.8
-# Plenty for one call; bounds memory on a call that never ends.
-HISTORY_LIMIT = 200
 
 # Words that carry no intent in a front-desk request; dropped from phrases (unless a
 # phrase has nothing else) so that "talk to a person" needs only "talk" and "person".
@@ -98,6 +98,7 @@ class Intent:
     phrases: tuple[str, ...]
     reply: tuple[str, ...]  # sentences
     hang_up: bool = False
+    transfer: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,8 @@ class Dialog:
     reprompt: tuple[str, ...]
     fallback: tuple[FallbackSentence, ...]
     intents: tuple[Intent, ...]
+    idle: tuple[str, ...] = ("Are you still there?",)
+    keys: dict[str, Intent] = field(default_factory=dict)  # [dtmf D] sections
 
 
 @dataclass
@@ -122,7 +125,10 @@ class _Section:
     values: dict[str, list[tuple[int, str]]]
 
 
-_KEYS = {"greeting": {"say"}, "reprompt": {"say"}, "fallback": {"say"}, "intent": {"match", "say", "hangup"}}
+_KEYS = {"greeting": {"say"}, "reprompt": {"say"}, "fallback": {"say"}, "idle": {"say"},
+         "intent": {"match", "say", "hangup", "transfer"}, "dtmf": {"say", "hangup", "transfer"}}
+_NAMED = {"intent", "dtmf"}
+_DTMF_KEYS = frozenset("0123456789*#ABCD")
 _REPEATABLE = {"match"}
 _YES = {"yes", "true", "on", "1"}
 _NO = {"no", "false", "off", "0"}
@@ -176,11 +182,14 @@ def _open_section(header: str, source: str, number: int, sections: list[_Section
     name = (m.group(2) or "") if m else ""
     if kind not in _KEYS:
         raise _DialogError(
-            source, number, f"unknown section {header!r} (expected [greeting], [reprompt], [fallback] or [intent NAME])"
+            source, number, f"unknown section {header!r} (expected [greeting], [reprompt], [fallback], [idle], "
+            "[intent NAME] or [dtmf KEY])"
         )
     if kind == "intent" and not name:
         raise _DialogError(source, number, "[intent] needs a name: [intent NAME]")
-    if kind != "intent" and name:
+    if kind == "dtmf" and name not in _DTMF_KEYS:
+        raise _DialogError(source, number, "[dtmf] needs one key: 0-9, *, # or A-D, as in [dtmf 0]")
+    if kind not in _NAMED and name:
         raise _DialogError(source, number, f"[{kind}] takes no name")
     for other in sections:
         if (other.kind, other.name) == (kind, name):
@@ -192,6 +201,7 @@ def _build(sections: list[_Section], source: str, last_line: int) -> Dialog:
     singles: dict[str, tuple[str, ...]] = {}
     fallback: tuple[FallbackSentence, ...] = ()
     intents: list[Intent] = []
+    keys: dict[str, Intent] = {}
     for section in sections:
         say_line, say = _required(section, "say", source)
         sentences = split_sentences(say)
@@ -199,6 +209,8 @@ def _build(sections: list[_Section], source: str, last_line: int) -> Dialog:
             fallback = tuple(_fallback_sentence(s, source, say_line) for s in sentences)
         elif section.kind == "intent":
             intents.append(_intent(section, sentences, source))
+        elif section.kind == "dtmf":
+            keys[section.name] = _response(section, (), sentences, source)
         else:
             singles[section.kind] = tuple(sentences)
     for kind in ("greeting", "reprompt"):
@@ -206,14 +218,15 @@ def _build(sections: list[_Section], source: str, last_line: int) -> Dialog:
             raise _DialogError(source, last_line, f"missing required section [{kind}]")
     if not fallback:
         raise _DialogError(source, last_line, "missing required section [fallback]")
-    return Dialog(singles["greeting"], singles["reprompt"], fallback, tuple(intents))
+    idle = singles.get("idle", Dialog.idle)
+    return Dialog(singles["greeting"], singles["reprompt"], fallback, tuple(intents), idle, keys)
 
 
 def _required(section: _Section, key: str, source: str) -> tuple[int, str]:
     entries = section.values.get(key)
     if not entries or not entries[0][1]:
         line = entries[0][0] if entries else section.line
-        label = f"[intent {section.name}]" if section.kind == "intent" else f"[{section.kind}]"
+        label = f"[{section.kind} {section.name}]" if section.kind in _NAMED else f"[{section.kind}]"
         raise _DialogError(source, line, f"{label} needs a non-empty {key!r}")
     return entries[0]
 
@@ -242,12 +255,25 @@ def _intent(section: _Section, reply: list[str], source: str) -> Intent:
             phrases.append(phrase)
     if not phrases:
         raise _DialogError(source, section.line, f"[intent {section.name}] needs at least one 'match' phrase")
+    return _response(section, tuple(phrases), reply, source)
+
+
+def _response(section: _Section, phrases: tuple[str, ...], reply: list[str], source: str) -> Intent:
     hang_up = False
     for line, value in section.values.get("hangup", []):
         if value.lower() not in _YES | _NO:
             raise _DialogError(source, line, f"hangup must be yes or no, not {value!r}")
         hang_up = value.lower() in _YES
-    return Intent(section.name, tuple(phrases), tuple(reply), hang_up)
+    transfer = ""
+    for line, value in section.values.get("transfer", []):
+        try:
+            check_transfer_target(value)
+        except ValueError as e:
+            raise _DialogError(source, line, str(e)) from None
+        if hang_up:
+            raise _DialogError(source, line, "a reply cannot both hang up and transfer")
+        transfer = value
+    return Intent(section.name, phrases, tuple(reply), hang_up, transfer)
 
 
 def load_dialog(path: str = "") -> Dialog:
@@ -321,48 +347,42 @@ class _Similarity:
         return self._memo[word]
 
 
-@dataclass(frozen=True)
-class Exchange:
-    role: str  # "caller" or "agent"
-    text: str
-    interrupted: bool = False
-
-
 class ScriptConversation:
+    """Stateless between turns: the call keeps the history, and the script needs none."""
+
     def __init__(self, dialog: Dialog, matcher: IntentMatcher) -> None:
         self._dialog = dialog
         self._matcher = matcher
-        self._history: deque[Exchange] = deque(maxlen=HISTORY_LIMIT)
-
-    @property
-    def history(self) -> tuple[Exchange, ...]:
-        return tuple(self._history)
 
     def greeting(self) -> list[str]:
         return list(self._dialog.greeting)
 
-    def respond(self, text: str, sink: ReplySink) -> Deferred[None]:
-        return maybeDeferred(self._respond, text, sink)
+    def respond(self, request: TurnRequest, sink: ReplySink) -> Deferred[None]:
+        return maybeDeferred(self._respond, request, sink)
 
-    def _respond(self, text: str, sink: ReplySink) -> None:
-        sentences, hang_up = self._reply(text)
-        for sentence in sentences:
+    def _respond(self, request: TurnRequest, sink: ReplySink) -> None:
+        response = self._response(request)
+        for sentence in response.reply:
             sink.sentence(sentence)
-        sink.done(hang_up=hang_up)
+        if response.hang_up:
+            sink.action(EndCall())
+        elif response.transfer:
+            sink.action(TransferCall(response.transfer))
 
-    def _reply(self, text: str) -> tuple[list[str], bool]:
-        said = " ".join(text.split()).strip(_TRAILING_PUNCTUATION)
+    def _response(self, request: TurnRequest) -> Intent:
+        dialog = self._dialog
+        if isinstance(request.event, Idle):
+            return Intent("idle", (), dialog.idle)
+        if isinstance(request.event, Dtmf):
+            return dialog.keys.get(request.event.digit) or Intent("dtmf", (), dialog.reprompt)
+        said = " ".join(request.text.split()).strip(_TRAILING_PUNCTUATION)
         if not re.search(r"\w", said):
-            return list(self._dialog.reprompt), False
-        self._history.append(Exchange("caller", said))
+            return Intent("reprompt", (), dialog.reprompt)
         intent = self._matcher.best(said)
         if intent is not None:
-            return list(intent.reply), intent.hang_up
-        return [s.text.format(text=said) if s.templated else s.text for s in self._dialog.fallback], False
-
-    def heard(self, sentences: list[str], interrupted: bool) -> None:
-        if sentences:
-            self._history.append(Exchange("agent", " ".join(sentences), interrupted))
+            return intent
+        reply = tuple(s.text.format(text=said) if s.templated else s.text for s in dialog.fallback)
+        return Intent("fallback", (), reply)
 
 
 class ScriptAgent:
@@ -379,8 +399,8 @@ class ScriptAgent:
 
     def fixed_phrases(self) -> list[str]:
         d = self.dialog
-        phrases = [*d.greeting, *d.reprompt]
-        for intent in d.intents:
+        phrases = [*d.greeting, *d.reprompt, *d.idle]
+        for intent in (*d.intents, *d.keys.values()):
             phrases.extend(intent.reply)
         phrases.extend(s.text for s in d.fallback if not s.templated)
         return list(dict.fromkeys(phrases))

@@ -13,36 +13,39 @@ States:
   HANGING_UP      the goodbye has played; the stream is being closed
   ENDED           the call is over; everything else is ignored
 
-Marks: before a reply's first audio voiced sends ``<id>.start``; after each sentence
-``<id>.s<k>``; after the last ``<id>.end``. Twilio echoes a mark when the audio queued
-before it has played, so ``.start`` is when the caller begins hearing the reply and
-``.s<k>`` echoes before a ``clear`` are exactly the sentences the caller heard.
+Replies (``voiced.call.reply``) carry the marks that tell what the caller heard; the
+call keeps the history built from them and hands it to the agent with every turn.
+Besides speech, a turn can be an event: a DTMF digit, or the caller's silence for
+the idle timeout after the bot finished. Actions an agent asks for (hang up,
+transfer) are taken once the reply that carries them has played, through a
+``CallControl`` (the carrier's REST API) when there is one.
 """
 
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from voiced.agent.base import CallInfo, Conversation
+from voiced.agent.base import AgentError, CallInfo, Conversation, Dtmf, EndCall, Event, Idle, Said, TransferCall, \
+    TurnRequest
 from voiced.audio import FRAME_MS, SAMPLE_RATE, silence_ulaw
+from voiced.call.control import CallControl
 from voiced.call.eou import EndOfUtterance, SpeechEnded, SpeechStarted
 from voiced.config import INTERIM_PHRASES
 from voiced.metrics import Metrics, TurnTimes
 from voiced.stt.base import STTEngine
+from voiced.call.reply import Reply
 from voiced.tts.speaker import Speaker
 
 log = Logger(namespace="voiced.call")
 
-# Twilio plays any length; ~400 ms messages keep the frame count low without
-# making a clear() any less immediate (clear drops whatever is buffered).
-AUDIO_CHUNK_BYTES = 3200
 UTTERANCE_ENGINE_SAFETY_MS = 30000
 # Twilio echoes a mark as soon as the audio before it has played; a carrier that never
 # does must not leave a call stuck in SPEAKING (or a goodbye that never hangs up).
@@ -51,6 +54,10 @@ END_MARK_GRACE_S = 3.0
 MEDIA_GAP_S = 0.2
 MEDIA_GAP_CHECK_S = 0.1
 MAX_LOGGED_DTMF = 50
+# Keys pressed while the caller speaks or the agent thinks wait for their turn; a few are plenty.
+MAX_QUEUED_EVENTS = 8
+# The agent sees the call's history; a call that never ends must not grow it without bound.
+HISTORY_LIMIT = 400
 
 
 class State(enum.Enum):
@@ -78,6 +85,19 @@ class TurnSettings:
     final_timeout_ms: int = 1500
     fallback_timeout_ms: int = 4000
     interim_phrase: str = INTERIM_PHRASES["en"]
+    filler_ms: int = 1200
+    filler_phrase: str = "One moment."
+    apology_phrase: str = "Sorry, I'm having trouble answering right now. Could you say that again?"
+    idle_reprompt_ms: int = 8000
+    idle_max_reprompts: int = 2
+    idle_goodbye_phrase: str = "I haven't heard from you, so I'll hang up now. Goodbye."
+    max_call_s: int = 1800
+    time_limit_phrase: str = "I'm sorry, we have reached the time limit for this call. Goodbye."
+
+    def phrases(self) -> list[str]:
+        """Every phrase the call itself may say: the phrase cache holds them from start-up."""
+        return [self.interim_phrase, self.filler_phrase, self.apology_phrase, self.idle_goodbye_phrase,
+                self.time_limit_phrase]
 
 
 @dataclass
@@ -87,102 +107,7 @@ class Turn:
     reported: bool = False
     stt_failed: bool = False
     text: str = ""
-
-
-class Reply:
-    """One reply being synthesized and sent, sentence by sentence (an agent's ReplySink).
-
-    Sentences are synthesized as soon as they arrive, in parallel, but sent in
-    order through a chain of Deferreds.
-    """
-
-    def __init__(self, call: "Call", mark_prefix: str, turn: Turn | None) -> None:
-        self.call = call
-        self.mark_prefix = mark_prefix
-        self.turn = turn
-        self.sentences: list[str] = []
-        self.heard: list[str] = []
-        self.hang_up = False
-        self.cancelled = False
-        self.audio_started = False
-        self.agent_request: Deferred[None] | None = None
-        self.end_overdue: IDelayedCall | None = None  # fires if the carrier never echoes the end mark
-        self._in_flight: list[Deferred[bytes]] = []
-        self._send_chain: Deferred[None] = succeed(None)
-
-    # ReplySink
-    def sentence(self, text: str) -> None:
-        if self.cancelled or not text.strip():
-            return
-        index = len(self.sentences)
-        self.sentences.append(text)
-        if index == 0:
-            self.call._reply_text_known(self)
-        synthesis = self.call.speaker.synthesize(text, self.call.call_id)
-        self._in_flight.append(synthesis)
-        synthesis.addErrback(self._synthesis_failed, text)
-        self._send_chain.addCallback(lambda _: synthesis).addCallback(self._send_sentence, index)
-
-    def done(self, hang_up: bool = False) -> None:
-        if self.cancelled:
-            return
-        self.hang_up = hang_up
-        self._send_chain.addCallback(self._send_end)
-        self._send_chain.addErrback(
-            lambda failure: log.failure("Sending reply {reply} failed call={call}", failure,
-                                        reply=self.mark_prefix, call=self.call.call_id)
-        )
-
-    def _synthesis_failed(self, failure: Failure, text: str) -> bytes:
-        if not failure.check(CancelledError):
-            log.failure("TTS failed call={call} text={text!r}", failure, call=self.call.call_id, text=text)
-        return b""
-
-    def _send_sentence(self, audio: bytes, index: int) -> None:
-        if self.cancelled:
-            return
-        transport = self.call.transport
-        if audio:
-            first = not self.audio_started
-            if first:
-                self.audio_started = True
-                self.call._first_audio_ready(self)
-                transport.send_mark(f"{self.mark_prefix}.start")
-            for i in range(0, len(audio), AUDIO_CHUNK_BYTES):
-                transport.send_audio(audio[i : i + AUDIO_CHUNK_BYTES])
-            self.call._audio_queued(len(audio))
-            if first:
-                self.call._first_audio_sent(self)
-        transport.send_mark(f"{self.mark_prefix}.s{index}")
-
-    def _send_end(self, _: object) -> None:
-        if self.cancelled:
-            return
-        log.info("BOT call={call} reply={reply} hangup={hangup} text={text!r}", call=self.call.call_id,
-                 reply=self.mark_prefix, hangup=self.hang_up, text=" ".join(self.sentences))
-        self.call.transport.send_mark(f"{self.mark_prefix}.end")
-        self.end_overdue = self.call._expect_end_mark(self)
-
-    def stop_waiting_for_end(self) -> None:
-        if self.end_overdue is not None and self.end_overdue.active():
-            self.end_overdue.cancel()
-        self.end_overdue = None
-
-    def on_mark(self, suffix: str) -> None:
-        if self.cancelled:
-            return  # echoes after a clear mean "discarded", not "heard"
-        if suffix.startswith("s") and suffix[1:].isdigit():
-            index = int(suffix[1:])
-            if index < len(self.sentences):
-                self.heard.append(self.sentences[index])
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        self.stop_waiting_for_end()
-        if self.agent_request is not None:
-            self.agent_request.cancel()
-        for d in self._in_flight:
-            d.cancel()
+    event: Event | None = None
 
 
 class Call:
@@ -199,6 +124,7 @@ class Call:
         eou: EndOfUtterance,
         metrics: Metrics,
         settings: TurnSettings,
+        control: CallControl | None = None,
     ) -> None:
         self.info = info
         self.call_id = info.call_id
@@ -208,6 +134,7 @@ class Call:
         self.conversation = conversation
         self.metrics = metrics
         self.settings = settings
+        self.control = control
         self._eou = eou
         self._stt = stt.open_stream(info.call_id, self)
         self.state = State.GREETING
@@ -228,6 +155,12 @@ class Call:
         self._last_media_at = clock.seconds()
         self._media_gap_timer: IDelayedCall | None = None
         self._dtmf_count = 0
+        self.history: deque[Said] = deque(maxlen=HISTORY_LIMIT)
+        self._events: deque[Event] = deque(maxlen=MAX_QUEUED_EVENTS)
+        self._idle_timer: IDelayedCall | None = None
+        self._idle_count = 0
+        self._time_limit: IDelayedCall | None = None
+        self._final_goodbye = False  # a goodbye the caller cannot talk over (idle, time limit)
 
     # ---- inputs from the carrier -------------------------------------------------
     def start(self) -> None:
@@ -235,8 +168,10 @@ class Call:
                  to=self.info.to_number)
         greeting = self._new_reply("g", turn=None)
         for sentence in self.conversation.greeting():
-            greeting.sentence(sentence)
-        greeting.done()
+            greeting.say(sentence)
+        greeting.finish()
+        if self.settings.max_call_s:
+            self._time_limit = self.clock.callLater(self.settings.max_call_s, self._time_limit_reached)
 
     def on_media(self, ulaw: bytes) -> None:
         if self.state is State.ENDED:
@@ -267,7 +202,7 @@ class Call:
                 self._on_speech_started(event.at)
             elif isinstance(event, SpeechEnded):
                 self._on_speech_ended(event.at)
-        if self._eou.sustained(self.settings.barge_in_ms):
+        if self._eou.sustained(self.settings.barge_in_ms) and not self._final_goodbye:
             if self.state in (State.GREETING, State.SPEAKING):
                 self._barge_in()
             elif self.state is State.THINKING:
@@ -279,8 +214,8 @@ class Call:
         if reply is None or self.state is State.ENDED:
             log.debug("Ignoring mark {name!r} call={call}", name=name, call=self.call_id)
             return
-        reply.on_mark(suffix)
-        if suffix == "start" and reply.turn is not None:
+        reply.on_mark(suffix, self.clock.seconds())
+        if suffix == reply.first_sentence_mark and reply.turn is not None:
             reply.turn.times.playback_start = self.clock.seconds()
             self._report(reply.turn)
         elif suffix == "end":
@@ -290,6 +225,19 @@ class Call:
         self._dtmf_count += 1
         if self._dtmf_count <= MAX_LOGGED_DTMF:  # a keypad, not a flood, is worth a line each
             log.info("DTMF call={call} digit={digit}", call=self.call_id, digit=digit[:4])
+        if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
+            return
+        event = Dtmf(digit[:4])
+        if self.state in (State.GREETING, State.SPEAKING) or self._caller_is_quiet():
+            # A key press answers now, over whatever the bot is saying.
+            if self._reply is not None and self.state is not State.LISTENING:
+                self._interrupt(self._reply)
+            self._ask_event(event)
+        else:
+            self._events.append(event)  # after the utterance or reply in progress
+
+    def _caller_is_quiet(self) -> bool:
+        return self.state is State.LISTENING and self._turn.times.speech_start is None and not self._eou.in_speech
 
     def close(self, reason: str = "") -> None:
         if self.state is State.ENDED:
@@ -298,8 +246,10 @@ class Call:
                  turns=self._turns_answered, reason=reason or "-")
         self.state = State.ENDED
         self._cancel_timer()
-        if self._media_gap_timer is not None and self._media_gap_timer.active():
-            self._media_gap_timer.cancel()
+        self._cancel_idle()
+        for timer in (self._media_gap_timer, self._time_limit):
+            if timer is not None and timer.active():
+                timer.cancel()
         for reply in self._replies.values():
             if reply.turn is not None:
                 self._report(reply.turn)
@@ -371,8 +321,8 @@ class Call:
             return
         self._turn.stt_failed = True
         prompt = self._new_reply("p", turn=None, current=False)
-        prompt.sentence(self.settings.interim_phrase)
-        prompt.done()
+        prompt.say(self.settings.interim_phrase, in_history=False)
+        prompt.finish()
         if self.state is State.AWAITING_FINAL:
             # The fallback transcription may still rescue the turn, within its bound.
             self._start_timer(self.settings.fallback_timeout_ms, self._final_timed_out)
@@ -381,6 +331,7 @@ class Call:
     def _on_speech_started(self, at: float) -> None:
         # A backchannel's final that has not come by now is not coming before new words.
         self._drop_next_final = False
+        self._cancel_idle()
         if self.state is State.LISTENING:
             if self._turn.times.speech_start is None:
                 self._turn.times.speech_start = at
@@ -475,27 +426,52 @@ class Call:
         if not text:
             self._start_turn()
             return
+        self._idle_count = 0
+        turn.text = text
+        self._ask(turn)
+
+    def _ask_event(self, event: Event) -> None:
+        """A turn that is an event, not speech: the agent answers it like any other."""
+        self._cancel_idle()
+        self._cancel_timer()
+        self._turn = Turn(event=event)
+        self._finals, self._partial = [], ""
+        self._ask(self._turn)
+
+    def _ask(self, turn: Turn) -> None:
         self._turns_answered += 1
         turn.number = self._turns_answered
-        turn.text = text
-        log.info("CALLER call={call} turn={turn} text={text!r}", call=self.call_id, turn=turn.number, text=text)
+        request = TurnRequest(turn.number, turn.text, turn.event, tuple(self.history))
+        if turn.text:
+            log.info("CALLER call={call} turn={turn} text={text!r}", call=self.call_id, turn=turn.number,
+                     text=turn.text)
+            self.history.append(Said("caller", turn.text))
+        else:
+            log.info("EVENT call={call} turn={turn} event={event}", call=self.call_id, turn=turn.number,
+                     event=turn.event)
         self.state = State.THINKING
         reply = self._new_reply("r", turn)
-        request = maybeDeferred(self.conversation.respond, text, reply)
-        reply.agent_request = request
-        request.addErrback(self._agent_failed, reply)
+        turn.times.agent_asked = self.clock.seconds()
+        reply.arm_filler(self.settings.filler_ms / 1000, self.settings.filler_phrase)
+        request_done = maybeDeferred(self.conversation.respond, request, reply)
+        reply.agent_request = request_done
+        request_done.addCallbacks(lambda _: reply.finish(), self._agent_failed, errbackArgs=(reply,))
 
     def _agent_failed(self, failure: Failure, reply: Reply) -> None:
         if failure.check(CancelledError) or reply.cancelled:
             return
-        log.failure("Agent failed call={call}", failure, call=self.call_id)
-        if reply.audio_started:
-            reply.done()  # what was said plays out; its end mark returns the call to listening
+        if failure.check(AgentError):
+            log.warn("AGENT_FAILED call={call} reply={reply} error={error}", call=self.call_id,
+                     reply=reply.mark_prefix, error=failure.getErrorMessage())
         else:
-            reply.cancel()
-            self._replies.pop(reply.mark_prefix, None)
-            if reply is self._reply and self.state is State.THINKING:
-                self._start_turn()
+            log.failure("AGENT_FAILED call={call} reply={reply}", failure, call=self.call_id, reply=reply.mark_prefix)
+        self.metrics.agent_failures_total.inc()
+        reply.fail(self.settings.apology_phrase)  # its end mark returns the call to listening
+
+    def filler_played(self, reply: Reply) -> None:
+        log.info("FILLER call={call} reply={reply}: no reply within {ms} ms", call=self.call_id,
+                 reply=reply.mark_prefix, ms=self.settings.filler_ms)
+        self.metrics.fillers_total.inc()
 
     def _resume_listening(self) -> None:
         """The caller went on talking before any reply audio was sent: drop the
@@ -505,6 +481,8 @@ class Call:
             reply.cancel()
             self._replies.pop(reply.mark_prefix, None)
         log.info("RESUME call={call}: caller kept talking, reply dropped", call=self.call_id)
+        if self.history and self.history[-1] == Said("caller", self._turn.text):
+            self.history.pop()  # the utterance is not over: it is asked again, whole
         self._turns_answered -= 1
         self._turn.number = None
         self._turn.times = TurnTimes(speech_start=self._turn.times.speech_start)
@@ -513,26 +491,24 @@ class Call:
         self._stt.speech_started()
 
     def _barge_in(self) -> None:
-        reply = self._reply
-        self.transport.send_clear()
-        self._playback_until = self.clock.seconds()  # the carrier dropped what it had queued
         self.metrics.barge_ins_total.inc()
         log.info("BARGE_IN call={call} voiced_ms={ms}", call=self.call_id, ms=self._eou.voiced_ms)
-        if reply is not None:
-            reply.cancel()
-            self._replies.pop(reply.mark_prefix, None)  # its marks, echoed after the clear, mean nothing
-            self.conversation.heard(reply.heard, interrupted=True)
-            if reply.turn is not None:
-                self._report(reply.turn)
+        if self._reply is not None:
+            self._interrupt(self._reply)
         self._start_turn()
 
-    def _audio_queued(self, size: int) -> None:
-        # The carrier plays what it is sent in order, in real time: model when it will be done.
-        self._playback_until = max(self._playback_until, self.clock.seconds()) + size / SAMPLE_RATE
-
-    def _expect_end_mark(self, reply: Reply) -> IDelayedCall:
-        delay = max(0.0, self._playback_until - self.clock.seconds()) + END_MARK_GRACE_S
-        return self.clock.callLater(delay, self._end_mark_overdue, reply)
+    def _interrupt(self, reply: Reply) -> None:
+        """Stop ``reply`` now; the history keeps what the caller heard of it."""
+        if reply.audio_started:
+            self.transport.send_clear()
+            self._playback_until = self.clock.seconds()  # the carrier dropped what it had queued
+        reply.cancel()
+        self._replies.pop(reply.mark_prefix, None)  # its marks, echoed after the clear, mean nothing
+        heard = reply.heard(cut_at=self.clock.seconds())
+        if heard is not None:
+            self.history.append(heard)
+        if reply.turn is not None:
+            self._report(reply.turn)
 
     def _end_mark_overdue(self, reply: Reply) -> None:
         reply.end_overdue = None
@@ -542,22 +518,102 @@ class Call:
                  "taking it as played", call=self.call_id, reply=reply.mark_prefix)
         if reply.turn is not None:
             self._report(reply.turn)
-        self._reply_finished(reply)
+        self._reply_finished(reply, assume_played=True)
 
-    def _reply_finished(self, reply: Reply) -> None:
+    def _reply_finished(self, reply: Reply, assume_played: bool = False) -> None:
         reply.stop_waiting_for_end()
         self._replies.pop(reply.mark_prefix, None)
         if reply.mark_prefix.startswith("p"):
             return  # an interim prompt: the turn it interrupted goes on
-        self.conversation.heard(reply.heard, interrupted=False)
-        if reply.hang_up:
-            self.state = State.HANGING_UP
-            log.info("HANGUP call={call}: goodbye played", call=self.call_id)
-            self.transport.hang_up()
-        elif reply is self._reply and self.state in (State.GREETING, State.SPEAKING, State.THINKING):
+        heard = reply.heard(assume_played=assume_played)
+        if heard is not None:
+            self.history.append(heard)
+        if reply is not self._reply or self.state not in (State.GREETING, State.SPEAKING, State.THINKING):
+            return
+        for action in reply.actions:
+            if isinstance(action, EndCall):
+                self._hang_up()
+                return
+            if isinstance(action, TransferCall):
+                self._transfer(action.to)
+                return
+        if self._events:
+            self._ask_event(self._events.popleft())
+        else:
             self._start_turn()
+            self._arm_idle()
 
-    # ---- reply bookkeeping -------------------------------------------------------------
+    # ---- call actions ---------------------------------------------------------------------
+    def _hang_up(self) -> None:
+        self.state = State.HANGING_UP
+        log.info("HANGUP call={call}: goodbye played", call=self.call_id)
+        self.transport.hang_up()
+        if self.control is not None:
+            self.control.complete(self.call_id)
+
+    def _transfer(self, to: str) -> None:
+        if self.control is None:
+            log.error("TRANSFER_FAILED call={call} to={to}: no Twilio REST credentials (TWILIO_ACCOUNT_SID, "
+                      "TWILIO_AUTH_TOKEN)", call=self.call_id, to=to)
+            self._say_apology()
+            return
+        log.info("TRANSFER call={call} to={to}", call=self.call_id, to=to)
+        self.state = State.HANGING_UP  # Twilio ends this stream once the call has moved
+        self.control.transfer(self.call_id, to).addCallback(self._transferred, to)
+
+    def _transferred(self, ok: bool, to: str) -> None:
+        if not ok and self.state is State.HANGING_UP:
+            self._say_apology()
+
+    def _say_apology(self) -> None:
+        self.state = State.THINKING
+        reply = self._new_reply("r", turn=None)
+        reply.say(self.settings.apology_phrase, in_history=False)
+        reply.finish()
+
+    def _say_goodbye(self, phrase: str) -> None:
+        """End the call politely; the caller cannot talk over this one."""
+        self._final_goodbye = True
+        self._cancel_timer()
+        self._cancel_idle()
+        self.state = State.THINKING
+        reply = self._new_reply("r", turn=None)
+        reply.say(phrase)
+        reply.action(EndCall())
+        reply.finish()
+
+    # ---- idle and limits --------------------------------------------------------------------
+    def _arm_idle(self) -> None:
+        self._cancel_idle()
+        if self.settings.idle_reprompt_ms:
+            self._idle_timer = self.clock.callLater(self.settings.idle_reprompt_ms / 1000, self._idle)
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None and self._idle_timer.active():
+            self._idle_timer.cancel()
+        self._idle_timer = None
+
+    def _idle(self) -> None:
+        self._idle_timer = None
+        if not self._caller_is_quiet():
+            return
+        self._idle_count += 1
+        log.info("IDLE call={call} count={count}", call=self.call_id, count=self._idle_count)
+        if self._idle_count > self.settings.idle_max_reprompts:
+            self._say_goodbye(self.settings.idle_goodbye_phrase)
+        else:
+            self._ask_event(Idle(self._idle_count))
+
+    def _time_limit_reached(self) -> None:
+        self._time_limit = None
+        if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
+            return
+        log.info("TIME_LIMIT call={call}: {s} s reached", call=self.call_id, s=self.settings.max_call_s)
+        for reply in list(self._replies.values()):
+            self._interrupt(reply)
+        self._say_goodbye(self.settings.time_limit_phrase)
+
+    # ---- what replies report (voiced.call.reply) ---------------------------------------------
     def _new_reply(self, kind: str, turn: Turn | None, current: bool = True) -> Reply:
         self._reply_count += 1
         reply = Reply(self, f"{kind}{self._reply_count}", turn)
@@ -566,19 +622,25 @@ class Call:
             self._reply = reply
         return reply
 
-    def _reply_text_known(self, reply: Reply) -> None:
+    def reply_text_known(self, reply: Reply) -> None:
         if reply.turn is not None:
             reply.turn.times.reply_text = self.clock.seconds()
 
-    def _first_audio_ready(self, reply: Reply) -> None:
+    def first_audio_ready(self, reply: Reply) -> None:
         if reply.turn is not None:
             reply.turn.times.tts_ready = self.clock.seconds()
 
-    def _first_audio_sent(self, reply: Reply) -> None:
-        if reply.turn is not None:
+    def audio_queued(self, reply: Reply, size: int, first_sentence: bool) -> None:
+        # The carrier plays what it is sent in order, in real time: model when it will be done.
+        self._playback_until = max(self._playback_until, self.clock.seconds()) + size / SAMPLE_RATE
+        if first_sentence and reply.turn is not None:
             reply.turn.times.first_audio_sent = self.clock.seconds()
         if reply is self._reply and self.state is State.THINKING:
             self.state = State.SPEAKING
+
+    def expect_end_mark(self, reply: Reply) -> IDelayedCall:
+        delay = max(0.0, self._playback_until - self.clock.seconds()) + END_MARK_GRACE_S
+        return self.clock.callLater(delay, self._end_mark_overdue, reply)
 
     def _report(self, turn: Turn) -> None:
         if turn.reported or turn.number is None:

@@ -1,0 +1,248 @@
+"""One bot reply: the agent's text spoken sentence by sentence, and what the caller heard of it.
+
+A ``Reply`` is the ``ReplySink`` an agent writes into. Text is split into sentences
+as it streams; each sentence is synthesized as soon as it is complete (in parallel)
+and sent in order, followed by its mark ``<id>.s<k>``. Before the first audio goes
+the mark ``<id>.start``, after the last ``<id>.end``.
+
+What was heard comes from the carrier: Twilio echoes a mark once the audio queued
+before it has played. A sentence whose mark came back was heard whole. At a barge-in
+the sentence that was playing when voiced sent ``clear`` was heard in part: it began
+playing at the previous echo, so the time since then over the sentence's audio length
+says how far it got, and its text is cut at the word reached (text is taken to be
+spoken at an even pace over the sentence's audio, which is close enough to tell
+"heard the first half" from "heard the last word"). Sentences never played are not
+heard. A filler ("One moment.") or an apology is audio the caller hears but not part
+of the conversation, so it takes its place in the timing and none in the history.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from voiced.agent.base import Action, Said
+from voiced.agent.sentences import SentenceSplitter
+from voiced.audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from voiced.call.turn import Call, Turn
+
+log = Logger(namespace="voiced.call")
+
+# Twilio plays any length; ~400 ms messages keep the frame count low without
+# making a clear() any less immediate (clear drops whatever is buffered).
+AUDIO_CHUNK_BYTES = 3200
+_WORD = re.compile(r"\S+")
+
+
+def words_reached(text: str, fraction: float) -> str:
+    """The words of ``text`` fully spoken once ``fraction`` of its audio has played."""
+    if fraction <= 0:
+        return ""
+    if fraction >= 1:
+        return text
+    reached = fraction * len(text)
+    end = 0
+    for word in _WORD.finditer(text):
+        if word.end() > reached:
+            break
+        end = word.end()
+    return text[:end]
+
+
+@dataclass
+class Segment:
+    index: int
+    text: str
+    in_history: bool  # False for a filler or an apology
+    audio_bytes: int = 0
+    sent: bool = False
+    echoed_at: float | None = None
+
+
+class Reply:
+    """One reply being synthesized and sent; every method runs on the reactor thread."""
+
+    def __init__(self, call: "Call", mark_prefix: str, turn: "Turn | None") -> None:
+        self.call = call
+        self.mark_prefix = mark_prefix
+        self.turn = turn
+        self.segments: list[Segment] = []
+        self.actions: list[Action] = []
+        self.cancelled = False
+        self.complete = False
+        self.audio_started = False
+        self.playback_started_at: float | None = None
+        self.agent_request: Deferred[None] | None = None
+        self.end_overdue: IDelayedCall | None = None  # fires if the carrier never echoes the end mark
+        self.first_sentence_mark: str | None = None  # the mark echoed when the first sentence starts playing
+        self._splitter = SentenceSplitter()
+        self._filler: IDelayedCall | None = None
+        self._has_text = False
+        self._last_mark = "start"
+        self._in_flight: list[Deferred[bytes]] = []
+        self._send_chain: Deferred[None] = succeed(None)
+
+    # ---- ReplySink -------------------------------------------------------------------------
+    def text(self, delta: str) -> None:
+        for sentence in self._splitter.push(delta):
+            self.say(sentence)
+
+    def sentence(self, text: str) -> None:
+        for pending in self._splitter.flush():
+            self.say(pending)
+        self.say(text)
+
+    def action(self, action: Action) -> None:
+        if not self.cancelled:
+            self.actions.append(action)
+
+    # ---- what the call does with a reply -------------------------------------------------------
+    def say(self, text: str, in_history: bool = True) -> None:
+        """Speak ``text`` after everything said so far."""
+        if self.cancelled or self.complete or not text.strip():
+            return
+        segment = Segment(len(self.segments), text.strip(), in_history)
+        self.segments.append(segment)
+        if in_history and not self._has_text:
+            self._has_text = True
+            self._cancel_filler()
+            self.call.reply_text_known(self)
+        synthesis = self.call.speaker.synthesize(segment.text, self.call.call_id)
+        self._in_flight.append(synthesis)
+        synthesis.addErrback(self._synthesis_failed, segment.text)
+        self._send_chain.addCallback(lambda _: synthesis).addCallback(self._send_segment, segment)
+
+    def arm_filler(self, delay_s: float, phrase: str) -> None:
+        """Speak ``phrase`` if the agent has said nothing within ``delay_s``."""
+        if phrase and not self._has_text:
+            self._filler = self.call.clock.callLater(delay_s, self._play_filler, phrase)
+
+    def finish(self) -> None:
+        """The agent is done: speak what is pending, then the end mark."""
+        if self.cancelled or self.complete:
+            return
+        for pending in self._splitter.flush():
+            self.say(pending)
+        self._cancel_filler()
+        self.complete = True
+        self._send_chain.addCallback(self._send_end)
+        self._send_chain.addErrback(
+            lambda failure: log.failure("Sending reply {reply} failed call={call}", failure,
+                                        reply=self.mark_prefix, call=self.call.call_id)
+        )
+
+    def fail(self, apology: str) -> None:
+        """The agent failed: what was said plays out, a sentence it left unfinished is
+        dropped, and the apology ends the reply. Actions of a failed reply are not taken."""
+        self._splitter = SentenceSplitter()
+        self.actions.clear()
+        self.say(apology, in_history=False)
+        self.finish()
+
+    @property
+    def has_speech(self) -> bool:
+        return self._has_text
+
+    def on_mark(self, suffix: str, now: float) -> None:
+        if self.cancelled:
+            return  # echoes after a clear mean "discarded", not "heard"
+        if suffix == "start":
+            self.playback_started_at = now
+        elif suffix.startswith("s") and suffix[1:].isdigit():
+            index = int(suffix[1:])
+            if index < len(self.segments):
+                self.segments[index].echoed_at = now
+
+    def heard(self, cut_at: float | None = None, assume_played: bool = False) -> Said | None:
+        """What the caller heard, as a history entry (None: nothing). ``cut_at`` is the
+        clock time of the clear that interrupted the reply; ``assume_played`` takes every
+        sentence sent as heard (the carrier never echoed marks)."""
+        parts: list[str] = []
+        previous_echo = self.playback_started_at
+        for segment in self.segments:
+            if not segment.sent:
+                break
+            if segment.echoed_at is not None or (assume_played and cut_at is None):
+                if segment.in_history:
+                    parts.append(segment.text)
+                previous_echo = segment.echoed_at
+                continue
+            if cut_at is not None and previous_echo is not None and segment.in_history and segment.audio_bytes:
+                played_s = cut_at - previous_echo
+                part = words_reached(segment.text, played_s * SAMPLE_RATE / segment.audio_bytes)
+                if part:
+                    parts.append(part)
+            break
+        if not parts:
+            return None
+        return Said("bot", " ".join(parts), interrupted=cut_at is not None)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._cancel_filler()
+        self.stop_waiting_for_end()
+        if self.agent_request is not None:
+            self.agent_request.cancel()
+        for d in self._in_flight:
+            d.cancel()
+
+    def stop_waiting_for_end(self) -> None:
+        if self.end_overdue is not None and self.end_overdue.active():
+            self.end_overdue.cancel()
+        self.end_overdue = None
+
+    @property
+    def spoken_text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.in_history)
+
+    # ---- internals ------------------------------------------------------------------------------
+    def _play_filler(self, phrase: str) -> None:
+        self._filler = None
+        if not self._has_text and not self.cancelled and not self.complete:
+            self.call.filler_played(self)
+            self.say(phrase, in_history=False)
+
+    def _cancel_filler(self) -> None:
+        if self._filler is not None and self._filler.active():
+            self._filler.cancel()
+        self._filler = None
+
+    def _synthesis_failed(self, failure: Failure, text: str) -> bytes:
+        if not failure.check(CancelledError):
+            log.failure("TTS failed call={call} text={text!r}", failure, call=self.call.call_id, text=text)
+        return b""
+
+    def _send_segment(self, audio: bytes, segment: Segment) -> None:
+        if self.cancelled or not audio:
+            return  # no audio, no mark: a sentence nobody could hear is never "heard"
+        call, transport = self.call, self.call.transport
+        if not self.audio_started:
+            self.audio_started = True
+            transport.send_mark(f"{self.mark_prefix}.start")
+        first_sentence = segment.in_history and self.first_sentence_mark is None
+        if first_sentence:
+            self.first_sentence_mark = self._last_mark
+            call.first_audio_ready(self)
+        for i in range(0, len(audio), AUDIO_CHUNK_BYTES):
+            transport.send_audio(audio[i : i + AUDIO_CHUNK_BYTES])
+        segment.audio_bytes, segment.sent = len(audio), True
+        call.audio_queued(self, len(audio), first_sentence)
+        self._last_mark = f"s{segment.index}"
+        transport.send_mark(f"{self.mark_prefix}.{self._last_mark}")
+
+    def _send_end(self, _: object) -> None:
+        if self.cancelled:
+            return
+        log.info("BOT call={call} reply={reply} actions={actions} text={text!r}", call=self.call.call_id,
+                 reply=self.mark_prefix, actions=",".join(type(a).__name__ for a in self.actions) or "-",
+                 text=self.spoken_text)
+        self.call.transport.send_mark(f"{self.mark_prefix}.end")
+        self.end_overdue = self.call.expect_end_mark(self)
