@@ -1,0 +1,281 @@
+"""The call and its agent on a Clock: what the agent is asked, what the caller heard,
+fillers, apologies, actions, DTMF, idle and the call's time limit."""
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from voiced.agent.base import AgentError, CallInfo, Dtmf, EndCall, Idle, Said, TransferCall
+from voiced.call.eou import EndOfUtterance
+from voiced.call.reply import words_reached
+from voiced.call.turn import Call, State, TurnSettings
+from voiced.tts.speaker import PhraseCache, Speaker
+
+from tests.test_turn import SILENT, VOICED, VOICED_PCM, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport
+
+WORD_BYTES = 1600  # FakeTTS: 200 ms of audio per word
+
+
+class ScriptedConversation:
+    """Answers each request with what the test queued (a callable taking the sink)."""
+
+    def __init__(self):
+        self.requests = []
+        self.answers = []
+
+    def greeting(self):
+        return ["Hello there."]
+
+    def respond(self, request, sink):
+        self.requests.append(request)
+        answer = self.answers.pop(0) if self.answers else (lambda sink: sink.sentence("Okay."))
+        return answer(sink) or succeed(None)
+
+
+class RecordingControl:
+    def __init__(self, ok=True):
+        self.ok = ok
+        self.calls = []
+
+    def complete(self, call_sid):
+        self.calls.append(("complete", call_sid))
+        return succeed(self.ok)
+
+    def transfer(self, call_sid, to):
+        self.calls.append(("transfer", call_sid, to))
+        return succeed(self.ok)
+
+
+class CallWithAgentTests(SynchronousTestCase):
+    def make_call(self, control=None, **settings):
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.transport = RecordingTransport()
+        self.tts = FakeTTS()
+        self.conversation = ScriptedConversation()
+        self.metrics = RecordingMetrics()
+        eou = EndOfUtterance(self.clock, lambda pcm: pcm == VOICED_PCM, eou_silence_ms=240, min_speech_ms=60)
+        defaults = dict(barge_in_ms=160, interim_phrase="Oops.", filler_phrase="One moment.",
+                        apology_phrase="Sorry about that.")
+        defaults.update(settings)
+        self.call = Call(
+            CallInfo("CA1", "MZ1", "+15550001", "+15550002"), self.clock, self.transport, FakeSTT(False),
+            Speaker(self.tts, None, PhraseCache()), self.conversation, eou, self.metrics, TurnSettings(**defaults),
+            control,
+        )
+        self.call.start()
+        self.echo_all_marks()
+        self.transport.sent.clear()
+        return self.call
+
+    def frames(self, pattern):
+        for ch in pattern:
+            self.clock.advance(0.02)
+            self.call.on_media(VOICED if ch == "v" else SILENT)
+
+    def echo_all_marks(self):
+        for name in self.transport.marks():
+            self.call.on_mark(name)
+
+    def say(self, text):
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_transcript(text, True)
+
+    # ---- what the agent is asked ----------------------------------------------------------
+    def test_history_holds_what_was_said_and_heard(self):
+        self.make_call()
+        self.say("what time do you open")
+        self.echo_all_marks()
+        self.say("thanks")
+        first, second = self.conversation.requests
+        self.assertEqual((first.number, first.text, first.event), (1, "what time do you open", None))
+        self.assertEqual(first.history, (Said("bot", "Hello there."),))
+        self.assertEqual(second.history, (Said("bot", "Hello there."), Said("caller", "what time do you open"),
+                                          Said("bot", "Okay.")))
+
+    def test_a_streamed_reply_is_spoken_sentence_by_sentence_as_it_arrives(self):
+        self.make_call()
+        sinks = []
+        self.conversation.answers.append(lambda sink: sinks.append(sink) or Deferred())
+        self.say("hours please")
+        sink = sinks[0]
+        for token in ["We ", "are ", "open ", "at ", "eight", "."]:
+            sink.text(token)
+        self.assertEqual(self.transport.marks(), [])  # "eight." may go on ("eight.5"?): wait for more
+        sink.text(" Every")
+        self.assertEqual(self.transport.marks(), ["r2.start", "r2.s0"])
+        self.assertEqual(self.call.state, State.SPEAKING)
+
+    def test_barge_in_keeps_the_heard_sentences_and_the_words_reached(self):
+        self.make_call()
+        self.conversation.answers.append(
+            lambda sink: sink.text("First one here. Then the second sentence is long. And a third."))
+        self.say("tell me")
+        self.call.on_mark("r2.start")
+        self.clock.advance(0.6)
+        self.call.on_mark("r2.s0")  # 3 words, 600 ms: heard
+        # The second sentence (8 words, 1.6 s) plays for 0.9 s before the caller's barge-in
+        # has lasted its 160 ms (the clear goes out then).
+        self.clock.advance(0.74)
+        self.frames("v" * 8)
+        self.assertIn(("clear",), self.transport.sent)
+        heard = self.call.history[-1]
+        self.assertEqual(heard, Said("bot", "First one here. Then the second sentence", interrupted=True))
+        self.frames("." * 12)
+        self.call.on_transcript("stop", True)
+        self.assertEqual(self.conversation.requests[-1].history[-1], heard)
+
+    def test_nothing_heard_means_no_bot_entry(self):
+        self.make_call()
+        self.conversation.answers.append(lambda sink: sink.text("Never played at all."))
+        self.say("hello")
+        self.frames("v" * 8)  # barge in before the carrier played anything
+        self.assertEqual(self.call.history[-1], Said("caller", "hello"))
+
+    def test_words_reached(self):
+        self.assertEqual(words_reached("one two three four", 0.0), "")
+        self.assertEqual(words_reached("one two three four", 0.5), "one two")
+        self.assertEqual(words_reached("one two three four", 0.99), "one two three")
+        self.assertEqual(words_reached("one two three four", 1.2), "one two three four")
+
+    # ---- slow and failing agents ---------------------------------------------------------------
+    def test_a_slow_agent_gets_the_filler_then_its_answer(self):
+        self.make_call(filler_ms=1200)
+        pending = Deferred()
+        sinks = []
+        self.conversation.answers.append(lambda sink: sinks.append(sink) or pending)
+        self.say("book me in")
+        self.clock.advance(1.19)
+        self.assertEqual(self.transport.marks(), [])
+        self.clock.advance(0.02)
+        self.assertEqual(self.transport.marks(), ["r2.start", "r2.s0"])  # the filler
+        self.assertEqual(self.metrics.fillers_total._value.get(), 1)
+        sinks[0].text("You are booked.")
+        pending.callback(None)
+        self.assertEqual(self.transport.marks(), ["r2.start", "r2.s0", "r2.s1", "r2.end"])
+        self.echo_all_marks()
+        self.assertEqual(self.call.history[-1], Said("bot", "You are booked."))  # not the filler
+        values = self.metrics.turns[-1][1]
+        self.assertEqual(values["AGENT_FIRST_SENTENCE_MS"], 1210)
+        self.assertEqual(values["TOTAL_LATENCY_MS"], values["STT_FINAL_MS"] + 1210)  # the answer, not the filler
+
+    def test_a_fast_agent_gets_no_filler(self):
+        self.make_call(filler_ms=1200)
+        self.say("hi")
+        self.clock.advance(5)
+        self.assertNotIn("One moment.", " ".join(s.text for s in self.call.history))
+        self.assertEqual(self.metrics.fillers_total._value.get(), 0)
+
+    def test_agent_error_plays_the_apology_and_the_call_goes_on(self):
+        self.make_call()
+        self.conversation.answers.append(lambda sink: fail(AgentError("webhook answered HTTP 500")))
+        self.say("hello")
+        self.assertEqual(self.transport.marks(), ["r2.start", "r2.s0", "r2.end"])
+        self.echo_all_marks()
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.say("hello again")
+        self.assertEqual(self.conversation.requests[-1].text, "hello again")
+        self.assertEqual(self.flushLoggedErrors(), [])  # an AgentError is a log line, not a traceback
+
+    # ---- actions ----------------------------------------------------------------------------------
+    def test_end_call_hangs_up_after_the_goodbye_played_and_completes_the_call(self):
+        control = RecordingControl()
+        self.make_call(control)
+        self.conversation.answers.append(lambda sink: (sink.sentence("Goodbye."), sink.action(EndCall()))[0])
+        self.say("bye")
+        self.assertNotIn(("hangup",), self.transport.sent)
+        self.echo_all_marks()
+        self.assertEqual(self.transport.sent[-1], ("hangup",))
+        self.assertEqual(control.calls, [("complete", "CA1")])
+
+    def test_a_barged_in_goodbye_does_not_hang_up(self):
+        self.make_call(RecordingControl())
+        self.conversation.answers.append(lambda sink: (sink.sentence("Goodbye then."), sink.action(EndCall()))[0])
+        self.say("bye")
+        self.frames("v" * 8)
+        self.echo_all_marks()
+        self.assertNotIn(("hangup",), self.transport.sent)
+        self.assertEqual(self.call.state, State.LISTENING)
+
+    def test_transfer_after_playback(self):
+        control = RecordingControl()
+        self.make_call(control)
+        self.conversation.answers.append(
+            lambda sink: (sink.sentence("Connecting you."), sink.action(TransferCall("+15550199")))[0])
+        self.say("a person")
+        self.assertEqual(control.calls, [])
+        self.echo_all_marks()
+        self.assertEqual(control.calls, [("transfer", "CA1", "+15550199")])
+        self.assertEqual(self.call.state, State.HANGING_UP)
+
+    def test_a_failed_transfer_apologizes_and_listens_again(self):
+        for control in (RecordingControl(ok=False), None):
+            self.make_call(control)
+            self.conversation.answers.append(
+                lambda sink: (sink.sentence("Connecting you."), sink.action(TransferCall("+15550199")))[0])
+            self.say("a person")
+            self.echo_all_marks()
+            self.assertEqual(self.call.state, State.SPEAKING)  # the apology
+            self.assertEqual(self.transport.marks()[-3:], ["r3.start", "r3.s0", "r3.end"])
+            self.echo_all_marks()
+            self.assertEqual(self.call.state, State.LISTENING)
+
+    # ---- events -----------------------------------------------------------------------------------
+    def test_dtmf_is_a_turn_and_interrupts_the_bot(self):
+        self.make_call()
+        self.conversation.answers.append(lambda sink: sink.text("A long answer. With two sentences."))
+        self.say("hours")
+        self.call.on_mark("r2.start")
+        self.call.on_dtmf("0")
+        self.assertIn(("clear",), self.transport.sent)
+        request = self.conversation.requests[-1]
+        self.assertEqual((request.number, request.text, request.event), (2, "", Dtmf("0")))
+
+    def test_dtmf_while_the_caller_speaks_waits_for_that_turn(self):
+        self.make_call()
+        self.frames("v" * 10)
+        self.call.on_dtmf("5")
+        self.frames("." * 12)
+        self.call.on_transcript("hello", True)
+        self.assertEqual([r.event for r in self.conversation.requests], [None])
+        self.echo_all_marks()
+        self.assertEqual([r.event for r in self.conversation.requests], [None, Dtmf("5")])
+
+    def test_idle_reprompts_then_says_goodbye(self):
+        control = RecordingControl()
+        self.make_call(control, idle_reprompt_ms=8000, idle_max_reprompts=2)
+        for count in (1, 2):
+            self.clock.advance(7.9)
+            self.assertEqual(len(self.conversation.requests), count - 1)
+            self.clock.advance(0.2)
+            self.assertEqual(self.conversation.requests[-1].event, Idle(count))
+            self.echo_all_marks()
+            self.transport.sent.clear()
+        self.clock.advance(8.1)
+        self.assertEqual(len(self.conversation.requests), 2)  # the goodbye is the call's own
+        self.echo_all_marks()
+        self.assertEqual(self.transport.sent[-1], ("hangup",))
+        self.assertEqual(control.calls, [("complete", "CA1")])
+
+    def test_speech_resets_the_idle_count(self):
+        self.make_call(idle_reprompt_ms=8000, idle_max_reprompts=1)
+        self.clock.advance(8.1)
+        self.echo_all_marks()
+        self.say("sorry I'm here")
+        self.echo_all_marks()
+        self.clock.advance(8.1)
+        self.assertEqual(self.conversation.requests[-1].event, Idle(1))
+
+    def test_time_limit_ends_the_call_politely_over_anything(self):
+        self.make_call(max_call_s=60, idle_reprompt_ms=0)
+        self.conversation.answers.append(lambda sink: sink.text("A very long story begins here. And goes on."))
+        self.clock.advance(58)
+        self.say("tell me a story")
+        self.call.on_mark("r2.start")
+        self.transport.sent.clear()
+        self.clock.advance(1.6)
+        self.assertEqual(self.transport.sent[0], ("clear",))
+        self.frames("v" * 20)  # the caller cannot talk over the goodbye
+        self.assertNotIn(("clear",), self.transport.sent[1:])
+        self.echo_all_marks()
+        self.assertEqual(self.transport.sent[-1], ("hangup",))
