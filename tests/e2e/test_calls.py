@@ -65,7 +65,7 @@ class LocalEngineCallTests(TestCase):
         self.assertEqual(len(turns), 2, "one TURN line per answered turn")
         for turn_no, entry in enumerate(turns, 1):
             self.assertRegex(entry, rf"TURN call={report.call_sid} turn={turn_no} STT_FIRST_PARTIAL_MS=- "
-                                    r"STT_FINAL_MS=\d+ TTS_READY_MS=\d+ TOTAL_LATENCY_MS=\d+ PLAYBACK_START_MS=\d+$")
+                                    r"STT_FINAL_MS=\d+ AGENT_FIRST_SENTENCE_MS=\d+ TTS_READY_MS=\d+ TOTAL_LATENCY_MS=\d+ PLAYBACK_START_MS=\d+$")
         # What the caller saw agrees with what the daemon measured, within the network's share.
         for observed in report.turns:
             self.assertIsNotNone(observed.first_reply_audio_ms)

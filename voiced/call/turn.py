@@ -559,7 +559,13 @@ class Call:
             return
         log.info("TRANSFER call={call} to={to}", call=self.call_id, to=to)
         self.state = State.HANGING_UP  # Twilio ends this stream once the call has moved
-        self.control.transfer(self.call_id, to).addCallback(self._transferred, to)
+        # A bad target from an agent is refused by the control before any request: that is a False too.
+        maybeDeferred(self.control.transfer, self.call_id, to).addErrback(self._transfer_refused).addCallback(
+            self._transferred, to)
+
+    def _transfer_refused(self, failure: Failure) -> bool:
+        log.error("TRANSFER_FAILED call={call}: {error}", call=self.call_id, error=failure.getErrorMessage())
+        return False
 
     def _transferred(self, ok: bool, to: str) -> None:
         if not ok and self.state is State.HANGING_UP:
