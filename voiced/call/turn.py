@@ -528,6 +528,8 @@ class Call:
         heard = reply.heard(assume_played=assume_played)
         if heard is not None:
             self.history.append(heard)
+        if reply.turn is not None:
+            self._report(reply.turn)  # a turn answered by an apology is measured too
         if reply is not self._reply or self.state not in (State.GREETING, State.SPEAKING, State.THINKING):
             return
         for action in reply.actions:
