@@ -153,7 +153,7 @@ class Reply:
             self.call._audio_queued(len(audio))
             if first:
                 self.call._first_audio_sent(self)
-        transport.send_mark(f"{self.mark_prefix}.s{index}")
+            transport.send_mark(f"{self.mark_prefix}.s{index}")  # no audio, no mark: "heard" cannot list it
 
     def _send_end(self, _: object) -> None:
         if self.cancelled:
@@ -270,8 +270,10 @@ class Call:
         if self._eou.sustained(self.settings.barge_in_ms):
             if self.state in (State.GREETING, State.SPEAKING):
                 self._barge_in()
-            elif self.state is State.THINKING:
-                self._resume_listening()
+            else:
+                self._interrupt_prompts()  # the interim phrase plays while the machine listens
+                if self.state is State.THINKING:
+                    self._resume_listening()
 
     def on_mark(self, name: str) -> None:
         prefix, _, suffix = name.partition(".")
@@ -355,6 +357,7 @@ class Call:
             # silent: answer now instead of waiting out the VAD silence.
             self._turn.times.speech_end = self._eou.last_voiced_at
             self._eou.end_speech_now()
+            self._stt.flush()  # the utterance is over for the engine too (its markers, its watchdog)
             self._finish_turn()
 
     def on_stt_failure(self, reason: str) -> None:
@@ -363,13 +366,18 @@ class Call:
         log.warn("STT_FAILED call={call} reason={reason}", call=self.call_id, reason=reason)
         self.metrics.stt_failures_total.inc()
         self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
+        turn = self._turn
+        if turn.times.speech_start is None and self._abandoned is not None:
+            # The final timeout gave the utterance up before STT did (retries outlast it): the
+            # caller still waits on that one, and a fallback final still answers it (LATE_FINAL).
+            turn = self._abandoned
         if (
-            self._turn.stt_failed
-            or self._turn.times.speech_start is None  # nobody spoke: nothing was lost, say nothing
+            turn.stt_failed
+            or turn.times.speech_start is None  # nobody spoke: nothing was lost, say nothing
             or self.state not in (State.LISTENING, State.AWAITING_FINAL)
         ):
             return
-        self._turn.stt_failed = True
+        turn.stt_failed = True
         prompt = self._new_reply("p", turn=None, current=False)
         prompt.sentence(self.settings.interim_phrase)
         prompt.done()
@@ -525,6 +533,21 @@ class Call:
             if reply.turn is not None:
                 self._report(reply.turn)
         self._start_turn()
+
+    def _interrupt_prompts(self) -> None:
+        """The caller talks over an interim phrase: stop it as any bot audio is stopped.
+        The caller's speech is already the utterance being listened to; no turn restarts."""
+        prompts = [reply for reply in self._replies.values() if reply.mark_prefix.startswith("p")]
+        if not prompts:
+            return
+        if any(reply.audio_started for reply in prompts):
+            self.transport.send_clear()
+            self._playback_until = self.clock.seconds()
+            self.metrics.barge_ins_total.inc()
+            log.info("BARGE_IN call={call} voiced_ms={ms} reply=interim", call=self.call_id, ms=self._eou.voiced_ms)
+        for reply in prompts:
+            reply.cancel()
+            self._replies.pop(reply.mark_prefix, None)
 
     def _audio_queued(self, size: int) -> None:
         # The carrier plays what it is sent in order, in real time: model when it will be done.
