@@ -320,6 +320,23 @@ class FailurePathTests(EmulatorCase):
         self.assertEqual(listener.of("partial"), ["utterance 1"] * 5)
         self.assertEqual(listener.of("final"), [f"fallback heard {len(utterance(1))} bytes"])
 
+    async def test_a_retry_replays_the_utterance_not_the_whole_silence_before_it(self) -> None:
+        fallback = FallbackTranscriber()
+        engine = self.start_engine(FaultPlan(status="UNAVAILABLE", every_nth=1, after_responses=1),
+                                   fallback=fallback, backoff=Backoff(0.01, 0.04, 2))
+        replays: list[int] = []
+        original_send = google_stt._Session.send
+        self.patch(google_stt._Session, "send", lambda session, audio: (replays.append(len(audio)), original_send(session, audio)))
+        stream, listener = self.open(engine, "CA-replay")
+        stream.feed(silence_ulaw(12_000))  # the greeting: nobody spoke
+        stream.speech_started()
+        stream.feed(utterance(1))
+        stream.flush()
+        await until(lambda: listener.of("failure"), what="the give-up")
+        # As at a rollover: the latest 5 s (here more than the utterance and its pre-roll), not 14 s.
+        self.assertEqual([len(a) for a in fallback.calls], [google_stt.UNANSWERED_BYTES])
+        self.assertEqual(replays[-2:], [google_stt.UNANSWERED_BYTES] * 2)  # each retry's replay
+
     async def test_degrading_after_the_turn_ended_hands_the_utterance_to_the_fallback(self) -> None:
         # The first stream fails before any answer; by the retry the caller's turn is over,
         # and the service then refuses the configuration: the utterance must not be lost.

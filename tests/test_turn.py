@@ -492,3 +492,13 @@ class TurnMachineTests(SynchronousTestCase):
         self.frames("v" * 10 + "." * 12)
         self.call.on_transcript("hello", True)
         self.assertEqual(self.transport.marks(), ["r2.start", "r2.s1", "r2.end"])
+
+    def test_no_interim_phrase_over_the_callers_words(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10)
+        self.call.on_stt_failure("Google STT failed after 4 retries")  # mid-utterance
+        self.assertEqual(self.transport.sent, [])
+        self.frames("v" * 5 + "." * 12)
+        self.call.on_transcript("what time do you open", True)  # the fallback's text
+        self.assertEqual(self.conversation.asked, ["what time do you open"])

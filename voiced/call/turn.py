@@ -378,6 +378,8 @@ class Call:
         ):
             return
         turn.stt_failed = True
+        if self._eou.in_speech:
+            return  # the caller is talking (the fallback has their words): a phrase now would talk over them
         prompt = self._new_reply("p", turn=None, current=False)
         prompt.sentence(self.settings.interim_phrase)
         prompt.done()

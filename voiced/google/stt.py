@@ -253,6 +253,7 @@ class GoogleSTTStream:
         self._speech_at: int | None = None  # where the current utterance began (VAD hint)
         self._session: _Session | None = None
         self._partial_open = False  # a partial came after the last final: an utterance is under way
+        self._words_unfinalized = False  # like _partial_open, but across streams (a retry resets that)
         self._attempt = 0  # failures since the last real progress (see _Session.healthy)
         self._waiting: Deferred[None] | None = None  # the backoff before the next stream
         self._degraded = False
@@ -260,7 +261,8 @@ class GoogleSTTStream:
         self._closed = False
         self.streams_opened = 0
         self._heard_since_speech = False  # any response since the caller last began speaking
-        self._final_owed = False  # the call ended a turn (flush) whose final has not come yet
+        # Where the utterance began that the call ended (flush) and whose final has not come yet.
+        self._owed_from: int | None = None
         self._watchdog = None  # an IDelayedCall: a final is owed and must come
 
     # -- the STTStream contract ------------------------------------------------------------
@@ -293,7 +295,7 @@ class GoogleSTTStream:
     def flush(self) -> None:
         if self._closed:
             return
-        self._speech_at = None
+        speech_at, self._speech_at = self._speech_at, None
         if self._local is not None:
             self._local.flush()
         elif self._degraded:
@@ -301,8 +303,10 @@ class GoogleSTTStream:
             self._listener.on_transcript("", True)
         else:
             # The caller spoke and stopped: a final is owed, unless one came since the last partial.
-            self._final_owed = self._partial_open or not self._heard_since_speech
-            if self._final_owed and self._session is not None:
+            if self._partial_open or not self._heard_since_speech:
+                began = speech_at if speech_at is not None else self._settled_at
+                self._owed_from = began if self._owed_from is None else min(self._owed_from, began)
+            if self._owed_from is not None and self._session is not None:
                 # A hung server (no error, no response; keepalive would notice only after
                 # ~40 s) must not leave the call deaf.
                 self._cancel_watchdog()
@@ -330,6 +334,7 @@ class GoogleSTTStream:
         except Exception as e:  # noqa: BLE001 - e.g. clients stopped: report, never raise into the call
             self._degrade(type(e).__name__, str(e))
             return
+        self._settle_unanswerable()
         session = _Session(lease, max(self._settled_at, self._audio.start), self._reactor.seconds())
         self._session = session
         self._partial_open = False
@@ -364,7 +369,8 @@ class GoogleSTTStream:
             # would otherwise retry for ever, replaying the whole utterance each time).
             session.finals += 1
             self._attempt = 0
-            self._final_owed = False
+            self._owed_from = None
+            self._words_unfinalized = False
         for empty_final in (r for r in response.results if r.is_final and not r.alternatives):
             # Nothing recognized, but that audio is done with.
             self._settled_at = max(self._settled_at, self._final_offset(session, empty_final))
@@ -381,7 +387,7 @@ class GoogleSTTStream:
             # Later results are the less stable continuation of the first.
             partial = "".join(r.alternatives[0].transcript for r in results).strip()
             if partial:
-                self._partial_open = True
+                self._partial_open = self._words_unfinalized = True
                 self._listener.on_transcript(partial, False)
         self._rolled_over(session)
 
@@ -420,13 +426,26 @@ class GoogleSTTStream:
         log.info("STT_ROLLOVER call={call_id} age_s={age:.0f}", call_id=self._call_id, age=age)
         session.retire()
         self._session = None
-        # Only the latest audio, or the utterance under way, may hold words not answered yet.
-        unanswered = self._audio.end - UNANSWERED_BYTES
-        if self._speech_at is not None:
-            unanswered = min(unanswered, self._speech_at - _PREROLL_BYTES)
-        self._settled_at = max(self._settled_at, unanswered)
         self._open_session()
         return True
+
+    def _utterances_at(self) -> int | None:
+        """Where the earliest utterance that may still need words began (pre-roll included)."""
+        starts = [at - _PREROLL_BYTES for at in (self._speech_at, self._owed_from) if at is not None]
+        return min(starts) if starts else None
+
+    def _settle_unanswerable(self) -> None:
+        """Before a replay (a new stream, or the fallback): only the latest audio, or an
+        utterance under way or owed a final, may hold words not answered yet; older
+        audio was silence to the VAD. So no stream starts with a burst of up to 30 s,
+        far faster than real time, and the fallback gets the utterance, not the call."""
+        utterances_at = self._utterances_at()
+        if utterances_at is None and self._words_unfinalized:
+            return  # words under way, and no VAD hint where they began: keep them all
+        unanswered = self._audio.end - UNANSWERED_BYTES
+        if utterances_at is not None:
+            unanswered = min(unanswered, utterances_at)
+        self._settled_at = max(self._settled_at, unanswered)
 
     def _session_ended(self, result: None | Failure, session: _Session) -> None:
         session.retire()  # frees gRPC's request thread, which may still wait for audio
@@ -483,7 +502,9 @@ class GoogleSTTStream:
         """Retries exhausted: tell the call, try the fallback aside, and start afresh with a
         new budget on the audio that follows one more longest wait."""
         self._attempt = 0
-        self._final_owed = False  # the fallback answers for it
+        self._settle_unanswerable()
+        self._owed_from = None  # the fallback answers for it
+        self._words_unfinalized = False
         audio = self._audio.since(self._settled_at)
         self._settled_at = self._audio.end  # handed to the fallback: never replayed
         reason = f"Google STT failed after {self._engine.backoff.attempts} retries: {error}: {message}"
@@ -532,7 +553,7 @@ class GoogleSTTStream:
             mode="whole-utterance fallback" if fallback else "no transcription (no fallback)",
         )
         self._degraded = True
-        owed = self._final_owed and self._speech_at is None
+        owed = self._owed_from is not None and self._speech_at is None
         if fallback is not None:
             self._local = LocalSTTStream(self._call_id, self._listener, fallback)
             if self._speech_at is not None:
@@ -543,18 +564,20 @@ class GoogleSTTStream:
             elif owed:
                 # The call already ended this turn and waits for its final: the fallback gets
                 # every unsettled byte, as on giving up, flushed below.
+                self._settle_unanswerable()
                 self._local.speech_started()
                 self._local.feed(self._audio.since(self._settled_at))
             else:
                 self._local.feed(self._audio.since(self._settled_at))  # pre-roll for the next utterance
         self._audio = _AudioLog()
-        self._final_owed = False
+        self._owed_from = None
         self._listener.on_stt_failure(reason)
         if owed and not self._closed:
             self.flush()  # the one final the turn waits for (empty without a fallback)
 
     def _forget_old_audio(self) -> None:
         needed = self._settled_at
-        if self._speech_at is not None:
-            needed = min(needed, self._speech_at - _PREROLL_BYTES)  # for a degraded mode's utterance
+        utterances_at = self._utterances_at()
+        if utterances_at is not None:
+            needed = min(needed, utterances_at)  # for a degraded mode's utterance
         self._audio.forget_before(max(needed, self._audio.end - REPLAY_MAX_BYTES))
