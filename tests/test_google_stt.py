@@ -300,7 +300,93 @@ class StreamingTests(EmulatorCase):
         self.assertEqual(listener.of("final"), [""])
 
 
+class FailurePathTests(EmulatorCase):
+    async def test_streams_that_each_die_after_a_partial_end_in_the_give_up(self) -> None:
+        # A proxy resetting every stream right after its first answer: a partial is no
+        # progress, so the budget runs out and the fallback answers the utterance.
+        fallback = FallbackTranscriber()
+        engine = self.start_engine(FaultPlan(status="UNAVAILABLE", every_nth=1, after_responses=1),
+                                   fallback=fallback, backoff=Backoff(0.01, 0.04, 4))
+        stream, listener = self.open(engine, "CA-reset")
+        stream.speech_started()
+        stream.feed(utterance(1))
+        stream.flush()
+        await until(lambda: listener.of("failure"), what="the give-up")
+        await deferLater(reactor, 0.3)
+        self.assertEqual(stream.streams_opened, 5)  # the first try and 4 retries, no more
+        self.assertEqual([line.split()[3] for line in self.logs.starting("STT_RETRY")],
+                         ["attempt=1", "attempt=2", "attempt=3", "attempt=4"])
+        self.assertEqual(len(self.logs.starting("STT_GAVE_UP")), 1)
+        self.assertEqual(listener.of("partial"), ["utterance 1"] * 5)
+        self.assertEqual(listener.of("final"), [f"fallback heard {len(utterance(1))} bytes"])
+
+    async def test_a_retry_replays_the_utterance_not_the_whole_silence_before_it(self) -> None:
+        fallback = FallbackTranscriber()
+        engine = self.start_engine(FaultPlan(status="UNAVAILABLE", every_nth=1, after_responses=1),
+                                   fallback=fallback, backoff=Backoff(0.01, 0.04, 2))
+        replays: list[int] = []
+        original_send = google_stt._Session.send
+        self.patch(google_stt._Session, "send", lambda session, audio: (replays.append(len(audio)), original_send(session, audio)))
+        stream, listener = self.open(engine, "CA-replay")
+        stream.feed(silence_ulaw(12_000))  # the greeting: nobody spoke
+        stream.speech_started()
+        stream.feed(utterance(1))
+        stream.flush()
+        await until(lambda: listener.of("failure"), what="the give-up")
+        # As at a rollover: the latest 5 s (here more than the utterance and its pre-roll), not 14 s.
+        self.assertEqual([len(a) for a in fallback.calls], [google_stt.UNANSWERED_BYTES])
+        self.assertEqual(replays[-2:], [google_stt.UNANSWERED_BYTES] * 2)  # each retry's replay
+
+    async def test_degrading_after_the_turn_ended_hands_the_utterance_to_the_fallback(self) -> None:
+        # The first stream fails before any answer; by the retry the caller's turn is over,
+        # and the service then refuses the configuration: the utterance must not be lost.
+        fallback = FallbackTranscriber()
+        engine = self.start_engine(FaultPlan(status="UNAVAILABLE", every_nth=1), fallback=fallback,
+                                   backoff=Backoff(0.05, 0.05, 2))
+
+        def refuse_from_now_on(line: str) -> None:
+            if line.startswith("STT_RETRY"):
+                self.emulator.set_faults(FaultPlan())
+                engine.config = recognition_config(Settings(language="he-IL", stt_model="phone_call"))
+
+        self.logs.hooks.append(refuse_from_now_on)
+        stream, listener = self.open(engine, "CA-degrade")
+        stream.feed(silence_ulaw(200))
+        stream.speech_started()
+        stream.feed(utterance(1, speech_ms=1200, silence_ms=300))
+        stream.flush()  # the turn is over: the call waits for its final
+        await until(lambda: listener.of("final"), what="the fallback's final")
+        self.assertEqual(len(self.logs.starting("STT_DEGRADED")), 1)
+        self.assertEqual(len(fallback.calls), 1)
+        self.assertGreaterEqual(len(fallback.calls[0]), len(utterance(1, speech_ms=1200, silence_ms=300)))
+        self.assertEqual([kind for kind, _ in listener.events], ["failure", "final"])  # the phrase, then the answer
+
+
 class MisbehavingServerTests(EmulatorCase):
+    async def test_close_releases_the_worker_of_a_stream_never_answered(self) -> None:
+        engine = self.start_engine(FaultPlan(hang=True))
+        stream, listener = self.open(engine, "CA-wedged")
+        stream.speech_started()
+        stream.feed(buzz(1, 400))
+        await until(lambda: self.emulator.stats.active_streams == 1 and self.pool.working, what="a stream")
+        await deferLater(reactor, 0.2)  # the worker now waits for a first response that never comes
+        stream.close()
+        await until(lambda: not self.pool.working, timeout=1.0, what="the worker thread back")
+        await until(lambda: sum(self.clients.speech_loads) == 0, timeout=1.0, what="the channel lease back")
+        await until(lambda: self.emulator.stats.active_streams == 0, timeout=1.0, what="the RPC cancelled")
+
+    async def test_watchdog_retries_against_a_wedged_server_do_not_pile_up_threads(self) -> None:
+        engine = self.start_engine(FaultPlan(hang=True), backoff=Backoff.from_ms(50, 100, 2))
+        self.patch(google_stt, "RESPONSE_WATCHDOG_S", 0.3)
+        stream, listener = self.open(engine, "CA-wedged")
+        stream.speech_started()
+        stream.feed(buzz(1, 400))
+        stream.flush()
+        await until(lambda: stream.streams_opened == 2, what="the watchdog's retry")
+        # The retired stream let its worker go: only the new one holds a thread.
+        await until(lambda: len(self.pool.working) == 1, timeout=1.0, what="the retired stream's worker back")
+        self.assertEqual(sum(self.clients.speech_loads), 1)
+
     async def test_out_of_range_before_any_response_backs_off_instead_of_looping(self) -> None:
         # e.g. "audio streamed too fast": refused at once, every time.
         engine = self.start_engine(FaultPlan(status="OUT_OF_RANGE", every_nth=1, after_responses=0),

@@ -188,3 +188,29 @@ class MediaStreamProtocolTests(SynchronousTestCase):
             self.send(start_message())
         self.assertEqual(len(self.service.calls), 1)
         self.assertEqual(self.close_code(), 4003)
+
+    def test_nothing_is_handled_after_voiced_sent_its_close(self):
+        from twisted.logger import globalLogPublisher
+
+        seen = []
+        observer = lambda event: seen.append(event) if "PROTOCOL_ERROR" in event.get("log_format", "") else None
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.send(start_message())
+        for _ in range(MAX_PROTOCOL_ERRORS + 50):  # a flood that goes on during the close handshake
+            self.send(b"{not json")
+        self.assertEqual(self.close_code(), 4003)
+        self.assertEqual(len(seen), MAX_PROTOCOL_ERRORS)
+        self.assertEqual(self.service.metrics.protocol_errors_total._value.get(), MAX_PROTOCOL_ERRORS)
+
+    def test_a_start_after_the_no_start_close_creates_no_call(self):
+        self.clock.advance(10.1)
+        self.assertEqual(self.close_code(), 4000)
+        self.send(start_message())
+        self.assertEqual(self.service.calls, [])
+
+    def test_a_start_after_a_bad_format_close_creates_no_call(self):
+        self.send(start_message(sampleRate=16000))
+        self.assertEqual(self.close_code(), 4001)
+        self.send(start_message())
+        self.assertEqual(self.service.calls, [])

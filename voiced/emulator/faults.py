@@ -77,6 +77,9 @@ class FaultPlan:
     max_stream_s: float = GOOGLE_MAX_STREAM_S
     #: OUT_OF_RANGE when no request arrived for this long (wall time).
     audio_timeout_s: float = GOOGLE_AUDIO_TIMEOUT_S
+    #: Accept every stream and take its audio, but never answer nor end it (a SIGSTOPped or
+    #: wedged server): only the client's cancel or deadline ends it.
+    hang: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", parse_status(self.status))

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"OUT_OF_RANGE after this much audio in one stream (default {GOOGLE_MAX_STREAM_S:g})")
     p.add_argument("--audio-timeout-s", type=float, default=GOOGLE_AUDIO_TIMEOUT_S,
                    help=f"OUT_OF_RANGE after this long without a request (default {GOOGLE_AUDIO_TIMEOUT_S:g})")
+    p.add_argument("--hang", action="store_true",
+                   help="accept streams and their audio but never answer (a wedged server)")
     p.add_argument("--seed", type=int, default=None, help="seed for --fail-fraction")
     p.add_argument("--tts-fail-every", type=int, default=0, metavar="N", help="fail syntheses N, 2N, 3N...")
     p.add_argument("--max-workers", type=int, default=32, help="concurrent calls served (default 32)")
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             tts_fail_every_nth=args.tts_fail_every,
             max_stream_s=args.max_stream_s,
             audio_timeout_s=args.audio_timeout_s,
+            hang=args.hang,
         )
     except ValueError as e:
         parser.error(str(e))

@@ -308,6 +308,10 @@ class _Speech:
         terminated = threading.Event()
         if not context.add_callback(terminated.set):
             terminated.set()
+        if plan.hang:
+            terminated.wait()  # audio goes into the inbox, nothing comes out, until the client gives up
+            stream.cancelled()
+            return
 
         def ended_by_client(item: Any) -> bool:
             if item is _CANCELLED:

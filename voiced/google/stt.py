@@ -10,10 +10,18 @@ duplicated. A stream that fails for good (retries exhausted) hands that audio to
 fallback transcriber; a stream the service refuses outright (a bad model/language,
 credentials) degrades the call to whole-utterance transcription by the fallback.
 
-Threads: ``streaming_recognize`` blocks (until the first response, then per
-response), so each stream holds a worker of the service's pool for its life; gRPC
-reads the request generator in a thread of its own. Everything else, including
-every listener call, happens on the reactor thread.
+Threads: each stream holds a worker of the service's pool for its life, blocked
+waiting for the next response; gRPC reads the request generator in a thread of its
+own. The RPC goes through the transport's gRPC stub, which returns the call object
+at once: the client library's ``streaming_recognize`` blocks until the first
+response before there is anything to cancel, so a server that never answers would
+keep a retired or closed stream's worker until the deadline. Everything else,
+including every listener call, happens on the reactor thread.
+
+Backoff: only real progress restores the retry budget -- a final, or a stream that
+kept answering for ``HEALTHY_STREAM_S``. A stream that answers once and dies (a
+proxy resetting every stream) is a failure like any other, so an utterance that
+cannot be transcribed ends in the give-up path.
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ import queue
 import threading
 from typing import Iterator
 
+import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import speech_v1
+from google.cloud.speech_v1.services.speech.transports.base import DEFAULT_CLIENT_INFO
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
@@ -56,6 +66,11 @@ _PREROLL_BYTES = SAMPLE_RATE * PREROLL_MS // 1000
 ROLLOVER_GRACE_S = 45.0
 #: After the caller's turn ends, a healthy stream answers within this; silence means a hung server.
 RESPONSE_WATCHDOG_S = 3.0
+#: A stream that went on answering this long after its first response proved the service
+#: works (longer than any replay takes to fail): its failure starts a fresh retry budget.
+HEALTHY_STREAM_S = 5.0
+#: What the client library's wrapper would send with each call (telemetry only).
+_CLIENT_METADATA = (DEFAULT_CLIENT_INFO.to_grpc_metadata(),)
 
 _HINTS = {
     "InvalidArgument": "check --stt-model and --language (not every model supports every language)",
@@ -125,17 +140,20 @@ class _Session:
         self.sent_upto = base
         self.opened_at = opened_at
         self.responded = False
+        self.finals = 0
+        self._first_response: tuple[float, int] | None = None  # (clock time, sent_upto) of the first answer
         self._requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._call = None  # the response iterator, once streaming_recognize returns
+        self._call: grpc.Call | None = None  # the RPC, once started: what retire() cancels
         self._retired = False
 
     def send(self, audio: bytes) -> None:
         for i in range(0, len(audio), REPLAY_REQUEST_BYTES):
             self._requests.put(audio[i : i + REPLAY_REQUEST_BYTES])
 
-    def requests(self) -> Iterator[speech_v1.StreamingRecognizeRequest]:
-        """gRPC's request thread: audio until the half-close marker."""
+    def requests(self, config: speech_v1.StreamingRecognitionConfig) -> Iterator[speech_v1.StreamingRecognizeRequest]:
+        """gRPC's request thread: the config, then audio until the half-close marker."""
+        yield speech_v1.StreamingRecognizeRequest(streaming_config=config)
         while (audio := self._requests.get()) is not None:
             yield speech_v1.StreamingRecognizeRequest(audio_content=audio)
 
@@ -143,15 +161,36 @@ class _Session:
         """Worker thread: the whole life of the stream. Raises what the stream ended with."""
         if self.retired:
             return  # closed while waiting for a worker: never open it
-        # retry=None: the library's own retry replays a half-consumed request generator.
-        responses = self.lease.client.streaming_recognize(config, self.requests(), retry=None, timeout=timeout)
+        # The stub itself, not SpeechClient.streaming_recognize: that one blocks until the
+        # first response (and would retry from a half-consumed request generator). The stub
+        # returns the call at once, so a retire() from now on reaches it.
+        stub = self.lease.client.transport.streaming_recognize
+        call = stub(self.requests(config), timeout=timeout, metadata=_CLIENT_METADATA)
         with self._lock:
-            self._call = responses
+            self._call = call
             retired = self._retired
         if retired:
-            responses.cancel()
-        for response in responses:
-            deliver(self, response)
+            call.cancel()
+        try:
+            for response in call:
+                deliver(self, response)
+        except grpc.RpcError as e:
+            raise gexc.from_grpc_error(e) from e
+
+    def answered(self, now: float) -> None:
+        self.responded = True
+        if self._first_response is None:
+            self._first_response = (now, self.sent_upto)
+
+    def healthy(self, now: float) -> bool:
+        """Real progress: a final, or answers for HEALTHY_STREAM_S (wall or audio time,
+        as for rollover: a test sends audio faster than real time)."""
+        if self.finals:
+            return True
+        if self._first_response is None:
+            return False
+        at, upto = self._first_response
+        return max(now - at, (self.sent_upto - upto) / SAMPLE_RATE) >= HEALTHY_STREAM_S
 
     @property
     def retired(self) -> bool:
@@ -161,8 +200,8 @@ class _Session:
     def retire(self) -> None:
         """Half-close, then cancel: the worker returns promptly; nothing it yields is used.
 
-        Before the first response there is no call object to cancel yet; the
-        half-close makes the service end the stream, and run() cancels on return.
+        The call object exists as soon as run() has started the RPC; retired before
+        that, run() cancels it the moment it exists (or never starts it).
         """
         with self._lock:
             self._retired = True
@@ -214,13 +253,16 @@ class GoogleSTTStream:
         self._speech_at: int | None = None  # where the current utterance began (VAD hint)
         self._session: _Session | None = None
         self._partial_open = False  # a partial came after the last final: an utterance is under way
-        self._attempt = 0  # failures since the last response
+        self._words_unfinalized = False  # like _partial_open, but across streams (a retry resets that)
+        self._attempt = 0  # failures since the last real progress (see _Session.healthy)
         self._waiting: Deferred[None] | None = None  # the backoff before the next stream
         self._degraded = False
         self._local: LocalSTTStream | None = None  # whole-utterance fallback once degraded
         self._closed = False
         self.streams_opened = 0
         self._heard_since_speech = False  # any response since the caller last began speaking
+        # Where the utterance began that the call ended (flush) and whose final has not come yet.
+        self._owed_from: int | None = None
         self._watchdog = None  # an IDelayedCall: a final is owed and must come
 
     # -- the STTStream contract ------------------------------------------------------------
@@ -253,17 +295,22 @@ class GoogleSTTStream:
     def flush(self) -> None:
         if self._closed:
             return
-        self._speech_at = None
+        speech_at, self._speech_at = self._speech_at, None
         if self._local is not None:
             self._local.flush()
         elif self._degraded:
             # No fallback transcriber: a whole-utterance engine still owes one final per flush.
             self._listener.on_transcript("", True)
-        elif self._session is not None and (self._partial_open or not self._heard_since_speech):
-            # The caller spoke and stopped; a final is owed. A hung server (no error, no
-            # response; keepalive would notice only after ~40 s) must not leave the call deaf.
-            self._cancel_watchdog()
-            self._watchdog = self._reactor.callLater(RESPONSE_WATCHDOG_S, self._no_response, self._session)
+        else:
+            # The caller spoke and stopped: a final is owed, unless one came since the last partial.
+            if self._partial_open or not self._heard_since_speech:
+                began = speech_at if speech_at is not None else self._settled_at
+                self._owed_from = began if self._owed_from is None else min(self._owed_from, began)
+            if self._owed_from is not None and self._session is not None:
+                # A hung server (no error, no response; keepalive would notice only after
+                # ~40 s) must not leave the call deaf.
+                self._cancel_watchdog()
+                self._watchdog = self._reactor.callLater(RESPONSE_WATCHDOG_S, self._no_response, self._session)
 
     def close(self) -> None:
         if self._closed:
@@ -287,6 +334,7 @@ class GoogleSTTStream:
         except Exception as e:  # noqa: BLE001 - e.g. clients stopped: report, never raise into the call
             self._degrade(type(e).__name__, str(e))
             return
+        self._settle_unanswerable()
         session = _Session(lease, max(self._settled_at, self._audio.start), self._reactor.seconds())
         self._session = session
         self._partial_open = False
@@ -313,11 +361,16 @@ class GoogleSTTStream:
     def _on_response(self, session: _Session, response: speech_v1.StreamingRecognizeResponse) -> None:
         if self._closed or session is not self._session:
             return
-        session.responded = True
+        session.answered(self._reactor.seconds())
         self._heard_since_speech = True
         self._cancel_watchdog()
-        if any(r.alternatives for r in response.results):
-            self._attempt = 0  # a stream that recognizes is healthy; speech events alone are not proof
+        if any(r.is_final for r in response.results):
+            # A final is progress; a partial is not (a stream that dies after each one
+            # would otherwise retry for ever, replaying the whole utterance each time).
+            session.finals += 1
+            self._attempt = 0
+            self._owed_from = None
+            self._words_unfinalized = False
         for empty_final in (r for r in response.results if r.is_final and not r.alternatives):
             # Nothing recognized, but that audio is done with.
             self._settled_at = max(self._settled_at, self._final_offset(session, empty_final))
@@ -334,7 +387,7 @@ class GoogleSTTStream:
             # Later results are the less stable continuation of the first.
             partial = "".join(r.alternatives[0].transcript for r in results).strip()
             if partial:
-                self._partial_open = True
+                self._partial_open = self._words_unfinalized = True
                 self._listener.on_transcript(partial, False)
         self._rolled_over(session)
 
@@ -373,13 +426,26 @@ class GoogleSTTStream:
         log.info("STT_ROLLOVER call={call_id} age_s={age:.0f}", call_id=self._call_id, age=age)
         session.retire()
         self._session = None
-        # Only the latest audio, or the utterance under way, may hold words not answered yet.
-        unanswered = self._audio.end - UNANSWERED_BYTES
-        if self._speech_at is not None:
-            unanswered = min(unanswered, self._speech_at - _PREROLL_BYTES)
-        self._settled_at = max(self._settled_at, unanswered)
         self._open_session()
         return True
+
+    def _utterances_at(self) -> int | None:
+        """Where the earliest utterance that may still need words began (pre-roll included)."""
+        starts = [at - _PREROLL_BYTES for at in (self._speech_at, self._owed_from) if at is not None]
+        return min(starts) if starts else None
+
+    def _settle_unanswerable(self) -> None:
+        """Before a replay (a new stream, or the fallback): only the latest audio, or an
+        utterance under way or owed a final, may hold words not answered yet; older
+        audio was silence to the VAD. So no stream starts with a burst of up to 30 s,
+        far faster than real time, and the fallback gets the utterance, not the call."""
+        utterances_at = self._utterances_at()
+        if utterances_at is None and self._words_unfinalized:
+            return  # words under way, and no VAD hint where they began: keep them all
+        unanswered = self._audio.end - UNANSWERED_BYTES
+        if utterances_at is not None:
+            unanswered = min(unanswered, utterances_at)
+        self._settled_at = max(self._settled_at, unanswered)
 
     def _session_ended(self, result: None | Failure, session: _Session) -> None:
         session.retire()  # frees gRPC's request thread, which may still wait for audio
@@ -387,15 +453,18 @@ class GoogleSTTStream:
         if self._closed or session is not self._session:
             return  # retired on purpose: how it ended does not matter
         self._session = None
+        healthy = session.healthy(self._reactor.seconds())
+        if healthy:
+            self._attempt = 0  # it worked for a while: this failure is a new one
         if not isinstance(result, Failure):
-            if not session.responded:
-                self._retry_or_give_up("StreamEndedWithoutResult", "the stream ended without a result")
+            if not healthy:
+                self._retry_or_give_up("StreamEndedWithoutResult", "the stream ended without a final result")
             return  # the service ended a working stream: the next audio reopens one
         error = result.value
-        if isinstance(error, gexc.OutOfRange) and session.responded:
+        if isinstance(error, gexc.OutOfRange) and healthy:
             # Google's stream limits (max duration, audio timeout) on a working stream: not
             # a failure. The next audio reopens a stream, which replays what this one had
-            # not finalized. (Refused before any response, e.g. "audio streamed too fast",
+            # not finalized. (Refused before any progress, e.g. "audio streamed too fast",
             # it goes through the backoff instead, or it would reopen 50 times a second.)
             log.info("STT_REOPEN call={call_id} reason={reason}", call_id=self._call_id, reason=error.message)
         elif is_transient(error) or session.responded or isinstance(error, (gexc.OutOfRange, gexc.Cancelled)):
@@ -433,6 +502,9 @@ class GoogleSTTStream:
         """Retries exhausted: tell the call, try the fallback aside, and start afresh with a
         new budget on the audio that follows one more longest wait."""
         self._attempt = 0
+        self._settle_unanswerable()
+        self._owed_from = None  # the fallback answers for it
+        self._words_unfinalized = False
         audio = self._audio.since(self._settled_at)
         self._settled_at = self._audio.end  # handed to the fallback: never replayed
         reason = f"Google STT failed after {self._engine.backoff.attempts} retries: {error}: {message}"
@@ -481,19 +553,31 @@ class GoogleSTTStream:
             mode="whole-utterance fallback" if fallback else "no transcription (no fallback)",
         )
         self._degraded = True
+        owed = self._owed_from is not None and self._speech_at is None
         if fallback is not None:
             self._local = LocalSTTStream(self._call_id, self._listener, fallback)
             if self._speech_at is not None:
-                # Mid-utterance: the fallback gets the utterance so far, from just before it began.
+                # Mid-utterance: the fallback gets the utterance so far, from just before it
+                # began; the call's flush at its end transcribes it.
                 self._local.speech_started()
                 self._local.feed(self._audio.since(max(self._settled_at, self._speech_at - _PREROLL_BYTES)))
-            else:
+            elif owed:
+                # The call already ended this turn and waits for its final: the fallback gets
+                # every unsettled byte, as on giving up, flushed below.
+                self._settle_unanswerable()
+                self._local.speech_started()
                 self._local.feed(self._audio.since(self._settled_at))
+            else:
+                self._local.feed(self._audio.since(self._settled_at))  # pre-roll for the next utterance
         self._audio = _AudioLog()
+        self._owed_from = None
         self._listener.on_stt_failure(reason)
+        if owed and not self._closed:
+            self.flush()  # the one final the turn waits for (empty without a fallback)
 
     def _forget_old_audio(self) -> None:
         needed = self._settled_at
-        if self._speech_at is not None:
-            needed = min(needed, self._speech_at - _PREROLL_BYTES)  # for a degraded mode's utterance
+        utterances_at = self._utterances_at()
+        if utterances_at is not None:
+            needed = min(needed, utterances_at)  # for a degraded mode's utterance
         self._audio.forget_before(max(needed, self._audio.end - REPLAY_MAX_BYTES))

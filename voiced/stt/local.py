@@ -35,6 +35,13 @@ _MAX_CAPTURE_BYTES = SAMPLE_RATE * MAX_CAPTURE_MS // 1000
 # Whisper invents text ("Thank you.") on near-silence; below this loudest-20-ms RMS
 # (about -46 dBFS) the audio is not worth the model.
 SILENCE_RMS = 0.005
+#: Transcriptions waiting for a Whisper worker, at most. Past it the oldest is dropped:
+#: under an outage (every call falling back at once) its caller stopped waiting long ago.
+MAX_QUEUED_TRANSCRIPTIONS = 32
+
+
+class TranscriptionDropped(Exception):
+    """The Whisper queue was full: a newer utterance took this one's place."""
 
 
 def loudest_frame_rms(samples: np.ndarray, frame: int) -> float:
@@ -48,7 +55,13 @@ def loudest_frame_rms(samples: np.ndarray, frame: int) -> float:
 class WhisperTranscriber:
     """The Whisper model; process-wide, callable from several pool threads at once."""
 
-    def __init__(self, model_path: str = "", cpu_threads: int = 1, workers: int = 1) -> None:
+    #: The Whisper language code transcriptions ask for (the call's, when the model has it).
+    language = "en"
+    #: Whether the model knows the call's language; an English-only model (the bundled
+    #: tiny.en) would turn any other language into English nonsense.
+    serves_language = True
+
+    def __init__(self, model_path: str = "", cpu_threads: int = 1, workers: int = 1, language: str = "en-US") -> None:
         note_construction("stt_whisper_model")
         # Nothing may be fetched at run time; set before huggingface_hub is imported.
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -66,6 +79,9 @@ class WhisperTranscriber:
         self._model = WhisperModel(
             model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers
         )
+        primary = language.split("-")[0].lower()
+        self.serves_language = primary in self._model.supported_languages
+        self.language = primary if self.serves_language else "en"
 
     def transcribe_blocking(self, ulaw: bytes) -> str:
         """8 kHz mu-law -> stripped text ("" for silence)."""
@@ -74,7 +90,7 @@ class WhisperTranscriber:
             return ""
         segments, _ = self._model.transcribe(
             audio,
-            language="en",
+            language=self.language,
             beam_size=1,
             vad_filter=False,
             condition_on_previous_text=False,
@@ -85,9 +101,20 @@ class WhisperTranscriber:
 
 
 class LocalTranscriber:
-    """Transcriber: Whisper in the service's thread pool."""
+    """Transcriber: Whisper in the service's thread pool, through a bounded queue of its own.
 
-    def __init__(self, whisper: WhisperTranscriber, pool: ThreadPool, reactor: IReactorThreads | None = None) -> None:
+    The pool's own queue would keep every job, even one whose caller gave up (a
+    fallback timed out): here a cancelled job leaves the queue, and a full queue
+    drops its oldest job.
+    """
+
+    def __init__(
+        self,
+        whisper: WhisperTranscriber,
+        pool: ThreadPool,
+        reactor: IReactorThreads | None = None,
+        max_queued: int = MAX_QUEUED_TRANSCRIPTIONS,
+    ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -95,9 +122,41 @@ class LocalTranscriber:
         self._whisper = whisper
         self._pool = pool
         self._reactor = reactor
+        self._max_queued = max_queued
+        self._queue: deque[tuple[bytes, Deferred[str]]] = deque()
+        self._running = 0
 
     def transcribe(self, ulaw: bytes) -> Deferred[str]:
-        return deferToThreadPool(self._reactor, self._pool, self._whisper.transcribe_blocking, ulaw)
+        result: Deferred[str] = Deferred(self._cancelled)
+        self._queue.append((ulaw, result))
+        if len(self._queue) > self._max_queued:
+            _, oldest = self._queue.popleft()
+            oldest.errback(TranscriptionDropped(f"more than {self._max_queued} transcriptions waiting"))
+        self._start_next()
+        return result
+
+    def _cancelled(self, result: Deferred[str]) -> None:
+        # Still queued: it never runs. Already running: it finishes, unheard.
+        for job in self._queue:
+            if job[1] is result:
+                self._queue.remove(job)
+                break
+
+    def _start_next(self) -> None:
+        while self._running < self._pool.max and self._queue:
+            ulaw, result = self._queue.popleft()
+            self._running += 1
+            work = deferToThreadPool(self._reactor, self._pool, self._whisper.transcribe_blocking, ulaw)
+            work.addBoth(self._finished, result)
+
+    def _finished(self, outcome: str | Failure, result: Deferred[str]) -> None:
+        self._running -= 1
+        if not result.called:  # not cancelled meanwhile
+            if isinstance(outcome, Failure):
+                result.errback(outcome)
+            else:
+                result.callback(outcome)
+        self._start_next()
 
 
 @dataclass
