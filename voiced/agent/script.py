@@ -236,9 +236,9 @@ def _fallback_sentence(sentence: str, source: str, line: int) -> FallbackSentenc
         fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(sentence) if f is not None]
     except ValueError as e:
         raise _DialogError(source, line, f"bad braces in fallback ({e}); write {{{{ and }}}} for literal braces")
-    for field, spec, conv in fields:
-        if field != "text" or spec or conv:
-            raise _DialogError(source, line, f"fallback may only use {{text}}, not {{{field}}}")
+    for name, spec, conv in fields:
+        if name != "text" or spec or conv:
+            raise _DialogError(source, line, f"fallback may only use {{text}}, not {{{name}}}")
     if fields:
         return FallbackSentence(sentence, True)
     return FallbackSentence(sentence.format(), False)

@@ -32,7 +32,8 @@ from voiced.agent.sentences import SentenceSplitter
 from voiced.audio import SAMPLE_RATE
 
 if TYPE_CHECKING:
-    from voiced.call.turn import Call, Turn
+    from voiced.call.model import Turn
+    from voiced.call.turn import Call
 
 log = Logger(namespace="voiced.call")
 

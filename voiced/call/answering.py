@@ -1,0 +1,243 @@
+"""The answering half of a call: asking the agent, the replies and what they report,
+the actions an agent asks for, idle reprompts and the call's time limit.
+
+``Call`` (``voiced.call.turn``) inherits this; the split follows the call's two
+jobs: ``turn.py`` listens (audio, transcripts, when a turn ends), this module
+answers (what to say, what the caller heard of it, what to do after it played).
+Every method runs on the reactor thread and uses the call's state directly.
+"""
+
+from __future__ import annotations
+
+
+from twisted.internet.defer import CancelledError, maybeDeferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from voiced.agent.base import AgentError, EndCall, Event, Idle, Said, TransferCall, TurnRequest
+from voiced.audio import SAMPLE_RATE
+from voiced.call.model import State, Turn
+from voiced.call.reply import Reply
+
+log = Logger(namespace="voiced.call")
+
+# Twilio echoes a mark as soon as the audio before it has played; a carrier that never
+# does must not leave a call stuck in SPEAKING (or a goodbye that never hangs up).
+END_MARK_GRACE_S = 3.0
+
+
+class Answering:
+    """Mixed into ``Call``; see the module docstring."""
+
+    def _ask_event(self, event: Event) -> None:
+        """A turn that is an event, not speech: the agent answers it like any other."""
+        self._cancel_idle()
+        self._cancel_timer()
+        self._turn = Turn(event=event)
+        self._finals, self._partial = [], ""
+        self._ask(self._turn)
+
+    def _ask(self, turn: Turn) -> None:
+        self._turns_answered += 1
+        turn.number = self._turns_answered
+        request = TurnRequest(turn.number, turn.text, turn.event, tuple(self.history))
+        if turn.text:
+            log.info("CALLER call={call} turn={turn} text={text!r}", call=self.call_id, turn=turn.number,
+                     text=turn.text)
+            self.history.append(Said("caller", turn.text))
+        else:
+            log.info("EVENT call={call} turn={turn} event={event}", call=self.call_id, turn=turn.number,
+                     event=turn.event)
+        self.state = State.THINKING
+        reply = self._new_reply("r", turn)
+        turn.times.agent_asked = self.clock.seconds()
+        reply.arm_filler(self.settings.filler_ms / 1000, self.settings.filler_phrase)
+        request_done = maybeDeferred(self.conversation.respond, request, reply)
+        reply.agent_request = request_done
+        request_done.addCallbacks(lambda _: reply.finish(), self._agent_failed, errbackArgs=(reply,))
+
+    def _agent_failed(self, failure: Failure, reply: Reply) -> None:
+        if failure.check(CancelledError) or reply.cancelled:
+            return
+        if failure.check(AgentError):
+            log.warn("AGENT_FAILED call={call} reply={reply} error={error}", call=self.call_id,
+                     reply=reply.mark_prefix, error=failure.getErrorMessage())
+        else:
+            log.failure("AGENT_FAILED call={call} reply={reply}", failure, call=self.call_id, reply=reply.mark_prefix)
+        self.metrics.agent_failures_total.inc()
+        reply.fail(self.settings.apology_phrase)  # its end mark returns the call to listening
+
+    def filler_played(self, reply: Reply) -> None:
+        log.info("FILLER call={call} reply={reply}: no reply within {ms} ms", call=self.call_id,
+                 reply=reply.mark_prefix, ms=self.settings.filler_ms)
+        self.metrics.fillers_total.inc()
+
+    def _interrupt(self, reply: Reply) -> None:
+        """Stop ``reply`` now; the history keeps what the caller heard of it."""
+        if reply.audio_started:
+            self.transport.send_clear()
+            self._playback_until = self.clock.seconds()  # the carrier dropped what it had queued
+        reply.cancel()
+        self._replies.pop(reply.mark_prefix, None)  # its marks, echoed after the clear, mean nothing
+        heard = reply.heard(cut_at=self.clock.seconds())
+        if heard is not None:
+            self.history.append(heard)
+        if reply.turn is not None:
+            self._report(reply.turn)
+
+    def _interrupt_prompts(self) -> None:
+        """The caller talks over an interim phrase: stop it as any bot audio is stopped.
+        The caller's speech is already the utterance being listened to; no turn restarts."""
+        prompts = [reply for reply in self._replies.values() if reply.mark_prefix.startswith("p")]
+        if any(reply.audio_started for reply in prompts):
+            self.metrics.barge_ins_total.inc()
+            log.info("BARGE_IN call={call} voiced_ms={ms} reply=interim", call=self.call_id, ms=self._eou.voiced_ms)
+        for reply in prompts:
+            self._interrupt(reply)
+
+    def _end_mark_overdue(self, reply: Reply) -> None:
+        reply.end_overdue = None
+        if self.state is State.ENDED or reply.cancelled or reply.mark_prefix not in self._replies:
+            return
+        log.warn("MARK_TIMEOUT call={call} reply={reply}: the carrier never echoed its end mark; "
+                 "taking it as played", call=self.call_id, reply=reply.mark_prefix)
+        if reply.turn is not None:
+            self._report(reply.turn)
+        self._reply_finished(reply, assume_played=True)
+
+    def _reply_finished(self, reply: Reply, assume_played: bool = False) -> None:
+        reply.stop_waiting_for_end()
+        self._replies.pop(reply.mark_prefix, None)
+        if reply.mark_prefix.startswith("p"):
+            return  # an interim prompt: the turn it interrupted goes on
+        heard = reply.heard(assume_played=assume_played)
+        if heard is not None:
+            self.history.append(heard)
+        if reply.turn is not None:
+            self._report(reply.turn)  # a turn answered by an apology is measured too
+        if reply is not self._reply or self.state not in (State.GREETING, State.SPEAKING, State.THINKING):
+            return
+        for action in reply.actions:
+            if isinstance(action, EndCall):
+                self._hang_up()
+                return
+            if isinstance(action, TransferCall):
+                self._transfer(action.to)
+                return
+        if self._events:
+            self._ask_event(self._events.popleft())
+        else:
+            self._start_turn()
+            self._arm_idle()
+
+    # ---- call actions ---------------------------------------------------------------------
+    def _hang_up(self) -> None:
+        self.state = State.HANGING_UP
+        log.info("HANGUP call={call}: goodbye played", call=self.call_id)
+        self.transport.hang_up()
+        if self.control is not None:
+            self.control.complete(self.call_id)
+
+    def _transfer(self, to: str) -> None:
+        if self.control is None:
+            log.error("TRANSFER_FAILED call={call} to={to}: no Twilio REST credentials (TWILIO_ACCOUNT_SID, "
+                      "TWILIO_AUTH_TOKEN)", call=self.call_id, to=to)
+            self._say_apology()
+            return
+        log.info("TRANSFER call={call} to={to}", call=self.call_id, to=to)
+        self.state = State.HANGING_UP  # Twilio ends this stream once the call has moved
+        # A bad target from an agent is refused by the control before any request: that is a False too.
+        maybeDeferred(self.control.transfer, self.call_id, to).addErrback(self._transfer_refused).addCallback(
+            self._transferred, to)
+
+    def _transfer_refused(self, failure: Failure) -> bool:
+        log.error("TRANSFER_FAILED call={call}: {error}", call=self.call_id, error=failure.getErrorMessage())
+        return False
+
+    def _transferred(self, ok: bool, to: str) -> None:
+        if not ok and self.state is State.HANGING_UP:
+            self._say_apology()
+
+    def _say_apology(self) -> None:
+        self.state = State.THINKING
+        reply = self._new_reply("r", turn=None)
+        reply.say(self.settings.apology_phrase, in_history=False)
+        reply.finish()
+
+    def _say_goodbye(self, phrase: str) -> None:
+        """End the call politely; the caller cannot talk over this one."""
+        self._final_goodbye = True
+        self._cancel_timer()
+        self._cancel_idle()
+        self.state = State.THINKING
+        reply = self._new_reply("r", turn=None)
+        reply.say(phrase)
+        reply.action(EndCall())
+        reply.finish()
+
+    # ---- idle and limits --------------------------------------------------------------------
+    def _arm_idle(self) -> None:
+        self._cancel_idle()
+        if self.settings.idle_reprompt_ms:
+            self._idle_timer = self.clock.callLater(self.settings.idle_reprompt_ms / 1000, self._idle)
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None and self._idle_timer.active():
+            self._idle_timer.cancel()
+        self._idle_timer = None
+
+    def _idle(self) -> None:
+        self._idle_timer = None
+        if not self._caller_is_quiet():
+            return
+        self._idle_count += 1
+        log.info("IDLE call={call} count={count}", call=self.call_id, count=self._idle_count)
+        if self._idle_count > self.settings.idle_max_reprompts:
+            self._say_goodbye(self.settings.idle_goodbye_phrase)
+        else:
+            self._ask_event(Idle(self._idle_count))
+
+    def _time_limit_reached(self) -> None:
+        self._time_limit = None
+        if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
+            return
+        log.info("TIME_LIMIT call={call}: {s} s reached", call=self.call_id, s=self.settings.max_call_s)
+        for reply in list(self._replies.values()):
+            self._interrupt(reply)
+        self._say_goodbye(self.settings.time_limit_phrase)
+
+    # ---- what replies report (voiced.call.reply) ---------------------------------------------
+    def _new_reply(self, kind: str, turn: Turn | None, current: bool = True) -> Reply:
+        self._reply_count += 1
+        reply = Reply(self, f"{kind}{self._reply_count}", turn)
+        self._replies[reply.mark_prefix] = reply
+        if current:
+            self._reply = reply
+        return reply
+
+    def reply_text_known(self, reply: Reply) -> None:
+        if reply.turn is not None:
+            reply.turn.times.reply_text = self.clock.seconds()
+
+    def first_audio_ready(self, reply: Reply) -> None:
+        if reply.turn is not None:
+            reply.turn.times.tts_ready = self.clock.seconds()
+
+    def audio_queued(self, reply: Reply, size: int, first_sentence: bool) -> None:
+        # The carrier plays what it is sent in order, in real time: model when it will be done.
+        self._playback_until = max(self._playback_until, self.clock.seconds()) + size / SAMPLE_RATE
+        if first_sentence and reply.turn is not None:
+            reply.turn.times.first_audio_sent = self.clock.seconds()
+        if reply is self._reply and self.state is State.THINKING:
+            self.state = State.SPEAKING
+
+    def expect_end_mark(self, reply: Reply) -> IDelayedCall:
+        delay = max(0.0, self._playback_until - self.clock.seconds()) + END_MARK_GRACE_S
+        return self.clock.callLater(delay, self._end_mark_overdue, reply)
+
+    def _report(self, turn: Turn) -> None:
+        if turn.reported or turn.number is None:
+            return
+        turn.reported = True
+        self.metrics.record_turn(self.call_id, turn.number, turn.times)
