@@ -163,10 +163,14 @@ class VoicedService(MultiService):
         self.tts_pool = self._pool("voiced-tts", 16)
         self._start_http()
         super().startService()  # the listeners: /health answers while engines warm up
-        self._warming = retry(self.clock, lambda attempt: Deferred.fromCoroutine(self._warm_up()), WARMUP_RETRY,
-                              is_retryable=lambda failure: not failure.check(ConfigError),
-                              on_retry=self._warm_up_retry)
-        self._warming.addErrback(self._warm_up_failed)
+        self._warming = self._start_warm_up()
+
+    def _start_warm_up(self, policy: Backoff = WARMUP_RETRY) -> Deferred[None]:
+        """Warm up, retrying what a retry may cure; a ConfigError is final at once."""
+        warming = retry(self.clock, lambda attempt: Deferred.fromCoroutine(self._warm_up()), policy,
+                        is_retryable=lambda failure: not failure.check(ConfigError), on_retry=self._warm_up_retry)
+        warming.addErrback(self._warm_up_failed)
+        return warming
 
     def _reopen_logs(self, signal_name: str) -> None:
         observer = self._log_observer
