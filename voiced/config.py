@@ -171,8 +171,8 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 #: (each call then runs on Whisper: STT_DEGRADED). A start-up warning, not an error: the
 #: daemon still works, and Google's list of models per language changes.
 KNOWN_UNSUPPORTED_MODELS = {
-    ("phone_call", "he"): "Google's phone_call model does not support Hebrew: every call will fall back to "
-                          "Whisper (STT_DEGRADED); set VOICED_STT_MODEL=default or latest_long",
+    ("phone_call", "he"): "Google's phone_call model does not support Hebrew: every call is refused and "
+                          "falls back to Whisper; set VOICED_STT_MODEL=default or latest_long",
 }
 #: VOICED_* variables that are not options but are read all the same.
 OTHER_ENV = frozenset({"VOICED_LISTEN"})
