@@ -1,8 +1,9 @@
 # twistd -ny voiced.tac : the same service as `twistd voiced`, configured from VOICED_* environment variables.
 from twisted.application import service
 
-from voiced.config import Settings
 from voiced.service import VoicedService
+from voiced.tap import tac_settings
 
+settings, warnings = tac_settings()  # a configuration error exits here with one line
 application = service.Application("voiced")
-VoicedService(Settings.load()).setServiceParent(application)
+VoicedService(settings, startup_warnings=warnings).setServiceParent(application)

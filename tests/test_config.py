@@ -1,6 +1,5 @@
 import os
 
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.config import DEFAULT_LISTEN, OPTIONS, ConfigError, Settings
@@ -42,7 +41,7 @@ class SettingsTests(SynchronousTestCase):
         with open(README, encoding="utf-8") as f:
             readme = f.read()
         for option in OPTIONS:
-            self.assertIn(f"`{option.env}`", readme)
+            self.assertIn(f"`{option.env}`", readme, f"{option.env} is missing from README's configuration table")
 
 
 class TapOptionsTests(SynchronousTestCase):
@@ -52,5 +51,6 @@ class TapOptionsTests(SynchronousTestCase):
         self.assertEqual(options["settings"].listen, ("tcp:1", "tcp:2"))
         self.assertEqual(options["settings"].eou_silence_ms, 100)
 
-    def test_bad_option_is_a_usage_error(self):
-        self.assertRaises(usage.UsageError, Options().parseOptions, ["--barge-in-ms", "abc"])
+    def test_bad_option_is_one_line_and_exit_1(self):
+        e = self.assertRaises(SystemExit, Options().parseOptions, ["--barge-in-ms", "abc"])
+        self.assertIn("--barge-in-ms", str(e.code))

@@ -40,3 +40,56 @@ class SpeakerTests(SynchronousTestCase):
         self.assertEqual(elapsed, 0)
         self.assertEqual(primary.calls, ["A.", "B."])
         self.assertEqual(len(speaker.cache), 2)
+
+
+class WarmUpFallbackTests(SynchronousTestCase):
+    """Issue 11, item 6: warm-up is concurrent (bounded), and phrases that fell back to the
+    fallback voice go back to the primary engine once it answers again."""
+
+    def test_warm_synthesizes_at_most_four_phrases_at_once(self):
+        from twisted.internet.defer import Deferred
+
+        pending = []
+
+        class Slow:
+            name = "google"
+
+            def synthesize(self, text):
+                d = Deferred()
+                pending.append(d)
+                return d
+
+        speaker = Speaker(Slow(), Engine("local", b"\x02"), PhraseCache())
+        warming = Deferred.fromCoroutine(speaker.warm([f"Phrase {i}." for i in range(10)], Clock(), concurrency=4))
+        self.assertEqual(len(pending), 4)
+        while pending:
+            pending.pop(0).callback(b"\x01")
+        self.successResultOf(warming)
+        self.assertEqual(len(speaker.cache), 10)
+        self.assertEqual(speaker.on_fallback, {})
+
+    def test_fallback_phrases_are_counted_warned_and_recovered(self):
+        from twisted.internet.defer import Deferred
+
+        primary = Engine("google", error=RuntimeError("503 unavailable"))
+        events = []
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        speaker = Speaker(primary, Engine("local", b"\x02"), PhraseCache())
+        clock = Clock()
+        self.successResultOf(Deferred.fromCoroutine(speaker.warm(["A.", "B."], clock)))
+        self.assertEqual(list(speaker.on_fallback), ["A.", "B."])
+        warned = [e for e in events if "TTS_WARMUP_FALLBACK" in e.get("log_format", "")]
+        self.assertEqual(len(warned), 1)
+        self.assertEqual(warned[0]["phrases_on_fallback"], 2)
+
+        speaker.recover(clock, 30)
+        clock.advance(30)  # still failing: kept on the fallback voice
+        self.assertEqual(speaker.cache.get("A."), b"\x02")
+        primary.error, primary.audio = None, b"\x01"
+        clock.advance(30)
+        self.assertEqual((speaker.cache.get("A."), speaker.cache.get("B.")), (b"\x01", b"\x01"))
+        self.assertEqual(speaker.on_fallback, {})
+        self.assertEqual(clock.getDelayedCalls(), [], "recovery stops once every phrase is back")

@@ -7,7 +7,9 @@ single source for the twistd options, the tac file and README's configuration ta
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -68,6 +70,16 @@ def _str(value: str) -> str:
     return value
 
 
+# language-[script-]region, the shapes Google and espeak take (en-US, he-IL, zh-Hant-TW, es-419).
+_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-[A-Za-z0-9]{5,8})*$")
+
+
+def _language(value: str) -> str:
+    if not _BCP47.match(value):
+        raise ValueError(f"{value!r} is not a BCP-47 language tag (e.g. en-US, he-IL)")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # attribute name; --name-with-dashes and VOICED_NAME_UPPER derive from it
@@ -75,6 +87,8 @@ class Option:
     default: Any
     help: str
     secret: bool = False
+    # A flag on the command line (--name, no value); its environment twin takes 1/0.
+    flag_only: bool = False
 
     @property
     def flag(self) -> str:
@@ -90,6 +104,10 @@ OPTIONS: list[Option] = [
     Option("public_url", _str, "", "public https://host[:port] base Twilio reaches (TwiML stream URL)"),
     Option("twilio_auth_token", _str, "", "Twilio auth token: check X-Twilio-Signature on /twiml and /media",
            secret=True),
+    Option("admin_listen", _str, "",
+           "endpoint for /health* and /metrics alone (empty: served on --listen with /media)"),
+    Option("warmup_timeout_s", _int_range(1, 86400), 300,
+           "not ready this long after start: /health reports unhealthy (a supervisor restarts it)"),
     Option("log_format", _choice("text", "json"), "text", "log output: text or json lines"),
     Option("log_file", _str, "", "append logs to this file (default: stdout; voiced.log when daemonized)"),
     Option("log_level", _choice("debug", "info", "warn", "error"), "info", "lowest log level written"),
@@ -122,7 +140,7 @@ OPTIONS: list[Option] = [
     Option("idle_max_reprompts", _int_range(0, 100), 2, "idle events in a row before a goodbye and hang-up"),
     Option("max_call_s", _int_range(0, 86400), 1800, "longest call; then a polite goodbye (0: no limit)"),
     Option("twilio_api_base", _str, "https://api.twilio.com", "Twilio REST base URL (hang-up and transfer)"),
-    Option("language", _str, "en-US", "BCP-47 language of callers and replies"),
+    Option("language", _language, "en-US", "BCP-47 language of callers and replies"),
     Option("eou_silence_ms", _int_range(20, 5000), 240, "silence after speech that ends the caller's turn"),
     Option("min_speech_ms", _int_range(20, 2000), 60, "voiced audio needed before a sound counts as speech"),
     Option("barge_in_ms", _int_range(20, 3000), 160, "caller speech over a reply needed to interrupt it"),
@@ -139,8 +157,9 @@ OPTIONS: list[Option] = [
     Option("interim_phrase", _str, "", "what the caller hears when STT fails (default by language)"),
     Option("tts_voice", _str, "", "Google TTS voice name (default: the language's standard voice)"),
     Option("google_endpoint", _str, "", "host:port of the Google speech APIs (an emulator)"),
-    Option("google_insecure", _bool, False, "plaintext gRPC to --google-endpoint (loopback only)"),
-    Option("google_insecure_remote", _bool, False, "allow plaintext gRPC to a non-loopback endpoint"),
+    Option("google_insecure", _bool, False, "plaintext gRPC to --google-endpoint (loopback only)", flag_only=True),
+    Option("google_insecure_remote", _bool, False, "allow plaintext gRPC to a non-loopback endpoint",
+           flag_only=True),
     Option("google_credentials_json", _str, "", "service-account JSON (materialized once, mode 0600)", secret=True),
     Option("google_channels", _int_range(1, 64), 4, "gRPC channels in the STT channel pool"),
     Option("google_timeout_s", _int_range(1, 3600), 330, "deadline of one Google STT stream, seconds"),
@@ -148,11 +167,33 @@ OPTIONS: list[Option] = [
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
+#: (Google STT model, language) pairs Google refuses with INVALID_ARGUMENT at every call
+#: (each call then runs on Whisper: STT_DEGRADED). A start-up warning, not an error: the
+#: daemon still works, and Google's list of models per language changes.
+KNOWN_UNSUPPORTED_MODELS = {
+    ("phone_call", "he"): "Google's phone_call model does not support Hebrew: every call is refused and "
+                          "falls back to Whisper; set VOICED_STT_MODEL=default or latest_long",
+}
+#: VOICED_* variables that are not options but are read all the same.
+OTHER_ENV = frozenset({"VOICED_LISTEN"})
+
+
+def unknown_env_warnings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per VOICED_* variable no option reads (a typo is otherwise silently ignored)."""
+    known = sorted({o.env for o in OPTIONS} | OTHER_ENV)
+    warnings = []
+    for name in sorted(k for k in environ if k.startswith("VOICED_") and k not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} is not a voiced setting and is ignored{hint}")
+    return warnings
 
 
 @dataclass(frozen=True)
 class Settings:
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
+    admin_listen: str = ""
+    warmup_timeout_s: int = 300
     public_url: str = ""
     twilio_auth_token: str = field(default="", repr=False)
     log_format: str = "text"

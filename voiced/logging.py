@@ -18,6 +18,9 @@ Two ways in:
     ``globalLogBeginner.beginLoggingTo`` or set as the application's ``ILogObserver``;
   - ``twistd --logger=voiced.logging.text_observer`` (or ``json_observer``), which
     takes its level from ``VOICED_LOG_LEVEL`` (default info).
+An observer given a path (``log_to_file``) reopens it on ``reopen()``, after logrotate
+moved it away (SIGUSR1, SIGHUP: see voiced.signals). The writer thread does the
+reopening, in order with the lines: the ones before go to the old file.
 ``stop()`` writes what is pending; the service calls it at shutdown, and every
 observer also stops at interpreter exit. After ``stop()`` lines are written
 synchronously, so shutdown messages are not lost.
@@ -45,6 +48,7 @@ _INFO = _RANK[LogLevel.info]
 # Lines per write call: few system calls under load, bounded memory per batch.
 _BATCH_LINES = 512
 _STOP = object()
+_REOPEN = object()
 _FORK_WAIT_S = 2.0
 # Keys of the legacy twisted.python.log event that duplicate our own fields.
 _LEGACY_KEYS = frozenset({"message", "isError", "failure", "why", "format", "time", "system"})
@@ -157,6 +161,7 @@ class QueueLogObserver:
         self._io_lock = threading.Lock()
         self._io_held_for_fork = False
         self._stopped = False
+        self._path: str | None = None  # the file we opened (and may reopen), if any
         self.write_errors = 0
         ref = weakref.ref(self)
         os.register_at_fork(
@@ -171,6 +176,45 @@ class QueueLogObserver:
         finds twistd has daemonized and pointed stdout at /dev/null)."""
         with self._io_lock:
             self._stream = stream
+
+    @property
+    def path(self) -> str | None:
+        return self._path
+
+    def log_to_file(self, path: str) -> None:
+        """Append to the file at ``path`` from now on; ``reopen()`` opens that path again."""
+        stream = _open_log(path)
+        with self._io_lock:
+            self._stream, self._path = stream, path
+
+    def reopen(self) -> bool:
+        """Open the log file again at its path (a rotation moved it); False without a file.
+        Never blocks the caller: the writer thread opens the new file."""
+        if self._path is None:
+            return False
+        if self._stopped:
+            with self._io_lock:
+                self._reopen_now()
+            return True
+        if self._thread is None:
+            self._start_writer()
+        self._queue.put(_REOPEN)
+        return True
+
+    def _reopen_now(self) -> None:
+        assert self._path is not None
+        self._flush()
+        try:
+            stream = _open_log(self._path)
+        except OSError as e:  # keep writing to the old file rather than nowhere
+            self.write_errors += 1
+            self._write(f"{_timestamp(None)} error [voiced.logging] cannot reopen {self._path}: {e.strerror}\n")
+            return
+        old, self._stream = self._stream, stream
+        try:
+            old.close()
+        except Exception:
+            pass
 
     def __call__(self, event: LogEvent) -> None:
         if _RANK.get(event.get("log_level"), _INFO) < self._min_rank:
@@ -206,7 +250,12 @@ class QueueLogObserver:
                     item = self._queue.get_nowait()
                 except Empty:
                     break
-                if item is not _STOP:
+                if item is _REOPEN:
+                    if lines:
+                        self._write("".join(lines))
+                        lines = []
+                    self._reopen_now()
+                elif item is not _STOP:
                     lines.append(item)
             if lines:
                 self._write("".join(lines))
@@ -250,11 +299,21 @@ class QueueLogObserver:
                 except Empty:
                     drained = True
                     break
-            stopping = any(item is _STOP for item in batch)
-            lines = "".join(item for item in batch if item is not _STOP)
+            stopping = False
+            pending: list[str] = []
             with self._io_lock:
-                if lines:
-                    self._write(lines)
+                for item in batch:
+                    if item is _STOP:
+                        stopping = True
+                    elif item is _REOPEN:
+                        if pending:
+                            self._write("".join(pending))
+                            pending = []
+                        self._reopen_now()
+                    else:
+                        pending.append(item)
+                if pending:
+                    self._write("".join(pending))
                 if drained or stopping:
                     self._flush()
             if stopping:
@@ -273,8 +332,16 @@ class QueueLogObserver:
             self.write_errors += 1
 
 
-def make_observer(fmt: str, min_level: str, stream: TextIO | None = None) -> QueueLogObserver:
-    return QueueLogObserver(stream=stream, fmt=fmt, min_level=min_level)
+def _open_log(path: str) -> TextIO:
+    return open(path, "a", buffering=1, encoding="utf-8")
+
+
+def make_observer(fmt: str, min_level: str, stream: TextIO | None = None, path: str = "") -> QueueLogObserver:
+    """An observer writing to ``path`` (reopened on ``reopen()``), else ``stream``, else stdout."""
+    observer = QueueLogObserver(stream=stream, fmt=fmt, min_level=min_level)
+    if path:
+        observer.log_to_file(path)
+    return observer
 
 
 def text_observer() -> QueueLogObserver:

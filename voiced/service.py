@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.threads import deferToThreadPool
@@ -30,9 +29,12 @@ from voiced.call.control import CallControl
 from voiced.call.turn import Call, CallTransport, TurnSettings
 from voiced.carrier.signature import signature_matches
 from voiced.carrier.twilio import Start
-from voiced.config import Settings
+from voiced.config import ConfigError, Settings
 from voiced.lifecycle import note_construction
+from voiced.listener import Listener
 from voiced.metrics import Metrics
+from voiced.retry import Backoff, retry
+from voiced.signals import SignalHandlers
 from voiced.stt.base import STTEngine
 from voiced.tts.speaker import PhraseCache, Speaker
 
@@ -48,6 +50,13 @@ DEFAULT_SYSTEM_PROMPT = (
     "one to three sentences, in plain words, with no lists, markdown or emoji."
 )
 CLOSE_WAIT_S = 2.0  # how long stopping waits for callers' sockets to close
+# Warm-up retries: what a retry can cure (the speech service briefly unreachable) is
+# retried for as long as the process lives; /health turns unhealthy after
+# VOICED_WARMUP_TIMEOUT_S so that a supervisor restarts a daemon that never gets ready.
+WARMUP_RETRY = Backoff(1.0, 30.0, attempts=1_000_000, jitter=0.1)
+GOOGLE_CONNECT_TIMEOUT_S = 5.0
+WARMUP_TTS_CONCURRENCY = 4  # phrases synthesized at once at warm-up
+TTS_RECOVERY_INTERVAL_S = 30.0  # how often phrases on the fallback voice try the primary engine again
 
 
 def _stdout_is_devnull() -> bool:
@@ -61,12 +70,13 @@ def _stdout_is_devnull() -> bool:
 class VoicedService(MultiService):
     name = "voiced"
 
-    def __init__(self, settings: Settings, reactor: Any = None) -> None:
+    def __init__(self, settings: Settings, reactor: Any = None, startup_warnings: Any = ()) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
         self.settings = settings
         self.clock = reactor
+        self.startup_warnings = list(startup_warnings)
         # Pure-Python objects, safe to build before twistd forks.
         self.metrics = Metrics()
         self.turn_settings = TurnSettings(
@@ -86,7 +96,14 @@ class VoicedService(MultiService):
         self.started_at: float | None = None
         self.engine_warmup_ms: dict[str, int] = {}
         self.tts_warmup_ms: int | None = None
-        self.warmup_error: str | None = None
+        self.warmup_error: str | None = None  # the last warm-up failure (retried unless fatal)
+        self.warmup_fatal = False  # a failure no retry can fix: /health says unhealthy
+        self._started_clock: float | None = None
+        self._signals = SignalHandlers(reactor, self._reopen_logs)
+        # Built once by the warm-up; a retried warm-up keeps what it already has.
+        self._whisper: Any = None
+        self._espeak: Any = None
+        self._google: Any = None
         self.calls: set[Call] = set()
         # Created in startService.
         self.stt_engine: STTEngine | None = None
@@ -100,11 +117,13 @@ class VoicedService(MultiService):
         self._log_observer: Any = None
         self._drained: Deferred[None] | None = None
 
-        from voiced.web import build_site
+        from voiced.web import build_admin_site, build_site
 
-        site = build_site(self)
+        site = build_site(self, with_admin=not settings.admin_listen)
         for endpoint in settings.listen:
-            strports.service(endpoint, site).setServiceParent(self)
+            Listener("--listen", endpoint, site, reactor).setServiceParent(self)
+        if settings.admin_listen:
+            Listener("--admin-listen", settings.admin_listen, build_admin_site(self), reactor).setServiceParent(self)
 
     # ---- twistd integration ---------------------------------------------------------------
     def setServiceParent(self, parent: Any) -> None:
@@ -113,19 +132,28 @@ class VoicedService(MultiService):
         if isinstance(parent, Componentized) and parent.getComponent(ILogObserver, None) is None:
             from voiced.logging import make_observer
 
-            stream = open(self.settings.log_file, "a", buffering=1) if self.settings.log_file else None
-            self._log_observer = make_observer(self.settings.log_format, self.settings.log_level, stream)
+            self._log_observer = make_observer(self.settings.log_format, self.settings.log_level,
+                                               path=self.settings.log_file)
             parent.setComponent(ILogObserver, self._log_observer)
         super().setServiceParent(parent)
 
     # ---- lifecycle -------------------------------------------------------------------------
+    def privilegedStartService(self) -> None:
+        if self._log_observer is not None and self._log_observer.path is None and _stdout_is_devnull():
+            # A daemonized tac file (the plugin names the file before the fork): twistd pointed
+            # stdout at /dev/null; keep the logs, a failed listen below included.
+            self._log_observer.log_to_file(os.path.abspath(DAEMON_LOG_FILE))
+        super().privilegedStartService()  # the listeners
+
     def startService(self) -> None:
         self.started_at = time.time()
-        if self._log_observer is not None and not self.settings.log_file and _stdout_is_devnull():
-            # twistd daemonized us and pointed stdout at /dev/null: keep the logs.
-            self._log_observer.set_stream(open(DAEMON_LOG_FILE, "a", buffering=1))
+        self._started_clock = self.clock.seconds()
         log.info("APP_START pid={pid} version={version} {summary}", pid=os.getpid(), version=__version__,
                  summary=self.settings.summary())
+        for warning in self.startup_warnings:
+            log.warn("CONFIG_WARNING {warning}", warning=warning)
+        if self._log_observer is not None:
+            self._signals.install()  # we own the process's logging: SIGUSR1/SIGHUP reopen it
         if not self.settings.twilio_auth_token:
             log.warn("X-Twilio-Signature is not checked (no VOICED_TWILIO_AUTH_TOKEN): anyone who reaches "
                      "this port can place calls")
@@ -135,8 +163,22 @@ class VoicedService(MultiService):
         self.tts_pool = self._pool("voiced-tts", 16)
         self._start_http()
         super().startService()  # the listeners: /health answers while engines warm up
-        self._warming = Deferred.fromCoroutine(self._warm_up())
-        self._warming.addErrback(self._warm_up_failed)
+        self._warming = self._start_warm_up()
+
+    def _start_warm_up(self, policy: Backoff = WARMUP_RETRY) -> Deferred[None]:
+        """Warm up, retrying what a retry may cure; a ConfigError is final at once."""
+        warming = retry(self.clock, lambda attempt: Deferred.fromCoroutine(self._warm_up()), policy,
+                        is_retryable=lambda failure: not failure.check(ConfigError), on_retry=self._warm_up_retry)
+        warming.addErrback(self._warm_up_failed)
+        return warming
+
+    def _reopen_logs(self, signal_name: str) -> None:
+        observer = self._log_observer
+        if observer is not None and observer.reopen():
+            # Queued after the reopening: this line is the new file's first.
+            log.info("LOG_REOPENED signal={signal} file={file}", signal=signal_name, file=observer.path)
+        else:
+            log.info("LOG_REOPENED signal={signal}: logging to stdout, nothing to reopen", signal=signal_name)
 
     def _start_http(self) -> None:
         """One persistent HTTP connection pool for every agent, tool and REST request:
@@ -203,31 +245,42 @@ class VoicedService(MultiService):
         return result
 
     async def _warm_up(self) -> None:
+        """Build the engines and fill the phrase cache. Retried on a transient failure,
+        so each step keeps what an earlier attempt built."""
         s = self.settings
         from voiced.stt.local import LocalSTTEngine, LocalTranscriber, WhisperTranscriber
         from voiced.tts.local import EspeakSynthesizer, LocalTTSEngine
 
         # Whisper is the local STT and, with Google, the fallback: load it either way.
-        whisper = await self._timed(
-            "stt_whisper", self.whisper_pool, WhisperTranscriber, s.whisper_model, 1, s.whisper_workers, s.language
-        )
-        if not whisper.serves_language:
-            log.warn("WHISPER_LANGUAGE the local Whisper model ({path}) does not know language={language}: "
-                     "{what}", path=whisper.model_path, language=s.language,
-                     what="no fallback transcription when Google STT fails (the interim phrase still plays)"
-                     if s.stt_engine == "google" else "the local STT engine will transcribe it as English")
+        if self._whisper is None:
+            self._whisper = await self._timed(
+                "stt_whisper", self.whisper_pool, WhisperTranscriber, s.whisper_model, 1, s.whisper_workers,
+                s.language,
+            )
+            if not self._whisper.serves_language:
+                log.warn("WHISPER_LANGUAGE the local Whisper model ({path}) does not know language={language}: "
+                         "{what}", path=self._whisper.model_path, language=s.language,
+                         what="no fallback transcription when Google STT fails (the interim phrase still plays)"
+                         if s.stt_engine == "google" else "the local STT engine will transcribe it as English")
+        whisper = self._whisper
         transcriber = LocalTranscriber(whisper, self.whisper_pool, self.clock)
-        espeak = await self._timed("tts_espeak", self.tts_pool, EspeakSynthesizer, s.language)
-        local_tts = LocalTTSEngine(espeak, self.tts_pool, self.clock)
-        self.agent = await self._timed(f"agent_{s.agent}", self.tts_pool, self._build_agent)
+        if self._espeak is None:
+            self._espeak = await self._timed("tts_espeak", self.tts_pool, EspeakSynthesizer, s.language)
+        local_tts = LocalTTSEngine(self._espeak, self.tts_pool, self.clock)
+        if self.agent is None:
+            self.agent = await self._timed(f"agent_{s.agent}", self.tts_pool, self._build_agent)
 
-        google = None
+        google = self._google
         if "google" in (s.stt_engine, s.tts_engine):
-            from voiced.google.clients import GoogleClients
+            if google is None:
+                from voiced.google.clients import GoogleClients
 
-            google = GoogleClients(s)
+                google = self._google = GoogleClients(s)
+                self._closers.append(google.stop)
             await self._timed("google_clients", self.tts_pool, google.start)
-            self._closers.append(google.stop)
+            # The one failure a retry cures at start-up: the speech service out of reach.
+            await self._timed("google_connect", self.tts_pool, google.wait_connected, GOOGLE_CONNECT_TIMEOUT_S,
+                              s.stt_engine == "google")
 
         if s.stt_engine == "google":
             from voiced.google.stt import GoogleSTTEngine
@@ -247,22 +300,39 @@ class VoicedService(MultiService):
             primary = local_tts
         self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc)
         phrases = self.agent.fixed_phrases() + self.turn_settings.phrases()
-        self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock))
+        self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock, WARMUP_TTS_CONCURRENCY))
         self.ready = not self.stopping
-        log.info("READY stt={stt} tts={tts} agent={agent} tts_warmup_ms={tts_ms} phrases={n} engines_ms={engines}",
-                 stt=self.stt_engine.name, tts=primary.name, agent=self.agent.name, tts_ms=self.tts_warmup_ms,
-                 n=len(self.speaker.cache), engines=self.engine_warmup_ms)
+        self.warmup_error = None
+        log.info("READY stt={stt} tts={tts} agent={agent} tts_warmup_ms={tts_warmup_ms} phrases={phrases} "
+                 "phrases_on_fallback={phrases_on_fallback} engines_ms={engines_ms}", stt=self.stt_engine.name,
+                 tts=primary.name, agent=self.agent.name, tts_warmup_ms=self.tts_warmup_ms,
+                 phrases=len(self.speaker.cache), phrases_on_fallback=len(self.speaker.on_fallback),
+                 engines_ms=self.engine_warmup_ms)
+        if self.speaker.on_fallback:
+            self.speaker.recover(self.clock, TTS_RECOVERY_INTERVAL_S)
+
+    def _warm_up_retry(self, attempt: int, delay: float, failure: Any) -> None:
+        self.warmup_error = failure.getErrorMessage() or failure.type.__name__
+        log.warn("WARMUP_RETRY attempt={attempt} delay_s={delay_s} error={error}: not accepting calls yet",
+                 attempt=attempt, delay_s=round(delay, 1), error=self.warmup_error)
 
     def _warm_up_failed(self, failure: Any) -> None:
         if failure.check(CancelledError):
             return  # stopped while warming up
         self.warmup_error = failure.getErrorMessage() or failure.type.__name__
-        log.failure("Warm-up failed: voiced is not accepting calls", failure)
+        self.warmup_fatal = True
+        if failure.check(ConfigError):  # the reason is the whole story: no traceback
+            log.critical("Warm-up failed: {error}: voiced is not accepting calls", error=self.warmup_error)
+        else:
+            log.failure("Warm-up failed: voiced is not accepting calls", failure)
 
     def stopService(self) -> Deferred[None]:
         self.stopping = True
         self.ready = False
-        log.info("APP_STOP active_calls={n}", n=len(self.calls))
+        self._signals.uninstall()
+        if self.speaker is not None:
+            self.speaker.stop_recovery()
+        log.info("APP_STOP active_calls={active_calls}", active_calls=len(self.calls))
         stopped = super().stopService()  # stop listening first
         if self._warming is not None:
             self._warming.cancel()
@@ -336,19 +406,41 @@ class VoicedService(MultiService):
 
     # ---- health ----------------------------------------------------------------------------------
     def liveness(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "status": "ok",
             "version": __version__,
             "pid": os.getpid(),
             "uptime_s": round(time.time() - (self.started_at or time.time()), 1),
             "active_calls": len(self.calls),
         }
+        reason = self._unhealthy_reason()
+        if reason:
+            body.update(status="unhealthy", reason=reason)
+        return body
+
+    def _unhealthy_reason(self) -> str | None:
+        """Why a supervisor should restart this process, if it should."""
+        if self.warmup_fatal:
+            return f"warm-up failed: {self.warmup_error}"
+        if self.ready or self.stopping or self._started_clock is None:
+            return None
+        waited = self.clock.seconds() - self._started_clock
+        if waited <= self.settings.warmup_timeout_s:
+            return None
+        last = f" (last error: {self.warmup_error})" if self.warmup_error else ""
+        return f"not ready {self.settings.warmup_timeout_s} s after start{last}"
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         if self.ready:
             return True, {"ready": True, "active_calls": len(self.calls)}
-        reason = "stopping" if self.stopping else (f"warm-up failed: {self.warmup_error}" if self.warmup_error
-                                                   else "warming up")
+        if self.stopping:
+            reason = "stopping"
+        elif self.warmup_fatal:
+            reason = f"warm-up failed: {self.warmup_error}"
+        elif self.warmup_error:
+            reason = f"warming up, retrying: {self.warmup_error}"
+        else:
+            reason = "warming up"
         return False, {"ready": False, "reason": reason}
 
     def warmup_report(self) -> dict[str, Any]:
@@ -357,4 +449,5 @@ class VoicedService(MultiService):
             "tts_warmup_ms": self.tts_warmup_ms,
             "engines_ms": dict(self.engine_warmup_ms),
             "phrases_cached": len(self.speaker.cache) if self.speaker else 0,
+            "phrases_on_fallback": len(self.speaker.on_fallback) if self.speaker else 0,
         }

@@ -1,5 +1,7 @@
-"""One HTTP port, several resources: /media, /twiml, /health, /health/ready,
-/health/warmup and /metrics."""
+"""The HTTP resources: /media and /twiml for the carrier; /health, /health/ready,
+/health/warmup and /metrics for operators. By default one port serves them all;
+with --admin-listen the operators' routes move to a port of their own (loopback,
+or a cluster-internal address) and the public port no longer has them."""
 
 from __future__ import annotations
 
@@ -77,6 +79,9 @@ class _Leaf(Resource):
 
 
 class Liveness(Resource):
+    """200 while the process is healthy; 503 once a supervisor should restart it (warm-up
+    failed for good, or has not finished within VOICED_WARMUP_TIMEOUT_S)."""
+
     def __init__(self, service: "VoicedService") -> None:
         super().__init__()
         self.service = service
@@ -89,7 +94,8 @@ class Liveness(Resource):
         return super().getChild(path, request)
 
     def render_GET(self, request: Request) -> bytes:
-        return _json(request, 200, self.service.liveness())
+        body = self.service.liveness()
+        return _json(request, 200 if body["status"] == "ok" else 503, body)
 
 
 class Readiness(_Leaf):
@@ -130,8 +136,9 @@ class Twiml(_Leaf):
 
         stream_url = f"wss://{settings.public_host or self._host_from_request(request)}/media"
         params = {"From": field(b"From"), "To": field(b"To"), "CallSid": field(b"CallSid")}
-        log.info("TWIML call={call} from={frm} to={to} stream={url}", call=params["CallSid"] or "-",
-                 frm=params["From"], to=params["To"], url=stream_url)
+        # Field names as in the text, so JSON lines and text lines read the same.
+        log.info("TWIML call={call} from={from} to={to} stream={stream}", call=params["CallSid"] or "-",
+                 to=params["To"], stream=stream_url, **{"from": params["From"]})
         request.setHeader(b"content-type", b"text/xml; charset=utf-8")
         return twiml_connect_stream(stream_url, params).encode("utf-8")
 
@@ -146,14 +153,30 @@ class Twiml(_Leaf):
         return (request.getHeader("host") or "localhost").strip()
 
 
-def build_site(service: "VoicedService") -> Site:
-    root = Resource()
-    factory = MediaStreamFactory(service, service.clock)
-    root.putChild(b"media", WebSocketResource(factory))
-    root.putChild(b"twiml", Twiml(service))
-    root.putChild(b"health", Liveness(service))
-    root.putChild(b"metrics", Metrics(service))
+def _site(root: Resource) -> Site:
     site = Site(root, requestFactory=BoundedRequest)
     site.displayTracebacks = False
     site.noisy = False
     return site
+
+
+def add_admin_routes(root: Resource, service: "VoicedService") -> Resource:
+    root.putChild(b"health", Liveness(service))
+    root.putChild(b"metrics", Metrics(service))
+    return root
+
+
+def build_site(service: "VoicedService", with_admin: bool = True) -> Site:
+    """The carrier's site (/media, /twiml), with the operators' routes unless they have their own port."""
+    root = Resource()
+    factory = MediaStreamFactory(service, service.clock)
+    root.putChild(b"media", WebSocketResource(factory))
+    root.putChild(b"twiml", Twiml(service))
+    if with_admin:
+        add_admin_routes(root, service)
+    return _site(root)
+
+
+def build_admin_site(service: "VoicedService") -> Site:
+    """/health* and /metrics alone, for --admin-listen."""
+    return _site(add_admin_routes(Resource(), service))

@@ -26,8 +26,13 @@ class Daemon:
         tac: bool = False,
         args: list[str] | None = None,
         daemonize: bool = False,
+        admin: bool = False,
     ) -> None:
         self.port = free_port()
+        # With admin, /health* and /metrics are on a port of their own (--admin-listen).
+        self.admin_port = free_port() if admin else None
+        if admin:
+            args = ["--admin-listen", f"tcp:{self.admin_port}:interface=127.0.0.1"] + (args or [])
         self.rundir = tempfile.mkdtemp(prefix="voiced-e2e-")
         self.daemonized = daemonize
         self.log_file = tempfile.NamedTemporaryFile("w+", prefix="voiced-e2e-", suffix=".log", delete=False)
@@ -50,9 +55,12 @@ class Daemon:
     def media_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/media"
 
-    def get(self, path: str) -> tuple[int, bytes]:
+    def get(self, path: str, port: int | None = None) -> tuple[int, bytes]:
+        if port is None:
+            admin_route = path.startswith(("/health", "/metrics"))
+            port = self.admin_port if admin_route and self.admin_port else self.port
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()

@@ -21,7 +21,7 @@ import json
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -538,6 +538,7 @@ def place_call(
     signed_url: str | None = None,
     reply_gap_ms: int = 600,
     connect_timeout_s: float = 10.0,
+    tls: Any = None,
 ) -> Deferred[CallReport]:
     """Place one simulated Twilio call to ``url`` (ws:// or wss://) and speak ``lines``.
 
@@ -545,6 +546,8 @@ def place_call(
     rejected upgrade (then ``connected`` is False and ``errors`` says why); it
     never errbacks. ``auth_token`` signs the upgrade with X-Twilio-Signature over
     ``signed_url`` (default ``url``: set it to the daemon's public wss:// URL).
+    ``tls`` replaces the default wss:// verification (the system's CAs and the host
+    name): see ``voiced.caller.main.tls_options`` for --cacert and --insecure.
     """
     is_secure, host, port, _resource, _path, _params = parse_url(url)
     parameters = {"From": "+15550100", "To": "+15550199", **(custom_parameters or {})}
@@ -558,6 +561,6 @@ def place_call(
     factory.setProtocolOptions(openHandshakeTimeout=connect_timeout_s, closeHandshakeTimeout=2.0)
     endpoint = HostnameEndpoint(reactor, host, port, timeout=connect_timeout_s)
     if is_secure:
-        endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
+        endpoint = wrapClientTLS(tls if tls is not None else optionsForClientTLS(host), endpoint)
     endpoint.connect(factory).addErrback(session.connection_failed)
     return session.done

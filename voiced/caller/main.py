@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any, Sequence
 
+from autobahn.websocket.util import parse_url
 from twisted.internet import task, threads
 from twisted.internet.defer import gatherResults
 
@@ -85,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("TWILIO_AUTH_TOKEN"),
         help="sign the upgrade with X-Twilio-Signature (default $TWILIO_AUTH_TOKEN)",
     )
+    p.add_argument("--cacert", metavar="FILE.pem",
+                   help="trust this CA (or self-signed) certificate for a wss:// URL, instead of the system's")
+    p.add_argument("--insecure", action="store_true",
+                   help="wss:// without verifying the certificate at all (testing only)")
     p.add_argument("--signed-url", help="the public wss:// URL the signature covers (default the URL called)")
     p.add_argument("--out", metavar="FILE.wav", help="save the bot's audio as heard (call N > 1 gets FILE-N.wav)")
     p.add_argument("--out-caller", metavar="FILE.wav", help="save both sides mixed, the caller's audio included")
@@ -130,8 +135,25 @@ def transcribe_all(reports: list[CallReport], model_path: str) -> str | None:
     return None
 
 
+def tls_options(url: str, cacert: str | None = None, insecure: bool = False) -> Any:
+    """Client TLS for a wss:// URL: None (the default: system CAs, host name checked), a
+    certificate file to trust instead (--cacert, a self-signed daemon), or no
+    verification at all (--insecure)."""
+    from twisted.internet import ssl
+
+    if insecure:
+        return ssl.CertificateOptions()  # verify=False: encrypted, but anyone could be at the other end
+    if cacert:
+        host = parse_url(url)[1]
+        with open(cacert, "rb") as f:
+            trusted = ssl.Certificate.loadPEM(f.read())
+        return ssl.optionsForClientTLS(host, trustRoot=trusted)
+    return None
+
+
 async def run(reactor: Any, args: argparse.Namespace, lines: list[CallerLine]) -> None:
     parameters = {"From": args.from_, "To": args.to, **dict(args.param)}
+    tls = tls_options(args.url, args.cacert, args.insecure)
     calls = [
         place_call(
             reactor,
@@ -146,6 +168,7 @@ async def run(reactor: Any, args: argparse.Namespace, lines: list[CallerLine]) -
             account_sid=args.account_sid,
             auth_token=args.auth_token,
             signed_url=args.signed_url,
+            tls=tls,
         )
         for i in range(args.calls)
     ]
@@ -184,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--calls must be at least 1")
     if not args.url.startswith(("ws://", "wss://")):
         parser.error(f"{args.url!r} is not a ws:// or wss:// URL")
+    if (args.cacert or args.insecure) and not args.url.startswith("wss://"):
+        parser.error("--cacert and --insecure apply to a wss:// URL")
+    if args.cacert and not os.path.isfile(args.cacert):
+        parser.error(f"--cacert {args.cacert}: no such file")
     try:
         lines = load_lines(args.lines, args.language)
     except (OSError, ValueError, RuntimeError) as e:

@@ -186,6 +186,35 @@ _CANCELLED = object()
 _CANCEL_SETTLE_S = 0.02
 
 
+#: A request waiting this long before recognition means the recognizer is not keeping up.
+BEHIND_S = 1.0
+
+
+class BehindWatch:
+    """Audio arrives in real time, so a request that waited in the inbox for long means
+    recognition (Whisper, on the emulator's cores) is slower than the calls' speech:
+    finals come late and voiced answers partials. Says so once per stream, and once
+    when it has caught up again."""
+
+    def __init__(self, number: int, stats: EmulatorStats, threshold_s: float = BEHIND_S) -> None:
+        self.number = number
+        self.stats = stats
+        self.threshold_s = threshold_s
+        self.behind = False
+
+    def note(self, waited_s: float) -> None:
+        if waited_s > self.threshold_s and not self.behind:
+            self.behind = True
+            log.warning(
+                "RECOGNIZER_BEHIND stream=%d waited_s=%.1f active_streams=%d: recognition is slower than real "
+                "time, finals will be late (too many concurrent calls for this machine: see README)",
+                self.number, waited_s, self.stats.snapshot()["active_streams"],
+            )
+        elif self.behind and waited_s < self.threshold_s / 2:
+            self.behind = False
+            log.info("RECOGNIZER_CAUGHT_UP stream=%d", self.number)
+
+
 def _pump(requests: Iterator[StreamingRecognizeRequest], inbox: queue.SimpleQueue) -> None:
     """Reader thread: requests -> (arrival time, request) in the inbox, then an end marker."""
     end = _HALF_CLOSED
@@ -356,8 +385,10 @@ class _Speech:
             single_utterance=streaming.single_utterance,
             voice_activity_events=streaming.enable_voice_activity_events,
         )
+        behind = BehindWatch(stream.number, stream.stats)
         while not session.done:
             request = next_request()
+            behind.note(time.monotonic() - last_arrival)
             if ended_by_client(request):
                 stream.cancelled()
                 return

@@ -9,7 +9,6 @@ handshake costs a turn ~100 ms) without pinging so often that Google answers
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
@@ -18,7 +17,9 @@ from google.api_core import grpc_helpers
 from google.auth.credentials import Credentials
 from twisted.logger import Logger
 
-from voiced.config import ConfigError, Settings
+from voiced.config import Settings
+# Re-exported: the checks live apart from grpc so start-up can run them before twistd forks.
+from voiced.google.endpoint import check_endpoint, endpoint_host, is_loopback  # noqa: F401
 from voiced.lifecycle import note_construction
 
 SPEECH_TARGET = "speech.googleapis.com:443"
@@ -39,36 +40,6 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, Any], ...] = (
 
 log = Logger()
 T = TypeVar("T")
-
-
-def endpoint_host(endpoint: str) -> str:
-    """The host of ``host:port`` or ``[v6]:port``."""
-    if endpoint.startswith("["):
-        return endpoint[1 : endpoint.find("]")]
-    return endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a DNS name: never resolved here, so never trusted
-
-
-def check_endpoint(settings: Settings) -> None:
-    """Refuse plaintext gRPC (audio and text in clear) to anything but loopback, unless asked."""
-    if settings.google_insecure and not settings.google_endpoint:
-        raise ConfigError("--google-insecure needs --google-endpoint (the emulator's host:port)")
-    if settings.google_insecure and not settings.google_insecure_remote:
-        host = endpoint_host(settings.google_endpoint)
-        if not is_loopback(host):
-            raise ConfigError(
-                f"refusing plaintext gRPC to non-loopback host {host!r} "
-                "(callers' audio would cross the network unencrypted); "
-                "use TLS, or set --google-insecure-remote if you really mean it"
-            )
 
 
 def open_channel(

@@ -7,6 +7,7 @@ gRPC objects do not survive a fork. The service calls start() from startService
 
 from __future__ import annotations
 
+import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import speech_v1, texttospeech_v1
 from google.cloud.speech_v1.services.speech.transports import SpeechGrpcTransport
@@ -50,6 +51,7 @@ class GoogleClients:
         self._credentials: LoadedCredentials | None = None
         self._speech: ChannelPool[speech_v1.SpeechClient] | None = None
         self._tts_channel = None
+        self._first_speech_channel = None
         self._tts: texttospeech_v1.TextToSpeechClient | None = None
 
     @property
@@ -67,6 +69,7 @@ class GoogleClients:
             open_channel(settings, creds.credentials, SPEECH_TARGET, i) for i in range(settings.google_channels)
         ]
         self._speech = ChannelPool(channels, _speech_client)
+        self._first_speech_channel = channels[0]
         # TTS calls are short unary RPCs: one channel of their own, apart from the streams.
         self._tts_channel = open_channel(settings, creds.credentials, TTS_TARGET, settings.google_channels)
         self._tts = texttospeech_v1.TextToSpeechClient(transport=TextToSpeechGrpcTransport(channel=self._tts_channel))
@@ -78,11 +81,25 @@ class GoogleClients:
             source=creds.source,
         )
 
+    def wait_connected(self, timeout_s: float, speech: bool = True) -> None:
+        """Block (in a worker thread) until a speech channel (else the TTS channel) has
+        connected; ConnectionError after ``timeout_s``: the service is out of reach."""
+        channel = self._first_speech_channel if speech else self._tts_channel
+        if channel is None:
+            raise RuntimeError("GoogleClients.start() has not been called")
+        ready = grpc.channel_ready_future(channel)
+        try:
+            ready.result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            ready.cancel()
+            where = self.settings.google_endpoint or (SPEECH_TARGET if speech else TTS_TARGET)
+            raise ConnectionError(f"cannot connect to {where} within {timeout_s:g} s") from None
+
     def stop(self) -> None:
         """Close every channel (streams in flight end, freeing their threads)."""
         if self._speech is not None:
             self._speech.close()
-            self._speech = None
+            self._speech = self._first_speech_channel = None
         if self._tts_channel is not None:
             self._tts_channel.close()
             self._tts_channel = self._tts = None

@@ -57,27 +57,58 @@ def load_credentials(settings: Settings, environ: Mapping[str, str] | None = Non
         loaded = _from_json(settings.google_credentials_json)
     elif environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
         path = environ["GOOGLE_APPLICATION_CREDENTIALS"]
-        try:
-            creds = service_account.Credentials.from_service_account_file(path, scopes=list(SCOPES))
-        except OSError as e:
-            raise CredentialsError(f"GOOGLE_APPLICATION_CREDENTIALS: cannot read {path}: {e.strerror}") from None
-        except (ValueError, TypeError):
-            raise CredentialsError(f"GOOGLE_APPLICATION_CREDENTIALS: {path} is not a service-account key") from None
-        loaded = LoadedCredentials(creds, f"GOOGLE_APPLICATION_CREDENTIALS={path}")
+        loaded = LoadedCredentials(_from_file(path), f"GOOGLE_APPLICATION_CREDENTIALS={path}")
     else:
-        # May probe the GCE metadata server (seconds when absent): acceptable once, at start-up.
-        try:
-            creds, _ = google.auth.default(scopes=list(SCOPES))
-        except google.auth.exceptions.DefaultCredentialsError as e:
-            raise CredentialsError(
-                f"no Google credentials: set {JSON_ENV} or GOOGLE_APPLICATION_CREDENTIALS ({e})"
-            ) from None
-        loaded = LoadedCredentials(creds, "application default credentials")
+        loaded = LoadedCredentials(_application_default(settings), "application default credentials")
     note_construction("google_credentials")
     return loaded
 
 
-def _from_json(text: str) -> LoadedCredentials:
+def check_credentials(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """What load_credentials would refuse, found without writing anything (before twistd forks):
+    raises CredentialsError with the one-line reason."""
+    environ = os.environ if environ is None else environ
+    if settings.google_endpoint and settings.google_insecure:
+        return
+    if settings.google_credentials_json:
+        info = _parse_json_key(settings.google_credentials_json)
+        try:
+            service_account.Credentials.from_service_account_info(info, scopes=list(SCOPES))
+        except (ValueError, TypeError):
+            raise CredentialsError(f"{JSON_ENV}: its private_key is not a usable PEM RSA key") from None
+    elif environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        _from_file(environ["GOOGLE_APPLICATION_CREDENTIALS"])
+    else:
+        _application_default(settings)
+
+
+def _from_file(path: str) -> Credentials:
+    try:
+        return service_account.Credentials.from_service_account_file(path, scopes=list(SCOPES))
+    except OSError as e:
+        raise CredentialsError(f"GOOGLE_APPLICATION_CREDENTIALS: cannot read {path}: {e.strerror}") from None
+    except (ValueError, TypeError, KeyError):
+        raise CredentialsError(f"GOOGLE_APPLICATION_CREDENTIALS: {path} is not a service-account key") from None
+
+
+def _application_default(settings: Settings) -> Credentials:
+    # May probe the GCE metadata server (seconds when absent): acceptable once, at start-up.
+    try:
+        creds, _ = google.auth.default(scopes=list(SCOPES))
+    except google.auth.exceptions.DefaultCredentialsError:
+        hint = ""
+        if settings.google_endpoint and not settings.google_insecure:
+            # The usual slip with the emulator: the endpoint is set, plaintext is not.
+            hint = (f"; VOICED_GOOGLE_ENDPOINT={settings.google_endpoint} is set: for a plaintext emulator "
+                    "also set VOICED_GOOGLE_INSECURE=1")
+        raise CredentialsError(
+            f"no Google credentials: set {JSON_ENV} or GOOGLE_APPLICATION_CREDENTIALS, or use VOICED_STT=local "
+            f"and VOICED_TTS=local{hint}"
+        ) from None
+    return creds
+
+
+def _parse_json_key(text: str) -> dict:
     # Error messages name the variable and the problem, never the content: it is a secret.
     try:
         info = json.loads(text)
@@ -88,6 +119,11 @@ def _from_json(text: str) -> LoadedCredentials:
     missing = [name for name in _REQUIRED_FIELDS if not info.get(name)]
     if missing:
         raise CredentialsError(f"{JSON_ENV} lacks {', '.join(missing)}")
+    return info
+
+
+def _from_json(text: str) -> LoadedCredentials:
+    info = _parse_json_key(text)
     path = _materialize(text)
     try:
         creds = service_account.Credentials.from_service_account_file(path, scopes=list(SCOPES))

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -50,6 +51,9 @@ class Speaker:
         self.fallback = fallback
         self.cache = cache
         self._on_fallback = on_fallback
+        #: Cached phrases spoken by the fallback engine, waiting for the primary one to answer.
+        self.on_fallback: dict[str, None] = {}
+        self._recovery: LoopingCall | None = None
 
     def synthesize(self, text: str, call_id: str = "-") -> Deferred[bytes]:
         cached = self.cache.get(text)
@@ -71,10 +75,58 @@ class Speaker:
         self._on_fallback()
         return self.fallback.synthesize(text)  # type: ignore[union-attr]
 
-    async def warm(self, phrases: list[str], clock: IReactorTime) -> float:
-        """Fill the cache through the primary engine (falling back if needed);
-        returns the elapsed milliseconds: the TTS warm-up /health/warmup reports."""
+    async def warm(self, phrases: list[str], clock: IReactorTime, concurrency: int = 4) -> float:
+        """Fill the cache through the primary engine, ``concurrency`` phrases at once; a phrase
+        the primary engine fails is cached in the fallback voice (and listed in
+        ``on_fallback`` for ``recover``). Returns the elapsed milliseconds: the TTS warm-up
+        /health/warmup reports."""
         started = clock.seconds()
-        for text in dict.fromkeys(p for p in phrases if p.strip()):
-            self.cache.put(text, await self.synthesize(text, call_id="warmup"))
+        texts = list(dict.fromkeys(p for p in phrases if p.strip()))
+        errors: list[str] = []
+        limit = DeferredSemaphore(max(1, concurrency))
+        await gatherResults([limit.run(self._warm_one, text, errors) for text in texts], consumeErrors=True)
+        if self.on_fallback:
+            log.warn(
+                "TTS_WARMUP_FALLBACK phrases_on_fallback={phrases_on_fallback} phrases={phrases} engine={engine} "
+                "error={error}: these phrases use the {fallback} voice until {engine} answers again",
+                phrases_on_fallback=len(self.on_fallback), phrases=len(texts), engine=self.primary.name,
+                error=errors[0], fallback=self.fallback.name if self.fallback else "-",
+            )
         return (clock.seconds() - started) * 1000
+
+    async def _warm_one(self, text: str, errors: list[str]) -> None:
+        try:
+            audio = await self.primary.synthesize(text)
+        except Exception as e:
+            if self.fallback is None or self.fallback is self.primary:
+                raise
+            errors.append(str(e) or type(e).__name__)
+            self._on_fallback()
+            audio = await self.fallback.synthesize(text)
+            self.on_fallback[text] = None
+        self.cache.put(text, audio)
+
+    def recover(self, clock: IReactorTime, interval_s: float) -> None:
+        """Every ``interval_s``, try the primary engine on the phrases on the fallback voice;
+        stop once all of them are cached in the primary voice."""
+        if self._recovery is None and self.on_fallback:
+            self._recovery = LoopingCall(lambda: Deferred.fromCoroutine(self._recover_once()))
+            self._recovery.clock = clock
+            self._recovery.start(interval_s, now=False)
+
+    def stop_recovery(self) -> None:
+        if self._recovery is not None and self._recovery.running:
+            self._recovery.stop()
+        self._recovery = None
+
+    async def _recover_once(self) -> None:
+        for text in list(self.on_fallback):
+            try:
+                audio = await self.primary.synthesize(text)
+            except Exception:
+                return  # still failing: the next tick tries again (one attempt, not a flood)
+            self.cache.put(text, audio)
+            self.on_fallback.pop(text, None)
+        log.info("TTS_RECOVERED engine={engine}: every cached phrase is in the {engine} voice again",
+                 engine=self.primary.name)
+        self.stop_recovery()

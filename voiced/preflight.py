@@ -1,0 +1,159 @@
+"""Start-up checks: what retrying cannot fix is found before twistd reports started.
+
+twistd forks into a daemon *after* ``makeService`` and reports success once
+``startService`` returns, so a problem found in warm-up leaves a daemon that says
+it is alive and can never take a call. Everything here runs in ``makeService``,
+before the fork, and touches nothing a later start could trip on: it reads files,
+parses endpoints, loads (never writes) credentials and probes that listen ports are
+free. ``check`` raises ``ConfigError`` with the one-line reason; what is suspicious
+but workable comes back as warnings for the start-up log.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+from typing import Any, Mapping
+
+from voiced.config import KNOWN_UNSUPPORTED_MODELS, ConfigError, Settings, unknown_env_warnings
+
+#: Google closes a StreamingRecognize stream at about 305 s of audio.
+GOOGLE_STREAM_LIMIT_S = 300
+
+
+def check(settings: Settings, environ: Mapping[str, str] | None = None, reactor: Any = None) -> list[str]:
+    """Raise ConfigError for a configuration the daemon cannot work with; return warnings."""
+    environ = os.environ if environ is None else environ
+    for endpoint in settings.listen:
+        check_listen("--listen", endpoint, reactor)
+    if settings.admin_listen:
+        check_listen("--admin-listen", settings.admin_listen, reactor)
+    _check_files(settings)
+    if "google" in (settings.stt_engine, settings.tts_engine):
+        _check_google(settings, environ)
+    return unknown_env_warnings(environ) + _warnings(settings)
+
+
+def check_listen(option: str, endpoint: str, reactor: Any = None) -> None:
+    """Parse an endpoint string as twistd will, and check its TCP port is free to bind."""
+    from twisted.internet.endpoints import serverFromString
+
+    if reactor is None:
+        from twisted.internet import reactor  # type: ignore[no-redef]
+    try:
+        parsed = serverFromString(reactor, endpoint)
+    except ValueError as e:
+        raise ConfigError(f"{option} {endpoint!r}: {_endpoint_problem(e)}") from None
+    except OSError as e:  # ssl: a key or certificate file that cannot be read
+        raise ConfigError(f"{option} {endpoint!r}: cannot read {e.filename or 'a key file'}: {e.strerror}") from None
+    except Exception as e:  # e.g. an ssl key that does not parse
+        raise ConfigError(f"{option} {endpoint!r}: {type(e).__name__}: {e}") from None
+    problem = _bind_problem(parsed)
+    if problem:
+        raise ConfigError(f"{option} {endpoint!r}: {problem}")
+
+
+def _endpoint_problem(error: ValueError) -> str:
+    text = str(error)
+    if text.startswith("invalid literal for int()"):
+        return f"the port must be a number, not {text.split(': ', 1)[-1]}"
+    if text.startswith("Unknown endpoint type"):
+        return f"{text[0].lower()}{text[1:]} (use tcp:PORT, tcp:PORT:interface=ADDRESS, ssl:PORT:privateKey=KEY.pem)"
+    return text
+
+
+def _bind_problem(endpoint: Any) -> str | None:
+    """Bind (and at once close) the endpoint's TCP port; the listener itself is only made
+    after the fork, where an error no longer reaches the terminal whole."""
+    port, interface = getattr(endpoint, "_port", None), getattr(endpoint, "_interface", None)
+    if not isinstance(port, int) or port == 0 or interface is None:
+        return None  # not TCP (unix:, ...), or an ephemeral port
+    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as twisted's own Port does
+        probe.bind((interface or ("::" if family == socket.AF_INET6 else ""), port))
+    except OSError as e:
+        return listen_problem(e, port, interface)
+    finally:
+        probe.close()
+    return None
+
+
+def listen_problem(error: OSError | None, port: int | str, interface: str) -> str:
+    """What an operator needs to hear about a failed bind, in a few words."""
+    where = f"port {port} on {interface or 'all interfaces'}"
+    code = getattr(error, "errno", None)
+    if code == errno.EADDRINUSE:
+        return f"{where} is already in use"
+    if code == errno.EACCES:
+        return f"{where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    if code == errno.EADDRNOTAVAIL:
+        return f"{interface} is not an address of this host"
+    return f"cannot listen on {where}: {getattr(error, 'strerror', None) or error}"
+
+
+def _readable(what: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what}: {path} is not UTF-8 text") from None
+
+
+def _check_files(settings: Settings) -> None:
+    s = settings
+    if s.agent == "script" and s.script:
+        from voiced.agent.script import load_dialog
+
+        _readable("VOICED_SCRIPT", s.script)
+        try:
+            load_dialog(s.script)  # pure parsing (not the agent: that counts as a construction)
+        except ValueError as e:
+            raise ConfigError(f"VOICED_SCRIPT: {e}") from None
+    if s.agent == "openai" and s.system_prompt_file:
+        if not _readable("VOICED_SYSTEM_PROMPT_FILE", s.system_prompt_file).strip():
+            raise ConfigError(f"VOICED_SYSTEM_PROMPT_FILE: {s.system_prompt_file} is empty")
+    if s.agent == "openai" and s.tools_file:
+        try:
+            tools = json.loads(_readable("VOICED_TOOLS_FILE", s.tools_file))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"VOICED_TOOLS_FILE: {s.tools_file} is not JSON (line {e.lineno})") from None
+        if not isinstance(tools, list):
+            raise ConfigError(f"VOICED_TOOLS_FILE: {s.tools_file} must hold a JSON list of tools")
+    if s.whisper_model and not os.path.isdir(s.whisper_model):
+        raise ConfigError(f"VOICED_WHISPER_MODEL: {s.whisper_model} is not a directory")
+    if s.log_file:
+        directory = os.path.dirname(os.path.abspath(s.log_file))
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(f"VOICED_LOG_FILE: cannot write a log file in {directory}")
+
+
+def _check_google(settings: Settings, environ: Mapping[str, str]) -> None:
+    from voiced.google.credentials import check_credentials
+    from voiced.google.endpoint import check_endpoint
+
+    check_endpoint(settings)
+    check_credentials(settings, environ)
+
+
+def _warnings(settings: Settings) -> list[str]:
+    warnings = []
+    mismatch = KNOWN_UNSUPPORTED_MODELS.get((settings.stt_model, settings.language.split("-")[0].lower()))
+    if settings.stt_engine == "google" and mismatch:
+        warnings.append(f"VOICED_STT_MODEL={settings.stt_model} with VOICED_LANGUAGE={settings.language}: {mismatch}")
+    if settings.stt_engine == "google" and settings.stt_rollover_s >= GOOGLE_STREAM_LIMIT_S:
+        warnings.append(
+            f"VOICED_STT_ROLLOVER_S={settings.stt_rollover_s} is at or above Google's ~{GOOGLE_STREAM_LIMIT_S} s "
+            "stream limit: streams will hit the limit before they are replaced; keep it below (default 240)"
+        )
+    if settings.stt_engine == "google" and settings.stt_rollover_s >= settings.google_timeout_s:
+        warnings.append(
+            f"VOICED_STT_ROLLOVER_S={settings.stt_rollover_s} is not below VOICED_GOOGLE_TIMEOUT_S="
+            f"{settings.google_timeout_s}: streams will time out before they are replaced"
+        )
+    return warnings
