@@ -279,3 +279,54 @@ class CallWithAgentTests(SynchronousTestCase):
         self.assertNotIn(("clear",), self.transport.sent[1:])
         self.echo_all_marks()
         self.assertEqual(self.transport.sent[-1], ("hangup",))
+
+
+class RecordingObserver:
+    def __init__(self):
+        self.events = []
+
+    def call_event(self, record, kind, data):
+        self.events.append((kind, data))
+
+
+class CallRecordTests(CallWithAgentTests):
+    def test_the_record_and_its_events(self):
+        observer = RecordingObserver()
+        self.make_call()
+        self.call.observer = observer
+        self.conversation.answers.append(lambda sink: sink.text("First one here. Then the second sentence is long."))
+        self.say("tell me")
+        self.call.on_mark("r2.start")
+        self.clock.advance(0.6)
+        self.call.on_mark("r2.s0")
+        self.frames("v" * 8)  # barge-in
+        self.frames("." * 12)
+        self.call.on_transcript("bye", True)
+        self.echo_all_marks()
+        self.call.on_stt_retry("UNAVAILABLE")
+        self.call.close("websocket closed code=1000")
+        record = self.call.record
+        self.assertEqual((record.call_sid, record.from_number, record.end_reason),
+                         ("CA1", "+15550001", "websocket closed code=1000"))
+        first, second = record.turns
+        self.assertEqual((first.caller_text, first.heard_text, first.interrupted),
+                         ("tell me", "First one here. Then", True))
+        self.assertEqual(first.reply_text, "First one here. Then the second sentence is long.")
+        self.assertEqual((second.caller_text, second.heard_text, second.interrupted), ("bye", "Okay.", False))
+        self.assertIsNotNone(second.metrics["TOTAL_LATENCY_MS"])
+        self.assertEqual(record.stt_retries, 1)
+        self.assertEqual([k for k, _ in observer.events], ["caller", "turn", "bot", "caller", "turn", "bot", "end"])
+        json_record = record.as_json()
+        self.assertEqual(json_record["turns"][0]["heard_text"], "First one here. Then")
+
+    def test_a_failing_observer_never_reaches_the_call(self):
+        class Broken:
+            def call_event(self, record, kind, data):
+                raise RuntimeError("observer bug")
+
+        self.make_call()
+        self.call.observer = Broken()
+        self.say("hello")
+        self.echo_all_marks()
+        self.assertEqual(self.call.state, State.LISTENING)
+        self.assertTrue(self.flushLoggedErrors(RuntimeError))

@@ -64,12 +64,16 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, object]] = []
+        self.retries: list[str] = []
 
     def on_transcript(self, text: str, is_final: bool) -> None:
         self.events.append(("final" if is_final else "partial", text))
 
     def on_stt_failure(self, reason: str) -> None:
         self.events.append(("failure", reason))
+
+    def on_stt_retry(self, error: str) -> None:
+        self.retries.append(error)
 
     def of(self, kind: str) -> list[object]:
         return [value for k, value in self.events if k == kind]

@@ -106,7 +106,7 @@ class RecordingMetrics(Metrics):
 
     def record_turn(self, call_id, turn, times):
         self.turns.append((turn, times.intervals_ms()))
-        super().record_turn(call_id, turn, times)
+        return super().record_turn(call_id, turn, times)
 
 
 class TurnMachineTests(SynchronousTestCase):

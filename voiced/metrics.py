@@ -115,10 +115,12 @@ class Metrics:
         )
         self.registry.register(_ConstructionCollector())
 
-    def record_turn(self, call_id: str, turn: int, times: TurnTimes) -> None:
+    def record_turn(self, call_id: str, turn: int, times: TurnTimes) -> dict[str, int | None]:
+        """Log the TURN line and observe the histograms; returns the line's values."""
         intervals = times.intervals_ms()
         log.info("{line}", line=_turn_line(call_id, turn, intervals), call=call_id, turn=turn, **intervals)
         self.turns_total.inc()
         for name, value in intervals.items():
             if value is not None:
                 self._turn_histograms[name].observe(value)
+        return intervals

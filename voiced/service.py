@@ -26,6 +26,7 @@ from voiced import __version__
 from voiced.agent.base import Agent, CallInfo
 from voiced.call.eou import EndOfUtterance, WebRtcVoiceActivity
 from voiced.call.control import CallControl
+from voiced.call.record import CallHub
 from voiced.call.turn import Call, CallTransport, TurnSettings
 from voiced.carrier.signature import signature_matches
 from voiced.carrier.twilio import Start
@@ -105,6 +106,7 @@ class VoicedService(MultiService):
         self._espeak: Any = None
         self._google: Any = None
         self.calls: set[Call] = set()
+        self.call_hub = CallHub()  # every call's events: the journal and live viewers subscribe
         # Created in startService.
         self.stt_engine: STTEngine | None = None
         self.speaker: Speaker | None = None
@@ -391,7 +393,7 @@ class VoicedService(MultiService):
         eou = EndOfUtterance(self.clock, WebRtcVoiceActivity(s.vad_aggressiveness), s.eou_silence_ms, s.min_speech_ms)
         call = Call(
             info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
-            self.metrics, self.turn_settings, self.call_control,
+            self.metrics, self.turn_settings, self.call_control, self.call_hub,
         )
         self.calls.add(call)
         self.metrics.calls_total.inc()

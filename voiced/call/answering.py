@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from voiced.agent.base import AgentError, EndCall, Event, Idle, Said, TransferCall, TurnRequest
 from voiced.audio import SAMPLE_RATE
 from voiced.call.model import State, Turn
+from voiced.call.record import TurnRecord
 from voiced.call.reply import Reply
 
 log = Logger(namespace="voiced.call")
@@ -49,6 +50,9 @@ class Answering:
         else:
             log.info("EVENT call={call} turn={turn} event={event}", call=self.call_id, turn=turn.number,
                      event=turn.event)
+        event = turn.event.as_json() if turn.event is not None else None
+        self.record.turns.append(TurnRecord(turn.number, turn.text, event))
+        self._tell("caller", {"turn": turn.number, "text": turn.text, "event": event})
         self.state = State.THINKING
         reply = self._new_reply("r", turn)
         turn.times.agent_asked = self.clock.seconds()
@@ -66,12 +70,16 @@ class Answering:
         else:
             log.failure("AGENT_FAILED call={call} reply={reply}", failure, call=self.call_id, reply=reply.mark_prefix)
         self.metrics.agent_failures_total.inc()
+        if reply.turn is not None and (record := self.record.turn(reply.turn.number)) is not None:
+            record.agent_error = failure.getErrorMessage() or failure.type.__name__
         reply.fail(self.settings.apology_phrase)  # its end mark returns the call to listening
 
     def filler_played(self, reply: Reply) -> None:
         log.info("FILLER call={call} reply={reply}: no reply within {ms} ms", call=self.call_id,
                  reply=reply.mark_prefix, ms=self.settings.filler_ms)
         self.metrics.fillers_total.inc()
+        if reply.turn is not None and (record := self.record.turn(reply.turn.number)) is not None:
+            record.filler = True
 
     def _interrupt(self, reply: Reply) -> None:
         """Stop ``reply`` now; the history keeps what the caller heard of it."""
@@ -83,6 +91,7 @@ class Answering:
         heard = reply.heard(cut_at=self.clock.seconds())
         if heard is not None:
             self.history.append(heard)
+        self._record_reply(reply, heard, cut=reply.audio_started)
         if reply.turn is not None:
             self._report(reply.turn)
 
@@ -114,6 +123,7 @@ class Answering:
         heard = reply.heard(assume_played=assume_played)
         if heard is not None:
             self.history.append(heard)
+        self._record_reply(reply, heard, cut=False)
         if reply.turn is not None:
             self._report(reply.turn)  # a turn answered by an apology is measured too
         if reply is not self._reply or self.state not in (State.GREETING, State.SPEAKING, State.THINKING):
@@ -240,4 +250,28 @@ class Answering:
         if turn.reported or turn.number is None:
             return
         turn.reported = True
-        self.metrics.record_turn(self.call_id, turn.number, turn.times)
+        intervals = self.metrics.record_turn(self.call_id, turn.number, turn.times)
+        if (record := self.record.turn(turn.number)) is not None:
+            record.metrics = intervals
+        self._tell("turn", {"turn": turn.number, "metrics": intervals})
+
+    # ---- the record (voiced.call.record) ----------------------------------------------------
+    def _record_reply(self, reply: Reply, heard: Said | None, cut: bool) -> None:
+        if reply.mark_prefix.startswith("p") or not (reply.spoken_text or heard):
+            return  # an interim prompt is not conversation
+        record = self.record.turn(reply.turn.number) if reply.turn is not None else None
+        heard_text = heard.text if heard is not None else ""
+        interrupted = cut and heard_text != reply.spoken_text
+        if record is not None:
+            record.reply_text, record.heard_text, record.interrupted = reply.spoken_text, heard_text, interrupted
+            record.actions = [type(a).__name__ for a in reply.actions]
+        self._tell("bot", {"turn": reply.turn.number if reply.turn is not None else None,
+                           "text": reply.spoken_text, "heard": heard_text, "interrupted": interrupted})
+
+    def _tell(self, kind: str, data: dict) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer.call_event(self.record, kind, data)
+        except Exception:  # an observer's bug must never reach the call
+            log.failure("Call observer failed on {kind} call={call}", kind=kind, call=self.call_id)

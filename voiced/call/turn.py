@@ -34,6 +34,7 @@ from voiced.call.answering import END_MARK_GRACE_S, Answering
 from voiced.call.control import CallControl
 from voiced.call.eou import EndOfUtterance, SpeechEnded, SpeechStarted
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
+from voiced.call.record import CallObserver, CallRecord
 from voiced.call.reply import Reply
 from voiced.metrics import Metrics, TurnTimes
 from voiced.stt.base import STTEngine
@@ -70,6 +71,7 @@ class Call(Answering):
         metrics: Metrics,
         settings: TurnSettings,
         control: CallControl | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.info = info
         self.call_id = info.call_id
@@ -80,6 +82,8 @@ class Call(Answering):
         self.metrics = metrics
         self.settings = settings
         self.control = control
+        self.observer = observer
+        self.record = CallRecord.begin(info, clock.seconds())
         self._eou = eou
         self._stt = stt.open_stream(info.call_id, self)
         self.state = State.GREETING
@@ -111,6 +115,7 @@ class Call(Answering):
     def start(self) -> None:
         log.info("CALL_START call={call} from={frm} to={to}", call=self.call_id, frm=self.info.from_number,
                  to=self.info.to_number)
+        self._tell("start", {})
         greeting = self._new_reply("g", turn=None)
         for sentence in self.conversation.greeting():
             greeting.say(sentence)
@@ -198,11 +203,15 @@ class Call(Answering):
             if timer is not None and timer.active():
                 timer.cancel()
         for reply in self._replies.values():
+            self._record_reply(reply, reply.heard(), cut=reply.audio_started)
             if reply.turn is not None:
                 self._report(reply.turn)
             reply.cancel()
         self._replies.clear()
         self._stt.close()
+        self.record.ended_at = self.clock.seconds()
+        self.record.end_reason = reason or "-"
+        self._tell("end", {})
 
     # ---- inputs from STT (TranscriptListener) ----------------------------------------
     def on_transcript(self, text: str, is_final: bool) -> None:
@@ -255,11 +264,15 @@ class Call(Answering):
             self._stt.flush()  # the utterance is over for the engine too (its markers, its watchdog)
             self._finish_turn()
 
+    def on_stt_retry(self, error: str) -> None:
+        self.record.stt_retries += 1
+
     def on_stt_failure(self, reason: str) -> None:
         if self.state is State.ENDED:
             return
         log.warn("STT_FAILED call={call} reason={reason}", call=self.call_id, reason=reason)
         self.metrics.stt_failures_total.inc()
+        self.record.stt_failures.append(reason)
         self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
         turn = self._turn
         if turn.times.speech_start is None and self._abandoned is not None:

@@ -490,6 +490,7 @@ class GoogleSTTStream:
             attempt=self._attempt,
             delay_ms=int(round(delay * 1000)),
         )
+        self._listener.on_stt_retry(error)
         self._waiting = deferLater(self._reactor, delay)
         self._waiting.addCallbacks(self._retry_now, lambda f: None)
 

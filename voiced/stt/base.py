@@ -23,6 +23,9 @@ class TranscriptListener(Protocol):
         """The engine gave up on the current audio (retries exhausted or a
         non-retryable error). The stream stays usable: the call goes on."""
 
+    def on_stt_retry(self, error: str) -> None:
+        """The engine is re-creating its stream after ``error`` (for the call's record)."""
+
 
 class STTStream(Protocol):
     #: True while the stream produces partials and finals by itself as audio flows;

@@ -1,0 +1,108 @@
+"""What a call leaves behind: its record, and the events that build it as it happens.
+
+A ``Call`` keeps one ``CallRecord`` and tells a ``CallObserver`` (the service's hub)
+each time something worth keeping happened. The same events feed the ``TURN``,
+``CALLER`` and ``BOT`` log lines, the journal (the record, once the call has
+ended) and anything that watches calls live. Pure data: no I/O, no clock reads
+(times are handed in).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from twisted.logger import Logger
+
+from voiced.agent.base import CallInfo
+
+log = Logger(namespace="voiced.call")
+
+
+@dataclass
+class TurnRecord:
+    number: int
+    caller_text: str  # "" for an event turn
+    event: dict[str, Any] | None = None  # {"dtmf": "5"} | {"idle": 1}
+    reply_text: str = ""  # everything the agent said (fillers and apologies excluded)
+    heard_text: str = ""  # what of it the caller heard
+    interrupted: bool = False
+    actions: list[str] = field(default_factory=list)
+    filler: bool = False
+    agent_error: str = ""  # the failed reply's reason (the apology played)
+    metrics: dict[str, int | None] = field(default_factory=dict)  # the TURN line's values
+
+
+@dataclass
+class CallRecord:
+    call_sid: str
+    stream_sid: str
+    from_number: str
+    to_number: str
+    parameters: dict[str, str]
+    started_at: float  # wall-clock seconds (time.time())
+    ended_at: float | None = None
+    end_reason: str = ""
+    turns: list[TurnRecord] = field(default_factory=list)
+    stt_retries: int = 0
+    stt_failures: list[str] = field(default_factory=list)  # each give-up's reason
+
+    @classmethod
+    def begin(cls, info: CallInfo, started_at: float) -> "CallRecord":
+        return cls(info.call_id, info.stream_id, info.from_number, info.to_number, dict(info.custom_parameters),
+                   started_at)
+
+    def turn(self, number: int) -> TurnRecord | None:
+        for turn in reversed(self.turns):
+            if turn.number == number:
+                return turn
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CallObserver(Protocol):
+    """Told of every call's life. Called on the reactor thread; must not block or raise."""
+
+    def call_event(self, record: CallRecord, kind: str, data: dict[str, Any]) -> None:
+        """``kind`` is one of: ``start``; ``caller`` (a turn asked: number, text, event);
+        ``bot`` (a reply finished or was cut: turn, text, heard, interrupted); ``turn``
+        (a turn's metrics: number, metrics); ``end`` (the record is complete)."""
+
+
+#: Ended calls kept in memory for whoever wants the recent ones (a console) without a journal.
+RECENT_CALLS = 200
+
+
+class CallHub:
+    """Process-wide (the service owns it): fans every call's events out to the
+    observers that subscribed (a journal, live viewers) and keeps the records of
+    the last ``RECENT_CALLS`` ended calls. One failing observer never stops the
+    others, nor the call."""
+
+    def __init__(self, keep: int = RECENT_CALLS) -> None:
+        self._observers: list[CallObserver] = []
+        self.live: dict[str, CallRecord] = {}
+        self.recent: deque[CallRecord] = deque(maxlen=keep)
+
+    def subscribe(self, observer: CallObserver) -> None:
+        self._observers.append(observer)
+
+    def unsubscribe(self, observer: CallObserver) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    def call_event(self, record: CallRecord, kind: str, data: dict[str, Any]) -> None:
+        if kind == "start":
+            self.live[record.call_sid] = record
+        elif kind == "end":
+            self.live.pop(record.call_sid, None)
+            self.recent.append(record)
+        for observer in list(self._observers):
+            try:
+                observer.call_event(record, kind, data)
+            except Exception:
+                log.failure("Call observer {observer!r} failed on {kind} call={call}", observer=observer, kind=kind,
+                            call=record.call_sid)
