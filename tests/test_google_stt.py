@@ -72,6 +72,9 @@ class Recorder:
     def on_stt_failure(self, reason: str) -> None:
         self.events.append(("failure", reason))
 
+    def on_fallback_transcript(self, text: str) -> None:
+        self.events.append(("final", text))
+
     def on_stt_retry(self, error: str) -> None:
         self.retries.append(error)
 

@@ -323,8 +323,24 @@ class TurnMachineTests(SynchronousTestCase):
         self.assertEqual(self.transport.marks()[0], "p2.start")
         self.assertEqual(self.call.state, State.AWAITING_FINAL)
         self.clock.advance(2.0)  # beyond the normal final timeout, within the fallback bound
-        self.call.on_transcript("what time do you open", True)
+        self.call.on_fallback_transcript("what time do you open")
         self.assertEqual(self.conversation.asked, ["what time do you open"])
+
+    def test_a_fallback_transcript_after_its_turn_was_answered_is_not_the_next_turns(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10)
+        self.call.on_transcript("what time", False)
+        self.frames("." * 12)
+        self.call.on_stt_failure("UNAVAILABLE after 4 attempts")
+        self.clock.advance(4.0)  # the fallback bound: the partial is answered
+        self.assertEqual(self.conversation.asked, ["what time"])
+        self.echo_all_marks()
+        self.frames("v" * 10)  # the caller's next question begins
+        self.call.on_fallback_transcript("what time do you open")  # the fallback, late
+        self.frames("." * 12)
+        self.call.on_transcript("where are you", True)
+        self.assertEqual(self.conversation.asked, ["what time", "where are you"])
 
     def test_goodbye_hangs_up_after_it_played(self):
         self.make_call()
@@ -464,7 +480,7 @@ class TurnMachineTests(SynchronousTestCase):
         self.call.on_stt_failure("Google STT failed after 4 retries")  # the same utterance: one phrase
         self.assertEqual(self.transport.marks().count("p2.start"), 1)
         self.clock.advance(0.5)
-        self.call.on_transcript("what time do you open", True)  # the fallback's text
+        self.call.on_fallback_transcript("what time do you open")
         self.assertEqual(self.conversation.asked, ["what time do you open"])
 
     def test_a_turn_ended_by_the_engines_final_flushes_the_stream(self):
@@ -507,5 +523,5 @@ class TurnMachineTests(SynchronousTestCase):
         self.call.on_stt_failure("Google STT failed after 4 retries")  # mid-utterance
         self.assertEqual(self.transport.sent, [])
         self.frames("v" * 5 + "." * 12)
-        self.call.on_transcript("what time do you open", True)  # the fallback's text
+        self.call.on_fallback_transcript("what time do you open")
         self.assertEqual(self.conversation.asked, ["what time do you open"])

@@ -264,6 +264,16 @@ class Call(Answering):
             self._stt.flush()  # the utterance is over for the engine too (its markers, its watchdog)
             self._finish_turn()
 
+    def on_fallback_transcript(self, text: str) -> None:
+        # It answers the utterance STT gave up on, while that one still waits; once the
+        # turn was answered (from its partial) it is stale, and the caller's next words are
+        # someone else's turn.
+        owner = self._turn if self._turn.stt_failed and self._turn.number is None else self._abandoned
+        if owner is None or not owner.stt_failed or self.state not in (State.LISTENING, State.AWAITING_FINAL):
+            log.info("Dropping a late fallback transcript call={call} text={text!r}", call=self.call_id, text=text)
+            return
+        self.on_transcript(text, True)
+
     def on_stt_retry(self, error: str) -> None:
         self.record.stt_retries += 1
 

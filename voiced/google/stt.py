@@ -528,7 +528,7 @@ class GoogleSTTStream:
     def _fallback_text(self, text: str) -> None:
         text = text.strip()
         if text and not self._closed:
-            self._listener.on_transcript(text, True)
+            self._listener.on_fallback_transcript(text)
 
     def _fallback_failed(self, failure: Failure) -> None:
         if not self._closed:

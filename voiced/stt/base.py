@@ -23,6 +23,10 @@ class TranscriptListener(Protocol):
         """The engine gave up on the current audio (retries exhausted or a
         non-retryable error). The stream stays usable: the call goes on."""
 
+    def on_fallback_transcript(self, text: str) -> None:
+        """The fallback's transcript of audio the engine gave up on (``on_stt_failure``):
+        it belongs to the utterance that was lost, not to whatever is said now."""
+
     def on_stt_retry(self, error: str) -> None:
         """The engine is re-creating its stream after ``error`` (for the call's record)."""
 
