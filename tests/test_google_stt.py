@@ -69,7 +69,7 @@ class Recorder:
     def on_transcript(self, text: str, is_final: bool) -> None:
         self.events.append(("final" if is_final else "partial", text))
 
-    def on_stt_failure(self, reason: str) -> None:
+    def on_stt_failure(self, reason: str, answer_coming: bool = False) -> None:
         self.events.append(("failure", reason))
 
     def on_fallback_transcript(self, text: str) -> None:

@@ -72,8 +72,10 @@ class FakeTTS:
 
     def __init__(self):
         self.pending = None  # when set, synthesis waits on Deferreds the test fires
+        self.spoken = []
 
     def synthesize(self, text):
+        self.spoken.append(text)
         if self.pending is not None:
             d = Deferred()
             self.pending.append(d)
@@ -325,6 +327,15 @@ class TurnMachineTests(SynchronousTestCase):
         self.clock.advance(2.0)  # beyond the normal final timeout, within the fallback bound
         self.call.on_fallback_transcript("what time do you open")
         self.assertEqual(self.conversation.asked, ["what time do you open"])
+
+    def test_the_interim_phrase_asks_for_a_repeat_only_when_no_answer_is_coming(self):
+        for answer_coming, phrase in ((True, "Hold on."), (False, "Oops.")):
+            self.make_call(streaming=True)
+            self.call.settings = TurnSettings(interim_phrase="Oops.", interim_wait_phrase="Hold on.")
+            self.finish_greeting()
+            self.frames("v" * 10 + "." * 12)
+            self.call.on_stt_failure("UNAVAILABLE after 4 attempts", answer_coming=answer_coming)
+            self.assertEqual(self.tts.spoken[-1], phrase)
 
     def test_a_fallback_transcript_after_its_turn_was_answered_is_not_the_next_turns(self):
         self.make_call(streaming=True)

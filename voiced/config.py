@@ -22,6 +22,13 @@ INTERIM_PHRASES = {
 }
 
 
+# When the fallback is transcribing what was lost, an answer is on its way: no "say it again".
+INTERIM_WAIT_PHRASES = {
+    "en": "Sorry, I had a momentary problem hearing you. One moment.",
+    "he": "סליחה, הייתה בעיה רגעית בזיהוי הדיבור. רק רגע.",
+}
+
+
 class ConfigError(ValueError):
     pass
 
@@ -155,6 +162,8 @@ OPTIONS: list[Option] = [
     Option("stt_retry_attempts", _int_range(0, 20), 4, "STT retries per failure before the interim phrase"),
     Option("stt_fallback_timeout_ms", _int_range(100, 30000), 4000, "bound on the Whisper fallback after STT fails"),
     Option("interim_phrase", _str, "", "what the caller hears when STT fails (default by language)"),
+    Option("interim_wait_phrase", _str, "",
+           "what the caller hears when STT fails but the fallback is transcribing (default by language)"),
     Option("tts_voice", _str, "", "Google TTS voice name (default: the language's standard voice)"),
     Option("google_endpoint", _str, "", "host:port of the Google speech APIs (an emulator)"),
     Option("google_insecure", _bool, False, "plaintext gRPC to --google-endpoint (loopback only)", flag_only=True),
@@ -240,6 +249,7 @@ class Settings:
     stt_retry_attempts: int = 4
     stt_fallback_timeout_ms: int = 4000
     interim_phrase: str = ""
+    interim_wait_phrase: str = ""
     tts_voice: str = ""
     google_endpoint: str = ""
     google_insecure: bool = False
@@ -335,6 +345,11 @@ class Settings:
     @property
     def interim_text(self) -> str:
         return self.interim_phrase or INTERIM_PHRASES.get(self.language.split("-")[0].lower(), INTERIM_PHRASES["en"])
+
+    @property
+    def interim_wait_text(self) -> str:
+        return self.interim_wait_phrase or INTERIM_WAIT_PHRASES.get(self.language.split("-")[0].lower(),
+                                                                    INTERIM_WAIT_PHRASES["en"])
 
     def summary(self) -> str:
         """One line for APP_START; secrets redacted."""

@@ -85,6 +85,7 @@ class VoicedService(MultiService):
             final_timeout_ms=settings.stt_final_timeout_ms,
             fallback_timeout_ms=settings.stt_fallback_timeout_ms,
             interim_phrase=settings.interim_text,
+            interim_wait_phrase=settings.interim_wait_text,
             filler_ms=settings.agent_filler_ms,
             filler_phrase=settings.filler_phrase,
             apology_phrase=settings.apology_phrase,

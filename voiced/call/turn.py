@@ -277,7 +277,7 @@ class Call(Answering):
     def on_stt_retry(self, error: str) -> None:
         self.record.stt_retries += 1
 
-    def on_stt_failure(self, reason: str) -> None:
+    def on_stt_failure(self, reason: str, answer_coming: bool = False) -> None:
         if self.state is State.ENDED:
             return
         log.warn("STT_FAILED call={call} reason={reason}", call=self.call_id, reason=reason)
@@ -299,7 +299,10 @@ class Call(Answering):
         if self._eou.in_speech:
             return  # the caller is talking (the fallback has their words): a phrase now would talk over them
         prompt = self._new_reply("p", turn=None, current=False)
-        prompt.say(self.settings.interim_phrase, in_history=False)
+        # "Let's try that again" while the fallback's answer is on its way would have the
+        # caller repeat over it.
+        phrase = self.settings.interim_wait_phrase if answer_coming else self.settings.interim_phrase
+        prompt.say(phrase, in_history=False)
         prompt.finish()
         if self.state is State.AWAITING_FINAL:
             # The fallback transcription may still rescue the turn, within its bound.

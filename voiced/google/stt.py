@@ -513,8 +513,8 @@ class GoogleSTTStream:
         # A cool-down before the next audio may open a stream: no tight reopen cycle.
         self._waiting = deferLater(self._reactor, self._engine.backoff.max_s)
         self._waiting.addCallbacks(self._cooled_down, lambda f: None)
-        self._listener.on_stt_failure(reason)
         fallback = self._engine.fallback
+        self._listener.on_stt_failure(reason, answer_coming=fallback is not None and bool(audio))
         if fallback is None or not audio or self._closed:
             return
         timeout_s = self._engine.settings.stt_fallback_timeout_ms / 1000
@@ -572,7 +572,7 @@ class GoogleSTTStream:
                 self._local.feed(self._audio.since(self._settled_at))  # pre-roll for the next utterance
         self._audio = _AudioLog()
         self._owed_from = None
-        self._listener.on_stt_failure(reason)
+        self._listener.on_stt_failure(reason, answer_coming=fallback is not None)
         if owed and not self._closed:
             self.flush()  # the one final the turn waits for (empty without a fallback)
 

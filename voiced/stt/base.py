@@ -19,9 +19,10 @@ class TranscriptListener(Protocol):
         """A partial (``is_final=False``: the best guess so far for the audio since
         the last final) or a final segment of text (``is_final=True``)."""
 
-    def on_stt_failure(self, reason: str) -> None:
+    def on_stt_failure(self, reason: str, answer_coming: bool = False) -> None:
         """The engine gave up on the current audio (retries exhausted or a
-        non-retryable error). The stream stays usable: the call goes on."""
+        non-retryable error). The stream stays usable: the call goes on.
+        ``answer_coming``: a fallback is transcribing that audio, so a final may still come."""
 
     def on_fallback_transcript(self, text: str) -> None:
         """The fallback's transcript of audio the engine gave up on (``on_stt_failure``):
