@@ -405,6 +405,20 @@ class MisbehavingServerTests(EmulatorCase):
         self.assertEqual(stream.streams_opened, 3)  # one, then two retries: no hot loop
         self.assertEqual(len(self.logs.starting("STT_RETRY")), 2)
 
+    async def test_the_stream_limit_in_silence_is_a_rollover_not_a_failure(self) -> None:
+        # A 2 s limit and silence only: no responses ever, yet each stream ran to the limit.
+        self.patch(google_stt, "HEALTHY_STREAM_S", 1.0)
+        engine = self.start_engine(FaultPlan(max_stream_s=2), backoff=Backoff.from_ms(50, 100, 2))
+        stream, listener = self.open(engine, "CA-limit")
+        await feed_paced(stream, b"\xff" * 8000 * 7, speed=4)
+        await until(lambda: stream.streams_opened >= 3, what="streams replaced at the limit")
+        self.assertEqual(listener.of("failure"), [])
+        self.assertEqual(self.logs.starting("STT_RETRY"), [])
+        self.assertTrue(self.logs.starting("STT_REOPEN"))
+        # The limit is below the rollover age: later streams roll over before it.
+        self.assertLess(engine.rollover_s, 2.0)
+        self.assertTrue(self.logs.starting("STT_ROLLOVER_ADAPTED"))
+
     async def test_a_hung_server_is_noticed_after_the_callers_turn(self) -> None:
         # The server swallows audio and never answers (as a SIGSTOPped process would).
         engine = self.start_engine(FaultPlan(latency_ms=60_000), backoff=Backoff.from_ms(50, 100, 1))
@@ -450,8 +464,10 @@ class LongCallTests(EmulatorCase):
         self.assertEqual(self.logs.starting("STT_RETRY"), [])
 
     async def test_stream_limit_mid_utterance_reopens_with_replay(self) -> None:
-        # No rollover: the 20 s limit cuts streams wherever they are, often mid-utterance.
+        # No rollover: the 20 s limit cuts streams wherever they are, often mid-utterance
+        # (rollover adaptation off: this is the path of a limit met mid-word).
         engine = self.start_engine(FaultPlan(max_stream_s=20))
+        self.patch(engine, "stream_limit_seen", lambda age_s: None)
         stream, listener = self.open(engine)
         for n in range(1, 101):
             await until(lambda: len(listener.of("final")) >= n - 2, what=f"final {n - 2}")

@@ -127,6 +127,17 @@ class GoogleSTTEngine:
         )
         self.config = recognition_config(settings)
 
+    def stream_limit_seen(self, age_s: float) -> None:
+        """A server ended a stream at its duration limit before our rollover age: roll over
+        earlier from now on, at a final or in silence, instead of meeting the limit mid-word."""
+        adapted = round(age_s * 0.8, 1)
+        if age_s >= self.rollover_s or adapted < HEALTHY_STREAM_S:
+            return
+        log.warn("STT_ROLLOVER_ADAPTED the speech service ends streams after {age:.0f} s, before "
+                 "VOICED_STT_ROLLOVER_S={rollover:.0f}: rolling over at {adapted} s", age=age_s,
+                 rollover=self.rollover_s, adapted=adapted)
+        self.rollover_s = adapted
+
     def open_stream(self, call_id: str, listener: TranscriptListener) -> "GoogleSTTStream":
         return GoogleSTTStream(self, call_id, listener)
 
@@ -181,6 +192,10 @@ class _Session:
         self.responded = True
         if self._first_response is None:
             self._first_response = (now, self.sent_upto)
+
+    def age(self, now: float) -> float:
+        """Wall or audio time since the stream opened, whichever is more (as for rollover)."""
+        return max(now - self.opened_at, (self.sent_upto - self.base) / SAMPLE_RATE)
 
     def healthy(self, now: float) -> bool:
         """Real progress: a final, or answers for HEALTHY_STREAM_S (wall or audio time,
@@ -453,7 +468,8 @@ class GoogleSTTStream:
         if self._closed or session is not self._session:
             return  # retired on purpose: how it ended does not matter
         self._session = None
-        healthy = session.healthy(self._reactor.seconds())
+        now = self._reactor.seconds()
+        healthy = session.healthy(now)
         if healthy:
             self._attempt = 0  # it worked for a while: this failure is a new one
         if not isinstance(result, Failure):
@@ -461,12 +477,16 @@ class GoogleSTTStream:
                 self._retry_or_give_up("StreamEndedWithoutResult", "the stream ended without a final result")
             return  # the service ended a working stream: the next audio reopens one
         error = result.value
-        if isinstance(error, gexc.OutOfRange) and healthy:
-            # Google's stream limits (max duration, audio timeout) on a working stream: not
-            # a failure. The next audio reopens a stream, which replays what this one had
-            # not finalized. (Refused before any progress, e.g. "audio streamed too fast",
-            # it goes through the backoff instead, or it would reopen 50 times a second.)
+        if isinstance(error, gexc.OutOfRange) and (healthy or session.age(now) >= HEALTHY_STREAM_S):
+            # Google's stream limits (max duration, audio timeout) on a stream that ran, even
+            # one that only heard silence: not a failure. The next audio reopens a stream,
+            # which replays what this one had not finalized. (Refused at once, e.g. "audio
+            # streamed too fast", it goes through the backoff instead, or it would reopen 50
+            # times a second.)
+            self._attempt = 0
             log.info("STT_REOPEN call={call_id} reason={reason}", call_id=self._call_id, reason=error.message)
+            if "duration" in (error.message or "").lower():  # not an audio timeout: the limit itself
+                self._engine.stream_limit_seen(session.age(now))
         elif is_transient(error) or session.responded or isinstance(error, (gexc.OutOfRange, gexc.Cancelled)):
             # After responses the configuration was accepted: whatever ended the stream
             # (a proxy's RST_STREAM shows as CANCELLED) is worth a new one.
