@@ -29,6 +29,10 @@ INTERIM_WAIT_PHRASES = {
 }
 
 
+FILLER_PHRASE = "One moment."
+APOLOGY_PHRASE = "Sorry, I'm having trouble answering right now. Could you say that again?"
+
+
 class ConfigError(ValueError):
     pass
 
@@ -139,9 +143,8 @@ OPTIONS: list[Option] = [
     Option("tools_url", _str, "", "where the openai agent POSTs the tool calls of --tools-file"),
     Option("tools_timeout_ms", _int_range(100, 120000), 8000, "bound on one tool call"),
     Option("agent_filler_ms", _int_range(0, 60000), 1200, "no first sentence within this: play the filler (0: never)"),
-    Option("filler_phrase", _str, "One moment.", "the filler"),
-    Option("apology_phrase", _str, "Sorry, I'm having trouble answering right now. Could you say that again?",
-           "said when the agent fails"),
+    Option("filler_phrase", _str, FILLER_PHRASE, "the filler"),
+    Option("apology_phrase", _str, APOLOGY_PHRASE, "said when the agent fails"),
     Option("idle_reprompt_ms", _int_range(0, 600000), 8000,
            "caller silence after the bot finished before the agent gets an idle event (0: never)"),
     Option("idle_max_reprompts", _int_range(0, 100), 2, "idle events in a row before a goodbye and hang-up"),
@@ -228,8 +231,8 @@ class Settings:
     tools_url: str = ""
     tools_timeout_ms: int = 8000
     agent_filler_ms: int = 1200
-    filler_phrase: str = "One moment."
-    apology_phrase: str = "Sorry, I'm having trouble answering right now. Could you say that again?"
+    filler_phrase: str = FILLER_PHRASE
+    apology_phrase: str = APOLOGY_PHRASE
     idle_reprompt_ms: int = 8000
     idle_max_reprompts: int = 2
     max_call_s: int = 1800

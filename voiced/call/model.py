@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from voiced.agent.base import Event
-from voiced.config import INTERIM_PHRASES, INTERIM_WAIT_PHRASES
+from voiced.config import APOLOGY_PHRASE, FILLER_PHRASE, INTERIM_PHRASES, INTERIM_WAIT_PHRASES
 from voiced.metrics import TurnTimes
 
 
@@ -39,8 +39,8 @@ class TurnSettings:
     interim_phrase: str = INTERIM_PHRASES["en"]
     interim_wait_phrase: str = INTERIM_WAIT_PHRASES["en"]
     filler_ms: int = 1200
-    filler_phrase: str = "One moment."
-    apology_phrase: str = "Sorry, I'm having trouble answering right now. Could you say that again?"
+    filler_phrase: str = FILLER_PHRASE
+    apology_phrase: str = APOLOGY_PHRASE
     idle_reprompt_ms: int = 8000
     idle_max_reprompts: int = 2
     idle_goodbye_phrase: str = "I haven't heard from you, so I'll hang up now. Goodbye."
@@ -49,8 +49,8 @@ class TurnSettings:
 
     def phrases(self) -> list[str]:
         """Every phrase the call itself may say: the phrase cache holds them from start-up."""
-        return [self.interim_phrase, self.interim_wait_phrase, self.filler_phrase, self.apology_phrase, self.idle_goodbye_phrase,
-                self.time_limit_phrase]
+        return [self.interim_phrase, self.interim_wait_phrase, self.filler_phrase, self.apology_phrase,
+                self.idle_goodbye_phrase, self.time_limit_phrase]
 
 
 @dataclass
