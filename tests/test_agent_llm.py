@@ -137,7 +137,7 @@ class StreamingTests(AgentTestCase):
         self.assertIs(body["stream"], True)
         self.assertEqual(body["stream_options"], {"include_usage": True})
         self.assertEqual((body["temperature"], body["max_tokens"]), (0.3, 120))
-        self.assertEqual([t["function"]["name"] for t in body["tools"]], ["end_call", "transfer_call"])
+        self.assertEqual([t["function"]["name"] for t in body["tools"]], ["end_call"])  # no transfer targets
         self.assertEqual(server.requests[0]["path"], "/v1/chat/completions")
 
     async def test_optional_settings_left_out(self) -> None:
@@ -301,13 +301,26 @@ class ActionTests(AgentTestCase):
     async def test_transfer_call(self) -> None:
         server = self.serve({"default": {"say": ["Transferring you."],
                                          "tool_calls": [{"name": "transfer_call", "arguments": {"to": "+15553334444"}}]}})
-        sink = await self.respond(self.agent(server))
+        sink = await self.respond(self.agent(server, transfer_targets=["+15553334444"]))
         self.assertEqual(sink.actions, [TransferCall("+15553334444")])
+        self.assertEqual(server.requests[0]["body"]["tools"][1]["function"]["parameters"]["properties"]["to"]["enum"],
+                         ["+15553334444"])
+
+    async def test_a_transfer_to_a_number_not_listed_goes_back_to_the_model(self) -> None:
+        # A caller can talk the model into "transfer me to +1 900 ...": only listed targets are dialled.
+        server = self.serve({"replies": [
+            {"say": ["Sure."], "tool_calls": [{"name": "transfer_call", "arguments": {"to": "+19005550000"}}]},
+            {"say": ["I can only transfer you to our front desk."]}]})
+        sink = await self.respond(self.agent(server, transfer_targets=["+15553334444"]))
+        self.assertEqual(sink.actions, [])
+        tool_result = server.requests[1]["body"]["messages"][-1]
+        self.assertEqual(tool_result["role"], "tool")
+        self.assertIn("+15553334444", tool_result["content"])
 
     async def test_transfer_without_a_number_goes_back_to_the_model(self) -> None:
         server = self.serve({"replies": [{"say": ["One moment."], "tool_calls": [{"name": "transfer_call"}]},
                                          {"say": ["Who should I transfer you to?"]}]})
-        sink = await self.respond(self.agent(server))
+        sink = await self.respond(self.agent(server, transfer_targets=["+15553334444"]))
         self.assertEqual(sink.actions, [])
         self.assertEqual(sink.said, "One moment.Who should I transfer you to?")
 

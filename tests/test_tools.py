@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes.http_apps import Canned, RecordingApp, make_http_client, start_server
 from voiced.agent.base import CallInfo
-from voiced.agent.tools import BUILTIN_TOOLS, ToolRunner, load_tools, parse_arguments
+from voiced.agent.tools import ToolRunner, builtin_tools, load_tools, parse_arguments
 from voiced.demo import free_port
 from voiced.signing import SIGNATURE_HEADER, sign
 
@@ -62,9 +62,11 @@ class LoadToolsTests(SynchronousTestCase):
         self.assertIn("/nonexistent/tools.json", str(error))
 
     def test_builtins(self) -> None:
-        names = [t["function"]["name"] for t in BUILTIN_TOOLS]
-        self.assertEqual(names, ["end_call", "transfer_call"])
-        self.assertEqual(BUILTIN_TOOLS[1]["function"]["parameters"]["required"], ["to"])
+        self.assertEqual([t["function"]["name"] for t in builtin_tools(())], ["end_call"])
+        tools = builtin_tools(("+15551230000", "sip:desk@example.com"))
+        self.assertEqual([t["function"]["name"] for t in tools], ["end_call", "transfer_call"])
+        to = tools[1]["function"]["parameters"]["properties"]["to"]
+        self.assertEqual(to["enum"], ["+15551230000", "sip:desk@example.com"])
 
 
 class ParseArgumentsTests(SynchronousTestCase):

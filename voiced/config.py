@@ -77,6 +77,12 @@ def _float_range(low: float, high: float) -> Callable[[str], float | None]:
     return parse
 
 
+def _targets(value: str) -> tuple[str, ...]:
+    from voiced.call.control import check_transfer_target
+
+    return tuple(check_transfer_target(t.strip()) for t in value.split(",") if t.strip())
+
+
 def _str(value: str) -> str:
     return value
 
@@ -149,6 +155,8 @@ OPTIONS: list[Option] = [
            "caller silence after the bot finished before the agent gets an idle event (0: never)"),
     Option("idle_max_reprompts", _int_range(0, 100), 2, "idle events in a row before a goodbye and hang-up"),
     Option("max_call_s", _int_range(0, 86400), 1800, "longest call; then a polite goodbye (0: no limit)"),
+    Option("transfer_targets", _targets, (), "where the openai agent may transfer calls: comma-separated "
+           "+E.164 numbers or sip: URIs (empty: it cannot)"),
     Option("twilio_api_base", _str, "https://api.twilio.com", "Twilio REST base URL (hang-up and transfer)"),
     Option("language", _language, "en-US", "BCP-47 language of callers and replies"),
     Option("eou_silence_ms", _int_range(20, 5000), 240, "silence after speech that ends the caller's turn"),
@@ -236,6 +244,7 @@ class Settings:
     idle_reprompt_ms: int = 8000
     idle_max_reprompts: int = 2
     max_call_s: int = 1800
+    transfer_targets: tuple[str, ...] = ()
     twilio_api_base: str = "https://api.twilio.com"
     language: str = "en-US"
     eou_silence_ms: int = 240
@@ -364,7 +373,7 @@ class Settings:
             opt = _BY_NAME.get(f.name)
             if (opt is not None and opt.secret) or f.name in ("openai_api_key", "twilio_rest_token"):
                 value = "<redacted>" if value else ""
-            if value in ("", None):
+            if value in ("", None, ()):
                 continue
             text = str(value)
             parts.append(f"{f.name}={text if len(text) <= 60 else text[:57] + '...'}")

@@ -231,6 +231,7 @@ class VoicedService(MultiService):
             system_prompt=prompt or DEFAULT_SYSTEM_PROMPT, temperature=s.llm_temperature,
             max_tokens=s.llm_max_tokens or None, first_token_timeout_s=s.llm_first_token_timeout_ms / 1000,
             reply_timeout_s=s.llm_reply_timeout_ms / 1000, greeting=greeting, tools_file=s.tools_file,
+            transfer_targets=s.transfer_targets,
         )
         return OpenAIAgent(self.http, self.clock, llm, tools)
 

@@ -16,8 +16,9 @@ An empty interrupted entry (nothing heard) is left out, and consecutive entries 
 one role are merged, because several servers' chat templates insist that user and
 assistant alternate.
 
-Tools: ``end_call`` and ``transfer_call`` are always offered and become call actions
-(each at most once per reply); other tools come from ``tools_file`` and run through
+Tools: ``end_call`` is always offered, ``transfer_call`` when the operator listed
+transfer targets (the model picks among them, never a number of its own or a
+caller's); both become call actions (each at most once per reply); other tools come from ``tools_file`` and run through
 the ``ToolRunner``, whose JSON result goes back to the model, which is asked again
 (at most ``max_tool_rounds`` times). After a built-in action the model is asked again
 only when it has not said anything yet in this reply -- so that it says goodbye --
@@ -52,7 +53,7 @@ from voiced.agent.base import (
 from voiced.agent.httpbody import cancellable, read_body_prefix, stream_body
 from voiced.agent.sse import SSEError, SSEParser
 from voiced.agent.tools import (
-    BUILTIN_TOOLS, END_CALL, TRANSFER_CALL, ToolRunner, load_tools, parse_arguments, tool_error,
+    END_CALL, TRANSFER_CALL, ToolRunner, builtin_tools, load_tools, parse_arguments, tool_error,
 )
 from voiced.lifecycle import note_construction
 
@@ -87,10 +88,12 @@ class LLMSettings:
     greeting: Sequence[str] = ("Hello, thanks for calling. How can I help you?",)
     tools_file: str = ""
     max_tool_rounds: int = 4
+    transfer_targets: Sequence[str] = ()  # transfer_call is offered only with these to choose from
 
     def __post_init__(self) -> None:
         # A list is accepted; a tuple keeps the frozen settings hashable.
         object.__setattr__(self, "greeting", tuple(self.greeting))
+        object.__setattr__(self, "transfer_targets", tuple(self.transfer_targets))
 
 
 class OpenAIAgent:
@@ -112,7 +115,7 @@ class OpenAIAgent:
         self.clock = clock
         self.settings = settings
         self.tool_runner = tools
-        self.tool_definitions = [*BUILTIN_TOOLS, *own_tools]
+        self.tool_definitions = [*builtin_tools(settings.transfer_targets), *own_tools]
         self.url = settings.base_url.rstrip("/") + "/chat/completions"
         headers = {"Content-Type": ["application/json"], "Accept": ["text/event-stream"]}
         if settings.api_key:
@@ -196,8 +199,9 @@ class OpenAIConversation:
             return {"ok": True}, False
         if call.name == TRANSFER_CALL:
             to = arguments.get("to")
-            if not isinstance(to, str) or not to.strip():
-                return tool_error("'to' must be a phone number or SIP URI"), True
+            targets = self._agent.settings.transfer_targets
+            if not isinstance(to, str) or to.strip() not in targets:
+                return tool_error(f"'to' must be one of {', '.join(targets) or 'no target (transfers are off)'}"), True
             if TRANSFER_CALL not in acted:
                 acted.add(TRANSFER_CALL)
                 sink.action(TransferCall(to.strip()))

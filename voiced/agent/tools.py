@@ -1,6 +1,7 @@
 """Tools the model can call: the built-in call actions, and the application's own.
 
-``end_call`` and ``transfer_call`` are always offered and become call actions. Any
+``end_call`` is always offered, ``transfer_call`` only with the operator's list of
+targets to choose from (``VOICED_TRANSFER_TARGETS``); both become call actions. Any
 other tool is declared in ``VOICED_TOOLS_FILE``: a JSON list of OpenAI tool objects,
 ``{"type": "function", "function": {"name", "description", "parameters"}}``, loaded
 once at start-up (any mistake is a ``ValueError`` naming the file). A call to one is
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Sequence
 
 import treq.client
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
@@ -37,17 +38,22 @@ log = Logger()
 END_CALL = "end_call"
 TRANSFER_CALL = "transfer_call"
 
-BUILTIN_TOOLS: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "function": {
-            "name": END_CALL,
-            "description": "Hang up the phone call once your reply has been spoken. "
-            "Use it when the caller is done or says goodbye; say goodbye in the same reply.",
-            "parameters": {"type": "object", "properties": {}},
-        },
+END_CALL_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": END_CALL,
+        "description": "Hang up the phone call once your reply has been spoken. "
+        "Use it when the caller is done or says goodbye; say goodbye in the same reply.",
+        "parameters": {"type": "object", "properties": {}},
     },
-    {
+}
+
+
+def transfer_tool(targets: Sequence[str]) -> dict[str, Any]:
+    """``transfer_call``, restricted to ``targets``: a caller can talk a model into
+    anything, so the model may only choose among numbers the operator listed (a model
+    free to dial any number is a toll-fraud line)."""
+    return {
         "type": "function",
         "function": {
             "name": TRANSFER_CALL,
@@ -55,17 +61,18 @@ BUILTIN_TOOLS: list[dict[str, Any]] = [
             "reply has been spoken; tell the caller you are transferring them.",
             "parameters": {
                 "type": "object",
-                "properties": {
-                    "to": {
-                        "type": "string",
-                        "description": "The phone number in E.164 form (+15551234567) or a SIP URI.",
-                    }
-                },
+                "properties": {"to": {"type": "string", "enum": list(targets),
+                                      "description": "Where to transfer the call."}},
                 "required": ["to"],
             },
         },
-    },
-]
+    }
+
+
+def builtin_tools(transfer_targets: Sequence[str]) -> list[dict[str, Any]]:
+    """``end_call`` always; ``transfer_call`` only when there are targets to offer."""
+    return [END_CALL_TOOL] + ([transfer_tool(transfer_targets)] if transfer_targets else [])
+
 
 # OpenAI's rule for function names.
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
