@@ -364,12 +364,15 @@ class Settings:
                                                                     INTERIM_WAIT_PHRASES["en"])
 
     def summary(self) -> str:
-        """One line for APP_START; secrets redacted."""
-        parts = [f"listen={','.join(self.listen)}", f"stt={self.stt_engine}", f"tts={self.tts_engine}"]
+        """One line for APP_START: what differs from the defaults; secrets redacted."""
+        parts = [f"listen={','.join(self.listen)}", f"stt={self.stt_engine}", f"tts={self.tts_engine}",
+                 f"agent={self.agent}", f"language={self.language}"]
         for f in fields(self):
-            if f.name in ("listen", "stt", "tts"):
+            if f.name in ("listen", "stt", "tts", "agent", "language"):
                 continue
             value = getattr(self, f.name)
+            if value == f.default:
+                continue
             opt = _BY_NAME.get(f.name)
             if (opt is not None and opt.secret) or f.name in ("openai_api_key", "twilio_rest_token"):
                 value = "<redacted>" if value else ""
