@@ -22,11 +22,17 @@ class WebhookAgentCallTests(TestCase):
     def setUp(self) -> None:
         self.app = RecordingApp()
         self.server = start_server(self, self.app)
+        self.twilio = RecordingApp()  # Twilio's REST API, on loopback
+        self.twilio.answer(Canned.json({"sid": "CA", "status": "completed"}))
+        twilio = start_server(self, self.twilio)
         self.daemon = Daemon(env={
             "VOICED_AGENT": "webhook",
             "VOICED_WEBHOOK_URL": self.server.url("/voice"),
             "VOICED_WEBHOOK_SECRET": SECRET,
             "VOICED_GREETING": "Hello, this is Acme.",
+            "TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef",
+            "TWILIO_AUTH_TOKEN": "rest-token",
+            "VOICED_TWILIO_API_BASE": twilio.url("").rstrip("/"),
         })
         self.addCleanup(self.daemon.stop)
         self.daemon.wait_ready()
@@ -48,6 +54,12 @@ class WebhookAgentCallTests(TestCase):
         self.assertEqual(report.errors, [])
         self.assertTrue(report.hung_up_by_bot, "end_call hangs up once the goodbye has played")
         self.assertEqual(report.closed_code, 1000)
+        # ... and completes the call through Twilio's REST API.
+        completed = yield self.twilio.request(0)
+        self.assertEqual(completed.path, f"/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Calls/"
+                                         f"{report.call_sid}.json")
+        self.assertEqual(completed.form(), {"Status": ["completed"]})
+        self.assertEqual(completed.basic_auth(), ("AC0123456789abcdef0123456789abcdef", "rest-token"))
 
         self.assertEqual(len(self.app.received), 3)
         for request in self.app.received:
