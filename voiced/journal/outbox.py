@@ -68,6 +68,10 @@ class Outbox:
         if self._sweep is not None:
             self._sweep.cancel()  # what was not marked delivered is sent again after the restart
 
+    @property
+    def sweeping(self) -> bool:
+        return self._sweep is not None
+
     def kick(self, _row_id: object = None) -> None:
         """A record was committed (or the sweep is due): deliver what is undelivered."""
         if self._sweep is not None:
