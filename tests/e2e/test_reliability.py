@@ -141,3 +141,42 @@ class CrashTests(TestCase):
         shown = yield deferToThread(records_cli, "show", ended.call_sid, journal=journal)
         self.assertIn("caller: Thank you", shown)
         self.assertIn("TOTAL_LATENCY_MS=", shown)
+
+
+class SecretsTests(TestCase):
+    timeout = 90
+
+    @inlineCallbacks
+    def test_no_secret_reaches_a_log_line_a_record_or_a_delivery(self):
+        secrets = {"VOICED_TWILIO_AUTH_TOKEN": "twilio-secret-5e1f", "VOICED_WEBHOOK_SECRET": "hook-secret-77aa",
+                   "OPENAI_API_KEY": "sk-openai-secret-9c3d", "TWILIO_AUTH_TOKEN": "twilio-secret-5e1f",
+                   "TWILIO_ACCOUNT_SID": "ACsecretsoak"}
+        journal = os.path.join(tempfile.mkdtemp(prefix="voiced-e2e-"), "calls.db")
+        app = RecordingApp()
+        app.default = Canned(status=204)
+        receiver = start_server(self, app)
+        daemon = Daemon(env={**secrets, "VOICED_PUBLIC_URL": "https://voice.example.com", "VOICED_JOURNAL": journal,
+                             "VOICED_CALL_WEBHOOK_URL": receiver.url("/calls"), "VOICED_LOG_LEVEL": "debug",
+                             "VOICED_TWILIO_API_BASE": receiver.url("").rstrip("/")})
+        self.addCleanup(daemon.stop)
+        daemon.wait_ready()
+        report = yield place_call(reactor, daemon.media_url, [line("Thank you, goodbye.")],
+                                  auth_token=secrets["VOICED_TWILIO_AUTH_TOKEN"],
+                                  signed_url="wss://voice.example.com/media")
+        self.assertTrue(report.hung_up_by_bot, report.errors)
+        delivered = yield app.request(0)
+        while delivered.path != "/calls":  # the hang-up's REST request comes first
+            delivered = yield app.request(app.received.index(delivered) + 1)
+        daemon.stop()
+        with open(journal, "rb") as f:
+            stored = f.read()
+        for path in (journal + "-wal",):
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    stored += f.read()
+        everything = daemon.log().encode() + stored + delivered.body
+        self.assertIn(report.call_sid.encode(), everything)
+        for name, value in secrets.items():
+            if name != "TWILIO_ACCOUNT_SID":
+                self.assertNotIn(value.encode(), everything, f"{name} leaked")
+        self.assertNotIn(b"voicedToken", stored + delivered.body, "the media token is not kept in the record")
