@@ -141,8 +141,10 @@ def cmd_redeliver(args: argparse.Namespace, out: TextIO) -> int:
         n = store.mark_for_redelivery(conn, None if args.all else args.call_sids)
     finally:
         conn.close()
+    from voiced.journal.outbox import SWEEP_INTERVAL_S  # (imports treq: only for this command)
+
     out.write(f"{n} records back in the outbox: the daemon delivers them within "
-              f"{30} s (or at its next start)\n")
+              f"{SWEEP_INTERVAL_S:g} s (or at its next start)\n")
     return 0
 
 
