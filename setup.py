@@ -36,6 +36,7 @@ setup(
         "console_scripts": [
             "voiced-call = voiced.caller.main:main",
             "voiced-emulator = voiced.emulator.main:main",
+            "voiced-records = voiced.journal.cli:main",
         ]
     },
 )

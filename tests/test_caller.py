@@ -538,7 +538,9 @@ class LiveCallTests(TestCase):
         self.assertEqual(start["callSid"], "CA" + "1" * 32)
         self.assertRegex(start["streamSid"], r"^MZ[0-9a-f]{32}$")
         self.assertRegex(start["accountSid"], r"^AC[0-9a-f]{32}$")
-        self.assertEqual(start["customParameters"], {"From": "+15550100", "To": "+15550199", "token": "abc"})
+        params = dict(start["customParameters"])
+        self.assertRegex(params.pop("voicedToken"), r"^\d+\.[0-9a-f]{64}$")  # what voiced's TwiML would carry
+        self.assertEqual(params, {"From": "+15550100", "To": "+15550199", "token": "abc"})
         stop_time, stop = bot.inbox[-1]
         self.assertEqual(stop["event"], "stop")
         self.assertEqual(stop["stop"]["callSid"], "CA" + "1" * 32)

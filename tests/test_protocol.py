@@ -11,6 +11,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.carrier.protocol import MAX_PROTOCOL_ERRORS, MAX_SEQUENCE_WARNINGS, MediaStreamFactory
+from voiced.config import Settings
 from voiced.metrics import Metrics
 
 HANDSHAKE = (
@@ -60,7 +61,8 @@ class RecordingCall:
 
 
 class RecordingService:
-    def __init__(self):
+    def __init__(self, settings=None):
+        self.settings = settings or Settings()
         self.metrics = Metrics()
         self.calls = []
         self.ended = []

@@ -184,6 +184,14 @@ OPTIONS: list[Option] = [
     Option("google_channels", _int_range(1, 64), 4, "gRPC channels in the STT channel pool"),
     Option("google_timeout_s", _int_range(1, 3600), 330, "deadline of one Google STT stream, seconds"),
     Option("stt_rollover_s", _int_range(10, 300), 240, "Google STT stream age to replace it (at a final or silence)"),
+    # Reliability (issue 8): draining, the call journal and its delivery outbox.
+    Option("drain_timeout_s", _int_range(0, 86400), 300,
+           "on SIGTERM, calls in progress have this long to end before a goodbye closes them"),
+    Option("journal", _str, "", "SQLite file where every ended call's record is committed (empty: no journal)"),
+    Option("call_webhook_url", _str, "",
+           "POST every call record here as JSON, signed, retried until delivered (needs --journal)"),
+    Option("media_token_ttl_s", _int_range(10, 86400), 300,
+           "lifetime of the per-call media token in the TwiML (with a Twilio auth token)"),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -275,6 +283,10 @@ class Settings:
     twilio_account_sid: str = ""
     twilio_rest_token: str = field(default="", repr=False)
     stt_rollover_s: int = 240
+    drain_timeout_s: int = 300
+    journal: str = ""
+    call_webhook_url: str = ""
+    media_token_ttl_s: int = 300
 
     @classmethod
     def load(
@@ -320,7 +332,10 @@ class Settings:
             raise ConfigError("language must not be empty")
         if self.agent == "webhook" and not self.webhook_url:
             raise ConfigError("agent=webhook needs webhook_url (VOICED_WEBHOOK_URL)")
-        for name in ("webhook_url", "tools_url", "openai_base_url", "twilio_api_base"):
+        if self.call_webhook_url and not self.journal:
+            # The journal is the outbox: without it a record not delivered at once would be lost.
+            raise ConfigError("call_webhook_url needs journal (VOICED_JOURNAL): undelivered records wait there")
+        for name in ("webhook_url", "tools_url", "openai_base_url", "twilio_api_base", "call_webhook_url"):
             url = getattr(self, name)
             if url and urlsplit(url).scheme not in ("http", "https"):
                 raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")

@@ -131,6 +131,24 @@ def _check_files(settings: Settings) -> None:
         directory = os.path.dirname(os.path.abspath(s.log_file))
         if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
             raise ConfigError(f"VOICED_LOG_FILE: cannot write a log file in {directory}")
+    if s.journal:
+        _check_journal(s.journal)
+
+
+def _check_journal(path: str) -> None:
+    """The journal opens (created at the current schema if new): before the fork, so that a
+    file that is not a database, or a newer schema, is one line and exit 1."""
+    import sqlite3
+
+    from voiced.journal.store import JournalError, open_for_writing
+
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"VOICED_JOURNAL: cannot write a journal in {directory} (WAL needs the directory too)")
+    try:
+        open_for_writing(path).close()
+    except (JournalError, OSError, sqlite3.Error) as e:
+        raise ConfigError(f"VOICED_JOURNAL: {e}") from None
 
 
 def _check_google(settings: Settings, environ: Mapping[str, str]) -> None:

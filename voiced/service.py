@@ -31,6 +31,7 @@ from voiced.call.turn import Call, CallTransport, TurnSettings
 from voiced.carrier.signature import signature_matches
 from voiced.carrier.twilio import Start
 from voiced.config import ConfigError, Settings
+from voiced.drain import Drain
 from voiced.lifecycle import note_construction
 from voiced.listener import Listener
 from voiced.metrics import Metrics
@@ -101,7 +102,9 @@ class VoicedService(MultiService):
         self.warmup_error: str | None = None  # the last warm-up failure (retried unless fatal)
         self.warmup_fatal = False  # a failure no retry can fix: /health says unhealthy
         self._started_clock: float | None = None
-        self._signals = SignalHandlers(reactor, self._reopen_logs)
+        # SIGTERM/SIGINT drain: stop taking calls, let those in progress end, then stop.
+        self.drain = Drain(self, reactor, settings.drain_timeout_s, stop=self._stop_reactor)
+        self._signals = SignalHandlers(reactor, self._reopen_logs, self._stop_signal)
         # Built once by the warm-up; a retried warm-up keeps what it already has.
         self._whisper: Any = None
         self._espeak: Any = None
@@ -114,6 +117,8 @@ class VoicedService(MultiService):
         self.agent: Agent | None = None
         self.http: Any = None  # the treq HTTPClient over the service's connection pool
         self.call_control: CallControl | None = None
+        self.journal: Any = None  # voiced.journal.writer.JournalWriter, with VOICED_JOURNAL
+        self.outbox: Any = None  # voiced.journal.outbox.Outbox, with VOICED_CALL_WEBHOOK_URL
         self._pools: list[ThreadPool] = []
         self._closers: list[Any] = []
         self._warming: Deferred[None] | None = None
@@ -165,6 +170,7 @@ class VoicedService(MultiService):
         self.stt_pool = self._pool("voiced-stt", self.settings.stt_threads)  # a Google stream holds a thread
         self.tts_pool = self._pool("voiced-tts", 16)
         self._start_http()
+        self._start_journal()
         super().startService()  # the listeners: /health answers while engines warm up
         self._warming = self._start_warm_up()
 
@@ -174,6 +180,50 @@ class VoicedService(MultiService):
                         is_retryable=lambda failure: not failure.check(ConfigError), on_retry=self._warm_up_retry)
         warming.addErrback(self._warm_up_failed)
         return warming
+
+    def _start_journal(self) -> None:
+        """The journal's writer thread and connection (opened by the warm-up, before ready)
+        and the outbox that delivers its records."""
+        s = self.settings
+        if not s.journal:
+            return
+        from voiced.journal.writer import JournalWriter
+
+        self.journal = JournalWriter(s.journal, self.clock)
+        self.call_hub.subscribe(self.journal)
+        if s.call_webhook_url:
+            from voiced.journal.outbox import Outbox
+
+            if not s.webhook_secret:
+                log.warn("Call records are POSTed unsigned (no VOICED_WEBHOOK_SECRET)")
+            self.outbox = Outbox(self.journal, self.http, self.clock, s.call_webhook_url, s.webhook_secret)
+            self.journal.on_commit = self.outbox.kick
+
+    async def _open_journal(self) -> None:
+        from voiced.journal.store import JournalError
+
+        try:
+            await self.journal.open()
+        except JournalError as e:  # no retry mends a newer schema or a file that is not a database
+            raise ConfigError(f"VOICED_JOURNAL: {e}") from None
+        log.info("JOURNAL_OPEN path={path} calls={calls} delivery={delivery}", path=self.settings.journal,
+                 calls=await self.journal.count(), delivery=self.settings.call_webhook_url or "off")
+        if self.outbox is not None:
+            self.outbox.start()  # first of all, what an earlier run left undelivered
+
+    def _stop_signal(self, signal_name: str) -> None:
+        if not self.drain.draining:
+            self.stopping = True
+            self.ready = False  # /health/ready 503 and /media upgrades 503 from now on
+        self.drain.on_signal(signal_name)
+
+    def _stop_reactor(self) -> None:
+        from twisted.internet.error import ReactorNotRunning
+
+        try:
+            self.clock.stop()  # twistd runs stopService, then exits 0
+        except ReactorNotRunning:
+            pass  # already stopping
 
     def _reopen_logs(self, signal_name: str) -> None:
         observer = self._log_observer
@@ -273,6 +323,8 @@ class VoicedService(MultiService):
         local_tts = LocalTTSEngine(self._espeak, self.tts_pool, self.clock)
         if self.agent is None:
             self.agent = await self._timed(f"agent_{s.agent}", self.tts_pool, self._build_agent)
+        if self.journal is not None and not self.journal.is_open:
+            await self._open_journal()
 
         google = self._google
         if "google" in (s.stt_engine, s.tts_engine):
@@ -340,6 +392,8 @@ class VoicedService(MultiService):
         stopped = super().stopService()  # stop listening first
         if self._warming is not None:
             self._warming.cancel()
+        if self.outbox is not None:
+            self.outbox.stop()
         # Each call's socket gets a proper close (1000); the engines go only once the
         # closes are out, or after a bound if a peer does not answer.
         drained: Deferred[None] = Deferred()
@@ -350,7 +404,14 @@ class VoicedService(MultiService):
         if not self.calls:
             drained.callback(None)
         drained.addTimeout(CLOSE_WAIT_S, self.clock, onTimeoutCancel=lambda *_: None)
-        return gatherResults([stopped, drained]).addBoth(self._release)
+        # The calls just closed are committed before the journal closes.
+        return gatherResults([stopped, drained]).addBoth(self._close_journal).addBoth(self._release)
+
+    def _close_journal(self, _: object) -> Deferred[None] | None:
+        if self.journal is None:
+            return None
+        self.call_hub.unsubscribe(self.journal)
+        return self.journal.close().addErrback(lambda f: log.failure("Closing the journal", f))
 
     def _release(self, _: object) -> None:
         self.calls.clear()
@@ -369,7 +430,7 @@ class VoicedService(MultiService):
     def admit_connection(self, request: ConnectionRequest) -> None:
         """Called for every WebSocket upgrade on /media, before any call state exists."""
         if not self.ready:
-            raise ConnectionDeny(503, "voiced is not ready")
+            raise ConnectionDeny(503, "voiced is draining" if self.drain.draining else "voiced is not ready")
         token = self.settings.twilio_auth_token
         if token:
             # Twilio signs the public wss:// URL it opened (path and query included).
@@ -405,6 +466,7 @@ class VoicedService(MultiService):
     def call_ended(self, call: Call) -> None:
         self.calls.discard(call)
         self.metrics.calls_active.set(len(self.calls))
+        self.drain.call_ended()
         if self.stopping and not self.calls and self._drained is not None and not self._drained.called:
             self._drained.callback(None)
 
@@ -437,7 +499,9 @@ class VoicedService(MultiService):
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         if self.ready:
             return True, {"ready": True, "active_calls": len(self.calls)}
-        if self.stopping:
+        if self.drain.draining:
+            reason = f"draining: {len(self.calls)} calls in progress"
+        elif self.stopping:
             reason = "stopping"
         elif self.warmup_fatal:
             reason = f"warm-up failed: {self.warmup_error}"

@@ -16,6 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from voiced.carrier.protocol import MediaStreamFactory
+from voiced.carrier import media_token
 from voiced.carrier.signature import signature_matches
 from voiced.carrier.twilio import twiml_connect_stream
 
@@ -136,6 +137,10 @@ class Twiml(_Leaf):
 
         stream_url = f"wss://{settings.public_host or self._host_from_request(request)}/media"
         params = {"From": field(b"From"), "To": field(b"To"), "CallSid": field(b"CallSid")}
+        if settings.twilio_auth_token:
+            # Handed back in the stream's start message: only this call's stream gets in.
+            params[media_token.PARAMETER] = media_token.issue(
+                settings.twilio_auth_token, params["CallSid"], self.service.clock.seconds(), settings.media_token_ttl_s)
         # Field names as in the text, so JSON lines and text lines read the same.
         log.info("TWIML call={call} from={from} to={to} stream={stream}", call=params["CallSid"] or "-",
                  to=params["To"], stream=stream_url, **{"from": params["From"]})

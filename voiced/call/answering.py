@@ -213,9 +213,19 @@ class Answering:
         if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
             return
         log.info("TIME_LIMIT call={call}: {s} s reached", call=self.call_id, s=self.settings.max_call_s)
+        self._cut_to_goodbye(self.settings.time_limit_phrase)
+
+    def drain_goodbye(self) -> None:
+        """The daemon is stopping and this call outlived the drain: a goodbye, then the close (1000)."""
+        if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
+            return
+        log.info("DRAIN_GOODBYE call={call}", call=self.call_id)
+        self._cut_to_goodbye(self.settings.drain_goodbye_phrase)
+
+    def _cut_to_goodbye(self, phrase: str) -> None:
         for reply in list(self._replies.values()):
             self._interrupt(reply)
-        self._say_goodbye(self.settings.time_limit_phrase)
+        self._say_goodbye(phrase)
 
     # ---- what replies report (voiced.call.reply) ---------------------------------------------
     def _new_reply(self, kind: str, turn: Turn | None, current: bool = True) -> Reply:

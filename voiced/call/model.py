@@ -46,11 +46,12 @@ class TurnSettings:
     idle_goodbye_phrase: str = "I haven't heard from you, so I'll hang up now. Goodbye."
     max_call_s: int = 1800
     time_limit_phrase: str = "I'm sorry, we have reached the time limit for this call. Goodbye."
+    drain_goodbye_phrase: str = "I'm sorry, this line is closing for maintenance. Please call again. Goodbye."
 
     def phrases(self) -> list[str]:
         """Every phrase the call itself may say: the phrase cache holds them from start-up."""
         return [self.interim_phrase, self.interim_wait_phrase, self.filler_phrase, self.apology_phrase,
-                self.idle_goodbye_phrase, self.time_limit_phrase]
+                self.idle_goodbye_phrase, self.time_limit_phrase, self.drain_goodbye_phrase]
 
 
 @dataclass

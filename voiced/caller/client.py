@@ -34,6 +34,7 @@ from twisted.internet.ssl import optionsForClientTLS
 from twisted.python.failure import Failure
 
 from voiced.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ULAW_SILENCE, frames, ulaw_to_pcm16
+from voiced.carrier import media_token
 from voiced.carrier.signature import twilio_signature
 from voiced.carrier.twilio import Mark, Media, ProtocolError, Unknown, parse_message
 from voiced.caller.report import BotReply, CallReport, MarkEcho, TurnObservation
@@ -551,7 +552,11 @@ def place_call(
     """
     is_secure, host, port, _resource, _path, _params = parse_url(url)
     parameters = {"From": "+15550100", "To": "+15550199", **(custom_parameters or {})}
-    stream = TwilioStream(account_sid or new_sid("AC"), call_sid or new_sid("CA"), new_sid("MZ"), parameters)
+    call_sid = call_sid or new_sid("CA")
+    if auth_token and media_token.PARAMETER not in parameters:
+        # What voiced's TwiML would have handed Twilio for this call (Twilio passes it back in start).
+        parameters[media_token.PARAMETER] = media_token.issue(auth_token, call_sid, reactor.seconds(), 300)
+    stream = TwilioStream(account_sid or new_sid("AC"), call_sid, new_sid("MZ"), parameters)
     config = CallConfig(pause_ms / 1000, reply_timeout_s, hangup_grace_s, max_duration_s, reply_gap_ms / 1000)
     session = CallSession(reactor, lines, stream, url, config)
     headers = {"X-Twilio-Signature": twilio_signature(auth_token, signed_url or url)} if auth_token else None

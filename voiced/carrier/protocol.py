@@ -10,6 +10,7 @@ may take seconds, and nothing the peer sends then can matter (or be logged again
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -17,7 +18,9 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from voiced.carrier import twilio
+from voiced.audio import FRAME_BYTES
+from voiced.carrier import media_token, twilio
+from voiced.carrier.limits import MAX_OUTBOUND_BYTES, MediaRate, outbound_backlog
 
 if TYPE_CHECKING:
     from voiced.call.turn import Call
@@ -28,6 +31,7 @@ log = Logger(namespace="voiced.carrier")
 # Close codes. Autobahn lets an application send only 1000 and 3000-4999, so
 # protocol-level failures use the private range (README lists them).
 CLOSE_NORMAL = 1000
+CLOSE_POLICY_VIOLATION = 1008  # a start without a valid media token (sent as a raw close frame)
 CLOSE_NO_START = 4000
 CLOSE_BAD_MEDIA_FORMAT = 4001
 CLOSE_BINARY_FRAME = 4002
@@ -53,6 +57,9 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         self._errors = 0
         self._start_timer: IDelayedCall | None = None
         self._closing = False  # we sent (or decided to send) a close: the peer is no longer heard
+        self._rate = MediaRate()
+        self._last_chunk = 0  # the last media chunk handed to the call
+        self._flood_logged = False
 
     # ---- Autobahn callbacks -------------------------------------------------------------
     def onConnect(self, request: ConnectionRequest) -> None:
@@ -110,9 +117,10 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             elif self._sequence_warnings == MAX_SEQUENCE_WARNINGS + 1:
                 log.warn("SEQUENCE call={call}: further gaps and reorderings are counted, not logged",
                          call=self.call_id)
+        if self._foreign_stream(message):
+            return
         if isinstance(message, twilio.Media):
-            if self.call is not None and message.track in ("inbound", "inbound_track"):
-                self.call.on_media(message.payload)
+            self._on_media(message)
         elif isinstance(message, twilio.Mark):
             if self.call is not None:
                 self.call.on_mark(message.name)
@@ -129,6 +137,39 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         else:
             log.debug("Ignoring unknown event {event!r} call={call}", event=message.event, call=self.call_id)
 
+    def _foreign_stream(self, message: twilio.InboundMessage) -> bool:
+        """A message naming another stream than this socket's start did: dropped."""
+        sid = getattr(message, "stream_sid", "")
+        if self.call is None or not sid or not self.stream_sid or sid == self.stream_sid \
+                or isinstance(message, twilio.Start):
+            return False
+        self._protocol_error(f"{type(message).__name__.lower()} for streamSid {sid[:40]!r} dropped "
+                             f"(this stream is {self.stream_sid})")
+        return True
+
+    def _on_media(self, media: twilio.Media) -> None:
+        if self.call is None:
+            self._protocol_error("media before start dropped")
+            return
+        if media.track not in ("inbound", "inbound_track"):
+            return
+        if not media.payload or len(media.payload) % FRAME_BYTES:
+            self._protocol_error(f"media payload of {len(media.payload)} bytes is not whole 20 ms frames: dropped")
+            return
+        if media.chunk is not None:
+            if media.chunk <= self._last_chunk:
+                return  # a repeated or late chunk: SEQUENCE logged it; audio out of order is noise
+            self._last_chunk = media.chunk
+        if not self._rate.admit(len(media.payload), self.factory.clock.seconds()):
+            if not self._flood_logged:
+                self._flood_logged = True
+                log.warn("MEDIA_FLOOD call={call}: audio arriving faster than real time; frames dropped",
+                         call=self.call_id)
+            if self._rate.flooding:
+                self._policy_close(f"media flood: {self._rate.dropped} frames over real time")
+            return
+        self.call.on_media(media.payload)
+
     def _on_start(self, start: twilio.Start) -> None:
         if self.call is not None:
             self._protocol_error("duplicate start ignored")  # counted: a flood closes the socket
@@ -136,6 +177,9 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         if self._start_timer is not None and self._start_timer.active():
             self._start_timer.cancel()
         self.call_id, self.stream_sid = start.call_sid, start.stream_sid
+        start = self._check_media_token(start)
+        if start is None:
+            return
         if start.encoding != "audio/x-mulaw" or start.sample_rate != 8000 or start.channels != 1:
             self._fail(
                 CLOSE_BAD_MEDIA_FORMAT,
@@ -145,10 +189,43 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         self.call = self.factory.service.new_call(start, self)
         self.call.start()
 
+    def _check_media_token(self, start: twilio.Start) -> "twilio.Start | None":
+        """The start without its token (no record keeps it), or None when the socket is refused."""
+        token = self.factory.service.settings.twilio_auth_token
+        params = dict(start.custom_parameters)
+        presented = params.pop(media_token.PARAMETER, None)
+        if not token:
+            return replace(start, custom_parameters=params)
+        problem = media_token.problem(token, start.call_sid, presented, self.factory.clock.seconds())
+        if problem is None:
+            return replace(start, custom_parameters=params)
+        log.warn("MEDIA_REJECTED call={call}: {problem}; closing 1008 before any speech stream opens",
+                 call=self.call_id, problem=problem)
+        self._policy_close(problem, logged=True)
+        return None
+
+    def _policy_close(self, reason: str, logged: bool = False) -> None:
+        if self._closing:
+            return
+        if not logged:
+            log.warn("CLOSING call={call} code=1008: {reason}", call=self.call_id, reason=reason)
+        self._closing = True
+        if self.state == self.STATE_OPEN:
+            # sendClose allows only 1000 and 3000-4999; 1008 is the standard "policy violation".
+            self.sendCloseFrame(CLOSE_POLICY_VIOLATION, reason.encode("utf-8")[:120], isReply=False)
+
     # ---- CallTransport ---------------------------------------------------------------------
     def _send(self, text: str) -> None:
-        if self.state == self.STATE_OPEN:
-            self.sendMessage(text.encode("utf-8"), isBinary=False)
+        if self.state != self.STATE_OPEN:
+            return
+        if outbound_backlog(self.transport) > MAX_OUTBOUND_BYTES:
+            # The peer stopped reading: a close frame would not be read either.
+            log.warn("PEER_NOT_READING call={call}: over {limit} bytes unsent; dropping the socket",
+                     call=self.call_id, limit=MAX_OUTBOUND_BYTES)
+            self._closing = True
+            self.dropConnection(abort=True)
+            return
+        self.sendMessage(text.encode("utf-8"), isBinary=False)
 
     def send_audio(self, ulaw: bytes) -> None:
         self._send(twilio.media_message(self.stream_sid, ulaw))
