@@ -13,9 +13,12 @@ machine under test. This one does only what the daemon can observe:
 Each call waits for the greeting to play, then for each turn says its line, waits for
 the reply to start (the measured turn) and to finish playing, and pauses.
 
-A turn's overhead is (first reply audio received) - (the send time of the line's last
-loud frame) - the emulator's injected final delay. The last loud frame is found with
-the scripted emulator's own rule (``voiced.emulator.scripted.is_loud``).
+A turn's overhead is (first reply audio received) - (the send time of the frame that
+completes the emulator's injected final delay after the line's last loud frame): the
+caller's speech end minus the injected latency, without this process's own tick
+lateness. The last loud frame is found with the scripted emulator's own rule
+(``voiced.emulator.scripted.is_loud``). The line's silence after its speech must be
+longer than the final delay.
 """
 
 from __future__ import annotations
@@ -72,7 +75,10 @@ class Script:
 class TurnResult:
     call: int
     turn: int
-    speech_end: float
+    speech_end: float  # the line's last loud frame went out
+    #: The frame that completes the injected final delay went out: the service's final
+    #: is due now, so reply - this is the overhead, free of this process's tick jitter.
+    final_due: float | None = None
     first_reply: float | None = None
 
 
@@ -234,6 +240,8 @@ class Caller(Protocol):
                 self.stats.turns.append(turn)
                 self._waiting_reply = turn
                 reactor.callLater(REPLY_TIMEOUT_S, self._reply_timeout, turn)
+            elif i == script.last_loud + self.gen.final_frames and self.stats.turns:
+                self.stats.turns[-1].final_due = now
             if i == len(script.line) - 1:
                 self._line_at = None
                 self._turn += 1
@@ -262,8 +270,10 @@ class Caller(Protocol):
 class LoadGenerator:
     """Starts ``n`` callers spread over ``ramp_s``; ``done`` fires when every one has ended."""
 
-    def __init__(self, host: str, port: int, script: Script, n: int, turns: int, ramp_s: float) -> None:
+    def __init__(self, host: str, port: int, script: Script, n: int, turns: int, ramp_s: float,
+                 final_delay_ms: int) -> None:
         self.host, self.port, self.script = host, port, script
+        self.final_frames = -(-final_delay_ms // 20)
         self.n, self.turns, self.ramp_s = n, turns, ramp_s
         self.callers: list[Caller] = []
         self.live: set[Caller] = set()

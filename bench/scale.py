@@ -7,7 +7,8 @@ Starts ``voiced-emulator --scripted`` (energy endpointing, a fixed transcript, t
 one daemon on the Google engines against it, then for each N drives N callers with the
 lean load generator (bench/loadgen.py) in this process, and prints per N:
   overhead p50/p99/max  caller speech end -> first reply audio, minus the final delay
-                        (the replies are cached phrases: no synthesis in a turn)
+                        (measured from the frame that completes the delay; the replies
+                        are cached phrases: no synthesis in a turn)
   failed / unanswered   turns on calls that broke / turns with no reply within 5 s
   refused               upgrades answered 503 (VOICED_MAX_CALLS)
   CPU                   voiced's CPU (100 % = one core) while all N calls were up, and per call
@@ -30,7 +31,7 @@ import time
 
 import benchlib  # noqa: F401  (puts the repo on sys.path)
 from benchlib import summarize, synthesize_lines, with_line_noise
-from calls import Snapshot, cpu_seconds
+from calls import Snapshot, cpu_seconds, thread_cpu
 from loadgen import LoadGenerator, Script
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -84,18 +85,29 @@ class Peak:
 async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Script) -> dict:
     pid, epid = daemon.process.pid, emulator.process.pid
     peak = Peak(pid)
-    gen = LoadGenerator("127.0.0.1", daemon.port, script, n, args.turns, ramp_s=max(1.0, n / args.ramp_rate))
+    gen = LoadGenerator("127.0.0.1", daemon.port, script, n, args.turns, ramp_s=max(1.0, n / args.ramp_rate),
+                        final_delay_ms=args.final_delay_ms)
     marks: dict[str, tuple[float, float, float, float]] = {}
 
     def cpu_now() -> tuple[float, float, float, float]:
         return (time.monotonic(), cpu_seconds(f"/proc/{pid}/stat"), cpu_seconds(f"/proc/{epid}/stat"),
                 cpu_seconds("/proc/self/stat"))
 
+    profiler: list[subprocess.Popen] = []
+    threads: dict[str, dict[str, float]] = {}
+
     def watch() -> None:  # CPU over the window when every call is up
         if "all" not in marks and gen.all_connected_at is not None:
             marks["all"] = cpu_now()
+            threads["all"] = thread_cpu(pid)
+            if args.profile_s:
+                out = os.path.splitext(args.out)[0] + f"-profile-{n}.txt"
+                profiler.append(subprocess.Popen(
+                    [os.path.join(BIN, "py-spy"), "record", "-d", str(args.profile_s), "-r", "100", "-f", "raw",
+                     "--gil", "-o", out, "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         if "all" in marks and "first_end" not in marks and gen.first_ended_at is not None:
             marks["first_end"] = cpu_now()
+            threads["first_end"] = thread_cpu(pid)
 
     watcher = LoopingCall(watch)
     watcher.start(0.1)
@@ -103,10 +115,12 @@ async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Scri
     watcher.stop()
     watch()
     marks.setdefault("first_end", cpu_now())  # one call: its end is the first
+    threads.setdefault("first_end", thread_cpu(pid))
+    for p in profiler:
+        p.wait(60)
     peak.stop()
     turns = [t for s in stats for t in s.turns]
-    delay_s = args.final_delay_ms / 1000
-    overhead = [(t.first_reply - t.speech_end - delay_s) * 1000 for t in turns if t.first_reply is not None]
+    overhead = [(t.first_reply - t.final_due) * 1000 for t in turns if t.first_reply is not None and t.final_due]
     failed_calls = [s for s in stats if s.failed and not s.refused]
     failed_turns = sum(args.turns - len([t for t in s.turns if t.first_reply is not None]) for s in failed_calls)
     unanswered = sum(1 for s in stats if not s.failed for t in s.turns if t.first_reply is None)
@@ -120,6 +134,14 @@ async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Scri
             row.update(cpu_pct=100 * (v1 - v0) / span, emulator_cpu_pct=100 * (e1 - e0) / span,
                        loadgen_cpu_pct=100 * (g1 - g0) / span, cpu_window_s=round(span, 1))
             row["cpu_per_call_pct"] = row["cpu_pct"] / n
+            # voiced's CPU by thread name (tids stripped): where the cost sits.
+            groups: dict[str, float] = {}
+            for key, after in threads.get("first_end", {}).items():
+                tid, name = key.split(" ", 1)
+                name = "reactor" if int(tid) == pid else f"other ({name})"  # Python threads keep the comm
+                groups[name] = groups.get(name, 0.0) + 100 * (after - threads["all"].get(key, 0.0)) / span
+            row["cpu_by_thread_pct"] = {k: round(v, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])
+                                        if v >= 0.5}
     return row
 
 
@@ -196,6 +218,7 @@ async def main(args) -> None:
             if len(rows) == 1:
                 print(HEADER)
             print(fmt(row), flush=True)
+            print(f"  voiced CPU by thread (%): {row.get('cpu_by_thread_pct', {})}", flush=True)
             await deferLater(reactor, 2.0, lambda: None)
     finally:
         daemon.stop()
@@ -215,7 +238,7 @@ async def main(args) -> None:
     plot(rows, os.path.splitext(args.out)[0] + ".png", title)
     if full:
         print(f"frame path: p50 {full['p50']:.1f} µs, p99 {full['p99']:.1f} µs per inbound media message")
-    print(f"wrote {args.out} and its .png/.json")
+    print(f"wrote {args.out} and its .png/.json; daemon log {daemon.log_file.name}, emulator log {emulator.log.name}")
 
 
 def cli() -> None:
@@ -230,6 +253,8 @@ def cli() -> None:
     p.add_argument("--daemon-args", default="", help="extra twistd voiced options")
     p.add_argument("--out", default=os.path.join(HERE, "results", "scale.md"))
     p.add_argument("--no-frame-cost", action="store_true")
+    p.add_argument("--profile-s", type=int, default=0,
+                   help="py-spy the daemon this long once all N calls are up (raw stacks next to --out)")
     args = p.parse_args()
     failures: list = []
     d = ensureDeferred(main(args))
