@@ -506,3 +506,20 @@ class CommandLineTests(SynchronousTestCase):
         log = proc.stderr.read()
         proc.stderr.close()
         self.assertIn("synthesis 2 failed UNAVAILABLE", log)
+
+
+class ScriptedModeTests(SynchronousTestCase):
+    """The load tests' cheap mode: energy endpointing on received audio, a fixed transcript."""
+
+    def test_final_comes_after_final_delay_of_received_audio_past_the_last_loud_frame(self) -> None:
+        from voiced.emulator.scripted import EnergySession, ScriptedPlan
+
+        session = EnergySession(ScriptedPlan("hello there", final_delay_ms=100))
+        loud = (b"\x00\x10" + b"\x00\xf0") * 80  # 20 ms of a loud square wave, PCM16
+        quiet = b"\x00\x00" * 160
+        outputs = session.feed(loud * 50)  # 1 s of speech: interims only
+        self.assertTrue(outputs and all(not o.is_final for o in outputs))
+        self.assertEqual(session.feed(quiet * 4), [])  # 80 ms of silence: not yet
+        (final,) = session.feed(quiet)
+        self.assertEqual((final.text, final.is_final, final.end_ms), ("hello there", True, 1100))
+        self.assertEqual(session.feed(quiet * 50), [])  # one final per utterance

@@ -187,6 +187,22 @@ class ChannelTests(SynchronousTestCase):
         self.assertIs(extra.client[1], pool._channels[extra.index])
 
 
+class GrowingPoolTests(SynchronousTestCase):
+    def test_pool_opens_a_channel_when_every_channel_is_full_and_never_caps_streams(self) -> None:
+        opened: list[int] = []
+
+        def open_more(n: int) -> object:
+            opened.append(n)
+            return ("channel", n)
+
+        pool = ChannelPool([object()], make_client=lambda c: ("client", c), max_per_channel=2, open_channel=open_more)
+        leases = [pool.acquire() for _ in range(5)]
+        self.assertEqual((opened, pool.size, pool.loads), ([1, 2], 3, [2, 2, 1]))
+        for lease in leases:
+            lease.release()
+        self.assertEqual(pool.loads, [0, 0, 0])  # channels stay open for the next peak
+
+
 class GoogleClientsTests(SynchronousTestCase):
     def settings(self, **more) -> Settings:
         return Settings(google_endpoint="127.0.0.1:9", google_insecure=True, google_channels=3, **more)

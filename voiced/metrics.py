@@ -96,6 +96,8 @@ class Metrics:
         }
         self.calls_total = Counter("voiced_calls", "Calls started", registry=self.registry)
         self.calls_active = Gauge("voiced_calls_active", "Calls in progress", registry=self.registry)
+        self.calls_refused_total = Counter("voiced_calls_refused", "WebSocket upgrades refused with 503 at max_calls",
+                                           registry=self.registry)
         self.turns_total = Counter("voiced_turns", "Caller turns answered", registry=self.registry)
         self.barge_ins_total = Counter("voiced_barge_ins", "Replies interrupted by the caller", registry=self.registry)
         self.stt_failures_total = Counter(

@@ -110,6 +110,7 @@ class VoicedService(MultiService):
         self._espeak: Any = None
         self._google: Any = None
         self.calls: set[Call] = set()
+        self._refusing = False  # at max_calls: logged once per episode
         self.call_hub = CallHub()  # every call's events: the journal and live viewers subscribe
         # Created in startService.
         self.stt_engine: STTEngine | None = None
@@ -167,7 +168,9 @@ class VoicedService(MultiService):
                      "this port can place calls")
         # ~0.3 s of one core per utterance; by default one at a time, leaving a core to the reactor.
         self.whisper_pool = self._pool("voiced-whisper", self.settings.whisper_workers)
-        self.stt_pool = self._pool("voiced-stt", self.settings.stt_threads)  # a Google stream holds a thread
+        # A Google stream holds a thread, and a rollover briefly two: the pool never caps the
+        # calls admitted (threads start on demand, so a large maximum costs nothing idle).
+        self.stt_pool = self._pool("voiced-stt", max(self.settings.stt_threads, 2 * self.settings.call_limit))
         self.tts_pool = self._pool("voiced-tts", 16)
         self._start_http()
         self._start_journal()
@@ -431,6 +434,19 @@ class VoicedService(MultiService):
         """Called for every WebSocket upgrade on /media, before any call state exists."""
         if not self.ready:
             raise ConnectionDeny(503, "voiced is draining" if self.drain.draining else "voiced is not ready")
+        limit = self.settings.call_limit
+        if len(self.calls) >= limit:
+            # Refused is recoverable (Twilio's fallback URL, another instance); a call
+            # accepted beyond what the machine carries would be late or deaf.
+            self.metrics.calls_refused_total.inc()
+            if not self._refusing:
+                log.warn("CALLS_FULL active_calls={active} max_calls={limit}: refusing new calls with 503",
+                         active=len(self.calls), limit=limit)
+            self._refusing = True
+            raise ConnectionDeny(503, "voiced is at max_calls")
+        if self._refusing:
+            self._refusing = False
+            log.info("CALLS_ACCEPTED active_calls={active}: accepting calls again", active=len(self.calls))
         token = self.settings.twilio_auth_token
         if token:
             # Twilio signs the public wss:// URL it opened (path and query included).

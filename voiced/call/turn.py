@@ -86,6 +86,10 @@ class Call(Answering):
         self.record = CallRecord.begin(info, clock.seconds())
         self._eou = eou
         self._stt = stt.open_stream(info.call_id, self)
+        # Optional (streaming engines): told when the caller pauses mid-utterance, so the
+        # audio of a pause that may end the turn reaches the service without batching.
+        self._stt_pausing = getattr(self._stt, "caller_pausing", None)
+        self._caller_paused = False
         self.state = State.GREETING
         self._turn = Turn()
         self._turns_answered = 0
@@ -152,6 +156,10 @@ class Call(Answering):
                 self._on_speech_started(event.at)
             elif isinstance(event, SpeechEnded):
                 self._on_speech_ended(event.at)
+        paused = self._eou.in_speech and self._eou.silence_ms > 0
+        if paused is not self._caller_paused and self._stt_pausing is not None:
+            self._caller_paused = paused
+            self._stt_pausing(paused)
         if self._eou.sustained(self.settings.barge_in_ms) and not self._final_goodbye:
             if self.state in (State.GREETING, State.SPEAKING):
                 self._barge_in()

@@ -1,6 +1,7 @@
 """voiced-emulator: run the Google-compatible Speech/TTS emulator until SIGINT or SIGTERM.
 
     voiced-emulator --listen 127.0.0.1:50051 --fail-status UNAVAILABLE --fail-every 3
+    voiced-emulator --scripted --final-delay-ms 300 --max-workers 1200   # load tests: no models
 
 Point voiced (or any Google client on an insecure channel) at the listen address.
 One line per stream (started / failed / completed / cancelled) and per synthesis
@@ -18,6 +19,7 @@ from types import FrameType
 
 from voiced.emulator.faults import FAULT_STATUSES, GOOGLE_AUDIO_TIMEOUT_S, GOOGLE_MAX_STREAM_S, FaultPlan
 from voiced.emulator.recognizer import WhisperRecognizer
+from voiced.emulator.scripted import DEFAULT_TRANSCRIPT, ScriptedPlan
 from voiced.emulator.server import Emulator
 from voiced.google.channels import is_loopback
 
@@ -58,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed for --fail-fraction")
     p.add_argument("--tts-fail-every", type=int, default=0, metavar="N", help="fail syntheses N, 2N, 3N...")
     p.add_argument("--max-workers", type=int, default=32, help="concurrent calls served (default 32)")
+    p.add_argument("--scripted", action="store_true",
+                   help="cheap mode for load tests: recognition by energy, a fixed transcript, a tone for speech")
+    p.add_argument("--transcript", default=DEFAULT_TRANSCRIPT, help="--scripted: every final's text")
+    p.add_argument("--final-delay-ms", type=int, default=300,
+                   help="--scripted: audio after the speech's last loud frame before its final (default 300)")
+    p.add_argument("--tts-delay-ms", type=int, default=0, help="--scripted: time before each synthesis answers")
     p.add_argument("--whisper-model", default="", help="Whisper CTranslate2 model directory (default: bundled)")
     p.add_argument("--whisper-threads", type=int, default=1, help="CPU threads per transcription (default 1)")
     return p  # fmt: skip
@@ -82,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             audio_timeout_s=args.audio_timeout_s,
             hang=args.hang,
         )
+        scripted = ScriptedPlan(args.transcript, args.final_delay_ms, args.tts_delay_ms) if args.scripted else None
     except ValueError as e:
         parser.error(str(e))
 
@@ -94,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         port=port,
         recognizer=WhisperRecognizer(model_path=args.whisper_model, cpu_threads=args.whisper_threads),
         max_workers=args.max_workers,
+        scripted=scripted,
     )
     stop = threading.Event()
 

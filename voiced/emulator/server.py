@@ -57,6 +57,7 @@ from google.cloud.speech_v1.types import (
 from voiced.audio import SAMPLE_RATE, ulaw_to_pcm16
 from voiced.emulator.common import LANGUAGE_RE, MAX_RATE_HZ, MIN_RATE_HZ, EmulatorStats, Rejected, invalid
 from voiced.emulator.faults import Fault, FaultPlan, FaultSchedule
+from voiced.emulator.scripted import EnergySession, ScriptedPlan
 from voiced.emulator.recognizer import Output, RecognitionSession, Recognizer, SpeechEvent, WhisperRecognizer
 from voiced.emulator.tts import ESPEAK_RATE_HZ, TTS_MAX_INPUT_BYTES, TTS_SERVICE, TextToSpeech
 
@@ -378,13 +379,18 @@ class _Speech:
         fmt = check_recognition_config(streaming.config)
         language = streaming.config.language_code
         decoder = _AudioDecoder(fmt)
-        session = RecognitionSession(
-            self._emulator.recognizer,
-            language,
-            interim_results=streaming.interim_results,
-            single_utterance=streaming.single_utterance,
-            voice_activity_events=streaming.enable_voice_activity_events,
-        )
+        scripted = self._emulator.scripted
+        session: RecognitionSession | EnergySession
+        if scripted is not None:
+            session = EnergySession(scripted, streaming.interim_results, streaming.single_utterance)
+        else:
+            session = RecognitionSession(
+                self._emulator.recognizer,
+                language,
+                interim_results=streaming.interim_results,
+                single_utterance=streaming.single_utterance,
+                voice_activity_events=streaming.enable_voice_activity_events,
+            )
         behind = BehindWatch(stream.number, stream.stats)
         while not session.done:
             request = next_request()
@@ -426,8 +432,11 @@ class Emulator:
         port: int = 0,
         recognizer: Recognizer | None = None,
         max_workers: int = 32,
+        scripted: ScriptedPlan | None = None,
     ) -> None:
         self.host = host
+        #: Recognition by energy and a fixed transcript, a tone for speech (voiced.emulator.scripted).
+        self.scripted = scripted
         self.port = port
         self.recognizer: Recognizer = recognizer if recognizer is not None else WhisperRecognizer()
         self.stats = EmulatorStats()
@@ -461,7 +470,7 @@ class Emulator:
             raise RuntimeError("emulator already started")
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="emulator"),
-            handlers=[_Speech(self).handler(), TextToSpeech(self.stats, self.fault_schedule).handler()],
+            handlers=[_Speech(self).handler(), TextToSpeech(self.stats, self.fault_schedule, self.scripted).handler()],
             # gRPC sets SO_REUSEPORT by default: a second emulator would share the port silently.
             options=[("grpc.so_reuseport", 0)],
             # Every call holds a worker: refuse the one too many (RESOURCE_EXHAUSTED) rather than queue it.

@@ -31,6 +31,7 @@ from google.cloud.texttospeech_v1.types import (
 from voiced.audio import SAMPLE_RATE, WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM, pcm16_to_ulaw, resample_pcm16, wav_bytes
 from voiced.emulator.common import LANGUAGE_RE, MAX_RATE_HZ, MIN_RATE_HZ, EmulatorStats, Rejected, invalid
 from voiced.emulator.faults import FaultSchedule
+from voiced.emulator.scripted import ScriptedPlan, scripted_speech_pcm16
 
 log = logging.getLogger("voiced.emulator")
 
@@ -46,8 +47,11 @@ _SSML_TAG = re.compile(r"<[^>]*>")
 class TextToSpeech:
     """google.cloud.texttospeech.v1.TextToSpeech: SynthesizeSpeech and ListVoices, by espeak-ng."""
 
-    def __init__(self, stats: EmulatorStats, fault_schedule: Callable[[], FaultSchedule]) -> None:
+    def __init__(
+        self, stats: EmulatorStats, fault_schedule: Callable[[], FaultSchedule], scripted: ScriptedPlan | None = None
+    ) -> None:
         self._stats = stats
+        self._scripted = scripted  # a fixed tone after a fixed delay instead of espeak-ng
         self._fault_schedule = fault_schedule  # the emulator's current plan, which set_faults replaces
         self._lock = threading.Lock()
         self._synthesizers: dict[str, Any] = {}  # language -> EspeakSynthesizer, made on first use
@@ -122,8 +126,11 @@ class TextToSpeech:
         rate = config.sample_rate_hertz or (SAMPLE_RATE if encoding == AudioEncoding.MULAW else ESPEAK_RATE_HZ)
         if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
             raise invalid(f"sample_rate_hertz {rate} is out of range [{MIN_RATE_HZ}, {MAX_RATE_HZ}].")
-        pcm, espeak_rate = self._synthesizer(language).synthesize_pcm16(text)
-        pcm = resample_pcm16(pcm, espeak_rate, rate)
+        if self._scripted is not None:
+            pcm = scripted_speech_pcm16(self._scripted, rate)
+        else:
+            pcm, espeak_rate = self._synthesizer(language).synthesize_pcm16(text)
+            pcm = resample_pcm16(pcm, espeak_rate, rate)
         if encoding == AudioEncoding.MULAW:
             # Google returns mu-law with a WAV header (format tag 7), not raw bytes.
             return wav_bytes(pcm16_to_ulaw(pcm), rate, WAVE_FORMAT_MULAW, 8)

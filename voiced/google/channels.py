@@ -74,20 +74,29 @@ class Lease(Generic[T]):
 
 
 class ChannelPool(Generic[T]):
-    """Clients over K channels; each stream leases the least-loaded one. Thread-safe."""
+    """Clients over K channels; each stream leases the least-loaded one. Thread-safe.
+
+    With ``open_channel`` the pool grows: a stream that would push every channel past
+    ``max_per_channel`` gets a new channel (``open_channel(n)`` opens the n-th), so the
+    streams in progress, not the configured count, size it. Channels are never closed
+    before the pool is: a peak's connections stay warm for the next one.
+    """
 
     def __init__(
         self,
         channels: Sequence[grpc.Channel],
         make_client: Callable[[grpc.Channel], T],
         max_per_channel: int = MAX_STREAMS_PER_CHANNEL,
+        open_channel: Callable[[int], grpc.Channel] | None = None,
     ) -> None:
         if not channels:
             raise ValueError("a channel pool needs at least one channel")
         self._channels = list(channels)
+        self._make_client = make_client
         self._clients = [make_client(c) for c in self._channels]
         self._loads = [0] * len(self._channels)
         self._max = max_per_channel
+        self._open_channel = open_channel
         self._lock = threading.Lock()
 
     @property
@@ -95,11 +104,26 @@ class ChannelPool(Generic[T]):
         with self._lock:
             return list(self._loads)
 
+    @property
+    def size(self) -> int:
+        with self._lock:
+            return len(self._channels)
+
     def acquire(self) -> Lease[T]:
+        grown = 0
         with self._lock:
             index = min(range(len(self._loads)), key=self._loads.__getitem__)
+            if self._loads[index] >= self._max and self._open_channel is not None:
+                channel = self._open_channel(len(self._channels))  # lazy: connects in gRPC's threads
+                self._channels.append(channel)
+                self._clients.append(self._make_client(channel))
+                self._loads.append(0)
+                index = grown = len(self._channels) - 1
             self._loads[index] += 1
             load = self._loads[index]
+        if grown:
+            log.info("google channel pool grown to {channels} channels ({max} streams each)",
+                     channels=grown + 1, max=self._max)
         if load == self._max + 1:  # log the crossing, not every stream beyond it
             log.warn(
                 "google channel pool over {max} streams per channel ({channels} channels): "

@@ -68,7 +68,12 @@ class GoogleClients:
         channels = [
             open_channel(settings, creds.credentials, SPEECH_TARGET, i) for i in range(settings.google_channels)
         ]
-        self._speech = ChannelPool(channels, _speech_client)
+        # Grown channels take pool indexes after the TTS channel's (google_channels):
+        # a shared index would share one HTTP/2 connection.
+        self._speech = ChannelPool(
+            channels, _speech_client,
+            open_channel=lambda n: open_channel(settings, creds.credentials, SPEECH_TARGET, n + 1),
+        )
         self._first_speech_channel = channels[0]
         # TTS calls are short unary RPCs: one channel of their own, apart from the streams.
         self._tts_channel = open_channel(settings, creds.credentials, TTS_TARGET, settings.google_channels)

@@ -274,6 +274,7 @@ class GoogleSTTStream:
         self._degraded = False
         self._local: LocalSTTStream | None = None  # whole-utterance fallback once degraded
         self._closed = False
+        self._caller_paused = False
         self.streams_opened = 0
         self._heard_since_speech = False  # any response since the caller last began speaking
         # Where the utterance began that the call ended (flush) and whose final has not come yet.
@@ -292,11 +293,20 @@ class GoogleSTTStream:
         self._audio.append(ulaw)
         session = self._session
         if session is not None:
-            if self._audio.end - session.sent_upto >= REQUEST_BYTES and not self._rolled_over(session):
+            # Batched while the caller speaks; frame by frame while a pause may be the end of
+            # the turn, or a final is owed: the service counts the silence it has received.
+            urgent = self._caller_paused or self._owed_from is not None
+            if (urgent or self._audio.end - session.sent_upto >= REQUEST_BYTES) and not self._rolled_over(session):
                 self._send_pending(session)
         elif self._waiting is None:
             self._open_session()
         self._forget_old_audio()
+
+    def caller_pausing(self, paused: bool) -> None:
+        """VAD hint: the caller went quiet mid-utterance (or spoke again)."""
+        self._caller_paused = paused
+        if paused and self._session is not None and not self._closed and not self._degraded:
+            self._send_pending(self._session)
 
     def speech_started(self) -> None:
         if self._closed:
@@ -322,6 +332,7 @@ class GoogleSTTStream:
                 began = speech_at if speech_at is not None else self._settled_at
                 self._owed_from = began if self._owed_from is None else min(self._owed_from, began)
             if self._owed_from is not None and self._session is not None:
+                self._send_pending(self._session)  # nothing the final waits for stays in a batch
                 # A hung server (no error, no response; keepalive would notice only after
                 # ~40 s) must not leave the call deaf.
                 self._cancel_watchdog()
