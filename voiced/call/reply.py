@@ -148,10 +148,6 @@ class Reply:
         self.say(apology, in_history=False)
         self.finish()
 
-    @property
-    def has_speech(self) -> bool:
-        return self._has_text
-
     def on_mark(self, suffix: str, now: float) -> None:
         if self.cancelled:
             return  # echoes after a clear mean "discarded", not "heard"

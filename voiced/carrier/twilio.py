@@ -85,7 +85,7 @@ def _int_or_none(value: object, what: str) -> int | None:
         return None
     try:
         return int(value)  # Twilio sends numbers as strings
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         raise ProtocolError(f"{what} is not an integer: {value!r}") from None
 
 
