@@ -73,10 +73,13 @@ export function lowPassTaps(cutoffHz, sampleRate, count) {
  */
 export class Downsampler {
   constructor(inRate, outRate = 8000, tapCount = 95) {
-    this.step = inRate / outRate; // input samples per output sample
+    // Positions in units of 1/outRate input samples, as integers (no drift; see Upsampler).
+    this.inRate = inRate;
+    this.outRate = outRate;
     this.taps = lowPassTaps(outRate * 0.45, inRate, tapCount);
     this.history = new Float32Array(tapCount - 1); // the previous block's tail
-    this.position = 0; // where the next output sample falls, in filtered-input samples
+    this.position = 0; // where the next output sample falls in the filtered block
+    this.lastFiltered = 0;
   }
 
   process(input) {
@@ -94,16 +97,17 @@ export class Downsampler {
     this.history = joined.slice(joined.length - (n - 1));
     const out = [];
     // The last filtered sample of the previous block is needed to interpolate at block edges.
-    const previous = this.lastFiltered ?? 0;
-    while (this.position < input.length) {
-      const i = Math.floor(this.position);
-      const frac = this.position - i;
+    // Output k sits between filtered[i-1] and filtered[i] (one sample of delay, the same in every block).
+    const previous = this.lastFiltered;
+    while (this.position < input.length * this.outRate) {
+      const i = Math.floor(this.position / this.outRate);
+      const frac = (this.position - i * this.outRate) / this.outRate;
       const a = i - 1 < 0 ? previous : filtered[i - 1];
       const b = filtered[i];
       out.push(a + (b - a) * frac);
-      this.position += this.step;
+      this.position += this.inRate;
     }
-    this.position -= input.length;
+    this.position -= input.length * this.outRate;
     this.lastFiltered = filtered[input.length - 1];
     return Float32Array.from(out);
   }
@@ -115,26 +119,28 @@ export class Downsampler {
  */
 export class Upsampler {
   constructor(inRate = 8000, outRate = 48000) {
-    this.step = inRate / outRate; // input samples per output sample
-    this.position = 0; // in input samples, relative to the chunk being processed
+    // Positions are kept in units of 1/outRate input samples, as integers: a float
+    // step (1/6) would drift, and chunked output would differ from whole-file output.
+    this.inRate = inRate;
+    this.outRate = outRate;
+    this.position = 0; // the next output's place in the chunk at hand (-outRate = the previous chunk's last)
     this.last = 0; // the previous chunk's last sample
   }
 
   process(input) {
+    const n = input.length;
+    if (!n) return new Float32Array(0);
     const out = [];
-    // Position -1 is this.last: interpolation spans the boundary between chunks.
-    while (this.position < input.length - 1 + 1e-9 && input.length) {
-      const i = Math.floor(this.position);
-      const frac = this.position - i;
-      const a = i - 1 < 0 ? this.last : input[i - 1];
-      const b = input[Math.min(i, input.length - 1)];
+    while (this.position <= (n - 1) * this.outRate) {
+      const i = Math.floor(this.position / this.outRate);
+      const frac = (this.position - i * this.outRate) / this.outRate;
+      const a = i < 0 ? this.last : input[i];
+      const b = i + 1 <= n - 1 ? input[i + 1] : a;
       out.push(a + (b - a) * frac);
-      this.position += this.step;
+      this.position += this.inRate;
     }
-    if (input.length) {
-      this.position -= input.length;
-      this.last = input[input.length - 1];
-    }
+    this.position -= n * this.outRate;
+    this.last = input[n - 1];
     return Float32Array.from(out);
   }
 }
