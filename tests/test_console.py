@@ -352,3 +352,23 @@ class MediaAdmissionTests(SynchronousTestCase):
         token = service.console.media_tokens.mint(service.clock.seconds())
         service.admit_connection(upgrade(params={"console_token": [token]}))
         self.assertRaises(ConnectionDeny, service.admit_connection, upgrade(params={"console_token": [token]}))
+
+
+class GrafanaDashboardTests(SynchronousTestCase):
+    def test_every_query_names_a_metric_voiced_exports(self) -> None:
+        import os
+        import re
+
+        from prometheus_client.exposition import generate_latest
+
+        from voiced.metrics import Metrics
+
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "contrib", "grafana",
+                            "voiced.json")
+        with open(path) as f:
+            dashboard = json.load(f)
+        exported = set(re.findall(r"^(voiced_\w+)", generate_latest(Metrics().registry).decode(), re.M))
+        queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+                   for name in re.findall(r"voiced_\w+", target["expr"])}
+        self.assertTrue(queried)
+        self.assertEqual(queried - exported, set())

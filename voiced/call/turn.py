@@ -266,6 +266,7 @@ class Call(Answering):
 
     def on_stt_retry(self, error: str) -> None:
         self.record.stt_retries += 1
+        self.metrics.stt_retries_total.inc()
 
     def on_stt_failure(self, reason: str) -> None:
         if self.state is State.ENDED:
