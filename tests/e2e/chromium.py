@@ -133,8 +133,13 @@ class Chromium:
     def wait_for(self, expression: str, timeout_s: float, interval_s: float = 0.2) -> Any:
         """Poll ``expression`` until it is truthy; returns its value, or None after ``timeout_s``."""
         deadline = self.reactor.seconds() + timeout_s
+        # Mid-navigation the document may be half there: an exception means "not yet".
+        guarded = f"(() => {{ try {{ return ({expression}); }} catch (e) {{ return null; }} }})()"
         while True:
-            value = yield self.evaluate(expression)
+            try:
+                value = yield self.evaluate(guarded)
+            except DevToolsError:
+                value = None  # the page's context was replaced under the evaluation
             if value:
                 return value
             if self.reactor.seconds() >= deadline:

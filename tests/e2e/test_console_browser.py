@@ -136,3 +136,46 @@ class ConsoleBrowserTests(TestCase):
         self.assertEqual(status, 200)
         self.assertIn(call_sid, [c["call_sid"] for c in json.loads(body)["recent"]])
         self.assertFalse(re.search(r"MEDIA_REJECTED", self.daemon.log()))
+
+
+class ConsoleLoginBrowserTests(TestCase):
+    """With VOICED_CONSOLE_TOKEN a browser meets the login form, and its cookie then
+    opens the pages and mints the softphone's media token."""
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        if find_chromium() is None:
+            raise SkipTest(INSTALL_HINT)
+        self.artifacts = artifacts_dir()
+        self.daemon = Daemon(env={"VOICED_CONSOLE_TOKEN": "browser-token"})
+        self.addCleanup(self.daemon.stop)
+        self.daemon.wait_ready()
+        wav = os.path.join(self.artifacts, "silence.wav")
+        with wave.open(wav, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(MIC_RATE)
+            w.writeframes(b"\x00\x00" * MIC_RATE)
+        self.browser = Chromium(reactor, wav, self.artifacts)
+        self.addCleanup(self.browser.stop)
+
+    @inlineCallbacks
+    def test_login_form_then_the_console(self):
+        yield self.browser.connect()
+        yield self.browser.navigate(f"http://127.0.0.1:{self.daemon.port}/console/calls")
+        form = yield self.browser.wait_for("!!document.querySelector('input[name=token]')", 10)
+        self.assertTrue(form, "no login form")
+        yield self.browser.screenshot("login.png")
+        yield self.browser.evaluate("document.querySelector('input[name=token]').value = 'wrong';"
+                                    " document.querySelector('form').submit()")
+        refused = yield self.browser.wait_for("document.body.textContent.includes('Wrong token')", 10)
+        self.assertTrue(refused)
+        yield self.browser.evaluate("document.querySelector('input[name=token]').value = 'browser-token';"
+                                    " document.querySelector('form').submit()")
+        listed = yield self.browser.wait_for("location.pathname === '/console/calls' && !!document.getElementById('live')"
+                                             " && document.getElementById('recent-count').textContent", 10)
+        self.assertTrue(listed, "the calls page did not open after the login")
+        status = yield self.browser.evaluate(
+            "fetch('/console/api/media-token', {method: 'POST'}).then(r => r.status)")
+        self.assertEqual(status, 200)
