@@ -372,3 +372,25 @@ class GrafanaDashboardTests(SynchronousTestCase):
                    for name in re.findall(r"voiced_\w+", target["expr"])}
         self.assertTrue(queried)
         self.assertEqual(queried - exported, set())
+
+
+class CallsViewTests(SynchronousTestCase):
+    def test_live_and_recent_with_states(self) -> None:
+        service = fake_service()
+        hub = service.call_hub
+        live, ended = record("CA-live"), record("CA-ended")
+        hub.call_event(ended, "start", {})
+        ended.turns.append(TurnRecord(1, "hello", metrics={"TOTAL_LATENCY_MS": 800}))
+        ended.ended_at, ended.end_reason = 60.0, "websocket closed code=1000"
+        hub.call_event(ended, "end", {})
+        hub.call_event(live, "start", {})
+        service.calls = [SimpleNamespace(call_id="CA-live", state=SimpleNamespace(name="SPEAKING"))]
+        service.clock.advance(75)
+        table = service.console.calls.table()
+        self.assertEqual([(c["call_sid"], c["state"], c["duration_s"]) for c in table["live"]],
+                         [("CA-live", "speaking", 25.0)])
+        self.assertEqual([(c["call_sid"], c["turns"], c["duration_s"]) for c in table["recent"]],
+                         [("CA-ended", 1, 10.0)])
+        one = service.console.calls.call("CA-ended")
+        self.assertEqual((one["live"], one["record"]["turns"][0]["metrics"]), (False, {"TOTAL_LATENCY_MS": 800}))
+        self.assertIsNone(service.console.calls.call("CA-unknown"))

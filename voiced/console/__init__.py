@@ -59,7 +59,7 @@ class Console(Service):
         self.static: dict[str, bytes] = {}
         self.streams: CallEventStreams | None = None
         # A journal, once there is one, passes itself as ``recent``.
-        self.calls = CallsView(service.call_hub, recent or HubRecentCalls(service.call_hub), self._live_state,
+        self.calls = CallsView(service.call_hub, recent or HubRecentCalls(service.call_hub), self._live_states,
                                self.clock.seconds)
         if self.mode != OFF:
             from voiced.console.resources import load_static
@@ -110,9 +110,10 @@ class Console(Service):
             raise ConnectionDeny(403, "invalid console media token")
 
     # ---- data -------------------------------------------------------------------------------
-    def _live_state(self, call_sid: str) -> str:
+    def _live_states(self) -> dict[str, str]:
+        """Each live call's turn-machine state, by CallSid (read, never changed)."""
+        states = {}
         for call in list(getattr(self.service, "calls", ())):
-            if getattr(call, "call_id", None) == call_sid:
-                state: Any = getattr(call, "state", None)
-                return getattr(state, "name", str(state)).lower()
-        return "starting"
+            state: Any = getattr(call, "state", None)
+            states[getattr(call, "call_id", "")] = getattr(state, "name", str(state)).lower()
+        return states

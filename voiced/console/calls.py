@@ -58,19 +58,20 @@ def summary(record: CallRecord, now: float, state: str) -> dict[str, Any]:
 class CallsView:
     """Answers the console's JSON: the table, and one call's whole record."""
 
-    def __init__(self, hub: CallHub, recent: RecentCalls, live_state: Callable[[str], str],
+    def __init__(self, hub: CallHub, recent: RecentCalls, live_states: Callable[[], dict[str, str]],
                  clock: Callable[[], float]) -> None:
         self.hub = hub
         self.recent = recent
-        self.live_state = live_state  # CallSid -> the turn machine's state ("listening", ...)
+        self.live_states = live_states  # {CallSid: the turn machine's state ("listening", ...)}, once per answer
         self.clock = clock
 
     def table(self, limit: int = 200) -> dict[str, Any]:
         now = self.clock()
         live = sorted(self.hub.live.values(), key=lambda r: r.started_at, reverse=True)
+        states = self.live_states() if live else {}
         return {
             "now": now,
-            "live": [summary(r, now, self.live_state(r.call_sid)) for r in live],
+            "live": [summary(r, now, states.get(r.call_sid, "starting")) for r in live],
             "recent": [summary(r, now, "ended") for r in self.recent.recent_calls(limit)],
         }
 
@@ -81,5 +82,5 @@ class CallsView:
             record = self.recent.find(call_sid)
         if record is None:
             return None
-        state = self.live_state(call_sid) if live else "ended"
+        state = self.live_states().get(call_sid, "starting") if live else "ended"
         return {"summary": summary(record, self.clock(), state), "live": live, "record": record.as_json()}
