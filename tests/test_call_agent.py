@@ -315,7 +315,10 @@ class CallRecordTests(CallWithAgentTests):
         self.assertEqual((second.caller_text, second.heard_text, second.interrupted), ("bye", "Okay.", False))
         self.assertIsNotNone(second.metrics["TOTAL_LATENCY_MS"])
         self.assertEqual(record.stt_retries, 1)
-        self.assertEqual([k for k, _ in observer.events], ["caller", "turn", "bot", "caller", "turn", "bot", "end"])
+        self.assertEqual([k for k, _ in observer.events],
+                         ["caller", "reply", "turn", "bot", "caller", "reply", "turn", "bot", "end"])
+        # "reply" comes with the BOT line, once all its audio is sent: the text a viewer sees while it plays.
+        self.assertEqual(observer.events[1][1], {"turn": 1, "text": "First one here. Then the second sentence is long."})
         json_record = record.as_json()
         self.assertEqual(json_record["turns"][0]["heard_text"], "First one here. Then")
 

@@ -254,9 +254,11 @@ class HealthTests(SynchronousTestCase):
 
         _, service = self.service()
         public, admin = build_site(service, with_admin=False).resource, build_admin_site(service).resource
-        self.assertEqual(set(public.children), {b"media", b"twiml"})
+        # The web console (on here: loopback, no Twilio token) stays beside /media, never on the admin port.
+        self.assertEqual(set(public.children), {b"media", b"twiml", b"console"})
         self.assertEqual(set(admin.children), {b"health", b"metrics"})
-        self.assertEqual(set(build_site(service).resource.children), {b"media", b"twiml", b"health", b"metrics"})
+        self.assertEqual(set(build_site(service).resource.children),
+                         {b"media", b"twiml", b"health", b"metrics", b"console"})
 
 
 class EmulatorBehindTests(SynchronousTestCase):

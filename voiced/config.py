@@ -124,6 +124,9 @@ OPTIONS: list[Option] = [
     Option("public_url", _str, "", "public https://host[:port] base Twilio reaches (TwiML stream URL)"),
     Option("twilio_auth_token", _str, "", "Twilio auth token: check X-Twilio-Signature on /twiml and /media",
            secret=True),
+    Option("console_token", _str, "",
+           "token for /console (pages, streams, softphone); without it the console is on only on loopback "
+           "with no Twilio token", secret=True),
     Option("admin_listen", _str, "",
            "endpoint for /health* and /metrics alone (empty: served on --listen with /media)"),
     Option("warmup_timeout_s", _int_range(1, 86400), 300,
@@ -230,6 +233,7 @@ class Settings:
     warmup_timeout_s: int = 300
     public_url: str = ""
     twilio_auth_token: str = field(default="", repr=False)
+    console_token: str = field(default="", repr=False)
     log_format: str = "text"
     log_file: str = ""
     log_level: str = "info"

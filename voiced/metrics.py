@@ -103,6 +103,10 @@ class Metrics:
         self.stt_failures_total = Counter(
             "voiced_stt_failures", "Utterances where STT gave up (interim phrase played)", registry=self.registry
         )
+        self.stt_retries_total = Counter(
+            "voiced_stt_retries", "STT stream retries (a 503 or reset retried on that call's stream)",
+            registry=self.registry,
+        )
         self.tts_fallbacks_total = Counter(
             "voiced_tts_fallbacks", "Sentences spoken by the fallback TTS engine", registry=self.registry
         )

@@ -126,7 +126,12 @@ class VoicedService(MultiService):
         self._log_observer: Any = None
         self._drained: Deferred[None] | None = None
 
+        from voiced.console import Console
         from voiced.web import build_admin_site, build_site
+
+        # Before the site: /console is mounted only when the console is on.
+        self.console = Console(self)
+        self.console.setServiceParent(self)
 
         site = build_site(self, with_admin=not settings.admin_listen)
         for endpoint in settings.listen:
@@ -448,7 +453,11 @@ class VoicedService(MultiService):
             self._refusing = False
             log.info("CALLS_ACCEPTED active_calls={active}: accepting calls again", active=len(self.calls))
         token = self.settings.twilio_auth_token
-        if token:
+        if self.console.offers_media_token(request):
+            # The browser softphone: a short-lived token the console minted stands in for
+            # Twilio's signature (403 unless valid, unexpired and unused).
+            self.console.admit_media(request)
+        elif token:
             # Twilio signs the public wss:// URL it opened (path and query included).
             url = f"wss://{self.settings.public_host}{request.path}"
             if request.params:

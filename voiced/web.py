@@ -177,6 +177,9 @@ def build_site(service: "VoicedService", with_admin: bool = True) -> Site:
     factory = MediaStreamFactory(service, service.clock)
     root.putChild(b"media", WebSocketResource(factory))
     root.putChild(b"twiml", Twiml(service))
+    console = getattr(service, "console", None)
+    if console is not None and console.enabled:  # off: /console is a 404 like any unknown path
+        root.putChild(b"console", console.resource())
     if with_admin:
         add_admin_routes(root, service)
     return _site(root)

@@ -252,6 +252,13 @@ class Answering:
         if reply is self._reply and self.state is State.THINKING:
             self.state = State.SPEAKING
 
+    def reply_sent(self, reply: Reply) -> None:
+        """All of a reply's audio is out (the BOT line): viewers see its text while it
+        plays; the ``bot`` event follows once it has played or was cut."""
+        if not reply.mark_prefix.startswith("p") and reply.spoken_text:
+            self._tell("reply", {"turn": reply.turn.number if reply.turn is not None else None,
+                                 "text": reply.spoken_text})
+
     def expect_end_mark(self, reply: Reply) -> IDelayedCall:
         delay = max(0.0, self._playback_until - self.clock.seconds()) + END_MARK_GRACE_S
         return self.clock.callLater(delay, self._end_mark_overdue, reply)

@@ -68,6 +68,7 @@ class CallObserver(Protocol):
 
     def call_event(self, record: CallRecord, kind: str, data: dict[str, Any]) -> None:
         """``kind`` is one of: ``start``; ``caller`` (a turn asked: number, text, event);
+        ``reply`` (all of a reply's audio was sent, the BOT line: turn, text);
         ``bot`` (a reply finished or was cut: turn, text, heard, interrupted); ``turn``
         (a turn's metrics: number, metrics); ``end`` (the record is complete)."""
 

@@ -243,3 +243,4 @@ class Reply:
                  text=self.spoken_text)
         self.call.transport.send_mark(f"{self.mark_prefix}.end")
         self.end_overdue = self.call.expect_end_mark(self)
+        self.call.reply_sent(self)

@@ -284,6 +284,7 @@ class Call(Answering):
 
     def on_stt_retry(self, error: str) -> None:
         self.record.stt_retries += 1
+        self.metrics.stt_retries_total.inc()
 
     def on_stt_failure(self, reason: str, answer_coming: bool = False) -> None:
         if self.state is State.ENDED:

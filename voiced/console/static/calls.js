@@ -1,0 +1,87 @@
+// /console/calls: polls /console/api/calls every two seconds; a selected call is
+// fetched whole (its record) and, while live, refreshed on each of its stream's events.
+import { Transcript, renderChart } from "./transcript.js";
+
+const REFRESH_MS = 2000;
+const $ = (id) => document.getElementById(id);
+const transcript = new Transcript($("transcript"));
+let selected = new URLSearchParams(location.search).get("call");
+let events = null;
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  row.appendChild(td);
+  return td;
+}
+
+function callRow(call, last) {
+  const row = document.createElement("tr");
+  row.dataset.callSid = call.call_sid;
+  if (call.call_sid === selected) row.classList.add("selected");
+  const link = document.createElement("a");
+  link.href = `?call=${encodeURIComponent(call.call_sid)}`;
+  link.textContent = call.call_sid;
+  link.addEventListener("click", (e) => {
+    e.preventDefault();
+    select(call.call_sid);
+  });
+  cell(row, "").appendChild(link);
+  cell(row, call.from || "-");
+  cell(row, call.to || "-");
+  cell(row, `${call.duration_s} s`);
+  cell(row, last);
+  cell(row, String(call.turns));
+  return row;
+}
+
+async function refresh() {
+  try {
+    const response = await fetch("/console/api/calls", { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`/console/api/calls answered ${response.status}`);
+    const table = await response.json();
+    $("live").replaceChildren(...table.live.map((c) => callRow(c, c.state)));
+    $("recent").replaceChildren(...table.recent.map((c) => callRow(c, c.end_reason || "-")));
+    $("live-count").textContent = `(${table.live.length})`;
+    $("recent-count").textContent = `(${table.recent.length})`;
+    $("error").textContent = "";
+  } catch (error) {
+    $("error").textContent = String(error.message || error);
+  }
+}
+
+async function showCall(callSid) {
+  const response = await fetch(`/console/api/calls/${encodeURIComponent(callSid)}`, { credentials: "same-origin" });
+  if (!response.ok) {
+    $("detail-state").textContent = response.status === 404 ? "(not found: too old, or not started yet)" : `(${response.status})`;
+    return null;
+  }
+  const call = await response.json();
+  $("detail-state").textContent = call.live ? `live, ${call.summary.state}` : `ended: ${call.record.end_reason}`;
+  transcript.renderRecord(call.record);
+  renderChart($("chart"), call.record.turns.map((t) => ({ turn: t.number, metrics: t.metrics })));
+  return call;
+}
+
+async function select(callSid) {
+  selected = callSid;
+  history.replaceState(null, "", `?call=${encodeURIComponent(callSid)}`);
+  for (const row of document.querySelectorAll("tr[data-call-sid]")) row.classList.toggle("selected", row.dataset.callSid === callSid);
+  $("detail").hidden = false;
+  $("detail-sid").textContent = callSid;
+  if (events) events.close();
+  events = null;
+  const call = await showCall(callSid);
+  if (call && call.live) {
+    // Any call's stream, not only a browser's: each event re-reads the record.
+    events = new EventSource(`/console/api/calls/${encodeURIComponent(callSid)}/events`);
+    for (const kind of ["caller", "reply", "bot", "turn", "end"]) {
+      events.addEventListener(kind, () => showCall(callSid));
+    }
+    events.addEventListener("end", () => events && events.close());
+  }
+}
+
+refresh();
+setInterval(refresh, REFRESH_MS);
+if (selected) select(selected);

@@ -1,0 +1,110 @@
+// A call's conversation as lines in an element (the automation contract:
+// each line has data-role="caller" or data-role="bot" and holds its text).
+// Fed either event by event (the live stream) or from a whole CallRecord.
+import { latencyChart } from "./latency.js";
+
+function eventText(event) {
+  if (!event) return "";
+  if (event.dtmf !== undefined) return `pressed ${event.dtmf}`;
+  if (event.idle !== undefined) return "(silence)";
+  return JSON.stringify(event);
+}
+
+export class Transcript {
+  /** @param {HTMLElement} element  the id="transcript" list */
+  constructor(element) {
+    this.element = element;
+  }
+
+  clear() {
+    this.element.replaceChildren();
+  }
+
+  line(role, text, turn) {
+    const item = document.createElement("li");
+    item.dataset.role = role;
+    if (turn !== null && turn !== undefined) item.dataset.turn = String(turn);
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = role === "caller" ? "Caller" : "Bot";
+    const said = document.createElement("span");
+    said.className = "text";
+    said.textContent = text;
+    item.append(who, said);
+    this.element.appendChild(item);
+    item.scrollIntoView({ block: "nearest" });
+    return item;
+  }
+
+  /** The caller's turn: what STT heard, or the event that made the turn (a key press). */
+  caller(turn, text, event) {
+    const item = this.line("caller", text || eventText(event), turn);
+    if (!text) item.classList.add("event");
+  }
+
+  /** The bot's line, shown while it plays; `bot` later says whether it was cut. */
+  reply(turn, text) {
+    const item = this.openBotLine(turn) || this.line("bot", text, turn);
+    item.querySelector(".text").textContent = text;
+    item.classList.add("speaking");
+  }
+
+  /** A reply finished or was cut by barge-in (then only `heard` reached the caller). */
+  bot(turn, text, heard, interrupted) {
+    const item = this.openBotLine(turn) || this.line("bot", text, turn);
+    item.classList.remove("speaking");
+    item.dataset.final = "1";
+    if (interrupted) {
+      item.classList.add("cut");
+      item.dataset.interrupted = "1";
+      item.title = `Cut by barge-in. The caller heard: “${heard}”`;
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = "cut";
+      item.appendChild(badge);
+    }
+  }
+
+  openBotLine(turn) {
+    const key = turn === null || turn === undefined ? null : String(turn);
+    const lines = [...this.element.querySelectorAll('[data-role="bot"]:not([data-final])')];
+    return lines.reverse().find((item) => (item.dataset.turn ?? null) === key) || null;
+  }
+
+  /** A whole CallRecord (as_json), e.g. an ended call opened in /console/calls. */
+  renderRecord(record) {
+    this.clear();
+    for (const turn of record.turns || []) {
+      this.caller(turn.number, turn.caller_text, turn.event);
+      if (turn.reply_text) this.bot(turn.number, turn.reply_text, turn.heard_text, turn.interrupted);
+    }
+  }
+}
+
+/** Turns with metrics -> a chart in `container` (or a note while there are none). */
+export function renderChart(container, turns) {
+  const measured = turns.filter((t) => t.metrics && Object.keys(t.metrics).length);
+  container.replaceChildren();
+  if (!measured.length) {
+    const note = document.createElement("p");
+    note.className = "muted";
+    note.textContent = "No turn measured yet.";
+    container.appendChild(note);
+    return;
+  }
+  container.appendChild(latencyChart(measured));
+}
+
+/** One turn's TURN-line values as a table row. */
+export function metricsRow(turn, metrics) {
+  const row = document.createElement("tr");
+  const names = ["STT_FIRST_PARTIAL_MS", "STT_FINAL_MS", "AGENT_FIRST_SENTENCE_MS", "TTS_READY_MS", "TOTAL_LATENCY_MS", "PLAYBACK_START_MS"];
+  for (const cell of [turn, ...names.map((n) => (metrics[n] ?? "-"))]) {
+    const td = document.createElement("td");
+    td.textContent = String(cell);
+    row.appendChild(td);
+  }
+  return row;
+}
+
+export const METRIC_HEADERS = ["turn", "STT first partial", "STT final", "agent 1st sentence", "TTS ready", "total", "playback start"];
