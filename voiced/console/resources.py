@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from voiced.console.auth import SESSION_COOKIE, SESSION_TTL_S, cookie_value, safe_next
+from voiced.console.auth import SESSION_COOKIE, SESSION_TTL_S, safe_next
 
 if TYPE_CHECKING:
     from voiced.console import Console
