@@ -1,10 +1,12 @@
 """VoicedService: the one owner of everything process-wide.
 
-Engines, models, gRPC channels, credentials, thread pools, the phrase cache and
-the metrics registry are created here, in ``startService`` (after twistd has
-forked), and released in ``stopService``. A call only borrows references: this
-file is the only place that constructs them, so the rule "nothing process-wide
-per call or per turn" can be checked by reading it.
+Engines, models, gRPC channels, credentials, thread pools, the HTTP connection
+pool, the agent, the journal, the phrase cache and the metrics registry are created
+here, in ``startService`` (after twistd has forked), and released in ``stopService``.
+A call only borrows references: this file (and ``voiced/agent/factory.py``, which
+only it calls) is the only place that constructs them, so the rule "nothing
+process-wide per call or per turn" can be checked by reading it. Health reports
+are in ``voiced/health.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from voiced.carrier.signature import signature_matches
 from voiced.carrier.twilio import Start
 from voiced.config import ConfigError, Settings
 from voiced.drain import Drain
+from voiced.health import HealthReports
 from voiced.lifecycle import note_construction
 from voiced.listener import Listener
 from voiced.metrics import Metrics
@@ -46,11 +49,6 @@ log = Logger(namespace="voiced.service")
 DAEMON_LOG_FILE = "voiced.log"
 # Agent, tool and REST requests in flight at once per host; more wait for a connection.
 HTTP_CONNECTIONS_PER_HOST = 64
-DEFAULT_GREETING = "Hello, thanks for calling. How can I help you?"
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful voice assistant answering a phone call. Your replies are spoken aloud: keep them short, "
-    "one to three sentences, in plain words, with no lists, markdown or emoji."
-)
 CLOSE_WAIT_S = 2.0  # how long stopping waits for callers' sockets to close
 # Warm-up retries: what a retry can cure (the speech service briefly unreachable) is
 # retried for as long as the process lives; /health turns unhealthy after
@@ -69,7 +67,7 @@ def _stdout_is_devnull() -> bool:
     return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
 
 
-class VoicedService(MultiService):
+class VoicedService(MultiService, HealthReports):
     name = "voiced"
 
     def __init__(self, settings: Settings, reactor: Any = None, startup_warnings: Any = ()) -> None:
@@ -261,37 +259,9 @@ class VoicedService(MultiService):
                                                   api_base=s.twilio_api_base)
 
     def _build_agent(self) -> Agent:
-        s = self.settings
-        if s.agent == "script":
-            from voiced.agent.script import ScriptAgent
+        from voiced.agent.factory import build_agent
 
-            return ScriptAgent(s.script, s.language)
-        greeting = [s.greeting or DEFAULT_GREETING]
-        if s.agent == "webhook":
-            from voiced.agent.webhook import WebhookAgent
-
-            if not s.webhook_secret:
-                log.warn("Webhook requests are not signed (no VOICED_WEBHOOK_SECRET): the application cannot "
-                         "tell them from anyone else's")
-            return WebhookAgent(self.http, self.clock, s.webhook_url, s.webhook_secret, s.webhook_timeout_ms / 1000,
-                                greeting)
-        from voiced.agent.llm import LLMSettings, OpenAIAgent
-        from voiced.agent.tools import ToolRunner
-
-        prompt = s.system_prompt
-        if s.system_prompt_file:
-            with open(s.system_prompt_file, encoding="utf-8") as f:
-                prompt = f.read().strip()
-        tools = ToolRunner(self.http, self.clock, s.tools_url, s.webhook_secret, s.tools_timeout_ms / 1000) \
-            if s.tools_url else None
-        llm = LLMSettings(
-            base_url=s.openai_base_url.rstrip("/"), model=s.openai_model, api_key=s.openai_api_key,
-            system_prompt=prompt or DEFAULT_SYSTEM_PROMPT, temperature=s.llm_temperature,
-            max_tokens=s.llm_max_tokens or None, first_token_timeout_s=s.llm_first_token_timeout_ms / 1000,
-            reply_timeout_s=s.llm_reply_timeout_ms / 1000, greeting=greeting, tools_file=s.tools_file,
-            transfer_targets=s.transfer_targets,
-        )
-        return OpenAIAgent(self.http, self.clock, llm, tools)
+        return build_agent(self.settings, self.http, self.clock)
 
     def _pool(self, name: str, size: int) -> ThreadPool:
         pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
@@ -494,53 +464,3 @@ class VoicedService(MultiService):
         self.drain.call_ended()
         if self.stopping and not self.calls and self._drained is not None and not self._drained.called:
             self._drained.callback(None)
-
-    # ---- health ----------------------------------------------------------------------------------
-    def liveness(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "status": "ok",
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime_s": round(time.time() - (self.started_at or time.time()), 1),
-            "active_calls": len(self.calls),
-        }
-        reason = self._unhealthy_reason()
-        if reason:
-            body.update(status="unhealthy", reason=reason)
-        return body
-
-    def _unhealthy_reason(self) -> str | None:
-        """Why a supervisor should restart this process, if it should."""
-        if self.warmup_fatal:
-            return f"warm-up failed: {self.warmup_error}"
-        if self.ready or self.stopping or self._started_clock is None:
-            return None
-        waited = self.clock.seconds() - self._started_clock
-        if waited <= self.settings.warmup_timeout_s:
-            return None
-        last = f" (last error: {self.warmup_error})" if self.warmup_error else ""
-        return f"not ready {self.settings.warmup_timeout_s} s after start{last}"
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        if self.ready:
-            return True, {"ready": True, "active_calls": len(self.calls)}
-        if self.drain.draining:
-            reason = f"draining: {len(self.calls)} calls in progress"
-        elif self.stopping:
-            reason = "stopping"
-        elif self.warmup_fatal:
-            reason = f"warm-up failed: {self.warmup_error}"
-        elif self.warmup_error:
-            reason = f"warming up, retrying: {self.warmup_error}"
-        else:
-            reason = "warming up"
-        return False, {"ready": False, "reason": reason}
-
-    def warmup_report(self) -> dict[str, Any]:
-        return {
-            "ready": self.ready,
-            "tts_warmup_ms": self.tts_warmup_ms,
-            "engines_ms": dict(self.engine_warmup_ms),
-            "phrases_cached": len(self.speaker.cache) if self.speaker else 0,
-            "phrases_on_fallback": len(self.speaker.on_fallback) if self.speaker else 0,
-        }

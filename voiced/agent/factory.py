@@ -1,0 +1,50 @@
+"""The process-wide agent ``VOICED_AGENT`` names, built from the settings.
+
+Called once, by ``VoicedService`` at warm-up: the agent borrows the service's HTTP
+client and clock, and every call's conversation borrows the agent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from voiced.agent.base import Agent
+from voiced.config import Settings
+
+log = Logger(namespace="voiced.service")
+
+DEFAULT_GREETING = "Hello, thanks for calling. How can I help you?"
+
+
+def build_agent(s: Settings, http: Any, clock: IReactorTime) -> Agent:
+    if s.agent == "script":
+        from voiced.agent.script import ScriptAgent
+
+        return ScriptAgent(s.script, s.language)
+    greeting = [s.greeting or DEFAULT_GREETING]
+    if s.agent == "webhook":
+        from voiced.agent.webhook import WebhookAgent
+
+        if not s.webhook_secret:
+            log.warn("Webhook requests are not signed (no VOICED_WEBHOOK_SECRET): the application cannot "
+                     "tell them from anyone else's")
+        return WebhookAgent(http, clock, s.webhook_url, s.webhook_secret, s.webhook_timeout_ms / 1000, greeting)
+    from voiced.agent.llm import DEFAULT_SYSTEM_PROMPT, LLMSettings, OpenAIAgent
+    from voiced.agent.tools import ToolRunner
+
+    prompt = s.system_prompt
+    if s.system_prompt_file:
+        with open(s.system_prompt_file, encoding="utf-8") as f:
+            prompt = f.read().strip()
+    tools = ToolRunner(http, clock, s.tools_url, s.webhook_secret, s.tools_timeout_ms / 1000) if s.tools_url else None
+    llm = LLMSettings(
+        base_url=s.openai_base_url.rstrip("/"), model=s.openai_model, api_key=s.openai_api_key,
+        system_prompt=prompt or DEFAULT_SYSTEM_PROMPT, temperature=s.llm_temperature,
+        max_tokens=s.llm_max_tokens or None, first_token_timeout_s=s.llm_first_token_timeout_ms / 1000,
+        reply_timeout_s=s.llm_reply_timeout_ms / 1000, greeting=greeting, tools_file=s.tools_file,
+        transfer_targets=s.transfer_targets,
+    )
+    return OpenAIAgent(http, clock, llm, tools)
