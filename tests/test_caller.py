@@ -484,7 +484,8 @@ class LiveCallTests(TestCase):
         self.assertLess(bot.echoes["r1.end"] - bot.clears[0], 0.05)
         self.assertEqual(len(report.clears), 1)
         echoed = {m.name: m for m in report.marks_echoed}
-        self.assertAlmostEqual(echoed["r1.end"].echoed_s, report.clears[0], places=3)
+        # Echoed while handling the clear: the same instant but for a loaded machine's scheduling.
+        self.assertNear(echoed["r1.end"].echoed_s, report.clears[0], 0.02)
 
         greeting, r1, r2 = report.replies
         self.assertEqual((greeting.turn_index, r1.turn_index, r2.turn_index), (None, 0, 1))

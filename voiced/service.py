@@ -405,8 +405,9 @@ class VoicedService(MultiService, HealthReports):
             self.clock.addSystemEventTrigger("after", "shutdown", self._log_observer.stop)
 
     # ---- calls ---------------------------------------------------------------------------------
-    def admit_connection(self, request: ConnectionRequest) -> None:
-        """Called for every WebSocket upgrade on /media, before any call state exists."""
+    def admit_connection(self, request: ConnectionRequest) -> str:
+        """Called for every WebSocket upgrade on /media, before any call state exists.
+        Returns who vouched for it: "console" (a console media token) or "carrier"."""
         if not self.ready:
             raise ConnectionDeny(503, "voiced is draining" if self.drain.draining else "voiced is not ready")
         limit = self.settings.call_limit
@@ -427,7 +428,8 @@ class VoicedService(MultiService, HealthReports):
             # The browser softphone: a short-lived token the console minted stands in for
             # Twilio's signature (403 unless valid, unexpired and unused).
             self.console.admit_media(request)
-        elif token:
+            return "console"
+        if token:
             # Twilio signs the public wss:// URL it opened (path and query included).
             url = f"wss://{self.settings.public_host}{request.path}"
             if request.params:
@@ -436,6 +438,7 @@ class VoicedService(MultiService, HealthReports):
                 log.warn("MEDIA_REJECTED: bad or missing X-Twilio-Signature for {url} from {peer}", url=url,
                          peer=request.peer)
                 raise ConnectionDeny(403, "invalid signature")
+        return "carrier"
 
     def new_call(self, start: Start, transport: CallTransport) -> Call:
         assert self.stt_engine is not None and self.speaker is not None and self.agent is not None
