@@ -337,6 +337,17 @@ class TurnMachineTests(SynchronousTestCase):
             self.call.on_stt_failure("UNAVAILABLE after 4 attempts", answer_coming=answer_coming)
             self.assertEqual(self.tts.spoken[-1], phrase)
 
+    def test_a_give_up_while_the_caller_speaks_whose_fallback_gives_nothing_still_gets_the_phrase(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 10)
+        self.call.on_stt_failure("UNAVAILABLE after 4 attempts", answer_coming=True)  # mid-speech: no phrase yet
+        self.assertEqual(self.transport.marks(), [])
+        self.frames("." * 12)
+        self.clock.advance(4.0)  # the fallback bound passes with nothing
+        self.assertEqual(self.tts.spoken[-1], "Oops.")  # the ask-again phrase, not silence
+        self.assertEqual(self.call.state, State.LISTENING)
+
     def test_a_fallback_transcript_after_its_turn_was_answered_is_not_the_next_turns(self):
         self.make_call(streaming=True)
         self.finish_greeting()

@@ -307,12 +307,9 @@ class Call(Answering):
         turn.stt_failed = True
         if self._eou.in_speech:
             return  # the caller is talking (the fallback has their words): a phrase now would talk over them
-        prompt = self._new_reply("p", turn=None, current=False)
         # "Let's try that again" while the fallback's answer is on its way would have the
         # caller repeat over it.
-        phrase = self.settings.interim_wait_phrase if answer_coming else self.settings.interim_phrase
-        prompt.say(phrase, in_history=False)
-        prompt.finish()
+        self._say_interim(self.settings.interim_wait_phrase if answer_coming else self.settings.interim_phrase)
         if self.state is State.AWAITING_FINAL:
             # The fallback transcription may still rescue the turn, within its bound.
             self._start_timer(self.settings.fallback_timeout_ms, self._final_timed_out)
@@ -390,6 +387,15 @@ class Call(Answering):
             abandoned = self._turn
             self._start_turn()
             self._abandoned = abandoned
+            if abandoned.stt_failed:
+                # STT gave up and its fallback gave nothing in time: the caller must hear that
+                # (perhaps after "one moment"), never silence.
+                self._say_interim(self.settings.interim_phrase)
+
+    def _say_interim(self, phrase: str) -> None:
+        prompt = self._new_reply("p", turn=None, current=False)
+        prompt.say(phrase, in_history=False)
+        prompt.finish()
 
     # ---- turn lifecycle --------------------------------------------------------------
     def _start_turn(self) -> None:
