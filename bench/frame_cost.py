@@ -250,6 +250,7 @@ class BenchService:
 
     def __init__(self, clock: Clock, make_call: Callable[[Any, Any], Call]) -> None:
         self.metrics = Metrics()
+        self.settings = SETTINGS
         self._make_call = make_call
         self.calls: list[Call] = []
 
@@ -341,6 +342,8 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
             wire.clear()
 
         rows["full path"] += time_each(proto.dataReceived, ws_frames, before=before)
+        if proto.call is None or proto._closing:
+            raise RuntimeError("the bench's media socket closed: the full path did not reach the call")
         proto.connectionLost(Failure(ConnectionDone()))
 
         # The same without Autobahn: what voiced's protocol does with a decoded message.
@@ -350,6 +353,8 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
         proto.onMessage(stream.start().encode(), False)
         payloads = [stream.media(f, i * 20).encode() for i, f in enumerate(frames_in)]
         rows["protocol.onMessage"] += time_each(lambda m: proto.onMessage(m, False), payloads, before=before)
+        if proto.call is None or proto._closing:
+            raise RuntimeError("the bench's media socket closed: onMessage did not reach the call")
         # Autobahn 26 builds colored arguments for a debug line on every dataReceived and
         # discards them when debug is off: wasted work the full path pays.
         peer = proto.peer
