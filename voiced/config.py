@@ -171,6 +171,8 @@ OPTIONS: list[Option] = [
     Option("whisper_workers", _int_range(1, 64), 1, "Whisper transcriptions at once (each takes a core for ~0.3 s)"),
     Option("max_calls", _int_range(0, 100000), 0,
            "calls at once; beyond, /media upgrades get HTTP 503 (0: 30 per CPU core)"),
+    Option("workers", _int_range(1, 64), 1,
+           "voiced processes sharing the listening ports, a reactor (core) each (README: 2 on 2 cores)"),
     Option("stt_threads", _int_range(1, 4096), 256,
            "Google STT threads at least (a stream holds one; never fewer than 2 x max_calls)"),
     Option("stt_model", _str, "phone_call", "Google STT model"),
@@ -269,6 +271,7 @@ class Settings:
     whisper_model: str = ""
     whisper_workers: int = 1
     max_calls: int = 0
+    workers: int = 1
     stt_threads: int = 256
     stt_model: str = "phone_call"
     stt_retry_initial_ms: int = 200
@@ -348,6 +351,11 @@ class Settings:
                 raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
         if self.tools_file and not self.tools_url:
             raise ConfigError("tools_file needs tools_url: where the tools' calls are sent")
+        if self.workers > 1:
+            for endpoint in self.listen + ((self.admin_listen,) if self.admin_listen else ()):
+                if not endpoint.startswith(("tcp:", "tcp6:")):
+                    raise ConfigError(f"workers > 1 shares tcp: and tcp6: listeners only, not {endpoint!r} "
+                                      "(terminate TLS in front of voiced)")
         if self.system_prompt and self.system_prompt_file:
             raise ConfigError("set system_prompt or system_prompt_file, not both")
 

@@ -33,7 +33,7 @@ from voiced.carrier.twilio import Start
 from voiced.config import ConfigError, Settings
 from voiced.drain import Drain
 from voiced.lifecycle import note_construction
-from voiced.listener import Listener
+from voiced.listener import AdoptedListener, Listener
 from voiced.metrics import Metrics
 from voiced.retry import Backoff, retry
 from voiced.signals import SignalHandlers
@@ -72,8 +72,10 @@ def _stdout_is_devnull() -> bool:
 class VoicedService(MultiService):
     name = "voiced"
 
-    def __init__(self, settings: Settings, reactor: Any = None, startup_warnings: Any = ()) -> None:
+    def __init__(self, settings: Settings, reactor: Any = None, startup_warnings: Any = (),
+                 worker: Any = None) -> None:
         super().__init__()
+        self.worker = worker  # voiced.workers.WorkerSpec under --workers N, else None
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
         self.settings = settings
@@ -129,10 +131,27 @@ class VoicedService(MultiService):
         from voiced.web import build_admin_site, build_site
 
         site = build_site(self, with_admin=not settings.admin_listen)
+        if worker is not None:  # the supervisor's sockets, shared with the other workers
+            for fd, family in worker.listen_fds:
+                AdoptedListener(fd, family, site, reactor).setServiceParent(self)
+            if worker.admin_fd is not None:
+                AdoptedListener(*worker.admin_fd, build_admin_site(self), reactor).setServiceParent(self)
+            return
         for endpoint in settings.listen:
             Listener("--listen", endpoint, site, reactor).setServiceParent(self)
         if settings.admin_listen:
             Listener("--admin-listen", settings.admin_listen, build_admin_site(self), reactor).setServiceParent(self)
+
+    @property
+    def ready(self) -> bool:
+        """This process takes calls (warmed up, not stopping)."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+        if self.worker is not None:
+            self.worker.publish_ready(value)  # /health/ready on any worker reads every worker's
 
     # ---- twistd integration ---------------------------------------------------------------
     def setServiceParent(self, parent: Any) -> None:
@@ -157,8 +176,9 @@ class VoicedService(MultiService):
     def startService(self) -> None:
         self.started_at = time.time()
         self._started_clock = self.clock.seconds()
-        log.info("APP_START pid={pid} version={version} {summary}", pid=os.getpid(), version=__version__,
-                 summary=self.settings.summary())
+        worker = "" if self.worker is None else f" worker={self.worker.index}/{self.worker.count}"
+        log.info("APP_START pid={pid}{worker} version={version} {summary}", pid=os.getpid(), worker=worker,
+                 version=__version__, summary=self.settings.summary())
         for warning in self.startup_warnings:
             log.warn("CONFIG_WARNING {warning}", warning=warning)
         if self._log_observer is not None:
@@ -513,6 +533,18 @@ class VoicedService(MultiService):
         return f"not ready {self.settings.warmup_timeout_s} s after start{last}"
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ok, body = self._own_readiness()
+        if self.worker is None:
+            return ok, body
+        ready_workers = self.worker.workers_ready()
+        body["workers"] = {"ready": ready_workers, "of": self.worker.count, "this": self.worker.index}
+        if ok and ready_workers < self.worker.count:
+            body.update(ready=False, reason=f"{self.worker.count - ready_workers} of {self.worker.count} "
+                                            "workers not ready")
+            return False, body
+        return ok, body
+
+    def _own_readiness(self) -> tuple[bool, dict[str, Any]]:
         if self.ready:
             return True, {"ready": True, "active_calls": len(self.calls)}
         if self.drain.draining:
