@@ -249,7 +249,8 @@ async def main(args) -> None:
     rows = []
     try:
         daemon.wait_ready(120)
-        print(f"machine: {machine()}", flush=True)
+        args.machine = machine()  # the load average before the runs, not after
+        print(f"machine: {args.machine}", flush=True)
         for n in counts:
             row = await run_one(n, args, daemon, emulator, script)
             rows.append(row)
@@ -263,16 +264,17 @@ async def main(args) -> None:
         emulator.stop()
     inbound = frame_cost() if not args.no_frame_cost else {}
     full = inbound.get("full path", {})
-    title = f"voiced bench/scale.py, {time.strftime('%Y-%m-%d')}: {machine()}"
+    title = f"voiced bench/scale.py, {time.strftime('%Y-%m-%d')}: {getattr(args, 'machine', None) or machine()}"
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        f.write(f"{title}\n\nfinal delay {args.final_delay_ms} ms, {args.turns} turns per call\n\n{HEADER}\n")
+        daemon = f", daemon options `{args.daemon_args}`" if args.daemon_args else ""
+        f.write(f"{title}\n\nfinal delay {args.final_delay_ms} ms, {args.turns} turns per call{daemon}\n\n{HEADER}\n")
         f.write("\n".join(fmt(r) for r in rows) + "\n")
         if full:
             f.write(f"\nframe path (bench/frame_cost.py full path): p50 {full['p50']:.1f} µs, "
                     f"p99 {full['p99']:.1f} µs per inbound media message\n")
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-        json.dump({"machine": machine(), "rows": rows, "frame_path_us": full}, f, indent=2)
+        json.dump({"machine": getattr(args, "machine", None) or machine(), "rows": rows, "frame_path_us": full}, f, indent=2)
     plot(rows, os.path.splitext(args.out)[0] + ".png", title)
     if full:
         print(f"frame path: p50 {full['p50']:.1f} µs, p99 {full['p99']:.1f} µs per inbound media message")
