@@ -111,6 +111,8 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             except UnicodeDecodeError:
                 break  # Autobahn fails the connection with its invalid-payload close
             pos = stop
+            if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+                self._cancelAutoPingTimeoutCall()  # as Autobahn does: any data frame shows the peer alive
             self.onMessage(text, False)
         return data[pos:] if pos else data
 
