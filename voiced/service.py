@@ -181,6 +181,13 @@ class VoicedService(MultiService):
                  version=__version__, summary=self.settings.summary())
         for warning in self.startup_warnings:
             log.warn("CONFIG_WARNING {warning}", warning=warning)
+        import autobahn
+        from autobahn.websocket import USES_NVX
+
+        # NVX (C UTF-8 validator and masker) serves Autobahn's path: control frames, fragments;
+        # whole inbound text frames are decoded by voiced.carrier.protocol itself.
+        log.info("WEBSOCKET autobahn={version} nvx={nvx}", version=autobahn.__version__,
+                 nvx="on" if USES_NVX else "off (pip install 'autobahn[accelerate]')")
         if self._log_observer is not None:
             self._signals.install()  # we own the process's logging: SIGUSR1/SIGHUP reopen it
         if not self.settings.twilio_auth_token:
