@@ -68,6 +68,6 @@ class WorkersSettingsTests(SynchronousTestCase):
 
         settings = Settings.load({"workers": "3", "max_calls": "100", "listen": ["tcp:0"]}, {})
         self.assertEqual(shared_call_limit(settings), 34)
-        spec = WorkerSpec(1, 3, settings, ((7, 2),), None, "/tmp/x")
+        spec = WorkerSpec(1, 3, settings, ((7, 2),), None, "/tmp/x", 42)
         self.assertEqual(WorkerSpec.from_env({WORKER_ENV: spec.to_env()}), spec)
         self.assertIsNone(WorkerSpec.from_env({}))

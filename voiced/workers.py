@@ -77,10 +77,12 @@ class WorkerSpec:
     listen_fds: tuple[tuple[int, int], ...]  # (fd, address family) per --listen, in order
     admin_fd: tuple[int, int] | None
     state_dir: str
+    supervisor_pid: int = 0
 
     def to_env(self) -> str:
         return json.dumps({"index": self.index, "count": self.count, "settings": settings_to_json(self.settings),
-                           "listen_fds": self.listen_fds, "admin_fd": self.admin_fd, "state_dir": self.state_dir})
+                           "listen_fds": self.listen_fds, "admin_fd": self.admin_fd, "state_dir": self.state_dir,
+                           "supervisor_pid": self.supervisor_pid})
 
     @classmethod
     def from_env(cls, environ: Any = None) -> "WorkerSpec | None":
@@ -90,7 +92,8 @@ class WorkerSpec:
         d = json.loads(raw)
         return cls(d["index"], d["count"], settings_from_json(d["settings"]),
                    tuple((int(fd), int(fam)) for fd, fam in d["listen_fds"]),
-                   tuple(d["admin_fd"]) if d["admin_fd"] else None, d["state_dir"])  # type: ignore[arg-type]
+                   tuple(d["admin_fd"]) if d["admin_fd"] else None, d["state_dir"],  # type: ignore[arg-type]
+                   int(d.get("supervisor_pid", 0)))
 
     # ---- readiness across workers ------------------------------------------------------
     def _state_file(self, index: int) -> str:
@@ -257,7 +260,7 @@ class WorkerSupervisor(Service):
             return
         share = shared_call_limit(self.settings)
         spec = WorkerSpec(index, self.count, replace(self.settings, max_calls=share), tuple(self._listen_fds),
-                          self._admin_fd, self.state_dir)
+                          self._admin_fd, self.state_dir, os.getpid())
         env = dict(os.environ)
         env[WORKER_ENV] = spec.to_env()
         env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
@@ -380,7 +383,7 @@ def worker_main() -> int:
         print("voiced.workers: started without a worker spec (run twistd voiced --workers N)", file=sys.stderr)
         return 2
     _die_with_parent()
-    if os.getppid() == 1:
+    if spec.supervisor_pid and os.getppid() != spec.supervisor_pid:
         return 1  # the supervisor died before the line above
     from twisted.application import app
     from twisted.application.service import Application, IService
