@@ -6,4 +6,9 @@ from voiced.tap import tac_settings
 
 settings, warnings = tac_settings()  # a configuration error exits here with one line
 application = service.Application("voiced")
-VoicedService(settings, startup_warnings=warnings).setServiceParent(application)
+if settings.workers > 1:
+    from voiced.workers import WorkerSupervisor
+
+    WorkerSupervisor(settings, startup_warnings=warnings).setServiceParent(application)
+else:
+    VoicedService(settings, startup_warnings=warnings).setServiceParent(application)

@@ -7,7 +7,8 @@ Per frame (one inbound Twilio media message = 20 ms of caller audio):
   on_media     Call.on_media: EOU with the real webrtcvad + the turn machine, a
                recording transport, a no-op STT stream
   +capture     the same with the local engine's utterance capture (LocalSTTStream.feed)
-  full path    WebSocket frame bytes -> Autobahn (unmask, UTF-8) -> MediaStreamProtocol
+  full path    WebSocket frame bytes -> MediaStreamProtocol.dataReceived (whole text frames are
+               unmasked and UTF-8-decoded there; anything else goes through Autobahn)
                -> parse + sequence check -> Call.on_media, on an in-memory transport
 Outbound (the bot's reply, sent in 3200-byte = 400 ms messages):
   media_message, protocol.send_audio (+ Autobahn framing), mark_message; reported per
@@ -250,6 +251,7 @@ class BenchService:
 
     def __init__(self, clock: Clock, make_call: Callable[[Any, Any], Call]) -> None:
         self.metrics = Metrics()
+        self.settings = SETTINGS
         self._make_call = make_call
         self.calls: list[Call] = []
 
@@ -341,6 +343,8 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
             wire.clear()
 
         rows["full path"] += time_each(proto.dataReceived, ws_frames, before=before)
+        if proto.call is None or proto._closing:
+            raise RuntimeError("the bench's media socket closed: the full path did not reach the call")
         proto.connectionLost(Failure(ConnectionDone()))
 
         # The same without Autobahn: what voiced's protocol does with a decoded message.
@@ -350,6 +354,8 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
         proto.onMessage(stream.start().encode(), False)
         payloads = [stream.media(f, i * 20).encode() for i, f in enumerate(frames_in)]
         rows["protocol.onMessage"] += time_each(lambda m: proto.onMessage(m, False), payloads, before=before)
+        if proto.call is None or proto._closing:
+            raise RuntimeError("the bench's media socket closed: onMessage did not reach the call")
         # Autobahn 26 builds colored arguments for a debug line on every dataReceived and
         # discards them when debug is off: wasted work the full path pays.
         peer = proto.peer
@@ -498,8 +504,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{b['calls_per_core_bot_speaking']} calls/core")
     on_media = inbound["on_media"]["p50"]
     on_message = inbound["protocol.onMessage"]["p50"]
-    print(f"  p50 shares of the full path ({full['p50']:.1f} µs): Autobahn {full['p50'] - on_message:.1f} µs "
-          f"(debug-log arguments alone {inbound['autobahn debug args']['p50']:.1f} µs), "
+    print(f"  p50 shares of the full path ({full['p50']:.1f} µs): framing {full['p50'] - on_message:.1f} µs "
+          f"(the media protocol's own decoder; Autobahn's path, not taken for whole text frames, also built "
+          f"debug-log arguments of {inbound['autobahn debug args']['p50']:.1f} µs per read), "
           f"voiced's protocol {on_message:.1f} µs = parse {inbound['parse']['p50']:.1f} + on_media {on_media:.1f} "
           f"(EOU {inbound['eou']['p50']:.1f}, of which webrtcvad {inbound['vad']['p50']:.1f}) + dispatch/sequence "
           f"{on_message - inbound['parse']['p50'] - on_media:.1f}")

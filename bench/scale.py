@@ -66,6 +66,38 @@ class Emulator:
             self.process.wait(10)
 
 
+def process_tree(pid: int) -> list[int]:
+    """The daemon and its workers (--workers N: the supervisor's children do the work)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [pid] + [int(c) for c in f.read().split()]
+    except OSError:
+        return [pid]
+
+
+def tree_cpu(pid: int) -> float:
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            total += cpu_seconds(f"/proc/{p}/stat")
+        except OSError:
+            pass  # a worker that ended meanwhile
+    return total
+
+
+def tree_threads(pid: int) -> dict[str, float]:
+    """Per-thread CPU over the daemon's processes; a worker's main thread is its reactor."""
+    out: dict[str, float] = {}
+    for p in process_tree(pid):
+        try:
+            for key, value in thread_cpu(p).items():
+                tid, name = key.split(" ", 1)
+                out[f"{tid} {'reactor' if int(tid) in (p, pid) else name}"] = value
+        except OSError:
+            pass
+    return out
+
+
 class Peak:
     """Once a second: voiced's RSS and threads (their peaks are reported)."""
 
@@ -75,8 +107,14 @@ class Peak:
         self._loop.start(1.0)
 
     def _sample(self) -> None:
-        snap = Snapshot.take(self.pid)
-        self.rss_kb, self.threads = max(self.rss_kb, snap.rss_kb), max(self.threads, snap.threads)
+        rss = threads = 0
+        for p in process_tree(self.pid):
+            try:
+                snap = Snapshot.take(p)
+            except OSError:
+                continue
+            rss, threads = rss + snap.rss_kb, threads + snap.threads
+        self.rss_kb, self.threads = max(self.rss_kb, rss), max(self.threads, threads)
 
     def stop(self) -> None:
         self._loop.stop()
@@ -90,7 +128,7 @@ async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Scri
     marks: dict[str, tuple[float, float, float, float]] = {}
 
     def cpu_now() -> tuple[float, float, float, float]:
-        return (time.monotonic(), cpu_seconds(f"/proc/{pid}/stat"), cpu_seconds(f"/proc/{epid}/stat"),
+        return (time.monotonic(), tree_cpu(pid), cpu_seconds(f"/proc/{epid}/stat"),
                 cpu_seconds("/proc/self/stat"))
 
     profiler: list[subprocess.Popen] = []
@@ -99,15 +137,15 @@ async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Scri
     def watch() -> None:  # CPU over the window when every call is up
         if "all" not in marks and gen.all_connected_at is not None:
             marks["all"] = cpu_now()
-            threads["all"] = thread_cpu(pid)
+            threads["all"] = tree_threads(pid)
             if args.profile_s:
                 out = os.path.splitext(args.out)[0] + f"-profile-{n}.txt"
                 profiler.append(subprocess.Popen(
                     [os.path.join(BIN, "py-spy"), "record", "-d", str(args.profile_s), "-r", "100", "-f", "raw",
-                     "--gil", "-o", out, "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                     "--gil", "--subprocesses", "-o", out, "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         if "all" in marks and "first_end" not in marks and gen.first_ended_at is not None:
             marks["first_end"] = cpu_now()
-            threads["first_end"] = thread_cpu(pid)
+            threads["first_end"] = tree_threads(pid)
 
     watcher = LoopingCall(watch)
     watcher.start(0.1)
@@ -115,7 +153,7 @@ async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Scri
     watcher.stop()
     watch()
     marks.setdefault("first_end", cpu_now())  # one call: its end is the first
-    threads.setdefault("first_end", thread_cpu(pid))
+    threads.setdefault("first_end", tree_threads(pid))
     for p in profiler:
         p.wait(60)
     peak.stop()
@@ -138,7 +176,7 @@ async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Scri
             groups: dict[str, float] = {}
             for key, after in threads.get("first_end", {}).items():
                 tid, name = key.split(" ", 1)
-                name = "reactor" if int(tid) == pid else f"other ({name})"  # Python threads keep the comm
+                name = "reactor" if name == "reactor" else f"other ({name})"  # Python threads keep the comm
                 groups[name] = groups.get(name, 0.0) + 100 * (after - threads["all"].get(key, 0.0)) / span
             row["cpu_by_thread_pct"] = {k: round(v, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])
                                         if v >= 0.5}
@@ -211,7 +249,8 @@ async def main(args) -> None:
     rows = []
     try:
         daemon.wait_ready(120)
-        print(f"machine: {machine()}", flush=True)
+        args.machine = machine()  # the load average before the runs, not after
+        print(f"machine: {args.machine}", flush=True)
         for n in counts:
             row = await run_one(n, args, daemon, emulator, script)
             rows.append(row)
@@ -225,16 +264,17 @@ async def main(args) -> None:
         emulator.stop()
     inbound = frame_cost() if not args.no_frame_cost else {}
     full = inbound.get("full path", {})
-    title = f"voiced bench/scale.py, {time.strftime('%Y-%m-%d')}: {machine()}"
+    title = f"voiced bench/scale.py, {time.strftime('%Y-%m-%d')}: {getattr(args, 'machine', None) or machine()}"
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        f.write(f"{title}\n\nfinal delay {args.final_delay_ms} ms, {args.turns} turns per call\n\n{HEADER}\n")
+        daemon = f", daemon options `{args.daemon_args}`" if args.daemon_args else ""
+        f.write(f"{title}\n\nfinal delay {args.final_delay_ms} ms, {args.turns} turns per call{daemon}\n\n{HEADER}\n")
         f.write("\n".join(fmt(r) for r in rows) + "\n")
         if full:
             f.write(f"\nframe path (bench/frame_cost.py full path): p50 {full['p50']:.1f} µs, "
                     f"p99 {full['p99']:.1f} µs per inbound media message\n")
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-        json.dump({"machine": machine(), "rows": rows, "frame_path_us": full}, f, indent=2)
+        json.dump({"machine": getattr(args, "machine", None) or machine(), "rows": rows, "frame_path_us": full}, f, indent=2)
     plot(rows, os.path.splitext(args.out)[0] + ".png", title)
     if full:
         print(f"frame path: p50 {full['p50']:.1f} µs, p99 {full['p99']:.1f} µs per inbound media message")

@@ -4,7 +4,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.config import CALLS_PER_CORE, Settings
+from voiced.config import CALLS_PER_WORKER, Settings
 from voiced.service import VoicedService
 
 
@@ -26,5 +26,7 @@ class MaxCallsTests(SynchronousTestCase):
     def test_default_is_sized_for_the_machine(self) -> None:
         import os
 
-        self.assertEqual(Settings.load({}, {}).call_limit, CALLS_PER_CORE * (os.cpu_count() or 1))
+        self.assertEqual(Settings.load({}, {}).call_limit, CALLS_PER_WORKER)
+        cores = os.cpu_count() or 1
+        self.assertEqual(Settings.load({"workers": str(cores + 1)}, {}).call_limit, CALLS_PER_WORKER * cores)
         self.assertEqual(Settings.load({}, {"VOICED_MAX_CALLS": "7"}).call_limit, 7)

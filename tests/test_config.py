@@ -54,3 +54,20 @@ class TapOptionsTests(SynchronousTestCase):
     def test_bad_option_is_one_line_and_exit_1(self):
         e = self.assertRaises(SystemExit, Options().parseOptions, ["--barge-in-ms", "abc"])
         self.assertIn("--barge-in-ms", str(e.code))
+
+
+class WorkersSettingsTests(SynchronousTestCase):
+    def test_workers_share_tcp_listeners_only(self):
+        self.assertEqual(Settings.load({"workers": "2"}, {}).workers, 2)
+        with self.assertRaises(ConfigError) as e:
+            Settings.load({"workers": "2", "listen": ["ssl:8443:privateKey=k.pem"]}, {})
+        self.assertIn("tcp:", str(e.exception))
+
+    def test_a_worker_spec_round_trips_through_the_environment(self):
+        from voiced.workers import WORKER_ENV, WorkerSpec, shared_call_limit
+
+        settings = Settings.load({"workers": "3", "max_calls": "100", "listen": ["tcp:0"]}, {})
+        self.assertEqual(shared_call_limit(settings), 34)
+        spec = WorkerSpec(1, 3, settings, ((7, 2),), None, "/tmp/x", 42)
+        self.assertEqual(WorkerSpec.from_env({WORKER_ENV: spec.to_env()}), spec)
+        self.assertIsNone(WorkerSpec.from_env({}))

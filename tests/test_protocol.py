@@ -130,6 +130,28 @@ class MediaStreamProtocolTests(SynchronousTestCase):
         self.assertEqual([m["event"] for m in sent], ["media", "mark", "clear"])
         self.assertEqual({m["streamSid"] for m in sent}, {"MZ1"})
 
+    def test_frames_split_across_reads_or_sharing_one_are_each_delivered_once(self):
+        # Whole text frames are decoded by the protocol itself; the rest goes through Autobahn.
+        self.send(start_message())
+        call = self.service.calls[0][2]
+        wire = b"".join(client_frame(media_message(seq, seq - 1)) for seq in range(2, 7))
+        wire += client_frame(b"hi", opcode=0x9)  # a ping among the media: Autobahn answers it
+        wire += client_frame(media_message(7, 6))
+        self.proto.dataReceived(wire[:500])  # a frame cut in two, then the rest in small pieces
+        for i in range(500, len(wire), 37):
+            self.proto.dataReceived(wire[i: i + 37])
+        self.proto.dataReceived(client_frame(media_message(8, 7)) + client_frame(media_message(9, 8)))
+        self.assertEqual(call.events[1:], [("media", 160)] * 8)
+        self.assertIn((0xA, b"hi"), server_frames(self.transport.value()))
+        self.assertIsNone(self.close_code())
+
+    def test_invalid_utf8_in_a_text_frame_closes_1007(self):
+        self.send(start_message())
+        self.transport.unregisterProducer = lambda: None  # Autobahn's drop path; StringTransport has none
+        self.send(b'{"event":"mark","streamSid":"MZ1","mark":{"name":"\xff\xfe"}}')
+        self.assertEqual(self.service.calls[0][2].events, ["start"])  # never parsed
+        self.assertTrue(self.close_code() == 1007 or self.transport.disconnecting)
+
     def test_no_start_within_ten_seconds_closes_4000(self):
         self.clock.advance(9.9)
         self.assertIsNone(self.close_code())

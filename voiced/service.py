@@ -36,7 +36,7 @@ from voiced.config import ConfigError, Settings
 from voiced.drain import Drain
 from voiced.health import HealthReports
 from voiced.lifecycle import note_construction
-from voiced.listener import Listener
+from voiced.listener import AdoptedListener, Listener
 from voiced.metrics import Metrics
 from voiced.retry import Backoff, retry
 from voiced.signals import SignalHandlers
@@ -70,8 +70,10 @@ def _stdout_is_devnull() -> bool:
 class VoicedService(MultiService, HealthReports):
     name = "voiced"
 
-    def __init__(self, settings: Settings, reactor: Any = None, startup_warnings: Any = ()) -> None:
+    def __init__(self, settings: Settings, reactor: Any = None, startup_warnings: Any = (),
+                 worker: Any = None) -> None:
         super().__init__()
+        self.worker = worker  # voiced.workers.WorkerSpec under --workers N, else None
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
         self.settings = settings
@@ -132,10 +134,27 @@ class VoicedService(MultiService, HealthReports):
         self.console.setServiceParent(self)
 
         site = build_site(self, with_admin=not settings.admin_listen)
+        if worker is not None:  # the supervisor's sockets, shared with the other workers
+            for fd, family in worker.listen_fds:
+                AdoptedListener(fd, family, site, reactor).setServiceParent(self)
+            if worker.admin_fd is not None:
+                AdoptedListener(*worker.admin_fd, build_admin_site(self), reactor).setServiceParent(self)
+            return
         for endpoint in settings.listen:
             Listener("--listen", endpoint, site, reactor).setServiceParent(self)
         if settings.admin_listen:
             Listener("--admin-listen", settings.admin_listen, build_admin_site(self), reactor).setServiceParent(self)
+
+    @property
+    def ready(self) -> bool:
+        """This process takes calls (warmed up, not stopping)."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+        if self.worker is not None:
+            self.worker.publish_ready(value)  # /health/ready on any worker reads every worker's
 
     # ---- twistd integration ---------------------------------------------------------------
     def setServiceParent(self, parent: Any) -> None:
@@ -160,10 +179,18 @@ class VoicedService(MultiService, HealthReports):
     def startService(self) -> None:
         self.started_at = time.time()
         self._started_clock = self.clock.seconds()
-        log.info("APP_START pid={pid} version={version} {summary}", pid=os.getpid(), version=__version__,
-                 summary=self.settings.summary())
+        worker = "" if self.worker is None else f" worker={self.worker.index}/{self.worker.count}"
+        log.info("APP_START pid={pid}{worker} version={version} {summary}", pid=os.getpid(), worker=worker,
+                 version=__version__, summary=self.settings.summary())
         for warning in self.startup_warnings:
             log.warn("CONFIG_WARNING {warning}", warning=warning)
+        import autobahn
+        from autobahn.websocket import USES_NVX
+
+        # NVX (C UTF-8 validator and masker) serves Autobahn's path: control frames, fragments;
+        # whole inbound text frames are decoded by voiced.carrier.protocol itself.
+        log.info("WEBSOCKET autobahn={version} nvx={nvx}", version=autobahn.__version__,
+                 nvx="on" if USES_NVX else "off (pip install 'autobahn[accelerate]')")
         if self._log_observer is not None:
             self._signals.install()  # we own the process's logging: SIGUSR1/SIGHUP reopen it
         if not self.settings.twilio_auth_token:

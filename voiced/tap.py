@@ -103,6 +103,10 @@ def makeService(options: Any) -> IService:
     # there too, not on the terminal.
     settings = replace(settings, log_file=daemon_log_file(options, settings.log_file))
     settings, warnings = checked_settings(settings)
+    if settings.workers > 1:
+        from voiced.workers import WorkerSupervisor
+
+        return WorkerSupervisor(settings, startup_warnings=warnings)
     return VoicedService(settings, startup_warnings=warnings)
 
 

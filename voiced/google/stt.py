@@ -53,6 +53,9 @@ log = Logger()
 
 #: ~100 ms per request, the size Google recommends for streaming.
 REQUEST_BYTES = SAMPLE_RATE // 10
+#: Between utterances (no speech heard since the last flush) ~300 ms: each request wakes the
+#: stream's gRPC request thread, and no final can be owed for audio without speech.
+IDLE_REQUEST_BYTES = SAMPLE_RATE * 3 // 10
 #: Replays go in bigger requests (Google takes up to 25 KB each).
 REPLAY_REQUEST_BYTES = SAMPLE_RATE // 2
 #: The most audio kept for a replay: longer than any utterance, short enough to resend in a blink.
@@ -296,7 +299,8 @@ class GoogleSTTStream:
             # Batched while the caller speaks; frame by frame while a pause may be the end of
             # the turn, or a final is owed: the service counts the silence it has received.
             urgent = self._caller_paused or self._owed_from is not None
-            if (urgent or self._audio.end - session.sent_upto >= REQUEST_BYTES) and not self._rolled_over(session):
+            batch = REQUEST_BYTES if self._speech_at is not None else IDLE_REQUEST_BYTES
+            if (urgent or self._audio.end - session.sent_upto >= batch) and not self._rolled_over(session):
                 self._send_pending(session)
         elif self._waiting is None:
             self._open_session()
