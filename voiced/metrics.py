@@ -128,7 +128,7 @@ class Metrics:
         )
         self.stt_retries_total = Counter(
             "voiced_stt_retries", "STT stream retries (a 503 or reset retried on that call's stream)",
-            registry=self.registry,
+            registry=own,
         )
         self.tts_fallbacks_total = Counter(
             "voiced_tts_fallbacks", "Sentences spoken by the fallback TTS engine", registry=own
