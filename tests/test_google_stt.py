@@ -472,7 +472,7 @@ class LongCallTests(EmulatorCase):
         for n in range(1, 101):
             await until(lambda: len(listener.of("final")) >= n - 2, what=f"final {n - 2}")
             await feed_paced(stream, utterance(n, 1000, 700), speed=100)
-        await until(lambda: len(listener.of("final")) >= 100, what="100 finals")
+        await until(lambda: len(listener.of("final")) >= 100, timeout=30, what="100 finals")  # a loaded CI
         await deferLater(reactor, 0.2)
         self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 101)])
         self.assertGreaterEqual(self.emulator.stats.streams_failed, 8)
