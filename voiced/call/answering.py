@@ -111,8 +111,6 @@ class Answering:
             return
         log.warn("MARK_TIMEOUT call={call} reply={reply}: the carrier never echoed its end mark; "
                  "taking it as played", call=self.call_id, reply=reply.mark_prefix)
-        if reply.turn is not None:
-            self._report(reply.turn)
         self._reply_finished(reply, assume_played=True)
 
     def _reply_finished(self, reply: Reply, assume_played: bool = False) -> None:
