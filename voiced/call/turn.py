@@ -164,7 +164,8 @@ class Call(Answering):
             if self.state in (State.GREETING, State.SPEAKING):
                 self._barge_in()
             else:
-                self._interrupt_prompts()  # the interim phrase plays while the machine listens
+                if self._replies:  # per frame while the caller talks: look only if anything plays
+                    self._interrupt_prompts()  # the interim phrase plays while the machine listens
                 if self.state is State.THINKING:
                     self._resume_listening()
 
