@@ -11,7 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.api_core import exceptions as gexc
 from google.oauth2 import service_account
+from twisted.internet import reactor
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.config import ConfigError, Settings
@@ -22,6 +24,14 @@ from voiced.google.credentials import CredentialsError, load_credentials
 from voiced.lifecycle import construction_counts
 
 _key_pem: list[str] = []
+
+
+def loop_pool(case: SynchronousTestCase) -> ThreadPool:
+    """A pool for the speech loop's thread, stopped after the test (after the clients)."""
+    pool = ThreadPool(minthreads=0, maxthreads=1, name="test-speech-loop")
+    pool.start()
+    case.addCleanup(pool.stop)
+    return pool
 
 
 def service_account_json(**overrides) -> str:
@@ -209,12 +219,13 @@ class GoogleClientsTests(SynchronousTestCase):
 
     def test_construction_creates_nothing_start_creates_everything_once(self) -> None:
         before = construction_counts()
-        clients = GoogleClients(self.settings())
+        clients = GoogleClients(self.settings(), reactor)
         self.assertEqual(counts_delta(before), {})  # safe before twistd forks
         self.assertRaises(RuntimeError, clients.acquire_speech)
-        clients.start()
+        pool = loop_pool(self)
+        clients.start(pool)
         self.addCleanup(clients.stop)
-        clients.start()  # idempotent
+        clients.start(pool)  # idempotent
         self.assertEqual(
             counts_delta(before), {"google_channel": 4, "google_speech_client": 3, "google_tts_client": 1}
         )
@@ -229,9 +240,9 @@ class GoogleClientsTests(SynchronousTestCase):
         self.assertRaises(RuntimeError, lambda: clients.tts_client)
 
     def test_start_with_service_account_json_then_stop_removes_the_file(self) -> None:
-        clients = GoogleClients(Settings(google_credentials_json=service_account_json(), google_channels=1))
+        clients = GoogleClients(Settings(google_credentials_json=service_account_json(), google_channels=1), reactor)
         before = construction_counts()
-        clients.start()
+        clients.start(loop_pool(self))
         path = clients._credentials.path
         self.assertTrue(os.path.exists(path))
         self.assertEqual(counts_delta(before)["google_credentials"], 1)
@@ -239,8 +250,8 @@ class GoogleClientsTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(path))
 
     def test_refuses_plaintext_to_a_remote_host_at_start(self) -> None:
-        clients = GoogleClients(Settings(google_endpoint="192.0.2.7:443", google_insecure=True))
-        self.assertRaises(ConfigError, clients.start)
+        clients = GoogleClients(Settings(google_endpoint="192.0.2.7:443", google_insecure=True), reactor)
+        self.assertRaises(ConfigError, clients.start, loop_pool(self))
         self.assertFalse(clients.started)
 
     def test_transient_errors(self) -> None:

@@ -141,9 +141,9 @@ class EmulatorCase(TestCase):
         self.logs = LogLines()
         globalLogPublisher.addObserver(self.logs)
         self.addCleanup(globalLogPublisher.removeObserver, self.logs)
-        self.pool = ThreadPool(minthreads=0, maxthreads=16, name="test-stt")
+        self.pool = ThreadPool(minthreads=0, maxthreads=1, name="test-stt")  # the speech loop's thread
         self.pool.start()
-        self.addCleanup(self.pool.stop)  # last: every stream has let its thread go by then
+        self.addCleanup(self.pool.stop)  # last: the clients have stopped the loop by then
 
     def start_engine(
         self,
@@ -157,13 +157,12 @@ class EmulatorCase(TestCase):
         port = self.emulator.start()
         self.addCleanup(self.emulator.stop)
         self.settings = Settings(google_endpoint=f"127.0.0.1:{port}", google_insecure=True, **settings)
-        self.clients = GoogleClients(self.settings)
-        self.clients.start()
+        self.clients = GoogleClients(self.settings, reactor)
+        self.clients.start(self.pool)
         self.addCleanup(self.clients.stop)
         return GoogleSTTEngine(
             self.clients,
             self.settings,
-            self.pool,
             reactor,
             fallback,
             rollover_s=rollover_s,
@@ -192,7 +191,7 @@ class StreamingTests(EmulatorCase):
         self.assertEqual(self.emulator.stats.streams_started, 1)
         self.assertEqual(listener.of("failure"), [])
 
-    async def test_close_frees_the_worker_and_delivers_nothing_more(self) -> None:
+    async def test_close_ends_the_stream_and_delivers_nothing_more(self) -> None:
         engine = self.start_engine()
         stream, listener = self.open(engine)
         await feed_paced(stream, buzz(1, 900), speed=20)  # mid-utterance
@@ -200,7 +199,7 @@ class StreamingTests(EmulatorCase):
         stream.close()
         before = list(listener.events)
         await until(lambda: self.emulator.stats.active_streams == 0, what="the stream to end")
-        await until(lambda: not self.pool.working, what="the worker thread back")
+        await until(lambda: not self.clients.speech_loop.active, what="the stream's task done")
         stream.feed(silence_ulaw(1000))
         await deferLater(reactor, 0.1)
         self.assertEqual(listener.events, before)
@@ -370,19 +369,19 @@ class FailurePathTests(EmulatorCase):
 
 
 class MisbehavingServerTests(EmulatorCase):
-    async def test_close_releases_the_worker_of_a_stream_never_answered(self) -> None:
+    async def test_close_ends_a_stream_never_answered(self) -> None:
         engine = self.start_engine(FaultPlan(hang=True))
         stream, listener = self.open(engine, "CA-wedged")
         stream.speech_started()
         stream.feed(buzz(1, 400))
-        await until(lambda: self.emulator.stats.active_streams == 1 and self.pool.working, what="a stream")
-        await deferLater(reactor, 0.2)  # the worker now waits for a first response that never comes
+        await until(lambda: self.emulator.stats.active_streams == 1 and self.clients.speech_loop.active, what="a stream")
+        await deferLater(reactor, 0.2)  # the stream now waits for a first response that never comes
         stream.close()
-        await until(lambda: not self.pool.working, timeout=1.0, what="the worker thread back")
+        await until(lambda: not self.clients.speech_loop.active, timeout=1.0, what="the stream's task done")
         await until(lambda: sum(self.clients.speech_loads) == 0, timeout=1.0, what="the channel lease back")
         await until(lambda: self.emulator.stats.active_streams == 0, timeout=1.0, what="the RPC cancelled")
 
-    async def test_watchdog_retries_against_a_wedged_server_do_not_pile_up_threads(self) -> None:
+    async def test_watchdog_retries_against_a_wedged_server_do_not_pile_up_streams(self) -> None:
         engine = self.start_engine(FaultPlan(hang=True), backoff=Backoff.from_ms(50, 100, 2))
         self.patch(google_stt, "RESPONSE_WATCHDOG_S", 0.3)
         stream, listener = self.open(engine, "CA-wedged")
@@ -390,8 +389,8 @@ class MisbehavingServerTests(EmulatorCase):
         stream.feed(buzz(1, 400))
         stream.flush()
         await until(lambda: stream.streams_opened == 2, what="the watchdog's retry")
-        # The retired stream let its worker go: only the new one holds a thread.
-        await until(lambda: len(self.pool.working) == 1, timeout=1.0, what="the retired stream's worker back")
+        # The retired stream ended: only the new one is in progress.
+        await until(lambda: self.clients.speech_loop.active == 1, timeout=1.0, what="the retired stream's end")
         self.assertEqual(sum(self.clients.speech_loads), 1)
 
     async def test_out_of_range_before_any_response_backs_off_instead_of_looping(self) -> None:

@@ -32,8 +32,8 @@ class GoogleTTSTests(TestCase):
         port = self.emulator.start()
         self.addCleanup(self.emulator.stop)
         self.settings = Settings(google_endpoint=f"127.0.0.1:{port}", google_insecure=True)
-        self.clients = GoogleClients(self.settings)
-        self.clients.start()
+        self.clients = GoogleClients(self.settings, reactor)
+        self.clients.start(self.pool)
         self.addCleanup(self.clients.stop)
         self.engine = GoogleTTSEngine(self.clients, self.settings, self.pool, reactor)
 

@@ -177,8 +177,6 @@ OPTIONS: list[Option] = [
            "calls at once; beyond, /media upgrades get HTTP 503 (0: 50 per worker, up to one worker per core)"),
     Option("workers", _int_range(1, 64), 1,
            "voiced processes sharing the listening ports, a reactor (core) each (README: 2 on 2 cores)"),
-    Option("stt_threads", _int_range(1, 4096), 256,
-           "Google STT threads at least (a stream holds one; never fewer than 2 x max_calls)"),
     Option("stt_model", _str, "phone_call", "Google STT model"),
     Option("stt_retry_initial_ms", _int_range(1, 60000), 200, "first STT retry delay (doubles each attempt)"),
     Option("stt_retry_max_ms", _int_range(1, 60000), 1600, "largest STT retry delay"),
@@ -277,7 +275,6 @@ class Settings:
     whisper_workers: int = 1
     max_calls: int = 0
     workers: int = 1
-    stt_threads: int = 256
     stt_model: str = "phone_call"
     stt_retry_initial_ms: int = 200
     stt_retry_max_ms: int = 1600

@@ -198,9 +198,8 @@ class VoicedService(MultiService, HealthReports):
                      "this port can place calls")
         # ~0.3 s of one core per utterance; by default one at a time, leaving a core to the reactor.
         self.whisper_pool = self._pool("voiced-whisper", self.settings.whisper_workers)
-        # A Google stream holds a thread, and a rollover briefly two: the pool never caps the
-        # calls admitted (threads start on demand, so a large maximum costs nothing idle).
-        self.stt_pool = self._pool("voiced-stt", max(self.settings.stt_threads, 2 * self.settings.call_limit))
+        # Google's streams all run on one event loop, which holds one thread of this pool.
+        self.stt_pool = self._pool("voiced-stt", 1)
         self.tts_pool = self._pool("voiced-tts", 16)
         self._start_http()
         self._start_journal()
@@ -336,9 +335,9 @@ class VoicedService(MultiService, HealthReports):
             if google is None:
                 from voiced.google.clients import GoogleClients
 
-                google = self._google = GoogleClients(s)
+                google = self._google = GoogleClients(s, self.clock)
                 self._closers.append(google.stop)
-            await self._timed("google_clients", self.tts_pool, google.start)
+            await self._timed("google_clients", self.tts_pool, google.start, self.stt_pool)
             # The one failure a retry cures at start-up: the speech service out of reach.
             await self._timed("google_connect", self.tts_pool, google.wait_connected, GOOGLE_CONNECT_TIMEOUT_S,
                               s.stt_engine == "google")
@@ -348,7 +347,7 @@ class VoicedService(MultiService, HealthReports):
 
             # A fallback that answers in the wrong language is worse than none.
             fallback = transcriber if whisper.serves_language else None
-            self.stt_engine = GoogleSTTEngine(google, s, self.stt_pool, self.clock, fallback=fallback,
+            self.stt_engine = GoogleSTTEngine(google, s, self.clock, fallback=fallback,
                                               rollover_s=s.stt_rollover_s)
         else:
             self.stt_engine = LocalSTTEngine(transcriber)

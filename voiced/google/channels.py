@@ -13,7 +13,7 @@ import threading
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import grpc
-from google.api_core import grpc_helpers
+from google.api_core import grpc_helpers, grpc_helpers_async
 from google.auth.credentials import Credentials
 from twisted.logger import Logger
 
@@ -43,17 +43,19 @@ T = TypeVar("T")
 
 
 def open_channel(
-    settings: Settings, credentials: Credentials | None, default_target: str, index: int
-) -> grpc.Channel:
+    settings: Settings, credentials: Credentials | None, default_target: str, index: int, aio: bool = False
+) -> Any:
     """One channel: plaintext to the emulator, else TLS with credentials to ``default_target``
-    (or to --google-endpoint when set)."""
+    (or to --google-endpoint when set). ``aio``: a ``grpc.aio`` channel, opened on the event
+    loop that will use it."""
     check_endpoint(settings)
     options = [*KEEPALIVE_OPTIONS, ("grpc.channel_pool_idx", index)]
     target = settings.google_endpoint or default_target
     if settings.google_insecure:
-        channel = grpc.insecure_channel(target, options=options)
+        channel = (grpc.aio.insecure_channel if aio else grpc.insecure_channel)(target, options=options)
     else:
-        channel = grpc_helpers.create_channel(target, credentials=credentials, options=options)
+        helpers = grpc_helpers_async if aio else grpc_helpers
+        channel = helpers.create_channel(target, credentials=credentials, options=options)
     note_construction("google_channel")
     return channel
 
@@ -104,6 +106,10 @@ class ChannelPool(Generic[T]):
         with self._lock:
             return list(self._loads)
 
+    def channel(self, index: int) -> Any:
+        with self._lock:
+            return self._channels[index]
+
     @property
     def size(self) -> int:
         with self._lock:
@@ -114,7 +120,7 @@ class ChannelPool(Generic[T]):
         with self._lock:
             index = min(range(len(self._loads)), key=self._loads.__getitem__)
             if self._loads[index] >= self._max and self._open_channel is not None:
-                channel = self._open_channel(len(self._channels))  # lazy: connects in gRPC's threads
+                channel = self._open_channel(len(self._channels))  # lazy: connects when first used
                 self._channels.append(channel)
                 self._clients.append(self._make_client(channel))
                 self._loads.append(0)
@@ -137,7 +143,7 @@ class ChannelPool(Generic[T]):
         with self._lock:
             self._loads[index] -= 1
 
-    def close(self) -> None:
-        """Close every channel; RPCs in flight end with CANCELLED, freeing their threads."""
+    async def close(self) -> None:
+        """Close every channel (``grpc.aio``, on its loop): RPCs in flight end with CANCELLED."""
         for channel in self._channels:
-            channel.close()
+            await channel.close()

@@ -3,18 +3,27 @@
 Nothing is built in __init__: twistd constructs the service before it forks, and
 gRPC objects do not survive a fork. The service calls start() from startService
 (after the fork) and stop() from stopService.
+
+The speech channels are ``grpc.aio`` channels on the speech event loop
+(``voiced.google.aio_loop``), which runs in a thread of the STT pool the service
+passes to start(); TTS is a short unary RPC, made synchronously in the TTS pool.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+
 import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import speech_v1, texttospeech_v1
-from google.cloud.speech_v1.services.speech.transports import SpeechGrpcTransport
+from google.cloud.speech_v1.services.speech.transports import SpeechGrpcAsyncIOTransport
 from google.cloud.texttospeech_v1.services.text_to_speech.transports import TextToSpeechGrpcTransport
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
 from voiced.config import Settings
+from voiced.google.aio_loop import AioLoop
 from voiced.google.channels import SPEECH_TARGET, TTS_TARGET, ChannelPool, Lease, check_endpoint, open_channel
 from voiced.google.credentials import LoadedCredentials, load_credentials
 from voiced.lifecycle import note_construction
@@ -39,17 +48,19 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, gexc.Unknown) and ("reset" in text or "stream removed" in text)
 
 
-def _speech_client(channel) -> speech_v1.SpeechClient:
-    client = speech_v1.SpeechClient(transport=SpeechGrpcTransport(channel=channel))
+def _speech_client(channel) -> speech_v1.SpeechAsyncClient:
+    client = speech_v1.SpeechAsyncClient(transport=SpeechGrpcAsyncIOTransport(channel=channel))
     note_construction("google_speech_client")
     return client
 
 
 class GoogleClients:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, reactor) -> None:
         self.settings = settings
+        #: Where every speech stream of the process runs (started by start()).
+        self.speech_loop = AioLoop(reactor)
         self._credentials: LoadedCredentials | None = None
-        self._speech: ChannelPool[speech_v1.SpeechClient] | None = None
+        self._speech: ChannelPool[speech_v1.SpeechAsyncClient] | None = None
         self._tts_channel = None
         self._first_speech_channel = None
         self._tts: texttospeech_v1.TextToSpeechClient | None = None
@@ -58,23 +69,27 @@ class GoogleClients:
     def started(self) -> bool:
         return self._speech is not None
 
-    def start(self) -> None:
-        """Load credentials and open the channels (idempotent)."""
+    def start(self, stt_pool: ThreadPool) -> None:
+        """Load credentials, start the speech loop in a thread of ``stt_pool`` and open the
+        channels (idempotent; blocks: call it from a worker thread)."""
         if self.started:
             return
         settings = self.settings
         check_endpoint(settings)
         self._credentials = creds = load_credentials(settings)
-        channels = [
-            open_channel(settings, creds.credentials, SPEECH_TARGET, i) for i in range(settings.google_channels)
-        ]
-        # Grown channels take pool indexes after the TTS channel's (google_channels):
-        # a shared index would share one HTTP/2 connection.
-        self._speech = ChannelPool(
-            channels, _speech_client,
-            open_channel=lambda n: open_channel(settings, creds.credentials, SPEECH_TARGET, n + 1),
-        )
-        self._first_speech_channel = channels[0]
+
+        def speech_channel(index: int):
+            return open_channel(settings, creds.credentials, SPEECH_TARGET, index, aio=True)
+
+        async def speech_pool() -> ChannelPool[speech_v1.SpeechAsyncClient]:
+            # Grown channels take pool indexes after the TTS channel's (google_channels):
+            # a shared index would share one HTTP/2 connection.
+            return ChannelPool([speech_channel(i) for i in range(settings.google_channels)], _speech_client,
+                               open_channel=lambda n: speech_channel(n + 1))
+
+        self.speech_loop.start(stt_pool)
+        self._speech = self.speech_loop.run_sync(speech_pool)
+        self._first_speech_channel = self._speech.channel(0)
         # TTS calls are short unary RPCs: one channel of their own, apart from the streams.
         self._tts_channel = open_channel(settings, creds.credentials, TTS_TARGET, settings.google_channels)
         self._tts = texttospeech_v1.TextToSpeechClient(transport=TextToSpeechGrpcTransport(channel=self._tts_channel))
@@ -92,19 +107,29 @@ class GoogleClients:
         channel = self._first_speech_channel if speech else self._tts_channel
         if channel is None:
             raise RuntimeError("GoogleClients.start() has not been called")
-        ready = grpc.channel_ready_future(channel)
         try:
-            ready.result(timeout=timeout_s)
-        except grpc.FutureTimeoutError:
-            ready.cancel()
+            if speech:
+                self.speech_loop.run_sync(lambda: asyncio.wait_for(channel.channel_ready(), timeout_s), timeout_s + 1)
+            else:
+                ready = grpc.channel_ready_future(channel)
+                try:
+                    ready.result(timeout=timeout_s)
+                finally:
+                    ready.cancel()
+        except (grpc.FutureTimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError):
             where = self.settings.google_endpoint or (SPEECH_TARGET if speech else TTS_TARGET)
             raise ConnectionError(f"cannot connect to {where} within {timeout_s:g} s") from None
 
     def stop(self) -> None:
         """Close every channel (streams in flight end, freeing their threads)."""
         if self._speech is not None:
-            self._speech.close()
-            self._speech = self._first_speech_channel = None
+            speech, self._speech = self._speech, None
+            self._first_speech_channel = None
+            try:
+                self.speech_loop.run_sync(speech.close)
+            except Exception:
+                log.failure("Closing the speech channels")
+        self.speech_loop.stop()
         if self._tts_channel is not None:
             self._tts_channel.close()
             self._tts_channel = self._tts = None
@@ -112,8 +137,8 @@ class GoogleClients:
             self._credentials.discard()
             self._credentials = None
 
-    def acquire_speech(self) -> Lease[speech_v1.SpeechClient]:
-        """A speech client for one stream; call ``lease.release()`` when the stream ends."""
+    def acquire_speech(self) -> Lease[speech_v1.SpeechAsyncClient]:
+        """A speech client for one stream, on the speech loop; ``lease.release()`` when the stream ends."""
         if self._speech is None:
             raise RuntimeError("GoogleClients.start() has not been called")
         return self._speech.acquire()

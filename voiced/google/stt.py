@@ -12,12 +12,12 @@ credentials) degrades the call to whole-utterance transcription by the fallback.
 
 The RPC itself (``Session``) and the audio log live in ``voiced.google.stt_session``.
 
-Threads: each stream holds a worker of the service's pool for its life, blocked
-waiting for the next response; gRPC reads the request generator in a thread of its
-own. The RPC goes through the transport's gRPC stub, which returns the call object
-at once: the client library's ``streaming_recognize`` blocks until the first
-response before there is anything to cancel, so a server that never answers would
-keep a retired or closed stream's worker until the deadline. Everything else,
+Threads: every stream is a ``grpc.aio`` call on the process's speech event loop
+(``voiced.google.aio_loop``, one thread of the service's STT pool), so a call costs
+no thread of its own. The RPC goes through the transport's stub, which returns the
+call object at once: the client library's ``streaming_recognize`` waits for the
+first response before there is anything to cancel, so a server that never answers
+would keep a retired or closed stream open until the deadline. Everything else,
 including every listener call, happens on the reactor thread.
 
 Backoff: only real progress restores the retry budget -- a final, or a stream that
@@ -32,10 +32,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import speech_v1
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from voiced.audio import SAMPLE_RATE
 from voiced.config import Settings
@@ -49,8 +47,8 @@ log = Logger()
 
 #: ~100 ms per request, the size Google recommends for streaming.
 REQUEST_BYTES = SAMPLE_RATE // 10
-#: Between utterances (no speech heard since the last flush) ~300 ms: each request wakes the
-#: stream's gRPC request thread, and no final can be owed for audio without speech.
+#: Between utterances (no speech heard since the last flush) ~300 ms: each request costs a
+#: hop to the speech loop and a gRPC write, and no final can be owed for audio without speech.
 IDLE_REQUEST_BYTES = SAMPLE_RATE * 3 // 10
 #: The most audio kept for a replay: longer than any utterance, short enough to resend in a blink.
 REPLAY_MAX_BYTES = SAMPLE_RATE * 30
@@ -100,7 +98,6 @@ class GoogleSTTEngine:
         self,
         clients: GoogleClients,
         settings: Settings,
-        pool: ThreadPool,
         reactor,
         fallback: Transcriber | None,
         rollover_s: float = 240.0,
@@ -108,7 +105,6 @@ class GoogleSTTEngine:
     ) -> None:
         self.clients = clients
         self.settings = settings
-        self.pool = pool
         self.reactor = reactor
         self.fallback = fallback
         self.rollover_s = rollover_s
@@ -238,24 +234,17 @@ class GoogleSTTStream:
 
     def _open_session(self) -> None:
         engine = self._engine
-        try:
-            lease = engine.clients.acquire_speech()
-        except Exception as e:  # noqa: BLE001 - e.g. clients stopped: report, never raise into the call
-            self._degrade(type(e).__name__, str(e))
-            return
+        clients = engine.clients
         self._settle_unanswerable()
-        session = _Session(lease, max(self._settled_at, self._audio.start), self._reactor.seconds())
+        session = _Session(clients.speech_loop, max(self._settled_at, self._audio.start), self._reactor.seconds())
         self._session = session
         self._partial_open = False
         self.streams_opened += 1
         self._send_pending(session)  # the replay: everything not settled yet
-        d = deferToThreadPool(
-            self._reactor,
-            engine.pool,
-            session.run,
-            engine.config,
-            float(engine.settings.google_timeout_s),
-            self._from_worker,
+        # A failure to start (clients stopped, the loop gone) ends it like a refused stream.
+        d = clients.speech_loop.submit(
+            session.run, clients.acquire_speech, engine.config, float(engine.settings.google_timeout_s),
+            self._from_loop,
         )
         d.addBoth(self._session_ended, session)
 
@@ -263,7 +252,7 @@ class GoogleSTTStream:
         session.send(self._audio.since(session.sent_upto))
         session.sent_upto = self._audio.end
 
-    def _from_worker(self, session: _Session, response: speech_v1.StreamingRecognizeResponse) -> None:
+    def _from_loop(self, session: _Session, response: speech_v1.StreamingRecognizeResponse) -> None:
         if not session.retired:
             self._reactor.callFromThread(self._on_response, session, response)
 
@@ -357,8 +346,7 @@ class GoogleSTTStream:
         self._settled_at = max(self._settled_at, unanswered)
 
     def _session_ended(self, result: None | Failure, session: _Session) -> None:
-        session.retire()  # frees gRPC's request thread, which may still wait for audio
-        session.lease.release()
+        session.retire()
         if self._closed or session is not self._session:
             return  # retired on purpose: how it ended does not matter
         self._session = None

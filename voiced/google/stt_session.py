@@ -1,16 +1,17 @@
 """One Google streaming_recognize RPC (``Session``) and a call's recent audio (``AudioLog``).
 
 ``voiced.google.stt`` decides when a stream is opened, replaced or given up on; this
-module is the stream itself: its requests (fed from the reactor, read by gRPC's request
-thread), its worker thread's blocking loop over the responses, and a retire() that
-frees that thread at once, even before the server has answered anything.
+module is the stream itself: a ``grpc.aio`` call on the speech event loop
+(``voiced.google.aio_loop``), its requests (queued by the reactor, written by the
+loop), its responses (handed back to the reactor), and a retire() that ends it at
+once, even before the server has answered anything.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Iterator
+import asyncio
+from collections import deque
+from typing import Any, Callable
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -18,6 +19,7 @@ from google.cloud import speech_v1
 from google.cloud.speech_v1.services.speech.transports.base import DEFAULT_CLIENT_INFO
 
 from voiced.audio import SAMPLE_RATE
+from voiced.google.aio_loop import AioLoop
 from voiced.google.channels import Lease
 
 #: Replays go in bigger requests (Google takes up to 25 KB each).
@@ -30,52 +32,49 @@ HEALTHY_STREAM_S = 5.0
 #: What the client library's wrapper would send with each call (telemetry only).
 _CLIENT_METADATA = (DEFAULT_CLIENT_INFO.to_grpc_metadata(),)
 
+Deliver = Callable[["Session", speech_v1.StreamingRecognizeResponse], None]
+
 
 class Session:
-    """One streaming_recognize call. Fields without a lock belong to the reactor thread."""
+    """One streaming_recognize call.
 
-    def __init__(self, lease: Lease[speech_v1.SpeechClient], base: int, opened_at: float) -> None:
-        self.lease = lease
+    Plain fields belong to the reactor thread; ``_call``, ``_wake`` and ``lease`` to the
+    loop's. The two share ``_audio`` (a deque: append on one side, popleft on the other,
+    each atomic) and the ``_retired`` flag (set once, by the reactor).
+    """
+
+    def __init__(self, loop: AioLoop, base: int, opened_at: float) -> None:
+        self._loop = loop
         self.base = base  # absolute offset of this stream's first audio byte
         self.sent_upto = base
         self.opened_at = opened_at
         self.responded = False
         self.finals = 0
         self._first_response: tuple[float, int] | None = None  # (clock time, sent_upto) of the first answer
-        self._requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._call: grpc.Call | None = None  # the RPC, once started: what retire() cancels
+        self._audio: deque[bytes] = deque()
         self._retired = False
+        self.lease: Lease[Any] | None = None
+        self._call: Any = None  # the grpc.aio call, once started: what retire() cancels
+        self._wake: asyncio.Event | None = None  # the writer waits on it for more audio
+
+    # -- the reactor's side ---------------------------------------------------------------------
 
     def send(self, audio: bytes) -> None:
+        if not audio:
+            return
         for i in range(0, len(audio), REPLAY_REQUEST_BYTES):
-            self._requests.put(audio[i : i + REPLAY_REQUEST_BYTES])
+            self._audio.append(audio[i : i + REPLAY_REQUEST_BYTES])
+        self._loop.call_soon(self._audio_queued)
 
-    def requests(self, config: speech_v1.StreamingRecognitionConfig) -> Iterator[speech_v1.StreamingRecognizeRequest]:
-        """gRPC's request thread: the config, then audio until the half-close marker."""
-        yield speech_v1.StreamingRecognizeRequest(streaming_config=config)
-        while (audio := self._requests.get()) is not None:
-            yield speech_v1.StreamingRecognizeRequest(audio_content=audio)
+    def retire(self) -> None:
+        """End the stream now: nothing it answers from here on is used."""
+        if not self._retired:
+            self._retired = True
+            self._loop.call_soon(self._cancel)
 
-    def run(self, config, timeout: float, deliver) -> None:
-        """Worker thread: the whole life of the stream. Raises what the stream ended with."""
-        if self.retired:
-            return  # closed while waiting for a worker: never open it
-        # The stub itself, not SpeechClient.streaming_recognize: that one blocks until the
-        # first response (and would retry from a half-consumed request generator). The stub
-        # returns the call at once, so a retire() from now on reaches it.
-        stub = self.lease.client.transport.streaming_recognize
-        call = stub(self.requests(config), timeout=timeout, metadata=_CLIENT_METADATA)
-        with self._lock:
-            self._call = call
-            retired = self._retired
-        if retired:
-            call.cancel()
-        try:
-            for response in call:
-                deliver(self, response)
-        except grpc.RpcError as e:
-            raise gexc.from_grpc_error(e) from e
+    @property
+    def retired(self) -> bool:
+        return self._retired
 
     def answered(self, now: float) -> None:
         self.responded = True
@@ -96,23 +95,85 @@ class Session:
         at, upto = self._first_response
         return max(now - at, (self.sent_upto - upto) / SAMPLE_RATE) >= HEALTHY_STREAM_S
 
-    @property
-    def retired(self) -> bool:
-        with self._lock:
-            return self._retired
+    # -- the loop's side --------------------------------------------------------------------------
 
-    def retire(self) -> None:
-        """Half-close, then cancel: the worker returns promptly; nothing it yields is used.
+    async def run(
+        self, acquire: Callable[[], Lease[Any]], config: speech_v1.StreamingRecognitionConfig, timeout: float,
+        deliver: Deliver,
+    ) -> None:
+        """The whole life of the stream. Raises what the stream ended with (unless retired)."""
+        if self._retired:
+            return  # closed before the loop got to it: never open it
+        # Leased here, on the loop: a channel the pool grows is a grpc.aio channel of this loop.
+        self.lease = lease = acquire()
+        try:
+            # The transport's stub, not SpeechAsyncClient.streaming_recognize: that wrapper
+            # waits for the first response before there is a call to cancel.
+            call = lease.client.transport.streaming_recognize(timeout=timeout, metadata=_CLIENT_METADATA)
+            first_status: list[tuple[grpc.StatusCode, str] | None] = []
+            call.add_done_callback(lambda c: first_status.append(_status_now(c)))
+            self._call = call
+            self._wake = asyncio.Event()
+            writer = asyncio.ensure_future(self._write(call, config))
+            try:
+                async for response in call:
+                    if self._retired:
+                        return
+                    deliver(self, response)
+            except grpc.RpcError as e:
+                if not self._retired:
+                    # grpc.aio overwrites the server's status with INTERNAL when a write was
+                    # in flight as it came (grpc/grpc#36066): the first status is the real one.
+                    code, details = (first_status and first_status[0]) or (e.code(), e.details())
+                    raise gexc.from_grpc_status(code, details) from e
+            except asyncio.CancelledError:
+                if not self._retired:
+                    raise
+            finally:
+                writer.cancel()
+        finally:
+            lease.release()
 
-        The call object exists as soon as run() has started the RPC; retired before
-        that, run() cancels it the moment it exists (or never starts it).
-        """
-        with self._lock:
-            self._retired = True
-            call = self._call
-        self._requests.put(None)
-        if call is not None:
-            call.cancel()
+    async def _write(self, call: Any, config: speech_v1.StreamingRecognitionConfig) -> None:
+        assert self._wake is not None
+        try:
+            await call.write(speech_v1.StreamingRecognizeRequest(streaming_config=config))
+            while not self._retired:
+                while self._audio:
+                    await call.write(speech_v1.StreamingRecognizeRequest(audio_content=self._audio.popleft()))
+                self._wake.clear()
+                if not self._audio and not self._retired:
+                    await self._wake.wait()
+        except (grpc.RpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+            pass  # the call ended: its reader reports how
+
+    def _audio_queued(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _cancel(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+        if self._wake is not None:
+            self._wake.set()
+
+
+def _status_now(call: Any) -> tuple[grpc.StatusCode, str] | None:
+    """The status of a call that has just ended, read synchronously (in its done callback
+    its ``code()`` and ``details()`` coroutines complete without suspending); else None."""
+
+    def result(coroutine: Any) -> Any:
+        try:
+            coroutine.send(None)
+        except StopIteration as done:
+            return done.value
+        except Exception:  # noqa: BLE001 - a callback inside gRPC must never raise
+            return None
+        coroutine.close()
+        return None
+
+    code, details = result(call.code()), result(call.details())
+    return None if code is None else (code, details or "")
 
 
 class AudioLog:
