@@ -45,11 +45,13 @@ from voiced.stt.local import PREROLL_MS, LocalSTTStream
 
 log = Logger()
 
-#: ~100 ms per request, the size Google recommends for streaming.
-REQUEST_BYTES = SAMPLE_RATE // 10
-#: Between utterances (no speech heard since the last flush) ~300 ms: each request costs a
-#: hop to the speech loop and a gRPC write, and no final can be owed for audio without speech.
-IDLE_REQUEST_BYTES = SAMPLE_RATE * 3 // 10
+#: While the caller speaks ~200 ms per request (Google suggests 100 ms; every request costs a
+#: hop to the speech loop and a gRPC write): the pause hint and the turn's end flush what is
+#: batched, and from then on audio goes frame by frame, so no final waits for a batch.
+REQUEST_BYTES = SAMPLE_RATE // 5
+#: Between utterances (no speech heard since the last flush) ~500 ms: no final can be owed
+#: for audio the VAD heard no speech in (if it missed some, the final waits this much more).
+IDLE_REQUEST_BYTES = SAMPLE_RATE // 2
 #: The most audio kept for a replay: longer than any utterance, short enough to resend in a blink.
 REPLAY_MAX_BYTES = SAMPLE_RATE * 30
 #: More than Google takes to answer speech with a partial: older audio without one was silence.
