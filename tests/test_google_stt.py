@@ -115,11 +115,11 @@ class LogLines:
         return [line for line in self.lines if line.startswith(prefix)]
 
 
-async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+async def until(predicate, timeout: float = 10.0, what="condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await deferLater(reactor, 0.005)
 
 
@@ -471,7 +471,9 @@ class LongCallTests(EmulatorCase):
         for n in range(1, 101):
             await until(lambda: len(listener.of("final")) >= n - 2, what=f"final {n - 2}")
             await feed_paced(stream, utterance(n, 1000, 700), speed=100)
-        await until(lambda: len(listener.of("final")) >= 100, timeout=30, what="100 finals")  # a loaded CI
+        await feed_paced(stream, silence_ulaw(1000), speed=100)  # a call's audio goes on: no batch waits
+        await until(lambda: len(listener.of("final")) >= 100, timeout=30,
+                    what=lambda: f"100 finals (have {len(listener.of('final'))})")  # a loaded CI
         await deferLater(reactor, 0.2)
         self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 101)])
         self.assertGreaterEqual(self.emulator.stats.streams_failed, 8)
