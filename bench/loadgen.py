@@ -150,7 +150,7 @@ class Caller(Protocol):
         self._send_text(json.dumps(start).encode())
 
     def _send_text(self, payload: bytes) -> None:
-        self.transport.write(ws_frame(payload))
+        self._write(ws_frame(payload))
 
     # ---- inbound frames ------------------------------------------------------------------
     def _frames(self) -> None:
@@ -251,11 +251,26 @@ class Caller(Protocol):
         self._seq += 1
         self._chunk += 1
         ts = k * 20
-        self.transport.write(ws_frame(b"".join((
+        self._write(ws_frame(b"".join((
             b'{"event":"media","sequenceNumber":"', b"%d" % self._seq, b'","streamSid":"', STREAM_SID.encode(),
             b'","media":{"track":"inbound","chunk":"', b"%d" % self._chunk, b'","timestamp":"', b"%d" % ts,
             b'","payload":"', b64, b'"}}',
         ))))
+
+    def _write(self, data: bytes) -> None:
+        """Straight to the socket while nothing is buffered: Twisted's write() arms and
+        disarms the fd in epoll for every frame (two syscalls), a third of this process's cost."""
+        transport = self.transport
+        if not transport.dataBuffer and not transport._tempDataBuffer:
+            try:
+                sent = transport.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return  # the connection is gone: connectionLost reports it
+            data = data[sent:]
+        if data:
+            transport.write(data)
 
     def _reply_timeout(self, turn: TurnResult) -> None:
         if self._waiting_reply is turn:
