@@ -25,7 +25,7 @@ class GoogleTTSTests(TestCase):
         observer = lambda event: self.lines.append(formatEvent(event))  # noqa: E731
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
-        self.pool = ThreadPool(minthreads=0, maxthreads=4, name="test-tts")
+        self.pool = ThreadPool(minthreads=0, maxthreads=1, name="test-google-loop")  # the Google loop's thread
         self.pool.start()
         self.addCleanup(self.pool.stop)
         self.emulator = Emulator()
@@ -35,17 +35,20 @@ class GoogleTTSTests(TestCase):
         self.clients = GoogleClients(self.settings, reactor)
         self.clients.start(self.pool)
         self.addCleanup(self.clients.stop)
-        self.engine = GoogleTTSEngine(self.clients, self.settings, self.pool, reactor)
+        self.engine = GoogleTTSEngine(self.clients, self.settings, reactor)
 
     def wav_from_the_service(self, text: str) -> bytes:
         """What synthesize_speech itself returns for the engine's request (blocking; test only)."""
-        return self.clients.tts_client.synthesize_speech(
-            input=tts.SynthesisInput(text=text),
-            voice=tts.VoiceSelectionParams(language_code="en-US"),
-            audio_config=tts.AudioConfig(audio_encoding=tts.AudioEncoding.MULAW, sample_rate_hertz=8000),
-            retry=None,
-            timeout=10,
-        ).audio_content
+        async def synthesize():
+            return await self.clients.tts_client.synthesize_speech(
+                input=tts.SynthesisInput(text=text),
+                voice=tts.VoiceSelectionParams(language_code="en-US"),
+                audio_config=tts.AudioConfig(audio_encoding=tts.AudioEncoding.MULAW, sample_rate_hertz=8000),
+                retry=None,
+                timeout=10,
+            )
+
+        return self.clients.speech_loop.run_sync(synthesize).audio_content
 
     async def test_returns_raw_mulaw_without_the_wav_header(self) -> None:
         self.assertEqual(self.engine.name, "google")
@@ -75,7 +78,7 @@ class GoogleTTSTests(TestCase):
         self.assertEqual(self.emulator.stats.syntheses_failed, 2)
 
     async def test_bad_request_is_not_retried(self) -> None:
-        engine = GoogleTTSEngine(self.clients, Settings(language="xx_not_a_language"), self.pool, reactor)
+        engine = GoogleTTSEngine(self.clients, Settings(language="xx_not_a_language"), reactor)
         with self.assertRaises(gexc.InvalidArgument):
             await engine.synthesize("Hello.")
         self.assertEqual(self.emulator.stats.syntheses_failed, 1)

@@ -198,7 +198,7 @@ class VoicedService(MultiService, HealthReports):
                      "this port can place calls")
         # ~0.3 s of one core per utterance; by default one at a time, leaving a core to the reactor.
         self.whisper_pool = self._pool("voiced-whisper", self.settings.whisper_workers)
-        # Google's streams all run on one event loop, which holds one thread of this pool.
+        # Google's streams and syntheses all run on one event loop, which holds this pool's thread.
         self.stt_pool = self._pool("voiced-stt", 1)
         self.tts_pool = self._pool("voiced-tts", 16)
         self._start_http()
@@ -355,7 +355,7 @@ class VoicedService(MultiService, HealthReports):
         if s.tts_engine == "google":
             from voiced.google.tts import GoogleTTSEngine
 
-            primary = GoogleTTSEngine(google, s, self.tts_pool, self.clock)
+            primary = GoogleTTSEngine(google, s, self.clock)
         else:
             primary = local_tts
         self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc)

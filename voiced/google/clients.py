@@ -4,9 +4,10 @@ Nothing is built in __init__: twistd constructs the service before it forks, and
 gRPC objects do not survive a fork. The service calls start() from startService
 (after the fork) and stop() from stopService.
 
-The speech channels are ``grpc.aio`` channels on the speech event loop
-(``voiced.google.aio_loop``), which runs in a thread of the STT pool the service
-passes to start(); TTS is a short unary RPC, made synchronously in the TTS pool.
+Every channel is a ``grpc.aio`` channel on the Google event loop
+(``voiced.google.aio_loop``), which runs in the thread of the STT pool the service
+passes to start(): STT streams and TTS requests alike are coroutines there, so no
+thread count caps how many are in progress.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 
-import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import speech_v1, texttospeech_v1
 from google.cloud.speech_v1.services.speech.transports import SpeechGrpcAsyncIOTransport
-from google.cloud.texttospeech_v1.services.text_to_speech.transports import TextToSpeechGrpcTransport
+from google.cloud.texttospeech_v1.services.text_to_speech.transports import TextToSpeechGrpcAsyncIOTransport
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
@@ -57,13 +57,13 @@ def _speech_client(channel) -> speech_v1.SpeechAsyncClient:
 class GoogleClients:
     def __init__(self, settings: Settings, reactor) -> None:
         self.settings = settings
-        #: Where every speech stream of the process runs (started by start()).
+        #: Where every Google RPC of the process runs (started by start()).
         self.speech_loop = AioLoop(reactor)
         self._credentials: LoadedCredentials | None = None
         self._speech: ChannelPool[speech_v1.SpeechAsyncClient] | None = None
         self._tts_channel = None
         self._first_speech_channel = None
-        self._tts: texttospeech_v1.TextToSpeechClient | None = None
+        self._tts: texttospeech_v1.TextToSpeechAsyncClient | None = None
 
     @property
     def started(self) -> bool:
@@ -81,19 +81,21 @@ class GoogleClients:
         def speech_channel(index: int):
             return open_channel(settings, creds.credentials, SPEECH_TARGET, index, aio=True)
 
-        async def speech_pool() -> ChannelPool[speech_v1.SpeechAsyncClient]:
+        async def open_channels() -> None:
             # Grown channels take pool indexes after the TTS channel's (google_channels):
             # a shared index would share one HTTP/2 connection.
-            return ChannelPool([speech_channel(i) for i in range(settings.google_channels)], _speech_client,
-                               open_channel=lambda n: speech_channel(n + 1))
+            self._speech = ChannelPool([speech_channel(i) for i in range(settings.google_channels)],
+                                       _speech_client, open_channel=lambda n: speech_channel(n + 1))
+            self._first_speech_channel = self._speech.channel(0)
+            # TTS calls are short unary RPCs: one channel of their own, apart from the streams.
+            self._tts_channel = open_channel(settings, creds.credentials, TTS_TARGET, settings.google_channels,
+                                             aio=True)
+            self._tts = texttospeech_v1.TextToSpeechAsyncClient(
+                transport=TextToSpeechGrpcAsyncIOTransport(channel=self._tts_channel))
+            note_construction("google_tts_client")
 
         self.speech_loop.start(stt_pool)
-        self._speech = self.speech_loop.run_sync(speech_pool)
-        self._first_speech_channel = self._speech.channel(0)
-        # TTS calls are short unary RPCs: one channel of their own, apart from the streams.
-        self._tts_channel = open_channel(settings, creds.credentials, TTS_TARGET, settings.google_channels)
-        self._tts = texttospeech_v1.TextToSpeechClient(transport=TextToSpeechGrpcTransport(channel=self._tts_channel))
-        note_construction("google_tts_client")
+        self.speech_loop.run_sync(open_channels)
         log.info(
             "google clients ready: {channels} speech channels, endpoint={endpoint}, credentials={source}",
             channels=settings.google_channels,
@@ -108,31 +110,28 @@ class GoogleClients:
         if channel is None:
             raise RuntimeError("GoogleClients.start() has not been called")
         try:
-            if speech:
-                self.speech_loop.run_sync(lambda: asyncio.wait_for(channel.channel_ready(), timeout_s), timeout_s + 1)
-            else:
-                ready = grpc.channel_ready_future(channel)
-                try:
-                    ready.result(timeout=timeout_s)
-                finally:
-                    ready.cancel()
-        except (grpc.FutureTimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError):
+            self.speech_loop.run_sync(lambda: asyncio.wait_for(channel.channel_ready(), timeout_s), timeout_s + 1)
+        except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
             where = self.settings.google_endpoint or (SPEECH_TARGET if speech else TTS_TARGET)
             raise ConnectionError(f"cannot connect to {where} within {timeout_s:g} s") from None
 
     def stop(self) -> None:
         """Close every channel (streams in flight end, freeing their threads)."""
-        if self._speech is not None:
-            speech, self._speech = self._speech, None
-            self._first_speech_channel = None
+        speech, tts_channel = self._speech, self._tts_channel
+        self._speech = self._first_speech_channel = self._tts_channel = self._tts = None
+
+        async def close_channels() -> None:
+            if speech is not None:
+                await speech.close()
+            if tts_channel is not None:
+                await tts_channel.close()
+
+        if self.speech_loop.running:
             try:
-                self.speech_loop.run_sync(speech.close)
+                self.speech_loop.run_sync(close_channels)
             except Exception:
-                log.failure("Closing the speech channels")
+                log.failure("Closing the Google channels")
         self.speech_loop.stop()
-        if self._tts_channel is not None:
-            self._tts_channel.close()
-            self._tts_channel = self._tts = None
         if self._credentials is not None:
             self._credentials.discard()
             self._credentials = None
@@ -149,7 +148,8 @@ class GoogleClients:
         return self._speech.loads if self._speech is not None else []
 
     @property
-    def tts_client(self) -> texttospeech_v1.TextToSpeechClient:
+    def tts_client(self) -> texttospeech_v1.TextToSpeechAsyncClient:
+        """The TTS client, for coroutines on ``speech_loop``."""
         if self._tts is None:
             raise RuntimeError("GoogleClients.start() has not been called")
         return self._tts

@@ -1,13 +1,15 @@
-"""Google Text-to-Speech: one unary call per sentence, 8 kHz mu-law for the phone."""
+"""Google Text-to-Speech: one unary call per sentence, 8 kHz mu-law for the phone.
+
+Each call is a coroutine on the Google event loop (``voiced.google.aio_loop``), as
+the STT streams are: how many syntheses run at once is not capped by a thread count.
+"""
 
 from __future__ import annotations
 
 from google.cloud import texttospeech_v1 as tts
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from voiced.audio import SAMPLE_RATE, WAVE_FORMAT_MULAW, parse_wav
 from voiced.config import Settings
@@ -39,9 +41,8 @@ def mulaw_from_response(audio: bytes) -> bytes:
 class GoogleTTSEngine:
     name = "google"
 
-    def __init__(self, clients: GoogleClients, settings: Settings, pool: ThreadPool, reactor) -> None:
+    def __init__(self, clients: GoogleClients, settings: Settings, reactor) -> None:
         self._clients = clients
-        self._pool = pool
         self._reactor = reactor
         voice = {"language_code": settings.language}
         if settings.tts_voice:
@@ -55,7 +56,7 @@ class GoogleTTSEngine:
 
     def synthesize(self, text: str) -> Deferred[bytes]:
         def attempt(n: int) -> Deferred[bytes]:
-            return deferToThreadPool(self._reactor, self._pool, self._synthesize_blocking, text)
+            return self._clients.speech_loop.submit(self._synthesize, text)
 
         def on_retry(n: int, delay_s: float, failure: Failure) -> None:
             log.info(
@@ -67,12 +68,12 @@ class GoogleTTSEngine:
 
         return retry(self._reactor, attempt, RETRY, lambda f: is_transient(f.value), on_retry)
 
-    def _synthesize_blocking(self, text: str) -> bytes:
-        response = self._clients.tts_client.synthesize_speech(
+    async def _synthesize(self, text: str) -> bytes:
+        response = await self._clients.tts_client.synthesize_speech(
             input=tts.SynthesisInput(text=text),
             voice=self._voice,
             audio_config=self._audio_config,
-            retry=None,  # ours is in the reactor, not a sleeping worker thread
+            retry=None,  # ours is in the reactor
             timeout=TIMEOUT_S,
         )
         return mulaw_from_response(response.audio_content)
