@@ -214,6 +214,13 @@ async def drive(n: int, args: argparse.Namespace, emulator: EmulatorProcess) -> 
                                                       rotated_due, start_at, stop, logs[i])))  # fmt: skip
     await asyncio.sleep(t0 + ramp_s + args.warmup_s - loop.time())
 
+    profiler = None
+    if args.profile_s:
+        # Raw stacks (one line per stack, with its sample count): where the emulator's time goes.
+        out = os.path.join(tempfile.gettempdir(), f"emulator-cost-profile-{n}.txt")
+        profiler = subprocess.Popen([os.path.join(BIN, "py-spy"), "record", "--pid", str(emulator.pid), "--format",
+                                     "raw", "--duration", str(int(args.profile_s)), "--output", out, "--nonblocking"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     w0, e0, c0 = loop.time(), cpu_seconds(emulator.pid), own_cpu_seconds()
     threads, rss = [], []
     while loop.time() < w0 + args.window_s:
@@ -222,6 +229,10 @@ async def drive(n: int, args: argparse.Namespace, emulator: EmulatorProcess) -> 
         await asyncio.sleep(0.5)
     w1, e1, c1 = loop.time(), cpu_seconds(emulator.pid), own_cpu_seconds()
     await asyncio.sleep(2.0)  # the last finals of the window may come late
+    if profiler is not None:
+        while profiler.poll() is None:
+            await asyncio.sleep(0.5)
+        print(f"profile: {out}", flush=True)
     stop.set()
     for task in tasks:
         task.cancel()
@@ -282,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--period-s", type=float, default=4.0, help="one burst every this long (default 4)")
     p.add_argument("--burst-s", type=float, default=1.0, help="length of each loud burst (default 1)")
     p.add_argument("--final-delay-ms", type=int, default=300, help="the emulator's --final-delay-ms (default 300)")
+    p.add_argument("--profile-s", type=float, default=0, help="py-spy the emulator for this long in the window")
     p.add_argument("--emulator-args", default="", help="more voiced-emulator arguments, space-separated")
     return asyncio.run(main_async(p.parse_args(argv)))
 

@@ -4,17 +4,14 @@ Why asyncio: the load benchmark puts hundreds of real-time streams on the machin
 that runs the daemon under test. A sync gRPC server costs a handler thread and a
 request-reader thread per stream, all taking turns at the GIL, which spends the
 cores the daemon is measured on and delays finals. Here a stream is two coroutines
-(its handler and its request reader) on the loop of ``EventLoopThread``; the process
+(its handler, and with a model its request reader) on the loop of ``EventLoopThread``; the process
 keeps a handful of threads whatever the number of streams.
 
 What blocks stays off the loop: recognition by a model (Whisper, or a test's
 ``Recognizer``) runs in the emulator's thread pool, one request at a time per
-stream. The scripted recognizer (energy per 20 ms frame) costs microseconds and
-runs on the loop.
-
-Each stream's requests go into an inbox as they arrive, read by a task of their
-own, so arrival times (the audio timeout, ``BehindWatch``) are wall time even while
-recognition of earlier audio is still busy.
+stream, and its requests wait in an inbox filled by a reader task of their own.
+The scripted recognizer (energy per 20 ms frame) costs microseconds: it runs on
+the loop, and the handler reads its requests itself (voiced.emulator.stream_readers).
 """
 
 from __future__ import annotations
@@ -33,7 +30,16 @@ from voiced.emulator.common import EmulatorStats, Rejected, invalid
 from voiced.emulator.faults import Fault, FaultPlan
 from voiced.emulator.recognizer import RecognitionSession
 from voiced.emulator.scripted import EnergySession
-from voiced.emulator.streaming import SPEECH_SERVICE, AudioDecoder, BehindWatch, check_recognition_config, response, which
+from voiced.emulator.stream_readers import CANCELLED, HALF_CLOSED, DirectReader, Inbox, Reader
+from voiced.emulator.streaming import (
+    REQUEST_PB,
+    SPEECH_SERVICE,
+    AudioDecoder,
+    BehindWatch,
+    check_recognition_config,
+    response,
+    which,
+)
 
 if TYPE_CHECKING:
     from voiced.emulator.server import Emulator
@@ -42,9 +48,6 @@ log = logging.getLogger("voiced.emulator")
 
 T = TypeVar("T")
 
-_HALF_CLOSED = object()
-_CANCELLED = object()
-_TIMED_OUT = object()
 _CANCEL_SETTLE_S = 0.02
 
 
@@ -103,72 +106,6 @@ class EventLoopThread:
     def _close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
-
-
-class _Inbox:
-    """One stream's requests as they arrive, with their arrival times, and the audio timeout.
-
-    A reader task puts (arrival, request) in; after the last request comes a half-close
-    or a cancel marker. No request for ``timeout_s`` puts a timeout marker in, from one
-    timer per stream that re-arms itself lazily (not one per request).
-    """
-
-    def __init__(self, requests: AsyncIterator[StreamingRecognizeRequest], timeout_s: float) -> None:
-        self._requests = requests
-        self._timeout_s = timeout_s
-        self._queue: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
-        self._latest = self.last_arrival = time.monotonic()  # latest put in / latest taken out
-        self._reader: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._reader = loop.create_task(self._pump())
-        self._timer = loop.call_at(self._latest + self._timeout_s, self._check)  # loop.time() is monotonic
-
-    async def next(self) -> Any:
-        """The next request (or marker); raises Rejected once ``timeout_s`` passed without a request."""
-        while True:
-            if self.last_arrival + self._timeout_s - time.monotonic() <= 0:
-                raise Rejected(
-                    grpc.StatusCode.OUT_OF_RANGE,
-                    "Audio Timeout Error: Long duration elapsed without audio. "
-                    "Audio should be sent close to real time.",
-                )
-            arrival, item = await self._queue.get()
-            if item is not _TIMED_OUT:  # the timeout marker only wakes us to check
-                self.last_arrival = arrival
-                return item
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()  # the stream is over: its remaining requests go unread
-
-    async def _pump(self) -> None:
-        end = _HALF_CLOSED
-        try:
-            async for request in self._requests:
-                self._latest = time.monotonic()
-                self._queue.put_nowait((self._latest, request))
-        except (grpc.RpcError, grpc.aio.BaseError):
-            # The RPC is over: cancelled, or ended by this side (an abort's status is out
-            # before the handler's finally can stop this reader).
-            end = _CANCELLED
-        except Exception:  # noqa: BLE001 - e.g. a request that failed to deserialize
-            log.exception("reading requests failed")
-            end = _CANCELLED
-        self._queue.put_nowait((time.monotonic(), end))
-
-    def _check(self) -> None:
-        deadline = self._latest + self._timeout_s
-        now = time.monotonic()
-        if now < deadline:
-            self._timer = asyncio.get_running_loop().call_at(deadline, self._check)
-        else:
-            self._timer = None
-            self._queue.put_nowait((now, _TIMED_OUT))
 
 
 class _Stream:
@@ -236,15 +173,13 @@ class Speech:
                 # is one CancelledError here and no generator is left for the loop to finalize.
                 "StreamingRecognize": grpc.stream_stream_rpc_method_handler(
                     self.streaming_recognize,
-                    request_deserializer=StreamingRecognizeRequest.deserialize,
+                    request_deserializer=REQUEST_PB.FromString,
                     response_serializer=StreamingRecognizeResponse.serialize,
                 )
             },
         )
 
-    async def streaming_recognize(
-        self, requests: AsyncIterator[StreamingRecognizeRequest], context: grpc.aio.ServicerContext
-    ) -> None:
+    async def streaming_recognize(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
         schedule = self._emulator.fault_schedule()
         number, fault = schedule.next_stream()
         stats = self._emulator.stats
@@ -254,9 +189,14 @@ class Speech:
         # Whatever ends the RPC without this handler saying how (a cancel after its last
         # await, the server stopping) counts as cancelled; a no-op once the stream has ended.
         context.add_done_callback(lambda _context: stream.cancelled())
-        inbox = _Inbox(requests, schedule.plan.audio_timeout_s)
+        timeout_s = schedule.plan.audio_timeout_s
+        reader: Reader
+        if self._emulator.scripted is not None:
+            reader = DirectReader(requests, timeout_s)
+        else:
+            reader = Inbox(requests, timeout_s)
         try:
-            await self._serve(stream, inbox)
+            await self._serve(stream, requests, reader)
         except Rejected as e:
             await stream.fail(e.status, e.message)
         except asyncio.CancelledError:
@@ -269,37 +209,34 @@ class Speech:
             log.exception("stream %d crashed", number)
             await stream.fail(grpc.StatusCode.INTERNAL, f"Internal error encountered. [voiced-emulator: {e!r}]")
         finally:
-            inbox.close()
+            reader.close()
 
-    async def _serve(self, stream: _Stream, inbox: _Inbox) -> None:
+    async def _serve(self, stream: _Stream, requests: AsyncIterator[Any], reader: Reader) -> None:
         plan = stream.plan
         if stream.fault is not None and stream.fault.after_responses == 0:
             await stream.sleep_latency()
             await stream.fail(stream.fault.status, stream.fault.message)
-        inbox.start()
         if plan.hang:
-            # Audio goes into the inbox, nothing comes out, until the client gives up (a CancelledError).
-            await asyncio.get_running_loop().create_future()
-
-        first = await inbox.next()
+            await _hang(requests)
+        reader.start()
+        first = await reader.next()
         if await _ended_by_client(first):
             stream.cancelled()
             return
-        if first is _HALF_CLOSED or which(first) != "streaming_config":
+        if first is HALF_CLOSED or which(first) != "streaming_config":
             raise invalid(
                 "Malordered Data Received. Send exactly one config, followed by audio data: "
                 "the first request must contain streaming_config."
             )
-        streaming: StreamingRecognitionConfig = first.streaming_config
+        # proto-plus for the config, once: check_recognition_config reads its enums by name.
+        streaming: StreamingRecognitionConfig = StreamingRecognizeRequest.wrap(first).streaming_config
         fmt = check_recognition_config(streaming.config)
         language = streaming.config.language_code
         decoder = AudioDecoder(fmt)
         scripted = self._emulator.scripted
         session: RecognitionSession | EnergySession
-        run: Callable[..., Awaitable[Any]]
         if scripted is not None:
             session = EnergySession(scripted, streaming.interim_results, streaming.single_utterance)
-            run = _on_loop
         else:
             session = RecognitionSession(
                 self._emulator.recognizer,
@@ -308,16 +245,16 @@ class Speech:
                 single_utterance=streaming.single_utterance,
                 voice_activity_events=streaming.enable_voice_activity_events,
             )
-            run = self._in_thread
+        blocks = scripted is None  # a model's recognition: in a worker thread, the loop goes on
         behind = BehindWatch(stream.number, stream.stats)
         while not session.done:
-            request = await inbox.next()
-            behind.note(time.monotonic() - inbox.last_arrival)
-            if await _ended_by_client(request):
+            request = await reader.next()
+            behind.note(time.monotonic() - reader.last_arrival)
+            if request is CANCELLED or request is HALF_CLOSED and await _ended_by_client(request):
                 stream.cancelled()
                 return
-            if request is _HALF_CLOSED:
-                outputs = await run(session.finish)
+            if request is HALF_CLOSED:
+                outputs = await self._in_thread(session.finish) if blocks else session.finish()
             else:
                 if which(request) == "streaming_config":
                     raise invalid("Malordered Data Received. Send exactly one config, followed by audio data.")
@@ -328,10 +265,10 @@ class Speech:
                         grpc.StatusCode.OUT_OF_RANGE,
                         f"Exceeded maximum allowed stream duration of {plan.max_stream_s:g} seconds.",
                     )
-                outputs = await run(session.feed, pcm)
+                outputs = await self._in_thread(session.feed, pcm) if blocks else session.feed(pcm)
             for output in outputs:
                 await stream.send(response(output, language))
-            if request is _HALF_CLOSED:
+            if request is HALF_CLOSED:
                 break
         await stream.complete()
 
@@ -339,14 +276,21 @@ class Speech:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
 
-async def _on_loop(function: Callable[..., T], *args: Any) -> T:
-    return function(*args)
+async def _hang(requests: AsyncIterator[Any]) -> NoReturn:
+    """A wedged server: take the audio, answer nothing, until the client gives up (a CancelledError)."""
+    try:
+        async for _request in requests:
+            pass
+    except (grpc.RpcError, grpc.aio.BaseError):
+        pass  # the RPC is over; the cancel follows
+    await asyncio.get_running_loop().create_future()
+    raise AssertionError("a future nobody resolves resolved")
 
 
 async def _ended_by_client(item: Any) -> bool:
-    if item is _CANCELLED:
+    if item is CANCELLED:
         return True
-    if item is _HALF_CLOSED:
+    if item is HALF_CLOSED:
         # gRPC ends the requests alike for a half-close and a cancel whose news lands a
         # moment later; the cancel then arrives as a CancelledError during this sleep.
         # After a real half-close the RPC stays up until we answer.

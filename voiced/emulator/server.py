@@ -6,8 +6,9 @@ The real client libraries talk to it over an insecure channel::
     SpeechClient(transport=SpeechGrpcTransport(channel=channel))
     TextToSpeechClient(transport=TextToSpeechGrpcTransport(channel=channel))
 
-This module holds the Speech servicer and ``Emulator``, which serves it together
-with the Text-to-Speech servicer of voiced.emulator.tts.
+This module holds ``Emulator``, which serves the Speech servicer of
+voiced.emulator.aio_server together with the Text-to-Speech servicer of
+voiced.emulator.tts.
 
 Served methods:
   google.cloud.speech.v1.Speech/StreamingRecognize          (bidi streaming)

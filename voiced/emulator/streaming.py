@@ -127,9 +127,14 @@ def response(output: Output, language_code: str) -> StreamingRecognizeResponse:
     return StreamingRecognizeResponse(results=[result])
 
 
-def which(request: StreamingRecognizeRequest) -> str | None:
-    """"streaming_config" or "audio_content" (or None): the request's oneof."""
-    return StreamingRecognizeRequest.pb(request).WhichOneof("streaming_request")
+#: The raw protobuf class: the server reads requests with it, ~4 times cheaper per audio request than
+#: proto-plus (which wraps every message and converts ``audio_content`` on each access).
+REQUEST_PB: Any = StreamingRecognizeRequest.pb()
+
+
+def which(request: Any) -> str | None:
+    """"streaming_config" or "audio_content" (or None): a raw (REQUEST_PB) request's oneof."""
+    return request.WhichOneof("streaming_request")
 
 
 #: A request waiting this long before recognition means the recognizer is not keeping up.
