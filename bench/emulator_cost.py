@@ -16,6 +16,8 @@ up and a warm-up has passed, it measures for ``--window-s`` and prints:
                  p50 / p99 / max over the finals due in the window; "missing" counts finals
                  due in the window that never came
   client CPU     this process over the same window (the load generator shares the cores)
+  by thread      the emulator's CPU split by thread name (its asyncio loop
+                 shows as the process name, like every Python thread; gRPC core's own are "event_engine")
 
 Numbers, never pass/fail. Each N gets a fresh emulator.
 """
@@ -72,6 +74,21 @@ def status_value(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds by thread name (threads of one name summed: gRPC's event_engine pool)."""
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -105,14 +122,18 @@ class StreamLog:
 
 # ---- the emulator -----------------------------------------------------------------------------
 class EmulatorProcess:
-    def __init__(self, final_delay_ms: int, max_workers: int, extra: list[str]) -> None:
+    def __init__(self, final_delay_ms: int, max_workers: int, extra: list[str], source: str = "") -> None:
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile("w+", prefix="emulator-cost-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            [os.path.join(BIN, "voiced-emulator"), "--listen", f"127.0.0.1:{self.port}", "--scripted",
-             "--final-delay-ms", str(final_delay_ms), "--max-workers", str(max_workers), *extra],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        args = ["--listen", f"127.0.0.1:{self.port}", "--scripted", "--final-delay-ms", str(final_delay_ms),
+                "--max-workers", str(max_workers), *extra]  # fmt: skip
+        if source:  # another tree's emulator (an A/B run against an older commit), same venv
+            command = [sys.executable, "-m", "voiced.emulator.main", *args]
+            env = dict(os.environ, PYTHONPATH=os.path.abspath(source))
+        else:
+            command, env = [os.path.join(BIN, "voiced-emulator"), *args], None
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                        cwd=os.path.abspath(source) if source else None)  # fmt: skip
         self.pid = self.process.pid
 
     async def ready(self) -> None:
@@ -180,7 +201,7 @@ async def one_stream(channel: grpc.aio.Channel, first: bytes, chunks: list[bytes
 
 # ---- one N ------------------------------------------------------------------------------------
 async def run_one(n: int, args: argparse.Namespace) -> dict:
-    emulator = EmulatorProcess(args.final_delay_ms, max_workers=n + 50, extra=args.emulator_args.split())
+    emulator = EmulatorProcess(args.final_delay_ms, n + 50, args.emulator_args.split(), args.emulator_from)
     try:
         await emulator.ready()
         return await drive(n, args, emulator)
@@ -221,13 +242,14 @@ async def drive(n: int, args: argparse.Namespace, emulator: EmulatorProcess) -> 
         profiler = subprocess.Popen([os.path.join(BIN, "py-spy"), "record", "--pid", str(emulator.pid), "--format",
                                      "raw", "--duration", str(int(args.profile_s)), "--output", out, "--nonblocking"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    w0, e0, c0 = loop.time(), cpu_seconds(emulator.pid), own_cpu_seconds()
+    w0, e0, c0, t0s = loop.time(), cpu_seconds(emulator.pid), own_cpu_seconds(), thread_cpu(emulator.pid)
     threads, rss = [], []
     while loop.time() < w0 + args.window_s:
         threads.append(status_value(emulator.pid, "Threads"))
         rss.append(status_value(emulator.pid, "VmRSS"))
         await asyncio.sleep(0.5)
-    w1, e1, c1 = loop.time(), cpu_seconds(emulator.pid), own_cpu_seconds()
+    w1, e1, c1, t1s = loop.time(), cpu_seconds(emulator.pid), own_cpu_seconds(), thread_cpu(emulator.pid)
+    by_thread = {name: 100 * (t1s[name] - t0s.get(name, 0.0)) / (w1 - w0) for name in t1s}
     await asyncio.sleep(2.0)  # the last finals of the window may come late
     if profiler is not None:
         while profiler.poll() is None:
@@ -251,7 +273,7 @@ async def drive(n: int, args: argparse.Namespace, emulator: EmulatorProcess) -> 
                 missing += 1
     errors = sorted({log.error for log in logs if log.error})
     return dict(n=n, cpu_pct=100 * (e1 - e0) / (w1 - w0), client_cpu_pct=100 * (c1 - c0) / (w1 - w0),
-                threads=max(threads), rss_mb=max(rss) / 1024, lateness=summarize(lateness), missing=missing,
+                threads=max(threads), rss_mb=max(rss) / 1024, by_thread=by_thread, lateness=summarize(lateness), missing=missing,
                 errors=errors, log=emulator.log.name)  # fmt: skip
 
 
@@ -268,7 +290,8 @@ def row(r: dict) -> str:
 async def main_async(args: argparse.Namespace) -> int:
     counts = [int(c) for c in args.streams.split(",")]
     load = os.getloadavg()[0]
-    print(f"# emulator_cost: {os.cpu_count()} cores, {platform.python_version()}, grpcio {grpc.__version__}, "
+    source = f"emulator from {args.emulator_from}" if args.emulator_from else "this tree's emulator"
+    print(f"# emulator_cost ({source}): {os.cpu_count()} cores, {platform.python_version()}, grpcio {grpc.__version__}, "
           f"load average {load:.1f} at start; bursts of {args.burst_s:g} s every {args.period_s:g} s, "
           f"final delay {args.final_delay_ms} ms, window {args.window_s:g} s", flush=True)  # fmt: skip
     header = ("| streams | emulator CPU | threads | RSS MB | final lateness p50 / p99 / max ms | finals "
@@ -278,6 +301,9 @@ async def main_async(args: argparse.Namespace) -> int:
         r = await run_one(n, args)
         rows.append(r)
         print(row(r), "errors: " + "; ".join(r["errors"]) if r["errors"] else "", flush=True)
+        busy = sorted(r["by_thread"].items(), key=lambda kv: -kv[1])
+        print("  emulator CPU by thread: " + ", ".join(f"{name} {pct:.1f} %" for name, pct in busy if pct >= 0.5),
+              flush=True)
     print()
     print(header)
     for r in rows:
@@ -294,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst-s", type=float, default=1.0, help="length of each loud burst (default 1)")
     p.add_argument("--final-delay-ms", type=int, default=300, help="the emulator's --final-delay-ms (default 300)")
     p.add_argument("--profile-s", type=float, default=0, help="py-spy the emulator for this long in the window")
+    p.add_argument("--emulator-from", default="", metavar="DIR",
+                   help="run the emulator from this source tree (e.g. `git archive` of an older commit)")
     p.add_argument("--emulator-args", default="", help="more voiced-emulator arguments, space-separated")
     return asyncio.run(main_async(p.parse_args(argv)))
 
