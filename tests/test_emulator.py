@@ -523,3 +523,86 @@ class ScriptedModeTests(SynchronousTestCase):
         (final,) = session.feed(quiet)
         self.assertEqual((final.text, final.is_final, final.end_ms), ("hello there", True, 1100))
         self.assertEqual(session.feed(quiet * 50), [])  # one final per utterance
+
+
+class ScriptedServerTests(SynchronousTestCase):
+    """The scripted mode through the asyncio server: the handler reads its requests itself."""
+
+    def setUp(self) -> None:
+        from voiced.audio import pcm16_to_ulaw
+        from voiced.emulator.scripted import ScriptedPlan
+
+        self.loud = pcm16_to_ulaw(((3000).to_bytes(2, "little", signed=True) * 10
+                                   + (-3000).to_bytes(2, "little", signed=True) * 10) * 400)  # 1 s
+        self.emulator = Emulator(scripted=ScriptedPlan("hello there", final_delay_ms=300, tts_delay_ms=300))
+        self.emulator.start()
+        self.addCleanup(self.emulator.stop)
+        channel = grpc.insecure_channel(self.emulator.address)
+        self.addCleanup(channel.close)
+        self.speech = speech.SpeechClient(transport=SpeechGrpcTransport(channel=channel))
+        self.tts = texttospeech.TextToSpeechClient(transport=TextToSpeechGrpcTransport(channel=channel))
+
+    def recognize(self, audio: bytes, **kw: bool) -> list[speech.StreamingRecognizeResponse]:
+        config = streaming_config(**kw)
+        return list(self.speech.streaming_recognize(config, audio_requests(audio), retry=None, timeout=TIMEOUT))
+
+    def test_final_after_the_final_delay_of_received_audio(self) -> None:
+        responses = self.recognize(self.loud + silence_ulaw(600), interim_results=True)
+        self.assertEqual(interims(responses), ["hello there"])
+        self.assertEqual(finals(responses), ["hello there"])
+        self.assertEqual(responses[-1].results[0].result_end_time.total_seconds(), 1.3)
+        stats = self.emulator.stats
+        self.assertEqual((stats.streams_completed, stats.active_streams, stats.responses_sent), (1, 0, 2))
+        # Scripted recognition runs on the loop: the pool for what blocks made no thread.
+        self.assertFalse([t.name for t in threading.enumerate() if t.name.startswith("emulator_")])
+
+    def test_half_close_during_speech_and_single_utterance(self) -> None:
+        self.assertEqual(finals(self.recognize(self.loud[:4000])), ["hello there"])
+        responses = self.recognize((self.loud + silence_ulaw(500)) * 2, single_utterance=True)
+        end = speech.StreamingRecognizeResponse.SpeechEventType.END_OF_SINGLE_UTTERANCE
+        self.assertEqual((responses[0].speech_event_type, finals(responses)), (end, ["hello there"]))
+        self.assertEqual(self.emulator.stats.streams_completed, 2)
+
+    def test_audio_timeout_and_client_deadline(self) -> None:
+        self.emulator.set_faults(FaultPlan(audio_timeout_s=0.3))
+
+        def stalling() -> Iterator[speech.StreamingRecognizeRequest]:
+            yield speech.StreamingRecognizeRequest(audio_content=silence_ulaw(100))
+            time.sleep(1.0)
+
+        with self.assertRaises(exceptions.OutOfRange) as cm:
+            list(self.speech.streaming_recognize(streaming_config(), stalling(), retry=None, timeout=TIMEOUT))
+        self.assertIn("Audio Timeout Error", cm.exception.message)
+        self.emulator.set_faults(FaultPlan())
+        with self.assertRaises(exceptions.DeadlineExceeded):
+            list(self.speech.streaming_recognize(streaming_config(), stalling(), retry=None, timeout=0.3))
+        stats = self.emulator.stats
+        deadline = time.monotonic() + 3
+        while stats.active_streams and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual((stats.streams_failed, stats.streams_cancelled, stats.active_streams), (1, 1, 0))
+        self.assertEqual(finals(self.recognize(self.loud + silence_ulaw(400))), ["hello there"])  # still serving
+
+    def test_syntheses_wait_the_delay_side_by_side(self) -> None:
+        request = dict(
+            input=texttospeech.SynthesisInput(text="hello"),
+            voice=texttospeech.VoiceSelectionParams(language_code="en-US"),
+            audio_config=texttospeech.AudioConfig(audio_encoding="MULAW", sample_rate_hertz=8000),
+        )
+        results: list[bytes] = []
+
+        def one() -> None:
+            results.append(self.tts.synthesize_speech(**request, retry=None, timeout=TIMEOUT).audio_content)
+
+        started = time.monotonic()
+        workers = [threading.Thread(target=one) for _ in range(4)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(TIMEOUT)
+        elapsed = time.monotonic() - started
+        self.assertGreaterEqual(elapsed, 0.3)
+        self.assertLess(elapsed, 1.2)  # 4 x 300 ms one after the other would be 1.2 s
+        self.assertEqual(len(results), 4)
+        self.assertEqual(parse_wav(results[0]).format_tag, WAVE_FORMAT_MULAW)
+        self.assertEqual(self.emulator.stats.syntheses, 4)

@@ -15,7 +15,7 @@ line's speech ends.
 
 from __future__ import annotations
 
-import time
+import functools
 from dataclasses import dataclass
 
 from voiced.audio import FRAME_MS, SAMPLE_RATE, audioop
@@ -29,7 +29,7 @@ SCRIPTED_TTS_MS = 1000
 DEFAULT_TRANSCRIPT = "What time do you open?"
 
 
-def is_loud(pcm16_frame: bytes) -> bool:
+def is_loud(pcm16_frame: bytes | memoryview) -> bool:
     return audioop.rms(pcm16_frame, 2) > LOUD_RMS
 
 
@@ -45,7 +45,7 @@ class ScriptedPlan:
 
 
 class EnergySession:
-    """One stream's scripted recognition; used by one thread at a time."""
+    """One stream's scripted recognition; used by one coroutine (or thread) at a time."""
 
     def __init__(self, plan: ScriptedPlan, interim_results: bool = True, single_utterance: bool = False) -> None:
         self._plan = plan
@@ -68,12 +68,14 @@ class EnergySession:
             return out
         self._pending += pcm16
         usable = len(self._pending) - len(self._pending) % FRAME_BYTES_PCM16
-        for i in range(0, usable, FRAME_BYTES_PCM16):
-            output = self._frame(is_loud(bytes(self._pending[i : i + FRAME_BYTES_PCM16])))
-            if output:
-                out += output
-                if self.done:
-                    break
+        # Frames as views, not copies: this runs for every request of hundreds of streams.
+        with memoryview(self._pending) as view:
+            for i in range(0, usable, FRAME_BYTES_PCM16):
+                output = self._frame(is_loud(view[i : i + FRAME_BYTES_PCM16]))
+                if output:
+                    out += output
+                    if self.done:
+                        break
         del self._pending[:usable]
         return out
 
@@ -107,10 +109,10 @@ class EnergySession:
         return out
 
 
-def scripted_speech_pcm16(plan: ScriptedPlan, sample_rate: int) -> bytes:
-    """What scripted synthesis says, after the plan's delay: a quiet tone, PCM16."""
-    if plan.tts_delay_ms:
-        time.sleep(plan.tts_delay_ms / 1000)  # a worker thread of the emulator process: the emulated latency
+@functools.lru_cache(maxsize=8)
+def scripted_speech_pcm16(sample_rate: int) -> bytes:
+    """What scripted synthesis says: a quiet tone, PCM16 (the same for every call: made once per rate).
+    The plan's ``tts_delay_ms`` is the server's to wait, without blocking (voiced.emulator.tts)."""
     n = SCRIPTED_TTS_MS * sample_rate // 1000
     period = max(2, sample_rate // 400)
     pcm = b"".join((1000 if (i % period) < period // 2 else -1000).to_bytes(2, "little", signed=True)
