@@ -104,11 +104,14 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             stop = start + n
             if n > limit or stop > end:
                 break
-            masked = data[start:stop]
-            mask = data[mask_at:start]
+            words = (n + 3) >> 2
             try:
-                text = (int.from_bytes(masked, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big")) \
-                    .to_bytes(n, "big").decode("utf-8")
+                # Unmasked as one integer XOR. Little-endian lines byte i of the payload up with
+                # byte i of the repeated mask however long either is; the mask's extra bytes
+                # past the payload are cut off after (no slice of the mask first).
+                text = (int.from_bytes(data[start:stop], "little")
+                        ^ int.from_bytes(data[mask_at:start] * words, "little")) \
+                    .to_bytes(words << 2, "little")[:n].decode("utf-8")
             except UnicodeDecodeError:
                 break  # Autobahn fails the connection with its invalid-payload close
             pos = stop
