@@ -215,19 +215,23 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         return True
 
     def _on_media(self, media: twilio.Media) -> None:
-        if self.call is None:
+        call = self.call
+        if call is None:
             self._protocol_error("media before start dropped")
             return
         if media.track not in ("inbound", "inbound_track"):
             return
-        if not media.payload or len(media.payload) % FRAME_BYTES:
-            self._protocol_error(f"media payload of {len(media.payload)} bytes is not whole 20 ms frames: dropped")
+        payload = media.payload
+        size = len(payload)
+        if not size or size % FRAME_BYTES:
+            self._protocol_error(f"media payload of {size} bytes is not whole 20 ms frames: dropped")
             return
-        if media.chunk is not None:
-            if media.chunk <= self._last_chunk:
+        chunk = media.chunk
+        if chunk is not None:
+            if chunk <= self._last_chunk:
                 return  # a repeated or late chunk: SEQUENCE logged it; audio out of order is noise
-            self._last_chunk = media.chunk
-        if not self._rate.admit(len(media.payload), self.factory.clock.seconds()):
+            self._last_chunk = chunk
+        if not self._rate.admit(size, self.factory.clock.seconds()):
             if not self._flood_logged:
                 self._flood_logged = True
                 log.warn("MEDIA_FLOOD call={call}: audio arriving faster than real time; frames dropped",
@@ -235,7 +239,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             if self._rate.flooding:
                 self._policy_close(f"media flood: {self._rate.dropped} frames over real time")
             return
-        self.call.on_media(media.payload)
+        call.on_media(payload)
 
     def _on_start(self, start: twilio.Start) -> None:
         if self.call is not None:
