@@ -63,6 +63,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         self._last_chunk = 0  # the last media chunk handed to the call
         self._flood_logged = False
         self._admitted_by = "carrier"
+        self._fast_limit = 0  # the fast path's frame size limit, set once open (0: Autobahn decodes)
 
     # ---- the inbound frame path ------------------------------------------------------------
     def dataReceived(self, data: bytes) -> None:
@@ -88,11 +89,12 @@ class MediaStreamProtocol(WebSocketServerProtocol):
     def _whole_text_frames(self, data: bytes) -> bytes:
         """Delivers the whole text frames at the front of ``data``; returns the rest."""
         pos, end = 0, len(data)
-        limit = min(self.maxFramePayloadSize or MAX_FAST_FRAME, self.maxMessagePayloadSize or MAX_FAST_FRAME)
+        limit = self._fast_limit
         while end - pos >= 6 and self.state == self.STATE_OPEN:
-            if data[pos] != 0x81 or data[pos + 1] < 0x80:  # FIN + text, no RSV; masked
+            second = data[pos + 1]
+            if data[pos] != 0x81 or second < 0x80:  # FIN + text, no RSV; masked
                 break
-            n = data[pos + 1] & 0x7F
+            n = second & 0x7F
             if n == 126:
                 n = int.from_bytes(data[pos + 2: pos + 4], "big")
                 mask_at = pos + 4
@@ -131,6 +133,8 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR)
 
     def onOpen(self) -> None:
+        # Autobahn copied the factory's limits onto the protocol before the handshake.
+        self._fast_limit = min(self.maxFramePayloadSize or MAX_FAST_FRAME, self.maxMessagePayloadSize or MAX_FAST_FRAME)
         self._start_timer = self.factory.clock.callLater(START_TIMEOUT_S, self._no_start)
 
     def onMessage(self, payload: bytes | str, isBinary: bool) -> None:
