@@ -91,3 +91,48 @@ class WebRtcVoiceActivityTests(SynchronousTestCase):
         self.assertFalse(vad(ulaw_to_pcm16(SILENT)))
         results = [vad(tone) for _ in range(10)]
         self.assertTrue(any(results))
+
+    def test_the_c_call_answers_as_webrtcvad_is_speech_does(self):
+        """classify_samples skips webrtcvad.Vad.is_speech's Python layer: same answers, frame
+        after frame (the VAD adapts as it goes, so two instances are fed side by side)."""
+        import random
+
+        import webrtcvad
+
+        rng = random.Random(5)
+        for mode in (0, 3):
+            ours, theirs = WebRtcVoiceActivity(mode), webrtcvad.Vad(mode)
+            for i in range(300):
+                level = rng.choice((0, 2, 40, 2000, 12000))
+                frame = bytes(rng.randrange(256) if level else 0xFF for _ in range(160))
+                pcm = ulaw_to_pcm16(frame) if level else ulaw_to_pcm16(SILENT)
+                expected = theirs.is_speech(pcm, 8000)
+                got = ours(pcm) if i % 2 else ours.classify_samples(pcm, 160)
+                self.assertIs(got, expected)
+
+
+class WholeFrameTests(SynchronousTestCase):
+    """A 20 ms push is classified without the re-cut; it must decide as the re-cut does."""
+
+    def test_frame_pushes_and_recut_pushes_decide_alike(self):
+        import random
+
+        rng = random.Random(3)
+        audio = b"".join(VOICED * rng.randrange(1, 30) + SILENT * rng.randrange(1, 30) for _ in range(30))
+        runs = []
+        for sizes in ([160], [80, 240], [7, 313, 160, 0]):
+            clock = Clock()
+            eou = EndOfUtterance(clock, WebRtcVoiceActivity(3), eou_silence_ms=240, min_speech_ms=60)
+            trace, pos, k = [], 0, 0
+            while pos < len(audio):
+                size = sizes[k % len(sizes)]
+                k += 1
+                chunk, pos = audio[pos: pos + size], pos + size
+                clock.advance(0.02)
+                for event in eou.push(chunk):
+                    trace.append(type(event).__name__)
+            trace.append(eou._noise_rms)
+            runs.append(trace)
+        self.assertGreater(runs[0].count("SpeechStarted"), 3)
+        self.assertEqual(runs[0], runs[1])  # the same events in the same order, the same noise floor
+        self.assertEqual(runs[0], runs[2])

@@ -60,6 +60,18 @@ class ParserProperties(unittest.TestCase):
                                         twilio.Stop, twilio.Unknown))
 
     @FAST
+    @given(st.binary(max_size=300) | st.text(max_size=300) | twilio_like() | twilio_like().map(str.encode)
+           | json_values.map(json.dumps) | st.text(" \t\n\r{}[]\",:0-9.eE+-nulltruefalse\\u", max_size=40))
+    def test_loads_answers_as_json_loads_does(self, text):
+        def outcome(fn):
+            try:
+                return ("value", fn(text))
+            except Exception as e:
+                return (type(e), str(e))
+
+        self.assertEqual(repr(outcome(twilio.loads)), repr(outcome(json.loads)))
+
+    @FAST
     @given(st.lists(twilio_like() | st.binary(max_size=80).map(lambda b: b.decode("latin-1")), max_size=40))
     def test_the_media_socket_never_raises_and_opens_at_most_one_call(self, messages):
         txaio.config.loop = Clock()

@@ -145,6 +145,16 @@ class MediaStreamProtocolTests(SynchronousTestCase):
         self.assertIn((0xA, b"hi"), server_frames(self.transport.value()))
         self.assertIsNone(self.close_code())
 
+    def test_whole_text_frames_of_any_length_arrive_unmasked(self):
+        # The fast path unmasks with one integer XOR: every length mod 4, both length forms.
+        seen = []
+        self.proto.onMessage = lambda payload, is_binary: seen.append((payload, is_binary))
+        texts = ["", "a", "ab", "abc", "é", "{}" * 62 + "x", "ü" * 63, "z" * 126, "€" * 300 + "abc"]
+        for i, text in enumerate(texts):
+            mask = bytes((i * 37 + k * 101) % 256 for k in range(4))
+            self.proto.dataReceived(client_frame(text.encode("utf-8"), mask=mask))
+        self.assertEqual(seen, [(text, False) for text in texts])
+
     def test_invalid_utf8_in_a_text_frame_closes_1007(self):
         self.send(start_message())
         self.transport.unregisterProducer = lambda: None  # Autobahn's drop path; StringTransport has none

@@ -63,6 +63,32 @@ class ParseTests(SynchronousTestCase):
             self.assertRaises(twilio.ProtocolError, twilio.parse_message, bad)
 
 
+def _outcome(fn, text):
+    try:
+        return ("value", fn(text))
+    except Exception as e:
+        return (type(e), str(e))
+
+
+class LoadsTests(SynchronousTestCase):
+    """twilio.loads skips json.loads' Python layers; it must answer exactly as json.loads does."""
+
+    CASES = ['{"event":"media"}', '{"a":[1,2.5,{"b":null}],"c":"\\u00e9"}', '"x"', "1", "-", "nul", "NaN", "",
+             ' {"a":1}', '{"a":1} ', '{"a":1}\n', '{"a":1}x', '{"a":1}{}', "\ufeff{}", '{"a":1,"a":2}',
+             '{"a":"\\ud800"}', "[" * 30000 + "]" * 30000, b'{"a":1}', b"{}", b"{", b"{\x00", b" {}",
+             b'\xef\xbb\xbf{"a":1}', b'{"a":"\xed\xa0\x80"}', b'{"a":"\xff"}', b'{"a":"\xc3\xa9"}',
+             bytearray(b"{}"), '\x00\x00\x00{', b"\x00{\x00}"]
+
+    def test_the_same_value_or_the_same_error_as_json_loads(self):
+        for text in self.CASES:
+            self.assertEqual(repr(_outcome(twilio.loads, text)), repr(_outcome(json.loads, text)), text[:40])
+
+    def test_a_media_message_parses_the_same_as_text_or_bytes(self):
+        text = _media(7, 6, bytes(range(160)))
+        self.assertEqual(twilio.parse_message(text), twilio.parse_message(text.encode()))
+        self.assertEqual(twilio.loads(text), json.loads(text))
+
+
 class SerializeTests(SynchronousTestCase):
     def test_outbound_messages(self):
         self.assertEqual(json.loads(twilio.media_message("MZ1", b"\x00\xff")),

@@ -128,11 +128,32 @@ class Call(Answering):
             self._time_limit = self.clock.callLater(self.settings.max_call_s, self._time_limit_reached)
 
     def on_media(self, ulaw: bytes) -> None:
+        # Fifty times a second per call, so one method (a gap's silence comes here too).
         if self.state is State.ENDED:
             return
+        eou = self._eou
         self._last_media_at = self.clock.seconds()
-        self._audio_in(ulaw)
-        if self._eou.in_speech and self._media_gap_timer is None:
+        self._stt.feed(ulaw)
+        for event in eou.push(ulaw):
+            if isinstance(event, SpeechStarted):
+                self._on_speech_started(event.at)
+            elif isinstance(event, SpeechEnded):
+                self._on_speech_ended(event.at)
+        paused = eou.in_speech and eou.silence_ms > 0
+        if paused is not self._caller_paused and self._stt_pausing is not None:
+            self._caller_paused = paused
+            self._stt_pausing(paused)
+        # sustained() is false unless the caller is voicing now: most frames stop at the first test.
+        if eou.in_speech and not eou.silence_ms and eou.sustained(self.settings.barge_in_ms) \
+                and not self._final_goodbye:
+            if self.state in (State.GREETING, State.SPEAKING):
+                self._barge_in()
+            else:
+                if self._replies:  # per frame while the caller talks: look only if anything plays
+                    self._interrupt_prompts()  # the interim phrase plays while the machine listens
+                if self.state is State.THINKING:
+                    self._resume_listening()
+        if eou.in_speech and self._media_gap_timer is None:
             self._media_gap_timer = self.clock.callLater(MEDIA_GAP_CHECK_S, self._check_media_gap)
 
     def _check_media_gap(self) -> None:
@@ -144,30 +165,9 @@ class Call(Answering):
             return
         missing_ms = int((self.clock.seconds() - self._last_media_at) * 1000) // FRAME_MS * FRAME_MS
         if missing_ms >= MEDIA_GAP_S * 1000:
-            self._last_media_at = self.clock.seconds()
-            self._audio_in(silence_ulaw(missing_ms))
-        if self._eou.in_speech:
+            self.on_media(silence_ulaw(missing_ms))  # re-arms this check while speech goes on
+        else:
             self._media_gap_timer = self.clock.callLater(MEDIA_GAP_CHECK_S, self._check_media_gap)
-
-    def _audio_in(self, ulaw: bytes) -> None:
-        self._stt.feed(ulaw)
-        for event in self._eou.push(ulaw):
-            if isinstance(event, SpeechStarted):
-                self._on_speech_started(event.at)
-            elif isinstance(event, SpeechEnded):
-                self._on_speech_ended(event.at)
-        paused = self._eou.in_speech and self._eou.silence_ms > 0
-        if paused is not self._caller_paused and self._stt_pausing is not None:
-            self._caller_paused = paused
-            self._stt_pausing(paused)
-        if self._eou.sustained(self.settings.barge_in_ms) and not self._final_goodbye:
-            if self.state in (State.GREETING, State.SPEAKING):
-                self._barge_in()
-            else:
-                if self._replies:  # per frame while the caller talks: look only if anything plays
-                    self._interrupt_prompts()  # the interim phrase plays while the machine listens
-                if self.state is State.THINKING:
-                    self._resume_listening()
 
     def on_mark(self, name: str) -> None:
         prefix, _, suffix = name.partition(".")

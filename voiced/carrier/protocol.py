@@ -63,6 +63,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         self._last_chunk = 0  # the last media chunk handed to the call
         self._flood_logged = False
         self._admitted_by = "carrier"
+        self._fast_limit = 0  # the fast path's frame size limit, set once open (0: Autobahn decodes)
 
     # ---- the inbound frame path ------------------------------------------------------------
     def dataReceived(self, data: bytes) -> None:
@@ -88,11 +89,12 @@ class MediaStreamProtocol(WebSocketServerProtocol):
     def _whole_text_frames(self, data: bytes) -> bytes:
         """Delivers the whole text frames at the front of ``data``; returns the rest."""
         pos, end = 0, len(data)
-        limit = min(self.maxFramePayloadSize or MAX_FAST_FRAME, self.maxMessagePayloadSize or MAX_FAST_FRAME)
+        limit = self._fast_limit
         while end - pos >= 6 and self.state == self.STATE_OPEN:
-            if data[pos] != 0x81 or data[pos + 1] < 0x80:  # FIN + text, no RSV; masked
+            second = data[pos + 1]
+            if data[pos] != 0x81 or second < 0x80:  # FIN + text, no RSV; masked
                 break
-            n = data[pos + 1] & 0x7F
+            n = second & 0x7F
             if n == 126:
                 n = int.from_bytes(data[pos + 2: pos + 4], "big")
                 mask_at = pos + 4
@@ -104,11 +106,14 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             stop = start + n
             if n > limit or stop > end:
                 break
-            masked = data[start:stop]
-            mask = data[mask_at:start]
+            words = (n + 3) >> 2
             try:
-                text = (int.from_bytes(masked, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big")) \
-                    .to_bytes(n, "big").decode("utf-8")
+                # Unmasked as one integer XOR. Little-endian lines byte i of the payload up with
+                # byte i of the repeated mask however long either is; the mask's extra bytes
+                # past the payload are cut off after (no slice of the mask first).
+                text = (int.from_bytes(data[start:stop], "little")
+                        ^ int.from_bytes(data[mask_at:start] * words, "little")) \
+                    .to_bytes(words << 2, "little")[:n].decode("utf-8")
             except UnicodeDecodeError:
                 break  # Autobahn fails the connection with its invalid-payload close
             pos = stop
@@ -128,6 +133,8 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR)
 
     def onOpen(self) -> None:
+        # Autobahn copied the factory's limits onto the protocol before the handshake.
+        self._fast_limit = min(self.maxFramePayloadSize or MAX_FAST_FRAME, self.maxMessagePayloadSize or MAX_FAST_FRAME)
         self._start_timer = self.factory.clock.callLater(START_TIMEOUT_S, self._no_start)
 
     def onMessage(self, payload: bytes | str, isBinary: bool) -> None:
@@ -212,19 +219,23 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         return True
 
     def _on_media(self, media: twilio.Media) -> None:
-        if self.call is None:
+        call = self.call
+        if call is None:
             self._protocol_error("media before start dropped")
             return
         if media.track not in ("inbound", "inbound_track"):
             return
-        if not media.payload or len(media.payload) % FRAME_BYTES:
-            self._protocol_error(f"media payload of {len(media.payload)} bytes is not whole 20 ms frames: dropped")
+        payload = media.payload
+        size = len(payload)
+        if not size or size % FRAME_BYTES:
+            self._protocol_error(f"media payload of {size} bytes is not whole 20 ms frames: dropped")
             return
-        if media.chunk is not None:
-            if media.chunk <= self._last_chunk:
+        chunk = media.chunk
+        if chunk is not None:
+            if chunk <= self._last_chunk:
                 return  # a repeated or late chunk: SEQUENCE logged it; audio out of order is noise
-            self._last_chunk = media.chunk
-        if not self._rate.admit(len(media.payload), self.factory.clock.seconds()):
+            self._last_chunk = chunk
+        if not self._rate.admit(size, self.factory.clock.seconds()):
             if not self._flood_logged:
                 self._flood_logged = True
                 log.warn("MEDIA_FLOOD call={call}: audio arriving faster than real time; frames dropped",
@@ -232,7 +243,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             if self._rate.flooding:
                 self._policy_close(f"media flood: {self._rate.dropped} frames over real time")
             return
-        self.call.on_media(media.payload)
+        call.on_media(payload)
 
     def _on_start(self, start: twilio.Start) -> None:
         if self.call is not None:
