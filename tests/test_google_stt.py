@@ -418,6 +418,28 @@ class MisbehavingServerTests(EmulatorCase):
         self.assertLess(engine.rollover_s, 2.0)
         self.assertTrue(self.logs.starting("STT_ROLLOVER_ADAPTED"))
 
+    async def test_an_audio_timeout_is_a_reopen_not_the_stream_limit(self) -> None:
+        # Google's audio timeout says "Long duration elapsed without audio": not its duration limit.
+        engine = self.start_engine(FaultPlan(audio_timeout_s=0.5), backoff=Backoff.from_ms(50, 100, 2))
+        stream, listener = self.open(engine, "CA-quiet")
+        await feed_paced(stream, b"\xff" * 8000 * 20, speed=40)  # 20 s of audio, then nothing
+        await until(lambda: self.logs.starting("STT_REOPEN"), what="the audio timeout")
+        self.assertIn("without audio", self.logs.starting("STT_REOPEN")[0])
+        self.assertEqual(engine.rollover_s, 240.0)
+        self.assertEqual(self.logs.starting("STT_ROLLOVER_ADAPTED"), [])
+
+    async def test_a_replay_longer_than_the_rollover_age_does_not_roll_over_at_once(self) -> None:
+        # A caller talking for 12 s without a result, and a 5 s rollover: the stream that
+        # replays those 12 s is past the age from its first byte, yet carries on.
+        self.patch(google_stt, "HEALTHY_STREAM_S", 1.0)
+        engine = self.start_engine(rollover_s=5)
+        stream, listener = self.open(engine, "CA-long")
+        stream.speech_started()
+        stream.feed(b"\xff" * 8000 * 12)  # no partial ever (silence to the emulator), speech to the VAD
+        stream.flush()
+        await feed_paced(stream, silence_ulaw(3000), speed=2)
+        self.assertLessEqual(len(self.logs.starting("STT_ROLLOVER")), 3)
+
     async def test_a_hung_server_is_noticed_after_the_callers_turn(self) -> None:
         # The server swallows audio and never answers (as a SIGSTOPped process would).
         engine = self.start_engine(FaultPlan(latency_ms=60_000), backoff=Backoff.from_ms(50, 100, 1))

@@ -243,6 +243,7 @@ class GoogleSTTStream:
         self._partial_open = False
         self.streams_opened += 1
         self._send_pending(session)  # the replay: everything not settled yet
+        session.replayed_upto = session.sent_upto
         # A failure to start (clients stopped, the loop gone) ends it like a refused stream.
         d = clients.speech_loop.submit(
             session.run, clients.acquire_speech, engine.config, float(engine.settings.google_timeout_s),
@@ -315,9 +316,11 @@ class GoogleSTTStream:
         """Replace an old stream well before Google's 305 s limit, but never mid-utterance:
         right after a final, or in silence. The new stream replays the audio since the
         last final; the old one is retired, so its late results cannot repeat a final."""
-        # Audio time for emulators that count it, wall time for a service that counts that.
-        age = max(self._reactor.seconds() - session.opened_at, (session.sent_upto - session.base) / SAMPLE_RATE)
-        if age < self._engine.rollover_s:
+        now = self._reactor.seconds()
+        age = session.age(now)
+        if age < self._engine.rollover_s or session.fresh_age(now) < HEALTHY_STREAM_S:
+            # A stream whose replay alone is past the rollover age stays a while: its
+            # successor would replay as much, and roll over at once, and again.
             return False
         # Not mid-utterance (a partial is open, or the VAD hears speech a finals-only
         # server has not answered yet) unless the hard limit is near.
@@ -369,7 +372,8 @@ class GoogleSTTStream:
             # times a second.)
             self._attempt = 0
             log.info("STT_REOPEN call={call_id} reason={reason}", call_id=self._call_id, reason=error.message)
-            if "duration" in (error.message or "").lower():  # not an audio timeout: the limit itself
+            # The limit itself, not Google's audio timeout ("Long duration elapsed without audio").
+            if "stream duration" in (error.message or "").lower():
                 self._engine.stream_limit_seen(session.age(now))
         elif is_transient(error) or session.responded or isinstance(error, (gexc.OutOfRange, gexc.Cancelled)):
             # After responses the configuration was accepted: whatever ended the stream

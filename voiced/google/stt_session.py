@@ -47,6 +47,7 @@ class Session:
         self._loop = loop
         self.base = base  # absolute offset of this stream's first audio byte
         self.sent_upto = base
+        self.replayed_upto = base  # where the replay it opened with ends
         self.opened_at = opened_at
         self.responded = False
         self.finals = 0
@@ -85,6 +86,10 @@ class Session:
         """Wall or audio time since the stream opened, whichever is more (as for rollover)."""
         return max(now - self.opened_at, (self.sent_upto - self.base) / SAMPLE_RATE)
 
+    def fresh_age(self, now: float) -> float:
+        """Like age(), without the replay: how long it has carried the call's new audio."""
+        return max(now - self.opened_at, (self.sent_upto - self.replayed_upto) / SAMPLE_RATE)
+
     def healthy(self, now: float) -> bool:
         """Real progress: a final, or answers for HEALTHY_STREAM_S (wall or audio time,
         as for rollover: a test sends audio faster than real time)."""
@@ -110,9 +115,9 @@ class Session:
             # The transport's stub, not SpeechAsyncClient.streaming_recognize: that wrapper
             # waits for the first response before there is a call to cancel.
             call = lease.client.transport.streaming_recognize(timeout=timeout, metadata=_CLIENT_METADATA)
+            self._call = call
             first_status: list[tuple[grpc.StatusCode, str] | None] = []
             call.add_done_callback(lambda c: first_status.append(_status_now(c)))
-            self._call = call
             self._wake = asyncio.Event()
             writer = asyncio.ensure_future(self._write(call, config))
             try:
@@ -122,9 +127,7 @@ class Session:
                     deliver(self, response)
             except grpc.RpcError as e:
                 if not self._retired:
-                    # grpc.aio overwrites the server's status with INTERNAL when a write was
-                    # in flight as it came (grpc/grpc#36066): the first status is the real one.
-                    code, details = (first_status and first_status[0]) or (e.code(), e.details())
+                    code, details = await _server_status(call, e, first_status[0] if first_status else None)
                     raise gexc.from_grpc_status(code, details) from e
             except asyncio.CancelledError:
                 if not self._retired:
@@ -174,6 +177,26 @@ def _status_now(call: Any) -> tuple[grpc.StatusCode, str] | None:
 
     code, details = result(call.code()), result(call.details())
     return None if code is None else (code, details or "")
+
+
+#: What grpc.aio reports when a write fails because the server has just ended the call.
+_WRITE_RACE_DETAILS = "Internal error from Core"
+
+
+async def _server_status(
+    call: Any, error: grpc.RpcError, first: tuple[grpc.StatusCode, str] | None
+) -> tuple[grpc.StatusCode, str]:
+    """How the server ended the call. A write in flight as the server ends it makes
+    grpc.aio overwrite the server's status with INTERNAL (grpc/grpc#36066): the first
+    status the call had (its done callback's) is the server's; if even that was the
+    write's, the server's may still come, so wait a little for it."""
+    code, details = first or (error.code(), error.details())
+    for _ in range(20):
+        if not (code == grpc.StatusCode.INTERNAL and details == _WRITE_RACE_DETAILS):
+            break
+        await asyncio.sleep(0.005)
+        code, details = await call.code(), await call.details()
+    return code, details or ""
 
 
 class AudioLog:
