@@ -482,6 +482,8 @@ class VoicedService(MultiService, HealthReports):
             info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
             self.metrics, self.turn_settings, self.call_control, self.call_hub,
         )
+        if self.worker is not None:
+            self.worker.call_started(info.call_id)  # CALL_WORKER: which worker process carries it
         self.calls.add(call)
         self.metrics.calls_total.inc()
         self.metrics.calls_active.set(len(self.calls))

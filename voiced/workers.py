@@ -3,9 +3,12 @@
 The supervisor (the process twistd runs) binds every ``--listen`` / ``--admin-listen``
 port itself and never accepts on it: it stops reading at once, and each worker
 inherits the socket and adopts it (``reactor.adoptStreamPort``); the kernel hands
-each new connection to whichever worker accepts first. A worker is a fresh Python
-process (``python -m voiced.workers``), so its threads, gRPC channels and engines
-are its own, created after it starts; it logs ``APP_START ... worker=I``.
+each new connection to whichever worker accepts first. That is not an even split: the
+worker the kernel wakes first can take most of them (7 calls of 8 in one measurement), and
+a worker at its share of ``--max-calls`` refuses with 503 though another has room. A worker
+is a fresh Python process (``python -m voiced.workers``), so its threads, gRPC channels and
+engines are its own, created after it starts; it logs ``APP_START ... worker=I``, and
+``CALL_WORKER call=... worker=I pid=P`` for each call it takes.
 
 - Metrics: prometheus_client's multiprocess mode. The supervisor points
   ``PROMETHEUS_MULTIPROC_DIR`` at an empty directory before any worker starts; each
@@ -94,6 +97,11 @@ class WorkerSpec:
                    tuple((int(fd), int(fam)) for fd, fam in d["listen_fds"]),
                    tuple(d["admin_fd"]) if d["admin_fd"] else None, d["state_dir"],  # type: ignore[arg-type]
                    int(d.get("supervisor_pid", 0)))
+
+    def call_started(self, call_id: str) -> None:
+        """Which worker, and which process, carries a new call (its CALL_START follows)."""
+        log.info("CALL_WORKER call={call} worker={worker} pid={pid}", call=call_id, worker=self.index,
+                 pid=os.getpid())
 
     # ---- readiness across workers ------------------------------------------------------
     def _state_file(self, index: int) -> str:
