@@ -222,14 +222,18 @@ async def drive(n: int, args: argparse.Namespace, emulator: EmulatorProcess) -> 
     t0 = loop.time() + 0.5
     tasks = []
     dues: dict[int, list[bool]] = {}
+    period_chunks = len(chunks)
     for i in range(n):
-        # Spread the bursts over the period, so the finals spread over time as real calls' do.
-        phase = (i * len(chunks)) // n
+        start_at = t0 + ramp_s * i / n
+        # Spread the bursts evenly over the period in wall time (stream i's bursts begin at
+        # t0 + i/n of a period), so finals spread over time as real calls' do: rotate the
+        # line by its start's offset, which the ramp adds.
+        burst_at_chunk = round(((i / n) * args.period_s - ramp_s * i / n) % args.period_s * 1000 / CHUNK_MS)
+        phase = (period_chunks - burst_at_chunk) % period_chunks
         rotated = chunks[phase:] + chunks[:phase]
         if phase not in dues:
             dues[phase] = final_due(rotated, args.final_delay_ms)
         rotated_due = dues[phase]
-        start_at = t0 + ramp_s * i / n
         serialized = [audio_request(c) for c in rotated]
         tasks.append(asyncio.ensure_future(one_stream(channels[i // STREAMS_PER_CHANNEL], first, serialized,
                                                       rotated_due, start_at, stop, logs[i])))  # fmt: skip

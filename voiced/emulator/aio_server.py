@@ -192,7 +192,7 @@ class Speech:
         timeout_s = schedule.plan.audio_timeout_s
         reader: Reader
         if self._emulator.scripted is not None:
-            reader = DirectReader(requests, timeout_s)
+            reader = DirectReader(context.read, timeout_s)
         else:
             reader = Inbox(requests, timeout_s)
         try:

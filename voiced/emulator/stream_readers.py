@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 import grpc
 
@@ -122,8 +122,9 @@ class DirectReader:
     raises at once (as ``Inbox`` does).
     """
 
-    def __init__(self, requests: AsyncIterator[Any], timeout_s: float) -> None:
-        self._requests = requests.__aiter__()
+    def __init__(self, read: Callable[[], Awaitable[Any]], timeout_s: float) -> None:
+        # context.read, not the request iterator: one async generator step less per request.
+        self._read = read
         self._timeout_s = timeout_s
         self.last_arrival = time.monotonic()
         self._task: asyncio.Task[Any] | None = None
@@ -140,9 +141,7 @@ class DirectReader:
             raise audio_timeout()
         self._reading = True
         try:
-            request = await self._requests.__anext__()
-        except StopAsyncIteration:
-            return HALF_CLOSED
+            request = await self._read()
         except asyncio.CancelledError:
             if not self._timed_out:
                 raise  # the client's cancel or deadline
@@ -156,6 +155,8 @@ class DirectReader:
             return CANCELLED
         finally:
             self._reading = False
+        if request is grpc.aio.EOF:
+            return HALF_CLOSED
         self.last_arrival = time.monotonic()
         return request
 

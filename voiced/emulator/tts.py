@@ -36,7 +36,7 @@ from google.cloud.texttospeech_v1.types import (
 
 from voiced.audio import SAMPLE_RATE, WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM, pcm16_to_ulaw, resample_pcm16, wav_bytes
 from voiced.emulator.common import LANGUAGE_RE, MAX_RATE_HZ, MIN_RATE_HZ, EmulatorStats, Rejected, invalid
-from voiced.emulator.faults import FaultSchedule
+from voiced.emulator.faults import Fault, FaultSchedule
 from voiced.emulator.scripted import ScriptedPlan, scripted_speech_pcm16
 
 log = logging.getLogger("voiced.emulator")
@@ -109,8 +109,23 @@ class TextToSpeech:
     ) -> SynthesizeSpeechResponse:
         schedule = self._fault_schedule()
         number, fault = schedule.next_synthesis()
-        if schedule.plan.latency_ms:
-            await asyncio.sleep(schedule.plan.latency_ms / 1000)  # the emulated service latency
+        try:
+            return await self._answer(number, fault, request, context, schedule.plan.latency_ms)
+        except asyncio.CancelledError:
+            # The client gave up during a delay (its deadline, a barge-in): nothing was sent.
+            log.info("synthesis %d cancelled by the client", number)
+            raise
+
+    async def _answer(
+        self,
+        number: int,
+        fault: Fault | None,
+        request: SynthesizeSpeechRequest,
+        context: grpc.aio.ServicerContext,
+        latency_ms: int,
+    ) -> SynthesizeSpeechResponse:
+        if latency_ms:
+            await asyncio.sleep(latency_ms / 1000)  # the emulated service latency
         try:
             if fault is not None:
                 raise Rejected(fault.status, fault.message)
