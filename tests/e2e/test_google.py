@@ -109,8 +109,12 @@ class GoogleEngineCallTests(TestCase):
             self.assertEqual(self.answered_turns(daemon, report.call_sid), 3)
         retries = daemon.lines("STT_RETRY")
         self.assertTrue(retries, "the injected UNAVAILABLE faults should have been retried")
+        # The injected 503s, and on a loaded machine the watchdog's retry when the emulator's
+        # Whisper answers a turn later than 3 s: nothing else.
         for entry in retries:
-            self.assertRegex(entry, r"STT_RETRY call=CA\w+ error=ServiceUnavailable attempt=\d delay_ms=\d+")
+            self.assertRegex(entry, r"STT_RETRY call=CA\w+ error=(ServiceUnavailable|ResponseTimeout) attempt=\d "
+                                    r"delay_ms=\d+")
+        self.assertTrue([e for e in retries if "error=ServiceUnavailable" in e], retries)
         self.assertIn("failed", emulator.log())
         self.assertEqual(constructions(daemon), before)
 
