@@ -606,3 +606,64 @@ class ScriptedServerTests(SynchronousTestCase):
         self.assertEqual(len(results), 4)
         self.assertEqual(parse_wav(results[0]).format_tag, WAVE_FORMAT_MULAW)
         self.assertEqual(self.emulator.stats.syntheses, 4)
+
+    def test_faults_latency_and_hang(self) -> None:
+        self.emulator.set_faults(FaultPlan(every_nth=2, after_responses=1, latency_ms=50, tts_fail_every_nth=2))
+        self.assertEqual(finals(self.recognize(self.loud + silence_ulaw(400))), ["hello there"])
+        received = []
+        with self.assertRaises(exceptions.ServiceUnavailable):
+            config = streaming_config(interim_results=True)
+            for r in self.speech.streaming_recognize(config, audio_requests(self.loud + silence_ulaw(400)),
+                                                     retry=None, timeout=TIMEOUT):  # fmt: skip
+                received.append(r)
+        self.assertEqual(interims(received), ["hello there"])  # the one response before the fault
+        request = dict(
+            input=texttospeech.SynthesisInput(text="hello"),
+            voice=texttospeech.VoiceSelectionParams(language_code="en-US"),
+            audio_config=texttospeech.AudioConfig(audio_encoding="LINEAR16", sample_rate_hertz=16000),
+        )
+        wav = parse_wav(self.tts.synthesize_speech(**request, retry=None, timeout=TIMEOUT).audio_content)
+        self.assertEqual((wav.format_tag, wav.sample_rate), (WAVE_FORMAT_PCM, 16000))
+        with self.assertRaises(exceptions.ServiceUnavailable):
+            self.tts.synthesize_speech(**request, retry=None, timeout=TIMEOUT)
+
+        self.emulator.set_faults(FaultPlan(hang=True))
+        with self.assertRaises(exceptions.DeadlineExceeded):  # audio taken, nothing answered
+            list(self.speech.streaming_recognize(streaming_config(), audio_requests(self.loud + silence_ulaw(400)),
+                                                 retry=None, timeout=0.5))  # fmt: skip
+        stats = self.emulator.stats
+        deadline = time.monotonic() + 3
+        while stats.active_streams and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual((stats.streams_completed, stats.streams_failed, stats.streams_cancelled), (1, 1, 1))
+        self.assertEqual((stats.syntheses, stats.syntheses_failed), (1, 1))
+
+    def test_calls_beyond_max_workers_are_resource_exhausted(self) -> None:
+        from voiced.emulator.scripted import ScriptedPlan
+
+        emulator = Emulator(scripted=ScriptedPlan(), max_workers=2)
+        emulator.start()
+        self.addCleanup(emulator.stop)
+        channel = grpc.insecure_channel(emulator.address)
+        self.addCleanup(channel.close)
+        client = speech.SpeechClient(transport=SpeechGrpcTransport(channel=channel))
+        release = threading.Event()
+        self.addCleanup(release.set)
+
+        def held() -> Iterator[speech.StreamingRecognizeRequest]:
+            release.wait(TIMEOUT)
+            yield from ()
+
+        holders = [threading.Thread(target=lambda: list(client.streaming_recognize(
+            streaming_config(), held(), retry=None, timeout=TIMEOUT)), daemon=True) for _ in range(2)]  # fmt: skip
+        for t in holders:
+            t.start()
+        deadline = time.monotonic() + 5
+        while emulator.stats.active_streams < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self.assertRaises(exceptions.ResourceExhausted):
+            list(client.streaming_recognize(streaming_config(), iter(()), retry=None, timeout=TIMEOUT))
+        release.set()
+        for t in holders:
+            t.join(TIMEOUT)
+        self.assertEqual((emulator.stats.streams_completed, emulator.stats.active_streams), (2, 0))

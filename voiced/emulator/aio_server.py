@@ -1,17 +1,15 @@
-"""StreamingRecognize on grpc.aio: every stream a coroutine on one asyncio loop.
+"""The scripted mode's server on grpc.aio: every stream a coroutine on one asyncio loop.
 
 Why asyncio: the load benchmark puts hundreds of real-time streams on the machine
-that runs the daemon under test. A sync gRPC server costs a handler thread and a
-request-reader thread per stream, all taking turns at the GIL, which spends the
-cores the daemon is measured on and delays finals. Here a stream is two coroutines
-(its handler, and with a model its request reader) on the loop of ``EventLoopThread``; the process
-keeps a handful of threads whatever the number of streams.
+that runs the daemon under test. The sync server (voiced.emulator.thread_server)
+costs a handler thread and a request-reader thread per stream, all taking turns at
+the GIL, which spends the cores the daemon is measured on and delays finals. Here a
+stream is one coroutine on the loop of ``EventLoopThread``, which reads its own
+requests (voiced.emulator.direct_reader) and recognizes them on the loop: scripted
+recognition (energy per 20 ms frame) costs microseconds and never blocks. The
+process keeps a handful of threads whatever the number of streams.
 
-What blocks stays off the loop: recognition by a model (Whisper, or a test's
-``Recognizer``) runs in the emulator's thread pool, one request at a time per
-stream, and its requests wait in an inbox filled by a reader task of their own.
-The scripted recognizer (energy per 20 ms frame) costs microseconds: it runs on
-the loop, and the handler reads its requests itself (voiced.emulator.stream_readers).
+Recognition by a model blocks, so the modes with one stay on the thread server.
 """
 
 from __future__ import annotations
@@ -20,17 +18,15 @@ import asyncio
 import logging
 import threading
 import time
-from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, NoReturn, TypeVar
 
 import grpc
 from google.cloud.speech_v1.types import StreamingRecognitionConfig, StreamingRecognizeRequest, StreamingRecognizeResponse
 
 from voiced.emulator.common import EmulatorStats, Rejected, invalid
 from voiced.emulator.faults import Fault, FaultPlan
-from voiced.emulator.recognizer import RecognitionSession
-from voiced.emulator.scripted import EnergySession
-from voiced.emulator.stream_readers import CANCELLED, HALF_CLOSED, DirectReader, Inbox, Reader
+from voiced.emulator.scripted import EnergySession, ScriptedPlan
+from voiced.emulator.direct_reader import CANCELLED, HALF_CLOSED, DirectReader
 from voiced.emulator.streaming import (
     REQUEST_PB,
     SPEECH_SERVICE,
@@ -94,7 +90,7 @@ class EventLoopThread:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_forever()
-            # Stopped: what is left (readers of streams the server has ended) ends with the loop.
+            # Stopped: whatever is left (asyncio generators, callbacks of ended calls) ends with the loop.
             tasks = asyncio.all_tasks(self.loop)
             for task in tasks:
                 task.cancel()
@@ -159,11 +155,11 @@ class _Stream:
 
 
 class Speech:
-    """google.cloud.speech.v1.Speech: StreamingRecognize only, on the emulator's loop."""
+    """google.cloud.speech.v1.Speech: StreamingRecognize only, scripted, on the emulator's loop."""
 
-    def __init__(self, emulator: Emulator, executor: Executor) -> None:
+    def __init__(self, emulator: Emulator, plan: ScriptedPlan) -> None:
         self._emulator = emulator
-        self._executor = executor  # for recognition that blocks
+        self._plan = plan
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
@@ -189,12 +185,7 @@ class Speech:
         # Whatever ends the RPC without this handler saying how (a cancel after its last
         # await, the server stopping) counts as cancelled; a no-op once the stream has ended.
         context.add_done_callback(lambda _context: stream.cancelled())
-        timeout_s = schedule.plan.audio_timeout_s
-        reader: Reader
-        if self._emulator.scripted is not None:
-            reader = DirectReader(context.read, timeout_s)
-        else:
-            reader = Inbox(requests, timeout_s)
+        reader = DirectReader(context.read, schedule.plan.audio_timeout_s)
         try:
             await self._serve(stream, requests, reader)
         except Rejected as e:
@@ -205,13 +196,12 @@ class Speech:
         except Exception as e:
             if stream.ended:
                 raise  # context.abort's own exception, on its way to gRPC
-            # A recognizer crash is what Google calls an internal error.
             log.exception("stream %d crashed", number)
             await stream.fail(grpc.StatusCode.INTERNAL, f"Internal error encountered. [voiced-emulator: {e!r}]")
         finally:
             reader.close()
 
-    async def _serve(self, stream: _Stream, requests: AsyncIterator[Any], reader: Reader) -> None:
+    async def _serve(self, stream: _Stream, requests: AsyncIterator[Any], reader: DirectReader) -> None:
         plan = stream.plan
         if stream.fault is not None and stream.fault.after_responses == 0:
             await stream.sleep_latency()
@@ -233,19 +223,7 @@ class Speech:
         fmt = check_recognition_config(streaming.config)
         language = streaming.config.language_code
         decoder = AudioDecoder(fmt)
-        scripted = self._emulator.scripted
-        session: RecognitionSession | EnergySession
-        if scripted is not None:
-            session = EnergySession(scripted, streaming.interim_results, streaming.single_utterance)
-        else:
-            session = RecognitionSession(
-                self._emulator.recognizer,
-                language,
-                interim_results=streaming.interim_results,
-                single_utterance=streaming.single_utterance,
-                voice_activity_events=streaming.enable_voice_activity_events,
-            )
-        blocks = scripted is None  # a model's recognition: in a worker thread, the loop goes on
+        session = EnergySession(self._plan, streaming.interim_results, streaming.single_utterance)
         behind = BehindWatch(stream.number, stream.stats)
         while not session.done:
             request = await reader.next()
@@ -254,7 +232,7 @@ class Speech:
                 stream.cancelled()
                 return
             if request is HALF_CLOSED:
-                outputs = await self._in_thread(session.finish) if blocks else session.finish()
+                outputs = session.finish()
             else:
                 if which(request) == "streaming_config":
                     raise invalid("Malordered Data Received. Send exactly one config, followed by audio data.")
@@ -265,15 +243,12 @@ class Speech:
                         grpc.StatusCode.OUT_OF_RANGE,
                         f"Exceeded maximum allowed stream duration of {plan.max_stream_s:g} seconds.",
                     )
-                outputs = await self._in_thread(session.feed, pcm) if blocks else session.feed(pcm)
+                outputs = session.feed(pcm)
             for output in outputs:
                 await stream.send(response(output, language))
             if request is HALF_CLOSED:
                 break
         await stream.complete()
-
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
 
 async def _hang(requests: AsyncIterator[Any]) -> NoReturn:

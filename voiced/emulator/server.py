@@ -6,9 +6,8 @@ The real client libraries talk to it over an insecure channel::
     SpeechClient(transport=SpeechGrpcTransport(channel=channel))
     TextToSpeechClient(transport=TextToSpeechGrpcTransport(channel=channel))
 
-This module holds ``Emulator``, which serves the Speech servicer of
-voiced.emulator.aio_server together with the Text-to-Speech servicer of
-voiced.emulator.tts.
+This module holds ``Emulator``, which serves a Speech servicer together with a
+Text-to-Speech servicer (voiced.emulator.tts) on one of two servers.
 
 Served methods:
   google.cloud.speech.v1.Speech/StreamingRecognize          (bidi streaming)
@@ -28,23 +27,28 @@ than LINEAR16 and MULAW, and more than one channel.
 Not emulated: voice_activity_timeout, word time offsets, several alternatives,
 speech adaptation.
 
-The gRPC server is grpc.aio (voiced.emulator.aio_server): every stream and
-synthesis is a coroutine on one asyncio loop, in a thread the emulator owns (this is
-a separate test/development process, not the reactor), so hundreds of streams cost
-no thread each. What blocks (Whisper, espeak-ng, a test's recognizer) runs in a
-thread pool of ``max_workers``; the scripted mode (voiced.emulator.scripted) never
-does. Google's rules for a stream live in voiced.emulator.streaming.
+Which server (this is a separate test/development process, not the reactor):
+  - the scripted mode (voiced.emulator.scripted, for load tests): grpc.aio
+    (voiced.emulator.aio_server), every stream and synthesis a coroutine on one
+    asyncio loop in a thread the emulator owns, so hundreds of streams cost no
+    thread each;
+  - a model (Whisper, or a test's Recognizer) and espeak-ng, which block: a sync
+    gRPC server (voiced.emulator.thread_server), whose handlers run in its own
+    thread pool, each stream with one more reader thread so the audio timeout can
+    fire while the client sends nothing.
+Google's rules for a stream live in voiced.emulator.streaming.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
 
 import grpc
 
 from voiced.emulator.aio_server import EventLoopThread, Speech
+from voiced.emulator.thread_server import ThreadSpeech
 from voiced.emulator.common import MAX_RATE_HZ, MIN_RATE_HZ, EmulatorStats, Rejected
 from voiced.emulator.faults import FaultPlan, FaultSchedule
 from voiced.emulator.recognizer import Recognizer, WhisperRecognizer
@@ -58,7 +62,7 @@ from voiced.emulator.streaming import (
     BehindWatch,
     check_recognition_config,
 )
-from voiced.emulator.tts import ESPEAK_RATE_HZ, TTS_MAX_INPUT_BYTES, TTS_SERVICE, TextToSpeech
+from voiced.emulator.tts import ESPEAK_RATE_HZ, TTS_MAX_INPUT_BYTES, TTS_SERVICE, ScriptedTextToSpeech, TextToSpeech
 
 log = logging.getLogger("voiced.emulator")
 
@@ -86,9 +90,8 @@ class Emulator:
     """The loopback server; models load on first use, once per Emulator.
 
     At most ``max_workers`` calls (open streams and syntheses in progress) are served
-    at once; a call beyond that fails at once with RESOURCE_EXHAUSTED. The same number
-    bounds the threads for what blocks (a model's recognition, espeak-ng), made only
-    when needed: the scripted mode makes none.
+    at once; a call beyond that fails at once with RESOURCE_EXHAUSTED. With a model,
+    each of them holds one of ``max_workers`` threads; the scripted mode holds none.
     """
 
     def __init__(
@@ -109,9 +112,9 @@ class Emulator:
         self._max_workers = max_workers
         self._schedule = FaultSchedule(faults or FaultPlan())
         self._schedule_lock = threading.Lock()
-        self._server: grpc.aio.Server | None = None
+        self._server: grpc.Server | None = None  # a model's: the thread server
+        self._aio_server: grpc.aio.Server | None = None  # the scripted mode's, on ``_loop``
         self._loop: EventLoopThread | None = None
-        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def address(self) -> str:
@@ -134,47 +137,68 @@ class Emulator:
 
     def start(self) -> int:
         """Bind and serve; returns the port (the chosen one when ``port`` was 0)."""
-        if self._server is not None:
+        if self._server is not None or self._aio_server is not None:
             raise RuntimeError("emulator already started")
-        loop = EventLoopThread.acquire()
-        executor = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="emulator")
-        try:
-            self._server = loop.run(self._serve(executor))
-        except BaseException:
-            executor.shutdown(wait=False)
-            EventLoopThread.release()
-            raise
-        self._loop, self._executor = loop, executor
+        if self.scripted is not None:
+            self._start_aio(self.scripted)
+        else:
+            self._start_threads()
         log.info("voiced-emulator listening on %s", self.address)
         return self.port
 
-    async def _serve(self, executor: ThreadPoolExecutor) -> grpc.aio.Server:
+    def stop(self, grace: float | None = 0) -> None:
+        """Stop serving; streams still open are cancelled after ``grace`` seconds."""
+        if self._server is not None:
+            self._server.stop(grace).wait()
+            self._server = None
+        if self._aio_server is not None:
+            server, self._aio_server = self._aio_server, None
+            loop, self._loop = self._loop, None
+            assert loop is not None
+            try:
+                loop.run(server.stop(grace))
+            finally:
+                EventLoopThread.release()
+
+    def _bind(self, server: grpc.Server | grpc.aio.Server) -> None:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.port = server.add_insecure_port(f"{host}:{self.port}")
+
+    # gRPC sets SO_REUSEPORT by default: a second emulator would share the port silently.
+    _OPTIONS = [("grpc.so_reuseport", 0)]
+
+    def _start_threads(self) -> None:
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="emulator"),
+            handlers=[ThreadSpeech(self).handler(), TextToSpeech(self.stats, self.fault_schedule).handler()],
+            options=self._OPTIONS,
+            # Every call holds a worker: refuse the one too many (RESOURCE_EXHAUSTED) rather than queue it.
+            maximum_concurrent_rpcs=self._max_workers,
+        )
+        self._bind(server)
+        server.start()
+        self._server = server
+
+    def _start_aio(self, plan: ScriptedPlan) -> None:
+        loop = EventLoopThread.acquire()
+        try:
+            self._aio_server = loop.run(self._serve_aio(plan))
+        except BaseException:
+            EventLoopThread.release()
+            raise
+        self._loop = loop
+
+    async def _serve_aio(self, plan: ScriptedPlan) -> grpc.aio.Server:
         # Made on the loop: a grpc.aio server belongs to the loop it was made on.
         server = grpc.aio.server(
             handlers=[
-                Speech(self, executor).handler(),
-                TextToSpeech(self.stats, self.fault_schedule, self.scripted, executor).handler(),
+                Speech(self, plan).handler(),
+                ScriptedTextToSpeech(self.stats, self.fault_schedule, plan).handler(),
             ],
-            # gRPC sets SO_REUSEPORT by default: a second emulator would share the port silently.
-            options=[("grpc.so_reuseport", 0)],
-            # Refuse the call one too many (RESOURCE_EXHAUSTED) rather than queue it, as before.
+            options=self._OPTIONS,
+            # Refuse the call one too many (RESOURCE_EXHAUSTED) rather than queue it, as the thread server does.
             maximum_concurrent_rpcs=self._max_workers,
         )
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.port = server.add_insecure_port(f"{host}:{self.port}")
+        self._bind(server)
         await server.start()
         return server
-
-    def stop(self, grace: float | None = 0) -> None:
-        """Stop serving; streams still open are cancelled after ``grace`` seconds."""
-        if self._server is None:
-            return
-        server, self._server = self._server, None
-        loop, self._loop = self._loop, None
-        executor, self._executor = self._executor, None
-        assert loop is not None and executor is not None
-        try:
-            loop.run(server.stop(grace))
-        finally:
-            executor.shutdown(wait=False, cancel_futures=True)
-            EventLoopThread.release()

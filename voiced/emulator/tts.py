@@ -1,4 +1,4 @@
-"""The emulator's google.cloud.texttospeech.v1.TextToSpeech servicer, by espeak-ng.
+"""The emulator's google.cloud.texttospeech.v1.TextToSpeech servicers, by espeak-ng or a tone.
 
 Served methods:
   google.cloud.texttospeech.v1.TextToSpeech/SynthesizeSpeech (unary)
@@ -7,9 +7,11 @@ Served methods:
 Not emulated: speaking rate, pitch and gain (any voice name is accepted, the
 language picks the espeak-ng voice).
 
-The methods are coroutines on the emulator's asyncio loop (voiced.emulator.aio_server):
-delays are ``asyncio.sleep``, and espeak-ng, which blocks, runs in the emulator's
-thread pool.
+Two servicers, one per server: ``TextToSpeech`` (espeak-ng, which blocks) runs in
+the thread server's worker threads (voiced.emulator.thread_server);
+``ScriptedTextToSpeech`` (the scripted mode's tone) runs on the asyncio server's loop
+(voiced.emulator.aio_server), where every delay is an ``asyncio.sleep``. They share
+the request checks, the encoding, the voices and the fault handling.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import html
 import logging
 import re
 import threading
-from concurrent.futures import Executor
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -60,102 +62,74 @@ class _Wanted:
     rate: int
 
 
-class TextToSpeech:
-    """google.cloud.texttospeech.v1.TextToSpeech: SynthesizeSpeech and ListVoices, by espeak-ng."""
+class _Servicer:
+    """What both servicers share: the method table, the voices, the fault and the log lines."""
 
-    def __init__(
-        self,
-        stats: EmulatorStats,
-        fault_schedule: Callable[[], FaultSchedule],
-        scripted: ScriptedPlan | None = None,
-        executor: Executor | None = None,
-    ) -> None:
+    def __init__(self, stats: EmulatorStats, fault_schedule: Callable[[], FaultSchedule]) -> None:
         self._stats = stats
-        self._scripted = scripted  # a fixed tone after a fixed delay instead of espeak-ng
         self._fault_schedule = fault_schedule  # the emulator's current plan, which set_faults replaces
-        self._executor = executor  # for espeak-ng (None: the loop's default executor)
-        self._lock = threading.Lock()
-        self._synthesizers: dict[str, Any] = {}  # language -> EspeakSynthesizer, made on first use
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
             TTS_SERVICE,
             {
                 "SynthesizeSpeech": grpc.unary_unary_rpc_method_handler(
-                    self.synthesize_speech,
+                    self.synthesize_speech,  # type: ignore[attr-defined]
                     request_deserializer=SynthesizeSpeechRequest.deserialize,
                     response_serializer=SynthesizeSpeechResponse.serialize,
                 ),
                 "ListVoices": grpc.unary_unary_rpc_method_handler(
-                    self.list_voices,
+                    self.list_voices,  # type: ignore[attr-defined]
                     request_deserializer=ListVoicesRequest.deserialize,
                     response_serializer=ListVoicesResponse.serialize,
                 ),
             },
         )
 
-    async def list_voices(self, request: ListVoicesRequest, context: grpc.aio.ServicerContext) -> ListVoicesResponse:
-        wanted = request.language_code.lower()
-        voices = [
-            Voice(language_codes=[language], name=name, ssml_gender=SsmlVoiceGender.NEUTRAL,
-                  natural_sample_rate_hertz=ESPEAK_RATE_HZ)  # fmt: skip
-            for language, name in _VOICES
-            if not wanted or language.lower() == wanted or language.lower().split("-")[0] == wanted
-        ]
-        return ListVoicesResponse(voices=voices)
+    def _failed(self, number: int, e: Rejected) -> None:
+        self._stats.add(syntheses_failed=1)
+        log.info("synthesis %d failed %s: %s", number, e.status.name, e.message)
 
-    async def synthesize_speech(
-        self, request: SynthesizeSpeechRequest, context: grpc.aio.ServicerContext
-    ) -> SynthesizeSpeechResponse:
-        schedule = self._fault_schedule()
-        number, fault = schedule.next_synthesis()
-        try:
-            return await self._answer(number, fault, request, context, schedule.plan.latency_ms)
-        except asyncio.CancelledError:
-            # The client gave up during a delay (its deadline, a barge-in): nothing was sent.
-            log.info("synthesis %d cancelled by the client", number)
-            raise
-
-    async def _answer(
-        self,
-        number: int,
-        fault: Fault | None,
-        request: SynthesizeSpeechRequest,
-        context: grpc.aio.ServicerContext,
-        latency_ms: int,
-    ) -> SynthesizeSpeechResponse:
-        if latency_ms:
-            await asyncio.sleep(latency_ms / 1000)  # the emulated service latency
-        try:
-            if fault is not None:
-                raise Rejected(fault.status, fault.message)
-            try:
-                audio = await self._synthesize(request)
-            except Rejected:
-                raise
-            except Exception as e:
-                log.exception("synthesis %d crashed", number)
-                raise Rejected(grpc.StatusCode.INTERNAL, f"Internal error encountered. [voiced-emulator: {e!r}]")
-        except Rejected as e:
-            self._stats.add(syntheses_failed=1)
-            log.info("synthesis %d failed %s: %s", number, e.status.name, e.message)
-            await context.abort(e.status, e.message)
-            raise AssertionError("context.abort returned") from None
+    def _done(self, number: int, request: SynthesizeSpeechRequest, audio: bytes) -> SynthesizeSpeechResponse:
         self._stats.add(syntheses=1)
         log.info("synthesis %d: %s, %d bytes", number, request.voice.language_code, len(audio))
         return SynthesizeSpeechResponse(audio_content=audio)
 
-    async def _synthesize(self, request: SynthesizeSpeechRequest) -> bytes:
-        wanted = _check(request)
-        if self._scripted is None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self._espeak, wanted)
-        if self._scripted.tts_delay_ms:
-            await asyncio.sleep(self._scripted.tts_delay_ms / 1000)  # the emulated latency, the loop goes on
-        return _encode(scripted_speech_pcm16(wanted.rate), wanted)
 
-    def _espeak(self, wanted: _Wanted) -> bytes:
-        """In a worker thread: espeak-ng blocks for as long as it speaks."""
+class TextToSpeech(_Servicer):
+    """SynthesizeSpeech and ListVoices by espeak-ng, in the sync server's worker threads."""
+
+    def __init__(
+        self, stats: EmulatorStats, fault_schedule: Callable[[], FaultSchedule], scripted: ScriptedPlan | None = None
+    ) -> None:
+        super().__init__(stats, fault_schedule)
+        self._scripted = scripted  # a fixed tone after a fixed delay instead of espeak-ng
+        self._lock = threading.Lock()
+        self._synthesizers: dict[str, Any] = {}  # language -> EspeakSynthesizer, made on first use
+
+    def list_voices(self, request: ListVoicesRequest, context: grpc.ServicerContext) -> ListVoicesResponse:
+        return _voices(request)
+
+    def synthesize_speech(
+        self, request: SynthesizeSpeechRequest, context: grpc.ServicerContext
+    ) -> SynthesizeSpeechResponse:
+        schedule = self._fault_schedule()
+        number, fault = schedule.next_synthesis()
+        if schedule.plan.latency_ms:
+            time.sleep(schedule.plan.latency_ms / 1000)  # a worker thread: sleeping is the emulated latency
+        try:
+            audio = _guarded(number, fault, lambda: self._synthesize(_check(request)))
+        except Rejected as e:
+            self._failed(number, e)
+            context.abort(e.status, e.message)
+            raise AssertionError("context.abort returned") from None
+        return self._done(number, request, audio)
+
+    def _synthesize(self, wanted: _Wanted) -> bytes:
+        if self._scripted is not None:
+            if self._scripted.tts_delay_ms:
+                time.sleep(self._scripted.tts_delay_ms / 1000)  # a worker thread: the emulated latency
+            return _encode(scripted_speech_pcm16(wanted.rate), wanted)
         pcm, espeak_rate = self._synthesizer(wanted.language).synthesize_pcm16(wanted.text)
         return _encode(resample_pcm16(pcm, espeak_rate, wanted.rate), wanted)
 
@@ -171,6 +145,64 @@ class TextToSpeech:
                     raise invalid(f"Voice with language code '{language}' does not exist.")
                 self._synthesizers[language] = synthesizer
             return synthesizer
+
+
+class ScriptedTextToSpeech(_Servicer):
+    """The scripted mode's synthesis (a tone after ``tts_delay_ms``), on the asyncio server's loop."""
+
+    def __init__(self, stats: EmulatorStats, fault_schedule: Callable[[], FaultSchedule], plan: ScriptedPlan) -> None:
+        super().__init__(stats, fault_schedule)
+        self._plan = plan
+
+    async def list_voices(self, request: ListVoicesRequest, context: grpc.aio.ServicerContext) -> ListVoicesResponse:
+        return _voices(request)
+
+    async def synthesize_speech(
+        self, request: SynthesizeSpeechRequest, context: grpc.aio.ServicerContext
+    ) -> SynthesizeSpeechResponse:
+        schedule = self._fault_schedule()
+        number, fault = schedule.next_synthesis()
+        try:
+            # The delays wait on the loop: the other calls go on meanwhile.
+            if schedule.plan.latency_ms:
+                await asyncio.sleep(schedule.plan.latency_ms / 1000)  # the emulated service latency
+            try:
+                wanted = _guarded(number, fault, lambda: _check(request))
+            except Rejected as e:
+                self._failed(number, e)
+                await context.abort(e.status, e.message)
+                raise AssertionError("context.abort returned") from None
+            if self._plan.tts_delay_ms:
+                await asyncio.sleep(self._plan.tts_delay_ms / 1000)
+        except asyncio.CancelledError:
+            # The client gave up during a delay (its deadline, a barge-in): nothing was sent.
+            log.info("synthesis %d cancelled by the client", number)
+            raise
+        return self._done(number, request, _encode(scripted_speech_pcm16(wanted.rate), wanted))
+
+
+def _guarded(number: int, fault: Fault | None, synthesize: Callable[[], Any]) -> Any:
+    """The injected fault, or what ``synthesize`` returns; a crash is Google's internal error."""
+    if fault is not None:
+        raise Rejected(fault.status, fault.message)
+    try:
+        return synthesize()
+    except Rejected:
+        raise
+    except Exception as e:
+        log.exception("synthesis %d crashed", number)
+        raise Rejected(grpc.StatusCode.INTERNAL, f"Internal error encountered. [voiced-emulator: {e!r}]") from e
+
+
+def _voices(request: ListVoicesRequest) -> ListVoicesResponse:
+    wanted = request.language_code.lower()
+    voices = [
+        Voice(language_codes=[language], name=name, ssml_gender=SsmlVoiceGender.NEUTRAL,
+              natural_sample_rate_hertz=ESPEAK_RATE_HZ)  # fmt: skip
+        for language, name in _VOICES
+        if not wanted or language.lower() == wanted or language.lower().split("-")[0] == wanted
+    ]
+    return ListVoicesResponse(voices=voices)
 
 
 def _check(request: SynthesizeSpeechRequest) -> _Wanted:
