@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 
 import benchlib  # noqa: F401  (puts the repo on sys.path)
+import calls
 from benchlib import summarize
 
 import grpc
@@ -52,40 +53,23 @@ from voiced.demo import free_port
 from voiced.emulator.scripted import EnergySession, ScriptedPlan
 
 BIN = os.path.dirname(sys.executable)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CHUNK_MS = 100
 CHUNK_BYTES = 8000 * CHUNK_MS // 1000  # mu-law: one byte a sample
 METHOD = "/google.cloud.speech.v1.Speech/StreamingRecognize"
 STREAMS_PER_CHANNEL = 50  # like voiced's channel pool: several HTTP/2 connections, not one
 
 
-# ---- /proc ------------------------------------------------------------------------------------
+# ---- /proc (bench/calls.py's readers) -----------------------------------------------------------
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime, fields 14 and 15 of stat(5)
-
-
-def status_value(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
+    return calls.cpu_seconds(f"/proc/{pid}/stat")
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds by thread name (threads of one name summed: gRPC's event_engine pool)."""
     out: dict[str, float] = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                name = f.read().strip()
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the thread ended meanwhile
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    for key, seconds in calls.thread_cpu(pid).items():
+        name = key.split(" ", 1)[1]
+        out[name] = out.get(name, 0.0) + seconds
     return out
 
 
@@ -249,8 +233,8 @@ async def drive(n: int, args: argparse.Namespace, emulator: EmulatorProcess) -> 
     w0, e0, c0, t0s = loop.time(), cpu_seconds(emulator.pid), own_cpu_seconds(), thread_cpu(emulator.pid)
     threads, rss = [], []
     while loop.time() < w0 + args.window_s:
-        threads.append(status_value(emulator.pid, "Threads"))
-        rss.append(status_value(emulator.pid, "VmRSS"))
+        threads.append(calls.status_kb(emulator.pid, "Threads"))
+        rss.append(calls.status_kb(emulator.pid, "VmRSS"))
         await asyncio.sleep(0.5)
     w1, e1, c1, t1s = loop.time(), cpu_seconds(emulator.pid), own_cpu_seconds(), thread_cpu(emulator.pid)
     by_thread = {name: 100 * (t1s[name] - t0s.get(name, 0.0)) / (w1 - w0) for name in t1s}
