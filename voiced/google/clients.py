@@ -62,7 +62,6 @@ class GoogleClients:
         self._credentials: LoadedCredentials | None = None
         self._speech: ChannelPool[speech_v1.SpeechAsyncClient] | None = None
         self._tts_channel = None
-        self._first_speech_channel = None
         self._tts: texttospeech_v1.TextToSpeechAsyncClient | None = None
 
     @property
@@ -86,7 +85,6 @@ class GoogleClients:
             # a shared index would share one HTTP/2 connection.
             self._speech = ChannelPool([speech_channel(i) for i in range(settings.google_channels)],
                                        _speech_client, open_channel=lambda n: speech_channel(n + 1))
-            self._first_speech_channel = self._speech.channel(0)
             # TTS calls are short unary RPCs: one channel of their own, apart from the streams.
             self._tts_channel = open_channel(settings, creds.credentials, TTS_TARGET, settings.google_channels,
                                              aio=True)
@@ -106,9 +104,9 @@ class GoogleClients:
     def wait_connected(self, timeout_s: float, speech: bool = True) -> None:
         """Block (in a worker thread) until a speech channel (else the TTS channel) has
         connected; ConnectionError after ``timeout_s``: the service is out of reach."""
-        channel = self._first_speech_channel if speech else self._tts_channel
-        if channel is None:
+        if self._speech is None or self._tts_channel is None:
             raise RuntimeError("GoogleClients.start() has not been called")
+        channel = self._speech.channel(0) if speech else self._tts_channel
         try:
             self.speech_loop.run_sync(lambda: asyncio.wait_for(channel.channel_ready(), timeout_s), timeout_s + 1)
         except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
@@ -118,7 +116,7 @@ class GoogleClients:
     def stop(self) -> None:
         """Close every channel (streams in flight end, freeing their threads)."""
         speech, tts_channel = self._speech, self._tts_channel
-        self._speech = self._first_speech_channel = self._tts_channel = self._tts = None
+        self._speech = self._tts_channel = self._tts = None
 
         async def close_channels() -> None:
             if speech is not None:
