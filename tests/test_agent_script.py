@@ -97,6 +97,14 @@ class FrontDeskTests(SynchronousTestCase):
             hang_up=True,
         )
 
+    def test_a_word_heard_on_one_call_is_not_worked_out_again_on_the_next(self):
+        # difflib is a turn's cost: the same answer, from what the first call computed.
+        matcher = self.agent._matcher
+        first = self.reply("what are your opening ours").sentences
+        misses = matcher._similar_words.cache_info().misses
+        second = self.reply("what are your opening ours", self.agent.start_conversation(CALL)).sentences
+        self.assertEqual((second, matcher._similar_words.cache_info().misses), (first, misses))
+
     def test_near_misses_do_not_hang_up(self):
         for text in ["I'd like to come by tomorrow", "Can I buy parking?", "goodness", "hourly rates"]:
             self.assertFalse(self.reply(text).hang_up, text)

@@ -42,6 +42,7 @@ import re
 import string
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from functools import lru_cache
 from importlib import resources
 from typing import Iterable
 
@@ -293,19 +294,41 @@ def load_dialog(path: str = "") -> Dialog:
 
 
 class IntentMatcher:
-    """Scores caller text against every intent's phrases; read-only, shared by all calls."""
+    """Scores caller text against every intent's phrases; shared by all calls.
 
-    def __init__(self, intents: Iterable[Intent], language: str) -> None:
+    What a caller word is similar to depends only on the word and the dialog, so it is
+    worked out once per process (difflib is the cost of a turn) and kept for the next
+    caller who says it: callers repeat each other's words far more than they invent them.
+    """
+
+    def __init__(self, intents: Iterable[Intent], language: str, memo_words: int = 4096) -> None:
         filler = _FILLER_EN if language.lower().startswith("en") else frozenset()
         self._table = [
             (intent, [self._phrase_words(p, filler) for p in intent.phrases]) for intent in intents
         ]
+        self._vocabulary = sorted({w for _, phrases in self._table for phrase in phrases for w in phrase})
+        self._similar_words = lru_cache(maxsize=memo_words)(self._similar_words_uncached)
 
     @staticmethod
     def _phrase_words(phrase: str, filler: frozenset[str]) -> tuple[str, ...]:
         all_words = words(phrase)
         content = [w for w in all_words if w not in filler] or all_words
         return tuple(dict.fromkeys(stem(w) for w in content))
+
+    def _similar_words_uncached(self, heard: str) -> tuple[tuple[str, float], ...]:
+        """Every dialog word whose difflib ratio to ``heard`` reaches ``WORD_CUTOFF``."""
+        matcher = SequenceMatcher(a=heard)
+        similar = []
+        for word in self._vocabulary:
+            if word == heard:
+                similar.append((word, 1.0))
+                continue
+            matcher.set_seq2(word)
+            if matcher.real_quick_ratio() >= WORD_CUTOFF and matcher.quick_ratio() >= WORD_CUTOFF:
+                ratio = matcher.ratio()
+                if ratio >= WORD_CUTOFF:
+                    similar.append((word, ratio))
+        return tuple(similar)
 
     def best(self, text: str) -> Intent | None:
         heard = words(text)
@@ -314,37 +337,23 @@ class IntentMatcher:
         candidates.update(stem(a + b) for a, b in zip(heard, heard[1:]))
         if not candidates:
             return None
-        similarity = _Similarity(candidates)
+        # Each dialog word's similarity to its closest caller word.
+        similarity: dict[str, float] = {}
+        for candidate in candidates:
+            for word, ratio in self._similar_words(candidate):
+                if ratio > similarity.get(word, 0.0):
+                    similarity[word] = ratio
+        if not similarity:
+            return None
         best: Intent | None = None
         best_key = (MATCH_THRESHOLD, 0)
         for intent, phrases in self._table:
             for phrase in phrases:
-                score = round(sum(similarity(w) for w in phrase) / len(phrase), 6)
+                score = round(sum(similarity.get(w, 0.0) for w in phrase) / len(phrase), 6)
                 key = (score, len(phrase))
                 if key > best_key:  # strictly: an equal score keeps the earlier intent
                     best, best_key = intent, key
         return best
-
-
-class _Similarity:
-    """Best difflib ratio of a word to any caller word, 0 below ``WORD_CUTOFF``; memoized per utterance."""
-
-    def __init__(self, candidates: set[str]) -> None:
-        self._candidates = candidates
-        self._memo: dict[str, float] = {}
-
-    def __call__(self, word: str) -> float:
-        if word in self._candidates:
-            return 1.0
-        if word not in self._memo:
-            matcher = SequenceMatcher(b=word)
-            best = 0.0
-            for candidate in self._candidates:
-                matcher.set_seq1(candidate)
-                if matcher.real_quick_ratio() >= WORD_CUTOFF and matcher.quick_ratio() >= WORD_CUTOFF:
-                    best = max(best, matcher.ratio())
-            self._memo[word] = best if best >= WORD_CUTOFF else 0.0
-        return self._memo[word]
 
 
 class ScriptConversation:
