@@ -41,6 +41,7 @@ class RecordingStream:
         self.fed = 0
         self.speech_starts = 0
         self.flushes = 0
+        self.pause_hints = []
         self.closed = False
 
     def feed(self, ulaw):
@@ -51,6 +52,9 @@ class RecordingStream:
 
     def flush(self):
         self.flushes += 1
+
+    def caller_pausing(self, paused):
+        self.pause_hints.append(paused)
 
     def close(self):
         self.closed = True
@@ -229,6 +233,17 @@ class TurnMachineTests(SynchronousTestCase):
         values = self.metrics.turns[0][1]
         self.assertEqual(values["STT_FIRST_PARTIAL_MS"], 100)
         self.assertEqual(values["STT_FINAL_MS"], 120)
+
+    def test_the_stt_hears_of_a_pause_after_80_ms_not_of_the_gaps_between_words(self):
+        self.make_call(streaming=True)
+        hints = self.stt.stream.pause_hints
+        self.finish_greeting()
+        self.frames("v" * 10 + "..." + "v" * 10)  # a 60 ms gap between words
+        self.assertEqual(hints, [])
+        self.frames("....")  # 80 ms of quiet: the turn may be ending
+        self.assertEqual(hints, [True])
+        self.frames("v" * 4)
+        self.assertEqual(hints, [True, False])
 
     def test_a_final_in_a_gap_between_words_does_not_cut_the_caller_off(self):
         self.make_call(streaming=True)

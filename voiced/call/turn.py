@@ -45,6 +45,10 @@ __all__ = ["Call", "CallTransport", "State", "Turn", "TurnSettings", "END_MARK_G
 log = Logger(namespace="voiced.call")
 
 UTTERANCE_ENGINE_SAFETY_MS = 30000
+#: The caller counts as pausing (for the STT's batching) after this much quiet mid-utterance:
+#: longer than the gaps between words, which would otherwise send a phrase frame by frame,
+#: and far shorter than any speech service takes to end an utterance on silence.
+PAUSE_HINT_MS = 80
 # A gap in the caller's audio longer than this (network or sender stall) counts as silence.
 MEDIA_GAP_S = 0.2
 MEDIA_GAP_CHECK_S = 0.1
@@ -139,7 +143,7 @@ class Call(Answering):
                 self._on_speech_started(event.at)
             elif isinstance(event, SpeechEnded):
                 self._on_speech_ended(event.at)
-        paused = eou.in_speech and eou.silence_ms > 0
+        paused = eou.in_speech and eou.silence_ms >= PAUSE_HINT_MS
         if paused is not self._caller_paused and self._stt_pausing is not None:
             self._caller_paused = paused
             self._stt_pausing(paused)
