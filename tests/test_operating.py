@@ -299,8 +299,8 @@ class JsonFieldNameTests(SynchronousTestCase):
     def test_ready_and_stop_lines(self):
         import inspect
 
-        from voiced import service
+        from voiced import service, warmup
 
-        source = inspect.getsource(service)
+        source = inspect.getsource(service) + inspect.getsource(warmup)
         for name in ("tts_warmup_ms={tts_warmup_ms}", "phrases={phrases}", "active_calls={active_calls}"):
             self.assertIn(name, source)

@@ -3,10 +3,11 @@
 Engines, models, gRPC channels, credentials, thread pools, the HTTP connection
 pool, the agent, the journal, the phrase cache and the metrics registry are created
 here, in ``startService`` (after twistd has forked), and released in ``stopService``.
-A call only borrows references: this file (and ``voiced/agent/factory.py``, which
-only it calls) is the only place that constructs them, so the rule "nothing
-process-wide per call or per turn" can be checked by reading it. Health reports
-are in ``voiced/health.py``.
+A call only borrows references: this file (with ``voiced/warmup.py``, the warm-up
+``startService`` begins, which builds the engines, and ``voiced/agent/factory.py``,
+which only the warm-up calls) is the only place that constructs them, so the rule
+"nothing process-wide per call or per turn" can be checked by reading it. Health
+reports are in ``voiced/health.py``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from urllib.parse import urlencode
 
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.application.service import MultiService
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.threadpool import ThreadPool
@@ -32,16 +32,16 @@ from voiced.call.record import CallHub
 from voiced.call.turn import Call, CallTransport, TurnSettings
 from voiced.carrier.signature import signature_matches
 from voiced.carrier.twilio import Start
-from voiced.config import ConfigError, Settings
+from voiced.config import Settings
 from voiced.drain import Drain
 from voiced.health import HealthReports
 from voiced.lifecycle import note_construction
 from voiced.listener import AdoptedListener, Listener
 from voiced.metrics import Metrics
-from voiced.retry import Backoff, retry
 from voiced.signals import SignalHandlers
 from voiced.stt.base import STTEngine
-from voiced.tts.speaker import PhraseCache, Speaker
+from voiced.tts.speaker import Speaker
+from voiced.warmup import WarmUp
 
 log = Logger(namespace="voiced.service")
 
@@ -50,13 +50,6 @@ DAEMON_LOG_FILE = "voiced.log"
 # Agent, tool and REST requests in flight at once per host; more wait for a connection.
 HTTP_CONNECTIONS_PER_HOST = 64
 CLOSE_WAIT_S = 2.0  # how long stopping waits for callers' sockets to close
-# Warm-up retries: what a retry can cure (the speech service briefly unreachable) is
-# retried for as long as the process lives; /health turns unhealthy after
-# VOICED_WARMUP_TIMEOUT_S so that a supervisor restarts a daemon that never gets ready.
-WARMUP_RETRY = Backoff(1.0, 30.0, attempts=1_000_000, jitter=0.1)
-GOOGLE_CONNECT_TIMEOUT_S = 5.0
-WARMUP_TTS_CONCURRENCY = 4  # phrases synthesized at once at warm-up
-TTS_RECOVERY_INTERVAL_S = 30.0  # how often phrases on the fallback voice try the primary engine again
 
 
 def _stdout_is_devnull() -> bool:
@@ -67,7 +60,7 @@ def _stdout_is_devnull() -> bool:
     return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
 
 
-class VoicedService(MultiService, HealthReports):
+class VoicedService(MultiService, HealthReports, WarmUp):
     name = "voiced"
 
     def __init__(self, settings: Settings, reactor: Any = None, startup_warnings: Any = (),
@@ -206,13 +199,6 @@ class VoicedService(MultiService, HealthReports):
         super().startService()  # the listeners: /health answers while engines warm up
         self._warming = self._start_warm_up()
 
-    def _start_warm_up(self, policy: Backoff = WARMUP_RETRY) -> Deferred[None]:
-        """Warm up, retrying what a retry may cure; a ConfigError is final at once."""
-        warming = retry(self.clock, lambda attempt: Deferred.fromCoroutine(self._warm_up()), policy,
-                        is_retryable=lambda failure: not failure.check(ConfigError), on_retry=self._warm_up_retry)
-        warming.addErrback(self._warm_up_failed)
-        return warming
-
     def _start_journal(self) -> None:
         """The journal's writer thread and connection (opened by the warm-up, before ready)
         and the outbox that delivers its records."""
@@ -230,18 +216,6 @@ class VoicedService(MultiService, HealthReports):
                 log.warn("Call records are POSTed unsigned (no VOICED_WEBHOOK_SECRET)")
             self.outbox = Outbox(self.journal, self.http, self.clock, s.call_webhook_url, s.webhook_secret)
             self.journal.on_commit = self.outbox.kick
-
-    async def _open_journal(self) -> None:
-        from voiced.journal.store import JournalError
-
-        try:
-            await self.journal.open()
-        except JournalError as e:  # no retry mends a newer schema or a file that is not a database
-            raise ConfigError(f"VOICED_JOURNAL: {e}") from None
-        log.info("JOURNAL_OPEN path={path} calls={calls} delivery={delivery}", path=self.settings.journal,
-                 calls=await self.journal.count(), delivery=self.settings.call_webhook_url or "off")
-        if self.outbox is not None:
-            self.outbox.start()  # first of all, what an earlier run left undelivered
 
     def _stop_signal(self, signal_name: str) -> None:
         if not self.drain.draining:
@@ -284,107 +258,11 @@ class VoicedService(MultiService, HealthReports):
             self.call_control = TwilioCallControl(self.http, self.clock, s.twilio_account_sid, s.twilio_rest_token,
                                                   api_base=s.twilio_api_base)
 
-    def _build_agent(self) -> Agent:
-        from voiced.agent.factory import build_agent
-
-        return build_agent(self.settings, self.http, self.clock)
-
     def _pool(self, name: str, size: int) -> ThreadPool:
         pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
         pool.start()
         self._pools.append(pool)
         return pool
-
-    async def _timed(self, name: str, pool: ThreadPool, fn: Any, *args: Any) -> Any:
-        """Build a process-wide object in a worker thread (model loads block), timing it."""
-        started = self.clock.seconds()
-        result = await deferToThreadPool(self.clock, pool, fn, *args)
-        self.engine_warmup_ms[name] = round((self.clock.seconds() - started) * 1000)
-        return result
-
-    async def _warm_up(self) -> None:
-        """Build the engines and fill the phrase cache. Retried on a transient failure,
-        so each step keeps what an earlier attempt built."""
-        s = self.settings
-        from voiced.stt.local import LocalSTTEngine, LocalTranscriber, WhisperTranscriber
-        from voiced.tts.local import EspeakSynthesizer, LocalTTSEngine
-
-        # Whisper is the local STT and, with Google, the fallback: load it either way.
-        if self._whisper is None:
-            self._whisper = await self._timed(
-                "stt_whisper", self.whisper_pool, WhisperTranscriber, s.whisper_model, 1, s.whisper_workers,
-                s.language,
-            )
-            if not self._whisper.serves_language:
-                log.warn("WHISPER_LANGUAGE the local Whisper model ({path}) does not know language={language}: "
-                         "{what}", path=self._whisper.model_path, language=s.language,
-                         what="no fallback transcription when Google STT fails (the interim phrase still plays)"
-                         if s.stt_engine == "google" else "the local STT engine will transcribe it as English")
-        whisper = self._whisper
-        transcriber = LocalTranscriber(whisper, self.whisper_pool, self.clock)
-        if self._espeak is None:
-            self._espeak = await self._timed("tts_espeak", self.tts_pool, EspeakSynthesizer, s.language)
-        local_tts = LocalTTSEngine(self._espeak, self.tts_pool, self.clock)
-        if self.agent is None:
-            self.agent = await self._timed(f"agent_{s.agent}", self.tts_pool, self._build_agent)
-        if self.journal is not None and not self.journal.is_open:
-            await self._open_journal()
-
-        google = self._google
-        if "google" in (s.stt_engine, s.tts_engine):
-            if google is None:
-                from voiced.google.clients import GoogleClients
-
-                google = self._google = GoogleClients(s, self.clock)
-                self._closers.append(google.stop)
-            await self._timed("google_clients", self.tts_pool, google.start, self.stt_pool)
-            # The one failure a retry cures at start-up: the speech service out of reach.
-            await self._timed("google_connect", self.tts_pool, google.wait_connected, GOOGLE_CONNECT_TIMEOUT_S,
-                              s.stt_engine == "google")
-
-        if s.stt_engine == "google":
-            from voiced.google.stt import GoogleSTTEngine
-
-            # A fallback that answers in the wrong language is worse than none.
-            fallback = transcriber if whisper.serves_language else None
-            self.stt_engine = GoogleSTTEngine(google, s, self.clock, fallback=fallback,
-                                              rollover_s=s.stt_rollover_s)
-        else:
-            self.stt_engine = LocalSTTEngine(transcriber)
-
-        if s.tts_engine == "google":
-            from voiced.google.tts import GoogleTTSEngine
-
-            primary = GoogleTTSEngine(google, s, self.clock)
-        else:
-            primary = local_tts
-        self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc)
-        phrases = self.agent.fixed_phrases() + self.turn_settings.phrases()
-        self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock, WARMUP_TTS_CONCURRENCY))
-        self.ready = not self.stopping
-        self.warmup_error = None
-        log.info("READY stt={stt} tts={tts} agent={agent} tts_warmup_ms={tts_warmup_ms} phrases={phrases} "
-                 "phrases_on_fallback={phrases_on_fallback} engines_ms={engines_ms}", stt=self.stt_engine.name,
-                 tts=primary.name, agent=self.agent.name, tts_warmup_ms=self.tts_warmup_ms,
-                 phrases=len(self.speaker.cache), phrases_on_fallback=len(self.speaker.on_fallback),
-                 engines_ms=self.engine_warmup_ms)
-        if self.speaker.on_fallback:
-            self.speaker.recover(self.clock, TTS_RECOVERY_INTERVAL_S)
-
-    def _warm_up_retry(self, attempt: int, delay: float, failure: Any) -> None:
-        self.warmup_error = failure.getErrorMessage() or failure.type.__name__
-        log.warn("WARMUP_RETRY attempt={attempt} delay_s={delay_s} error={error}: not accepting calls yet",
-                 attempt=attempt, delay_s=round(delay, 1), error=self.warmup_error)
-
-    def _warm_up_failed(self, failure: Any) -> None:
-        if failure.check(CancelledError):
-            return  # stopped while warming up
-        self.warmup_error = failure.getErrorMessage() or failure.type.__name__
-        self.warmup_fatal = True
-        if failure.check(ConfigError):  # the reason is the whole story: no traceback
-            log.critical("Warm-up failed: {error}: voiced is not accepting calls", error=self.warmup_error)
-        else:
-            log.failure("Warm-up failed: voiced is not accepting calls", failure)
 
     def stopService(self) -> Deferred[None]:
         self.stopping = True
