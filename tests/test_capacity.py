@@ -4,6 +4,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from voiced.call_counts import CallCounts
 from voiced.config import CALLS_PER_WORKER, Settings
 from voiced.service import VoicedService
 
@@ -30,3 +31,20 @@ class MaxCallsTests(SynchronousTestCase):
         cores = os.cpu_count() or 1
         self.assertEqual(Settings.load({"workers": str(cores + 1)}, {}).call_limit, CALLS_PER_WORKER * cores)
         self.assertEqual(Settings.load({}, {"VOICED_MAX_CALLS": "7"}).call_limit, 7)
+
+
+class CallCountsTests(SynchronousTestCase):
+    def test_each_worker_sees_the_others_calls(self) -> None:
+        import os
+
+        path = os.path.join(self.mktemp())
+        supervisor = CallCounts(path, 3)  # creates the file: no calls yet
+        workers = [CallCounts(path, 3) for _ in range(3)]
+        self.assertEqual([w.others(i) for i, w in enumerate(workers)], [0, 0, 0])
+        workers[0].publish(0, 5)
+        workers[2].publish(2, 7)
+        self.assertEqual([w.others(i) for i, w in enumerate(workers)], [7, 12, 5])
+        supervisor.publish(2, 0)  # worker 2 died: its calls ended with it
+        self.assertEqual(workers[1].others(1), 5)
+        for counts in workers + [supervisor]:
+            counts.close()

@@ -64,10 +64,9 @@ class WorkersSettingsTests(SynchronousTestCase):
         self.assertIn("tcp:", str(e.exception))
 
     def test_a_worker_spec_round_trips_through_the_environment(self):
-        from voiced.workers import WORKER_ENV, WorkerSpec, shared_call_limit
+        from voiced.workers import WORKER_ENV, WorkerSpec
 
         settings = Settings.load({"workers": "3", "max_calls": "100", "listen": ["tcp:0"]}, {})
-        self.assertEqual(shared_call_limit(settings), 34)
         spec = WorkerSpec(1, 3, settings, ((7, 2),), None, "/tmp/x", 42)
         self.assertEqual(WorkerSpec.from_env({WORKER_ENV: spec.to_env()}), spec)
         self.assertIsNone(WorkerSpec.from_env({}))

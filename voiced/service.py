@@ -28,6 +28,7 @@ from voiced import __version__
 from voiced.agent.base import Agent, CallInfo
 from voiced.call.eou import EndOfUtterance, WebRtcVoiceActivity
 from voiced.call.control import CallControl
+from voiced.call_counts import CallCounts
 from voiced.call.record import CallHub
 from voiced.call.turn import Call, CallTransport, TurnSettings
 from voiced.carrier.signature import signature_matches
@@ -103,6 +104,8 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self._espeak: Any = None
         self._google: Any = None
         self.calls: set[Call] = set()
+        # Under --workers, every worker's calls in progress (max_calls is the daemon's total).
+        self._call_counts: CallCounts | None = None
         self._refusing = False  # at max_calls: logged once per episode
         self.call_hub = CallHub()  # every call's events: the journal and live viewers subscribe
         # Created in startService.
@@ -196,6 +199,9 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.tts_pool = self._pool("voiced-tts", 16)
         self._start_http()
         self._start_journal()
+        if self.worker is not None:
+            self._call_counts = counts = self.worker.open_call_counts()
+            counts.publish(self.worker.index, 0)  # a restarted worker's predecessor's calls are gone
         super().startService()  # the listeners: /health answers while engines warm up
         self._warming = self._start_warm_up()
 
@@ -305,28 +311,42 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         for pool in self._pools:
             pool.stop()
         self._pools.clear()
+        if self._call_counts is not None:
+            self._call_counts.close()
+            self._call_counts = None
         if self._log_observer is not None:
             self.clock.addSystemEventTrigger("after", "shutdown", self._log_observer.stop)
 
     # ---- calls ---------------------------------------------------------------------------------
+    def _active_calls(self) -> int:
+        """The daemon's calls in progress: this process's, and under --workers the others' too."""
+        others = self._call_counts.others(self.worker.index) if self._call_counts and self.worker else 0
+        return len(self.calls) + others
+
+    def _calls_changed(self) -> None:
+        self.metrics.calls_active.set(len(self.calls))
+        if self._call_counts is not None and self.worker is not None:
+            self._call_counts.publish(self.worker.index, len(self.calls))
+
     def admit_connection(self, request: ConnectionRequest) -> str:
         """Called for every WebSocket upgrade on /media, before any call state exists.
         Returns who vouched for it: "console" (a console media token) or "carrier"."""
         if not self.ready:
             raise ConnectionDeny(503, "voiced is draining" if self.drain.draining else "voiced is not ready")
         limit = self.settings.call_limit
-        if len(self.calls) >= limit:
+        active = self._active_calls()
+        if active >= limit:
             # Refused is recoverable (Twilio's fallback URL, another instance); a call
             # accepted beyond what the machine carries would be late or deaf.
             self.metrics.calls_refused_total.inc()
             if not self._refusing:
                 log.warn("CALLS_FULL active_calls={active} max_calls={limit}: refusing new calls with 503",
-                         active=len(self.calls), limit=limit)
+                         active=active, limit=limit)
             self._refusing = True
             raise ConnectionDeny(503, "voiced is at max_calls")
         if self._refusing:
             self._refusing = False
-            log.info("CALLS_ACCEPTED active_calls={active}: accepting calls again", active=len(self.calls))
+            log.info("CALLS_ACCEPTED active_calls={active}: accepting calls again", active=active)
         token = self.settings.twilio_auth_token
         if self.console.offers_media_token(request):
             # The browser softphone: a short-lived token the console minted stands in for
@@ -364,12 +384,12 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             self.worker.call_started(info.call_id)  # CALL_WORKER: which worker process carries it
         self.calls.add(call)
         self.metrics.calls_total.inc()
-        self.metrics.calls_active.set(len(self.calls))
+        self._calls_changed()
         return call
 
     def call_ended(self, call: Call) -> None:
         self.calls.discard(call)
-        self.metrics.calls_active.set(len(self.calls))
+        self._calls_changed()
         self.drain.call_ended()
         if self.stopping and not self.calls and self._drained is not None and not self._drained.called:
             self._drained.callback(None)

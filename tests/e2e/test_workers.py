@@ -109,11 +109,8 @@ def _resume(pid: int) -> None:
         pass
 
 
-class WorkerKilledMidCallTests(TestCase):
-    """SIGKILL one of two workers while both carry calls: the other's calls go on, the dead one's
-    end at once for the carrier (the TCP connection closes), and its replacement takes calls."""
-
-    timeout = 300
+class WorkerSteering:
+    """Waiting on the daemon's log, and placing calls on the worker a test names."""
 
     @inlineCallbacks
     def until(self, daemon: Daemon, condition, what: str, timeout_s: float = 60.0):
@@ -146,6 +143,13 @@ class WorkerKilledMidCallTests(TestCase):
         for sid, _ in calls:
             self.assertEqual(carrier(daemon, sid)[1], worker_pid)
         return calls
+
+
+class WorkerKilledMidCallTests(WorkerSteering, TestCase):
+    """SIGKILL one of two workers while both carry calls: the other's calls go on, the dead one's
+    end at once for the carrier (the TCP connection closes), and its replacement takes calls."""
+
+    timeout = 300
 
     @inlineCallbacks
     def test_killed_worker_is_replaced_while_the_other_workers_calls_go_on(self):
@@ -213,4 +217,41 @@ class WorkerKilledMidCallTests(TestCase):
         # Every call counted, the dead worker's included; none still active (its gauge died with it).
         self.assertEqual(metric(daemon.get("/metrics")[1], "voiced_calls_total"), 5.0)
         self.assertEqual(metric(daemon.get("/metrics")[1], "voiced_calls_active"), 0.0)
+        self.assertEqual(daemon.stop(), 0)
+
+
+class MaxCallsAcrossWorkersTests(WorkerSteering, TestCase):
+    """``--max-calls`` is the daemon's total: a worker with room takes calls the other cannot,
+    and a worker with none of the calls refuses once the others have them all."""
+
+    timeout = 300
+
+    @inlineCallbacks
+    def test_max_calls_counts_every_workers_calls(self):
+        daemon = Daemon(args=["--workers", "2", "--max-calls", "2"])
+        self.addCleanup(daemon.stop)
+        daemon.wait_ready()
+        pids = dict(app_starts(daemon))
+        busy, idle = pids[0], pids[1]
+        # Both on worker 0: past half the limit on one worker, within the daemon's.
+        script = [line("Where are you located?"), line("Thank you, goodbye.")]
+        calls = yield self.calls_on(daemon, busy, idle, [script, script])
+        # Worker 1 carries nothing, and still refuses: the daemon is full.
+        os.kill(busy, signal.SIGSTOP)
+        try:
+            yield self.until(daemon, lambda: process_state(busy) == "T", "worker 0 not stopped")
+            refused = yield place_call(reactor, daemon.media_url, [line("Hello")], connect_timeout_s=10)
+        finally:
+            _resume(busy)
+        self.assertFalse(refused.connected, refused.errors)
+        self.assertIn("503", " ".join(refused.errors))
+        self.assertEqual(len(daemon.lines("CALLS_FULL active_calls=2 max_calls=2")), 1, daemon.log())
+        for _, ended in calls:
+            report, _ = yield ended
+            self.assertTrue(report.hung_up_by_bot, report.errors)
+        # Room again once they have ended, on whichever worker.
+        yield self.until(daemon, lambda: metric(daemon.get("/metrics")[1], "voiced_calls_active") == 0.0,
+                         "calls still active")
+        report = yield place_call(reactor, daemon.media_url, [line("Goodbye.")], reply_timeout_s=60)
+        self.assertTrue(report.hung_up_by_bot, report.errors)
         self.assertEqual(daemon.stop(), 0)
