@@ -35,8 +35,9 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import LoopingCall, deferLater
 
 from tests.e2e.daemon import Daemon
-from voiced.caller.client import CallerLine, place_call
+from voiced.caller.client import place_call
 from voiced.caller.report import CallReport, percentiles, summary_dict
+from voiced.caller.session import CallerLine
 
 TURN_FIELDS = ("STT_FINAL_MS", "TTS_READY_MS", "TOTAL_LATENCY_MS", "PLAYBACK_START_MS")
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -48,7 +48,7 @@ from voiced.audio import FRAME_BYTES, SAMPLE_RATE, audioop, frames, silence_ulaw
 from voiced.call.eou import EndOfUtterance, SpeechEnded, WebRtcVoiceActivity
 from voiced.call.reply import AUDIO_CHUNK_BYTES
 from voiced.call.turn import Call, State, TurnSettings
-from voiced.caller.client import TwilioStream
+from voiced.caller.twilio_side import TwilioStream
 from voiced.carrier import twilio
 from voiced.carrier.protocol import MediaStreamFactory
 from voiced.config import Settings

@@ -21,7 +21,8 @@ from twisted.internet import defer, task
 
 from tests.e2e.daemon import Daemon
 from tests.e2e.test_google import EmulatorProcess
-from voiced.caller.client import CallerLine, place_call
+from voiced.caller.client import place_call
+from voiced.caller.session import CallerLine
 from voiced.tts.local import EspeakSynthesizer
 
 QUESTIONS = ["What time do you open?", "Where are you located?"]

@@ -24,17 +24,11 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from voiced.audio import SAMPLE_RATE, pcm16_to_ulaw, silence_ulaw, ulaw_to_pcm16, write_ulaw_as_wav
-from voiced.caller.client import (
-    CallConfig,
-    CallerLine,
-    CallSession,
-    Playback,
-    TwilioStream,
-    place_call,
-    speech_frames,
-    twilio_signature,
-)
+from voiced.caller.client import place_call
 from voiced.caller.report import format_conversation, percentiles, run_dict
+from voiced.caller.session import CallConfig, CallerLine, CallSession, speech_frames
+from voiced.caller.twilio_side import Playback, TwilioStream
+from voiced.carrier.signature import twilio_signature
 from voiced.carrier.twilio import Media, Start, Stop, clear_message, mark_message, media_message, parse_message
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

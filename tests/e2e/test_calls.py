@@ -17,7 +17,8 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.daemon import Daemon
-from voiced.caller.client import CallerLine, place_call
+from voiced.caller.client import place_call
+from voiced.caller.session import CallerLine
 from voiced.tts.local import EspeakSynthesizer
 
 _speech = EspeakSynthesizer("en-US")

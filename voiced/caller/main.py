@@ -20,7 +20,7 @@ from twisted.internet import task, threads
 from twisted.internet.defer import gatherResults
 
 from voiced.audio import read_wav_as_ulaw, write_ulaw_as_wav
-from voiced.caller.client import CallerLine, place_call
+from voiced.caller.client import place_call
 from voiced.caller.report import (
     CallReport,
     format_call_summary,
@@ -30,6 +30,7 @@ from voiced.caller.report import (
     run_dict,
     transcribe_replies,
 )
+from voiced.caller.session import CallerLine
 
 DEFAULT_URL = "ws://127.0.0.1:8080/media"
 
