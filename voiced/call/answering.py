@@ -1,9 +1,10 @@
 """The answering half of a call: asking the agent, the replies and what they report,
 the actions an agent asks for, idle reprompts and the call's time limit.
 
-``Call`` (``voiced.call.turn``) inherits this; the split follows the call's two
-jobs: ``turn.py`` listens (audio, transcripts, when a turn ends), this module
-answers (what to say, what the caller heard of it, what to do after it played).
+``Call`` (``voiced.call.turn``) inherits this; the split follows the call's jobs:
+``turn.py`` listens (audio, when a turn ends), ``transcript.py`` takes in what STT
+heard, and this module answers (what to say, what the caller heard of it, what to
+do after it played).
 Every method runs on the reactor thread and uses the call's state directly.
 """
 

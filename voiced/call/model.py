@@ -1,5 +1,6 @@
 """What the turn machine is made of: its states, one turn's record, its settings, and
-the carrier side it talks to. No behaviour here (see ``turn.py`` and ``answering.py``)."""
+the carrier side it talks to. No behaviour here (see ``turn.py``, ``transcript.py`` and
+``answering.py``)."""
 
 from __future__ import annotations
 

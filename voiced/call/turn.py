@@ -19,6 +19,10 @@ Besides speech, a turn can be an event: a DTMF digit, or the caller's silence fo
 the idle timeout after the bot finished. Actions an agent asks for (hang up,
 transfer) are taken once the reply that carries them has played, through a
 ``CallControl`` (the carrier's REST API) when there is one.
+
+The call's three jobs are three modules: this one listens to the audio (frames, VAD
+events, barge-in) and starts and ends turns; ``voiced.call.transcript`` follows what
+STT says the caller said; ``voiced.call.answering`` answers.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from voiced.call.eou import EndOfUtterance, SpeechEnded, SpeechStarted
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.record import CallObserver, CallRecord
 from voiced.call.reply import Reply
+from voiced.call.transcript import Transcribing
 from voiced.metrics import Metrics, TurnTimes
 from voiced.stt.base import STTEngine
 from voiced.tts.speaker import Speaker
@@ -44,7 +49,6 @@ __all__ = ["Call", "CallTransport", "State", "Turn", "TurnSettings", "END_MARK_G
 
 log = Logger(namespace="voiced.call")
 
-UTTERANCE_ENGINE_SAFETY_MS = 30000
 #: The caller counts as pausing (for the STT's batching) after this much quiet mid-utterance:
 #: longer than the gaps between words, which would otherwise send a phrase frame by frame,
 #: and far shorter than any speech service takes to end an utterance on silence.
@@ -59,9 +63,10 @@ MAX_QUEUED_EVENTS = 8
 HISTORY_LIMIT = 400
 
 
-class Call(Answering):
+class Call(Transcribing, Answering):
     """One phone call's turn-taking. Every method runs on the reactor thread; this
-    module listens, ``voiced.call.answering`` answers."""
+    module listens, ``voiced.call.transcript`` takes in the transcripts,
+    ``voiced.call.answering`` answers."""
 
     def __init__(
         self,
@@ -226,99 +231,6 @@ class Call(Answering):
         self.record.end_reason = reason or "-"
         self._tell("end", {})
 
-    # ---- inputs from STT (TranscriptListener) ----------------------------------------
-    def on_transcript(self, text: str, is_final: bool) -> None:
-        if self.state is State.ENDED:
-            return
-        now = self.clock.seconds()
-        if not is_final:
-            self._partial = text
-            times = self._turn.times
-            if times.first_partial is None and times.speech_start is not None and text.strip():
-                times.first_partial = now
-            return
-        if self._drop_next_final or self.state not in (State.LISTENING, State.AWAITING_FINAL):
-            # A backchannel's final, or a late final of a turn already answered from its
-            # partial: neither belongs to the next turn.
-            self._drop_next_final = False
-            self._partial = ""
-            log.debug("Dropping final call={call} state={state} text={text!r}", call=self.call_id,
-                      state=self.state.value, text=text)
-            return
-        if text.strip():
-            self._finals.append(text.strip())
-        self._partial = ""
-        self._last_final_at = now
-        self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
-        if (
-            self._abandoned is not None
-            and self.state is State.LISTENING
-            and self._turn.times.speech_start is None
-            and self._finals
-        ):
-            # The final of an utterance given up on (the STT stream was recovering):
-            # the caller is still waiting for the answer, so give it.
-            log.info("LATE_FINAL call={call}: answering the utterance after all", call=self.call_id)
-            self._turn, self._abandoned = self._abandoned, None
-            self._finish_turn()
-        elif self.state is State.AWAITING_FINAL and self._transcript_complete():
-            self._finish_turn()
-        elif (
-            self.state is State.LISTENING
-            and self._stt.streaming
-            and self._eou.in_speech
-            and self._eou.silence_ms >= self._eou.eou_silence_ms // 2  # a real pause, not a gap between words
-            and self._finals
-        ):
-            # The engine's endpointing says the utterance is over while the caller is
-            # silent: answer now instead of waiting out the VAD silence.
-            self._turn.times.speech_end = self._eou.last_voiced_at
-            self._eou.end_speech_now()
-            self._stt.flush()  # the utterance is over for the engine too (its markers, its watchdog)
-            self._finish_turn()
-
-    def on_fallback_transcript(self, text: str) -> None:
-        # It answers the utterance STT gave up on, while that one still waits; once the
-        # turn was answered (from its partial) it is stale, and the caller's next words are
-        # someone else's turn.
-        owner = self._turn if self._turn.stt_failed and self._turn.number is None else self._abandoned
-        if owner is None or not owner.stt_failed or self.state not in (State.LISTENING, State.AWAITING_FINAL):
-            log.info("Dropping a late fallback transcript call={call} text={text!r}", call=self.call_id, text=text)
-            return
-        self.on_transcript(text, True)
-
-    def on_stt_retry(self, error: str) -> None:
-        self.record.stt_retries += 1
-        self.metrics.stt_retries_total.inc()
-
-    def on_stt_failure(self, reason: str, answer_coming: bool = False) -> None:
-        if self.state is State.ENDED:
-            return
-        log.warn("STT_FAILED call={call} reason={reason}", call=self.call_id, reason=reason)
-        self.metrics.stt_failures_total.inc()
-        self.record.stt_failures.append(reason)
-        self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
-        turn = self._turn
-        if turn.times.speech_start is None and self._abandoned is not None:
-            # The final timeout gave the utterance up before STT did (retries outlast it): the
-            # caller still waits on that one, and a fallback final still answers it (LATE_FINAL).
-            turn = self._abandoned
-        if (
-            turn.stt_failed
-            or turn.times.speech_start is None  # nobody spoke: nothing was lost, say nothing
-            or self.state not in (State.LISTENING, State.AWAITING_FINAL)
-        ):
-            return
-        turn.stt_failed = True
-        if self._eou.in_speech:
-            return  # the caller is talking (the fallback has their words): a phrase now would talk over them
-        # "Let's try that again" while the fallback's answer is on its way would have the
-        # caller repeat over it.
-        self._say_interim(self.settings.interim_wait_phrase if answer_coming else self.settings.interim_phrase)
-        if self.state is State.AWAITING_FINAL:
-            # The fallback transcription may still rescue the turn, within its bound.
-            self._start_timer(self.settings.fallback_timeout_ms, self._final_timed_out)
-
     # ---- speech events ---------------------------------------------------------------
     def _on_speech_started(self, at: float) -> None:
         # A backchannel's final that has not come by now is not coming before new words.
@@ -356,51 +268,6 @@ class Call(Answering):
             self._finals.clear()
             self._drop_next_final = bool(self._partial)
             self._partial = ""
-
-    def _final_wait_ms(self) -> int:
-        if self._turn.stt_failed:
-            return self.settings.fallback_timeout_ms
-        if not self._stt.streaming:
-            # An utterance engine promises one final per flush; under load its queue
-            # can be seconds long, and giving up would drop a turn that is coming.
-            return UTTERANCE_ENGINE_SAFETY_MS
-        return self.settings.final_timeout_ms
-
-    def _transcript_complete(self) -> bool:
-        if self._awaiting_flushes:
-            return False
-        if not self._stt.streaming:
-            return True
-        # A final that came before the caller's last word cannot cover that word.
-        speech_end = self._turn.times.speech_end
-        return (
-            bool(self._finals)
-            and not self._partial
-            and self._last_final_at is not None
-            and (speech_end is None or self._last_final_at >= speech_end)
-        )
-
-    def _final_timed_out(self) -> None:
-        self._timer = None
-        if self.state is not State.AWAITING_FINAL:
-            return
-        if self._finals or self._partial.strip():
-            log.info("STT final timed out call={call}; answering the partial transcript", call=self.call_id)
-            self._finish_turn()
-        else:
-            log.info("No transcript for the utterance call={call}", call=self.call_id)
-            abandoned = self._turn
-            self._start_turn()
-            self._abandoned = abandoned
-            if abandoned.stt_failed:
-                # STT gave up and its fallback gave nothing in time: the caller must hear that
-                # (perhaps after "one moment"), never silence.
-                self._say_interim(self.settings.interim_phrase)
-
-    def _say_interim(self, phrase: str) -> None:
-        prompt = self._new_reply("p", turn=None, current=False)
-        prompt.say(phrase, in_history=False)
-        prompt.finish()
 
     # ---- turn lifecycle --------------------------------------------------------------
     def _start_turn(self) -> None:

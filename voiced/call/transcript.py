@@ -1,0 +1,164 @@
+"""What the caller said: the STT side of listening. It takes in a call's partials and
+finals, decides when the transcript of an utterance is complete enough to answer,
+bounds the wait for a final after the end of utterance, and handles STT giving up
+(the fallback's transcript, the interim phrase, an utterance abandoned and then
+answered late). ``Call`` (``voiced.call.turn``) inherits it, as it does
+``Answering``: these methods make the call the ``TranscriptListener``
+(``voiced.stt.base``) its STT stream reports to, while ``turn.py`` keeps the audio
+path (frames, VAD events, barge-in) and the start and end of turns, which this module
+ends turns through. Every method runs on the reactor thread and uses the call's state
+directly.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from voiced.call.model import State
+
+log = Logger(namespace="voiced.call")
+
+UTTERANCE_ENGINE_SAFETY_MS = 30000
+
+
+class Transcribing:
+    """Mixed into ``Call``; see the module docstring."""
+
+    # ---- inputs from STT (TranscriptListener) ----------------------------------------
+    def on_transcript(self, text: str, is_final: bool) -> None:
+        if self.state is State.ENDED:
+            return
+        now = self.clock.seconds()
+        if not is_final:
+            self._partial = text
+            times = self._turn.times
+            if times.first_partial is None and times.speech_start is not None and text.strip():
+                times.first_partial = now
+            return
+        if self._drop_next_final or self.state not in (State.LISTENING, State.AWAITING_FINAL):
+            # A backchannel's final, or a late final of a turn already answered from its
+            # partial: neither belongs to the next turn.
+            self._drop_next_final = False
+            self._partial = ""
+            log.debug("Dropping final call={call} state={state} text={text!r}", call=self.call_id,
+                      state=self.state.value, text=text)
+            return
+        if text.strip():
+            self._finals.append(text.strip())
+        self._partial = ""
+        self._last_final_at = now
+        self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
+        if (
+            self._abandoned is not None
+            and self.state is State.LISTENING
+            and self._turn.times.speech_start is None
+            and self._finals
+        ):
+            # The final of an utterance given up on (the STT stream was recovering):
+            # the caller is still waiting for the answer, so give it.
+            log.info("LATE_FINAL call={call}: answering the utterance after all", call=self.call_id)
+            self._turn, self._abandoned = self._abandoned, None
+            self._finish_turn()
+        elif self.state is State.AWAITING_FINAL and self._transcript_complete():
+            self._finish_turn()
+        elif (
+            self.state is State.LISTENING
+            and self._stt.streaming
+            and self._eou.in_speech
+            and self._eou.silence_ms >= self._eou.eou_silence_ms // 2  # a real pause, not a gap between words
+            and self._finals
+        ):
+            # The engine's endpointing says the utterance is over while the caller is
+            # silent: answer now instead of waiting out the VAD silence.
+            self._turn.times.speech_end = self._eou.last_voiced_at
+            self._eou.end_speech_now()
+            self._stt.flush()  # the utterance is over for the engine too (its markers, its watchdog)
+            self._finish_turn()
+
+    def on_fallback_transcript(self, text: str) -> None:
+        # It answers the utterance STT gave up on, while that one still waits; once the
+        # turn was answered (from its partial) it is stale, and the caller's next words are
+        # someone else's turn.
+        owner = self._turn if self._turn.stt_failed and self._turn.number is None else self._abandoned
+        if owner is None or not owner.stt_failed or self.state not in (State.LISTENING, State.AWAITING_FINAL):
+            log.info("Dropping a late fallback transcript call={call} text={text!r}", call=self.call_id, text=text)
+            return
+        self.on_transcript(text, True)
+
+    def on_stt_retry(self, error: str) -> None:
+        self.record.stt_retries += 1
+        self.metrics.stt_retries_total.inc()
+
+    def on_stt_failure(self, reason: str, answer_coming: bool = False) -> None:
+        if self.state is State.ENDED:
+            return
+        log.warn("STT_FAILED call={call} reason={reason}", call=self.call_id, reason=reason)
+        self.metrics.stt_failures_total.inc()
+        self.record.stt_failures.append(reason)
+        self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
+        turn = self._turn
+        if turn.times.speech_start is None and self._abandoned is not None:
+            # The final timeout gave the utterance up before STT did (retries outlast it): the
+            # caller still waits on that one, and a fallback final still answers it (LATE_FINAL).
+            turn = self._abandoned
+        if (
+            turn.stt_failed
+            or turn.times.speech_start is None  # nobody spoke: nothing was lost, say nothing
+            or self.state not in (State.LISTENING, State.AWAITING_FINAL)
+        ):
+            return
+        turn.stt_failed = True
+        if self._eou.in_speech:
+            return  # the caller is talking (the fallback has their words): a phrase now would talk over them
+        # "Let's try that again" while the fallback's answer is on its way would have the
+        # caller repeat over it.
+        self._say_interim(self.settings.interim_wait_phrase if answer_coming else self.settings.interim_phrase)
+        if self.state is State.AWAITING_FINAL:
+            # The fallback transcription may still rescue the turn, within its bound.
+            self._start_timer(self.settings.fallback_timeout_ms, self._final_timed_out)
+
+    # ---- waiting for the final ----------------------------------------------------------
+    def _final_wait_ms(self) -> int:
+        if self._turn.stt_failed:
+            return self.settings.fallback_timeout_ms
+        if not self._stt.streaming:
+            # An utterance engine promises one final per flush; under load its queue
+            # can be seconds long, and giving up would drop a turn that is coming.
+            return UTTERANCE_ENGINE_SAFETY_MS
+        return self.settings.final_timeout_ms
+
+    def _transcript_complete(self) -> bool:
+        if self._awaiting_flushes:
+            return False
+        if not self._stt.streaming:
+            return True
+        # A final that came before the caller's last word cannot cover that word.
+        speech_end = self._turn.times.speech_end
+        return (
+            bool(self._finals)
+            and not self._partial
+            and self._last_final_at is not None
+            and (speech_end is None or self._last_final_at >= speech_end)
+        )
+
+    def _final_timed_out(self) -> None:
+        self._timer = None
+        if self.state is not State.AWAITING_FINAL:
+            return
+        if self._finals or self._partial.strip():
+            log.info("STT final timed out call={call}; answering the partial transcript", call=self.call_id)
+            self._finish_turn()
+        else:
+            log.info("No transcript for the utterance call={call}", call=self.call_id)
+            abandoned = self._turn
+            self._start_turn()
+            self._abandoned = abandoned
+            if abandoned.stt_failed:
+                # STT gave up and its fallback gave nothing in time: the caller must hear that
+                # (perhaps after "one moment"), never silence.
+                self._say_interim(self.settings.interim_phrase)
+
+    def _say_interim(self, phrase: str) -> None:
+        prompt = self._new_reply("p", turn=None, current=False)
+        prompt.say(phrase, in_history=False)
+        prompt.finish()
