@@ -28,6 +28,7 @@ log = Logger(namespace="voiced.turn")
 disable_created_metrics()
 
 _BUCKETS_MS = (25, 50, 100, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000)
+_LAG_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000)
 
 
 @dataclass
@@ -116,6 +117,14 @@ class Metrics:
             )
             for name in TurnTimes().intervals_ms()
         }
+        # voiced.lag: how late the reactor runs, and a hop through the speech loop and back.
+        self._lag_histograms = {
+            "reactor": Histogram("voiced_reactor_lag_milliseconds", "How late a 100 ms reactor timer fired",
+                                 buckets=_LAG_BUCKETS_MS, registry=own),
+            "speech_loop": Histogram("voiced_speech_loop_round_trip_milliseconds",
+                                     "Reactor -> Google speech loop -> reactor, for a no-op",
+                                     buckets=_LAG_BUCKETS_MS, registry=own),
+        }
         self.calls_total = Counter("voiced_calls", "Calls started", registry=own)
         self.calls_active = Gauge("voiced_calls_active", "Calls in progress", registry=own,
                                   multiprocess_mode="livesum")
@@ -144,6 +153,9 @@ class Metrics:
         )
         if not shared:
             self.registry.register(_ConstructionCollector())
+
+    def observe_lag(self, kind: str, ms: float) -> None:
+        self._lag_histograms[kind].observe(ms)
 
     def record_turn(self, call_id: str, turn: int, times: TurnTimes) -> dict[str, int | None]:
         """Log the TURN line and observe the histograms; returns the line's values."""

@@ -36,6 +36,7 @@ from voiced.carrier.twilio import Start
 from voiced.config import Settings
 from voiced.drain import Drain
 from voiced.health import HealthReports
+from voiced.lag import LagMonitor
 from voiced.lifecycle import note_construction
 from voiced.listener import AdoptedListener, Listener
 from voiced.metrics import Metrics
@@ -106,6 +107,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.calls: set[Call] = set()
         # Under --workers, every worker's calls in progress (max_calls is the daemon's total).
         self._call_counts: CallCounts | None = None
+        self._lag: LagMonitor | None = None
         self._refusing = False  # at max_calls: logged once per episode
         self.call_hub = CallHub()  # every call's events: the journal and live viewers subscribe
         # Created in startService.
@@ -202,6 +204,8 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         if self.worker is not None:
             self._call_counts = counts = self.worker.open_call_counts()
             counts.publish(self.worker.index, 0)  # a restarted worker's predecessor's calls are gone
+        self._lag = LagMonitor(self.clock, self.metrics.observe_lag, self._speech_loop_round_trip)
+        self._lag.start()
         super().startService()  # the listeners: /health answers while engines warm up
         self._warming = self._start_warm_up()
 
@@ -277,6 +281,8 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         if self.speaker is not None:
             self.speaker.stop_recovery()
         log.info("APP_STOP active_calls={active_calls}", active_calls=len(self.calls))
+        if self._lag is not None:
+            self._lag.stop()
         stopped = super().stopService()  # stop listening first
         if self._warming is not None:
             self._warming.cancel()
@@ -316,6 +322,13 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             self._call_counts = None
         if self._log_observer is not None:
             self.clock.addSystemEventTrigger("after", "shutdown", self._log_observer.stop)
+
+    def _speech_loop_round_trip(self, done: Any) -> bool:
+        loop = self._google.speech_loop if self._google is not None else None
+        if loop is None or not loop.running:
+            return False
+        loop.call_soon(self.clock.callFromThread, done)
+        return True
 
     # ---- calls ---------------------------------------------------------------------------------
     def _active_calls(self) -> int:

@@ -87,6 +87,11 @@ class GoogleEngineCallTests(TestCase):
         # The reply audio came from the emulator's SynthesizeSpeech (WAV header stripped).
         self.assertRegex(emulator.log(), r"synthesis \d+")
         self.assertRegex(daemon.log(), r"STT_FIRST_PARTIAL_MS=\d+")  # Google gives partials
+        # The reactor's lag and the speech loop's round trip are measured all along (voiced.lag).
+        metrics = daemon.get("/metrics")[1].decode()
+        for histogram in ("voiced_reactor_lag_milliseconds", "voiced_speech_loop_round_trip_milliseconds"):
+            count = re.search(rf"^{histogram}_count (\S+)$", metrics, re.M)
+            self.assertTrue(count and float(count.group(1)) > 10, histogram)
 
     @inlineCallbacks
     def test_one_stream_in_three_unavailable_drops_nothing(self):
