@@ -22,8 +22,9 @@ from voiced.config import Settings
 from voiced.emulator.faults import FaultPlan
 from voiced.emulator.server import Emulator
 from voiced.google.clients import GoogleClients
-from voiced.google import stt as google_stt
-from voiced.google.stt import GoogleSTTEngine, _AudioLog, recognition_config
+from voiced.google import stt as google_stt, stt_ledger, stt_session, stt_stream
+from voiced.google.stt import GoogleSTTEngine, recognition_config
+from voiced.google.stt_session import AudioLog
 from voiced.lifecycle import construction_counts
 from voiced.retry import Backoff
 
@@ -331,8 +332,8 @@ class FailurePathTests(EmulatorCase):
         engine = self.start_engine(FaultPlan(status="UNAVAILABLE", every_nth=1, after_responses=1),
                                    fallback=fallback, backoff=Backoff(0.01, 0.04, 2))
         replays: list[int] = []
-        original_send = google_stt._Session.send
-        self.patch(google_stt._Session, "send", lambda session, audio: (replays.append(len(audio)), original_send(session, audio)))
+        original_send = stt_session.Session.send
+        self.patch(stt_session.Session, "send", lambda session, audio: (replays.append(len(audio)), original_send(session, audio)))
         stream, listener = self.open(engine, "CA-replay")
         stream.feed(silence_ulaw(12_000))  # the greeting: nobody spoke
         stream.speech_started()
@@ -340,8 +341,8 @@ class FailurePathTests(EmulatorCase):
         stream.flush()
         await until(lambda: listener.of("failure"), what="the give-up")
         # As at a rollover: the latest 5 s (here more than the utterance and its pre-roll), not 14 s.
-        self.assertEqual([len(a) for a in fallback.calls], [google_stt.UNANSWERED_BYTES])
-        self.assertEqual(replays[-2:], [google_stt.UNANSWERED_BYTES] * 2)  # each retry's replay
+        self.assertEqual([len(a) for a in fallback.calls], [stt_ledger.UNANSWERED_BYTES])
+        self.assertEqual(replays[-2:], [stt_ledger.UNANSWERED_BYTES] * 2)  # each retry's replay
 
     async def test_degrading_after_the_turn_ended_hands_the_utterance_to_the_fallback(self) -> None:
         # The first stream fails before any answer; by the retry the caller's turn is over,
@@ -383,7 +384,7 @@ class MisbehavingServerTests(EmulatorCase):
 
     async def test_watchdog_retries_against_a_wedged_server_do_not_pile_up_streams(self) -> None:
         engine = self.start_engine(FaultPlan(hang=True), backoff=Backoff.from_ms(50, 100, 2))
-        self.patch(google_stt, "RESPONSE_WATCHDOG_S", 0.3)
+        self.patch(stt_stream, "RESPONSE_WATCHDOG_S", 0.3)
         stream, listener = self.open(engine, "CA-wedged")
         stream.speech_started()
         stream.feed(buzz(1, 400))
@@ -407,6 +408,7 @@ class MisbehavingServerTests(EmulatorCase):
     async def test_the_stream_limit_in_silence_is_a_rollover_not_a_failure(self) -> None:
         # A 2 s limit and silence only: no responses ever, yet each stream ran to the limit.
         self.patch(google_stt, "HEALTHY_STREAM_S", 1.0)
+        self.patch(stt_stream, "HEALTHY_STREAM_S", 1.0)
         engine = self.start_engine(FaultPlan(max_stream_s=2), backoff=Backoff.from_ms(50, 100, 2))
         stream, listener = self.open(engine, "CA-limit")
         await feed_paced(stream, b"\xff" * 8000 * 7, speed=4)
@@ -432,6 +434,7 @@ class MisbehavingServerTests(EmulatorCase):
         # A caller talking for 12 s without a result, and a 5 s rollover: the stream that
         # replays those 12 s is past the age from its first byte, yet carries on.
         self.patch(google_stt, "HEALTHY_STREAM_S", 1.0)
+        self.patch(stt_stream, "HEALTHY_STREAM_S", 1.0)
         engine = self.start_engine(rollover_s=5)
         stream, listener = self.open(engine, "CA-long")
         stream.speech_started()
@@ -443,7 +446,7 @@ class MisbehavingServerTests(EmulatorCase):
     async def test_a_hung_server_is_noticed_after_the_callers_turn(self) -> None:
         # The server swallows audio and never answers (as a SIGSTOPped process would).
         engine = self.start_engine(FaultPlan(latency_ms=60_000), backoff=Backoff.from_ms(50, 100, 1))
-        self.patch(google_stt, "RESPONSE_WATCHDOG_S", 0.5)
+        self.patch(stt_stream, "RESPONSE_WATCHDOG_S", 0.5)
         stream, listener = self.open(engine, "CA-hung")
         stream.feed(b"\xff" * 800)
         stream.speech_started()
@@ -530,7 +533,7 @@ class PureTests(SynchronousTestCase):
         self.assertTrue(config.config.use_enhanced and config.config.enable_automatic_punctuation)
 
     def test_audio_log_addresses_by_absolute_offset(self) -> None:
-        log = _AudioLog()
+        log = AudioLog()
         log.append(bytes(range(256)) * 100)
         log.forget_before(10)  # below the slack: kept
         self.assertEqual(log.start, 0)

@@ -1,6 +1,6 @@
 """One Google streaming_recognize RPC (``Session``) and a call's recent audio (``AudioLog``).
 
-``voiced.google.stt`` decides when a stream is opened, replaced or given up on; this
+``voiced.google.stt_stream`` decides when a stream is opened, replaced or given up on; this
 module is the stream itself: a ``grpc.aio`` call on the speech event loop
 (``voiced.google.aio_loop``), its requests (queued by the reactor, written by the
 loop), its responses (handed back to the reactor), and a retire() that ends it at
