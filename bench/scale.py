@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import platform
 import subprocess
@@ -120,8 +121,34 @@ class Peak:
         self._loop.stop()
 
 
+LAG_HISTOGRAMS = {"reactor": "voiced_reactor_lag_milliseconds",
+                  "speech_loop": "voiced_speech_loop_round_trip_milliseconds"}
+
+
+def lag_buckets(daemon: Daemon) -> dict[str, dict[float, float]]:
+    """voiced.lag's cumulative histogram buckets from /metrics (summed over workers)."""
+    text = daemon.get("/metrics")[1].decode()
+    out: dict[str, dict[float, float]] = {}
+    for key, name in LAG_HISTOGRAMS.items():
+        found = re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M)
+        out[key] = {float(le): float(count) for le, count in found}
+    return out
+
+
+def lag_p99(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> dict[str, float]:
+    """The bucket bound under which 99 % of the run's samples fell (ms), per histogram."""
+    p99 = {}
+    for key, buckets in after.items():
+        diff = sorted((le, count - before.get(key, {}).get(le, 0.0)) for le, count in buckets.items())
+        total = diff[-1][1] if diff else 0.0
+        if total:
+            p99[key] = next(le for le, count in diff if count >= 0.99 * total)
+    return p99
+
+
 async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Script) -> dict:
     pid, epid = daemon.process.pid, emulator.process.pid
+    lag_before = lag_buckets(daemon)
     peak = Peak(pid)
     gen = LoadGenerator("127.0.0.1", daemon.port, script, n, args.turns, ramp_s=max(1.0, n / args.ramp_rate),
                         final_delay_ms=args.final_delay_ms)
@@ -142,7 +169,7 @@ async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Scri
                 out = os.path.splitext(args.out)[0] + f"-profile-{n}.txt"
                 profiler.append(subprocess.Popen(
                     [os.path.join(BIN, "py-spy"), "record", "-d", str(args.profile_s), "-r", "100", "-f", "raw",
-                     "--gil", "--subprocesses", "-o", out, "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                     "--gil", "--nonblocking", "--subprocesses", "-o", out, "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         if "all" in marks and "first_end" not in marks and gen.first_ended_at is not None:
             marks["first_end"] = cpu_now()
             threads["first_end"] = tree_threads(pid)
@@ -164,7 +191,8 @@ async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Scri
     unanswered = sum(1 for s in stats if not s.failed for t in s.turns if t.first_reply is None)
     row = {"n": n, "turns": len(turns), "overhead_ms": summarize(overhead, (0.5, 0.99)), "failed_turns": failed_turns,
            "unanswered_turns": unanswered, "refused_calls": sum(s.refused for s in stats),
-           "failed_calls": len(failed_calls), "rss_mb": round(peak.rss_kb / 1024), "threads": peak.threads}
+           "failed_calls": len(failed_calls), "rss_mb": round(peak.rss_kb / 1024), "threads": peak.threads,
+           "lag_p99_ms": lag_p99(lag_before, lag_buckets(daemon))}
     if "all" in marks and "first_end" in marks:
         (t0, v0, e0, g0), (t1, v1, e1, g1) = marks["all"], marks["first_end"]
         span = t1 - t0
@@ -257,7 +285,8 @@ async def main(args) -> None:
             if len(rows) == 1:
                 print(HEADER)
             print(fmt(row), flush=True)
-            print(f"  voiced CPU by thread (%): {row.get('cpu_by_thread_pct', {})}", flush=True)
+            print(f"  voiced CPU by thread (%): {row.get('cpu_by_thread_pct', {})}; p99 (bucket bound) of the "
+                  f"reactor's lag and the speech loop's round trip, ms: {row['lag_p99_ms']}", flush=True)
             await deferLater(reactor, 2.0, lambda: None)
     finally:
         daemon.stop()
