@@ -64,7 +64,7 @@ class WorkersSettingsTests(SynchronousTestCase):
         self.assertIn("tcp:", str(e.exception))
 
     def test_a_worker_spec_round_trips_through_the_environment(self):
-        from voiced.workers import WORKER_ENV, WorkerSpec
+        from voiced.worker_spec import WORKER_ENV, WorkerSpec
 
         settings = Settings.load({"workers": "3", "max_calls": "100", "listen": ["tcp:0"]}, {})
         spec = WorkerSpec(1, 3, settings, ((7, 2),), None, "/tmp/x", 42)

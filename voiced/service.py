@@ -68,7 +68,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
     def __init__(self, settings: Settings, reactor: Any = None, startup_warnings: Any = (),
                  worker: Any = None) -> None:
         super().__init__()
-        self.worker = worker  # voiced.workers.WorkerSpec under --workers N, else None
+        self.worker = worker  # voiced.worker_spec.WorkerSpec under --workers N, else None
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
         self.settings = settings
