@@ -32,7 +32,7 @@ setup(
     ],
     # openai and llmock check the LLM agent against an independent client and server.
     extras_require={
-        "test": ["pytest>=8", "twilio>=9", "hypothesis>=6", "openai>=1.40", "llmock==0.2.2"],
+        "test": ["pytest>=8", "twilio>=9", "hypothesis>=6", "openai>=1.40", "llmock==0.2.2", "matplotlib>=3.7"],
         "bench": ["matplotlib>=3.7", "py-spy>=0.3"],  # bench/scale.py's plot and profile
     },
     entry_points={

@@ -296,8 +296,8 @@ async def main(args) -> None:
     title = f"voiced bench/scale.py, {time.strftime('%Y-%m-%d')}: {getattr(args, 'machine', None) or machine()}"
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        daemon = f", daemon options `{args.daemon_args}`" if args.daemon_args else ""
-        f.write(f"{title}\n\nfinal delay {args.final_delay_ms} ms, {args.turns} turns per call{daemon}\n\n{HEADER}\n")
+        options = f", daemon options `{args.daemon_args}`" if args.daemon_args else ""
+        f.write(f"{title}\n\nfinal delay {args.final_delay_ms} ms, {args.turns} turns per call{options}\n\n{HEADER}\n")
         f.write("\n".join(fmt(r) for r in rows) + "\n")
         if full:
             f.write(f"\nframe path (bench/frame_cost.py full path): p50 {full['p50']:.1f} µs, "
@@ -331,7 +331,7 @@ def cli() -> None:
     d.addBoth(lambda _: reactor.stop())
     reactor.run()
     if failures:
-        failures[0].printTraceback()
+        failures[0].printTraceback(file=sys.stderr)  # not Twisted's log.logerr, which discards it
         raise SystemExit(1)
 
 
