@@ -135,14 +135,16 @@ def lag_buckets(daemon: Daemon) -> dict[str, dict[float, float]]:
     return out
 
 
-def lag_p99(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> dict[str, float]:
+def lag_p99(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> dict[str, float | str]:
     """The bucket bound under which 99 % of the run's samples fell (ms), per histogram."""
     p99 = {}
     for key, buckets in after.items():
         diff = sorted((le, count - before.get(key, {}).get(le, 0.0)) for le, count in buckets.items())
         total = diff[-1][1] if diff else 0.0
         if total:
-            p99[key] = next(le for le, count in diff if count >= 0.99 * total)
+            bound = next(le for le, count in diff if count >= 0.99 * total)
+            # Past the largest bucket: its bound, marked (JSON has no Infinity).
+            p99[key] = bound if bound != float("inf") else f">{max(le for le, _ in diff if le != bound):g}"
     return p99
 
 

@@ -192,6 +192,20 @@ class StreamingTests(EmulatorCase):
         self.assertEqual(self.emulator.stats.streams_started, 1)
         self.assertEqual(listener.of("failure"), [])
 
+    async def test_the_end_of_a_turn_leaves_nothing_in_a_batch(self) -> None:
+        engine = self.start_engine()
+        stream, _ = self.open(engine)
+        stream.feed(silence_ulaw(20))  # opens the stream
+        await until(lambda: stream._session is not None, what="a stream")
+        for _ in range(5):  # 100 ms: less than any batch
+            stream.feed(silence_ulaw(20))
+        session = stream._session
+        self.assertLess(session.sent_upto, stream._ledger.audio.end)
+        stream._ledger.heard_since_speech = True  # as after a final: none is owed for this turn
+        stream.flush()
+        self.assertIsNone(stream._ledger.owed_from)
+        self.assertEqual(session.sent_upto, stream._ledger.audio.end)
+
     async def test_close_ends_the_stream_and_delivers_nothing_more(self) -> None:
         engine = self.start_engine()
         stream, listener = self.open(engine)

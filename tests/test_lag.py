@@ -57,6 +57,22 @@ class LagMonitorTests(SynchronousTestCase):
         self.assertIn(("speech_loop", 130), self.samples)
         monitor.stop()
 
+    def test_a_loop_that_never_answers_is_logged_as_a_stall_once(self) -> None:
+        pending: list = []
+        monitor = LagMonitor(self.clock, lambda kind, ms: self.samples.append((kind, round(ms))),
+                             lambda done: pending.append(done) or True, stall_ms=250)
+        monitor.start()
+        for _ in range(10):  # a second without the trip coming back
+            self.clock.advance(0.1)
+        stalls = [e for e in self.events if "SPEECH_LOOP_STALL" in e.get("log_format", "")]
+        self.assertEqual([round(e["ms"]) for e in stalls], [300])
+        self.assertEqual(len(pending), 1)
+        pending.pop()()  # it ran at last: the long trip is observed, and trips go on
+        self.assertIn(("speech_loop", 900), self.samples)
+        self.clock.advance(0.1)
+        self.assertEqual(len(pending), 1)
+        monitor.stop()
+
     def test_a_trip_that_returns_at_once_does_not_block_the_next(self) -> None:
         trips = []
 

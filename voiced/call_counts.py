@@ -1,9 +1,10 @@
 """The daemon's calls in progress across ``--workers`` processes, for ``--max-calls``.
 
 One 32-bit slot per worker in a small shared file (mmap): each worker writes only its
-own slot, so there is no lock, and admission reads the sum. Two workers admitting in the
-same instant can each see room for one more, so the daemon may pass its limit by at most
-one call per other worker; a worker full while another has room no longer refuses.
+own slot, so there is no lock, and admission reads the sum, so a worker full while another
+has room no longer refuses. What counts is a started call (its ``start`` message came), as
+in a single process: upgrades admitted in the same moment, before any of them has
+started, can pass the limit together, by as many as arrive in that moment.
 """
 
 from __future__ import annotations

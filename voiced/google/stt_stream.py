@@ -123,12 +123,18 @@ class GoogleSTTStream:
         elif self._degraded:
             # No fallback transcriber: a whole-utterance engine still owes one final per flush.
             self._listener.on_transcript("", True)
-        elif self._ledger.owe_final(speech_at) and self._session is not None:
-            self._send_pending(self._session)  # nothing the final waits for stays in a batch
-            # A hung server (no error, no response; keepalive would notice only after
-            # ~40 s) must not leave the call deaf.
-            self._cancel_watchdog()
-            self._watchdog = self._reactor.callLater(RESPONSE_WATCHDOG_S, self._no_response, self._session)
+        else:
+            owed = self._ledger.owe_final(speech_at)
+            if self._session is not None:
+                # The turn ended: nothing stays in a batch, owed or not (an end of utterance
+                # shorter than the pause hint leaves the hint no frame to fire on).
+                self._send_pending(self._session)
+                if owed:
+                    # A hung server (no error, no response; keepalive would notice only after
+                    # ~40 s) must not leave the call deaf.
+                    self._cancel_watchdog()
+                    self._watchdog = self._reactor.callLater(RESPONSE_WATCHDOG_S, self._no_response,
+                                                             self._session)
 
     def close(self) -> None:
         if self._closed:
