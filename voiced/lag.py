@@ -41,8 +41,7 @@ class LagMonitor:
         self._stall_ms = stall_ms
         self._due = 0.0
         self._timer: IDelayedCall | None = None
-        self._trip_in_flight = False
-        self._trip_sent_at = 0.0
+        self._trip_sent_at: float | None = None  # the round trip out now, if any
         self._loop_stalled = False  # the trip out now has been logged as a stall
         self._stalled = False
 
@@ -66,7 +65,7 @@ class LagMonitor:
             log.warn("REACTOR_STALL lag_ms={lag:.0f}: the reactor ran this late, and so did every call's audio "
                      "(too many calls for this process, or the machine is short of CPU)", lag=lag_ms)
         self._stalled = lag_ms >= self._stall_ms
-        if self._trip_in_flight:
+        if self._trip_sent_at is not None:
             # A loop that hangs sends nothing back: the trip still out is what shows it.
             waited_ms = (now - self._trip_sent_at) * 1000
             if waited_ms >= self._stall_ms and not self._loop_stalled:
@@ -74,11 +73,12 @@ class LagMonitor:
                 log.warn("SPEECH_LOOP_STALL waited_ms={ms:.0f}: the Google speech loop has not run a no-op "
                          "this long; every call's audio to Google and transcripts back wait as long", ms=waited_ms)
         elif self._round_trip is not None:
-            self._trip_in_flight, self._trip_sent_at = True, now
-            if not self._round_trip(lambda: self._trip_done(now)):
-                self._trip_in_flight = False
+            self._trip_sent_at = now
+            if not self._round_trip(self._trip_done):
+                self._trip_sent_at = None
         self._schedule()
 
-    def _trip_done(self, sent_at: float) -> None:
-        self._trip_in_flight = self._loop_stalled = False
-        self._observe("speech_loop", (self._clock.seconds() - sent_at) * 1000)
+    def _trip_done(self) -> None:
+        if self._trip_sent_at is not None:
+            self._observe("speech_loop", (self._clock.seconds() - self._trip_sent_at) * 1000)
+        self._trip_sent_at, self._loop_stalled = None, False
