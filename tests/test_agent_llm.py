@@ -18,7 +18,10 @@ from tests.fakes.openai_server import FakeOpenAIServer
 from voiced.agent.base import (
     AgentError, CallInfo, Dtmf, EndCall, Idle, Said, TransferCall, TurnRequest,
 )
-from voiced.agent.llm import GOODBYE_PHRASE, LLMSettings, OpenAIAgent, build_messages
+from voiced.agent.llm import LLMSettings, OpenAIAgent, build_messages
+from voiced.phrases import english
+
+GOODBYE_PHRASE = english()["goodbye"]
 from voiced.agent.tools import ToolRunner
 from voiced.signing import SIGNATURE_HEADER, verify
 

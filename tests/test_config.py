@@ -34,8 +34,14 @@ class SettingsTests(SynchronousTestCase):
         self.assertNotIn("SECRET", s.summary())
         self.assertNotIn("SECRET", repr(s))
 
-    def test_interim_phrase_by_language(self):
-        self.assertIn("סליחה", Settings.load({}, {"VOICED_LANGUAGE": "he-IL"}).interim_text)
+    def test_phrases_follow_the_language_and_each_option_overrides_its_own(self):
+        he = Settings.load({}, {"VOICED_LANGUAGE": "he-IL", "VOICED_FILLER_PHRASE": "שנייה אחת."}).phrase_catalog()
+        self.assertEqual(he.source, "he")
+        self.assertEqual(he["filler"], "שנייה אחת.")
+        self.assertEqual(he["interim"], "סליחה, הייתה בעיה רגעית בזיהוי הדיבור. בואו ננסה שוב.")
+        self.assertEqual(he["language_name"], "Hebrew")
+        en = Settings.load({}, {}).phrase_catalog()
+        self.assertEqual((en.source, en["filler"]), ("en", "One moment."))
 
     def test_every_option_is_documented_in_readme(self):
         with open(README, encoding="utf-8") as f:

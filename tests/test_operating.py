@@ -128,12 +128,41 @@ class StartupWarningTests(SynchronousTestCase):
         (warning,) = preflight.check(settings(**env), env)
         self.assertIn("VOICED_STT_ROLLOVER_S=300", warning)
 
-    def test_hebrew_with_phone_call(self):
+    def test_hebrew_picks_a_model_google_serves_it_on(self):
+        """Issue 18: he-IL with no model chosen streams to one that serves Hebrew, and says nothing."""
         env = dict(self.google, VOICED_LANGUAGE="he-IL")
-        (warning,) = preflight.check(settings(**env), env)
-        self.assertIn("VOICED_STT_MODEL=default or latest_long", warning)
+        self.assertEqual(preflight.check(settings(**env), env), [])
+        self.assertEqual(settings(**env).google_stt_model, "default")
+        self.assertEqual(settings(**self.google).google_stt_model, "phone_call")  # en-US keeps the phone model
         env["VOICED_STT_MODEL"] = "latest_long"
         self.assertEqual(preflight.check(settings(**env), env), [])
+
+    def test_a_model_google_refuses_for_the_language_is_one_line(self):
+        """Issue 18: phone_call + he-IL would leave every call to the fallback: refused at start-up."""
+        env = dict(self.google, VOICED_LANGUAGE="he-IL", VOICED_STT_MODEL="phone_call")
+        e = self.assertRaises(ConfigError, preflight.check, settings(**env), env)
+        self.assertNotIn("\n", str(e))
+        self.assertIn("VOICED_STT_MODEL=phone_call with VOICED_LANGUAGE=he-IL: Google's phone_call model does not "
+                      "serve he-IL", str(e))
+        self.assertIn("leave VOICED_STT_MODEL unset for default", str(e))
+        # With local STT the Google model is not used: nothing to refuse.
+        env["VOICED_STT"] = "local"
+        preflight.check(settings(**env), env)
+
+    def test_a_language_without_a_catalog_or_dialog_is_named_at_start_up(self):
+        env = dict(VOICED_LANGUAGE="fr-FR")
+        warnings = preflight.check(settings(**env), env)
+        self.assertTrue(any("no phrase catalog" in w and "fr-FR" in w for w in warnings), warnings)
+        self.assertTrue(any("no built-in dialog" in w for w in warnings), warnings)
+        self.assertEqual(preflight.check(settings(VOICED_LANGUAGE="he-IL"), {}), [])
+
+    def test_a_bad_phrase_catalog_is_one_line(self):
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("filler = רגע\nhello there\n")
+        env = dict(VOICED_PHRASES_FILE=path)
+        e = self.assertRaises(ConfigError, preflight.check, settings(**env), env)
+        self.assertIn(f"VOICED_PHRASES_FILE: {path}:2: expected 'key = text'", str(e))
 
 
 class TapTests(SynchronousTestCase):

@@ -324,13 +324,50 @@ class TurnMachineTests(SynchronousTestCase):
         self.call.on_mark("r2.start")
         self.assertEqual(self.metrics.turns[0][1]["STT_FINAL_MS"], 240 + 1500)  # EOU wait + final timeout
 
-    def test_no_transcript_returns_to_listening(self):
+    def test_an_utterance_with_an_empty_transcript_is_asked_again_never_silence(self):
+        """Issue 18: an empty final (a degraded STT, a language the engine cannot hear) gets
+        the ask-again phrase, counts as a turn, and the silence after it is idle."""
         self.make_call(streaming=False)
         self.finish_greeting()
-        self.frames("v" * 10 + "." * 12)
+        self.frames("v" * 15 + "." * 12)
         self.call.on_transcript("", True)
-        self.assertEqual(self.call.state, State.LISTENING)
-        self.assertEqual(self.conversation.asked, [])
+        self.assertEqual(self.call.state, State.LISTENING)  # the caller may talk over the phrase
+        self.assertEqual(self.conversation.asked, [])  # nobody heard words: the agent is not asked
+        self.assertEqual(self.tts.spoken[-1], TurnSettings().ask_again_phrase)
+        (record,) = self.call.record.turns
+        self.assertEqual((record.number, record.caller_text, record.event, record.reply_text),
+                         (1, "", {"unheard": "empty transcript"}, TurnSettings().ask_again_phrase))
+        self.echo_all_marks()
+        self.clock.advance(8.0)  # idle_reprompt_ms after the phrase played
+        self.assertEqual([r.event.count for r in self.conversation.requests], [1])
+
+    def test_a_click_with_no_transcript_is_not_answered_but_idle_still_runs(self):
+        self.make_call(streaming=False)
+        self.finish_greeting()
+        self.frames("v" * 5 + "." * 12)  # 100 ms: a noise, not words
+        self.call.on_transcript("", True)
+        self.assertEqual(self.transport.sent, [])
+        self.assertEqual(self.call.record.turns, [])
+        self.clock.advance(8.0)
+        self.assertEqual([r.event.count for r in self.conversation.requests], [1])
+
+    def test_every_utterance_of_a_call_whose_stt_cannot_transcribe_is_answered(self):
+        """Google refused the stream and there is no fallback: the first utterance hears the
+        interim phrase, each later one (an empty final each) the ask-again phrase."""
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 15 + "." * 12)
+        self.stt.stream.streaming = False  # degraded: whole utterances, one (empty) final each
+        self.call.on_stt_failure("INVALID_ARGUMENT: model not supported for he-IL")
+        self.call.on_transcript("", True)
+        for _ in range(2):
+            self.echo_all_marks()
+            self.frames("v" * 15 + "." * 12)
+            self.call.on_transcript("", True)
+        self.assertEqual(self.tts.spoken[1:], ["Oops.", TurnSettings().ask_again_phrase,
+                                               TurnSettings().ask_again_phrase])
+        self.assertEqual([t.event for t in self.call.record.turns], [{"unheard": "empty transcript"}] * 3)
+        self.assertEqual([t.reply_text for t in self.call.record.turns][0], "Oops.")
 
     def test_stt_failure_plays_interim_phrase_then_fallback_text_is_answered(self):
         self.make_call(streaming=True)
@@ -432,14 +469,15 @@ class TurnMachineTests(SynchronousTestCase):
     def test_a_late_final_after_giving_up_is_still_answered(self):
         self.make_call(streaming=True)
         self.finish_greeting()
-        self.frames("v" * 10 + "." * 12)
+        self.frames("v" * 15 + "." * 12)
         self.clock.advance(1.5)  # no transcript in time (the stream was being re-created)
         self.assertEqual(self.call.state, State.LISTENING)
+        self.assertEqual(self.tts.spoken[-1], TurnSettings().ask_again_phrase)  # not silence meanwhile
         self.clock.advance(0.7)
         self.call.on_transcript("goodbye", True)
         self.assertEqual(self.conversation.asked, ["goodbye"])
-        self.call.on_mark("r2.start")
-        self.assertEqual(self.metrics.turns[0][1]["STT_FINAL_MS"], 240 + 1500 + 700)
+        self.call.on_mark("r3.start")
+        self.assertEqual(self.metrics.turns[0][1]["STT_FINAL_MS"], 240 + 1500 + 700)  # from its speech end
 
     def test_a_late_final_after_the_caller_moved_on_is_not_answered_alone(self):
         self.make_call(streaming=True)

@@ -11,8 +11,11 @@ import difflib
 import os
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from voiced.phrases import PhraseCatalog
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 #: The default max_calls per worker process (each has one reactor, one GIL), counting at most one
@@ -20,23 +23,6 @@ DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 #: measured one worker p99 21 ms at 300 calls and 462 ms at 500 (one core full); two workers
 #: p99 47-170 ms at 500. 200 leaves room for a slower machine; README says how to size it.
 CALLS_PER_WORKER = 200
-
-INTERIM_PHRASES = {
-    "en": "Sorry, I had a momentary problem hearing you. Let's try that again.",
-    "he": "סליחה, הייתה בעיה רגעית בזיהוי הדיבור. בוא ננסה שוב.",
-}
-
-
-# When the fallback is transcribing what was lost, an answer is on its way: no "say it again".
-INTERIM_WAIT_PHRASES = {
-    "en": "Sorry, I had a momentary problem hearing you. One moment.",
-    "he": "סליחה, הייתה בעיה רגעית בזיהוי הדיבור. רק רגע.",
-}
-
-
-FILLER_PHRASE = "One moment."
-APOLOGY_PHRASE = "Sorry, I'm having trouble answering right now. Could you say that again?"
-
 
 class ConfigError(ValueError):
     pass
@@ -140,7 +126,8 @@ OPTIONS: list[Option] = [
     Option("tts", _choice("auto", "local", "google"), "auto", "text-to-speech engine (auto: google if configured)"),
     Option("agent", _choice("script", "openai", "webhook"), "script", "reply agent: script, openai or webhook"),
     Option("script", _str, "", "dialog file for the script agent (default: the built-in front desk)"),
-    Option("greeting", _str, "", "what the openai and webhook agents say first (the script has its own)"),
+    Option("greeting", _str, "", "what the openai and webhook agents say first (default: the language's "
+           "phrase catalog; the script has its own)"),
     Option("openai_base_url", _str, "https://api.openai.com/v1", "OpenAI-compatible API base (vLLM, Ollama, ...)"),
     Option("openai_model", _str, "gpt-4o-mini", "chat model of the openai agent"),
     Option("system_prompt", _str, "", "the openai agent's system prompt"),
@@ -157,8 +144,16 @@ OPTIONS: list[Option] = [
     Option("tools_url", _str, "", "where the openai agent POSTs the tool calls of --tools-file"),
     Option("tools_timeout_ms", _int_range(100, 120000), 8000, "bound on one tool call"),
     Option("agent_filler_ms", _int_range(0, 60000), 1200, "no first sentence within this: play the filler (0: never)"),
-    Option("filler_phrase", _str, FILLER_PHRASE, "the filler"),
-    Option("apology_phrase", _str, APOLOGY_PHRASE, "said when the agent fails"),
+    Option("phrases_file", _str, "", "a phrase catalog (key = text lines, as voiced/phrases/he.txt) over the "
+           "language's own: a language voiced does not ship"),
+    Option("filler_phrase", _str, "", "the filler (default: the language's phrase catalog, as for every phrase)"),
+    Option("apology_phrase", _str, "", "said when the agent fails"),
+    Option("ask_again_phrase", _str, "", "said when nothing could be transcribed of what the caller said"),
+    Option("idle_goodbye_phrase", _str, "", "said before hanging up on a silent caller"),
+    Option("time_limit_phrase", _str, "", "said before hanging up at --max-call-s"),
+    Option("drain_goodbye_phrase", _str, "", "said to calls still up when the drain times out"),
+    Option("goodbye_phrase", _str, "", "said when the LLM hangs up without a word"),
+    Option("transfer_phrase", _str, "", "said when the LLM transfers the call without a word"),
     Option("idle_reprompt_ms", _int_range(0, 600000), 8000,
            "caller silence after the bot finished before the agent gets an idle event (0: never)"),
     Option("idle_max_reprompts", _int_range(0, 100), 2, "idle events in a row before a goodbye and hang-up"),
@@ -178,15 +173,15 @@ OPTIONS: list[Option] = [
            "calls at once; beyond, /media upgrades get HTTP 503 (0: 200 per worker, up to one worker per core)"),
     Option("workers", _int_range(1, 64), 1,
            "voiced processes sharing the listening ports, a reactor (core) each (README: 2 on 2 cores)"),
-    Option("stt_model", _str, "phone_call", "Google STT model"),
+    Option("stt_model", _str, "", "Google STT model (default: phone_call where Google offers it for the "
+           "language, else default)"),
     Option("stt_retry_initial_ms", _int_range(1, 60000), 200, "first STT retry delay (doubles each attempt)"),
     Option("stt_retry_max_ms", _int_range(1, 60000), 1600, "largest STT retry delay"),
     Option("stt_retry_attempts", _int_range(0, 20), 4, "STT retries per failure before the interim phrase"),
     Option("stt_fallback_timeout_ms", _int_range(100, 30000), 4000, "bound on the Whisper fallback after STT fails"),
-    Option("interim_phrase", _str, "", "what the caller hears when STT fails (default by language)"),
-    Option("interim_wait_phrase", _str, "",
-           "what the caller hears when STT fails but the fallback is transcribing (default by language)"),
-    Option("tts_voice", _str, "", "Google TTS voice name (default: the language's standard voice)"),
+    Option("interim_phrase", _str, "", "what the caller hears when STT fails"),
+    Option("interim_wait_phrase", _str, "", "what the caller hears when STT fails but the fallback is transcribing"),
+    Option("tts_voice", _str, "", "Google TTS voice name (default: Google's voice for the language)"),
     Option("google_endpoint", _str, "", "host:port of the Google speech APIs (an emulator)"),
     Option("google_insecure", _bool, False, "plaintext gRPC to --google-endpoint (loopback only)", flag_only=True),
     Option("google_insecure_remote", _bool, False, "allow plaintext gRPC to a non-loopback endpoint",
@@ -206,13 +201,9 @@ OPTIONS: list[Option] = [
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
-#: (Google STT model, language) pairs Google refuses with INVALID_ARGUMENT at every call
-#: (each call then runs on Whisper: STT_DEGRADED). A start-up warning, not an error: the
-#: daemon still works, and Google's list of models per language changes.
-KNOWN_UNSUPPORTED_MODELS = {
-    ("phone_call", "he"): "Google's phone_call model does not support Hebrew: every call is refused and "
-                          "falls back to Whisper; set VOICED_STT_MODEL=default or latest_long",
-}
+#: Catalog keys with a --KEY-phrase option of their own.
+_PHRASE_OPTIONS = ("filler", "apology", "interim", "interim_wait", "ask_again", "idle_goodbye", "time_limit",
+                   "drain_goodbye", "goodbye", "transfer")
 #: VOICED_* variables that are not options but are read all the same.
 OTHER_ENV = frozenset({"VOICED_LISTEN"})
 
@@ -259,8 +250,15 @@ class Settings:
     tools_url: str = ""
     tools_timeout_ms: int = 8000
     agent_filler_ms: int = 1200
-    filler_phrase: str = FILLER_PHRASE
-    apology_phrase: str = APOLOGY_PHRASE
+    phrases_file: str = ""
+    filler_phrase: str = ""
+    apology_phrase: str = ""
+    ask_again_phrase: str = ""
+    idle_goodbye_phrase: str = ""
+    time_limit_phrase: str = ""
+    drain_goodbye_phrase: str = ""
+    goodbye_phrase: str = ""
+    transfer_phrase: str = ""
     idle_reprompt_ms: int = 8000
     idle_max_reprompts: int = 2
     max_call_s: int = 1800
@@ -276,7 +274,7 @@ class Settings:
     whisper_workers: int = 1
     max_calls: int = 0
     workers: int = 1
-    stt_model: str = "phone_call"
+    stt_model: str = ""
     stt_retry_initial_ms: int = 200
     stt_retry_max_ms: int = 1600
     stt_retry_attempts: int = 4
@@ -393,13 +391,19 @@ class Settings:
         return "google" if self.google_configured else "local"
 
     @property
-    def interim_text(self) -> str:
-        return self.interim_phrase or INTERIM_PHRASES.get(self.language.split("-")[0].lower(), INTERIM_PHRASES["en"])
+    def google_stt_model(self) -> str:
+        """stt_model, or the model Google serves this language on the phone with."""
+        from voiced.google.models import default_stt_model
 
-    @property
-    def interim_wait_text(self) -> str:
-        return self.interim_wait_phrase or INTERIM_WAIT_PHRASES.get(self.language.split("-")[0].lower(),
-                                                                    INTERIM_WAIT_PHRASES["en"])
+        return self.stt_model or default_stt_model(self.language)
+
+    def phrase_catalog(self) -> "PhraseCatalog":
+        """What voiced says itself in this language, each phrase option over the catalog."""
+        from voiced.phrases import load_catalog
+
+        overrides = {key: getattr(self, f"{key}_phrase") for key in _PHRASE_OPTIONS}
+        overrides["greeting"] = self.greeting
+        return load_catalog(self.language, self.phrases_file, overrides)
 
     def summary(self) -> str:
         """One line for APP_START: what differs from the defaults; secrets redacted."""

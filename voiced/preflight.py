@@ -17,7 +17,7 @@ import os
 import socket
 from typing import Any, Mapping
 
-from voiced.config import KNOWN_UNSUPPORTED_MODELS, ConfigError, Settings, unknown_env_warnings
+from voiced.config import ConfigError, Settings, unknown_env_warnings
 
 #: Google closes a StreamingRecognize stream at about 305 s of audio.
 GOOGLE_STREAM_LIMIT_S = 300
@@ -33,7 +33,7 @@ def check(settings: Settings, environ: Mapping[str, str] | None = None, reactor:
     _check_files(settings)
     if "google" in (settings.stt_engine, settings.tts_engine):
         _check_google(settings, environ)
-    return unknown_env_warnings(environ) + _warnings(settings)
+    return unknown_env_warnings(environ) + _check_language(settings) + _warnings(settings)
 
 
 def check_listen(option: str, endpoint: str, reactor: Any = None) -> None:
@@ -159,11 +159,37 @@ def _check_google(settings: Settings, environ: Mapping[str, str]) -> None:
     check_credentials(settings, environ)
 
 
+def _check_language(settings: Settings) -> list[str]:
+    """What the caller's language needs: a Google model that serves it (or one line and
+    exit 1), and voiced's own phrases in it (or a warning naming what stays English)."""
+    from voiced.agent.script import builtin_dialog_name
+    from voiced.google.models import refusal
+    from voiced.phrases import FALLBACK_LANGUAGE, CatalogError
+
+    s = settings
+    if s.stt_engine == "google" and (reason := refusal(s.google_stt_model, s.language)):
+        raise ConfigError(f"VOICED_STT_MODEL={s.google_stt_model} with VOICED_LANGUAGE={s.language}: {reason}")
+    try:
+        catalog = s.phrase_catalog()
+    except CatalogError as e:
+        raise ConfigError(f"VOICED_PHRASES_FILE: {e}") from None
+    warnings = []
+    english = s.language.split("-")[0].lower() == FALLBACK_LANGUAGE
+    if catalog.source == FALLBACK_LANGUAGE and not english:
+        warnings.append(f"VOICED_LANGUAGE={s.language}: voiced has no phrase catalog for it, so the phrases it says "
+                        "itself (filler, apology, goodbyes) are English; add voiced/phrases/<language>.txt or set "
+                        "VOICED_PHRASES_FILE")
+    elif catalog.from_fallback:
+        warnings.append(f"phrase catalog {catalog.source} lacks {', '.join(catalog.from_fallback)}: "
+                        "those are said in English")
+    if s.agent == "script" and not s.script and not english and builtin_dialog_name(s.language) is None:
+        warnings.append(f"VOICED_LANGUAGE={s.language}: no built-in dialog in this language, so the script agent "
+                        "answers in English; write one (VOICED_SCRIPT) or use VOICED_AGENT=openai")
+    return warnings
+
+
 def _warnings(settings: Settings) -> list[str]:
     warnings = []
-    mismatch = KNOWN_UNSUPPORTED_MODELS.get((settings.stt_model, settings.language.split("-")[0].lower()))
-    if settings.stt_engine == "google" and mismatch:
-        warnings.append(f"VOICED_STT_MODEL={settings.stt_model} with VOICED_LANGUAGE={settings.language}: {mismatch}")
     if settings.stt_engine == "google" and settings.stt_rollover_s >= GOOGLE_STREAM_LIMIT_S:
         warnings.append(
             f"VOICED_STT_ROLLOVER_S={settings.stt_rollover_s} is at or above Google's ~{GOOGLE_STREAM_LIMIT_S} s "

@@ -76,18 +76,23 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.startup_warnings = list(startup_warnings)
         # Pure-Python objects, safe to build before twistd forks.
         self.metrics = Metrics()
+        self.phrases = settings.phrase_catalog()
         self.turn_settings = TurnSettings(
             barge_in_ms=settings.barge_in_ms,
             final_timeout_ms=settings.stt_final_timeout_ms,
             fallback_timeout_ms=settings.stt_fallback_timeout_ms,
-            interim_phrase=settings.interim_text,
-            interim_wait_phrase=settings.interim_wait_text,
+            interim_phrase=self.phrases["interim"],
+            interim_wait_phrase=self.phrases["interim_wait"],
+            ask_again_phrase=self.phrases["ask_again"],
             filler_ms=settings.agent_filler_ms,
-            filler_phrase=settings.filler_phrase,
-            apology_phrase=settings.apology_phrase,
+            filler_phrase=self.phrases["filler"],
+            apology_phrase=self.phrases["apology"],
             idle_reprompt_ms=settings.idle_reprompt_ms,
             idle_max_reprompts=settings.idle_max_reprompts,
+            idle_goodbye_phrase=self.phrases["idle_goodbye"],
             max_call_s=settings.max_call_s,
+            time_limit_phrase=self.phrases["time_limit"],
+            drain_goodbye_phrase=self.phrases["drain_goodbye"],
         )
         self.ready = False
         self.stopping = False

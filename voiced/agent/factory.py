@@ -16,7 +16,6 @@ from voiced.config import Settings
 
 log = Logger(namespace="voiced.service")
 
-DEFAULT_GREETING = "Hello, thanks for calling. How can I help you?"
 
 
 def build_agent(s: Settings, http: Any, clock: IReactorTime) -> Agent:
@@ -24,7 +23,8 @@ def build_agent(s: Settings, http: Any, clock: IReactorTime) -> Agent:
         from voiced.agent.script import ScriptAgent
 
         return ScriptAgent(s.script, s.language)
-    greeting = [s.greeting or DEFAULT_GREETING]
+    phrases = s.phrase_catalog()
+    greeting = [phrases["greeting"]]
     if s.agent == "webhook":
         from voiced.agent.webhook import WebhookAgent
 
@@ -32,7 +32,7 @@ def build_agent(s: Settings, http: Any, clock: IReactorTime) -> Agent:
             log.warn("Webhook requests are not signed (no VOICED_WEBHOOK_SECRET): the application cannot "
                      "tell them from anyone else's")
         return WebhookAgent(http, clock, s.webhook_url, s.webhook_secret, s.webhook_timeout_ms / 1000, greeting)
-    from voiced.agent.llm import DEFAULT_SYSTEM_PROMPT, LLMSettings, OpenAIAgent
+    from voiced.agent.llm import LLMSettings, OpenAIAgent, default_system_prompt
     from voiced.agent.tools import ToolRunner
 
     prompt = s.system_prompt
@@ -42,9 +42,10 @@ def build_agent(s: Settings, http: Any, clock: IReactorTime) -> Agent:
     tools = ToolRunner(http, clock, s.tools_url, s.webhook_secret, s.tools_timeout_ms / 1000) if s.tools_url else None
     llm = LLMSettings(
         base_url=s.openai_base_url.rstrip("/"), model=s.openai_model, api_key=s.openai_api_key,
-        system_prompt=prompt or DEFAULT_SYSTEM_PROMPT, temperature=s.llm_temperature,
+        system_prompt=prompt or default_system_prompt(s.language, phrases["language_name"]),
+        temperature=s.llm_temperature,
         max_tokens=s.llm_max_tokens or None, first_token_timeout_s=s.llm_first_token_timeout_ms / 1000,
         reply_timeout_s=s.llm_reply_timeout_ms / 1000, greeting=greeting, tools_file=s.tools_file,
-        transfer_targets=s.transfer_targets,
+        transfer_targets=s.transfer_targets, goodbye_phrase=phrases["goodbye"], transfer_phrase=phrases["transfer"],
     )
     return OpenAIAgent(http, clock, llm, tools)

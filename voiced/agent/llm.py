@@ -56,6 +56,7 @@ from voiced.agent.tools import (
     END_CALL, TRANSFER_CALL, ToolRunner, builtin_tools, load_tools, parse_arguments, tool_error,
 )
 from voiced.lifecycle import note_construction
+from voiced.phrases import english
 
 log = Logger()
 
@@ -64,13 +65,20 @@ DEFAULT_SYSTEM_PROMPT = (
     "spoken aloud by text-to-speech: answer in short plain sentences, without lists, "
     "markdown, emoji or URLs, and ask one question at a time."
 )
+
+
+def default_system_prompt(language: str, language_name: str = "") -> str:
+    """The default prompt, naming the language to answer in (a model answers in the
+    language it is addressed in, and this prompt is English)."""
+    name = language_name or language
+    return f"{DEFAULT_SYSTEM_PROMPT} The caller speaks {name} ({language}): always answer in {name}."
+
+
 INTERRUPTED_NOTE = (
     "An assistant message ending with \" —\" was interrupted by the caller: they heard "
     "it only up to that point."
 )
-# Spoken when the model takes a call action without a word, even when asked again.
-GOODBYE_PHRASE = "Goodbye."
-TRANSFER_PHRASE = "Please hold while I transfer you."
+_EN = english()
 # Enough of an error body to hold the server's message.
 ERROR_BODY_BYTES = 4096
 
@@ -85,7 +93,10 @@ class LLMSettings:
     max_tokens: int | None = None
     first_token_timeout_s: float = 5.0
     reply_timeout_s: float = 30.0
-    greeting: Sequence[str] = ("Hello, thanks for calling. How can I help you?",)
+    greeting: Sequence[str] = (_EN["greeting"],)
+    # Spoken when the model takes a call action without a word, even when asked again.
+    goodbye_phrase: str = _EN["goodbye"]
+    transfer_phrase: str = _EN["transfer"]
     tools_file: str = ""
     max_tool_rounds: int = 4
     transfer_targets: Sequence[str] = ()  # transfer_call is offered only with these to choose from
@@ -127,7 +138,7 @@ class OpenAIAgent:
         return OpenAIConversation(self, call)
 
     def fixed_phrases(self) -> list[str]:
-        return [*self.settings.greeting, GOODBYE_PHRASE, TRANSFER_PHRASE]
+        return [*self.settings.greeting, self.settings.goodbye_phrase, self.settings.transfer_phrase]
 
     def redact(self, text: str) -> str:
         """``text`` without the API key (a server may echo it in an error message)."""
@@ -183,7 +194,8 @@ class OpenAIConversation:
                 asked_for_words = True
         if not spoke:
             if acted:
-                sink.sentence(TRANSFER_PHRASE if TRANSFER_CALL in acted else GOODBYE_PHRASE)
+                settings = self._agent.settings
+                sink.sentence(settings.transfer_phrase if TRANSFER_CALL in acted else settings.goodbye_phrase)
             else:
                 raise AgentError("the model's reply held no words")
 

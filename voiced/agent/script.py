@@ -69,6 +69,13 @@ _FILLER_EN = frozenset(
     um uh uhm oh well just hi hello hey okay ok""".split()
 )
 
+# Hebrew's pronouns, particles and politeness: "אני רוצה לדעת מה השעות" needs only "השעות".
+_FILLER_HE = frozenset(
+    """אני אתה את אתם אתן הוא היא אנחנו הם זה זאת של על עם אם גם רק יש לי לך לכם לנו רוצה רוצים
+    רציתי אפשר בבקשה אה אמ אממ טוב נו שלום היי הלו תגיד תגידי תגידו לדעת""".split()
+)
+_FILLERS = {"en": _FILLER_EN, "he": _FILLER_HE}
+
 _APOSTROPHES = re.compile("['\u2018\u2019`]")
 _SEPARATORS = re.compile(r"[\W\d_]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?\u2026])\s+(?![a-z])")
@@ -277,8 +284,21 @@ def _response(section: _Section, phrases: tuple[str, ...], reply: list[str], sou
     return Intent(section.name, phrases, tuple(reply), hang_up, transfer)
 
 
-def load_dialog(path: str = "") -> Dialog:
-    """Read a script file; ``""`` is the shipped front desk."""
+def builtin_dialog_name(language: str) -> str | None:
+    """The shipped front desk in ``language`` (``front_desk.he.dialog`` for he-IL), or None."""
+    primary = language.split("-")[0].lower()
+    if primary == "en":
+        return DEFAULT_SCRIPT
+    for tag in (language, primary):
+        name = f"front_desk.{tag}.dialog"
+        if resources.files("voiced.agent").joinpath(name).is_file():
+            return name
+    return None
+
+
+def load_dialog(path: str = "", language: str = "en-US") -> Dialog:
+    """Read a script file; ``""`` is the shipped front desk in ``language`` (English when
+    there is none in it)."""
     if path:
         source = path
         try:
@@ -287,7 +307,7 @@ def load_dialog(path: str = "") -> Dialog:
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: cannot read dialog script: {e}") from e
     else:
-        resource = resources.files("voiced.agent").joinpath(DEFAULT_SCRIPT)
+        resource = resources.files("voiced.agent").joinpath(builtin_dialog_name(language) or DEFAULT_SCRIPT)
         source = str(resource)
         text = resource.read_text(encoding="utf-8")
     return parse_dialog(text, source)
@@ -302,7 +322,7 @@ class IntentMatcher:
     """
 
     def __init__(self, intents: Iterable[Intent], language: str, memo_words: int = 4096) -> None:
-        filler = _FILLER_EN if language.lower().startswith("en") else frozenset()
+        filler = _FILLERS.get(language.split("-")[0].lower(), frozenset())
         self._table = [
             (intent, [self._phrase_words(p, filler) for p in intent.phrases]) for intent in intents
         ]
@@ -398,7 +418,7 @@ class ScriptAgent:
     name = "script"
 
     def __init__(self, script_path: str = "", language: str = "en-US") -> None:
-        self.dialog = load_dialog(script_path)
+        self.dialog = load_dialog(script_path, language)
         self.language = language
         self._matcher = IntentMatcher(self.dialog.intents, language)
         note_construction("agent_script")

@@ -73,11 +73,13 @@ class Answering:
         self.metrics.agent_failures_total.inc()
         if reply.turn is not None and (record := self.record.turn(reply.turn.number)) is not None:
             record.agent_error = failure.getErrorMessage() or failure.type.__name__
+        self._log_phrase("apology", self.settings.apology_phrase)
         reply.fail(self.settings.apology_phrase)  # its end mark returns the call to listening
 
     def filler_played(self, reply: Reply) -> None:
         log.info("FILLER call={call} reply={reply}: no reply within {ms} ms", call=self.call_id,
                  reply=reply.mark_prefix, ms=self.settings.filler_ms)
+        self._log_phrase("filler", self.settings.filler_phrase)
         self.metrics.fillers_total.inc()
         if reply.turn is not None and (record := self.record.turn(reply.turn.number)) is not None:
             record.filler = True
@@ -118,7 +120,11 @@ class Answering:
         reply.stop_waiting_for_end()
         self._replies.pop(reply.mark_prefix, None)
         if reply.mark_prefix.startswith("p"):
-            return  # an interim prompt: the turn it interrupted goes on
+            # An interim prompt: the turn it interrupted goes on; if the caller has not
+            # spoken since, the silence after it is idle like after any reply.
+            if self._caller_is_quiet() and not any(r.mark_prefix.startswith("p") for r in self._replies.values()):
+                self._arm_idle()
+            return
         heard = reply.heard(assume_played=assume_played)
         if heard is not None:
             self.history.append(heard)
@@ -169,13 +175,15 @@ class Answering:
             self._say_apology()
 
     def _say_apology(self) -> None:
+        self._log_phrase("apology", self.settings.apology_phrase)
         self.state = State.THINKING
         reply = self._new_reply("r", turn=None)
         reply.say(self.settings.apology_phrase, in_history=False)
         reply.finish()
 
-    def _say_goodbye(self, phrase: str) -> None:
+    def _say_goodbye(self, kind: str, phrase: str) -> None:
         """End the call politely; the caller cannot talk over this one."""
+        self._log_phrase(kind, phrase)
         self._final_goodbye = True
         self._cancel_timer()
         self._cancel_idle()
@@ -203,7 +211,7 @@ class Answering:
         self._idle_count += 1
         log.info("IDLE call={call} count={count}", call=self.call_id, count=self._idle_count)
         if self._idle_count > self.settings.idle_max_reprompts:
-            self._say_goodbye(self.settings.idle_goodbye_phrase)
+            self._say_goodbye("idle_goodbye", self.settings.idle_goodbye_phrase)
         else:
             self._ask_event(Idle(self._idle_count))
 
@@ -212,19 +220,23 @@ class Answering:
         if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
             return
         log.info("TIME_LIMIT call={call}: {s} s reached", call=self.call_id, s=self.settings.max_call_s)
-        self._cut_to_goodbye(self.settings.time_limit_phrase)
+        self._cut_to_goodbye("time_limit", self.settings.time_limit_phrase)
 
     def drain_goodbye(self) -> None:
         """The daemon is stopping and this call outlived the drain: a goodbye, then the close (1000)."""
         if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
             return
         log.info("DRAIN_GOODBYE call={call}", call=self.call_id)
-        self._cut_to_goodbye(self.settings.drain_goodbye_phrase)
+        self._cut_to_goodbye("drain_goodbye", self.settings.drain_goodbye_phrase)
 
-    def _cut_to_goodbye(self, phrase: str) -> None:
+    def _cut_to_goodbye(self, kind: str, phrase: str) -> None:
         for reply in list(self._replies.values()):
             self._interrupt(reply)
-        self._say_goodbye(phrase)
+        self._say_goodbye(kind, phrase)
+
+    def _log_phrase(self, kind: str, text: str) -> None:
+        """Every phrase voiced says itself, by its catalog key and in the words played."""
+        log.info("PHRASE call={call} kind={kind} text={text!r}", call=self.call_id, kind=kind, text=text)
 
     # ---- what replies report (voiced.call.reply) ---------------------------------------------
     def _new_reply(self, kind: str, turn: Turn | None, current: bool = True) -> Reply:

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from voiced.agent.base import Event
-from voiced.config import APOLOGY_PHRASE, FILLER_PHRASE, INTERIM_PHRASES, INTERIM_WAIT_PHRASES
 from voiced.metrics import TurnTimes
+from voiced.phrases import english
+
+_EN = english()
 
 
 class State(enum.Enum):
@@ -37,22 +39,24 @@ class TurnSettings:
     barge_in_ms: int = 160
     final_timeout_ms: int = 1500
     fallback_timeout_ms: int = 4000
-    interim_phrase: str = INTERIM_PHRASES["en"]
-    interim_wait_phrase: str = INTERIM_WAIT_PHRASES["en"]
+    # The phrases: the language's catalog (voiced.phrases), English by default.
+    interim_phrase: str = _EN["interim"]
+    interim_wait_phrase: str = _EN["interim_wait"]
+    ask_again_phrase: str = _EN["ask_again"]
     filler_ms: int = 1200
-    filler_phrase: str = FILLER_PHRASE
-    apology_phrase: str = APOLOGY_PHRASE
+    filler_phrase: str = _EN["filler"]
+    apology_phrase: str = _EN["apology"]
     idle_reprompt_ms: int = 8000
     idle_max_reprompts: int = 2
-    idle_goodbye_phrase: str = "I haven't heard from you, so I'll hang up now. Goodbye."
+    idle_goodbye_phrase: str = _EN["idle_goodbye"]
     max_call_s: int = 1800
-    time_limit_phrase: str = "I'm sorry, we have reached the time limit for this call. Goodbye."
-    drain_goodbye_phrase: str = "I'm sorry, this line is closing for maintenance. Please call again. Goodbye."
+    time_limit_phrase: str = _EN["time_limit"]
+    drain_goodbye_phrase: str = _EN["drain_goodbye"]
 
     def phrases(self) -> list[str]:
         """Every phrase the call itself may say: the phrase cache holds them from start-up."""
-        return [self.interim_phrase, self.interim_wait_phrase, self.filler_phrase, self.apology_phrase,
-                self.idle_goodbye_phrase, self.time_limit_phrase, self.drain_goodbye_phrase]
+        return [self.interim_phrase, self.interim_wait_phrase, self.ask_again_phrase, self.filler_phrase,
+                self.apology_phrase, self.idle_goodbye_phrase, self.time_limit_phrase, self.drain_goodbye_phrase]
 
 
 @dataclass
@@ -61,5 +65,6 @@ class Turn:
     number: int | None = None  # assigned when the turn is answered
     reported: bool = False
     stt_failed: bool = False
+    prompted: bool = False  # the caller heard an interim phrase about this utterance
     text: str = ""
     event: Event | None = None

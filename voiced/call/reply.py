@@ -238,9 +238,11 @@ class Reply:
     def _send_end(self, _: object) -> None:
         if self.cancelled:
             return
+        # Every word the caller hears, filler, apology and prompts included (the history
+        # and the record keep only the agent's).
         log.info("BOT call={call} reply={reply} actions={actions} text={text!r}", call=self.call.call_id,
                  reply=self.mark_prefix, actions=",".join(type(a).__name__ for a in self.actions) or "-",
-                 text=self.spoken_text)
+                 text=" ".join(s.text for s in self.segments if s.sent))
         self.call.transport.send_mark(f"{self.mark_prefix}.end")
         self.end_overdue = self.call.expect_end_mark(self)
         self.call.reply_sent(self)

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from voiced.call.model import State
+from voiced.call.model import State, Turn
+from voiced.call.record import TurnRecord
 
 log = Logger(namespace="voiced.call")
 
 UTTERANCE_ENGINE_SAFETY_MS = 30000
+#: An utterance shorter than this with no transcript is taken for a noise, not words.
+UNHEARD_MIN_SPEECH_S = 0.2
 
 
 class Transcribing:
@@ -112,7 +115,10 @@ class Transcribing:
             return  # the caller is talking (the fallback has their words): a phrase now would talk over them
         # "Let's try that again" while the fallback's answer is on its way would have the
         # caller repeat over it.
-        self._say_interim(self.settings.interim_wait_phrase if answer_coming else self.settings.interim_phrase)
+        if answer_coming:
+            self._say_prompt("interim_wait", self.settings.interim_wait_phrase, turn)
+        else:
+            self._say_prompt("interim", self.settings.interim_phrase, turn)
         if self.state is State.AWAITING_FINAL:
             # The fallback transcription may still rescue the turn, within its bound.
             self._start_timer(self.settings.fallback_timeout_ms, self._final_timed_out)
@@ -152,13 +158,43 @@ class Transcribing:
             log.info("No transcript for the utterance call={call}", call=self.call_id)
             abandoned = self._turn
             self._start_turn()
-            self._abandoned = abandoned
-            if abandoned.stt_failed:
-                # STT gave up and its fallback gave nothing in time: the caller must hear that
-                # (perhaps after "one moment"), never silence.
-                self._say_interim(self.settings.interim_phrase)
+            self._abandoned = abandoned  # a late final still answers it (LATE_FINAL)
+            self._answer_unheard(abandoned, "stt gave up" if abandoned.stt_failed else "no transcript in time")
 
-    def _say_interim(self, phrase: str) -> None:
+    def _answer_unheard(self, turn: Turn, reason: str) -> None:
+        """Nothing could be transcribed of an utterance (an empty final, no final in time,
+        STT gave up): the caller hears so and may try again, never silence. It counts as a
+        turn, answered by the call itself; the agent is not asked about words nobody heard.
+        A sound too short to be words (a click, a cough) is not worth a reply."""
+        times = turn.times
+        if (
+            not turn.stt_failed
+            and times.speech_start is not None
+            and times.speech_end is not None
+            and times.speech_end - times.speech_start < UNHEARD_MIN_SPEECH_S
+        ):
+            self._arm_idle()
+            return
+        self._turns_answered += 1
+        turn.number = self._turns_answered
+        phrase = "" if turn.prompted else (
+            self.settings.interim_phrase if turn.stt_failed else self.settings.ask_again_phrase)
+        said = phrase or self.settings.interim_phrase  # the prompt that already told them
+        log.info("UNHEARD call={call} turn={turn} reason={reason}", call=self.call_id, turn=turn.number,
+                 reason=reason)
+        self.record.turns.append(TurnRecord(turn.number, "", {"unheard": reason}, reply_text=said))
+        self._tell("caller", {"turn": turn.number, "text": "", "event": {"unheard": reason}})
+        self._tell("bot", {"turn": turn.number, "text": said, "heard": "", "interrupted": False})
+        if phrase:
+            self._say_prompt("interim" if turn.stt_failed else "ask_again", phrase, turn)
+        else:
+            self._arm_idle()
+
+    def _say_prompt(self, kind: str, phrase: str, turn: Turn) -> None:
+        """A phrase the call says while it goes on listening (the caller may talk over it)."""
+        if kind != "interim_wait":  # "one moment" promises an answer; it asks nothing again
+            turn.prompted = True
+        self._log_phrase(kind, phrase)
         prompt = self._new_reply("p", turn=None, current=False)
         prompt.say(phrase, in_history=False)
         prompt.finish()

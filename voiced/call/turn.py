@@ -293,6 +293,7 @@ class Call(Transcribing, Answering):
             turn.times.final = self.clock.seconds() if partial or not self._last_final_at else self._last_final_at
         if not text:
             self._start_turn()
+            self._answer_unheard(turn, "empty transcript")
             return
         self._idle_count = 0
         turn.text = text

@@ -53,7 +53,7 @@ def recognition_config(settings: Settings) -> speech_v1.StreamingRecognitionConf
             encoding=speech_v1.RecognitionConfig.AudioEncoding.MULAW,
             sample_rate_hertz=SAMPLE_RATE,
             language_code=settings.language,
-            model=settings.stt_model,
+            model=settings.google_stt_model,
             use_enhanced=True,
             enable_automatic_punctuation=True,
         ),

@@ -328,7 +328,7 @@ class GoogleSTTStream:
         settings = self._engine.settings
         hint = _HINTS.get(error, "")
         reason = (
-            f"Google STT refused the stream (model={settings.stt_model}, language={settings.language}): "
+            f"Google STT refused the stream (model={settings.google_stt_model}, language={settings.language}): "
             f"{error}: {message}" + (f" -- {hint}" if hint else "")
         )
         fallback = self._engine.fallback
