@@ -19,6 +19,7 @@ from twisted.trial.unittest import TestCase
 from tests.e2e.daemon import BIN, Daemon, free_port
 from tests.e2e.test_calls import constructions, line
 from voiced.caller.client import place_call
+from voiced.config import Settings
 
 
 class EmulatorProcess:
@@ -142,19 +143,27 @@ class GoogleEngineCallTests(TestCase):
         self.assertLessEqual(max(schedule), 1600 * 1.1 + 1)
 
     @inlineCallbacks
-    def test_hebrew_with_unsupported_model_is_reported_once_and_the_call_goes_on(self):
-        emulator, daemon = self.start(VOICED_LANGUAGE="he-IL", VOICED_STT_MODEL="phone_call")
-        report = yield place_call(reactor, daemon.media_url, [line("Goodbye.")], reply_timeout_s=15)
-        yield deferLater(reactor, 2.5, lambda: None)  # the caller hangs up: let Autobahn's close timers run out
-        self.assertTrue(report.connected)
-        self.assertTrue(report.replies, "the caller hears the (Hebrew) greeting")
-        # The bundled Whisper is English only: no fallback that would answer Hebrew in English.
-        self.assertEqual(len(daemon.lines("WHISPER_LANGUAGE")), 1, daemon.log()[-3000:])
-        refused = daemon.lines("STT_DEGRADED")
-        self.assertEqual(len(refused), 1, daemon.log()[-3000:])
-        self.assertIn("he-IL", refused[0])
-        self.assertIn("phone_call", refused[0])
-        self.assertFalse(daemon.lines("STT_RETRY"), "a refused configuration is not retried")
+    def test_a_hebrew_caller_whose_stt_always_fails_hears_an_answer_to_every_utterance(self):
+        """Issue 18: no configuration leaves a caller in silence. Every stream fails, the
+        bundled Whisper knows no Hebrew (no fallback): each of three utterances is still
+        answered with a Hebrew phrase of the catalog, and each is a turn of the record."""
+        emulator, daemon = self.start("--fail-status", "UNAVAILABLE", "--fail-every", "1",
+                                      VOICED_LANGUAGE="he-IL", VOICED_STT_RETRY_ATTEMPTS="1")
+        report = yield place_call(reactor, daemon.media_url, [line("Shalom."), line("Ma nishma?"), line("Toda.")],
+                                  reply_timeout_s=15, hangup_grace_s=1)
+        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
+        self.assertTrue(report.connected, report.errors)
+        self.assertEqual(len(report.turns), 3)
+        for turn in report.turns:
+            self.assertIsNotNone(turn.first_reply_audio_ms, (report.turns, daemon.log()[-4000:]))
+        catalog = Settings.load({}, {"VOICED_LANGUAGE": "he-IL"}).phrase_catalog()
+        hebrew = {catalog["interim"], catalog["ask_again"]}
+        phrases = [e for e in daemon.lines("PHRASE") if report.call_sid in e]
+        self.assertEqual(len(phrases), 3, daemon.log()[-4000:])
+        for entry in phrases:
+            self.assertTrue(any(repr(text) in entry for text in hebrew), entry)
+        self.assertEqual(len([e for e in daemon.lines("UNHEARD") if report.call_sid in e]), 3)
+        self.assertIn("turns=3", "".join(e for e in daemon.lines("CALL_END") if report.call_sid in e))
 
     @inlineCallbacks
     def test_tts_failure_mid_call_is_spoken_by_the_local_engine(self):
@@ -168,7 +177,7 @@ class GoogleEngineCallTests(TestCase):
 
     @inlineCallbacks
     def test_hebrew_with_a_supported_model_streams_to_google(self):
-        emulator, daemon = self.start(VOICED_LANGUAGE="he-IL", VOICED_STT_MODEL="default")
+        emulator, daemon = self.start(VOICED_LANGUAGE="he-IL")  # the model follows the language
         report = yield place_call(reactor, daemon.media_url, [line("Shalom.")], reply_timeout_s=10,
                                   hangup_grace_s=1)
         yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
