@@ -74,10 +74,10 @@ class ScriptTests(SynchronousTestCase):
                 ScriptedPlan(**bad)  # type: ignore[arg-type]
 
     def test_command_line_values(self) -> None:
-        every, by_language = parse_transcripts(["he-IL=שלום", "Hello", "he-IL=תודה", "he=כן", "two words=x"])
+        every, by_language = parse_transcripts(["he-IL=שלום", "Hello", "he-il=תודה", "he=כן", "two words=x"])
         self.assertEqual(every, ("Hello", "two words=x"))
-        self.assertEqual(by_language, {"he-IL": ("שלום", "תודה"), "he": ("כן",)})
-        self.assertEqual(parse_transcripts(["he-IL=שלום"]), ((DEFAULT_TRANSCRIPT,), {"he-IL": ("שלום",)}))
+        self.assertEqual(by_language, {"he-il": ("שלום", "תודה"), "he": ("כן",)})
+        self.assertEqual(parse_transcripts(["he-IL=שלום"]), ((DEFAULT_TRANSCRIPT,), {"he-il": ("שלום",)}))
 
 
 class ScriptedHebrewTests(SynchronousTestCase):

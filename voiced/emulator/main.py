@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tts-fail-every", type=int, default=0, metavar="N", help="fail syntheses N, 2N, 3N...")
     p.add_argument("--max-workers", type=int, default=32, help="concurrent calls served (default 32)")
     p.add_argument("--scripted", action="store_true",
-                   help="cheap mode for load tests: recognition by energy, a fixed transcript, a tone for speech")
+                   help="cheap mode for load tests: recognition by energy, scripted transcripts, a tone for speech")
     p.add_argument("--transcript", action="append", default=[], metavar="[LANG=]TEXT",
                    help="--scripted: a final's text; repeat it for one per utterance, in order (the last one "
                         "repeats); LANG=TEXT (he-IL=..., or he=... for every region) for the streams in that "

@@ -85,16 +85,16 @@ def _script(value: str | Sequence[str], what: str) -> Script:
 def parse_transcripts(values: Sequence[str]) -> tuple[Script, dict[str, Script]]:
     """``--transcript`` values -> (every stream's script, the scripts by language).
 
-    "LANG=TEXT" (LANG a language code: "he-IL=...") adds to that language's script,
-    any other value to every stream's; each in the order given. No plain value: the
-    default transcript.
+    "LANG=TEXT" (LANG a language code: "he-IL=...") adds to that language's script
+    (keyed in lower case), any other value to every stream's; each in the order given.
+    No plain value: the default transcript.
     """
     every: list[str] = []
     by_language: dict[str, list[str]] = {}
     for value in values:
         language, sep, text = value.partition("=")
         if sep and LANGUAGE_RE.match(language):
-            by_language.setdefault(language, []).append(text)
+            by_language.setdefault(language.lower(), []).append(text)  # he-IL and he-il are one script
         else:
             every.append(value)
     return tuple(every) or (DEFAULT_TRANSCRIPT,), {language: tuple(texts) for language, texts in by_language.items()}
