@@ -3,6 +3,7 @@
   voiced-call ws://127.0.0.1:8080/media --say "What time do you open?" --say "Thanks, bye"
   voiced-call --wav question.wav --barge-in-ms 300 --say "Stop, stop" --out bot.wav
   voiced-call --calls 20 --say "Hello" --json
+  voiced-call --language he-IL --say "שלום" --whisper-model DIR   # DIR: a multilingual Whisper
 
 Exit status: 0 when every call connected and heard the bot, 1 otherwise, 2 on bad usage.
 """
@@ -28,7 +29,7 @@ from voiced.caller.report import (
     format_summary,
     mixed_audio,
     run_dict,
-    transcribe_replies,
+    transcribe_calls,
 )
 from voiced.caller.session import CallerLine
 
@@ -69,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the next --say/--wav starts N ms after the bot's reply starts playing, talking over it",
     )
-    p.add_argument("--language", default="en-US", help="espeak-ng language for --say (default en-US)")
+    p.add_argument("--language", default="en-US",
+                   help="the call's language: the espeak-ng voice for --say, and the language the bot's replies "
+                        "are transcribed in, when the Whisper model knows it (default en-US)")
     p.add_argument("--pause-ms", type=int, default=400, help="pause after the bot finishes before speaking (400)")
     p.add_argument("--reply-timeout", type=float, default=8.0, help="speak anyway after this many silent seconds (8)")
     p.add_argument("--hangup-grace", type=float, default=3.0, help="seconds after the last reply before hanging up (3)")
@@ -95,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE.wav", help="save the bot's audio as heard (call N > 1 gets FILE-N.wav)")
     p.add_argument("--out-caller", metavar="FILE.wav", help="save both sides mixed, the caller's audio included")
     p.add_argument("--no-transcribe", action="store_true", help="do not transcribe the bot's replies with Whisper")
-    p.add_argument("--whisper-model", default="", help="faster-whisper model directory (default the bundled tiny.en)")
+    p.add_argument("--whisper-model", default="",
+                   help="faster-whisper model directory (default the bundled tiny.en, which knows English only)")
     p.add_argument("--json", action="store_true", help="print a machine-readable report instead of the conversation")
     return p
 
@@ -123,17 +127,18 @@ def numbered(path: str, index: int) -> str:
     return f"{stem}-{index + 1}{ext}"
 
 
-def transcribe_all(reports: list[CallReport], model_path: str) -> str | None:
-    """Blocking: one Whisper model for every reply of every call. Returns an error, or None."""
+def transcribe_all(reports: list[CallReport], model_path: str, language: str = "en-US") -> str | None:
+    """Blocking: one Whisper model, in ``language``, for every reply of every call.
+    Returns what to say once on stderr (a failure, a model without the language), or None."""
     try:
         from voiced.stt.local import WhisperTranscriber
 
-        transcriber = WhisperTranscriber(model_path=model_path, cpu_threads=1)
-        for report in reports:
-            transcribe_replies(report, transcriber)
+        transcriber = WhisperTranscriber(model_path=model_path, cpu_threads=1, language=language)
+        bundled = "the bundled Whisper model (tiny.en: English only)"
+        model = f"the Whisper model in {model_path}" if model_path else bundled
+        return transcribe_calls(reports, transcriber, language, model)
     except Exception as e:  # noqa: BLE001 - a transcript is a nicety; the call results stand without it
         return f"transcription failed: {e}"
-    return None
 
 
 def tls_options(url: str, cacert: str | None = None, insecure: bool = False) -> Any:
@@ -175,7 +180,7 @@ async def run(reactor: Any, args: argparse.Namespace, lines: list[CallerLine]) -
     ]
     reports: list[CallReport] = await gatherResults(calls)
     if not args.no_transcribe and any(r.replies for r in reports):
-        problem = await threads.deferToThread(transcribe_all, reports, args.whisper_model)
+        problem = await threads.deferToThread(transcribe_all, reports, args.whisper_model, args.language)
         if problem:
             print(f"voiced-call: {problem}", file=sys.stderr)
     for i, report in enumerate(reports):

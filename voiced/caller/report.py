@@ -66,6 +66,8 @@ class CallReport:
     marks_echoed: list[MarkEcho] = field(default_factory=list)
     clears: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    transcript_language: str | None = None  # the language the replies' text was transcribed in
+    not_transcribed: str = ""  # why the replies have no text though transcription was asked for
 
     @property
     def completed(self) -> bool:
@@ -74,6 +76,9 @@ class CallReport:
 
 
 class BlockingTranscriber(Protocol):
+    #: Whether the model knows the language it was made for (an English-only one does not know he-IL).
+    serves_language: bool
+
     def transcribe_blocking(self, ulaw: bytes) -> str: ...
 
 
@@ -82,6 +87,25 @@ def transcribe_replies(report: CallReport, transcriber: BlockingTranscriber) -> 
     for reply in report.replies:
         if reply.audio.strip(b"\xff"):
             reply.text = transcriber.transcribe_blocking(reply.audio).strip()
+
+
+def transcribe_calls(
+    reports: list[CallReport], transcriber: BlockingTranscriber, language_code: str, model: str = "the Whisper model"
+) -> str | None:
+    """Fill every reply's text in ``language_code``, which ``transcriber`` was made for. Blocking.
+
+    A model without the language would write English nonsense: then nothing is
+    transcribed, every report says why, and the sentence to print once comes back.
+    """
+    if not transcriber.serves_language:
+        for report in reports:
+            report.not_transcribed = f"the Whisper model does not know {language_code}"
+        return (f"{model} does not know {language_code}: the bot's replies are not transcribed "
+                "(a multilingual model transcribes them: --whisper-model DIR)")  # fmt: skip
+    for report in reports:
+        transcribe_replies(report, transcriber)
+        report.transcript_language = language_code
+    return None
 
 
 def mixed_audio(report: CallReport) -> bytes:
@@ -143,6 +167,8 @@ def report_dict(report: CallReport) -> dict[str, Any]:
         ],
         "clears": [_r(t) for t in report.clears],
         "errors": list(report.errors),
+        "transcript_language": report.transcript_language,
+        "not_transcribed": report.not_transcribed or None,
     }
 
 
@@ -203,6 +229,8 @@ def format_conversation(report: CallReport) -> str:
         events.append((when, f"[caller] {turn.line_text or f'(line {i + 1})'}{note}"))
     for reply in report.replies:
         text = reply.text or f"({duration_ms(reply.audio) / 1000:.1f} s of audio)"
+        if not reply.text and report.not_transcribed:
+            text = f"({duration_ms(reply.audio) / 1000:.1f} s of audio, not transcribed: {report.not_transcribed})"
         notes = []
         if reply.turn_index is not None:
             turn = report.turns[reply.turn_index]

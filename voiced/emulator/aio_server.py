@@ -223,7 +223,7 @@ class Speech:
         fmt = check_recognition_config(streaming.config)
         language = streaming.config.language_code
         decoder = AudioDecoder(fmt)
-        session = EnergySession(self._plan, streaming.interim_results, streaming.single_utterance)
+        session = EnergySession(self._plan, streaming.interim_results, streaming.single_utterance, language)
         behind = BehindWatch(stream.number, stream.stats)
         while not session.done:
             request = await reader.next()

@@ -2,6 +2,8 @@
 
     voiced-emulator --listen 127.0.0.1:50051 --fail-status UNAVAILABLE --fail-every 3
     voiced-emulator --scripted --final-delay-ms 300 --max-workers 1200   # load tests: no models
+    voiced-emulator --scripted --transcript "he-IL=שלום" --transcript "he-IL=מתי אתם פותחים?"
+    voiced-emulator --whisper-model DIR   # a multilingual Whisper: recognizes the request's language_code
 
 Point voiced (or any Google client on an insecure channel) at the listen address.
 One line per stream (started / failed / completed / cancelled) and per synthesis
@@ -19,7 +21,7 @@ from types import FrameType
 
 from voiced.emulator.faults import FAULT_STATUSES, GOOGLE_AUDIO_TIMEOUT_S, GOOGLE_MAX_STREAM_S, FaultPlan
 from voiced.emulator.recognizer import WhisperRecognizer
-from voiced.emulator.scripted import DEFAULT_TRANSCRIPT, ScriptedPlan
+from voiced.emulator.scripted import DEFAULT_TRANSCRIPT, ScriptedPlan, parse_transcripts
 from voiced.emulator.server import Emulator
 from voiced.google.channels import is_loopback
 
@@ -61,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tts-fail-every", type=int, default=0, metavar="N", help="fail syntheses N, 2N, 3N...")
     p.add_argument("--max-workers", type=int, default=32, help="concurrent calls served (default 32)")
     p.add_argument("--scripted", action="store_true",
-                   help="cheap mode for load tests: recognition by energy, a fixed transcript, a tone for speech")
-    p.add_argument("--transcript", default=DEFAULT_TRANSCRIPT, help="--scripted: every final's text")
+                   help="cheap mode for load tests: recognition by energy, scripted transcripts, a tone for speech")
+    p.add_argument("--transcript", action="append", default=[], metavar="[LANG=]TEXT",
+                   help="--scripted: a final's text; repeat it for one per utterance, in order (the last one "
+                        "repeats); LANG=TEXT (he-IL=..., or he=... for every region) for the streams in that "
+                        f"language only (default {DEFAULT_TRANSCRIPT!r})")
     p.add_argument("--final-delay-ms", type=int, default=300,
                    help="--scripted: audio after the speech's last loud frame before its final (default 300)")
     p.add_argument("--tts-delay-ms", type=int, default=0, help="--scripted: time before each synthesis answers")
@@ -90,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
             audio_timeout_s=args.audio_timeout_s,
             hang=args.hang,
         )
-        scripted = ScriptedPlan(args.transcript, args.final_delay_ms, args.tts_delay_ms) if args.scripted else None
+        scripted = None
+        if args.scripted:
+            every, by_language = parse_transcripts(args.transcript)
+            scripted = ScriptedPlan(every, args.final_delay_ms, args.tts_delay_ms, by_language)
+        elif args.transcript:
+            raise ValueError("--transcript applies to --scripted")
     except ValueError as e:
         parser.error(str(e))
 

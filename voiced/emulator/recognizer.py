@@ -38,33 +38,75 @@ VAD_MODE = 2
 
 
 class Recognizer(Protocol):
-    """Speech to text for one segment; called from the server's worker threads."""
+    """Speech to text for one segment; called from the server's worker threads.
+
+    A recognizer may also have ``supports_language(language_code) -> bool``, asked
+    once at each stream's start; one without it serves every language.
+    """
 
     def transcribe(self, ulaw: bytes, language_code: str) -> str:
         """8 kHz mu-law -> text ("" when nothing was said)."""
 
 
+def serves_language(recognizer: Recognizer, language_code: str) -> bool:
+    """Whether ``recognizer`` can transcribe ``language_code`` (may load its model: blocking)."""
+    supports = getattr(recognizer, "supports_language", None)
+    return True if supports is None else bool(supports(language_code))
+
+
+def unsupported_language_message(language_code: str) -> str:
+    # Google's words when a model lacks a language, then why, and the way out.
+    return (
+        f"The requested model is currently not supported for language : {language_code}. "
+        "[voiced-emulator: its Whisper model does not know this language (the bundled tiny.en knows "
+        "English only); start it with --whisper-model DIR of a multilingual model, or --scripted]"
+    )
+
+
+def _primary(language_code: str) -> str:
+    return language_code.split("-")[0].lower()
+
+
 class WhisperRecognizer:
-    """Local Whisper (voiced.stt.local), loaded on first use and shared by every stream."""
+    """Local Whisper (voiced.stt.local), loaded on first use and shared by every stream.
+
+    One WhisperTranscriber per language heard (it takes its language when made), all
+    on the same model files; a language the model lacks is refused at the stream's
+    start, never transcribed as English nonsense. English needs no loading to say yes:
+    every Whisper model knows it.
+    """
 
     def __init__(self, model_path: str = "", cpu_threads: int = 1) -> None:
         self._model_path = model_path
         self._cpu_threads = cpu_threads
         self._lock = threading.Lock()
-        self._whisper: WhisperTranscriber | None = None
+        #: Primary language subtag ("en", "he") -> its transcriber, or None when the model lacks the language.
+        self._transcribers: dict[str, WhisperTranscriber | None] = {}
+
+    def supports_language(self, language_code: str) -> bool:
+        return _primary(language_code) == "en" or self._transcriber(language_code) is not None
 
     def transcribe(self, ulaw: bytes, language_code: str) -> str:
-        # Whisper tiny.en knows English only: other languages come out as English guesses.
-        return self._model().transcribe_blocking(ulaw)
+        transcriber = self._transcriber(language_code)
+        if transcriber is None:
+            raise ValueError(unsupported_language_message(language_code))
+        return transcriber.transcribe_blocking(ulaw)
 
-    def _model(self) -> WhisperTranscriber:
+    def _transcriber(self, language_code: str) -> WhisperTranscriber | None:
+        key = _primary(language_code)
         with self._lock:
-            if self._whisper is None:
+            if key not in self._transcribers:
                 # Imported here: faster-whisper is heavy, and a scripted recognizer never needs it.
                 from voiced.stt.local import WhisperTranscriber
 
-                self._whisper = WhisperTranscriber(model_path=self._model_path, cpu_threads=self._cpu_threads)
-            return self._whisper
+                transcriber = WhisperTranscriber(
+                    model_path=self._model_path, cpu_threads=self._cpu_threads, language=language_code
+                )
+                self._transcribers[key] = transcriber if transcriber.serves_language else None
+                if not transcriber.serves_language and transcriber.language == "en":
+                    # It fell back to English: keep it for English streams rather than load the model again.
+                    self._transcribers.setdefault("en", transcriber)
+            return self._transcribers[key]
 
 
 @dataclass(frozen=True)

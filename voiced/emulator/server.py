@@ -22,7 +22,9 @@ request, and once it has carried more than ``max_stream_s`` of audio (audio time
 a real-time client sees Google's wall-clock limit, a test sends faster). With
 ``single_utterance`` the stream ends by itself after the first utterance's final.
 What the emulator cannot do is refused with INVALID_ARGUMENT too: encodings other
-than LINEAR16 and MULAW, and more than one channel.
+than LINEAR16 and MULAW, more than one channel, and (with Whisper) a language_code
+its model does not know, as Google refuses a model without the language; the
+bundled tiny.en knows English only. Results carry the request's language_code.
 
 Not emulated: voice_activity_timeout, word time offsets, several alternatives,
 speech adaptation.

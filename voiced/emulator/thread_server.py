@@ -28,7 +28,7 @@ from google.cloud.speech_v1.types import (
 
 from voiced.emulator.common import EmulatorStats, Rejected, invalid
 from voiced.emulator.faults import Fault, FaultPlan
-from voiced.emulator.recognizer import RecognitionSession
+from voiced.emulator.recognizer import RecognitionSession, serves_language, unsupported_language_message
 from voiced.emulator.scripted import EnergySession
 from voiced.emulator.streaming import SPEECH_SERVICE, AudioDecoder, BehindWatch, check_recognition_config, response
 
@@ -213,8 +213,10 @@ class ThreadSpeech:
         scripted = self._emulator.scripted
         session: RecognitionSession | EnergySession
         if scripted is not None:
-            session = EnergySession(scripted, streaming.interim_results, streaming.single_utterance)
+            session = EnergySession(scripted, streaming.interim_results, streaming.single_utterance, language)
         else:
+            if not serves_language(self._emulator.recognizer, language):
+                raise invalid(unsupported_language_message(language))
             session = RecognitionSession(
                 self._emulator.recognizer,
                 language,
