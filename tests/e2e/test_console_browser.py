@@ -4,7 +4,9 @@
 The page speaks Twilio Media Streams to /media (the real call path), so this checks
 the softphone (capture, 8 kHz mu-law, playback with marks), the per-call event
 stream, the media token and /console/calls in one call. Screenshots of both pages
-go to test-artifacts/console/ (or $TEST_ARTIFACTS_DIR). Without Chromium the test is
+go to test-artifacts/console/ (or $TEST_ARTIFACTS_DIR). A second call, to a he-IL
+daemon whose script speaks Hebrew, checks that each line reads in its own direction
+(phone-hebrew.png, calls-hebrew.png). Without Chromium the tests are
 skipped with a message saying how to install it; CI installs it (.ci/run).
 """
 
