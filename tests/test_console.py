@@ -395,3 +395,50 @@ class CallsViewTests(SynchronousTestCase):
         one = service.console.calls.call("CA-ended")
         self.assertEqual((one["live"], one["record"]["turns"][0]["metrics"]), (False, {"TOTAL_LATENCY_MS": 800}))
         self.assertIsNone(service.console.calls.call("CA-unknown"))
+
+
+# A Hebrew line as an LLM writes it: gershayim, an RLM after the full stop, a question mark.
+HEBREW_CALLER = 'שמעתי. מה השעות בת"א?'
+HEBREW_REPLY = "אנחנו פתוחים משמונה.\u200f תודה!"
+
+
+class CallLanguageTests(SynchronousTestCase):
+    """The page marks every line up with the call's language (lang=, and dir="auto"), so
+    it needs the language with the words: on the call's JSON and its stream's snapshot."""
+
+    def hebrew_call(self, service: SimpleNamespace) -> CallRecord:
+        call = record("CA-he")
+        service.call_hub.call_event(call, "start", {})
+        call.turns.append(TurnRecord(1, HEBREW_CALLER, reply_text=HEBREW_REPLY, heard_text=HEBREW_REPLY))
+        return call
+
+    def test_the_calls_json_says_the_daemons_language_and_keeps_the_text(self) -> None:
+        service = fake_service({"VOICED_LANGUAGE": "he-IL"})
+        self.hebrew_call(service)
+        status, headers, body = http(service, "/console/api/calls/CA-he")
+        self.assertEqual(status, 200)
+        call = json.loads(body)
+        self.assertEqual(call["language"], "he-IL")
+        turn = call["record"]["turns"][0]
+        self.assertEqual((turn["caller_text"], turn["reply_text"]), (HEBREW_CALLER, HEBREW_REPLY))
+
+    def test_the_stream_snapshot_says_the_language_before_any_line(self) -> None:
+        service = fake_service({"VOICED_LANGUAGE": "he-IL"})
+        call = self.hebrew_call(service)
+        request = FakeStreamRequest()
+        service.console.streams.open(request, "CA-he")
+        service.call_hub.call_event(call, "reply", {"turn": 1, "text": HEBREW_REPLY})
+        (first, snapshot), (kind, reply) = request.events()
+        self.assertEqual((first, snapshot["language"], snapshot["live"]), ("snapshot", "he-IL", True))
+        self.assertEqual((kind, reply["text"]), ("reply", HEBREW_REPLY))
+        unknown = FakeStreamRequest()  # the softphone's stream opens before its call exists
+        service.console.streams.open(unknown, "CA-later")
+        self.assertEqual(unknown.events()[0][1]["language"], "he-IL")
+
+    def test_an_english_daemon_says_so(self) -> None:
+        service = fake_service()
+        service.call_hub.call_event(record(), "start", {})
+        self.assertEqual(service.console.calls.call("CA1")["language"], "en-US")
+        request = FakeStreamRequest()
+        service.console.streams.open(request, "CA1")
+        self.assertEqual(request.events()[0][1]["language"], "en-US")

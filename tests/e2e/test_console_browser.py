@@ -4,7 +4,9 @@
 The page speaks Twilio Media Streams to /media (the real call path), so this checks
 the softphone (capture, 8 kHz mu-law, playback with marks), the per-call event
 stream, the media token and /console/calls in one call. Screenshots of both pages
-go to test-artifacts/console/ (or $TEST_ARTIFACTS_DIR). Without Chromium the test is
+go to test-artifacts/console/ (or $TEST_ARTIFACTS_DIR). A second call, to a he-IL
+daemon whose script speaks Hebrew, checks that each line reads in its own direction
+(phone-hebrew.png, calls-hebrew.png). Without Chromium the tests are
 skipped with a message saying how to install it; CI installs it (.ci/run).
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import wave
 
 from twisted.internet import reactor
@@ -136,6 +139,126 @@ class ConsoleBrowserTests(TestCase):
         self.assertEqual(status, 200)
         self.assertIn(call_sid, [c["call_sid"] for c in json.loads(body)["recent"]])
         self.assertFalse(re.search(r"MEDIA_REJECTED", self.daemon.log()))
+
+
+# A he-IL daemon whose script speaks Hebrew. The local Whisper (tiny.en) still hears the
+# caller in English, so the fallback mixes the two: the page must keep both in order.
+HEBREW_GREETING = "שלום, הגעתם למרפאה. במה אפשר לעזור?"
+HEBREW_DIALOG = f"""[greeting]
+say = {HEBREW_GREETING}
+
+[reprompt]
+say = סליחה, לא שמעתי. אפשר לחזור על זה?
+
+[fallback]
+say = שמעתי: {{text}}. תודה!
+"""
+# Each line's words: their text, the attributes the page gave them, and the direction
+# the browser resolved from dir="auto".
+LINES_JS = ("JSON.stringify([...document.querySelectorAll('#transcript [data-role]')].map(e => {"
+            " const t = e.querySelector('.text'); return {role: e.dataset.role, text: t.textContent,"
+            " dir: t.getAttribute('dir'), lang: t.getAttribute('lang'), direction: getComputedStyle(t).direction}; }))")
+
+
+def glyphs_js(prefix: str) -> str:
+    """Where the first letter and the last mark of the bot line starting with ``prefix``
+    are drawn: in a right-to-left line the last mark ("?", "!") is the leftmost glyph and
+    the first letter sits at the line's right edge."""
+    return ("(() => { const t = [...document.querySelectorAll('#transcript [data-role=\"bot\"] .text')]"
+            f".find(e => e.textContent.startsWith({json.dumps(prefix)})); if (!t) return null;"
+            " const text = t.firstChild, r = document.createRange(), box = t.getBoundingClientRect();"
+            " r.setStart(text, 0); r.setEnd(text, 1); const first = r.getBoundingClientRect();"
+            " r.setStart(text, text.length - 1); r.setEnd(text, text.length); const last = r.getBoundingClientRect();"
+            " return JSON.stringify({text: t.textContent, first: [first.left, first.right],"
+            " last: [last.left, last.right], box: [box.left, box.right]}); })()")
+
+
+class ConsoleHebrewBrowserTests(TestCase):
+    """A Hebrew call in the console: every line carries dir="auto" and the call's
+    language, so its punctuation ends up at the line's left end, where Hebrew ends."""
+
+    timeout = 180
+
+    def setUp(self) -> None:
+        if find_chromium() is None:
+            raise SkipTest(INSTALL_HINT)
+        self.artifacts = artifacts_dir()
+        dialog = tempfile.NamedTemporaryFile("w", suffix=".dialog", encoding="utf-8", delete=False)
+        self.addCleanup(os.unlink, dialog.name)
+        with dialog:
+            dialog.write(HEBREW_DIALOG)
+        self.daemon = Daemon(env={"VOICED_LANGUAGE": "he-IL", "VOICED_SCRIPT": dialog.name})
+        self.addCleanup(self.daemon.stop)
+        self.daemon.wait_ready()
+        wav = os.path.join(self.artifacts, "microphone.wav")
+        write_question_wav(wav)
+        self.browser = Chromium(reactor, wav, self.artifacts)
+        self.addCleanup(self.browser.stop)
+
+    @inlineCallbacks
+    def lines(self):
+        return json.loads((yield self.browser.evaluate(LINES_JS)))
+
+    @inlineCallbacks
+    def assert_right_to_left(self, page: str, prefix: str):
+        glyphs = json.loads((yield self.browser.evaluate(glyphs_js(prefix))) or "null")
+        self.assertTrue(glyphs, f"{page}: no bot line starts with {prefix!r}")
+        self.assertLess(glyphs["last"][1], glyphs["first"][0], f"{page}: the last mark is not left of the text: "
+                                                                f"{glyphs}")
+        self.assertLess(glyphs["box"][1] - glyphs["first"][1], 2, f"{page}: the line does not start at the right: "
+                                                                    f"{glyphs}")
+
+    @inlineCallbacks
+    def assert_marked_up(self, page: str, with_greeting: bool):
+        """Every line carries dir="auto" and lang="he-IL", the Hebrew ones read right to
+        left with their text intact, and the caller's English line stays left to right."""
+        lines = yield self.lines()
+        self.assertTrue(lines, f"no transcript on {page}")
+        for line in lines:
+            self.assertEqual((line["dir"], line["lang"]), ("auto", "he-IL"), f"{page}: {line}")
+        bot = [line for line in lines if line["role"] == "bot"]
+        if with_greeting:  # the record keeps turns only: the greeting is on the live page alone
+            self.assertEqual((bot[0]["text"], bot[0]["direction"]), (HEBREW_GREETING, "rtl"), f"{page}: {lines}")
+            yield self.assert_right_to_left(page, HEBREW_GREETING)
+        fallback = bot[-1]
+        self.assertTrue(fallback["text"].startswith("שמעתי: ") and fallback["text"].endswith(". תודה!"),
+                        f"{page}: {lines}")
+        self.assertEqual(fallback["direction"], "rtl", f"{page}: {lines}")
+        yield self.assert_right_to_left(page, "שמעתי: ")
+        caller = [line for line in lines if line["role"] == "caller"]
+        self.assertTrue(caller and "open" in caller[0]["text"].lower(), f"{page}: {lines}")
+        self.assertEqual(caller[0]["direction"], "ltr", f"{page}: {lines}")
+        return lines
+
+    @inlineCallbacks
+    def test_a_hebrew_call_reads_right_to_left(self):
+        base = f"http://127.0.0.1:{self.daemon.port}"
+        yield self.browser.connect()
+        yield self.browser.navigate(f"{base}/console/phone?autocall=1")
+        connected = yield self.browser.wait_for("document.getElementById('call-state').textContent === 'in-call'", 15)
+        self.assertTrue(connected, f"the call did not connect: {self.browser.console_messages()}")
+        call_sid = yield self.browser.evaluate("window.voicedPhone.stats().callSid")
+
+        # The greeting, the caller's question (in English), and the Hebrew fallback played whole.
+        answered = yield self.browser.wait_for(
+            "!!document.querySelector('#transcript [data-role=\"bot\"][data-final]:not(:first-child)')",
+            ANSWER_WITHIN_S + 15)
+        yield self.browser.screenshot("phone-hebrew.png")
+        self.assertTrue(answered, f"no Hebrew answer on the page: {(yield self.lines())}\n"
+                                  f"{self.browser.console_messages()}\n{self.daemon.log()[-3000:]}")
+        yield self.assert_marked_up("/console/phone", with_greeting=True)
+        yield self.browser.evaluate("document.getElementById('hangup').click()")
+        ended = yield self.browser.wait_for("document.getElementById('call-state').textContent === 'ended'", 10)
+        self.assertTrue(ended)
+
+        yield self.browser.navigate(f"{base}/console/calls?call={call_sid}")
+        shown = yield self.browser.wait_for(
+            "!!document.querySelector('#transcript [data-role=\"bot\"]')", 10)
+        yield self.browser.screenshot("calls-hebrew.png")
+        self.assertTrue(shown, f"the call's transcript is not shown on /console/calls: {(yield self.lines())}")
+        lines = yield self.assert_marked_up("/console/calls", with_greeting=False)
+        with open(os.path.join(self.artifacts, "hebrew-lines.json"), "w", encoding="utf-8") as f:
+            json.dump({"call_sid": call_sid, "lines": lines}, f, indent=2, ensure_ascii=False)
 
 
 class ConsoleLoginBrowserTests(TestCase):

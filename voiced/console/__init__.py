@@ -60,12 +60,12 @@ class Console(Service):
         self.streams: CallEventStreams | None = None
         # A journal, once there is one, passes itself as ``recent``.
         self.calls = CallsView(service.call_hub, recent or HubRecentCalls(service.call_hub), self._live_states,
-                               self.clock.seconds)
+                               self.clock.seconds, settings.language)
         if self.mode != OFF:
             from voiced.console.resources import load_static
 
             self.static = load_static()
-            self.streams = CallEventStreams(service.call_hub, self.clock)
+            self.streams = CallEventStreams(service.call_hub, self.clock, language=settings.language)
 
     @property
     def enabled(self) -> bool:

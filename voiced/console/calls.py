@@ -56,14 +56,16 @@ def summary(record: CallRecord, now: float, state: str) -> dict[str, Any]:
 
 
 class CallsView:
-    """Answers the console's JSON: the table, and one call's whole record."""
+    """Answers the console's JSON: the table, and one call's whole record with the
+    language its words are in (the page marks them up with it)."""
 
     def __init__(self, hub: CallHub, recent: RecentCalls, live_states: Callable[[], dict[str, str]],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], language: str = "") -> None:
         self.hub = hub
         self.recent = recent
         self.live_states = live_states  # {CallSid: the turn machine's state ("listening", ...)}, once per answer
         self.clock = clock
+        self.language = language  # BCP-47, the daemon's: every call speaks it
 
     def table(self, limit: int = 200) -> dict[str, Any]:
         now = self.clock()
@@ -83,4 +85,5 @@ class CallsView:
         if record is None:
             return None
         state = self.live_states().get(call_sid, "starting") if live else "ended"
-        return {"summary": summary(record, self.clock(), state), "live": live, "record": record.as_json()}
+        return {"summary": summary(record, self.clock(), state), "live": live, "language": self.language,
+                "record": record.as_json()}

@@ -10,7 +10,8 @@ reconnects by itself and starts again from a fresh snapshot).
 
 Wire format (one SSE event each)::
 
-    event: snapshot   data: {"call": sid, "record": CallRecord.as_json() | null, "live": bool}
+    event: snapshot   data: {"call": sid, "record": CallRecord.as_json() | null, "live": bool,
+                             "language": BCP-47 tag of the call's words, "" if unknown}
     event: caller     data: {"call": sid, "turn": n, "text": ..., "event": ...}
     event: reply      data: {"call": sid, "turn": n|null, "text": ...}   (all of a reply's audio is sent)
     event: bot        data: {"call": sid, "turn": n|null, "text", "heard", "interrupted"}
@@ -117,9 +118,10 @@ class CallEventStreams:
     """A CallObserver: fans the hub's events out to the console's open streams."""
 
     def __init__(self, hub: CallHub, clock: Any, max_clients: int = MAX_CLIENTS,
-                 max_backlog: int = MAX_BACKLOG_BYTES) -> None:
+                 max_backlog: int = MAX_BACKLOG_BYTES, language: str = "") -> None:
         self.hub = hub
         self.clock = clock
+        self.language = language  # the daemon's; a page marks each line up with it (lang=)
         self.max_clients = max_clients
         self.max_backlog = max_backlog
         self.clients: set[EventClient] = set()
@@ -141,7 +143,7 @@ class CallEventStreams:
         client.send(f"retry: {RETRY_MS}\n\n".encode())
         if call_sid is not None:
             record, live = self.find(call_sid)
-            client.send(encode_event("snapshot", {"call": call_sid, "live": live,
+            client.send(encode_event("snapshot", {"call": call_sid, "live": live, "language": self.language,
                                                   "record": record.as_json() if record else None}))
         self._start_heartbeat()
         return client

@@ -58,7 +58,7 @@ async function showCall(callSid) {
   }
   const call = await response.json();
   $("detail-state").textContent = call.live ? `live, ${call.summary.state}` : `ended: ${call.record.end_reason}`;
-  transcript.renderRecord(call.record);
+  transcript.renderRecord(call.record, call.language);
   renderChart($("chart"), call.record.turns.map((t) => ({ turn: t.number, metrics: t.metrics })));
   return call;
 }

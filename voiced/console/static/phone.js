@@ -40,6 +40,7 @@ function showTurn(turn, metrics) {
 function follow(callSid) {
   events = new EventSource(`/console/api/calls/${encodeURIComponent(callSid)}/events`);
   const on = (kind, handle) => events.addEventListener(kind, (e) => handle(JSON.parse(e.data)));
+  on("snapshot", (d) => transcript.setLanguage(d.language)); // always the stream's first event
   on("caller", (d) => transcript.caller(d.turn, d.text, d.event));
   on("reply", (d) => transcript.reply(d.turn, d.text));
   on("bot", (d) => transcript.bot(d.turn, d.text, d.heard, d.interrupted));

@@ -1,6 +1,10 @@
 // A call's conversation as lines in an element (the automation contract:
 // each line has data-role="caller" or data-role="bot" and holds its text).
 // Fed either event by event (the live stream) or from a whole CallRecord.
+//
+// What was said sits in its own element with dir="auto" and the call's language
+// (lang="he-IL"): the page is English and left-to-right, so without them a Hebrew
+// line's final full stop would be drawn at its right end (".שמעתי").
 import { latencyChart } from "./latency.js";
 
 function eventText(event) {
@@ -11,16 +15,26 @@ function eventText(event) {
 }
 
 export class Transcript {
-  /** @param {HTMLElement} element  the id="transcript" list */
-  constructor(element) {
+  /**
+   * @param {HTMLElement} element  the id="transcript" list
+   * @param {string} language  BCP-47 tag of the call's words ("" when unknown)
+   */
+  constructor(element, language = "") {
     this.element = element;
+    this.language = language;
+  }
+
+  /** The call's language, for the lines shown from now on (the server says it). */
+  setLanguage(language) {
+    this.language = language || "";
   }
 
   clear() {
     this.element.replaceChildren();
   }
 
-  line(role, text, turn) {
+  /** `spoken` is false for a placeholder the page writes itself ("pressed 5"). */
+  line(role, text, turn, spoken = true) {
     const item = document.createElement("li");
     item.dataset.role = role;
     if (turn !== null && turn !== undefined) item.dataset.turn = String(turn);
@@ -29,6 +43,8 @@ export class Transcript {
     who.textContent = role === "caller" ? "Caller" : "Bot";
     const said = document.createElement("span");
     said.className = "text";
+    said.dir = "auto";
+    if (spoken && this.language) said.lang = this.language;
     said.textContent = text;
     item.append(who, said);
     this.element.appendChild(item);
@@ -38,7 +54,7 @@ export class Transcript {
 
   /** The caller's turn: what STT heard, or the event that made the turn (a key press). */
   caller(turn, text, event) {
-    const item = this.line("caller", text || eventText(event), turn);
+    const item = this.line("caller", text || eventText(event), turn, !!text);
     if (!text) item.classList.add("event");
   }
 
@@ -57,7 +73,8 @@ export class Transcript {
     if (interrupted) {
       item.classList.add("cut");
       item.dataset.interrupted = "1";
-      item.title = `Cut by barge-in. The caller heard: “${heard}”`;
+      // A tooltip takes no dir: first-strong isolates keep a Hebrew quote in order.
+      item.title = `Cut by barge-in. The caller heard: “\u2068${heard}\u2069”`;
       const badge = document.createElement("span");
       badge.className = "badge";
       badge.textContent = "cut";
@@ -72,7 +89,8 @@ export class Transcript {
   }
 
   /** A whole CallRecord (as_json), e.g. an ended call opened in /console/calls. */
-  renderRecord(record) {
+  renderRecord(record, language = this.language) {
+    this.setLanguage(language);
     this.clear();
     for (const turn of record.turns || []) {
       this.caller(turn.number, turn.caller_text, turn.event);
