@@ -23,6 +23,15 @@ class SpeakerTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(speaker.synthesize("Other.")), b"\x01")
         self.assertEqual(primary.calls, ["Other."])
 
+    def test_bidi_marks_are_not_sent_to_the_voice(self):
+        """A Hebrew reply keeps its right-to-left marks on screen; the engine gets the words."""
+        primary = Engine("google", b"\x01")
+        speaker = Speaker(primary, None, PhraseCache())
+        speaker.cache.put("רק רגע.", b"\x09")
+        self.assertEqual(self.successResultOf(speaker.synthesize("רק רגע.\u200f")), b"\x09")
+        speaker.synthesize("\u2067שלום.\u2069 \u200eOK.")
+        self.assertEqual(primary.calls, ["שלום. OK."])
+
     def test_failing_primary_is_replaced_by_the_fallback(self):
         fallbacks = []
         speaker = Speaker(Engine("google", error=RuntimeError("503")), Engine("local", b"\x02"), PhraseCache(),

@@ -14,6 +14,8 @@ from twisted.python.failure import Failure
 
 from voiced.tts.base import TTSEngine
 
+_NO_BIDI_MARKS = dict.fromkeys(map(ord, "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+
 log = Logger(namespace="voiced.tts")
 
 
@@ -56,6 +58,8 @@ class Speaker:
         self._recovery: LoopingCall | None = None
 
     def synthesize(self, text: str, call_id: str = "-") -> Deferred[bytes]:
+        # Bidi marks place text on a screen; a voice has nothing to do with them.
+        text = text.translate(_NO_BIDI_MARKS)
         cached = self.cache.get(text)
         if cached is not None:
             return succeed(cached)

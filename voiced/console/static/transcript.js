@@ -11,6 +11,7 @@ function eventText(event) {
   if (!event) return "";
   if (event.dtmf !== undefined) return `pressed ${event.dtmf}`;
   if (event.idle !== undefined) return "(silence)";
+  if (event.unheard !== undefined) return `(not heard: ${event.unheard})`;
   return JSON.stringify(event);
 }
 
