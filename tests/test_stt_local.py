@@ -415,15 +415,16 @@ class WhisperLanguageLineTests(SynchronousTestCase):
         line = self.line("he-IL")
         for words in ("model=tiny.en (bundled) cannot transcribe language=he-IL (it is English-only)",
                       "with VOICED_STT=local every utterance fails", "interim phrase",
-                      "fix: a multilingual model in VOICED_WHISPER_MODEL (small, large-v3-turbo, or "
-                      "ivrit-ai/whisper-large-v3-turbo-ct2 for Hebrew) or VOICED_STT=google"):
+                      "fix: a multilingual model in VOICED_WHISPER_MODEL (ivrit-ai/whisper-large-v3-turbo-ct2, "
+                      "a Hebrew fine-tune, or large-v3-turbo) or VOICED_STT=google"):
             self.assertIn(words, line)
 
     def test_hebrew_on_the_english_only_model_google_stt(self) -> None:
         line = self.line("he-IL", VOICED_STT="google")
         self.assertIn("no fallback transcription when Google STT fails", line)
         self.assertNotIn("VOICED_STT=local", line)
-        self.assertTrue(line.endswith("ivrit-ai/whisper-large-v3-turbo-ct2 for Hebrew)"), line)
+        self.assertTrue(line.endswith("fix: a multilingual model in VOICED_WHISPER_MODEL (ivrit-ai/whisper-large-v3-"
+                                      "turbo-ct2, a Hebrew fine-tune, or large-v3-turbo)"), line)
 
     def test_a_language_no_whisper_model_knows(self) -> None:
         # A multilingual model lacking the language (no such model ships: its attributes stand in).

@@ -43,8 +43,10 @@ def whisper_language_problem(whisper: Any, settings: Settings) -> str | None:
         models = ""
     else:
         why = "it is English-only"
-        hebrew = ", or ivrit-ai/whisper-large-v3-turbo-ct2 for Hebrew" if whisper.language == "he" else ""
-        models = f"a multilingual model in VOICED_WHISPER_MODEL (small, large-v3-turbo{hebrew})"
+        # The smaller multilingual models are weak at Hebrew (base made nonsense of it here).
+        names = ("ivrit-ai/whisper-large-v3-turbo-ct2, a Hebrew fine-tune, or large-v3-turbo"
+                 if whisper.language == "he" else "small, large-v3-turbo")
+        models = f"a multilingual model in VOICED_WHISPER_MODEL ({names})"
     if settings.stt_engine == "google":
         what = ("no fallback transcription when Google STT fails: the caller hears the interim phrase "
                 "and is asked again")

@@ -113,6 +113,7 @@ def resolve_whisper_model(model: str, environ: Mapping[str, str] | None = None, 
     environ = os.environ if environ is None else environ
     if not model:
         return bundled_model_path()
+    model = os.path.expanduser(model)  # an env file does not expand "~"
     if os.path.isdir(model):
         if not os.path.isfile(os.path.join(model, "model.bin")):
             raise FileNotFoundError(f"{model} holds no model.bin: not a CTranslate2 Whisper model directory")
