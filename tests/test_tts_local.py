@@ -9,7 +9,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from voiced.audio import SAMPLE_RATE, ulaw_to_pcm16
 from voiced.lifecycle import construction_counts
+from voiced.config import Settings
 from voiced.tts.local import EspeakSynthesizer, LocalTTSEngine, trim_silence, voice_candidates
+from voiced.warmup import tts_language_problem
 
 _synths: dict[str, EspeakSynthesizer] = {}
 
@@ -37,6 +39,25 @@ class VoiceTests(SynchronousTestCase):
         self.assertEqual(synth("en-US").voice, "en-us")
         self.assertEqual(synth("he-IL").voice, "he")
         self.assertEqual(EspeakSynthesizer("xx-YY").voice, "en")
+
+    def test_which_voices_a_caller_would_not_understand(self) -> None:
+        self.assertIsNone(synth("en-US").language_problem)
+        self.assertIsNone(synth("ar-EG").language_problem)  # Arabic comes out with its vowels
+        self.assertEqual(synth("he-IL").language_problem, "espeak-ng's 'he' voice drops most vowels of he-IL "
+                         "(written without them): not intelligible on a phone line")
+        self.assertEqual(EspeakSynthesizer("xx-YY").language_problem,
+                         "espeak-ng has no voice for xx-YY: its 'en' voice reads the text")
+
+    def test_the_start_up_line_says_what_callers_hear_and_the_fix(self) -> None:
+        def line(language: str, **env: str) -> str | None:
+            return tts_language_problem(synth(language), Settings.load({}, dict(env, VOICED_LANGUAGE=language)))
+
+        self.assertIsNone(line("en-US"))
+        local = line("he-IL")
+        self.assertTrue(local.startswith("language=he-IL: espeak-ng's 'he' voice drops most vowels"), local)
+        self.assertTrue(local.endswith("every reply is spoken with it (VOICED_TTS=local); fix: VOICED_TTS=google"))
+        google = line("he-IL", VOICED_TTS="google")
+        self.assertTrue(google.endswith("it is only the fallback voice, heard when Google TTS fails"), google)
 
     def test_construction_counted_once_per_object(self) -> None:
         before = construction_counts().get("tts_espeak", 0)

@@ -15,12 +15,17 @@ import errno
 import json
 import os
 import socket
+import sys
 from typing import Any, Mapping
 
 from voiced.config import ConfigError, Settings, unknown_env_warnings
 
 #: Google closes a StreamingRecognize stream at about 305 s of audio.
 GOOGLE_STREAM_LIMIT_S = 300
+#: HF_HUB_OFFLINE values that mean "online" (huggingface_hub's own false values): set
+#: explicitly, they are the operator's opt-in to fetch a named Whisper model at start-up.
+#: Unset, voiced never fetches: a missing model is a one-line error naming the command.
+HF_ONLINE_VALUES = frozenset({"0", "false", "no", "off"})
 
 
 def check(settings: Settings, environ: Mapping[str, str] | None = None, reactor: Any = None) -> list[str]:
@@ -31,9 +36,10 @@ def check(settings: Settings, environ: Mapping[str, str] | None = None, reactor:
     if settings.admin_listen:
         check_listen("--admin-listen", settings.admin_listen, reactor)
     _check_files(settings)
+    fetched = _check_whisper_model(settings, environ)
     if "google" in (settings.stt_engine, settings.tts_engine):
         _check_google(settings, environ)
-    return unknown_env_warnings(environ) + _check_language(settings) + _warnings(settings)
+    return unknown_env_warnings(environ) + fetched + _check_language(settings) + _warnings(settings)
 
 
 def check_listen(option: str, endpoint: str, reactor: Any = None) -> None:
@@ -125,14 +131,41 @@ def _check_files(settings: Settings) -> None:
             raise ConfigError(f"VOICED_TOOLS_FILE: {s.tools_file} is not JSON (line {e.lineno})") from None
         if not isinstance(tools, list):
             raise ConfigError(f"VOICED_TOOLS_FILE: {s.tools_file} must hold a JSON list of tools")
-    if s.whisper_model and not os.path.isdir(s.whisper_model):
-        raise ConfigError(f"VOICED_WHISPER_MODEL: {s.whisper_model} is not a directory")
     if s.log_file:
         directory = os.path.dirname(os.path.abspath(s.log_file))
         if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
             raise ConfigError(f"VOICED_LOG_FILE: cannot write a log file in {directory}")
     if s.journal:
         _check_journal(s.journal)
+
+
+def _check_whisper_model(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """VOICED_WHISPER_MODEL loads without a download: a CTranslate2 directory, or a model
+    name already in the Hugging Face cache. With HF_HUB_OFFLINE=0 set, a name not cached is
+    fetched here, before the fork and before any call; never later."""
+    name = settings.whisper_model
+    if not name:
+        return []  # the bundled tiny.en
+    from voiced.stt.local import WhisperModelMissing, resolve_whisper_model
+
+    try:
+        resolve_whisper_model(name, environ)
+        return []
+    except WhisperModelMissing as missing:
+        if environ.get("HF_HUB_OFFLINE", "").strip().lower() not in HF_ONLINE_VALUES:
+            raise ConfigError(f"VOICED_WHISPER_MODEL: {missing} (or start once with HF_HUB_OFFLINE=0 "
+                              "to fetch it before start-up)") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"VOICED_WHISPER_MODEL: {e}") from None
+    # The operator's opt-in: minutes for a large model, and logging is not started yet.
+    sys.stderr.write(f"voiced: fetching the Whisper model {name} (HF_HUB_OFFLINE=0) before start-up...\n")
+    try:
+        path = resolve_whisper_model(name, environ, download=True)
+    except Exception as e:  # the hub's errors are many: any of them ends the start-up in one line
+        reason = (str(e).splitlines() or [""])[0]
+        raise ConfigError(f"VOICED_WHISPER_MODEL: could not fetch {name}: {type(e).__name__}: {reason}") from None
+    return [f"VOICED_WHISPER_MODEL={name} was fetched at start-up into {path} (HF_HUB_OFFLINE=0); "
+            "later starts load it from there"]
 
 
 def _check_journal(path: str) -> None:

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from voiced.agent.base import Agent
-from voiced.config import ConfigError
+from voiced.config import ConfigError, Settings
 from voiced.retry import Backoff, retry
 from voiced.tts.speaker import PhraseCache, Speaker
 
@@ -31,6 +31,43 @@ WARMUP_RETRY = Backoff(1.0, 30.0, attempts=1_000_000, jitter=0.1)
 GOOGLE_CONNECT_TIMEOUT_S = 5.0
 WARMUP_TTS_CONCURRENCY = 4  # phrases synthesized at once at warm-up
 TTS_RECOVERY_INTERVAL_S = 30.0  # how often phrases on the fallback voice try the primary engine again
+
+
+def whisper_language_problem(whisper: Any, settings: Settings) -> str | None:
+    """The start-up line for a Whisper model that cannot transcribe the call's language:
+    which model, which language, what callers get, and the fix. None when it can."""
+    if whisper.serves_language:
+        return None
+    if whisper.is_multilingual:
+        why = f"Whisper has no language {whisper.language!r}"
+        models = ""
+    else:
+        why = "it is English-only"
+        # The smaller multilingual models are weak at Hebrew (base made nonsense of it here).
+        names = ("ivrit-ai/whisper-large-v3-turbo-ct2, a Hebrew fine-tune, or large-v3-turbo"
+                 if whisper.language == "he" else "small, large-v3-turbo")
+        models = f"a multilingual model in VOICED_WHISPER_MODEL ({names})"
+    if settings.stt_engine == "google":
+        what = ("no fallback transcription when Google STT fails: the caller hears the interim phrase "
+                "and is asked again")
+        fix = models or "none: no Whisper model knows it"
+    else:
+        what = ("with VOICED_STT=local every utterance fails (STT_FAILED) and the caller hears the interim "
+                "phrase, asked to say it again")
+        fix = f"{models} or VOICED_STT=google" if models else "VOICED_STT=google"
+    return (f"model={whisper.described} cannot transcribe language={settings.language} ({why}): {what}; "
+            f"fix: {fix}")
+
+
+def tts_language_problem(espeak: Any, settings: Settings) -> str | None:
+    """The start-up line for an espeak-ng voice a caller would not understand, or None."""
+    if espeak.language_problem is None:
+        return None
+    if settings.tts_engine == "google":
+        what = "it is only the fallback voice, heard when Google TTS fails"
+    else:
+        what = "every reply is spoken with it (VOICED_TTS=local); fix: VOICED_TTS=google"
+    return f"language={settings.language}: {espeak.language_problem}; {what}"
 
 
 class WarmUp:
@@ -54,15 +91,16 @@ class WarmUp:
                 "stt_whisper", self.whisper_pool, WhisperTranscriber, s.whisper_model, 1, s.whisper_workers,
                 s.language,
             )
-            if not self._whisper.serves_language:
-                log.warn("WHISPER_LANGUAGE the local Whisper model ({path}) does not know language={language}: "
-                         "{what}", path=self._whisper.model_path, language=s.language,
-                         what="no fallback transcription when Google STT fails (the interim phrase still plays)"
-                         if s.stt_engine == "google" else "the local STT engine will transcribe it as English")
+            problem = whisper_language_problem(self._whisper, s)
+            if problem:
+                log.warn("WHISPER_LANGUAGE {problem}", problem=problem)
         whisper = self._whisper
         transcriber = LocalTranscriber(whisper, self.whisper_pool, self.clock)
         if self._espeak is None:
             self._espeak = await self._timed("tts_espeak", self.tts_pool, EspeakSynthesizer, s.language)
+            problem = tts_language_problem(self._espeak, s)
+            if problem:
+                log.warn("TTS_LANGUAGE {problem}", problem=problem)
         local_tts = LocalTTSEngine(self._espeak, self.tts_pool, self.clock)
         if self.agent is None:
             self.agent = await self._timed(f"agent_{s.agent}", self.tts_pool, self._build_agent)

