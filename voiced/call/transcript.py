@@ -120,8 +120,13 @@ class Transcribing:
         else:
             self._say_prompt("interim", self.settings.interim_phrase, turn)
         if self.state is State.AWAITING_FINAL:
-            # The fallback transcription may still rescue the turn, within its bound.
-            self._start_timer(self.settings.fallback_timeout_ms, self._final_timed_out)
+            if answer_coming:
+                # The fallback transcription may still rescue the turn, within its bound.
+                self._start_timer(self.settings.fallback_timeout_ms, self._final_timed_out)
+            else:
+                # Nothing will transcribe it: the turn is over now, and the caller's next
+                # words (the repeat the phrase asked for) are a turn of their own.
+                self._final_timed_out()
 
     # ---- waiting for the final ----------------------------------------------------------
     def _final_wait_ms(self) -> int:
