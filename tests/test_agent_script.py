@@ -32,10 +32,7 @@ def ask(text="", event=None):
     return TurnRequest(1, text, event, ())
 
 
-class FrontDeskTests(SynchronousTestCase):
-    def setUp(self):
-        self.agent = ScriptAgent()
-
+class DialogAsserts:
     def reply(self, text, conversation=None):
         conversation = conversation or self.agent.start_conversation(CALL)
         sink = RecordingSink()
@@ -46,6 +43,11 @@ class FrontDeskTests(SynchronousTestCase):
         for text in utterances:
             sink = self.reply(text)
             self.assertEqual((sink.sentences[:1], sink.hang_up), ([first_sentence], hang_up), text)
+
+
+class FrontDeskTests(DialogAsserts, SynchronousTestCase):
+    def setUp(self):
+        self.agent = ScriptAgent()
 
     def test_greeting(self):
         self.assertEqual(
@@ -171,6 +173,32 @@ class FrontDeskTests(SynchronousTestCase):
 
         d = self.agent.start_conversation(CALL).respond(ask("hours"), BrokenSink())
         self.failureResultOf(d, RuntimeError)
+
+
+class HebrewFrontDeskTests(DialogAsserts, SynchronousTestCase):
+    """VOICED_LANGUAGE=he-IL with no script: the shipped Hebrew front desk."""
+
+    def setUp(self):
+        self.agent = ScriptAgent("", "he-IL")
+
+    def test_the_language_picks_the_hebrew_dialog(self):
+        self.assertEqual(self.agent.start_conversation(CALL).greeting(),
+                         ["שלום, הגעתם לדלפק הקבלה של מרפאת ריברסייד.", "במה אפשר לעזור?"])
+        self.assertEqual(ScriptAgent("", "iw-IL").dialog, self.agent.dialog)
+
+    def test_callers_are_understood_with_their_prefixes_and_politeness(self):
+        hours = self.agent.dialog.intents[0].reply[0]
+        self.assertIntent(["מתי אתם פתוחים?", "אתם פתוחים ביום שישי?", "מה שעות הפתיחה שלכם", "עד מתי אתם פתוחים היום?"],
+                          hours)
+        self.assertIntent(["מה הכתובת?", "איפה אתם נמצאים", "איך מגיעים אליכם?"], self.agent.dialog.intents[1].reply[0])
+        self.assertIntent(["אני רוצה לדבר עם נציג", "אפשר בן אדם?"], "בשמחה, אעביר אתכם לנציג.")
+        self.assertIntent(["תודה, להתראות", "יום טוב", "ביי"], "תודה שהתקשרתם למרפאת ריברסייד.", hang_up=True)
+
+    def test_ordinary_words_never_hang_up(self):
+        for text in ("היום", "טוב", "יום שני", "בלה בלה", "אני רוצה לקבוע תור"):
+            sink = self.reply(text)
+            self.assertFalse(sink.hang_up, text)
+            self.assertTrue(sink.sentences[0].startswith("שמעתי: "), (text, sink.sentences))
 
 
 class ScriptFileTests(SynchronousTestCase):

@@ -38,7 +38,7 @@ class SettingsTests(SynchronousTestCase):
         he = Settings.load({}, {"VOICED_LANGUAGE": "he-IL", "VOICED_FILLER_PHRASE": "שנייה אחת."}).phrase_catalog()
         self.assertEqual(he.source, "he")
         self.assertEqual(he["filler"], "שנייה אחת.")
-        self.assertEqual(he["interim"], "סליחה, הייתה בעיה רגעית בזיהוי הדיבור. בואו ננסה שוב.")
+        self.assertEqual(he["interim"], "סליחה, לרגע לא שמעתי אתכם. בואו ננסה שוב.")
         self.assertEqual(he["language_name"], "Hebrew")
         en = Settings.load({}, {}).phrase_catalog()
         self.assertEqual((en.source, en["filler"]), ("en", "One moment."))

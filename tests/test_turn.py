@@ -351,6 +351,26 @@ class TurnMachineTests(SynchronousTestCase):
         self.clock.advance(8.0)
         self.assertEqual([r.event.count for r in self.conversation.requests], [1])
 
+    def test_a_caller_who_keeps_speaking_unheard_is_not_told_they_were_silent(self):
+        self.make_call(streaming=False)
+        self.finish_greeting()
+        for _ in range(4):
+            self.frames("v" * 15 + "." * 12)
+            self.call.on_transcript("", True)
+            self.echo_all_marks()
+            self.clock.advance(8.0)  # the idle reprompt after each
+        self.assertEqual([r.event.count for r in self.conversation.requests], [1, 1, 1, 1])
+        self.assertNotIn(TurnSettings().idle_goodbye_phrase, self.tts.spoken)
+
+    def test_a_give_up_mid_utterance_with_nothing_to_transcribe_answers_when_the_caller_stops(self):
+        self.make_call(streaming=True)
+        self.finish_greeting()
+        self.frames("v" * 15)
+        self.call.on_stt_failure("UNAVAILABLE after 4 attempts")  # over the caller's words: no phrase yet
+        self.frames("v" * 5 + "." * 12)
+        self.clock.advance(0)
+        self.assertEqual(self.tts.spoken[-1], "Oops.")  # at once, not after the fallback bound
+
     def test_a_give_up_with_nothing_to_transcribe_ends_the_turn_at_once(self):
         self.make_call(streaming=True)
         self.finish_greeting()
@@ -557,17 +577,19 @@ class TurnMachineTests(SynchronousTestCase):
         # given up when STT reports the failure, but the caller is still waiting on it.
         self.make_call(streaming=True)
         self.finish_greeting()
-        self.frames("v" * 10 + "." * 12)
-        self.clock.advance(1.5)  # no partial, no final: the utterance is abandoned
+        self.frames("v" * 15 + "." * 12)
+        self.clock.advance(1.5)  # no partial, no final: the utterance is abandoned, the caller asked again
         self.assertEqual(self.call.state, State.LISTENING)
-        self.clock.advance(1.3)
-        self.call.on_stt_failure("Google STT failed after 4 retries")
         self.assertEqual(self.transport.marks()[:2], ["p2.start", "p2.s0"])
-        self.call.on_stt_failure("Google STT failed after 4 retries")  # the same utterance: one phrase
-        self.assertEqual(self.transport.marks().count("p2.start"), 1)
+        self.clock.advance(1.3)
+        self.call.on_stt_failure("Google STT failed after 4 retries", answer_coming=True)
+        self.call.on_stt_failure("Google STT failed after 4 retries")  # the same utterance: one phrase in all
+        self.assertEqual([m for m in self.transport.marks() if m.endswith(".start")], ["p2.start"])
         self.clock.advance(0.5)
         self.call.on_fallback_transcript("what time do you open")
         self.assertEqual(self.conversation.asked, ["what time do you open"])
+        # One utterance, one turn: the unheard record became the answered one.
+        self.assertEqual([(t.number, t.caller_text) for t in self.call.record.turns], [(1, "what time do you open")])
 
     def test_a_turn_ended_by_the_engines_final_flushes_the_stream(self):
         self.make_call(streaming=True)

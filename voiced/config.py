@@ -202,9 +202,8 @@ OPTIONS: list[Option] = [
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
-#: Catalog keys with a --KEY-phrase option of their own.
-_PHRASE_OPTIONS = ("filler", "apology", "interim", "interim_wait", "ask_again", "idle_goodbye", "time_limit",
-                   "drain_goodbye", "goodbye", "transfer")
+#: Catalog keys with a --KEY-phrase option of their own (the greeting has --greeting).
+_PHRASE_OPTIONS = tuple(o.name.removesuffix("_phrase") for o in OPTIONS if o.name.endswith("_phrase"))
 #: VOICED_* variables that are not options but are read all the same.
 OTHER_ENV = frozenset({"VOICED_LISTEN"})
 

@@ -135,6 +135,10 @@ class Metrics:
         self.stt_failures_total = Counter(
             "voiced_stt_failures", "Utterances where STT gave up (interim phrase played)", registry=own
         )
+        self.unheard_turns_total = Counter(
+            "voiced_unheard_turns", "Utterances nothing could transcribe, answered by an interim or ask-again phrase",
+            registry=own,
+        )
         self.stt_retries_total = Counter(
             "voiced_stt_retries", "STT stream retries (a 503 or reset retried on that call's stream)",
             registry=own,

@@ -197,17 +197,23 @@ def _check_language(settings: Settings) -> list[str]:
     exit 1), and voiced's own phrases in it (or a warning naming what stays English)."""
     from voiced.agent.script import builtin_dialog_name
     from voiced.google.models import refusal
+    from voiced.language import primary
     from voiced.phrases import FALLBACK_LANGUAGE, CatalogError
 
     s = settings
-    if s.stt_engine == "google" and (reason := refusal(s.google_stt_model, s.language)):
-        raise ConfigError(f"VOICED_STT_MODEL={s.google_stt_model} with VOICED_LANGUAGE={s.language}: {reason}")
+    warnings = []
+    refused = refusal(s.google_stt_model, s.language) if s.stt_engine == "google" else None
+    if refused is not None:
+        known, reason = refused
+        line = f"VOICED_STT_MODEL={s.google_stt_model} with VOICED_LANGUAGE={s.language}: {reason}"
+        if known:
+            raise ConfigError(line)
+        warnings.append(line)  # Google's table grows: try it, and say what will happen if it is refused
     try:
         catalog = s.phrase_catalog()
     except CatalogError as e:
         raise ConfigError(f"VOICED_PHRASES_FILE: {e}") from None
-    warnings = []
-    english = s.language.split("-")[0].lower() == FALLBACK_LANGUAGE
+    english = primary(s.language) == FALLBACK_LANGUAGE
     if catalog.source == FALLBACK_LANGUAGE and not english:
         warnings.append(f"VOICED_LANGUAGE={s.language}: voiced has no phrase catalog for it, so the phrases it says "
                         "itself (filler, apology, goodbyes) are English; add voiced/phrases/<language>.txt or set "

@@ -158,7 +158,7 @@ class WarmUp:
     def _build_agent(self) -> Agent:
         from voiced.agent.factory import build_agent
 
-        return build_agent(self.settings, self.http, self.clock)
+        return build_agent(self.settings, self.phrases, self.http, self.clock)
 
     async def _open_journal(self) -> None:
         from voiced.journal.store import JournalError

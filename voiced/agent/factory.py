@@ -13,17 +13,17 @@ from twisted.logger import Logger
 
 from voiced.agent.base import Agent
 from voiced.config import Settings
+from voiced.phrases import PhraseCatalog
 
 log = Logger(namespace="voiced.service")
 
 
 
-def build_agent(s: Settings, http: Any, clock: IReactorTime) -> Agent:
+def build_agent(s: Settings, phrases: PhraseCatalog, http: Any, clock: IReactorTime) -> Agent:
     if s.agent == "script":
         from voiced.agent.script import ScriptAgent
 
         return ScriptAgent(s.script, s.language)
-    phrases = s.phrase_catalog()
     greeting = [phrases["greeting"]]
     if s.agent == "webhook":
         from voiced.agent.webhook import WebhookAgent

@@ -50,6 +50,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 
 from voiced.call.control import check_transfer_target
 from voiced.agent.base import CallInfo, Dtmf, EndCall, Idle, ReplySink, TransferCall, TurnRequest
+from voiced.language import canonical, primary
 from voiced.lifecycle import note_construction
 
 DEFAULT_SCRIPT = "front_desk.dialog"
@@ -72,7 +73,7 @@ _FILLER_EN = frozenset(
 # Hebrew's pronouns, particles and politeness: "אני רוצה לדעת מה השעות" needs only "השעות".
 _FILLER_HE = frozenset(
     """אני אתה את אתם אתן הוא היא אנחנו הם זה זאת של על עם אם גם רק יש לי לך לכם לנו רוצה רוצים
-    רציתי אפשר בבקשה אה אמ אממ טוב נו שלום היי הלו תגיד תגידי תגידו לדעת""".split()
+    רציתי אפשר בבקשה אה אמ אממ נו שלום היי הלו תגיד תגידי תגידו לדעת""".split()
 )
 _FILLERS = {"en": _FILLER_EN, "he": _FILLER_HE}
 
@@ -286,10 +287,9 @@ def _response(section: _Section, phrases: tuple[str, ...], reply: list[str], sou
 
 def builtin_dialog_name(language: str) -> str | None:
     """The shipped front desk in ``language`` (``front_desk.he.dialog`` for he-IL), or None."""
-    primary = language.split("-")[0].lower()
-    if primary == "en":
+    if primary(language) == "en":
         return DEFAULT_SCRIPT
-    for tag in (language, primary):
+    for tag in (canonical(language), primary(language)):
         name = f"front_desk.{tag}.dialog"
         if resources.files("voiced.agent").joinpath(name).is_file():
             return name
@@ -322,7 +322,7 @@ class IntentMatcher:
     """
 
     def __init__(self, intents: Iterable[Intent], language: str, memo_words: int = 4096) -> None:
-        filler = _FILLERS.get(language.split("-")[0].lower(), frozenset())
+        filler = _FILLERS.get(primary(language), frozenset())
         self._table = [
             (intent, [self._phrase_words(p, filler) for p in intent.phrases]) for intent in intents
         ]

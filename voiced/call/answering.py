@@ -41,8 +41,11 @@ class Answering:
         self._ask(self._turn)
 
     def _ask(self, turn: Turn) -> None:
-        self._turns_answered += 1
-        turn.number = self._turns_answered
+        if turn.number is None:
+            self._turns_answered += 1
+            turn.number = self._turns_answered
+        else:  # a late final answers an utterance already recorded as unheard: one turn, not two
+            self.record.turns = [t for t in self.record.turns if t.number != turn.number]
         request = TurnRequest(turn.number, turn.text, turn.event, tuple(self.history))
         if turn.text:
             log.info("CALLER call={call} turn={turn} text={text!r}", call=self.call_id, turn=turn.number,

@@ -65,6 +65,7 @@ class Turn:
     number: int | None = None  # assigned when the turn is answered
     reported: bool = False
     stt_failed: bool = False
-    prompted: bool = False  # the caller heard an interim phrase about this utterance
+    prompted: bool = False  # the caller was asked to say this utterance again
+    answer_coming: bool = False  # STT gave up, but its fallback is transcribing the utterance
     text: str = ""
     event: Event | None = None

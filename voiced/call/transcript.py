@@ -111,6 +111,9 @@ class Transcribing:
         ):
             return
         turn.stt_failed = True
+        turn.answer_coming = answer_coming
+        if turn.prompted:
+            return  # already asked to say it again (UNHEARD); a fallback final still answers it (LATE_FINAL)
         if self._eou.in_speech:
             return  # the caller is talking (the fallback has their words): a phrase now would talk over them
         # "Let's try that again" while the fallback's answer is on its way would have the
@@ -131,7 +134,8 @@ class Transcribing:
     # ---- waiting for the final ----------------------------------------------------------
     def _final_wait_ms(self) -> int:
         if self._turn.stt_failed:
-            return self.settings.fallback_timeout_ms
+            # Only a fallback transcribing the utterance is worth waiting for.
+            return self.settings.fallback_timeout_ms if self._turn.answer_coming else 0
         if not self._stt.streaming:
             # An utterance engine promises one final per flush; under load its queue
             # can be seconds long, and giving up would drop a turn that is coming.
@@ -178,10 +182,13 @@ class Transcribing:
             and times.speech_end is not None
             and times.speech_end - times.speech_start < UNHEARD_MIN_SPEECH_S
         ):
-            self._arm_idle()
+            if not any(reply.mark_prefix.startswith("p") for reply in self._replies.values()):
+                self._arm_idle()
             return
         self._turns_answered += 1
         turn.number = self._turns_answered
+        self._idle_count = 0  # the caller spoke: "I haven't heard from you" would be false
+        self.metrics.unheard_turns_total.inc()
         phrase = "" if turn.prompted else (
             self.settings.interim_phrase if turn.stt_failed else self.settings.ask_again_phrase)
         said = phrase or self.settings.interim_phrase  # the prompt that already told them
@@ -192,8 +199,8 @@ class Transcribing:
         self._tell("bot", {"turn": turn.number, "text": said, "heard": "", "interrupted": False})
         if phrase:
             self._say_prompt("interim" if turn.stt_failed else "ask_again", phrase, turn)
-        else:
-            self._arm_idle()
+        elif not any(reply.mark_prefix.startswith("p") for reply in self._replies.values()):
+            self._arm_idle()  # else the phrase still playing arms it when it ends
 
     def _say_prompt(self, kind: str, phrase: str, turn: Turn) -> None:
         """A phrase the call says while it goes on listening (the caller may talk over it)."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import webrtcvad
 
 from voiced.audio import FRAME_MS, SAMPLE_RATE, pcm16_to_ulaw
+from voiced.language import primary
 
 if TYPE_CHECKING:
     from voiced.stt.local import WhisperTranscriber
@@ -63,50 +64,35 @@ def unsupported_language_message(language_code: str) -> str:
     )
 
 
-def _primary(language_code: str) -> str:
-    return language_code.split("-")[0].lower()
-
-
 class WhisperRecognizer:
-    """Local Whisper (voiced.stt.local), loaded on first use and shared by every stream.
-
-    One WhisperTranscriber per language heard (it takes its language when made), all
-    on the same model files; a language the model lacks is refused at the stream's
-    start, never transcribed as English nonsense. English needs no loading to say yes:
-    every Whisper model knows it.
+    """Local Whisper (voiced.stt.local), loaded on first use and shared by every stream
+    and every language: a language the model lacks is refused at the stream's start,
+    never transcribed as English nonsense. English needs no loading to say yes: every
+    Whisper model knows it.
     """
 
     def __init__(self, model_path: str = "", cpu_threads: int = 1) -> None:
         self._model_path = model_path
         self._cpu_threads = cpu_threads
         self._lock = threading.Lock()
-        #: Primary language subtag ("en", "he") -> its transcriber, or None when the model lacks the language.
-        self._transcribers: dict[str, WhisperTranscriber | None] = {}
+        self._whisper: WhisperTranscriber | None = None
 
     def supports_language(self, language_code: str) -> bool:
-        return _primary(language_code) == "en" or self._transcriber(language_code) is not None
+        return primary(language_code) == "en" or self._model().knows(language_code)
 
     def transcribe(self, ulaw: bytes, language_code: str) -> str:
-        transcriber = self._transcriber(language_code)
-        if transcriber is None:
+        if not self.supports_language(language_code):
             raise ValueError(unsupported_language_message(language_code))
-        return transcriber.transcribe_blocking(ulaw)
+        return self._model().transcribe_blocking(ulaw, language_code)
 
-    def _transcriber(self, language_code: str) -> WhisperTranscriber | None:
-        key = _primary(language_code)
+    def _model(self) -> WhisperTranscriber:
         with self._lock:
-            if key not in self._transcribers:
+            if self._whisper is None:
                 # Imported here: faster-whisper is heavy, and a scripted recognizer never needs it.
                 from voiced.stt.local import WhisperTranscriber
 
-                transcriber = WhisperTranscriber(
-                    model_path=self._model_path, cpu_threads=self._cpu_threads, language=language_code
-                )
-                self._transcribers[key] = transcriber if transcriber.serves_language else None
-                if not transcriber.serves_language and transcriber.language == "en":
-                    # It fell back to English: keep it for English streams rather than load the model again.
-                    self._transcribers.setdefault("en", transcriber)
-            return self._transcribers[key]
+                self._whisper = WhisperTranscriber(model_path=self._model_path, cpu_threads=self._cpu_threads)
+            return self._whisper
 
 
 @dataclass(frozen=True)

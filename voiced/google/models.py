@@ -10,6 +10,8 @@ it changes, so a pair it does not list is tried, not refused.
 
 from __future__ import annotations
 
+from voiced.language import primary
+
 #: Models Google restricts to a few languages (lower-cased tags).
 MODEL_LANGUAGES: dict[str, frozenset[str]] = {
     "phone_call": frozenset({"en-us", "en-gb", "en-au", "en-in", "es-us", "es-es", "fr-fr", "de-de", "ja-jp",
@@ -27,11 +29,20 @@ def default_stt_model(language: str) -> str:
     return "phone_call" if language.lower() in MODEL_LANGUAGES["phone_call"] else UNIVERSAL_MODEL
 
 
-def refusal(model: str, language: str) -> str | None:
-    """Why Google would refuse ``model`` for ``language`` (None: it serves it, or we do not know)."""
+#: (model, primary language) pairs Google refuses with INVALID_ARGUMENT at every call: seen,
+#: not inferred (iw-IL, Hebrew's old code, counts as he).
+KNOWN_REFUSED = frozenset({("phone_call", "he")})
+
+
+def refusal(model: str, language: str) -> tuple[bool, str] | None:
+    """Whether Google refuses ``model`` for ``language``: (True, why) for a pair known to
+    be refused, (False, why) for one its table does not list (it may have grown), None
+    for a pair it serves or a model it does not restrict."""
     served = MODEL_LANGUAGES.get(model)
     if served is None or language.lower() in served:
         return None
-    return (f"Google's {model} model does not serve {language} (it serves {', '.join(sorted(served))}): "
-            f"every call would be refused; leave VOICED_STT_MODEL unset for {default_stt_model(language)}, "
-            "or choose latest_long or default")
+    known = (model, primary(language)) in KNOWN_REFUSED
+    why = (f"Google's {model} model does not serve {language} (it serves {', '.join(sorted(served))})"
+           if known else f"Google's {model} model is not listed for {language} (it serves {', '.join(sorted(served))})")
+    return known, (f"{why}: every call would be refused; leave VOICED_STT_MODEL unset for "
+                   f"{default_stt_model(language)}, or choose latest_long or default")

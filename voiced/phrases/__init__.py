@@ -19,6 +19,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Mapping
 
+from voiced.language import canonical, primary
+
 #: Every key, in the order a catalog file lists them.
 PHRASE_KEYS = (
     "language_name", "greeting", "filler", "apology", "interim", "interim_wait", "ask_again",
@@ -73,8 +75,7 @@ def builtin(name: str) -> dict[str, str] | None:
 
 def builtin_name(language: str) -> str | None:
     """Which shipped catalog serves ``language``: its full tag, else its primary subtag."""
-    primary = language.split("-")[0].lower()
-    for name in (language, primary):
+    for name in (canonical(language), primary(language)):
         if builtin(name) is not None:
             return name
     return None
@@ -97,7 +98,7 @@ def load_catalog(language: str, path: str = "", overrides: Mapping[str, str] | N
         source = path
     missing = tuple(k for k in PHRASE_KEYS if k not in own) if own else ()
     phrases = {**english, **own, **{k: v for k, v in (overrides or {}).items() if v}}
-    if "language_name" not in own and language.split("-")[0].lower() != FALLBACK_LANGUAGE:
+    if "language_name" not in own and primary(language) != FALLBACK_LANGUAGE:
         phrases["language_name"] = language  # a model knows the tag; "English" would be wrong
     return PhraseCatalog(language, source, phrases, missing)
 

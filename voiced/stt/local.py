@@ -184,16 +184,22 @@ class WhisperTranscriber:
         """The model as an operator knows it: "tiny.en (bundled)", or VOICED_WHISPER_MODEL."""
         return self.model_name or "tiny.en (bundled)"
 
-    def transcribe_blocking(self, ulaw: bytes) -> str:
-        """8 kHz mu-law -> stripped text ("" for silence)."""
+    def knows(self, language: str) -> bool:
+        """Whether the model can transcribe ``language`` (a BCP-47 tag)."""
+        return whisper_language(language) in self._model.supported_languages
+
+    def transcribe_blocking(self, ulaw: bytes, language: str | None = None) -> str:
+        """8 kHz mu-law -> stripped text ("" for silence), in ``language`` (a BCP-47 tag)
+        or the transcriber's own: one model serves every language it knows."""
         audio = ulaw_to_float32(ulaw, WHISPER_RATE)
         if loudest_frame_rms(audio, WHISPER_RATE // 50) < SILENCE_RMS:
             return ""
-        if not self.serves_language:
-            raise LanguageNotServed(f"the Whisper model {self.described} cannot transcribe language {self.language!r}")
+        code = self.language if language is None else whisper_language(language)
+        if not (self.serves_language if language is None else self.knows(language)):
+            raise LanguageNotServed(f"the Whisper model {self.described} cannot transcribe language {code!r}")
         segments, _ = self._model.transcribe(
             audio,
-            language=self.language,
+            language=code,
             beam_size=1,
             vad_filter=False,
             condition_on_previous_text=False,
