@@ -3,7 +3,7 @@
   voiced-call ws://127.0.0.1:8080/media --say "What time do you open?" --say "Thanks, bye"
   voiced-call --wav question.wav --barge-in-ms 300 --say "Stop, stop" --out bot.wav
   voiced-call --calls 20 --say "Hello" --json
-  voiced-call --language he-IL --say "שלום" --whisper-model DIR   # DIR: a multilingual Whisper
+  voiced-call --language he-IL --say "שלום" --whisper-model DIR   # DIR (or a cached name): a multilingual Whisper
 
 Exit status: 0 when every call connected and heard the bot, 1 otherwise, 2 on bad usage.
 """
@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-caller", metavar="FILE.wav", help="save both sides mixed, the caller's audio included")
     p.add_argument("--no-transcribe", action="store_true", help="do not transcribe the bot's replies with Whisper")
     p.add_argument("--whisper-model", default="",
-                   help="faster-whisper model directory (default the bundled tiny.en, which knows English only)")
+                   help="a Whisper model directory or a name in the Hugging Face cache (default the bundled "
+                        "tiny.en, which knows English only)")
     p.add_argument("--json", action="store_true", help="print a machine-readable report instead of the conversation")
     return p
 
