@@ -18,7 +18,10 @@ from tests.fakes.openai_server import FakeOpenAIServer
 from voiced.agent.base import (
     AgentError, CallInfo, Dtmf, EndCall, Idle, Said, TransferCall, TurnRequest,
 )
-from voiced.agent.llm import LLMSettings, OpenAIAgent, build_messages
+from voiced.agent.llm import LLMSettings, OpenAIAgent
+from voiced.agent.factory import build_agent
+from voiced.agent.llm_messages import build_messages
+from voiced.config import Settings
 from voiced.phrases import english
 
 GOODBYE_PHRASE = english()["goodbye"]
@@ -181,6 +184,20 @@ class HistoryTests(AgentTestCase):
         self.assertTrue(system.startswith("Be brief."))
         for part in ("+15550001111", "+15550002222", "customer=42", "interrupted"):
             self.assertIn(part, system)
+
+    def test_a_hebrew_line_gets_a_prompt_and_phrases_in_hebrew(self) -> None:
+        """Issue 18: the default prompt names the language to answer in; the greeting and the
+        wordless hang-up's goodbye come from the Hebrew catalog."""
+        settings = Settings.load({}, {"VOICED_LANGUAGE": "he-IL", "VOICED_AGENT": "openai"})
+        phrases = settings.phrase_catalog()
+        agent = build_agent(settings, phrases, None, reactor)
+        system = build_messages(agent.settings, CALL, turn())[0]["content"]
+        self.assertIn("The caller speaks Hebrew (he-IL): always answer in Hebrew.", system)
+        self.assertEqual(agent.start_conversation(CALL).greeting(), [phrases["greeting"]])
+        self.assertEqual((agent.settings.goodbye_phrase, agent.settings.transfer_phrase),
+                         (phrases["goodbye"], phrases["transfer"]))
+        own = Settings.load({}, {"VOICED_LANGUAGE": "he-IL", "VOICED_AGENT": "openai", "VOICED_SYSTEM_PROMPT": "X."})
+        self.assertEqual(build_agent(own, phrases, None, reactor).settings.system_prompt, "X.")  # yours, as it is
 
     def test_unheard_reply_left_out_and_same_roles_merged(self) -> None:
         history = (Said("caller", "Hello?"), Said("bot", "", interrupted=True), Said("caller", "Anyone there?"))

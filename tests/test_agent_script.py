@@ -1,7 +1,8 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.agent.base import CallInfo, Dtmf, EndCall, Idle, TransferCall, TurnRequest
-from voiced.agent.script import ScriptAgent, split_sentences
+from voiced.agent.dialog import split_sentences
+from voiced.agent.script import ScriptAgent
 from voiced.lifecycle import construction_counts
 
 CALL = CallInfo(call_id="CA1", stream_id="MZ1")

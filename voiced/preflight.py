@@ -114,7 +114,7 @@ def _readable(what: str, path: str) -> str:
 def _check_files(settings: Settings) -> None:
     s = settings
     if s.agent == "script" and s.script:
-        from voiced.agent.script import load_dialog
+        from voiced.agent.dialog import load_dialog
 
         _readable("VOICED_SCRIPT", s.script)
         try:
@@ -195,7 +195,7 @@ def _check_google(settings: Settings, environ: Mapping[str, str]) -> None:
 def _check_language(settings: Settings) -> list[str]:
     """What the caller's language needs: a Google model that serves it (or one line and
     exit 1), and voiced's own phrases in it (or a warning naming what stays English)."""
-    from voiced.agent.script import builtin_dialog_name
+    from voiced.agent.dialog import builtin_dialog_name
     from voiced.google.models import refusal
     from voiced.language import primary
     from voiced.phrases import FALLBACK_LANGUAGE, CatalogError

@@ -23,7 +23,7 @@ from tests.e2e.daemon import Daemon
 from tests.e2e.test_calls import line
 from tests.e2e.test_google import EmulatorProcess
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
-from voiced.agent.script import load_dialog
+from voiced.agent.dialog import load_dialog
 from voiced.caller.client import place_call
 from voiced.config import Settings
 

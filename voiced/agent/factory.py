@@ -32,7 +32,8 @@ def build_agent(s: Settings, phrases: PhraseCatalog, http: Any, clock: IReactorT
             log.warn("Webhook requests are not signed (no VOICED_WEBHOOK_SECRET): the application cannot "
                      "tell them from anyone else's")
         return WebhookAgent(http, clock, s.webhook_url, s.webhook_secret, s.webhook_timeout_ms / 1000, greeting)
-    from voiced.agent.llm import LLMSettings, OpenAIAgent, default_system_prompt
+    from voiced.agent.llm import LLMSettings, OpenAIAgent
+    from voiced.agent.llm_messages import default_system_prompt
     from voiced.agent.tools import ToolRunner
 
     prompt = s.system_prompt

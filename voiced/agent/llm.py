@@ -5,16 +5,7 @@ Any server speaking ``POST {base_url}/chat/completions`` with ``stream: true`` w
 Every text delta goes to the call's sink the moment its bytes arrive, so the first
 sentence is spoken while the model is still generating the rest.
 
-What the model is given, per turn: one system message (the system prompt, then the
-call's context: the caller's and the called number and the stream's custom
-parameters), then the history -- the caller as ``user``, the bot as ``assistant``,
-each bot entry holding only what the caller heard -- then the caller's new words, or
-a bracketed note for an event ("[The caller pressed 5]"). A bot reply the caller
-cut off ends with " —" (an em dash), and the system message says what that means;
-the note is not put in the assistant text, where the model would learn to imitate it.
-An empty interrupted entry (nothing heard) is left out, and consecutive entries of
-one role are merged, because several servers' chat templates insist that user and
-assistant alternate.
+What the model is given is ``voiced.agent.llm_messages``.
 
 Tools: ``end_call`` is always offered, ``transfer_call`` when the operator listed
 transfer targets (the model picks among them, never a number of its own or a
@@ -47,10 +38,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from voiced.agent.base import (
-    AgentError, CallInfo, Dtmf, EndCall, Idle, ReplySink, Said, TransferCall, TurnRequest,
-)
+from voiced.agent.base import AgentError, CallInfo, EndCall, ReplySink, TransferCall, TurnRequest
 from voiced.agent.httpbody import cancellable, read_body_prefix, stream_body
+from voiced.agent.llm_messages import DEFAULT_SYSTEM_PROMPT, build_messages
 from voiced.agent.sse import SSEError, SSEParser
 from voiced.agent.tools import (
     END_CALL, TRANSFER_CALL, ToolRunner, builtin_tools, load_tools, parse_arguments, tool_error,
@@ -60,24 +50,6 @@ from voiced.phrases import english
 
 log = Logger()
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a friendly, concise voice assistant answering a phone call. Your words are "
-    "spoken aloud by text-to-speech: answer in short plain sentences, without lists, "
-    "markdown, emoji or URLs, and ask one question at a time."
-)
-
-
-def default_system_prompt(language: str, language_name: str = "") -> str:
-    """The default prompt, naming the language to answer in (a model answers in the
-    language it is addressed in, and this prompt is English)."""
-    name = language_name or language
-    return f"{DEFAULT_SYSTEM_PROMPT} The caller speaks {name} ({language}): always answer in {name}."
-
-
-INTERRUPTED_NOTE = (
-    "An assistant message ending with \" —\" was interrupted by the caller: they heard "
-    "it only up to that point."
-)
 _EN = english()
 # Enough of an error body to hold the server's message.
 ERROR_BODY_BYTES = 4096
@@ -225,56 +197,6 @@ class OpenAIConversation:
         return await runner.run(self._call, call.name, arguments), True
 
 
-def build_messages(settings: LLMSettings, call: CallInfo, request: TurnRequest) -> list[dict[str, Any]]:
-    """The chat messages for one turn (see the module docstring)."""
-    system = [settings.system_prompt.strip()]
-    context = []
-    if call.from_number:
-        context.append(f"The caller's number is {call.from_number}.")
-    if call.to_number:
-        context.append(f"They called {call.to_number}.")
-    if call.custom_parameters:
-        pairs = ", ".join(f"{k}={v}" for k, v in sorted(call.custom_parameters.items()))
-        context.append(f"Call parameters: {pairs}.")
-    system.append(" ".join(context))
-    system.append(INTERRUPTED_NOTE)
-    messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(s for s in system if s)}]
-    turns = [_history_message(said) for said in request.history]
-    turns.append({"role": "user", "content": _new_user_text(request)})
-    for message in turns:
-        if message is None:
-            continue
-        if messages[-1]["role"] == message["role"]:
-            messages[-1] = {**messages[-1], "content": messages[-1]["content"] + "\n" + message["content"]}
-        else:
-            messages.append(message)
-    return messages
-
-
-def _history_message(said: Said) -> dict[str, str] | None:
-    text = said.text.strip()
-    if said.role == "caller":
-        return {"role": "user", "content": text} if text else None
-    if not text:
-        return None
-    return {"role": "assistant", "content": text + " —" if said.interrupted else text}
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
-def _new_user_text(request: TurnRequest) -> str:
-    event = request.event
-    if isinstance(event, Dtmf):
-        note = f"[The caller pressed {event.digit}]"
-    elif isinstance(event, Idle):
-        again = f" ({_ordinal(event.count)} time)" if event.count > 1 else ""
-        note = f"[The caller has been silent for a while{again}]"
-    else:
-        return request.text
-    return f"{request.text} {note}" if request.text else note
 
 
 @dataclass
