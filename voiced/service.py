@@ -391,6 +391,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             from_number=params.get("From", ""),
             to_number=params.get("To", ""),
             custom_parameters=params,
+            language=self.settings.language,
         )
         s = self.settings
         eou = EndOfUtterance(self.clock, WebRtcVoiceActivity(s.vad_aggressiveness), s.eou_silence_ms, s.min_speech_ms)

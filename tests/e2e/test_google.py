@@ -5,8 +5,10 @@ is killed and restarted mid-call."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -147,8 +149,9 @@ class GoogleEngineCallTests(TestCase):
         """Issue 18: no configuration leaves a caller in silence. Every stream fails, the
         bundled Whisper knows no Hebrew (no fallback): each of three utterances is still
         answered with a Hebrew phrase of the catalog, and each is a turn of the record."""
+        journal = os.path.join(tempfile.mkdtemp(prefix="voiced-journal-"), "calls.db")
         emulator, daemon = self.start("--fail-status", "UNAVAILABLE", "--fail-every", "1",
-                                      VOICED_LANGUAGE="he-IL", VOICED_STT_RETRY_ATTEMPTS="1")
+                                      VOICED_LANGUAGE="he-IL", VOICED_STT_RETRY_ATTEMPTS="1", VOICED_JOURNAL=journal)
         report = yield place_call(reactor, daemon.media_url, [line("Shalom."), line("Ma nishma?"), line("Toda.")],
                                   reply_timeout_s=15, hangup_grace_s=1)
         yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
@@ -164,6 +167,13 @@ class GoogleEngineCallTests(TestCase):
             self.assertTrue(any(repr(text) in entry for text in hebrew), entry)
         self.assertEqual(len([e for e in daemon.lines("UNHEARD") if report.call_sid in e]), 3)
         self.assertIn("turns=3", "".join(e for e in daemon.lines("CALL_END") if report.call_sid in e))
+        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+            turns = db.execute("SELECT caller_text, event, reply_text FROM turns ORDER BY seq").fetchall()
+        self.assertEqual(len(turns), 3)
+        for caller_text, event, reply_text in turns:
+            self.assertEqual(caller_text, "")
+            self.assertIn("unheard", json.loads(event))
+            self.assertIn(reply_text, hebrew)
 
     @inlineCallbacks
     def test_tts_failure_mid_call_is_spoken_by_the_local_engine(self):

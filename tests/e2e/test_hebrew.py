@@ -95,7 +95,7 @@ class HebrewLineTests(TestCase):
         for text in (CATALOG["filler"], "אנחנו פותחים בשמונה.", CATALOG["apology"], CATALOG["idle_goodbye"]):
             self.assertIn(text, bot)
         first = app.received[0].json()
-        self.assertEqual(first["text"], HOURS_QUESTION)
+        self.assertEqual((first["text"], first["call"]["language"]), (HOURS_QUESTION, "he-IL"))
         turns = journal_turns(self.journal)
         self.assertEqual([t[0] for t in turns], [HOURS_QUESTION, "אתם שם?"])
         self.assertEqual(turns[0][1], "אנחנו פותחים בשמונה.")

@@ -28,10 +28,11 @@ class CallInfo:
     from_number: str = ""
     to_number: str = ""
     custom_parameters: dict[str, str] = field(default_factory=dict)
+    language: str = ""  # BCP-47: what the caller speaks and the reply must be in
 
     def as_json(self) -> dict[str, Any]:
         return {"sid": self.call_id, "from": self.from_number, "to": self.to_number,
-                "parameters": dict(self.custom_parameters)}
+                "parameters": dict(self.custom_parameters), "language": self.language}
 
 
 @dataclass(frozen=True)
