@@ -415,6 +415,22 @@ def line(ms: int, text: str = "", barge_in_ms: int | None = None) -> CallerLine:
     return CallerLine(tone(ms) + silence_ulaw(200), text, barge_in_ms)
 
 
+def serve_scripted_bot(
+    test: TestCase, greeting: bytes, replies: tuple[bytes, ...], hang_up_after: int | None = None, deny: bool = False
+) -> tuple[WebSocketServerFactory, str]:
+    """A ScriptedBot listening on loopback until ``test`` ends: its factory and URL."""
+    factory = WebSocketServerFactory()
+    factory.protocol = ScriptedBot
+    factory.setProtocolOptions(closeHandshakeTimeout=1)
+    factory.greeting, factory.replies, factory.hang_up_after, factory.deny = greeting, replies, hang_up_after, deny
+    factory.reply_delay_s = 0.1
+    factory.end_silence_frames = 6
+    factory.bots = []
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    test.addCleanup(port.stopListening)
+    return factory, f"ws://127.0.0.1:{port.getHost().port}/media"
+
+
 class LiveCallTests(TestCase):
     timeout = 30
 
@@ -429,17 +445,8 @@ class LiveCallTests(TestCase):
         hang_up_after: int | None = None,
         deny: bool = False,
     ) -> str:
-        factory = WebSocketServerFactory()
-        factory.protocol = ScriptedBot
-        factory.setProtocolOptions(closeHandshakeTimeout=1)
-        factory.greeting, factory.replies, factory.hang_up_after, factory.deny = greeting, replies, hang_up_after, deny
-        factory.reply_delay_s = 0.1
-        factory.end_silence_frames = 6
-        factory.bots = []
-        self.factory = factory
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        return f"ws://127.0.0.1:{port.getHost().port}/media"
+        self.factory, url = serve_scripted_bot(self, greeting, replies, hang_up_after, deny)
+        return url
 
     @inlineCallbacks
     def test_conversation_with_barge_in_ending_with_the_bot_hanging_up(self):

@@ -8,13 +8,11 @@ import json
 import os
 import sys
 
-from autobahn.twisted.websocket import WebSocketServerFactory
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.test_caller import REPO, ScriptedBot
+from tests.test_caller import REPO, serve_scripted_bot
 from voiced.audio import silence_ulaw
 from voiced.caller.main import build_parser, transcribe_all
 from voiced.caller.report import BotReply, CallReport, format_conversation, report_dict, transcribe_calls
@@ -104,17 +102,8 @@ class HebrewCallTests(TestCase):
     timeout = 60
 
     def serve(self, greeting: bytes, replies: tuple[bytes, ...]) -> str:
-        factory = WebSocketServerFactory()
-        factory.protocol = ScriptedBot
-        factory.setProtocolOptions(closeHandshakeTimeout=1)
-        factory.greeting, factory.replies, factory.hang_up_after, factory.deny = greeting, replies, 1, False
-        factory.reply_delay_s = 0.1
-        factory.end_silence_frames = 6
-        factory.bots = []
-        self.factory = factory
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        return f"ws://127.0.0.1:{port.getHost().port}/media"
+        self.factory, url = serve_scripted_bot(self, greeting, replies, hang_up_after=1)
+        return url
 
     @inlineCallbacks
     def test_cli_says_once_that_hebrew_replies_are_not_transcribed_by_an_english_model(self):

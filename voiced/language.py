@@ -1,6 +1,10 @@
-"""BCP-47 language tags as the catalogs, dialogs and engines look them up."""
+"""BCP-47 language tags as the catalogs, dialogs and engines look them up, and the
+marks that lay out right-to-left text."""
 
 from __future__ import annotations
+
+#: Unicode's directional marks and embeddings: they place text on a screen and say nothing.
+BIDI_MARKS = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
 #: Codes ISO 639 retired that carriers and Google still send.
 _RETIRED = {"iw": "he", "in": "id", "ji": "yi"}

@@ -55,6 +55,15 @@ def write_question_wav(path: str) -> None:
         w.writeframes(silence(LEAD_SILENCE_S) + speech + silence(TAIL_SILENCE_S))
 
 
+def open_browser(test: TestCase, artifacts: str) -> Chromium:
+    """Headless Chromium whose microphone asks QUESTION, stopped when ``test`` ends."""
+    wav = os.path.join(artifacts, "microphone.wav")
+    write_question_wav(wav)
+    browser = Chromium(reactor, wav, artifacts)
+    test.addCleanup(browser.stop)
+    return browser
+
+
 class ConsoleBrowserTests(TestCase):
     timeout = 180
 
@@ -65,10 +74,7 @@ class ConsoleBrowserTests(TestCase):
         self.daemon = Daemon()
         self.addCleanup(self.daemon.stop)
         self.daemon.wait_ready()
-        wav = os.path.join(self.artifacts, "microphone.wav")
-        write_question_wav(wav)
-        self.browser = Chromium(reactor, wav, self.artifacts)
-        self.addCleanup(self.browser.stop)
+        self.browser = open_browser(self, self.artifacts)
 
     def page_state(self) -> str:
         return ("JSON.stringify({state: document.getElementById('call-state')?.textContent,"
@@ -196,10 +202,7 @@ class ConsoleHebrewBrowserTests(TestCase):
         self.daemon = Daemon(env=emulator.google_env(VOICED_LANGUAGE="he-IL", VOICED_SCRIPT=dialog.name))
         self.addCleanup(self.daemon.stop)
         self.daemon.wait_ready()
-        wav = os.path.join(self.artifacts, "microphone.wav")
-        write_question_wav(wav)
-        self.browser = Chromium(reactor, wav, self.artifacts)
-        self.addCleanup(self.browser.stop)
+        self.browser = open_browser(self, self.artifacts)
 
     @inlineCallbacks
     def lines(self):

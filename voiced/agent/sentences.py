@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import re
 
+from voiced.language import BIDI_MARKS
+
 # Directional marks and embedding/isolate controls: invisible, not speech, not space.
-_BIDI = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_BIDI = BIDI_MARKS
 _SPEECH = re.compile(rf"[^\s{_BIDI}]")
 _SILENT_RUN = re.compile(rf"[\s{_BIDI}]*")
 # Closing quotes and brackets belong to the sentence they close. Hebrew uses the

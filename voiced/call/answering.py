@@ -101,6 +101,9 @@ class Answering:
         if reply.turn is not None:
             self._report(reply.turn)
 
+    def _prompt_playing(self) -> bool:
+        return any(reply.mark_prefix.startswith("p") for reply in self._replies.values())
+
     def _interrupt_prompts(self) -> None:
         """The caller talks over an interim phrase: stop it as any bot audio is stopped.
         The caller's speech is already the utterance being listened to; no turn restarts."""
@@ -125,7 +128,7 @@ class Answering:
         if reply.mark_prefix.startswith("p"):
             # An interim prompt: the turn it interrupted goes on; if the caller has not
             # spoken since, the silence after it is idle like after any reply.
-            if self._caller_is_quiet() and not any(r.mark_prefix.startswith("p") for r in self._replies.values()):
+            if self._caller_is_quiet() and not self._prompt_playing():
                 self._arm_idle()
             return
         heard = reply.heard(assume_played=assume_played)

@@ -182,7 +182,7 @@ class Transcribing:
             and times.speech_end is not None
             and times.speech_end - times.speech_start < UNHEARD_MIN_SPEECH_S
         ):
-            if not any(reply.mark_prefix.startswith("p") for reply in self._replies.values()):
+            if not self._prompt_playing():
                 self._arm_idle()
             return
         self._turns_answered += 1
@@ -199,7 +199,7 @@ class Transcribing:
         self._tell("bot", {"turn": turn.number, "text": said, "heard": "", "interrupted": False})
         if phrase:
             self._say_prompt("interim" if turn.stt_failed else "ask_again", phrase, turn)
-        elif not any(reply.mark_prefix.startswith("p") for reply in self._replies.values()):
+        elif not self._prompt_playing():
             self._arm_idle()  # else the phrase still playing arms it when it ends
 
     def _say_prompt(self, kind: str, phrase: str, turn: Turn) -> None:

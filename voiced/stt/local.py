@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from voiced.audio import SAMPLE_RATE, ulaw_to_float32
+from voiced.language import primary
 from voiced.lifecycle import note_construction
 from voiced.stt.base import Transcriber, TranscriptListener
 
@@ -45,7 +46,8 @@ MAX_QUEUED_TRANSCRIPTIONS = 32
 
 #: BCP-47 primary subtags that Whisper spells otherwise: legacy tags (iw, in, ji) and
 #: Whisper's own codes (jw for Javanese, no for Norwegian Bokmål, tl for Filipino).
-_WHISPER_LANGUAGE_ALIASES = {"iw": "he", "in": "id", "ji": "yi", "jv": "jw", "nb": "no", "fil": "tl"}
+# Whisper's own codes where they differ from ISO 639 (retired codes: voiced.language).
+_WHISPER_LANGUAGE_ALIASES = {"jv": "jw", "nb": "no", "fil": "tl"}
 
 
 class TranscriptionDropped(Exception):
@@ -69,8 +71,8 @@ class WhisperModelMissing(FileNotFoundError):
 
 def whisper_language(bcp47: str) -> str:
     """The Whisper language code for a BCP-47 tag: "he-IL" -> "he", "iw" -> "he"."""
-    primary = bcp47.strip().replace("_", "-").split("-")[0].lower()
-    return _WHISPER_LANGUAGE_ALIASES.get(primary, primary)
+    code = primary(bcp47.strip().replace("_", "-"))
+    return _WHISPER_LANGUAGE_ALIASES.get(code, code)
 
 
 def bundled_model_path() -> str:

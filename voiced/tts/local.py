@@ -20,6 +20,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from voiced.audio import SAMPLE_RATE, pcm16_to_ulaw, resample_pcm16
+from voiced.language import primary
 from voiced.lifecycle import note_construction
 
 # espeak_lib.h values (the header does not ship with the wheel).
@@ -106,10 +107,10 @@ def voice_candidates(language: str) -> list[str]:
 
 def language_problem(language: str, voice: str) -> str | None:
     """Why espeak-ng's ``voice`` does not serve ``language`` (a BCP-47 tag) well, or None."""
-    primary = language.strip().replace("_", "-").split("-")[0].lower()
-    if voice.split("-")[0] != primary:
+    code = primary(language.strip().replace("_", "-"))
+    if voice.split("-")[0] != code:
         return f"espeak-ng has no voice for {language}: its {voice!r} voice reads the text"
-    if primary in POORLY_SERVED_LANGUAGES:
+    if code in POORLY_SERVED_LANGUAGES:
         return (f"espeak-ng's {voice!r} voice drops most vowels of {language} (written without them): "
                 "not intelligible on a phone line")
     return None

@@ -12,9 +12,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from voiced.language import BIDI_MARKS
 from voiced.tts.base import TTSEngine
 
-_NO_BIDI_MARKS = dict.fromkeys(map(ord, "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+_NO_BIDI_MARKS = dict.fromkeys(map(ord, BIDI_MARKS))
 
 log = Logger(namespace="voiced.tts")
 
