@@ -1,7 +1,7 @@
 # twistd -ny voiced.tac : the same service as `twistd voiced`, configured from VOICED_* environment variables.
 from twisted.application import service
 
-from voiced.service import VoicedService
+from voiced.app import build
 from voiced.tap import tac_settings
 
 settings, warnings = tac_settings()  # a configuration error exits here with one line
@@ -11,4 +11,4 @@ if settings.workers > 1:
 
     WorkerSupervisor(settings, startup_warnings=warnings).setServiceParent(application)
 else:
-    VoicedService(settings, startup_warnings=warnings).setServiceParent(application)
+    build(settings, startup_warnings=warnings).setServiceParent(application)

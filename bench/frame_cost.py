@@ -49,8 +49,8 @@ from voiced.call.eou import EndOfUtterance, SpeechEnded, WebRtcVoiceActivity
 from voiced.call.reply import AUDIO_CHUNK_BYTES
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.caller.twilio_side import TwilioStream
-from voiced.carrier import twilio
-from voiced.carrier.protocol import MediaStreamFactory
+from voiced.carrier.twilio import wire as twilio
+from voiced.carrier.twilio.protocol import TwilioAdmission, TwilioMediaStreamFactory
 from voiced.config import Settings
 from voiced.logging import make_observer
 from voiced.metrics import Metrics
@@ -247,18 +247,19 @@ def caller_audio(lines: list[bytes], call_seconds: float) -> list[bytes]:
 
 # ---- the WebSocket path -------------------------------------------------------------------
 class BenchService:
-    """What MediaStreamFactory needs from VoicedService, with calls built from bench parts."""
+    """The call core a carrier needs (VoicedService's part of it), with calls built from bench parts."""
 
     def __init__(self, clock: Clock, make_call: Callable[[Any, Any], Call]) -> None:
+        self.clock = clock
         self.metrics = Metrics()
         self.settings = SETTINGS
         self._make_call = make_call
         self.calls: list[Call] = []
 
-    def admit_connection(self, request: Any) -> None:
+    def admit(self) -> None:
         pass
 
-    def new_call(self, start: twilio.Start, transport: Any) -> Call:
+    def new_call(self, start: Any, transport: Any, playout: str = "carrier") -> Call:
         call = self._make_call(start, transport)
         self.calls.append(call)
         return call
@@ -291,7 +292,7 @@ def open_protocol(clock: Clock, service: BenchService) -> tuple[Any, StringTrans
     # Autobahn's own timers (handshake timeout, auto-ping) on a clock that never moves: a
     # ping unanswered by the bench would otherwise drop the connection mid-measurement.
     txaio.config.loop = Clock()
-    factory = MediaStreamFactory(service, clock)
+    factory = TwilioMediaStreamFactory(service, TwilioAdmission("", ""))
     proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
                                 peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
@@ -328,9 +329,9 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
 
         clock = Clock()
 
-        def make_call(start: twilio.Start, transport: Any) -> Call:
+        def make_call(start: Any, transport: Any) -> Call:
             return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]),
-                            call_id=start.call_sid)
+                            call_id=start.call_id)
 
         stream = TwilioStream("ACbench", "CAbench", "MZbench", {})
         proto, wire = open_protocol(clock, BenchService(clock, make_call))
@@ -343,7 +344,7 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
             wire.clear()
 
         rows["full path"] += time_each(proto.dataReceived, ws_frames, before=before)
-        if proto.call is None or proto._closing:
+        if proto.link.call is None or proto.link.closing:
             raise RuntimeError("the bench's media socket closed: the full path did not reach the call")
         proto.connectionLost(Failure(ConnectionDone()))
 
@@ -354,7 +355,7 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
         proto.onMessage(stream.start().encode(), False)
         payloads = [stream.media(f, i * 20).encode() for i, f in enumerate(frames_in)]
         rows["protocol.onMessage"] += time_each(lambda m: proto.onMessage(m, False), payloads, before=before)
-        if proto.call is None or proto._closing:
+        if proto.link.call is None or proto.link.closing:
             raise RuntimeError("the bench's media socket closed: onMessage did not reach the call")
         # Autobahn 26 builds colored arguments for a debug line on every dataReceived and
         # discards them when debug is off: wasted work the full path pays.
@@ -372,8 +373,8 @@ def outbound(reply_audio: bytes, passes: int) -> dict[str, list[float]]:
     clock = Clock()
     speaker = Speaker(InstantTTS(silence_ulaw(1000)), None, PhraseCache())
 
-    def make_call(start: twilio.Start, transport: Any) -> Call:
-        return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]), call_id=start.call_sid)
+    def make_call(start: Any, transport: Any) -> Call:
+        return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]), call_id=start.call_id)
 
     stream = TwilioStream("ACbench", "CAbench", "MZbench", {})
     proto, wire = open_protocol(clock, BenchService(clock, make_call))
@@ -386,9 +387,9 @@ def outbound(reply_audio: bytes, passes: int) -> dict[str, list[float]]:
     for _ in range(passes):
         rows["media_message 3200 B"] += time_each(lambda c: twilio.media_message(sid, c), chunks)
         rows["media_message 160 B"] += time_each(lambda c: twilio.media_message(sid, c), small)
-        rows["send_audio 3200 B"] += time_each(proto.send_audio, chunks, before=wire.clear)
+        rows["send_audio 3200 B"] += time_each(proto.link.send_audio, chunks, before=wire.clear)
         rows["mark_message"] += time_each(lambda n: twilio.mark_message(sid, n), names)
-        rows["send_mark"] += time_each(proto.send_mark, names, before=wire.clear)
+        rows["send_mark"] += time_each(proto.link.send_mark, names, before=wire.clear)
     proto.connectionLost(Failure(ConnectionDone()))
     return rows
 

@@ -28,8 +28,8 @@ from voiced.caller.client import place_call
 from voiced.caller.report import format_conversation, percentiles, run_dict
 from voiced.caller.session import CallConfig, CallerLine, CallSession, speech_frames
 from voiced.caller.twilio_side import Playback, TwilioStream
-from voiced.carrier.signature import twilio_signature
-from voiced.carrier.twilio import Media, Start, Stop, clear_message, mark_message, media_message, parse_message
+from voiced.carrier.twilio.signature import twilio_signature
+from voiced.carrier.twilio.wire import Media, Start, Stop, clear_message, mark_message, media_message, parse_message
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,16 +1,12 @@
-"""Capacity: calls beyond max_calls are refused at the upgrade, never accepted and left deaf."""
+"""Capacity: calls beyond max_calls are refused before any call state, never accepted and left deaf."""
 
-from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.call_counts import CallCounts
+from voiced.carrier.base import Refused
 from voiced.config import CALLS_PER_WORKER, Settings
 from voiced.service import VoicedService
-
-
-def upgrade() -> ConnectionRequest:
-    return ConnectionRequest("tcp:127.0.0.1:1", {}, "localhost", "/media", {}, 13, None, [], [])
 
 
 class MaxCallsTests(SynchronousTestCase):
@@ -18,11 +14,11 @@ class MaxCallsTests(SynchronousTestCase):
         service = VoicedService(Settings.load({}, {"VOICED_MAX_CALLS": "2"}), reactor=Clock())
         service.ready = True
         service.calls.update({"call-1", "call-2"})  # type: ignore[arg-type]
-        denied = self.assertRaises(ConnectionDeny, service.admit_connection, upgrade())
-        self.assertEqual(denied.code, 503)
+        denied = self.assertRaises(Refused, service.admit)
+        self.assertEqual(denied.status, 503)
         self.assertEqual(service.metrics.calls_refused_total._value.get(), 1)
         service.calls.discard("call-2")  # type: ignore[arg-type]
-        service.admit_connection(upgrade())  # room again: no exception
+        service.admit()  # room again: no exception
 
     def test_default_is_sized_for_the_machine(self) -> None:
         import os

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.agent.base import CallInfo
 from voiced.call.record import CallHub, CallRecord, TurnRecord
-from voiced.carrier.signature import twilio_signature
+from voiced.carrier.twilio.signature import twilio_signature
 from voiced.config import Settings
 from voiced.console import Console, console_urls
 from voiced.console.auth import (
@@ -231,7 +231,9 @@ def fake_service(env: dict[str, str] | None = None, listen: list[str] | None = N
 def http(service: SimpleNamespace, path: str, method: str = "GET", headers: dict[str, str] | None = None,
          body: bytes = b"") -> tuple[int, dict[bytes, bytes], bytes]:
     """One request through the real site (routing, auth, headers), in memory."""
-    site = build_site(service)
+    from voiced.carrier import twilio
+
+    site = build_site(service, [twilio.carrier(service, service.settings, service.console)], service.console)
     channel = site.buildProtocol(None)
     transport = StringTransport()
     channel.makeConnection(transport)
@@ -320,13 +322,30 @@ def upgrade(path: str = "/media", params: dict | None = None, headers: dict | No
                              None, [], [])
 
 
-class MediaAdmissionTests(SynchronousTestCase):
-    """admit_connection: a console token stands in for a Twilio signature, as strictly."""
+class _Admission:
+    """The daemon as built by voiced.app, and the upgrade checks of Twilio's /media on it."""
 
-    def service(self, env: dict[str, str]) -> VoicedService:
-        service = VoicedService(Settings.load({}, env), reactor=MemoryReactorClock())
-        service.ready = True
-        return service
+    def __init__(self, env: dict[str, str]) -> None:
+        from voiced.app import build
+        from voiced.carrier.twilio.protocol import TwilioAdmission, TwilioMediaStreamFactory
+
+        settings = Settings.load({}, env)
+        self.daemon = build(settings, reactor=MemoryReactorClock())
+        self.daemon.ready = True
+        self.clock = self.daemon.clock
+        self.console = self.daemon.getServiceNamed("console")
+        self.factory = TwilioMediaStreamFactory(
+            self.daemon, TwilioAdmission(settings.twilio_auth_token, settings.public_host, self.console))
+
+    def admit_connection(self, request: ConnectionRequest) -> None:
+        self.factory.buildProtocol(None).onConnect(request)
+
+
+class MediaAdmissionTests(SynchronousTestCase):
+    """Twilio's /media upgrade: a console token stands in for a Twilio signature, as strictly."""
+
+    def service(self, env: dict[str, str]) -> _Admission:
+        return _Admission(env)
 
     def test_with_both_tokens(self) -> None:
         service = self.service({**TWILIO, "VOICED_CONSOLE_TOKEN": "letmein"})

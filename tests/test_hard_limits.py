@@ -11,10 +11,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_protocol import HANDSHAKE, RecordingService, client_frame, server_frames, start_message
+from tests.test_protocol import HANDSHAKE, RecordingService, twilio_factory, client_frame, server_frames, start_message
 from voiced.carrier import media_token
 from voiced.carrier.limits import MAX_OUTBOUND_BYTES, MediaRate, outbound_backlog
-from voiced.carrier.protocol import MediaStreamFactory
 from voiced.config import Settings
 
 
@@ -38,10 +37,17 @@ class Harness(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.service = RecordingService(self.settings)
-        self.proto = MediaStreamFactory(self.service, self.clock).buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        self.proto = twilio_factory(self.service, self.clock).buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
         self.transport = StringTransport()
         self.proto.makeConnection(self.transport)
-        self.proto.dataReceived(HANDSHAKE)
+        handshake = HANDSHAKE
+        if self.settings.twilio_auth_token:  # the upgrade Twilio signs, as it would
+            from voiced.carrier.twilio.signature import twilio_signature
+
+            signature = twilio_signature(self.settings.twilio_auth_token, f"wss://{self.settings.public_host}/media")
+            handshake = handshake.replace(b"\r\n\r\n", f"\r\nX-Twilio-Signature: {signature}\r\n\r\n".encode())
+        self.proto.dataReceived(handshake)
+        self.assertIn(b"101 Switching Protocols", self.transport.value())
         self.transport.clear()
 
     def send(self, payload, opcode=0x1):
@@ -152,14 +158,11 @@ class TwimlTokenTests(SynchronousTestCase):
 
         from twisted.web.test.requesthelper import DummyRequest
 
-        from voiced.carrier.signature import twilio_signature
-        from voiced.web import Twiml
+        from voiced.carrier.twilio.signature import twilio_signature
+        from voiced.carrier.twilio.answer import TwimlAnswer
 
-        class Service:
-            settings = Settings(twilio_auth_token="tok", public_url="https://voice.example.com")
-            clock = Clock()
-
-        Service.clock.advance(5000)
+        clock = Clock()
+        clock.advance(5000)
         form = {"CallSid": "CA7", "From": "+1555", "To": "+1666"}
         request = DummyRequest([b"twiml"])
         request.method, request.uri = b"POST", b"/twiml"
@@ -167,7 +170,7 @@ class TwimlTokenTests(SynchronousTestCase):
         request.args = {k.encode(): [v.encode()] for k, v in form.items()}
         request.requestHeaders.addRawHeader(
             b"x-twilio-signature", twilio_signature("tok", "https://voice.example.com/twiml", form).encode())
-        twiml = Twiml(Service()).render_POST(request).decode()
+        twiml = TwimlAnswer("tok", "voice.example.com", clock, 300).render_POST(request).decode()
         token = re.search(r'<Parameter name="voicedToken" value="([^"]+)"/>', twiml).group(1)
         self.assertIsNone(media_token.problem("tok", "CA7", token, 5000 + 299))
         self.assertIsNotNone(media_token.problem("tok", "CA7", token, 5000 + 301))

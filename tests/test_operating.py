@@ -279,14 +279,19 @@ class HealthTests(SynchronousTestCase):
         self.assertEqual(service.liveness()["status"], "unhealthy")
 
     def test_admin_listen_moves_health_and_metrics(self):
+        from voiced.app import build_carriers
+        from voiced.console import Console
         from voiced.web import build_admin_site, build_site
 
         _, service = self.service()
-        public, admin = build_site(service, with_admin=False).resource, build_admin_site(service).resource
+        console = Console(service)
+        carriers = build_carriers(service, service.settings, console)
+        public = build_site(service, carriers, console, with_admin=False).resource
+        admin = build_admin_site(service).resource
         # The web console (on here: loopback, no Twilio token) stays beside /media, never on the admin port.
         self.assertEqual(set(public.children), {b"media", b"twiml", b"console"})
         self.assertEqual(set(admin.children), {b"health", b"metrics"})
-        self.assertEqual(set(build_site(service).resource.children),
+        self.assertEqual(set(build_site(service, carriers, console).resource.children),
                          {b"media", b"twiml", b"health", b"metrics", b"console"})
 
 

@@ -16,13 +16,12 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from tests.test_call_agent import ScriptedConversation
-from tests.test_protocol import HANDSHAKE, RecordingService, client_frame, start_message
+from tests.test_protocol import HANDSHAKE, RecordingService, twilio_factory, client_frame, start_message
 from tests.test_turn import SILENT, VOICED, VOICED_PCM, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport
 from voiced.agent.base import CallInfo, EndCall
 from voiced.call.eou import EndOfUtterance
 from voiced.call.turn import HISTORY_LIMIT, MAX_QUEUED_EVENTS, Call, State, TurnSettings
-from voiced.carrier import twilio
-from voiced.carrier.protocol import MediaStreamFactory
+from voiced.carrier.twilio import wire as twilio
 from voiced.tts.speaker import PhraseCache, Speaker
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -76,7 +75,7 @@ class ParserProperties(unittest.TestCase):
     def test_the_media_socket_never_raises_and_opens_at_most_one_call(self, messages):
         txaio.config.loop = Clock()
         service = RecordingService()
-        proto = MediaStreamFactory(service, Clock()).buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        proto = twilio_factory(service, Clock()).buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
         proto.makeConnection(StringTransport())
         proto.dataReceived(HANDSHAKE)
         proto.dataReceived(client_frame(start_message()))

@@ -10,7 +10,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.carrier.protocol import MAX_PROTOCOL_ERRORS, MAX_SEQUENCE_WARNINGS, MediaStreamFactory
+from voiced.carrier.link import MAX_PROTOCOL_ERRORS
+from voiced.carrier.twilio.protocol import MAX_SEQUENCE_WARNINGS, TwilioAdmission, TwilioMediaStreamFactory
 from voiced.config import Settings
 from voiced.metrics import Metrics
 
@@ -61,22 +62,32 @@ class RecordingCall:
 
 
 class RecordingService:
-    def __init__(self, settings=None):
+    """The call core a carrier sees (``voiced.carrier.base.CallCore``), recording its calls."""
+
+    def __init__(self, settings=None, clock=None):
         self.settings = settings or Settings()
+        self.clock = clock or Clock()
         self.metrics = Metrics()
         self.calls = []
         self.ended = []
 
-    def admit_connection(self, request):
+    def admit(self):
         pass
 
-    def new_call(self, start, transport):
+    def new_call(self, start, transport, playout="carrier"):
         call = RecordingCall()
         self.calls.append((start, transport, call))
         return call
 
     def call_ended(self, call):
         self.ended.append(call)
+
+
+def twilio_factory(service, clock, console=None):
+    """Twilio's media socket factory over ``service``, admitting as ``service.settings`` say."""
+    service.clock = clock
+    settings = service.settings
+    return TwilioMediaStreamFactory(service, TwilioAdmission(settings.twilio_auth_token, settings.public_host, console))
 
 
 def start_message(seq=1, **media_format):
@@ -97,7 +108,7 @@ class MediaStreamProtocolTests(SynchronousTestCase):
         self.patch(txaio.config, "loop", Clock())  # Autobahn's own timers never fire here
         self.clock = Clock()
         self.service = RecordingService()
-        factory = MediaStreamFactory(self.service, self.clock)
+        factory = twilio_factory(self.service, self.clock)
         self.proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         self.transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
                                          peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
@@ -117,7 +128,7 @@ class MediaStreamProtocolTests(SynchronousTestCase):
         self.send(b'{"event":"connected","protocol":"Call","version":"1.0.0"}')
         self.send(start_message())
         start, transport, call = self.service.calls[0]
-        self.assertEqual((start.call_sid, call.events), ("CA1", ["start"]))
+        self.assertEqual((start.call_id, call.events), ("CA1", ["start"]))
         self.send(media_message(2, 1))
         self.send(b'{"event":"mark","sequenceNumber":"3","streamSid":"MZ1","mark":{"name":"r1.start"}}')
         self.send(b'{"event":"dtmf","sequenceNumber":"4","streamSid":"MZ1","dtmf":{"digit":"5"}}')

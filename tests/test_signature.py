@@ -1,7 +1,7 @@
 from twilio.request_validator import RequestValidator
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.carrier.signature import signature_matches, twilio_signature
+from voiced.carrier.twilio.signature import signature_matches, twilio_signature
 
 TOKEN = "12345abcdef"
 

@@ -3,7 +3,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.carrier import twilio
+from voiced.carrier.twilio import wire as twilio
 
 
 def _media(seq, chunk, payload=b"\xff" * 160, track="inbound"):

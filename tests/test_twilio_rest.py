@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes.http_apps import Canned, RecordingApp, make_http_client, start_server
 from voiced.call.control import CallControl, check_transfer_target
-from voiced.carrier.twilio_rest import DEFAULT_API_BASE, DEFAULT_BACKOFF, TwilioCallControl, dial_twiml
+from voiced.carrier.twilio.rest import DEFAULT_API_BASE, DEFAULT_BACKOFF, TwilioCallControl, dial_twiml
 from voiced.retry import Backoff
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2
@@ -54,7 +54,7 @@ class TwilioCallControlTests(TestCase):
         self.logs: list[str] = []
 
         def observe(event: dict) -> None:
-            if event.get("log_namespace", "").startswith("voiced.carrier.twilio_rest"):
+            if event.get("log_namespace", "").startswith("voiced.carrier.twilio.rest"):
                 self.logs.append(formatEvent(event))
 
         globalLogPublisher.addObserver(observe)

@@ -15,9 +15,6 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
-from urllib.parse import urlencode
-
-from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import ILogObserver, Logger
@@ -31,14 +28,12 @@ from voiced.call.control import CallControl
 from voiced.call_counts import CallCounts
 from voiced.call.record import CallHub
 from voiced.call.turn import Call, CallTransport, TurnSettings
-from voiced.carrier.signature import signature_matches
-from voiced.carrier.twilio import Start
+from voiced.carrier.base import CallStart, Refused
 from voiced.config import Settings
 from voiced.drain import Drain
 from voiced.health import HealthReports
 from voiced.lag import LagMonitor
 from voiced.lifecycle import note_construction
-from voiced.listener import AdoptedListener, Listener
 from voiced.metrics import Metrics
 from voiced.signals import SignalHandlers
 from voiced.stt.base import STTEngine
@@ -120,7 +115,6 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.speaker: Speaker | None = None
         self.agent: Agent | None = None
         self.http: Any = None  # the treq HTTPClient over the service's connection pool
-        self.call_control: CallControl | None = None
         self.journal: Any = None  # voiced.journal.writer.JournalWriter, with VOICED_JOURNAL
         self.outbox: Any = None  # voiced.journal.outbox.Outbox, with VOICED_CALL_WEBHOOK_URL
         self._pools: list[ThreadPool] = []
@@ -129,24 +123,11 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self._log_observer: Any = None
         self._drained: Deferred[None] | None = None
 
-        from voiced.console import Console
-        from voiced.web import build_admin_site, build_site
-
-        # Before the site: /console is mounted only when the console is on.
-        self.console = Console(self)
-        self.console.setServiceParent(self)
-
-        site = build_site(self, with_admin=not settings.admin_listen)
-        if worker is not None:  # the supervisor's sockets, shared with the other workers
-            for fd, family in worker.listen_fds:
-                AdoptedListener(fd, family, site, reactor).setServiceParent(self)
-            if worker.admin_fd is not None:
-                AdoptedListener(*worker.admin_fd, build_admin_site(self), reactor).setServiceParent(self)
-            return
-        for endpoint in settings.listen:
-            Listener("--listen", endpoint, site, reactor).setServiceParent(self)
-        if settings.admin_listen:
-            Listener("--admin-listen", settings.admin_listen, build_admin_site(self), reactor).setServiceParent(self)
+        # Given by the composition root (voiced.app): the carriers' REST controls, made once
+        # the HTTP client exists, and what refuses and admits calls beyond readiness and capacity.
+        self.control_factories: dict[str, Any] = {}
+        self.call_controls: dict[str, CallControl] = {}
+        self.carrier_warnings: list[str] = []
 
     @property
     def ready(self) -> bool:
@@ -191,14 +172,13 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         from autobahn.websocket import USES_NVX
 
         # NVX (C UTF-8 validator and masker) serves Autobahn's path: control frames, fragments;
-        # whole inbound text frames are decoded by voiced.carrier.protocol itself.
+        # whole inbound data frames are decoded by voiced.carrier.websocket itself.
         log.info("WEBSOCKET autobahn={version} nvx={nvx}", version=autobahn.__version__,
                  nvx="on" if USES_NVX else "off (pip install 'autobahn[accelerate]')")
         if self._log_observer is not None:
             self._signals.install()  # we own the process's logging: SIGUSR1/SIGHUP reopen it
-        if not self.settings.twilio_auth_token:
-            log.warn("X-Twilio-Signature is not checked (no VOICED_TWILIO_AUTH_TOKEN): anyone who reaches "
-                     "this port can place calls")
+        for warning in self.carrier_warnings:
+            log.warn("{warning}", warning=warning)
         # ~0.3 s of one core per utterance; by default one at a time, leaving a core to the reactor.
         self.whisper_pool = self._pool("voiced-whisper", self.settings.whisper_workers)
         # Google's streams and syntheses all run on one event loop, which holds this pool's thread.
@@ -266,12 +246,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.http = HTTPClient(WebAgent(self.clock, pool=pool))
         self._closers.append(pool.closeCachedConnections)
         note_construction("http_pool")
-        s = self.settings
-        if s.twilio_rest_configured:
-            from voiced.carrier.twilio_rest import TwilioCallControl
-
-            self.call_control = TwilioCallControl(self.http, self.clock, s.twilio_account_sid, s.twilio_rest_token,
-                                                  api_base=s.twilio_api_base)
+        self.call_controls = {name: make(self.http, self.clock) for name, make in self.control_factories.items()}
 
     def _pool(self, name: str, size: int) -> ThreadPool:
         pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
@@ -346,58 +321,41 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         if self._call_counts is not None and self.worker is not None:
             self._call_counts.publish(self.worker.index, len(self.calls))
 
-    def admit_connection(self, request: ConnectionRequest) -> str:
-        """Called for every WebSocket upgrade on /media, before any call state exists.
-        Returns who vouched for it: "console" (a console media token) or "carrier"."""
+    def admit(self) -> None:
+        """Called for every carrier's new stream, before any call state exists: raises
+        ``Refused`` while not ready or at max_calls."""
         if not self.ready:
-            raise ConnectionDeny(503, "voiced is draining" if self.drain.draining else "voiced is not ready")
+            raise Refused(503, "voiced is draining" if self.drain.draining else "voiced is not ready")
         limit = self.settings.call_limit
         active = self._active_calls()
         if active >= limit:
-            # Refused is recoverable (Twilio's fallback URL, another instance); a call
+            # Refused is recoverable (the carrier's fallback URL, another instance); a call
             # accepted beyond what the machine carries would be late or deaf.
             self.metrics.calls_refused_total.inc()
             if not self._refusing:
                 log.warn("CALLS_FULL active_calls={active} max_calls={limit}: refusing new calls with 503",
                          active=active, limit=limit)
             self._refusing = True
-            raise ConnectionDeny(503, "voiced is at max_calls")
+            raise Refused(503, "voiced is at max_calls")
         if self._refusing:
             self._refusing = False
             log.info("CALLS_ACCEPTED active_calls={active}: accepting calls again", active=active)
-        token = self.settings.twilio_auth_token
-        if self.console.offers_media_token(request):
-            # The browser softphone: a short-lived token the console minted stands in for
-            # Twilio's signature (403 unless valid, unexpired and unused).
-            self.console.admit_media(request)
-            return "console"
-        if token:
-            # Twilio signs the public wss:// URL it opened (path and query included).
-            url = f"wss://{self.settings.public_host}{request.path}"
-            if request.params:
-                url += "?" + urlencode(request.params, doseq=True)
-            if not signature_matches(token, url, None, request.headers.get("x-twilio-signature")):
-                log.warn("MEDIA_REJECTED: bad or missing X-Twilio-Signature for {url} from {peer}", url=url,
-                         peer=request.peer)
-                raise ConnectionDeny(403, "invalid signature")
-        return "carrier"
 
-    def new_call(self, start: Start, transport: CallTransport) -> Call:
+    def new_call(self, start: CallStart, transport: CallTransport, playout: str = "carrier") -> Call:
         assert self.stt_engine is not None and self.speaker is not None and self.agent is not None
-        params = start.custom_parameters
         info = CallInfo(
-            call_id=start.call_sid,
-            stream_id=start.stream_sid,
-            from_number=params.get("From", ""),
-            to_number=params.get("To", ""),
-            custom_parameters=params,
+            call_id=start.call_id,
+            stream_id=start.stream_id,
+            from_number=start.from_number,
+            to_number=start.to_number,
+            custom_parameters=start.custom_parameters,
             language=self.settings.language,
         )
         s = self.settings
         eou = EndOfUtterance(self.clock, WebRtcVoiceActivity(s.vad_aggressiveness), s.eou_silence_ms, s.min_speech_ms)
         call = Call(
             info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
-            self.metrics, self.turn_settings, self.call_control, self.call_hub,
+            self.metrics, self.turn_settings, self.call_controls.get(start.carrier), self.call_hub,
         )
         if self.worker is not None:
             self.worker.call_started(info.call_id)  # CALL_WORKER: which worker process carries it

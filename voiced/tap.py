@@ -96,8 +96,6 @@ def daemon_log_file(options: Any, log_file: str) -> str:
 
 
 def makeService(options: Any) -> IService:
-    from voiced.service import VoicedService
-
     settings: Settings = options["settings"]
     # Log to the file from the first line, so twistd's start-up lines and any error land
     # there too, not on the terminal.
@@ -107,7 +105,9 @@ def makeService(options: Any) -> IService:
         from voiced.workers import WorkerSupervisor
 
         return WorkerSupervisor(settings, startup_warnings=warnings)
-    return VoicedService(settings, startup_warnings=warnings)
+    from voiced.app import build
+
+    return build(settings, startup_warnings=warnings)
 
 
 def tac_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:

@@ -1,33 +1,27 @@
-"""The HTTP resources: /media and /twiml for the carrier; /health, /health/ready,
-/health/warmup and /metrics for operators. By default one port serves them all;
-with --admin-listen the operators' routes move to a port of their own (loopback,
-or a cluster-internal address) and the public port no longer has them."""
+"""The HTTP sites: each carrier's media socket and answer (``voiced.carrier``), the
+console, and /health, /health/ready, /health/warmup and /metrics for operators. By
+default one port serves them all; with --admin-listen the operators' routes move to
+a port of their own (loopback, or a cluster-internal address) and the public port no
+longer has them."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
-
-from autobahn.twisted.resource import WebSocketResource
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from voiced.carrier.protocol import MediaStreamFactory
-from voiced.carrier import media_token
-from voiced.carrier.signature import signature_matches
-from voiced.carrier.twilio import twiml_connect_stream
-
 if TYPE_CHECKING:
+    from voiced.carrier.base import Carrier
+    from voiced.console import Console
     from voiced.service import VoicedService
 
 log = Logger(namespace="voiced.web")
 
-# Twilio's webhook form is a few KB; nothing voiced serves takes more.
+# A carrier's webhook form is a few KB; nothing voiced serves takes more.
 MAX_BODY_BYTES = 64 * 1024
-MAX_LOGGED_FIELD = 64
 
 
 class BoundedRequest(Request):
@@ -116,46 +110,24 @@ class Metrics(_Leaf):
         return generate_latest(self.service.metrics.registry)
 
 
-class Twiml(_Leaf):
-    """Twilio's voice webhook: answers with TwiML that connects the call to /media."""
+class CarrierMedia(Resource):
+    """``/media``: Twilio's media socket; ``/media/<carrier>``: each other carrier's."""
 
-    def render_POST(self, request: Request) -> bytes:
-        settings = self.service.settings
-        if settings.twilio_auth_token:
-            form = parse_qs(request.content.getvalue().decode("utf-8", "replace"), keep_blank_values=True)
-            url = f"https://{settings.public_host}" + request.uri.decode("utf-8", "replace")
-            signature = request.getHeader("x-twilio-signature")
-            if not signature_matches(settings.twilio_auth_token, url, form, signature):
-                log.warn("TWIML_REJECTED: bad or missing X-Twilio-Signature for {url} from {peer}", url=url,
-                         peer=request.getClientAddress())
-                request.setResponseCode(403)
-                return b"invalid signature\n"
+    def __init__(self, default: Resource | None, by_name: dict[bytes, Resource]) -> None:
+        super().__init__()
+        self.default = default
+        for name, resource in by_name.items():
+            self.putChild(name, resource)
 
-        def field(name: bytes) -> str:
-            values = request.args.get(name) or [b""]
-            return values[0].decode("utf-8", "replace")[:MAX_LOGGED_FIELD]
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"" and self.default is not None:
+            return self.default
+        return super().getChild(path, request)
 
-        stream_url = f"wss://{settings.public_host or self._host_from_request(request)}/media"
-        params = {"From": field(b"From"), "To": field(b"To"), "CallSid": field(b"CallSid")}
-        if settings.twilio_auth_token:
-            # Handed back in the stream's start message: only this call's stream gets in.
-            params[media_token.PARAMETER] = media_token.issue(
-                settings.twilio_auth_token, params["CallSid"], self.service.clock.seconds(), settings.media_token_ttl_s)
-        # Field names as in the text, so JSON lines and text lines read the same.
-        log.info("TWIML call={call} from={from} to={to} stream={stream}", call=params["CallSid"] or "-",
-                 to=params["To"], stream=stream_url, **{"from": params["From"]})
-        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
-        return twiml_connect_stream(stream_url, params).encode("utf-8")
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setResponseCode(405)
-        request.setHeader(b"allow", b"POST")
-        return b"POST only (Twilio voice webhook)\n"
-
-    def _host_from_request(self, request: Request) -> str:
-        # Without VOICED_PUBLIC_URL the Host header is all we have; fine for a
-        # tunnel in development, but a proxy may rewrite it (README says so).
-        return (request.getHeader("host") or "localhost").strip()
+    def render(self, request: Request) -> bytes:
+        if self.default is None:
+            return super().render(request)
+        return self.default.render(request)
 
 
 def _site(root: Resource) -> Site:
@@ -171,13 +143,23 @@ def add_admin_routes(root: Resource, service: "VoicedService") -> Resource:
     return root
 
 
-def build_site(service: "VoicedService", with_admin: bool = True) -> Site:
-    """The carrier's site (/media, /twiml), with the operators' routes unless they have their own port."""
+def build_site(service: "VoicedService", carriers: "list[Carrier]", console: "Console | None" = None,
+               with_admin: bool = True) -> Site:
+    """The carriers' site (Twilio's /media and /twiml, /media/<carrier> and /answer/<carrier>
+    for the others), the console when it is on, and the operators' routes unless they have
+    their own port."""
     root = Resource()
-    factory = MediaStreamFactory(service, service.clock)
-    root.putChild(b"media", WebSocketResource(factory))
-    root.putChild(b"twiml", Twiml(service))
-    console = getattr(service, "console", None)
+    media = {c.name.encode(): c.media for c in carriers if c.media is not None and c.name != "twilio"}
+    twilio = next((c for c in carriers if c.name == "twilio"), None)
+    root.putChild(b"media", CarrierMedia(twilio.media if twilio else None, media))
+    if twilio is not None and twilio.answer is not None:
+        root.putChild(b"twiml", twilio.answer)
+    answers = Resource()
+    for c in carriers:
+        if c.answer is not None and c.name != "twilio":
+            answers.putChild(c.name.encode(), c.answer)
+    if answers.children:
+        root.putChild(b"answer", answers)
     if console is not None and console.enabled:  # off: /console is a 404 like any unknown path
         root.putChild(b"console", console.resource())
     if with_admin:

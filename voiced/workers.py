@@ -324,10 +324,10 @@ def worker_main() -> int:
     from twisted.internet import reactor
     from twisted.logger import ILogObserver, globalLogBeginner
 
-    from voiced.service import VoicedService
+    from voiced.app import build
 
     application = Application("voiced")
-    VoicedService(spec.settings, worker=spec).setServiceParent(application)
+    build(spec.settings, worker=spec).setServiceParent(application)
     observer = application.getComponent(ILogObserver)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     IService(application).privilegedStartService()  # the adopted ports (twistd does this step itself)

@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import optionsForClientTLS
 
 from voiced.carrier import media_token
-from voiced.carrier.signature import twilio_signature
+from voiced.carrier.twilio.signature import twilio_signature
 from voiced.caller.report import CallReport
 from voiced.caller.session import CallConfig, CallerLine, CallSession
 from voiced.caller.twilio_side import TwilioStream

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from voiced.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ULAW_SILENCE, frames, ulaw_to_pcm16
-from voiced.carrier.twilio import Mark, Media, ProtocolError, Unknown, parse_message
+from voiced.carrier.twilio.wire import Mark, Media, ProtocolError, Unknown, parse_message
 from voiced.caller.report import BotReply, CallReport, MarkEcho, TurnObservation
 from voiced.caller.twilio_side import EPSILON_S, Playback, TwilioStream
 

@@ -1,0 +1,191 @@
+"""One call's link between a carrier's protocol and the call core, the same for every carrier.
+
+A carrier's protocol parses its wire and calls ``started``, ``audio``, ``dtmf``,
+``played``, ``stopped`` and ``protocol_error`` here; the ``Call`` talks back through
+this object (it is the call's ``CallTransport``), which converts the bot's 8 kHz mu-law
+into the call's format (``voiced.carrier.codec``) and either hands it to the carrier
+with playback markers the carrier echoes, or paces it itself on a local playout clock
+(``voiced.carrier.playout``) for a carrier without echoes. Whatever goes wrong with
+one call (a malformed message, an exception in the call) closes that call's stream
+only, with one of the close codes below and a log line naming the call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from voiced.carrier.base import CallCore, CallStart, CarrierWire, UnsupportedAudio
+from voiced.carrier.codec import Codec
+from voiced.carrier.limits import MediaRate
+from voiced.carrier.playout import Playout
+
+if TYPE_CHECKING:
+    from voiced.call.turn import Call
+
+log = Logger(namespace="voiced.carrier")
+
+# Close codes. Autobahn lets an application send only 1000 and 3000-4999, so
+# protocol-level failures use the private range (README lists them).
+CLOSE_NORMAL = 1000
+CLOSE_POLICY_VIOLATION = 1008  # refused by admission after the upgrade (a bad media token, a flood)
+CLOSE_NO_START = 4000
+CLOSE_BAD_MEDIA_FORMAT = 4001
+CLOSE_BINARY_FRAME = 4002  # a frame of the kind this carrier never sends
+CLOSE_MALFORMED = 4003
+CLOSE_INTERNAL_ERROR = 4011
+
+START_TIMEOUT_S = 10.0
+MAX_PROTOCOL_ERRORS = 20
+
+
+class CallLink:
+    """Per call; every method runs on the reactor thread."""
+
+    def __init__(self, core: CallCore, wire: CarrierWire, carrier: str, echoes_marks: bool) -> None:
+        self.core = core
+        self.clock = core.clock
+        self.wire = wire
+        self.carrier = carrier
+        self.echoes_marks = echoes_marks
+        self.call: "Call | None" = None
+        self.call_id = "-"
+        self.codec: Codec | None = None
+        self.frame_bytes = 160  # one 20 ms frame of the call's audio (mu-law 8 kHz until the start says)
+        self.playout: Playout | None = None
+        self.closing = False  # a close was sent or decided: the peer is no longer heard
+        self._errors = 0
+        self._start_timer: IDelayedCall | None = None
+        self._rate = MediaRate()
+        self._flood_logged = False
+
+    # ---- from the carrier -------------------------------------------------------------
+    def opened(self) -> None:
+        self._start_timer = self.clock.callLater(START_TIMEOUT_S, self._no_start)
+
+    def started(self, start: CallStart) -> None:
+        if self.call is not None:
+            self.protocol_error("duplicate start ignored")  # counted: a flood closes the stream
+            return
+        self._cancel_start_timer()
+        self.call_id = start.call_id or "-"
+        try:
+            codec = Codec(start.audio)
+        except UnsupportedAudio as e:
+            self.fail(CLOSE_BAD_MEDIA_FORMAT, str(e))
+            return
+        self.codec, self.frame_bytes = codec, codec.frame_bytes
+        if not self.echoes_marks:
+            self.playout = Playout(self.clock, codec.frame_bytes, self.wire.write_audio, self.played)
+        self.call = self.core.new_call(start, self, "carrier" if self.echoes_marks else "local")
+        log.info("CARRIER call={call} carrier={carrier} audio={audio} playout={playout}", call=self.call_id,
+                 carrier=self.carrier, audio=str(start.audio), playout="carrier" if self.echoes_marks else "local")
+        self.call.start()
+
+    def audio(self, payload: bytes) -> None:
+        """The caller's audio in the call's format: whole 20 ms frames."""
+        call = self.call
+        if call is None:
+            self.protocol_error("media before start dropped")
+            return
+        size = len(payload)
+        if not size or size % self.frame_bytes:
+            self.protocol_error(f"media payload of {size} bytes is not whole 20 ms frames: dropped")
+            return
+        if not self._rate.admit(size // self.frame_bytes * 160, self.clock.seconds()):
+            if not self._flood_logged:
+                self._flood_logged = True
+                log.warn("MEDIA_FLOOD call={call}: audio arriving faster than real time; frames dropped",
+                         call=self.call_id)
+            if self._rate.flooding:
+                self.refuse(f"media flood: {self._rate.dropped} frames over real time")
+            return
+        codec = self.codec
+        call.on_media(payload if codec is None or codec.passthrough else codec.decode(payload))
+
+    def dtmf(self, digit: str) -> None:
+        if self.call is not None:
+            self.call.on_dtmf(digit)
+
+    def played(self, name: str) -> None:
+        """The carrier (or the local playout clock) says the audio before marker ``name`` has played."""
+        if self.call is not None:
+            self.call.on_mark(name)
+
+    def stopped(self, why: str = "the carrier ended the stream") -> None:
+        log.info("STOP call={call}: {why}", call=self.call_id, why=why)
+        self.closing = True
+        self.wire.close(CLOSE_NORMAL, "")
+
+    def protocol_error(self, problem: str) -> None:
+        self._errors += 1
+        self.core.metrics.protocol_errors_total.inc()
+        log.warn("PROTOCOL_ERROR call={call} {problem}", call=self.call_id, problem=problem)
+        if self._errors >= MAX_PROTOCOL_ERRORS:
+            self.fail(CLOSE_MALFORMED, "too many malformed messages")
+
+    def closed(self, reason: str) -> None:
+        """The stream is gone (closed by either side, or dropped)."""
+        self._cancel_start_timer()
+        if self.playout is not None:
+            self.playout.stop()
+        if self.call is not None:
+            call, self.call = self.call, None
+            try:
+                call.close(reason=reason)
+            finally:
+                self.core.call_ended(call)
+
+    # ---- closing ------------------------------------------------------------------------------
+    def fail(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        log.warn("CLOSING call={call} code={code}: {reason}", call=self.call_id, code=code, reason=reason)
+        self.closing = True
+        self.wire.close(code, reason[:120])
+
+    def refuse(self, reason: str, logged: bool = False) -> None:
+        """Policy violation (1008): a bad media token, a flood."""
+        if self.closing:
+            return
+        if not logged:
+            log.warn("CLOSING call={call} code=1008: {reason}", call=self.call_id, reason=reason)
+        self.closing = True
+        self.wire.close(CLOSE_POLICY_VIOLATION, reason[:120])
+
+    def _no_start(self) -> None:
+        self._start_timer = None
+        if self.call is None:
+            self.fail(CLOSE_NO_START, f"no start message within {START_TIMEOUT_S:.0f} s")
+
+    def _cancel_start_timer(self) -> None:
+        if self._start_timer is not None and self._start_timer.active():
+            self._start_timer.cancel()
+        self._start_timer = None
+
+    # ---- CallTransport: what the call asks of the carrier -------------------------------------
+    def send_audio(self, ulaw: bytes) -> None:
+        payload = ulaw if self.codec is None or self.codec.passthrough else self.codec.encode(ulaw)
+        if self.playout is not None:
+            self.playout.audio(payload)
+        else:
+            self.wire.write_audio(payload)
+
+    def send_mark(self, name: str) -> None:
+        if self.playout is not None:
+            self.playout.mark(name)
+        else:
+            self.wire.write_mark(name)
+
+    def send_clear(self) -> None:
+        if self.playout is not None:
+            self.playout.clear()
+        self.wire.write_clear()
+
+    def hang_up(self) -> None:
+        if self.playout is not None:
+            self.playout.stop()
+        self.closing = True
+        self.wire.end_call()
