@@ -7,6 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.agent.base import AgentError, CallInfo, Dtmf, EndCall, Idle, Said, TransferCall
 from voiced.call.eou import EndOfUtterance
+from voiced.call.record import CallRecord
 from voiced.call.reply import words_reached
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.tts.speaker import PhraseCache, Speaker
@@ -321,6 +322,17 @@ class CallRecordTests(CallWithAgentTests):
         self.assertEqual(observer.events[1][1], {"turn": 1, "text": "First one here. Then the second sentence is long."})
         json_record = record.as_json()
         self.assertEqual(json_record["turns"][0]["heard_text"], "First one here. Then")
+        # A Twilio call (CallInfo's default carrier), whose marks said what was heard.
+        self.assertEqual((json_record["carrier"], json_record["playout"]), ("twilio", "carrier"))
+
+    def test_a_record_begins_with_the_carrier_and_how_hearing_was_known(self):
+        info = CallInfo("40325ec2-5efd-4bd3-805f-53576e581d13", "40325ec2-5efd-4bd3-805f-53576e581d13",
+                        carrier="asterisk")
+        record = CallRecord.begin(info, 1000.0, playout="local")
+        self.assertEqual((record.call_sid, record.carrier, record.playout), (info.call_id, "asterisk", "local"))
+        self.assertEqual(CallRecord.begin(CallInfo("CA1", "MZ1"), 1000.0).as_json()["carrier"], "twilio")
+        e = self.assertRaises(ValueError, CallRecord.begin, info, 1000.0, "marks")
+        self.assertIn("carrier, local", str(e))
 
     def test_a_failing_observer_never_reaches_the_call(self):
         class Broken:

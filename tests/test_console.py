@@ -108,8 +108,9 @@ class MediaTokenTests(SynchronousTestCase):
         self.assertEqual(tokens.redeem(other.mint(now=100), now=110), "bad signature")
 
 
-def record(call_sid: str = "CA1") -> CallRecord:
-    return CallRecord.begin(CallInfo(call_sid, "MZ1", "+1555", "+1666", {"From": "+1555"}), started_at=50.0)
+def record(call_sid: str = "CA1", carrier: str = "twilio", playout: str = "carrier") -> CallRecord:
+    return CallRecord.begin(CallInfo(call_sid, "MZ1", "+1555", "+1666", {"From": "+1555"}, carrier=carrier),
+                            started_at=50.0, playout=playout)
 
 
 class FakeStreamRequest:
@@ -398,7 +399,7 @@ class CallsViewTests(SynchronousTestCase):
     def test_live_and_recent_with_states(self) -> None:
         service = fake_service()
         hub = service.call_hub
-        live, ended = record("CA-live"), record("CA-ended")
+        live, ended = record("CA-live", "asterisk", "local"), record("CA-ended")
         hub.call_event(ended, "start", {})
         ended.turns.append(TurnRecord(1, "hello", metrics={"TOTAL_LATENCY_MS": 800}))
         ended.ended_at, ended.end_reason = 60.0, "websocket closed code=1000"
@@ -407,12 +408,15 @@ class CallsViewTests(SynchronousTestCase):
         service.calls = [SimpleNamespace(call_id="CA-live", state=SimpleNamespace(name="SPEAKING"))]
         service.clock.advance(75)
         table = service.console.calls.table()
-        self.assertEqual([(c["call_sid"], c["state"], c["duration_s"]) for c in table["live"]],
-                         [("CA-live", "speaking", 25.0)])
-        self.assertEqual([(c["call_sid"], c["turns"], c["duration_s"]) for c in table["recent"]],
-                         [("CA-ended", 1, 10.0)])
+        self.assertEqual([(c["call_sid"], c["carrier"], c["playout"], c["state"], c["duration_s"])
+                          for c in table["live"]],
+                         [("CA-live", "asterisk", "local", "speaking", 25.0)])
+        self.assertEqual([(c["call_sid"], c["carrier"], c["playout"], c["turns"], c["duration_s"])
+                          for c in table["recent"]],
+                         [("CA-ended", "twilio", "carrier", 1, 10.0)])
         one = service.console.calls.call("CA-ended")
         self.assertEqual((one["live"], one["record"]["turns"][0]["metrics"]), (False, {"TOTAL_LATENCY_MS": 800}))
+        self.assertEqual((one["summary"]["carrier"], one["record"]["carrier"]), ("twilio", "twilio"))
         self.assertIsNone(service.console.calls.call("CA-unknown"))
 
 

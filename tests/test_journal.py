@@ -1,6 +1,7 @@
 """The call journal: the SQLite schema and its durability settings, the writer thread,
 the delivery outbox against a real loopback server, and voiced-records."""
 
+import csv
 import io
 import json
 import os
@@ -20,9 +21,10 @@ from voiced.retry import Backoff
 from voiced.signing import verify
 
 
-def a_record(call_sid="CA1", turns=2, started_at=1000.0):
+def a_record(call_sid="CA1", turns=2, started_at=1000.0, carrier="twilio", playout="carrier"):
     record = CallRecord.begin(CallInfo(call_sid, "MZ1", "+15550001", "+15550002",
-                                       {"From": "+15550001", "To": "+15550002", "tier": "gold"}), started_at)
+                                       {"From": "+15550001", "To": "+15550002", "tier": "gold"}, carrier=carrier),
+                              started_at, playout)
     for n in range(1, turns + 1):
         record.turns.append(TurnRecord(n, f"caller says {n}", reply_text=f"bot says {n}", heard_text=f"bot says {n}",
                                        metrics={"STT_FINAL_MS": 300 + n, "TOTAL_LATENCY_MS": 500 + n}))
@@ -60,10 +62,29 @@ class StoreTests(SynchronousTestCase):
         conn.close()
         conn = store.open_for_writing(path)
         self.assertEqual(store.count(conn), 1)
-        conn.execute("PRAGMA user_version=99")
+        conn.execute(f"PRAGMA user_version={store.SCHEMA_VERSION + 1}")
         conn.close()
-        e = self.assertRaises(store.JournalError, store.open_for_writing, path)
-        self.assertIn("schema version 99", str(e))
+        for opener in (store.open_for_writing, store.open_read_only):
+            e = self.assertRaises(store.JournalError, opener, path)
+            self.assertIn(f"schema version {store.SCHEMA_VERSION + 1}, written by a newer voiced", str(e))
+            self.assertIn(f"up to {store.SCHEMA_VERSION}", str(e))
+        conn = sqlite3.connect(path)
+        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], store.SCHEMA_VERSION + 1, "untouched")
+        conn.close()
+
+    def test_the_carrier_and_playout_are_columns_and_in_the_record(self):
+        conn = store.open_for_writing(journal_path(self))
+        store.write_call(conn, a_record("CAtw").as_json())
+        store.write_call(conn, a_record("0d3c8e2a-audiosocket", carrier="asterisk", playout="local").as_json())
+        conn.row_factory = sqlite3.Row
+        rows = store.recent_calls(conn, 10)
+        self.assertEqual([(r["call_sid"], r["carrier"], r["playout"]) for r in rows],
+                         [("0d3c8e2a-audiosocket", "asterisk", "local"), ("CAtw", "twilio", "carrier")])
+        self.assertEqual(json.loads(rows[0]["record"])["carrier"], "asterisk")
+        self.assertEqual([r["call_sid"] for r in store.recent_calls(conn, 10, carrier="twilio")], ["CAtw"])
+        self.assertEqual([r["call_sid"] for r in store.calls_since(conn, 0, carrier="asterisk")],
+                         ["0d3c8e2a-audiosocket"])
+        conn.close()
 
     def test_not_a_database(self):
         path = journal_path(self)
@@ -89,6 +110,154 @@ class StoreTests(SynchronousTestCase):
         self.assertEqual(store.mark_for_redelivery(conn, ["CA2"]), 1)
         self.assertEqual([r[0] for r in store.undelivered(conn)], [first, second])
         conn.close()
+
+
+# Schema 1 as voiced wrote it before carriers (a copy, not store's: the fixture must not
+# change when the code does).
+SCHEMA_1_DDL = """
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY,
+    call_sid TEXT NOT NULL,
+    stream_sid TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    to_number TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    end_reason TEXT NOT NULL,
+    turn_count INTEGER NOT NULL,
+    stt_retries INTEGER NOT NULL,
+    stt_failures TEXT NOT NULL,
+    record TEXT NOT NULL,
+    delivered_at REAL,
+    delivery_attempts INTEGER NOT NULL DEFAULT 0,
+    last_delivery_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS calls_by_sid ON calls (call_sid);
+CREATE INDEX IF NOT EXISTS calls_by_end ON calls (ended_at);
+CREATE INDEX IF NOT EXISTS calls_undelivered ON calls (id) WHERE delivered_at IS NULL;
+CREATE TABLE IF NOT EXISTS turns (
+    call_id INTEGER NOT NULL REFERENCES calls (id),
+    seq INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    caller_text TEXT NOT NULL,
+    event TEXT,
+    reply_text TEXT NOT NULL,
+    heard_text TEXT NOT NULL,
+    interrupted INTEGER NOT NULL,
+    actions TEXT NOT NULL,
+    filler INTEGER NOT NULL,
+    agent_error TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (call_id, seq)
+);
+"""
+
+
+def schema_1_journal(path, calls):
+    """A journal as the schema-1 voiced left it: its DDL, its statements, its records
+    (which had no carrier nor playout). ``calls`` are (call_sid, delivered_at)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA_1_DDL} PRAGMA user_version=1; COMMIT;")
+    for call_sid, delivered_at in calls:
+        record = a_record(call_sid).as_json()
+        del record["carrier"], record["playout"]
+        turns = record["turns"]
+        cursor = conn.execute(
+            "INSERT INTO calls (call_sid, stream_sid, from_number, to_number, parameters, started_at, ended_at, "
+            "end_reason, turn_count, stt_retries, stt_failures, record, delivered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (record["call_sid"], record["stream_sid"], record["from_number"], record["to_number"],
+             json.dumps(record["parameters"]), record["started_at"], record["ended_at"], record["end_reason"],
+             len(turns), record["stt_retries"], json.dumps(record["stt_failures"]), json.dumps(record),
+             delivered_at))
+        conn.executemany(
+            "INSERT INTO turns (call_id, seq, number, caller_text, event, reply_text, heard_text, interrupted, "
+            "actions, filler, agent_error, metrics) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(cursor.lastrowid, seq, t["number"], t["caller_text"], None, t["reply_text"], t["heard_text"],
+              int(t["interrupted"]), json.dumps(t["actions"]), int(t["filler"]), t["agent_error"],
+              json.dumps(t["metrics"])) for seq, t in enumerate(turns)])
+    conn.close()
+
+
+def user_version(path):
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def columns(conn, table):
+    return [(c[1], c[2], c[3], c[4]) for c in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def indexes(conn):
+    return sorted(r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL"))
+
+
+class MigrationTests(SynchronousTestCase):
+    def test_a_schema_1_journal_is_migrated_in_place_its_calls_twilios(self):
+        path = journal_path(self)
+        schema_1_journal(path, [("CAone", 5.0), ("CAtwo", None)])
+        conn = store.open_for_writing(path)
+        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], 2)
+        conn.row_factory = sqlite3.Row
+        rows = store.recent_calls(conn, 10)
+        self.assertEqual([(r["call_sid"], r["carrier"], r["playout"], r["delivered_at"]) for r in rows],
+                         [("CAtwo", "twilio", "carrier", None), ("CAone", "twilio", "carrier", 5.0)])
+        migrated = json.loads(rows[1]["record"])
+        self.assertEqual((migrated["carrier"], migrated["playout"]), ("twilio", "carrier"))
+        self.assertEqual(migrated["turns"][1]["caller_text"], "caller says 2", "the rest of the record is kept")
+        self.assertEqual([t["caller_text"] for t in store.turns_of(conn, rows[1]["id"])],
+                         ["caller says 1", "caller says 2"])
+        # Only the undelivered one is in the outbox, and what it will send names its carrier.
+        self.assertEqual([(sid, json.loads(text)["carrier"]) for _, sid, text in store.undelivered(conn)],
+                         [("CAtwo", "twilio")])
+        store.write_call(conn, a_record("v3:telnyx-call", carrier="telnyx").as_json())
+        self.assertEqual([r["carrier"] for r in store.recent_calls(conn, 10)], ["telnyx", "twilio", "twilio"])
+        migrated_schema = (columns(conn, "calls"), columns(conn, "turns"), indexes(conn))
+        conn.close()
+
+        fresh = store.open_for_writing(journal_path(self))
+        self.assertEqual((columns(fresh, "calls"), columns(fresh, "turns"), indexes(fresh)), migrated_schema,
+                         "a migrated journal is the same schema as a new one")
+        fresh.close()
+        store.open_for_writing(path).close()  # opening it again changes nothing
+        self.assertEqual(user_version(path), 2)
+
+    def test_a_failed_migration_leaves_schema_1_untouched(self):
+        path = journal_path(self)
+        # More calls than one batch of the record rewrite, the last one's record broken.
+        schema_1_journal(path, [(f"CA{n}", None) for n in range(600)])
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("UPDATE calls SET record='{not json' WHERE call_sid='CA599'")
+        conn.close()
+        e = self.assertRaises(store.JournalError, store.open_for_writing, path)
+        self.assertIn("cannot migrate schema 1 to 2", str(e))
+        self.assertEqual(user_version(path), 1)
+        conn = sqlite3.connect(path)
+        self.assertEqual([c[1] for c in conn.execute("PRAGMA table_info(calls)")][-2:],
+                         ["delivery_attempts", "last_delivery_error"], "no column was added")
+        self.assertNotIn("carrier", conn.execute("SELECT record FROM calls WHERE call_sid='CA0'").fetchone()[0],
+                         "the first batch's rewrite was rolled back too")
+        conn.close()
+
+    def test_read_only_reads_schema_1_as_twilio_without_migrating_it(self):
+        path = journal_path(self)
+        schema_1_journal(path, [("CAone", 5.0)])
+        conn = store.open_read_only(path)
+        self.assertEqual([(r["call_sid"], r["carrier"], r["playout"]) for r in store.recent_calls(conn, 10)],
+                         [("CAone", "twilio", "carrier")])
+        self.assertEqual(len(store.calls_by_sid(conn, "CAone")), 1)
+        conn.close()
+        self.assertEqual(user_version(path), 1)
+        out = io.StringIO()
+        self.assertEqual(cli.main(["--journal", path, "export", "--format", "jsonl", "--carrier", "twilio"], out), 0)
+        exported = json.loads(out.getvalue())
+        self.assertEqual((exported["call_sid"], exported["carrier"], exported["playout"]),
+                         ("CAone", "twilio", "carrier"))
+        self.assertEqual(user_version(path), 1)
 
 
 class WriterAndOutboxTests(TestCase):
@@ -178,6 +347,9 @@ class WriterAndOutboxTests(TestCase):
         self.assertEqual(len(app.received), 2)
 
 
+AUDIOSOCKET_ID = "40325ec2-5efd-4bd3-805f-53576e581d13"  # Asterisk's call UUID: longer than a CallSid
+
+
 class CliTests(SynchronousTestCase):
     def setUp(self):
         self.path = journal_path(self)
@@ -195,10 +367,45 @@ class CliTests(SynchronousTestCase):
         code, text = self.run_cli("list")
         self.assertEqual(code, 0)
         lines = text.splitlines()
+        self.assertIn("carrier", lines[0])
         self.assertIn("CAnew", lines[1])
         self.assertIn("CAold", lines[2])
         self.assertIn("websocket closed code=1000", lines[2])
         self.assertIn("2 calls", lines[-1])
+        self.assertEqual(lines[1].split()[2:4], ["twilio", "CAnew"])
+
+    def add_asterisk_call(self):
+        conn = store.open_for_writing(self.path)
+        store.write_call(conn, a_record(AUDIOSOCKET_ID, started_at=2_000_000_100.0, carrier="asterisk",
+                                        playout="local").as_json())
+        conn.close()
+
+    def test_list_by_carrier_with_the_whole_call_id(self):
+        self.add_asterisk_call()
+        code, text = self.run_cli("list", "--carrier", "asterisk")
+        lines = text.splitlines()
+        self.assertEqual((code, len(lines)), (0, 3))
+        self.assertEqual(lines[1].split()[2:4], ["asterisk", AUDIOSOCKET_ID])
+        self.assertIn("1 asterisk calls (of 3", lines[-1])
+        self.assertIn("0 telnyx calls", self.run_cli("list", "--carrier", "telnyx")[1])
+
+    def test_show_names_the_carrier_and_a_local_playout(self):
+        self.add_asterisk_call()
+        self.assertIn("call CAold  stream MZ1  carrier twilio\n", self.run_cli("show", "CAold")[1])
+        self.assertIn("carrier asterisk  (heard: voiced's playout clock)", self.run_cli("show", AUDIOSOCKET_ID)[1])
+
+    def test_csv_has_the_carrier_last_and_filters_by_it(self):
+        self.add_asterisk_call()
+        code, text = self.run_cli("export", "--format", "csv")
+        rows = list(csv.DictReader(io.StringIO(text)))
+        self.assertEqual(list(rows[0])[-2:], ["carrier", "playout"])
+        self.assertEqual([(r["call_sid"], r["carrier"], r["playout"]) for r in rows],
+                         [("CAold", "twilio", "carrier"), ("CAnew", "twilio", "carrier"),
+                          (AUDIOSOCKET_ID, "asterisk", "local")])
+        code, text = self.run_cli("export", "--format", "csv", "--carrier", "twilio")
+        self.assertEqual([r["call_sid"] for r in csv.DictReader(io.StringIO(text))], ["CAold", "CAnew"])
+        code, text = self.run_cli("export", "--carrier", "asterisk")
+        self.assertEqual([json.loads(line)["carrier"] for line in text.splitlines()], ["asterisk"])
 
     def test_show_prints_the_transcript_with_latencies(self):
         code, text = self.run_cli("show", "CAold")

@@ -29,10 +29,13 @@ class CallInfo:
     to_number: str = ""
     custom_parameters: dict[str, str] = field(default_factory=dict)
     language: str = ""  # BCP-47: what the caller speaks and the reply must be in
+    # Who brought the call ("twilio", "telnyx", "plivo", "vonage", "exotel", "asterisk", ...);
+    # call_id and stream_id are that carrier's own ids.
+    carrier: str = "twilio"
 
     def as_json(self) -> dict[str, Any]:
         return {"sid": self.call_id, "from": self.from_number, "to": self.to_number,
-                "parameters": dict(self.custom_parameters), "language": self.language}
+                "parameters": dict(self.custom_parameters), "language": self.language, "carrier": self.carrier}
 
 
 @dataclass(frozen=True)

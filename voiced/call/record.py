@@ -34,10 +34,19 @@ class TurnRecord:
     metrics: dict[str, int | None] = field(default_factory=dict)  # the TURN line's values
 
 
+#: How a record knows what the caller heard: from the carrier's playback echoes (marks), or
+#: from voiced's own playout clock where the carrier echoes nothing (Asterisk AudioSocket).
+PLAYOUTS = ("carrier", "local")
+
+
 @dataclass
 class CallRecord:
+    # The carrier's own call and stream ids, whatever the carrier: the keys keep Twilio's
+    # names so that the webhook consumers written for them go on working.
     call_sid: str
     stream_sid: str
+    carrier: str
+    playout: str  # one of PLAYOUTS
     from_number: str
     to_number: str
     parameters: dict[str, str]
@@ -49,9 +58,11 @@ class CallRecord:
     stt_failures: list[str] = field(default_factory=list)  # each give-up's reason
 
     @classmethod
-    def begin(cls, info: CallInfo, started_at: float) -> "CallRecord":
-        return cls(info.call_id, info.stream_id, info.from_number, info.to_number, dict(info.custom_parameters),
-                   started_at)
+    def begin(cls, info: CallInfo, started_at: float, playout: str = "carrier") -> "CallRecord":
+        if playout not in PLAYOUTS:
+            raise ValueError(f"playout must be one of {', '.join(PLAYOUTS)}, not {playout!r}")
+        return cls(info.call_id, info.stream_id, info.carrier, playout, info.from_number, info.to_number,
+                   dict(info.custom_parameters), started_at)
 
     def turn(self, number: int) -> TurnRecord | None:
         for turn in reversed(self.turns):

@@ -42,7 +42,9 @@ def summary(record: CallRecord, now: float, state: str) -> dict[str, Any]:
     end = record.ended_at if record.ended_at is not None else now
     last = record.turns[-1] if record.turns else None
     return {
-        "call_sid": record.call_sid,
+        "call_sid": record.call_sid,  # the carrier's own call id
+        "carrier": record.carrier,
+        "playout": record.playout,
         "from": record.from_number,
         "to": record.to_number,
         "started_at": record.started_at,

@@ -21,8 +21,9 @@ from typing import Any, Iterable, TextIO
 from voiced.journal import store
 
 LATENCIES = ("STT_FINAL_MS", "AGENT_FIRST_SENTENCE_MS", "TTS_READY_MS", "TOTAL_LATENCY_MS", "PLAYBACK_START_MS")
+# New columns go at the end: a spreadsheet or script reading the columns by position keeps working.
 CSV_FIELDS = ("call_sid", "stream_sid", "from_number", "to_number", "started_at", "ended_at", "duration_s",
-              "end_reason", "turn_count", "stt_retries", "delivered_at", "delivery_attempts")
+              "end_reason", "turn_count", "stt_retries", "delivered_at", "delivery_attempts", "carrier", "playout")
 
 
 def _when(ts: float | None) -> str:
@@ -55,15 +56,18 @@ def parse_since(text: str, now: float | None = None) -> float:
 
 
 def cmd_list(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) -> int:
-    rows = store.recent_calls(conn, args.limit)
-    out.write(f"{'ended':19}  {'call sid':34}  {'from':14}  {'turns':>5}  {'secs':>6}  {'delivered':9}  reason\n")
+    rows = store.recent_calls(conn, args.limit, args.carrier)
+    # The call id is never cut short (it is what `show` takes); a longer one than a UUID shifts its line.
+    out.write(f"{'ended':19}  {'carrier':11}  {'call id':36}  {'from':14}  {'turns':>5}  {'secs':>6}  "
+              f"{'delivered':9}  reason\n")
     for row in rows:
         delivered = "yes" if row["delivered_at"] is not None else ("no" if row["delivery_attempts"] else "-")
         duration = _duration(row)
-        out.write(f"{_when(row['ended_at']):19}  {row['call_sid'][:34]:34}  {row['from_number'][:14]:14}  "
-                  f"{row['turn_count']:>5}  {'-' if duration is None else duration:>6}  {delivered:9}  "
-                  f"{row['end_reason']}\n")
-    out.write(f"{len(rows)} calls (of {store.count(conn)} in {args.journal})\n")
+        out.write(f"{_when(row['ended_at']):19}  {row['carrier'][:11]:11}  {row['call_sid']:36}  "
+                  f"{row['from_number'][:14]:14}  {row['turn_count']:>5}  {'-' if duration is None else duration:>6}  "
+                  f"{delivered:9}  {row['end_reason']}\n")
+    of_carrier = f" {args.carrier}" if args.carrier else ""
+    out.write(f"{len(rows)}{of_carrier} calls (of {store.count(conn)} in {args.journal})\n")
     return 0
 
 
@@ -74,7 +78,8 @@ def cmd_show(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) ->
         return 1
     for row in calls:
         params = json.loads(row["parameters"])
-        out.write(f"call {row['call_sid']}  stream {row['stream_sid']}\n"
+        playout = "  (heard: voiced's playout clock)" if row["playout"] == "local" else ""
+        out.write(f"call {row['call_sid']}  stream {row['stream_sid']}  carrier {row['carrier']}{playout}\n"
                   f"  from {row['from_number'] or '-'} to {row['to_number'] or '-'}  "
                   f"started {_when(row['started_at'])}  ended {_when(row['ended_at'])}  "
                   f"({_duration(row)} s)  reason: {row['end_reason']}\n")
@@ -115,16 +120,19 @@ def _write_turn(turn: sqlite3.Row, out: TextIO) -> None:
         out.write(f"    {'  '.join(flags)}\n")
 
 
-def _export_rows(conn: sqlite3.Connection, since: float) -> Iterable[sqlite3.Row]:
-    return store.calls_since(conn, since)
+def _export_rows(conn: sqlite3.Connection, since: float, carrier: str | None) -> Iterable[sqlite3.Row]:
+    return store.calls_since(conn, since, carrier)
 
 
 def cmd_export(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) -> int:
-    rows = _export_rows(conn, args.since)
+    rows = _export_rows(conn, args.since, args.carrier)
     if args.format == "jsonl":
         for row in rows:
             record: dict[str, Any] = json.loads(row["record"])
             record["delivered_at"] = row["delivered_at"]
+            # A schema-1 journal's records (read before the daemon migrated it) lack these.
+            record.setdefault("carrier", row["carrier"])
+            record.setdefault("playout", row["playout"])
             out.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
         return 0
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -153,15 +161,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--journal", default=os.environ.get("VOICED_JOURNAL", ""),
                    help="the journal file [env VOICED_JOURNAL]")
     sub = p.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("list", help="recent calls: time, CallSid, from, turns, duration, end reason")
+    ls = sub.add_parser("list", help="recent calls: time, carrier, call id, from, turns, duration, end reason")
     ls.add_argument("-n", "--limit", type=int, default=20)
+    ls.add_argument("--carrier", metavar="NAME", help="only this carrier's calls (twilio, telnyx, asterisk, ...)")
     show = sub.add_parser("show", help="one call's transcript with per-turn latencies")
-    show.add_argument("call_sid")
+    show.add_argument("call_sid", metavar="CALL_ID", help="the carrier's call id (Twilio's CallSid, ...)")
     export = sub.add_parser("export", help="calls ended since a time, as JSON lines or CSV")
     export.add_argument("--since", type=parse_since, default=0.0, help="2024-05-01[T12:00], a Unix time, 24h, 7d")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--carrier", metavar="NAME", help="only this carrier's calls")
     again = sub.add_parser("redeliver", help="send records to VOICED_CALL_WEBHOOK_URL again")
-    again.add_argument("call_sids", nargs="*", metavar="CALLSID")
+    again.add_argument("call_sids", nargs="*", metavar="CALL_ID")
     again.add_argument("--all", action="store_true", help="every record, delivered or not")
     return p
 
@@ -177,7 +187,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return 2
     if args.command == "redeliver":
         if not args.all and not args.call_sids:
-            sys.stderr.write("voiced-records: redeliver CALLSID... or --all\n")
+            sys.stderr.write("voiced-records: redeliver CALL_ID... or --all\n")
             return 2
         return cmd_redeliver(args, out)
     try:

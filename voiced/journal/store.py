@@ -8,27 +8,35 @@ fsync per ended call, on the writer thread: a few per second at hundreds of call
 One transaction per call: the call row and its turns are committed together or not
 at all, so a crash never leaves half a record.
 
-Schema version 1 (``PRAGMA user_version``)::
+Schema version 2 (``PRAGMA user_version``)::
 
-  calls(id INTEGER PRIMARY KEY, call_sid, stream_sid, from_number, to_number,
+  calls(id INTEGER PRIMARY KEY, call_sid, stream_sid (the carrier's own call and
+        stream ids, whatever the carrier), from_number, to_number,
         parameters JSON, started_at REAL, ended_at REAL, end_reason, turn_count,
         stt_retries, stt_failures JSON, record JSON (the whole CallRecord),
         delivered_at REAL NULL (the outbox: NULL until the webhook took it),
-        delivery_attempts, last_delivery_error)
+        delivery_attempts, last_delivery_error,
+        carrier ("twilio", "telnyx", ...), playout ("carrier" | "local"))
   turns(call_id -> calls.id, seq, number, caller_text, event JSON, reply_text,
         heard_text, interrupted, actions JSON, filler, agent_error, metrics JSON)
+
+A journal is built by its history: schema 1's DDL, then each migration in turn, so
+a new journal and a migrated one are the same schema by construction. Version 2
+added ``carrier`` and ``playout`` at the end of ``calls`` (every schema-1 call was
+Twilio's, its playout the carrier's marks).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+# Schema 1 exactly as it shipped: never edit it, add a migration.
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY,
     call_sid TEXT NOT NULL,
@@ -68,22 +76,48 @@ CREATE TABLE IF NOT EXISTS turns (
 """
 
 
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE calls ADD COLUMN carrier TEXT NOT NULL DEFAULT 'twilio'")
+    conn.execute("ALTER TABLE calls ADD COLUMN playout TEXT NOT NULL DEFAULT 'carrier'")
+    conn.execute("CREATE INDEX IF NOT EXISTS calls_by_carrier ON calls (carrier, id)")
+    # The record column is what the webhook receives (and a redelivery sends again):
+    # an old record says its carrier too. In batches, so a large journal is not held in memory.
+    last = 0
+    while True:
+        rows = conn.execute("SELECT id, record FROM calls WHERE id > ? ORDER BY id LIMIT 500", (last,)).fetchall()
+        if not rows:
+            return
+        updates = []
+        for row_id, text in rows:
+            record = json.loads(text)
+            if not isinstance(record, dict):
+                raise ValueError(f"call row {row_id}'s record is not a JSON object")
+            record.setdefault("carrier", "twilio")
+            record.setdefault("playout", "carrier")
+            updates.append((_dumps(record), row_id))
+        conn.executemany("UPDATE calls SET record=? WHERE id=?", updates)
+        last = rows[-1][0]
+
+
+#: From version N to N+1 (N is the key).
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_2}
+
+
 class JournalError(Exception):
     """The journal cannot be used (a newer schema, not a database)."""
 
 
 def open_for_writing(path: str, check_same_thread: bool = True) -> sqlite3.Connection:
-    """Open (creating) the journal, in WAL mode with full durability, at the current schema."""
+    """Open (creating) the journal, in WAL mode with full durability, at the current schema:
+    an older journal is migrated in place, a newer one refused."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread, timeout=10)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise JournalError(f"{path} has schema version {version}; this voiced knows up to {SCHEMA_VERSION}")
+        _check_not_newer(path, version)
         if version < SCHEMA_VERSION:
-            # One transaction: a crash here leaves version 0 and no half schema.
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            _upgrade(path, conn)
     except sqlite3.DatabaseError as e:
         conn.close()
         raise JournalError(f"{path}: {e}") from None
@@ -93,18 +127,62 @@ def open_for_writing(path: str, check_same_thread: bool = True) -> sqlite3.Conne
     return conn
 
 
+def _check_not_newer(path: str, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise JournalError(f"{path} has journal schema version {version}, written by a newer voiced; this one "
+                           f"knows versions up to {SCHEMA_VERSION}: upgrade voiced, or give it another journal file")
+
+
+def _upgrade(path: str, conn: sqlite3.Connection) -> None:
+    """Bring the journal to ``SCHEMA_VERSION`` in one transaction: a crash (or an error)
+    half-way leaves it as it was, never half migrated."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the write lock: another process may have migrated it meanwhile.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        _check_not_newer(path, version)
+        if version == 0:
+            # Statement by statement: executescript would commit the transaction first.
+            for statement in _SCHEMA_1.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            version = 1
+        while version < SCHEMA_VERSION:
+            try:
+                _MIGRATIONS[version](conn)
+            except ValueError as e:  # a record column that is not JSON: nothing is changed
+                raise JournalError(f"{path}: cannot migrate schema {version} to {version + 1}: {e}") from None
+            version += 1
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # (SQLite may have rolled it back itself: a full disk)
+            conn.execute("ROLLBACK")
+        raise
+
+
 def open_read_only(path: str) -> sqlite3.Connection:
-    """Open for reading only (``mode=ro``): safe beside the running daemon, never creates the file."""
+    """Open for reading only (``mode=ro``): safe beside the running daemon, never creates the
+    file, never migrates it. A schema-1 journal (a daemon not yet upgraded still writes it)
+    reads as if it were schema 2: every call in it was Twilio's, heard through its marks."""
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None, timeout=10)
     conn.row_factory = sqlite3.Row
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        _check_not_newer(path, version)
+        if version < 1:
+            raise JournalError(f"{path} has schema version {version}: an empty journal, or not voiced's")
+        if version == 1:
+            # A temp view shadows the table of the same name for every unqualified query;
+            # the temp schema is this connection's own, so the file is not written.
+            conn.execute("CREATE TEMP VIEW calls AS "
+                         "SELECT *, 'twilio' AS carrier, 'carrier' AS playout FROM main.calls")
     except sqlite3.DatabaseError as e:
         conn.close()
         raise JournalError(f"{path}: {e}") from None
-    if version != SCHEMA_VERSION:
+    except JournalError:
         conn.close()
-        raise JournalError(f"{path} has schema version {version}, not {SCHEMA_VERSION} (an empty journal is 0)")
+        raise
     return conn
 
 
@@ -118,11 +196,13 @@ def write_call(conn: sqlite3.Connection, record: dict[str, Any]) -> int:
     conn.execute("BEGIN IMMEDIATE")
     try:
         cursor = conn.execute(
-            "INSERT INTO calls (call_sid, stream_sid, from_number, to_number, parameters, started_at, ended_at, "
-            "end_reason, turn_count, stt_retries, stt_failures, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (record["call_sid"], record["stream_sid"], record["from_number"], record["to_number"],
-             _dumps(record["parameters"]), record["started_at"], record["ended_at"], record["end_reason"],
-             len(turns), record["stt_retries"], _dumps(record["stt_failures"]), _dumps(record)))
+            "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, "
+            "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (record["call_sid"], record["stream_sid"], record["carrier"], record["playout"], record["from_number"],
+             record["to_number"], _dumps(record["parameters"]), record["started_at"], record["ended_at"],
+             record["end_reason"], len(turns), record["stt_retries"], _dumps(record["stt_failures"]),
+             _dumps(record)))
         call_id = int(cursor.lastrowid or 0)
         conn.executemany(
             "INSERT INTO turns (call_id, seq, number, caller_text, event, reply_text, heard_text, interrupted, "
@@ -168,16 +248,20 @@ def count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM calls").fetchone()[0])
 
 
-def recent_calls(conn: sqlite3.Connection, limit: int) -> list[sqlite3.Row]:
-    return conn.execute("SELECT * FROM calls ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+def recent_calls(conn: sqlite3.Connection, limit: int, carrier: str | None = None) -> list[sqlite3.Row]:
+    if carrier is None:
+        return conn.execute("SELECT * FROM calls ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    return conn.execute("SELECT * FROM calls WHERE carrier=? ORDER BY id DESC LIMIT ?", (carrier, limit)).fetchall()
 
 
 def calls_by_sid(conn: sqlite3.Connection, call_sid: str) -> list[sqlite3.Row]:
     return conn.execute("SELECT * FROM calls WHERE call_sid=? ORDER BY id", (call_sid,)).fetchall()
 
 
-def calls_since(conn: sqlite3.Connection, since: float) -> Iterator[sqlite3.Row]:
-    return conn.execute("SELECT * FROM calls WHERE ended_at >= ? ORDER BY id", (since,))
+def calls_since(conn: sqlite3.Connection, since: float, carrier: str | None = None) -> Iterator[sqlite3.Row]:
+    if carrier is None:
+        return conn.execute("SELECT * FROM calls WHERE ended_at >= ? ORDER BY id", (since,))
+    return conn.execute("SELECT * FROM calls WHERE ended_at >= ? AND carrier=? ORDER BY id", (since, carrier))
 
 
 def turns_of(conn: sqlite3.Connection, call_id: int) -> list[sqlite3.Row]:

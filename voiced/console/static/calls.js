@@ -15,6 +15,12 @@ function cell(row, text) {
   return td;
 }
 
+// What the caller heard comes from the carrier's echoes or, for a carrier without them,
+// from voiced's own playout clock: say which.
+function carrierLabel(summary) {
+  return summary.playout === "local" ? `${summary.carrier} (local playout)` : summary.carrier;
+}
+
 function callRow(call, last) {
   const row = document.createElement("tr");
   row.dataset.callSid = call.call_sid;
@@ -27,6 +33,7 @@ function callRow(call, last) {
     select(call.call_sid);
   });
   cell(row, "").appendChild(link);
+  cell(row, carrierLabel(call));
   cell(row, call.from || "-");
   cell(row, call.to || "-");
   cell(row, `${call.duration_s} s`);
@@ -57,6 +64,7 @@ async function showCall(callSid) {
     return null;
   }
   const call = await response.json();
+  $("detail-carrier").textContent = `via ${carrierLabel(call.summary)}`;
   $("detail-state").textContent = call.live ? `live, ${call.summary.state}` : `ended: ${call.record.end_reason}`;
   transcript.renderRecord(call.record, call.language);
   renderChart($("chart"), call.record.turns.map((t) => ({ turn: t.number, metrics: t.metrics })));
