@@ -65,7 +65,8 @@ class WebhookAgentTests(TestCase):
         self.assertEqual(received.headers["content-type"], "application/json")
         self.assertEqual(received.json(), {
             "call": {"sid": "CA0123456789abcdef0123456789abcdef", "from": "+15550001111",
-                     "to": "+15550002222", "parameters": {"tenant": "acme", "lang": "en"}, "language": ""},
+                     "to": "+15550002222", "parameters": {"tenant": "acme", "lang": "en"}, "language": "",
+                     "carrier": "twilio"},
             "turn": 3,
             "text": "and on sundays?",
             "event": None,

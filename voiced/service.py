@@ -350,12 +350,13 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             to_number=start.to_number,
             custom_parameters=start.custom_parameters,
             language=self.settings.language,
+            carrier=start.carrier,
         )
         s = self.settings
         eou = EndOfUtterance(self.clock, WebRtcVoiceActivity(s.vad_aggressiveness), s.eou_silence_ms, s.min_speech_ms)
         call = Call(
             info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
-            self.metrics, self.turn_settings, self.call_controls.get(start.carrier), self.call_hub,
+            self.metrics, self.turn_settings, self.call_controls.get(start.carrier), self.call_hub, playout,
         )
         if self.worker is not None:
             self.worker.call_started(info.call_id)  # CALL_WORKER: which worker process carries it

@@ -81,6 +81,7 @@ class Call(Transcribing, Answering):
         settings: TurnSettings,
         control: CallControl | None = None,
         observer: CallObserver | None = None,
+        playout: str = "carrier",
     ) -> None:
         self.info = info
         self.call_id = info.call_id
@@ -92,7 +93,7 @@ class Call(Transcribing, Answering):
         self.settings = settings
         self.control = control
         self.observer = observer
-        self.record = CallRecord.begin(info, clock.seconds())
+        self.record = CallRecord.begin(info, clock.seconds(), playout)
         self._eou = eou
         self._stt = stt.open_stream(info.call_id, self)
         # Optional (streaming engines): told when the caller pauses mid-utterance, so the
