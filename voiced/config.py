@@ -24,6 +24,11 @@ DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 #: p99 47-170 ms at 500. 200 leaves room for a slower machine; README says how to size it.
 CALLS_PER_WORKER = 200
 
+#: Each carrier's signing secret (a Settings field): with it set, that carrier's unsigned
+#: requests are refused; without it, the carrier takes calls only on loopback-only listeners.
+CARRIER_SECRETS = {"twilio": "twilio_auth_token"}
+
+
 class ConfigError(ValueError):
     pass
 
@@ -364,6 +369,11 @@ class Settings:
     def call_limit(self) -> int:
         """max_calls, or what this machine's cores carry (see README's performance section)."""
         return self.max_calls or CALLS_PER_WORKER * min(self.workers, os.cpu_count() or 1)
+
+    @property
+    def signed_carriers(self) -> list[str]:
+        """The carriers whose secret is set: their unsigned requests are refused."""
+        return [carrier for carrier, secret in CARRIER_SECRETS.items() if getattr(self, secret)]
 
     @property
     def twilio_rest_configured(self) -> bool:

@@ -17,11 +17,12 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from voiced.console.auth import (
-    MEDIA_TOKEN_PARAM, OFF, SESSION_COOKIE, ConsoleAuth, MediaTokens, endpoint_fields, console_mode, cookie_value,
+    MEDIA_TOKEN_PARAM, OFF, SESSION_COOKIE, ConsoleAuth, MediaTokens, console_mode, cookie_value,
     why,
 )
 from voiced.console.calls import CallsView, HubRecentCalls, RecentCalls
 from voiced.console.stream import CallEventStreams
+from voiced.endpoints import endpoint_fields
 
 if TYPE_CHECKING:
     from voiced.service import VoicedService

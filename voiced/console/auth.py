@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
 from voiced.config import Settings
+from voiced.endpoints import loopback_only
 
 OPEN, TOKEN, OFF = "open", "token", "off"
 SESSION_COOKIE = b"voiced_console"
@@ -33,46 +33,10 @@ MEDIA_TOKEN_PARAM = "console_token"
 MAX_OUTSTANDING_MEDIA_TOKENS = 10_000
 
 
-def endpoint_fields(description: str) -> tuple[list[str], dict[str, str]]:
-    """Split a strports description on unescaped colons (``tcp6:80:interface=\\:\\:1``)."""
-    parts, current, escaped = [], "", False
-    for char in description:
-        if escaped:
-            current, escaped = current + char, False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    args = [p for p in parts if "=" not in p]
-    kwargs = dict(p.split("=", 1) for p in parts if "=" in p)
-    return args, kwargs
-
-
-def is_loopback_endpoint(description: str) -> bool:
-    """True when the endpoint accepts connections from this machine only."""
-    args, kwargs = endpoint_fields(description.strip())
-    kind = args[0].lower() if args else ""
-    if kind == "unix":
-        return True
-    if kind not in ("tcp", "tcp6", "ssl"):
-        return False  # an endpoint we cannot reason about is treated as public
-    host = kwargs.get("interface", "")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # no interface: every address
-
-
 def console_mode(settings: Settings) -> str:
     if settings.console_token:
         return TOKEN
-    if not settings.twilio_auth_token and all(is_loopback_endpoint(e) for e in settings.listen):
+    if not settings.signed_carriers and loopback_only(settings.listen):
         return OPEN
     return OFF
 
@@ -80,9 +44,9 @@ def console_mode(settings: Settings) -> str:
 def why(mode: str) -> str:
     """The start-up line's explanation of a mode."""
     return {
-        OPEN: "no credential needed: voiced listens on loopback only and no Twilio token is set",
+        OPEN: "no credential needed: voiced listens on loopback only and no carrier secret is set",
         TOKEN: "VOICED_CONSOLE_TOKEN is required (bearer header or the login form's cookie)",
-        OFF: "voiced is reachable from other hosts or has a Twilio token: set VOICED_CONSOLE_TOKEN to enable it",
+        OFF: "voiced is reachable from other hosts or has a carrier secret: set VOICED_CONSOLE_TOKEN to enable it",
     }[mode]
 
 
