@@ -17,8 +17,9 @@ from voiced.carrier.twilio.signature import twilio_signature
 from voiced.config import Settings
 from voiced.console import Console, console_urls
 from voiced.console.auth import (
-    OFF, OPEN, TOKEN, ConsoleAuth, MediaTokens, console_mode, is_loopback_endpoint, safe_next,
+    OFF, OPEN, TOKEN, ConsoleAuth, MediaTokens, console_mode, safe_next,
 )
+from voiced.endpoints import is_loopback_endpoint
 from voiced.console.stream import CallEventStreams, encode_event
 from voiced.service import VoicedService
 from voiced.web import build_site
