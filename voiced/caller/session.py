@@ -29,9 +29,7 @@ SILENT_FRAME = ULAW_SILENCE * FRAME_BYTES
 # A frame is speech when its RMS exceeds about -44 dBFS: well above mu-law's idle
 # noise, well below any spoken syllable.
 VOICE_RMS = 200.0
-
-
-DTMF_KEYS = frozenset("0123456789*#ABCD")
+DTMF_KEYS = frozenset("0123456789*#ABCD")  # a phone's keypad, A-D included
 
 
 @dataclass
