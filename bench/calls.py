@@ -3,7 +3,7 @@
 Starts ``twistd -n voiced`` on a free loopback port (tests/e2e/daemon.py), waits for
 /health/ready, places one warm-up call (not counted: Whisper's first inference and
 first-call allocations), then N concurrent calls with voiced.caller.client.place_call,
-each saying the same lines (espeak-ng). It reports:
+each saying the same lines (espeak-ng) as ``--carrier`` (Twilio by default). It reports:
   - the daemon's TURN lines (p50/p90/max of STT_FINAL_MS, TTS_READY_MS,
     TOTAL_LATENCY_MS, PLAYBACK_START_MS) and the shares derived from them;
   - what the callers observed: speech end -> first bot audio / bot audio playing,
@@ -35,6 +35,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import LoopingCall, deferLater
 
 from tests.e2e.daemon import Daemon
+from voiced.caller.carriers import DEFAULT_CARRIER, carrier_names, carrier_wire
 from voiced.caller.client import place_call
 from voiced.caller.report import CallReport, percentiles, summary_dict
 from voiced.caller.session import CallerLine
@@ -153,12 +154,21 @@ class Run:
     rss_after_rounds: list[int]
 
 
+def carrier_url(daemon: Daemon, args: argparse.Namespace) -> str:
+    """Where ``--carrier``'s calls go: the daemon's WebSocket path for it, or its TCP port."""
+    wire = carrier_wire(args.carrier)
+    if wire.transport == "tcp":
+        return f"tcp://127.0.0.1:{args.tcp_port}"
+    return f"ws://127.0.0.1:{daemon.port}{wire.path}"
+
+
 async def place_calls(reactor: Any, url: str, lines: list[CallerLine], count: int, stagger_ms: int,
-                      pause_ms: int) -> list[CallReport]:
+                      pause_ms: int, carrier: str = DEFAULT_CARRIER) -> list[CallReport]:
     def one(i: int) -> Deferred[CallReport]:
         if stagger_ms and i:
-            return deferLater(reactor, i * stagger_ms / 1000, place_call, reactor, url, lines, pause_ms=pause_ms)
-        return place_call(reactor, url, lines, pause_ms=pause_ms)
+            return deferLater(reactor, i * stagger_ms / 1000, place_call, reactor, url, lines, pause_ms=pause_ms,
+                              carrier=carrier)
+        return place_call(reactor, url, lines, pause_ms=pause_ms, carrier=carrier)
 
     return await gatherResults([one(i) for i in range(count)])
 
@@ -166,9 +176,10 @@ async def place_calls(reactor: Any, url: str, lines: list[CallerLine], count: in
 async def run(reactor: Any, daemon: Daemon, lines: list[CallerLine], args: argparse.Namespace) -> Run:
     pid = daemon.process.pid
     metrics_before = constructions(daemon)
+    url = carrier_url(daemon, args)
     warmup = []
     if not args.no_warmup_call:
-        warmup = await place_calls(reactor, daemon.media_url, lines[:1], 1, 0, args.pause_ms)
+        warmup = await place_calls(reactor, url, lines[:1], 1, 0, args.pause_ms, args.carrier)
     metrics_mid = constructions(daemon)
     sampler = Sampler(pid)
     before = Snapshot.take(pid)
@@ -176,7 +187,7 @@ async def run(reactor: Any, daemon: Daemon, lines: list[CallerLine], args: argpa
     reports: list[CallReport] = []
     rss_after_rounds: list[int] = []
     for _ in range(args.rounds):
-        reports += await place_calls(reactor, daemon.media_url, lines, args.calls, args.stagger_ms, args.pause_ms)
+        reports += await place_calls(reactor, url, lines, args.calls, args.stagger_ms, args.pause_ms, args.carrier)
         rss_after_rounds.append(Snapshot.take(pid).rss_kb)
     sampler.stop()
     after = Snapshot.take(pid)
@@ -217,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--daemon-env", action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for the daemon (repeatable), e.g. OPENBLAS_NUM_THREADS=1")
     parser.add_argument("--say", action="append", help="caller lines (default: the demo's two lines)")
+    parser.add_argument("--carrier", default=DEFAULT_CARRIER, choices=carrier_names(),
+                        help=f"the carrier the callers speak: {', '.join(carrier_names())} (default {DEFAULT_CARRIER})")
+    parser.add_argument("--tcp-port", type=int, default=0,
+                        help="a TCP carrier's port on the daemon (its listen option goes in --daemon-args)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="place the N calls this many times in a row (RSS after each round shows a leak) (1)")
     parser.add_argument("--pause-ms", type=int, default=400, help="caller pause after the bot stops (400)")
@@ -226,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.calls < 1 or args.rounds < 1:
         parser.error("--calls and --rounds must be at least 1")
+    if carrier_wire(args.carrier).transport == "tcp" and not args.tcp_port:
+        parser.error(f"--carrier {args.carrier} speaks plain TCP: give --tcp-port and the daemon's listen option")
 
     texts = args.say or list(DEFAULT_LINES)
     lines = [CallerLine(audio, text) for audio, text in zip(synthesize_lines(texts), texts)]

@@ -48,7 +48,7 @@ from voiced.audio import FRAME_BYTES, SAMPLE_RATE, audioop, frames, silence_ulaw
 from voiced.call.eou import EndOfUtterance, SpeechEnded, WebRtcVoiceActivity
 from voiced.call.reply import AUDIO_CHUNK_BYTES
 from voiced.call.turn import Call, State, TurnSettings
-from voiced.caller.twilio_side import TwilioStream
+from voiced.caller.carriers.twilio import TwilioStream
 from voiced.carrier.twilio import wire as twilio
 from voiced.carrier.twilio.protocol import TwilioAdmission, TwilioMediaStreamFactory
 from voiced.config import Settings

@@ -1,15 +1,17 @@
-"""A lean load generator: N real-time Twilio callers in one Twisted process.
+"""A lean load generator: N real-time callers of any carrier voiced-call speaks, in one Twisted process.
 
 ``voiced-call`` is a faithful caller (Autobahn, a playback model exact to the sample)
 and costs ~1 % of a core per call: too much to drive hundreds of calls from the
 machine under test. This one does only what the daemon can observe:
-  - a raw TCP WebSocket client: one HTTP upgrade, then hand-built frames with a zero
-    mask key (legal, and masking becomes a no-op); media messages are pre-serialized,
-    only the sequence numbers are spliced in;
+  - the carrier's own messages, written and read by its voiced-call wire
+    (``voiced.caller.carriers``, Twilio by default: its media message costs ~0.6 µs);
+  - for a WebSocket carrier, a raw TCP WebSocket client: one HTTP upgrade, then
+    hand-built frames with a zero mask key (legal, and masking becomes a no-op); a TCP
+    carrier writes its wire's bytes as they are;
   - one 20 ms LoopingCall for every call: each call sends the frames its own absolute
     schedule owes, so a late tick catches up instead of drifting;
-  - playback in real time per call: marks are echoed when the audio queued before
-    them has played, all at once on ``clear``; server pings are answered.
+  - playback in real time per call: markers are answered when the audio queued before
+    them has played, all at once on a clear (as the carrier does); server pings are answered.
 Each call waits for the greeting to play, then for each turn says its line, waits for
 the reply to start (the measured turn) and to finish playing, and pauses.
 
@@ -23,8 +25,6 @@ longer than the final delay.
 
 from __future__ import annotations
 
-import base64
-import json
 import struct
 import time
 from collections import deque
@@ -37,10 +37,11 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import LoopingCall
 
 from voiced.audio import FRAME_BYTES, SAMPLE_RATE, ulaw_to_pcm16
+from voiced.caller.carriers import DEFAULT_CARRIER, carrier_wire
+from voiced.caller.carriers.base import Audio, CallSetup, Clear, HangUp, Marker, Outbound, Problem, SendBack
 from voiced.emulator.scripted import is_loud
 
 FRAME_S = 0.02
-STREAM_SID = "MZloadgen"
 REPLY_TIMEOUT_S = 5.0  # no reply audio this long after speech end: the turn is unanswered
 PAUSE_S = 0.4  # after the bot's reply has played, before the caller speaks again
 
@@ -58,15 +59,14 @@ def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
 
 
 class Script:
-    """What every caller sends, serialized once: the line, then the silence it loops in."""
+    """What every caller says, cut into 20 ms frames once: the line, then the silence it loops in."""
 
     def __init__(self, line_ulaw: bytes, silence_ulaw: bytes) -> None:
-        def b64(frames_audio: bytes) -> list[bytes]:
-            return [base64.b64encode(frames_audio[i : i + FRAME_BYTES])
-                    for i in range(0, len(frames_audio) - FRAME_BYTES + 1, FRAME_BYTES)]
+        def cut(frames_audio: bytes) -> list[bytes]:
+            return [frames_audio[i : i + FRAME_BYTES] for i in range(0, len(frames_audio) - FRAME_BYTES + 1, FRAME_BYTES)]
 
-        self.line = b64(line_ulaw)
-        self.silence = b64(silence_ulaw)
+        self.line = cut(line_ulaw)
+        self.silence = cut(silence_ulaw)
         loud = [i for i in range(len(self.line)) if is_loud(ulaw_to_pcm16(line_ulaw[i * FRAME_BYTES:(i + 1) * FRAME_BYTES]))]
         self.last_loud = loud[-1]  # the frame whose arrival is the speech end
 
@@ -88,6 +88,7 @@ class CallStats:
     refused: bool = False  # the upgrade was answered with something else than 101
     failed: bool = False  # the connection broke before the call finished its turns
     finished: bool = False
+    problems: int = 0  # daemon messages that broke the carrier's protocol
 
 
 class Caller(Protocol):
@@ -96,9 +97,10 @@ class Caller(Protocol):
         self.index = index
         self.stats = CallStats()
         self.open = False
+        self.wire = gen.carrier.new_call(CallSetup())
+        self._speech = self.wire.speech
+        self._websocket = gen.carrier.transport == "websocket"
         self._buf = b""
-        self._seq = 0
-        self._chunk = 0
         self._t0 = 0.0
         self._sent_frames = 0
         self._line_at: int | None = None  # frame number the current line started at
@@ -110,10 +112,14 @@ class Caller(Protocol):
 
     # ---- connection --------------------------------------------------------------------
     def connectionMade(self) -> None:
-        host, port = self.gen.host, self.gen.port
+        if not self._websocket:
+            self._start()
+            return
+        host, port, path = self.gen.host, self.gen.port, self.gen.carrier.path
+        headers = "".join(f"{k}: {v}\r\n" for k, v in self.wire.upgrade_headers(f"ws://{host}:{port}{path}").items())
         self.transport.write(
-            f"GET /media HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n".encode()
         )
 
     def connectionLost(self, reason: object) -> None:
@@ -123,6 +129,9 @@ class Caller(Protocol):
         self.gen.ended(self)
 
     def dataReceived(self, data: bytes) -> None:
+        if not self._websocket:
+            self._message(data, True)  # the wire keeps a partial frame
+            return
         self._buf += data
         if not self.open:
             end = self._buf.find(b"\r\n\r\n")
@@ -141,16 +150,19 @@ class Caller(Protocol):
         self.open = True
         self._t0 = time.monotonic()
         self._play_end = self._t0
-        self._send_text(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}).encode())
-        self._seq += 1
-        start = {"event": "start", "sequenceNumber": str(self._seq), "streamSid": STREAM_SID,
-                 "start": {"accountSid": "ACloadgen", "streamSid": STREAM_SID, "callSid": f"CAload{self.index:05d}",
-                           "tracks": ["inbound"], "customParameters": {},
-                           "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": SAMPLE_RATE, "channels": 1}}}
-        self._send_text(json.dumps(start).encode())
+        self._send_all(self.wire.opening())
 
-    def _send_text(self, payload: bytes) -> None:
-        self._write(ws_frame(payload))
+    def _send(self, message: Outbound) -> None:
+        if not self._websocket:
+            self._write(message)  # type: ignore[arg-type]  # a TCP wire writes bytes
+        elif type(message) is str:
+            self._write(ws_frame(message.encode()))
+        else:
+            self._write(ws_frame(message, 0x2))  # type: ignore[arg-type]
+
+    def _send_all(self, messages: list[Outbound]) -> None:
+        for message in messages:
+            self._send(message)
 
     # ---- inbound frames ------------------------------------------------------------------
     def _frames(self) -> None:
@@ -170,8 +182,8 @@ class Caller(Protocol):
                 break
             payload, buf = buf[at : at + n], buf[at + n :]
             opcode = b0 & 0x0F
-            if opcode == 0x1:
-                self._message(payload)
+            if opcode in (0x1, 0x2):
+                self._message(payload, opcode == 0x2)
             elif opcode == 0x9:
                 self.transport.write(ws_frame(payload, 0xA))  # pong
             elif opcode == 0x8:
@@ -180,26 +192,31 @@ class Caller(Protocol):
                 self.transport.loseConnection()
         self._buf = buf
 
-    def _message(self, payload: bytes) -> None:
+    def _message(self, payload: bytes, is_binary: bool) -> None:
         now = time.monotonic()
-        if payload.startswith(b'{"event":"media"') or b'"event":"media"' in payload[:40]:
-            at = payload.find(b'"payload":"') + 11
-            b64_len = payload.find(b'"', at) - at
-            samples = b64_len * 3 // 4
-            self._play_end = max(self._play_end, now) + samples / SAMPLE_RATE
-            self._bot_quiet_since = None
-            turn = self._waiting_reply
-            if turn is not None and now >= turn.speech_end:
-                turn.first_reply = now
-                self._waiting_reply = None
-            return
-        message = json.loads(payload)
-        event = message.get("event")
-        if event == "mark":
-            self._marks.append((self._play_end, message["mark"]["name"]))
-        elif event == "clear":
-            self._play_end = now
-            self._marks = deque((now, name) for _, name in self._marks)
+        carrier = self.gen.carrier
+        for event in self.wire.read(payload, is_binary):
+            if isinstance(event, Audio):
+                self._play_end = max(self._play_end, now) + len(event.ulaw) / SAMPLE_RATE
+                self._bot_quiet_since = None
+                turn = self._waiting_reply
+                if turn is not None and now >= turn.speech_end:
+                    turn.first_reply = now
+                    self._waiting_reply = None
+            elif isinstance(event, Marker):
+                if carrier.answers_markers:
+                    self._marks.append((self._play_end, event.name))
+            elif isinstance(event, Clear):
+                self._play_end = now
+                keep = carrier.clear_answers_markers
+                self._marks = deque((now, name) for _, name in self._marks) if keep else deque()
+            elif isinstance(event, SendBack):
+                self._send(event.message)
+            elif isinstance(event, HangUp):
+                self.stats.finished = self.stats.finished or self._turn >= self.gen.turns
+                self.transport.loseConnection()
+            elif isinstance(event, Problem):
+                self.stats.problems += 1
 
     # ---- the 20 ms tick ------------------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -222,9 +239,7 @@ class Caller(Protocol):
             return
         if self._turn >= self.gen.turns:
             self.stats.finished = True
-            self._seq += 1
-            self._send_text(json.dumps({"event": "stop", "sequenceNumber": str(self._seq),
-                                        "streamSid": STREAM_SID, "stop": {}}).encode())
+            self._send_all(self.wire.hang_up())
             self.transport.loseConnection()
             return
         self._line_at = self._sent_frames
@@ -234,7 +249,7 @@ class Caller(Protocol):
         k = self._sent_frames
         if self._line_at is not None:
             i = k - self._line_at
-            b64 = script.line[i]
+            frame = script.line[i]
             if i == script.last_loud:
                 turn = TurnResult(self.index, self._turn, now)
                 self.stats.turns.append(turn)
@@ -246,16 +261,11 @@ class Caller(Protocol):
                 self._line_at = None
                 self._turn += 1
         else:
-            b64 = script.silence[k % len(script.silence)]
+            frame = script.silence[k % len(script.silence)]
         self._sent_frames = k + 1
-        self._seq += 1
-        self._chunk += 1
-        ts = k * 20
-        self._write(ws_frame(b"".join((
-            b'{"event":"media","sequenceNumber":"', b"%d" % self._seq, b'","streamSid":"', STREAM_SID.encode(),
-            b'","media":{"track":"inbound","chunk":"', b"%d" % self._chunk, b'","timestamp":"', b"%d" % ts,
-            b'","payload":"', b64, b'"}}',
-        ))))
+        message = self._speech(frame, k * 20)
+        if message is not None:
+            self._send(message)
 
     def _write(self, data: bytes) -> None:
         """Straight to the socket while nothing is buffered: Twisted's write() arms and
@@ -277,17 +287,16 @@ class Caller(Protocol):
             self._waiting_reply = None  # unanswered: the caller moves on
 
     def _echo(self, name: str) -> None:
-        self._seq += 1
-        self._send_text(b'{"event":"mark","sequenceNumber":"%d","streamSid":"%s","mark":{"name":"%s"}}'
-                        % (self._seq, STREAM_SID.encode(), name.encode()))
+        self._send_all(self.wire.marker_played(name))
 
 
 class LoadGenerator:
     """Starts ``n`` callers spread over ``ramp_s``; ``done`` fires when every one has ended."""
 
     def __init__(self, host: str, port: int, script: Script, n: int, turns: int, ramp_s: float,
-                 final_delay_ms: int) -> None:
+                 final_delay_ms: int, carrier: str = DEFAULT_CARRIER) -> None:
         self.host, self.port, self.script = host, port, script
+        self.carrier = carrier_wire(carrier)
         self.final_frames = -(-final_delay_ms // 20)
         self.n, self.turns, self.ramp_s = n, turns, ramp_s
         self.callers: list[Caller] = []

@@ -1,11 +1,13 @@
 """Scale and latency in one command: N concurrent real-time calls on the Google engines.
 
     .venv/bin/python bench/scale.py --calls 1,50,100 --turns 3
+    .venv/bin/python bench/scale.py --carrier NAME ...   # the callers speak that carrier (--help lists them)
 
 Starts ``voiced-emulator --scripted`` (energy endpointing, a fixed transcript, the final
 ``--final-delay-ms`` of received audio after speech, a tone for speech: no models) and
 one daemon on the Google engines against it, then for each N drives N callers with the
-lean load generator (bench/loadgen.py) in this process, and prints per N:
+lean load generator (bench/loadgen.py) in this process, speaking ``--carrier``'s wire
+(Twilio by default), and prints per N:
   overhead p50/p99/max  caller speech end -> first reply audio, minus the final delay
                         (measured from the frame that completes the delay; the replies
                         are cached phrases: no synthesis in a turn)
@@ -40,6 +42,7 @@ from twisted.internet.task import LoopingCall, deferLater
 
 from tests.e2e.daemon import Daemon, free_port
 from voiced.audio import silence_ulaw
+from voiced.caller.carriers import DEFAULT_CARRIER, carrier_names, carrier_wire
 
 BIN = os.path.dirname(sys.executable)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -152,8 +155,9 @@ async def run_one(n: int, args, daemon: Daemon, emulator: Emulator, script: Scri
     pid, epid = daemon.process.pid, emulator.process.pid
     lag_before = lag_buckets(daemon)
     peak = Peak(pid)
-    gen = LoadGenerator("127.0.0.1", daemon.port, script, n, args.turns, ramp_s=max(1.0, n / args.ramp_rate),
-                        final_delay_ms=args.final_delay_ms)
+    port = args.tcp_port if carrier_wire(args.carrier).transport == "tcp" else daemon.port
+    gen = LoadGenerator("127.0.0.1", port, script, n, args.turns, ramp_s=max(1.0, n / args.ramp_rate),
+                        final_delay_ms=args.final_delay_ms, carrier=args.carrier)
     marks: dict[str, tuple[float, float, float, float]] = {}
 
     def cpu_now() -> tuple[float, float, float, float]:
@@ -299,13 +303,15 @@ async def main(args) -> None:
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         options = f", daemon options `{args.daemon_args}`" if args.daemon_args else ""
-        f.write(f"{title}\n\nfinal delay {args.final_delay_ms} ms, {args.turns} turns per call{options}\n\n{HEADER}\n")
+        f.write(f"{title}\n\ncarrier {args.carrier}, final delay {args.final_delay_ms} ms, {args.turns} turns per "
+                f"call{options}\n\n{HEADER}\n")
         f.write("\n".join(fmt(r) for r in rows) + "\n")
         if full:
             f.write(f"\nframe path (bench/frame_cost.py full path): p50 {full['p50']:.1f} µs, "
                     f"p99 {full['p99']:.1f} µs per inbound media message\n")
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-        json.dump({"machine": getattr(args, "machine", None) or machine(), "rows": rows, "frame_path_us": full}, f, indent=2)
+        json.dump({"machine": getattr(args, "machine", None) or machine(), "carrier": args.carrier, "rows": rows,
+                   "frame_path_us": full}, f, indent=2)
     plot(rows, os.path.splitext(args.out)[0] + ".png", title)
     if full:
         print(f"frame path: p50 {full['p50']:.1f} µs, p99 {full['p99']:.1f} µs per inbound media message")
@@ -321,12 +327,18 @@ def cli() -> None:
     p.add_argument("--ramp-rate", type=float, default=50.0, help="calls started per second (50)")
     p.add_argument("--max-calls", type=int, default=0, help="VOICED_MAX_CALLS for the daemon (default max N + 10)")
     p.add_argument("--say", default="What time do you open?")
+    p.add_argument("--carrier", default=DEFAULT_CARRIER, choices=carrier_names(),
+                   help=f"the carrier the callers speak: {', '.join(carrier_names())} (default {DEFAULT_CARRIER})")
+    p.add_argument("--tcp-port", type=int, default=0,
+                   help="a TCP carrier's port on the daemon (its listen option goes in --daemon-args)")
     p.add_argument("--daemon-args", default="", help="extra twistd voiced options")
     p.add_argument("--out", default=os.path.join(HERE, "results", "scale.md"))
     p.add_argument("--no-frame-cost", action="store_true")
     p.add_argument("--profile-s", type=int, default=0,
                    help="py-spy the daemon this long once all N calls are up (raw stacks next to --out)")
     args = p.parse_args()
+    if carrier_wire(args.carrier).transport == "tcp" and not args.tcp_port:
+        p.error(f"--carrier {args.carrier} speaks plain TCP: give --tcp-port and the daemon's listen option")
     failures: list = []
     d = ensureDeferred(main(args))
     d.addErrback(failures.append)

@@ -1,5 +1,7 @@
 """voiced-call: the Twilio side of a Media Stream and the simulated person on the phone.
 
+(tests/test_caller_wire.py tests the carrier port itself, and Twilio's wire through it.)
+
 Clock-driven tests check the playback model, pacing and turn-taking exactly; the
 rest place real calls on the reactor against a scripted bot (an Autobahn server
 on 127.0.0.1:0) and check what both ends saw.
@@ -27,7 +29,8 @@ from voiced.audio import SAMPLE_RATE, pcm16_to_ulaw, silence_ulaw, ulaw_to_pcm16
 from voiced.caller.client import place_call
 from voiced.caller.report import format_conversation, percentiles, run_dict
 from voiced.caller.session import CallConfig, CallerLine, CallSession, speech_frames
-from voiced.caller.twilio_side import Playback, TwilioStream
+from voiced.caller.carriers.twilio import TwilioStream
+from voiced.caller.playback import Playback
 from voiced.carrier.twilio.signature import twilio_signature
 from voiced.carrier.twilio.wire import Media, Start, Stop, clear_message, mark_message, media_message, parse_message
 
@@ -49,15 +52,17 @@ def stream() -> TwilioStream:
 
 
 class FakeLink:
-    """Stands in for the WebSocket in Clock tests: records what the caller sent, stamped with the clock."""
+    """Stands in for the WebSocket in Clock tests: records what the caller sent (Twilio's JSON
+    text frames only), stamped with the clock."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.sent: list[tuple[float, dict]] = []
         self.hung_up = False
 
-    def send_text(self, text: str) -> None:
-        self.sent.append((self.clock.seconds(), json.loads(text)))
+    def send(self, message: str | bytes) -> None:
+        assert isinstance(message, str), "Twilio sends text frames only"
+        self.sent.append((self.clock.seconds(), json.loads(message)))
 
     def hang_up(self) -> None:
         self.hung_up = True
@@ -179,9 +184,9 @@ class SessionTests(SynchronousTestCase):
 
     def bot(self, session: CallSession, audio: bytes = b"", mark: str = "") -> None:
         if audio:
-            session.received(media_message(session.stream.stream_sid, audio).encode(), False)
+            session.received(media_message(session.wire.stream_sid, audio).encode(), False)
         if mark:
-            session.received(mark_message(session.stream.stream_sid, mark).encode(), False)
+            session.received(mark_message(session.wire.stream_sid, mark).encode(), False)
 
     def test_frames_follow_an_absolute_20ms_schedule(self) -> None:
         clock, link, _ = self.start([], reply_timeout_s=100.0, hangup_grace_s=100.0)
@@ -235,7 +240,7 @@ class SessionTests(SynchronousTestCase):
         run_until(clock, 0.85)
         b = session.report.turns[1]
         self.assertBetween(b.speech_start_s, 0.8, 0.8201)  # 200 ms into the reply
-        session.received(clear_message(session.stream.stream_sid).encode(), False)
+        session.received(clear_message(session.wire.stream_sid).encode(), False)
         self.assertAlmostEqual(b.clear_after_onset_ms, (0.85 - b.speech_start_s) * 1000, places=3)
         reply = session.report.replies[0]
         self.assertTrue(reply.interrupted)
@@ -259,7 +264,7 @@ class SessionTests(SynchronousTestCase):
         stops = link.events("stop")
         self.assertEqual(len(stops), 1)
         self.assertBetween(stops[0][0] - 50.0, 1.3, 1.3001)
-        stop = {"accountSid": session.stream.account_sid, "callSid": session.stream.call_sid}
+        stop = {"accountSid": session.wire.account_sid, "callSid": session.wire.call_sid}
         self.assertEqual(link.sent[-1][1]["stop"], stop)
         self.assertEqual(clock.getDelayedCalls(), [])
         session.closed(True, 1000, None)

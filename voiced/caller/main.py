@@ -1,8 +1,10 @@
-"""voiced-call: place simulated Twilio calls against a voiced daemon and report what a caller heard.
+"""voiced-call: place simulated calls against a voiced daemon and report what a caller heard.
 
   voiced-call ws://127.0.0.1:8080/media --say "What time do you open?" --say "Thanks, bye"
   voiced-call --wav question.wav --barge-in-ms 300 --say "Stop, stop" --out bot.wav
   voiced-call --calls 20 --say "Hello" --json
+  voiced-call --say "Opening hours, please" --dtmf 2 --say "Thanks, bye"
+  voiced-call --carrier NAME ...   # speak another carrier's wire format (--help lists them)
   voiced-call --language he-IL --say "שלום" --whisper-model DIR   # DIR (or a cached name): a multilingual Whisper
 
 Exit status: 0 when every call connected and heard the bot, 1 otherwise, 2 on bad usage.
@@ -21,7 +23,8 @@ from twisted.internet import task, threads
 from twisted.internet.defer import gatherResults
 
 from voiced.audio import read_wav_as_ulaw, write_ulaw_as_wav
-from voiced.caller.client import place_call
+from voiced.caller.carriers import DEFAULT_CARRIER, carrier_names, carrier_wire
+from voiced.caller.client import parse_tcp_url, place_call
 from voiced.caller.report import (
     CallReport,
     format_call_summary,
@@ -31,18 +34,21 @@ from voiced.caller.report import (
     run_dict,
     transcribe_calls,
 )
-from voiced.caller.session import CallerLine
+from voiced.caller.session import DTMF_KEYS, CallerLine
 
-DEFAULT_URL = "ws://127.0.0.1:8080/media"
+DEFAULT_DAEMON = "ws://127.0.0.1:8080"
+DEFAULT_URL = DEFAULT_DAEMON + "/media"
 
 
 class _LineAction(argparse.Action):
-    """--say/--wav append a line in command-line order; a preceding --barge-in-ms applies to it."""
+    """--say/--wav/--dtmf append a line in command-line order; a preceding --barge-in-ms applies to it."""
 
     def __call__(
         self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any, option: Any = None
     ) -> None:
-        kind = "say" if option == "--say" else "wav"
+        kind = str(option).lstrip("-")
+        if kind == "dtmf" and not (value and set(value) <= DTMF_KEYS):
+            parser.error(f"--dtmf {value!r}: the keys are 0-9, *, # and A-D")
         namespace.lines.append((kind, value, namespace.barge_in_ms))
         namespace.barge_in_ms = None
 
@@ -58,12 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="voiced-call", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("url", nargs="?", default=DEFAULT_URL, help=f"the daemon's media WebSocket (default {DEFAULT_URL})")
+    p.add_argument("url", nargs="?",
+                   help=f"the daemon's media WebSocket (default {DEFAULT_DAEMON} and the carrier's path: "
+                        f"{DEFAULT_URL} for Twilio), or tcp://HOST:PORT for a carrier on plain TCP")
+    p.add_argument("--carrier", default=DEFAULT_CARRIER, choices=carrier_names(),
+                   help=f"the carrier whose side of the media stream to speak: {', '.join(carrier_names())} "
+                        f"(default {DEFAULT_CARRIER})")
     p.set_defaults(lines=[])
     p.add_argument(
         "--say", action=_LineAction, metavar="TEXT", help="a line to speak, synthesized by espeak-ng (spoken in order)"
     )
     p.add_argument("--wav", action=_LineAction, metavar="FILE", help="a line to speak, read from a WAV file")
+    p.add_argument("--dtmf", action=_LineAction, metavar="KEYS",
+                   help="a line that presses keys (0-9, *, #, A-D), one per 20 ms, as the carrier sends DTMF")
     p.add_argument(
         "--barge-in-ms",
         type=int,
@@ -78,18 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hangup-grace", type=float, default=3.0, help="seconds after the last reply before hanging up (3)")
     p.add_argument("--max-duration", type=float, default=120.0, help="hang up after this many seconds regardless (120)")
     p.add_argument("--calls", type=int, default=1, help="number of concurrent calls, each with its own CallSid (1)")
-    p.add_argument("--call-sid", help="CallSid of the (first) call; default a random CA...")
-    p.add_argument("--account-sid", help="AccountSid sent in start; default a random AC...")
-    p.add_argument("--from", dest="from_", default="+15550100", metavar="NUMBER", help="customParameters.From")
-    p.add_argument("--to", default="+15550199", metavar="NUMBER", help="customParameters.To")
-    p.add_argument(
-        "--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE", help="extra customParameters"
-    )
-    p.add_argument(
-        "--auth-token",
-        default=os.environ.get("TWILIO_AUTH_TOKEN"),
-        help="sign the upgrade with X-Twilio-Signature (default $TWILIO_AUTH_TOKEN)",
-    )
+    p.add_argument("--call-sid", help="the carrier's id of the (first) call (Twilio: CallSid); default a random one")
+    p.add_argument("--account-sid", help="the carrier account named in the call (Twilio: AccountSid); default random")
+    p.add_argument("--from", dest="from_", default="+15550100", metavar="NUMBER", help="the caller's number")
+    p.add_argument("--to", default="+15550199", metavar="NUMBER", help="the number called")
+    p.add_argument("--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE",
+                   help="extra custom parameters of the stream (Twilio: customParameters)")
+    p.add_argument("--auth-token",
+                   help="the carrier's secret: Twilio signs the upgrade with X-Twilio-Signature "
+                        "(default the carrier's environment variable: $TWILIO_AUTH_TOKEN for Twilio)")
     p.add_argument("--cacert", metavar="FILE.pem",
                    help="trust this CA (or self-signed) certificate for a wss:// URL, instead of the system's")
     p.add_argument("--insecure", action="store_true",
@@ -105,6 +115,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_address(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fill in the carrier's default URL and secret, and refuse an address it cannot dial."""
+    wire = carrier_wire(args.carrier)
+    if args.auth_token is None and wire.secret_env:
+        args.auth_token = os.environ.get(wire.secret_env)
+    if wire.transport == "tcp":
+        if args.url is None:
+            parser.error(f"--carrier {args.carrier} speaks plain TCP: give the daemon's tcp://HOST:PORT")
+        try:
+            parse_tcp_url(args.url)
+        except ValueError as e:
+            parser.error(str(e))
+        if args.cacert or args.insecure:
+            parser.error(f"--cacert and --insecure apply to a wss:// URL, not to {args.carrier}'s plain TCP")
+        return
+    if args.url is None:
+        args.url = DEFAULT_DAEMON + wire.path
+    if not args.url.startswith(("ws://", "wss://")):
+        parser.error(f"{args.url!r} is not a ws:// or wss:// URL")
+
+
 def load_lines(specs: Sequence[tuple[str, str, int | None]], language: str) -> list[CallerLine]:
     """Synthesize or read every line before the first call, so no call waits on it."""
     lines: list[CallerLine] = []
@@ -116,6 +147,8 @@ def load_lines(specs: Sequence[tuple[str, str, int | None]], language: str) -> l
 
                 synthesizer = EspeakSynthesizer(language)
             lines.append(CallerLine(synthesizer.synthesize_blocking(value), value, barge_in_ms))
+        elif kind == "dtmf":
+            lines.append(CallerLine(b"", f"[dtmf {value}]", barge_in_ms, dtmf=value))
         else:
             lines.append(CallerLine(read_wav_as_ulaw(value), f"[{os.path.basename(value)}]", barge_in_ms))
     return lines
@@ -166,6 +199,7 @@ async def run(reactor: Any, args: argparse.Namespace, lines: list[CallerLine]) -
             reactor,
             args.url,
             lines,
+            carrier=args.carrier,
             pause_ms=args.pause_ms,
             reply_timeout_s=args.reply_timeout,
             hangup_grace_s=args.hangup_grace,
@@ -209,11 +243,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.barge_in_ms is not None:
-        parser.error("--barge-in-ms applies to the next --say/--wav; none follows it")
+        parser.error("--barge-in-ms applies to the next --say/--wav/--dtmf; none follows it")
     if args.calls < 1:
         parser.error("--calls must be at least 1")
-    if not args.url.startswith(("ws://", "wss://")):
-        parser.error(f"{args.url!r} is not a ws:// or wss:// URL")
+    check_address(parser, args)
     if (args.cacert or args.insecure) and not args.url.startswith("wss://"):
         parser.error("--cacert and --insecure apply to a wss:// URL")
     if args.cacert and not os.path.isfile(args.cacert):

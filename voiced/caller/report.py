@@ -68,6 +68,7 @@ class CallReport:
     errors: list[str] = field(default_factory=list)
     transcript_language: str | None = None  # the language the replies' text was transcribed in
     not_transcribed: str = ""  # why the replies have no text though transcription was asked for
+    carrier: str = "twilio"  # the carrier voiced-call spoke as (voiced.caller.carriers)
 
     @property
     def completed(self) -> bool:
@@ -128,6 +129,7 @@ def report_dict(report: CallReport) -> dict[str, Any]:
         "call_sid": report.call_sid,
         "stream_sid": report.stream_sid,
         "url": report.url,
+        "carrier": report.carrier,
         "connected": report.connected,
         "completed": report.completed,
         "hung_up_by_bot": report.hung_up_by_bot,

@@ -1,9 +1,10 @@
 """The person on the phone: ``CallSession`` paces caller frames on an absolute 20 ms
-schedule, speaks its ``CallerLine``s turn by turn (or barges in), segments the bot's
-replies by audio timing, measures latencies, decides when to hang up, and fills in
-the ``CallReport``. It is pure and driven by an ``IReactorTime``; it talks to the
-daemon only through a ``Link`` and parses what the daemon sends with
-``voiced.carrier.twilio.parse_message``, so tests run whole calls on a ``Clock``.
+schedule, speaks its ``CallerLine``s turn by turn (or barges in, or presses keys),
+segments the bot's replies by audio timing, measures latencies, decides when to hang
+up, and fills in the ``CallReport``. It is pure and driven by an ``IReactorTime``; it
+talks to the daemon only through a ``Link`` and only in carrier-neutral terms: its
+``CarrierWire`` (``voiced.caller.carriers``) writes and reads the carrier's messages,
+so tests run whole calls of any carrier on a ``Clock``.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from voiced.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ULAW_SILENCE, frames, ulaw_to_pcm16
-from voiced.carrier.twilio.wire import Mark, Media, ProtocolError, Unknown, parse_message
+from voiced.caller.carriers.base import Audio, CarrierWire, Clear, HangUp, Marker, Outbound, Problem, SendBack
+from voiced.caller.playback import EPSILON_S, Playback
 from voiced.caller.report import BotReply, CallReport, MarkEcho, TurnObservation
-from voiced.caller.twilio_side import EPSILON_S, Playback, TwilioStream
 
 FRAME_S = FRAME_MS / 1000
 SILENT_FRAME = ULAW_SILENCE * FRAME_BYTES
 # A frame is speech when its RMS exceeds about -44 dBFS: well above mu-law's idle
 # noise, well below any spoken syllable.
 VOICE_RMS = 200.0
+DTMF_KEYS = frozenset("0123456789*#ABCD")  # a phone's keypad, A-D included
 
 
 @dataclass
@@ -35,12 +37,17 @@ class CallerLine:
     audio: bytes  # 8 kHz mu-law
     text: str = ""
     barge_in_ms: int | None = None  # start this line N ms after the bot's reply starts playing
+    dtmf: str = ""  # keys pressed as the line starts, one per 20 ms frame (the line lasts at least that long)
+
+    def __post_init__(self) -> None:
+        if not set(self.dtmf) <= DTMF_KEYS:
+            raise ValueError(f"DTMF keys are 0-9, *, # and A-D, not {self.dtmf!r}")
 
 
 class Link(Protocol):
-    """What a CallSession needs from its WebSocket."""
+    """What a CallSession needs from its connection (a WebSocket, or a TCP stream)."""
 
-    def send_text(self, text: str) -> None: ...
+    def send(self, message: Outbound) -> None: ...
 
     def hang_up(self) -> None: ...
 
@@ -68,6 +75,7 @@ class _Line:
     frames: list[bytes]
     first_voiced: int
     last_voiced: int
+    dtmf: str = ""
     position: int = 0
 
 
@@ -81,18 +89,21 @@ class _OpenReply:
 
 @dataclass
 class CallSession:
-    """One simulated caller. Call ``opened`` when the WebSocket opens, ``received`` per
-    text frame, ``closed`` when it closes; ``done`` fires with the CallReport."""
+    """One simulated caller. Call ``opened`` when the connection opens, ``received`` per
+    message (or, on TCP, per chunk of the stream), ``closed`` when it closes; ``done``
+    fires with the CallReport."""
 
     clock: IReactorTime
     lines: list[CallerLine]
-    stream: TwilioStream
+    wire: CarrierWire
     url: str = ""
     config: CallConfig = field(default_factory=CallConfig)
 
     def __post_init__(self) -> None:
         self.done: Deferred[CallReport] = Deferred()
-        self.report = CallReport(call_sid=self.stream.call_sid, stream_sid=self.stream.stream_sid, url=self.url)
+        wire = self.wire
+        self.report = CallReport(call_sid=wire.call_id, stream_sid=wire.stream_id, url=self.url, carrier=wire.name)
+        self._speech = wire.speech  # bound once: fifty calls a second
         self._link: Link | None = None
         self._t0 = 0.0
         self._playback: Playback | None = None
@@ -117,14 +128,15 @@ class CallSession:
     def now(self) -> float:
         return self.clock.seconds() - self._t0
 
-    # -- WebSocket events -------------------------------------------------------
+    # -- connection events -----------------------------------------------------
     def opened(self, link: Link) -> None:
         self._link = link
         self._t0 = self.clock.seconds()
         self.report.connected = True
-        self._playback = Playback(self.clock, self._t0, self._echo_mark)
-        link.send_text(self.stream.connected())
-        link.send_text(self.stream.start())
+        wire = self.wire
+        on_marker = self._marker_played if wire.answers_markers else None
+        self._playback = Playback(self.clock, self._t0, on_marker, wire.clear_answers_markers)
+        self._send_all(wire.opening())
         self._limit_timer = self.clock.callLater(self.config.max_duration_s, self._too_long)
         self._listen()
         self._send_frame()
@@ -132,27 +144,21 @@ class CallSession:
     def received(self, payload: bytes, is_binary: bool) -> None:
         if self._state in ("idle", "ended"):
             return
-        if is_binary:
-            self._error("daemon sent a binary frame (Twilio takes JSON text only)")
-            return
-        try:
-            msg = parse_message(payload)
-        except ProtocolError as e:
-            self._error(f"daemon sent a bad message: {e}")
-            return
-        if getattr(msg, "stream_sid", None) not in (None, self.stream.stream_sid):
-            self._error(f"daemon used streamSid {msg.stream_sid!r}, not {self.stream.stream_sid!r}")
-        if isinstance(msg, Media):
-            self._bot_media(msg.payload)
-        elif isinstance(msg, Mark):
-            self._close_stale_reply()
-            self._mark_received.setdefault(msg.name, deque()).append(self.now())
-            self._playback.mark(msg.name)
-        elif isinstance(msg, Unknown) and msg.event == "clear":
-            self._bot_clear()
-        else:
-            event = msg.event if isinstance(msg, Unknown) else type(msg).__name__.lower()
-            self._error(f"daemon sent a {event!r} message, which Twilio does not accept")
+        for event in self.wire.read(payload, is_binary):
+            if self._state == "ended":
+                return  # a hang-up earlier in the same chunk
+            if isinstance(event, Audio):
+                self._bot_media(event.ulaw)
+            elif isinstance(event, Marker):
+                self._bot_marker(event.name)
+            elif isinstance(event, Clear):
+                self._bot_clear()
+            elif isinstance(event, SendBack):
+                self._link.send(event.message)
+            elif isinstance(event, Problem):
+                self._error(event.message)
+            elif isinstance(event, HangUp):
+                self._bot_hung_up()
 
     def closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self._state == "ended" and self.done.called:
@@ -163,7 +169,7 @@ class CallSession:
         else:
             self.report.hung_up_by_bot = not self._hung_up_by_us
             if not was_clean and not self._hung_up_by_us:
-                self._error(f"connection lost without a WebSocket close ({reason})")
+                self._error(f"connection lost without a close ({reason})")
         self.report.closed_code = code
         self._finish()
 
@@ -183,13 +189,17 @@ class CallSession:
         payload = SILENT_FRAME
         if line is not None:
             payload = line.frames[line.position]
+            if line.position < len(line.dtmf):
+                self._send_all(self.wire.digit(line.dtmf[line.position]))
             turn = self.report.turns[-1]
             if line.position == line.first_voiced:
                 turn.speech_start_s = self.now()
             if line.position == line.last_voiced:
                 turn.speech_end_s = self.now()
             line.position += 1
-        self._link.send_text(self.stream.media(payload, n * FRAME_MS))
+        message = self._speech(payload, n * FRAME_MS)
+        if message is not None:
+            self._link.send(message)
         self._caller_audio += payload
         self._frame_no += 1
         if line is not None and line.position == len(line.frames):
@@ -200,8 +210,9 @@ class CallSession:
 
     def _speak(self, line: CallerLine) -> None:
         chunks = frames(line.audio) or [SILENT_FRAME]
+        chunks += [SILENT_FRAME] * (len(line.dtmf) - len(chunks))  # a frame per key
         voiced = speech_frames(chunks) or [0, len(chunks) - 1]
-        self._speaking = _Line(chunks, voiced[0], voiced[-1])
+        self._speaking = _Line(chunks, voiced[0], voiced[-1], line.dtmf)
         self._state = "speaking"
         self.report.turns.append(TurnObservation(line.text, None, None, None, None, None, line.barge_in_ms))
 
@@ -280,6 +291,11 @@ class CallSession:
                 self._listen_play_start_s = start_s
         self._schedule_turn()
 
+    def _bot_marker(self, name: str) -> None:
+        self._close_stale_reply()
+        self._mark_received.setdefault(name, deque()).append(self.now())
+        self._playback.mark(name)
+
     def _bot_clear(self) -> None:
         now = self.now()
         self.report.clears.append(now)
@@ -306,7 +322,7 @@ class CallSession:
             )
         )
 
-    def _echo_mark(self, name: str) -> None:
+    def _marker_played(self, name: str) -> None:
         if self._state == "ended":
             return
         received = self._mark_received.get(name)
@@ -314,7 +330,7 @@ class CallSession:
         self.report.marks_echoed.append(MarkEcho(name, received_s, self.now()))
         if self._reply is None and self._pending_start_s is None:
             self._pending_start_s = received_s  # a mark ahead of a reply's audio opens the reply
-        self._link.send_text(self.stream.mark(name))
+        self._send_all(self.wire.marker_played(name))
 
     # -- the end ----------------------------------------------------------------
     def _too_long(self) -> None:
@@ -326,10 +342,20 @@ class CallSession:
         if self._hung_up_by_us:
             return
         self._hung_up_by_us = True
-        self._link.send_text(self.stream.stop())
+        self._send_all(self.wire.hang_up())
         self._stop_timers()
         self._state = "ended"
         self._link.hang_up()
+
+    def _bot_hung_up(self) -> None:
+        """The daemon hung up in a message: the carrier closes its side (``closed`` reports it)."""
+        self._stop_timers()
+        self._state = "ended"
+        self._link.hang_up()
+
+    def _send_all(self, messages: list[Outbound]) -> None:
+        for message in messages:
+            self._link.send(message)
 
     def _stop_timers(self) -> None:
         for timer in (self._pace_timer, self._turn_timer, self._limit_timer):

@@ -1,0 +1,66 @@
+"""A call's audio between its carrier's format and the core's 8 kHz mu-law (voiced.carrier.codec)."""
+
+from __future__ import annotations
+
+import numpy as np
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_caller import tone
+from voiced.audio import SAMPLE_RATE, pcm16_to_ulaw, ulaw_to_pcm16
+from voiced.carrier.base import AudioFormat, UnsupportedAudio
+from voiced.carrier.codec import Codec
+
+MULAW_8K, ALAW_8K = AudioFormat("mulaw", 8000), AudioFormat("alaw", 8000)
+SLIN_8K, SLIN_16K = AudioFormat("pcm_s16le", 8000), AudioFormat("pcm_s16le", 16000)
+L16_16K, SLIN_24K = AudioFormat("pcm_s16be", 16000), AudioFormat("pcm_s16le", 24000)
+
+
+def level(ulaw: bytes) -> float:
+    pcm = np.frombuffer(ulaw_to_pcm16(ulaw), dtype=np.int16).astype(np.float64)
+    return float(np.sqrt((pcm**2).mean()))
+
+
+def peak_hz(ulaw: bytes) -> int:
+    pcm = np.frombuffer(ulaw_to_pcm16(ulaw), dtype=np.int16).astype(np.float64)
+    return int(round(np.argmax(np.abs(np.fft.rfft(pcm))) * SAMPLE_RATE / len(pcm)))
+
+
+class CodecTests(SynchronousTestCase):
+    def test_frames_convert_to_the_carriers_framing_and_back(self) -> None:
+        speech = tone(1000)
+        for fmt, exact in ((MULAW_8K, True), (ALAW_8K, False), (SLIN_8K, True), (SLIN_16K, False),
+                           (L16_16K, False), (SLIN_24K, False)):
+            to_carrier, from_carrier = Codec(fmt), Codec(fmt)
+            sent = [to_carrier.encode(speech[i : i + 160]) for i in range(0, len(speech), 160)]
+            self.assertEqual({len(s) for s in sent}, {to_carrier.frame_bytes}, fmt)
+            back = b"".join(from_carrier.decode(s) for s in sent)
+            self.assertEqual(len(back), len(speech), fmt)
+            if exact:
+                self.assertEqual(back, speech, fmt)
+            else:
+                self.assertLess(abs(level(back[800:]) / level(speech[800:]) - 1.0), 0.1, fmt)
+                self.assertEqual(peak_hz(back), 440, fmt)
+
+    def test_mulaw_8k_is_not_converted(self) -> None:
+        self.assertTrue(Codec(MULAW_8K).passthrough)
+        self.assertFalse(Codec(SLIN_8K).passthrough)
+
+    def test_byte_order(self) -> None:
+        pcm = np.array([1000, -2000, 3000], dtype="<i2")
+        self.assertEqual(Codec(SLIN_8K).decode(pcm.tobytes()), pcm16_to_ulaw(pcm.tobytes()))
+        self.assertEqual(Codec(AudioFormat("pcm_s16be", 8000)).decode(pcm.astype(">i2").tobytes()),
+                         pcm16_to_ulaw(pcm.tobytes()))
+
+    def test_wideband_audio_above_the_phone_band_does_not_fold_into_it(self) -> None:
+        # 6 kHz at 16 kHz would alias to 2 kHz at 8 kHz without the low-pass filter.
+        t = np.arange(16000) / 16000
+        high = (8000 * np.sin(2 * np.pi * 6000 * t)).astype("<i2").tobytes()
+        codec = Codec(SLIN_16K)
+        out = b"".join(codec.decode(high[i : i + 640]) for i in range(0, len(high), 640))
+        self.assertLess(level(out), 8000 / np.sqrt(2) / 10)  # at least 20 dB down
+
+    def test_formats_voiced_does_not_speak_are_refused(self) -> None:
+        for encoding, rate in (("opus", 8000), ("mulaw", 11025), ("pcm_s16le", 44100)):
+            with self.assertRaises(UnsupportedAudio):
+                AudioFormat(encoding, rate)
+        self.assertEqual((Codec(SLIN_24K).frame_bytes, Codec(ALAW_8K).frame_bytes), (960, 160))
