@@ -25,7 +25,7 @@ class DrainTests(SynchronousTestCase):
         self.clock = Clock()
         self.service = FakeService(calls)
         self.stops = []
-        self.drain = Drain(self.service, self.clock, 300, stop=lambda: self.stops.append(self.clock.seconds()),
+        self.drain = Drain(self.service.calls, self.clock, 300, stop=lambda: self.stops.append(self.clock.seconds()),
                            goodbye_grace_s=15)
         return self.drain
 

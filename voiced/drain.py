@@ -12,13 +12,10 @@ stopped it). A second signal stops at once; the calls still open get a close (10
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Collection, Protocol
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
-
-if TYPE_CHECKING:
-    from voiced.service import VoicedService
 
 log = Logger(namespace="voiced.drain")
 
@@ -26,10 +23,16 @@ log = Logger(namespace="voiced.drain")
 GOODBYE_GRACE_S = 15.0
 
 
+class DrainingCall(Protocol):
+    def drain_goodbye(self) -> None: ...
+
+
 class Drain:
-    def __init__(self, service: "VoicedService", clock: Any, timeout_s: float, stop: Callable[[], None],
+    """``calls`` is the live collection of calls in progress (the service's, never copied)."""
+
+    def __init__(self, calls: Collection[DrainingCall], clock: Any, timeout_s: float, stop: Callable[[], None],
                  goodbye_grace_s: float = GOODBYE_GRACE_S) -> None:
-        self._service = service
+        self._calls = calls
         self._clock = clock
         self._timeout_s = timeout_s
         self._stop = stop
@@ -43,7 +46,7 @@ class Drain:
         """The first stop signal drains; a second one stops at once."""
         if self.draining:
             log.warn("DRAIN_ABORTED signal={signal}: stopping now, {calls} calls get a close", signal=signal_name,
-                     calls=len(self._service.calls))
+                     calls=len(self._calls))
             self._finish()
             return
         self.begin(signal_name)
@@ -52,19 +55,19 @@ class Drain:
         self.draining = True
         self.started_at = self._clock.seconds()
         log.info("DRAIN_START signal={signal} active_calls={calls} timeout_s={timeout}: not accepting calls; "
-                 "a second signal stops at once", signal=why, calls=len(self._service.calls),
+                 "a second signal stops at once", signal=why, calls=len(self._calls),
                  timeout=self._timeout_s)
-        if not self._service.calls:
+        if not self._calls:
             self._finish()
             return
         self._timer = self._clock.callLater(self._timeout_s, self._timed_out)
 
     def call_ended(self) -> None:
-        if self.draining and not self._service.calls:
+        if self.draining and not self._calls:
             self._finish()
 
     def _timed_out(self) -> None:
-        calls = list(self._service.calls)
+        calls = list(self._calls)
         log.warn("DRAIN_TIMEOUT after {timeout} s: {calls} calls still in progress hear a goodbye",
                  timeout=self._timeout_s, calls=len(calls))
         for call in calls:
@@ -80,5 +83,5 @@ class Drain:
         self._timer = None
         waited = self._clock.seconds() - (self.started_at or self._clock.seconds())
         log.info("DRAIN_DONE after {waited} s: stopping, {calls} calls left", waited=round(waited, 1),
-                 calls=len(self._service.calls))
+                 calls=len(self._calls))
         self._stop()

@@ -97,14 +97,14 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.warmup_error: str | None = None  # the last warm-up failure (retried unless fatal)
         self.warmup_fatal = False  # a failure no retry can fix: /health says unhealthy
         self._started_clock: float | None = None
-        # SIGTERM/SIGINT drain: stop taking calls, let those in progress end, then stop.
-        self.drain = Drain(self, reactor, settings.drain_timeout_s, stop=self._stop_reactor)
         self._signals = SignalHandlers(reactor, self._reopen_logs, self._stop_signal)
         # Built once by the warm-up; a retried warm-up keeps what it already has.
         self._whisper: Any = None
         self._espeak: Any = None
         self._google: Any = None
         self.calls: set[Call] = set()
+        # SIGTERM/SIGINT drain: stop taking calls, let those in progress end, then stop.
+        self.drain = Drain(self.calls, reactor, settings.drain_timeout_s, stop=self._stop_reactor)
         # Under --workers, every worker's calls in progress (max_calls is the daemon's total).
         self._call_counts: CallCounts | None = None
         self._lag: LagMonitor | None = None

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from voiced.carrier import media_token
 from voiced.carrier.base import CallStart
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT, CLOSE_BINARY_FRAME
-from voiced.carrier.twilio import wire
+import voiced.carrier.twilio.wire as wire
 from voiced.carrier.twilio.signature import signature_matches
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
 
