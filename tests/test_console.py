@@ -361,6 +361,7 @@ class MediaAdmissionTests(SynchronousTestCase):
         self.assertEqual(e.code, 403)
         signature = twilio_signature("twilio-secret", "wss://voice.example.com/media", None)
         service.admit_connection(upgrade(headers={"x-twilio-signature": signature}))  # Twilio still gets in
+        service.admit_connection(upgrade(headers={"x-signalwire-signature": signature}))  # and SignalWire
 
     def test_console_off_ignores_the_parameter(self) -> None:
         service = self.service(TWILIO)

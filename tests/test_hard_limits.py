@@ -152,14 +152,14 @@ class MediaTokenTests(Harness):
 
 
 class TwimlTokenTests(SynchronousTestCase):
-    def test_the_twiml_carries_a_token_that_admits_its_call(self):
+    def answer(self, header: bytes, key: str = "tok") -> tuple[int, str]:
+        """The TwiML answer to a voice webhook signed with ``key`` in ``header``: (status, body)."""
         import io
-        import re
 
         from twisted.web.test.requesthelper import DummyRequest
 
-        from voiced.carrier.twilio.signature import twilio_signature
         from voiced.carrier.twilio.answer import TwimlAnswer
+        from voiced.carrier.twilio.signature import twilio_signature
 
         clock = Clock()
         clock.advance(5000)
@@ -168,9 +168,21 @@ class TwimlTokenTests(SynchronousTestCase):
         request.method, request.uri = b"POST", b"/twiml"
         request.content = io.BytesIO("&".join(f"{k}={v}" for k, v in form.items()).encode().replace(b"+", b"%2B"))
         request.args = {k.encode(): [v.encode()] for k, v in form.items()}
-        request.requestHeaders.addRawHeader(
-            b"x-twilio-signature", twilio_signature("tok", "https://voice.example.com/twiml", form).encode())
-        twiml = TwimlAnswer("tok", "voice.example.com", clock, 300).render_POST(request).decode()
+        request.requestHeaders.addRawHeader(header, twilio_signature(key, "https://voice.example.com/twiml", form).encode())
+        body = TwimlAnswer("tok", "voice.example.com", clock, 300).render_POST(request).decode()
+        return request.responseCode or 200, body
+
+    def test_the_twiml_carries_a_token_that_admits_its_call(self):
+        import re
+
+        status, twiml = self.answer(b"x-twilio-signature")
         token = re.search(r'<Parameter name="voicedToken" value="([^"]+)"/>', twiml).group(1)
         self.assertIsNone(media_token.problem("tok", "CA7", token, 5000 + 299))
         self.assertIsNotNone(media_token.problem("tok", "CA7", token, 5000 + 301))
+
+    def test_signalwire_signs_the_same_way_under_its_own_header(self):
+        status, twiml = self.answer(b"x-signalwire-signature")
+        self.assertEqual(status, 200)
+        self.assertIn("<Connect><Stream", twiml)
+        status, _ = self.answer(b"x-signalwire-signature", key="another project's key")
+        self.assertEqual(status, 403)

@@ -10,7 +10,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from voiced.carrier import media_token
-from voiced.carrier.twilio.signature import signature_matches
+from voiced.carrier.twilio.signature import request_signature, signature_matches
 from voiced.carrier.twilio.wire import twiml_connect_stream
 
 log = Logger(namespace="voiced.carrier")
@@ -43,9 +43,9 @@ class TwimlAnswer(Resource):
         if self.auth_token:
             form = parse_qs(request.content.getvalue().decode("utf-8", "replace"), keep_blank_values=True)
             url = f"https://{self.public_host}" + request.uri.decode("utf-8", "replace")
-            signature = request.getHeader("x-twilio-signature")
+            signature = request_signature(request.getHeader)
             if not signature_matches(self.auth_token, url, form, signature):
-                log.warn("TWIML_REJECTED: bad or missing X-Twilio-Signature for {url} from {peer}", url=url,
+                log.warn("TWIML_REJECTED: bad or missing X-Twilio-Signature (or X-SignalWire-Signature) for {url} from {peer}", url=url,
                          peer=request.getClientAddress())
                 request.setResponseCode(403)
                 return b"invalid signature\n"

@@ -20,7 +20,7 @@ from voiced.carrier import media_token
 from voiced.carrier.base import CallStart
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT, CLOSE_BINARY_FRAME
 import voiced.carrier.twilio.wire as wire
-from voiced.carrier.twilio.signature import signature_matches
+from voiced.carrier.twilio.signature import request_signature, signature_matches
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
 
 log = Logger(namespace="voiced.carrier")
@@ -66,7 +66,7 @@ class TwilioMediaStream(CarrierWebSocket):
             url = f"wss://{admission.public_host}{request.path}"
             if request.params:
                 url += "?" + urlencode(request.params, doseq=True)
-            if not signature_matches(admission.auth_token, url, None, request.headers.get("x-twilio-signature")):
+            if not signature_matches(admission.auth_token, url, None, request_signature(request.headers)):
                 log.warn("MEDIA_REJECTED: bad or missing X-Twilio-Signature for {url} from {peer}", url=url,
                          peer=request.peer)
                 raise ConnectionDeny(403, "invalid signature")

@@ -4,7 +4,9 @@ signature = base64(HMAC-SHA1(auth token, URL + each POST parameter's name and va
 sorted by name)). For the voice webhook the URL is the public https:// URL Twilio
 called; for the Media Streams upgrade (a GET) it is the public wss:// URL alone.
 Behind a proxy the host the daemon sees is not what Twilio signed, so the URL is
-always rebuilt from the configured public base URL. Pure functions, no I/O.
+always rebuilt from the configured public base URL. SignalWire's compatibility API
+signs exactly so, with the project's signing key, in ``X-SignalWire-Signature``.
+Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
@@ -49,3 +51,10 @@ def signature_matches(
         hmac.compare_digest(twilio_signature(auth_token, candidate, params).encode(), signature.encode())
         for candidate in _port_variants(url)
     )
+
+
+def request_signature(headers: Mapping[str, str] | Callable[[str], str | None]) -> str | None:
+    """The signature a request carries: Twilio's header, or SignalWire's (its compatibility API
+    signs the same way with the project's signing key, under its own name as well)."""
+    get = headers.get if isinstance(headers, Mapping) else headers
+    return get("x-twilio-signature") or get("x-signalwire-signature")
