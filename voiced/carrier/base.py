@@ -34,7 +34,8 @@ SAMPLE_RATES = (8000, 16000, 24000)
 
 
 class UnsupportedAudio(ValueError):
-    """A carrier asked for an audio format voiced does not speak."""
+    """A carrier asked for an audio format voiced does not speak: its parser closes the
+    stream with ``CLOSE_BAD_MEDIA_FORMAT`` (4001) before any call exists."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from voiced.carrier.base import CallCore, CallStart, CarrierWire, UnsupportedAudio
+from voiced.carrier.base import CallCore, CallStart, CarrierWire
 from voiced.carrier.codec import Codec
 from voiced.carrier.limits import MediaRate
 from voiced.carrier.playout import Playout
@@ -71,11 +71,7 @@ class CallLink:
             return
         self._cancel_start_timer()
         self.call_id = start.call_id or "-"
-        try:
-            codec = Codec(start.audio)
-        except UnsupportedAudio as e:
-            self.fail(CLOSE_BAD_MEDIA_FORMAT, str(e))
-            return
+        codec = Codec(start.audio)  # the carrier's parser refused (4001) a format voiced does not speak
         self.codec, self.frame_bytes = codec, codec.frame_bytes
         if not self.echoes_marks:
             self.playout = Playout(self.clock, codec.frame_bytes, self.wire.write_audio, self.played)

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 FRAME_MS = 20
 LEAD_MS = 60
+EPSILON_S = 1e-6  # float slack: 0.02 added three times is not quite 0.06
 
 
 class Playout:
@@ -74,12 +75,12 @@ class Playout:
         self._timer = None
         now = self.clock.seconds()
         self._written_until = max(self._written_until, now)
-        while self._written_until < now + self._lead_s and (self._queue or self._pending):
+        while self._written_until < now + self._lead_s - EPSILON_S and (self._queue or self._pending):
             frame = self._next_frame()
             if frame:
                 self._write(frame)
                 self._written_until += self._frame_s * len(frame) / self.frame_bytes
-        while self._marks and self._marks[0][0] <= now + 1e-6:
+        while self._marks and self._marks[0][0] <= now + EPSILON_S:
             self._played(self._marks.popleft()[1])
         if self._timer is None and not self.idle:
             due = self._frame_s if (self._queue or self._pending) else max(0.0, self._marks[0][0] - now)

@@ -1,0 +1,98 @@
+"""A call's link to its carrier (voiced.carrier.link), on a Clock with a recording wire and core."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_protocol import RecordingService
+from voiced.carrier.base import AudioFormat, CallStart
+from voiced.carrier.link import CLOSE_NO_START, CLOSE_POLICY_VIOLATION, CallLink
+
+
+class RecordingWire:
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
+    def write_audio(self, payload: bytes) -> None:
+        self.sent.append(("audio", len(payload)))
+
+    def write_mark(self, name: str) -> None:
+        self.sent.append(("mark", name))
+
+    def write_clear(self) -> None:
+        self.sent.append(("clear",))
+
+    def end_call(self) -> None:
+        self.sent.append(("end",))
+
+    def close(self, code: int, reason: str) -> None:
+        self.sent.append(("close", code))
+
+
+SLIN_16K = AudioFormat("pcm_s16le", 16000)
+
+
+class LinkTests(SynchronousTestCase):
+    def make(self, echoes: bool = True) -> tuple[CallLink, RecordingWire, RecordingService]:
+        self.clock = Clock()
+        core, wire = RecordingService(clock=self.clock), RecordingWire()
+        link = CallLink(core, wire, "test", echoes)
+        link.opened()
+        return link, wire, core
+
+    def test_wideband_audio_reaches_the_call_as_8k_mulaw_and_replies_go_back_wideband(self) -> None:
+        link, wire, core = self.make()
+        link.started(CallStart("test", "C1", "S1", audio=SLIN_16K))
+        start, transport, call = core.calls[0]
+        self.assertEqual((start.call_id, call.events), ("C1", ["start"]))
+        link.audio(b"\0" * 640 * 3)  # 60 ms at 16 kHz
+        self.assertEqual(call.events[1:], [("media", 480)])  # 60 ms at 8 kHz mu-law
+        transport.send_audio(b"\xff" * 160)
+        transport.send_mark("r1.end")
+        self.assertEqual(wire.sent, [("audio", 640), ("mark", "r1.end")])
+
+    def test_a_payload_not_whole_frames_of_the_calls_format_is_dropped(self) -> None:
+        link, wire, core = self.make()
+        link.started(CallStart("test", "C1", "S1", audio=SLIN_16K))
+        link.audio(b"\0" * 320)  # 20 ms at 8 kHz, 10 ms at 16 kHz
+        self.assertEqual(core.calls[0][2].events, ["start"])
+        self.assertEqual(core.metrics.protocol_errors_total._value.get(), 1)
+
+    def test_without_echoes_the_local_clock_paces_and_answers_marks(self) -> None:
+        link, wire, core = self.make(echoes=False)
+        link.started(CallStart("test", "C1", "S1", audio=AudioFormat("pcm_s16le", 8000)))
+        transport, call = core.calls[0][1], core.calls[0][2]
+        transport.send_audio(b"\xff" * 1600)  # 200 ms
+        transport.send_mark("r1.end")
+        self.assertEqual(wire.sent, [("audio", 320)] * 3)  # 60 ms ahead, no more
+        for _ in range(12):
+            self.clock.advance(0.02)
+        self.assertEqual(wire.sent.count(("audio", 320)), 10)
+        self.assertEqual(call.events[-1], ("mark", "r1.end"))
+        transport.send_audio(b"\xff" * 1600)
+        transport.send_clear()  # nothing more is paced out; the wire is told too
+        self.clock.advance(1)
+        self.assertEqual(wire.sent[-1], ("clear",))
+        self.assertEqual(wire.sent.count(("audio", 320)), 13)
+
+    def test_no_start_in_time_closes_4000_and_a_flood_1008(self) -> None:
+        link, wire, core = self.make()
+        self.clock.advance(10.1)
+        self.assertEqual(wire.sent, [("close", CLOSE_NO_START)])
+        link, wire, core = self.make()
+        link.started(CallStart("test", "C1", "S1"))
+        for _ in range(400):  # 8 s of audio at once: 2 s of jitter allowed, 5 s of excess closes
+            link.audio(b"\xff" * 160)
+        self.assertEqual(wire.sent, [("close", CLOSE_POLICY_VIOLATION)])
+
+    def test_the_bots_hang_up_ends_the_call_the_carriers_way_and_close_ends_the_call(self) -> None:
+        link, wire, core = self.make(echoes=False)
+        link.started(CallStart("test", "C1", "S1"))
+        transport, call = core.calls[0][1], core.calls[0][2]
+        transport.send_audio(b"\xff" * 1600)
+        transport.hang_up()
+        self.assertEqual(wire.sent[-1], ("end",))
+        self.assertEqual(self.clock.getDelayedCalls(), [])  # the playout stopped
+        link.closed("websocket closed code=1000")
+        self.assertEqual((call.events[-1], core.ended), ("close", [call]))
