@@ -107,7 +107,7 @@ class TelnyxMediaStream(CarrierWebSocket):
         return True
 
     def _on_media(self, media: wire.Media) -> None:
-        if media.track != "inbound":
+        if media.track != "inbound" and media.track != "inbound_track":
             return  # both_tracks also streams the bot's own audio back: never the caller's
         link = self.link
         if link.call is None or not media.payload:
