@@ -46,12 +46,12 @@ def carrier(core: CallCore, settings: "Settings", console: Any = None) -> Carrie
     token_secret = media_secret if key is not None else ""  # open mode (loopback only) asks for no token
     factory = TelnyxMediaStreamFactory(core, TelnyxAdmission(token_secret, rest_hangup=bool(settings.telnyx_api_key)),
                                        url="ws://localhost/media/telnyx")
-    control = None
-    if settings.telnyx_api_key:
-        def control(http: Any, clock: Any) -> Any:
-            from voiced.carrier.telnyx.rest import TelnyxCallControl
+    def call_control(http: Any, clock: Any) -> Any:
+        from voiced.carrier.telnyx.rest import TelnyxCallControl
 
-            return TelnyxCallControl(http, clock, settings.telnyx_api_key, api_base=settings.telnyx_api_base)
+        return TelnyxCallControl(http, clock, settings.telnyx_api_key, api_base=settings.telnyx_api_base)
+
     return Carrier("telnyx", media=WebSocketResource(factory),
                    answer=TexmlAnswer(key, token_secret, settings.public_host, core.clock, settings.media_token_ttl_s),
-                   control=control, signed=key is not None, warnings=warnings)
+                   control=call_control if settings.telnyx_api_key else None, signed=key is not None,
+                   warnings=warnings)
