@@ -288,11 +288,25 @@ def client_frame(text: str, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
     return header + mask + masked
 
 
-def open_protocol(clock: Clock, service: BenchService) -> tuple[Any, StringTransport]:
+def carrier_parts(name: str) -> tuple[Callable[[str], Any], Callable[[Any], Any], Callable[[Any], Any]]:
+    """Carrier ``name``'s caller wire (by call id), its parser, and its media socket factory."""
+    if name == "telnyx":
+        from voiced.caller.carriers.base import CallSetup
+        from voiced.caller.carriers.telnyx import TelnyxStream
+        from voiced.carrier.telnyx import wire as telnyx
+        from voiced.carrier.telnyx.protocol import TelnyxAdmission, TelnyxMediaStreamFactory
+
+        return (lambda call: TelnyxStream.new_call(CallSetup(call_id=call)), telnyx.parse_message,
+                lambda service: TelnyxMediaStreamFactory(service, TelnyxAdmission()))
+    return (lambda call: TwilioStream("ACbench", call, "MZ" + call, {}), twilio.parse_message,
+            lambda service: TwilioMediaStreamFactory(service, TwilioAdmission("", "")))
+
+
+def open_protocol(clock: Clock, service: BenchService, carrier: str = "twilio") -> tuple[Any, StringTransport]:
     # Autobahn's own timers (handshake timeout, auto-ping) on a clock that never moves: a
     # ping unanswered by the bench would otherwise drop the connection mid-measurement.
     txaio.config.loop = Clock()
-    factory = TwilioMediaStreamFactory(service, TwilioAdmission("", ""))
+    factory = carrier_parts(carrier)[2](service)
     proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
                                 peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
@@ -305,15 +319,16 @@ def open_protocol(clock: Clock, service: BenchService) -> tuple[Any, StringTrans
 
 
 # ---- the measurements -----------------------------------------------------------------------
-def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
-    stream = TwilioStream("ACbench", "CAbench", "MZbench", {"From": "+15550100", "To": "+15550199"})
-    json_frames = [stream.media(f, i * 20).encode() for i, f in enumerate(frames_in)]
+def per_frame(frames_in: list[bytes], passes: int, carrier: str = "twilio") -> dict[str, list[float]]:
+    new_stream, parse_message, _ = carrier_parts(carrier)
+    stream = new_stream("CAbench")
+    json_frames = [stream.speech(f, i * 20).encode() for i, f in enumerate(frames_in)]
     speaker = Speaker(InstantTTS(silence_ulaw(1000)), None, PhraseCache())
     rows: dict[str, list[float]] = {k: [] for k in ("parse", "vad", "eou", "on_media", "on_media+capture",
                                                      "protocol.onMessage", "autobahn debug args",
                                                      "full path")}
     for _ in range(passes):
-        rows["parse"] += time_each(twilio.parse_message, json_frames)
+        rows["parse"] += time_each(parse_message, json_frames)
 
         classify = WebRtcVoiceActivity(SETTINGS.vad_aggressiveness).classify_samples  # what the EOU calls
         rows["vad"] += time_each(lambda frame: classify(audioop.ulaw2lin(frame, 2), FRAME_BYTES), frames_in)
@@ -333,11 +348,11 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
             return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]),
                             call_id=start.call_id)
 
-        stream = TwilioStream("ACbench", "CAbench", "MZbench", {})
-        proto, wire = open_protocol(clock, BenchService(clock, make_call))
-        proto.dataReceived(client_frame(stream.connected()))
-        proto.dataReceived(client_frame(stream.start()))
-        ws_frames = [client_frame(stream.media(f, i * 20)) for i, f in enumerate(frames_in)]
+        stream = new_stream("CAbench")
+        proto, wire = open_protocol(clock, BenchService(clock, make_call), carrier)
+        for message in stream.opening():
+            proto.dataReceived(client_frame(message))
+        ws_frames = [client_frame(stream.speech(f, i * 20)) for i, f in enumerate(frames_in)]
 
         def before() -> None:
             clock.advance(0.02)
@@ -349,11 +364,11 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
         proto.connectionLost(Failure(ConnectionDone()))
 
         # The same without Autobahn: what voiced's protocol does with a decoded message.
-        stream = TwilioStream("ACbench", "CAbench2", "MZbench2", {})
-        proto, wire = open_protocol(clock, BenchService(clock, make_call))
-        proto.onMessage(stream.connected().encode(), False)
-        proto.onMessage(stream.start().encode(), False)
-        payloads = [stream.media(f, i * 20).encode() for i, f in enumerate(frames_in)]
+        stream = new_stream("CAbench2")
+        proto, wire = open_protocol(clock, BenchService(clock, make_call), carrier)
+        for message in stream.opening():
+            proto.onMessage(message.encode(), False)
+        payloads = [stream.speech(f, i * 20).encode() for i, f in enumerate(frames_in)]
         rows["protocol.onMessage"] += time_each(lambda m: proto.onMessage(m, False), payloads, before=before)
         if proto.link.call is None or proto.link.closing:
             raise RuntimeError("the bench's media socket closed: onMessage did not reach the call")
@@ -461,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=500, help="synthetic turns per turn variant (500)")
     parser.add_argument("--say", action="append", help="caller lines (default: the demo's two lines)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--carrier", choices=("twilio", "telnyx"), default="twilio",
+                        help="whose media messages the inbound rows parse and frame (twilio); outbound stays Twilio's")
     args = parser.parse_args(argv)
 
     # The daemon logs through the queue observer; the bench pays the same formatting cost.
@@ -478,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
           f"autobahn NVX {__import__('autobahn.websocket', fromlist=['USES_NVX']).USES_NVX}; "
           f"gc {'on' if gc.isenabled() else 'off'}")
 
-    inbound = table("Inbound, per 20 ms frame", per_frame(frames_in, args.passes))
+    inbound = table(f"Inbound, per 20 ms frame ({args.carrier})", per_frame(frames_in, args.passes, args.carrier))
     out_rows = outbound(reply_audio, args.passes * 20)
     outb = table(f"Outbound, per message (a {AUDIO_CHUNK_BYTES} B message is "
                  f"{AUDIO_CHUNK_BYTES * 1000 // SAMPLE_RATE} ms of audio)", out_rows)

@@ -26,7 +26,7 @@ CALLS_PER_WORKER = 200
 
 #: Each carrier's signing secret (a Settings field): with it set, that carrier's unsigned
 #: requests are refused; without it, the carrier takes calls only on loopback-only listeners.
-CARRIER_SECRETS = {"twilio": "twilio_auth_token"}
+CARRIER_SECRETS = {"twilio": "twilio_auth_token", "telnyx": "telnyx_public_key"}
 
 
 class ConfigError(ValueError):
@@ -204,6 +204,15 @@ OPTIONS: list[Option] = [
            "POST every call record here as JSON, signed, retried until delivered (needs --journal)"),
     Option("media_token_ttl_s", _int_range(10, 86400), 300,
            "lifetime of the per-call media token in the TwiML (with a Twilio auth token)"),
+    # telnyx
+    Option("telnyx_public_key",
+           lambda key: __import__("voiced.carrier.telnyx.signature", fromlist=["_"]).checked_public_key(key), "",
+           "Telnyx account public key (base64, Keys & Credentials): check telnyx-signature-ed25519 on "
+           "/answer/telnyx"),
+    Option("telnyx_api_key", _str, "", "Telnyx API key: hang-up and transfer through Call Control", secret=True),
+    Option("telnyx_media_secret", _str, "",
+           "keys the per-call media token in the TeXML (default: the Telnyx API key)", secret=True),
+    Option("telnyx_api_base", _str, "https://api.telnyx.com", "Telnyx REST base URL (hang-up and transfer)"),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -303,6 +312,11 @@ class Settings:
     journal: str = ""
     call_webhook_url: str = ""
     media_token_ttl_s: int = 300
+    # telnyx
+    telnyx_public_key: str = ""
+    telnyx_api_key: str = field(default="", repr=False)
+    telnyx_media_secret: str = field(default="", repr=False)
+    telnyx_api_base: str = "https://api.telnyx.com"
 
     @classmethod
     def load(
