@@ -26,7 +26,7 @@ CALLS_PER_WORKER = 200
 
 #: Each carrier's signing secret (a Settings field): with it set, that carrier's unsigned
 #: requests are refused; without it, the carrier takes calls only on loopback-only listeners.
-CARRIER_SECRETS = {"twilio": "twilio_auth_token"}
+CARRIER_SECRETS = {"twilio": "twilio_auth_token", "asterisk": "asterisk_secret"}
 
 
 class ConfigError(ValueError):
@@ -204,6 +204,10 @@ OPTIONS: list[Option] = [
            "POST every call record here as JSON, signed, retried until delivered (needs --journal)"),
     Option("media_token_ttl_s", _int_range(10, 86400), 300,
            "lifetime of the per-call media token in the TwiML (with a Twilio auth token)"),
+    # asterisk
+    Option("asterisk_secret", _str, "",
+           "shared secret Asterisk's chan_websocket presents on /media/asterisk (the websocket_client.conf "
+           "password, or ?secret= in its uri)", secret=True),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -303,6 +307,8 @@ class Settings:
     journal: str = ""
     call_webhook_url: str = ""
     media_token_ttl_s: int = 300
+    # asterisk
+    asterisk_secret: str = field(default="", repr=False)
 
     @classmethod
     def load(
