@@ -152,9 +152,9 @@ class AsteriskMediaSocket(CarrierWebSocket):
         parameters = call_parameters(self._query, start.variables)
         from_number = self._query.get("from") or variables.get("VOICED_FROM", "")
         to_number = self._query.get("to") or variables.get("VOICED_TO", "")
-        log.info("ASTERISK_START call={call} connection={connection} channel={channel} format={format} "
+        log.info("ASTERISK_START call={call} connection={connection} channel={channel} codec={codec} "
                  "control={control}", call=link.call_id, connection=start.connection_id[:64],
-                 channel=start.channel[:80], format=start.format, control="json" if start.json else "plain-text")
+                 channel=start.channel[:80], codec=start.format, control="json" if start.json else "plain-text")
         link.started(CallStart(CARRIER, link.call_id, start.connection_id, from_number[:MAX_VALUE],
                                to_number[:MAX_VALUE], parameters, fmt))
 

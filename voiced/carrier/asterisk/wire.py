@@ -168,7 +168,7 @@ def _event(name: str, fields: dict, argument: str, is_json: bool) -> Event:
         return FlowControl(name == "MEDIA_XOFF")
     if name == "ERROR":
         return AsteriskError(str(fields.get("error_text", argument))[:200])
-    return Notice(name, argument[:200] or json.dumps(fields, sort_keys=True)[:200])
+    return Notice(name, json.dumps(fields, sort_keys=True)[:200] if is_json else argument[:200])
 
 
 def _parse_plain(text: str) -> Event:
