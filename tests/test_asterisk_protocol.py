@@ -179,6 +179,12 @@ class JsonCallTests(Harness):
         self.assertEqual(len(self.service.calls), 1)
         self.assertEqual(self.service.metrics.protocol_errors_total._value.get(), 1)
 
+    def test_audio_faster_than_real_time_is_dropped_then_closed_1008(self):
+        for _ in range(8 * 50):  # eight seconds of audio at once
+            self.send(b"\xff" * 160, binary=True)
+        self.assertEqual(self.close_code(), 1008)
+        self.assertLessEqual(len([e for e in self.call.events if e[0] == "media"]), 2 * 50 + 1)
+
     def test_close_ends_the_call_once(self):
         self.proto.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.service.ended, [self.call])

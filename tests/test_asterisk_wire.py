@@ -113,7 +113,8 @@ class ParseEventTests(SynchronousTestCase):
 
 class CommandAndFormatTests(SynchronousTestCase):
     def test_commands_in_each_format(self):
-        self.assertEqual(wire.command(wire.MARK_MEDIA, True, "r1.s0"), '{"command":"MARK_MEDIA","correlation_id":"r1.s0"}')
+        self.assertEqual(wire.command(wire.MARK_MEDIA, True, "r1.s0"),
+                         '{"command":"MARK_MEDIA","correlation_id":"r1.s0"}')
         self.assertEqual(wire.command(wire.FLUSH_MEDIA, True), '{"command":"FLUSH_MEDIA"}')
         self.assertEqual(wire.command(wire.MARK_MEDIA, False, "r1.s0"), "MARK_MEDIA r1.s0")
         self.assertEqual(wire.command(wire.HANGUP, False), "HANGUP")
