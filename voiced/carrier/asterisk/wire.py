@@ -39,7 +39,7 @@ class ProtocolError(ValueError):
 class MediaStart:
     connection_id: str
     channel: str
-    channel_id: str  # the channel's unique id ("" before 22.7 / 21.12 / 20.17)
+    channel_id: str  # the channel's unique id ("" on 21.x and before 20.17 / 22.7 / 23.1)
     format: str  # Asterisk's format name: ulaw, alaw, slin, slin16...
     optimal_frame_size: int  # bytes of one ptime frame of that format
     ptime: int
