@@ -274,16 +274,17 @@ HANDSHAKE = (
 )
 
 
-def client_frame(text: str, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
-    """One masked text frame, as a WebSocket client (Twilio) sends it."""
-    payload = text.encode()
+def client_frame(text: str | bytes, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
+    """One masked frame, as a WebSocket client sends it: text for a str (Twilio), binary for bytes (Asterisk)."""
+    first = 0x81 if isinstance(text, str) else 0x82
+    payload = text.encode() if isinstance(text, str) else text
     n = len(payload)
     if n < 126:
-        header = bytes([0x81, 0x80 | n])
+        header = bytes([first, 0x80 | n])
     elif n < 65536:
-        header = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+        header = bytes([first, 0x80 | 126]) + n.to_bytes(2, "big")
     else:
-        header = bytes([0x81, 0x80 | 127]) + n.to_bytes(8, "big")
+        header = bytes([first, 0x80 | 127]) + n.to_bytes(8, "big")
     masked = (int.from_bytes(payload, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
     return header + mask + masked
 
@@ -302,11 +303,12 @@ def carrier_parts(name: str) -> tuple[Callable[[str], Any], Callable[[Any], Any]
             lambda service: TwilioMediaStreamFactory(service, TwilioAdmission("", "")))
 
 
-def open_protocol(clock: Clock, service: BenchService, carrier: str = "twilio") -> tuple[Any, StringTransport]:
+def open_protocol(clock: Clock, service: BenchService, carrier: str = "twilio",
+                  factory: Any = None) -> tuple[Any, StringTransport]:
     # Autobahn's own timers (handshake timeout, auto-ping) on a clock that never moves: a
     # ping unanswered by the bench would otherwise drop the connection mid-measurement.
     txaio.config.loop = Clock()
-    factory = carrier_parts(carrier)[2](service)
+    factory = factory or carrier_parts(carrier)[2](service)
     proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
                                 peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
@@ -378,6 +380,44 @@ def per_frame(frames_in: list[bytes], passes: int, carrier: str = "twilio") -> d
         rows["autobahn debug args"] += time_each(
             lambda n: (hltype(proto.dataReceived), hlval(peer), hlval(n)), [len(w) for w in ws_frames])
         proto.connectionLost(Failure(ConnectionDone()))
+    return rows
+
+
+def asterisk_path(frames_in: list[bytes], reply_audio: bytes, passes: int) -> dict[str, list[float]]:
+    """--carrier asterisk: chan_websocket's binary mu-law frames through the same call, and the
+    bot's 3200-byte messages out (binary, through the paced sender)."""
+    from voiced.carrier.asterisk.protocol import AsteriskAdmission, AsteriskMediaFactory
+    from voiced.caller.carriers.asterisk import AsteriskWebSocket
+    from voiced.caller.carriers.base import CallSetup
+
+    speaker = Speaker(InstantTTS(silence_ulaw(1000)), None, PhraseCache())
+    chunks = [c for c in (reply_audio[i: i + AUDIO_CHUNK_BYTES] for i in range(0, len(reply_audio), AUDIO_CHUNK_BYTES))
+              if len(c) == AUDIO_CHUNK_BYTES]
+    rows: dict[str, list[float]] = {"full path": [], "protocol.onMessage": [], "send_audio 3200 B": []}
+    for _ in range(passes):
+        clock = Clock()
+
+        def make_call(start: Any, transport: Any) -> Call:
+            return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]), call_id=start.call_id)
+
+        def before() -> None:
+            clock.advance(0.02)
+            wire.clear()
+
+        for row in ("full path", "protocol.onMessage"):
+            service = BenchService(clock, make_call)
+            proto, wire = open_protocol(clock, service, factory=AsteriskMediaFactory(service, AsteriskAdmission()))
+            proto.dataReceived(client_frame(AsteriskWebSocket.new_call(CallSetup()).opening()[0]))
+            if row == "full path":
+                rows[row] += time_each(proto.dataReceived, [client_frame(f) for f in frames_in], before=before)
+            else:
+                rows[row] += time_each(lambda f: proto.onMessage(f, True), frames_in, before=before)
+            if proto.link.call is None or proto.link.closing:
+                raise RuntimeError("the bench's Asterisk socket closed: the path did not reach the call")
+            if row == "full path":
+                rows["send_audio 3200 B"] += time_each(proto.link.send_audio, chunks,
+                                                       before=lambda: (clock.advance(0.4), wire.clear()))
+            proto.connectionLost(Failure(ConnectionDone()))
     return rows
 
 
@@ -476,8 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=500, help="synthetic turns per turn variant (500)")
     parser.add_argument("--say", action="append", help="caller lines (default: the demo's two lines)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
-    parser.add_argument("--carrier", choices=("twilio", "telnyx"), default="twilio",
-                        help="whose media messages the inbound rows parse and frame (twilio); outbound stays Twilio's")
+    parser.add_argument("--carrier", choices=("twilio", "telnyx", "asterisk"), default="twilio",
+                        help="whose media messages the inbound rows parse and frame (twilio); asterisk: also "
+                             "chan_websocket's binary frame path")
     args = parser.parse_args(argv)
 
     # The daemon logs through the queue observer; the bench pays the same formatting cost.
@@ -495,7 +536,11 @@ def main(argv: list[str] | None = None) -> int:
           f"autobahn NVX {__import__('autobahn.websocket', fromlist=['USES_NVX']).USES_NVX}; "
           f"gc {'on' if gc.isenabled() else 'off'}")
 
-    inbound = table(f"Inbound, per 20 ms frame ({args.carrier})", per_frame(frames_in, args.passes, args.carrier))
+    inbound = table(f"Inbound, per 20 ms frame ({args.carrier})",
+                    per_frame(frames_in, args.passes, "twilio" if args.carrier == "asterisk" else args.carrier))
+    if args.carrier == "asterisk":
+        table("Asterisk chan_websocket: inbound per 20 ms binary frame, outbound per message",
+              asterisk_path(frames_in, reply_audio, args.passes))
     out_rows = outbound(reply_audio, args.passes * 20)
     outb = table(f"Outbound, per message (a {AUDIO_CHUNK_BYTES} B message is "
                  f"{AUDIO_CHUNK_BYTES * 1000 // SAMPLE_RATE} ms of audio)", out_rows)

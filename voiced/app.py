@@ -19,9 +19,9 @@ from voiced.service import VoicedService
 
 def carrier_builders() -> list[Callable[..., Carrier]]:
     """Every carrier package's ``carrier(core, settings, console) -> Carrier``."""
-    from voiced.carrier import telnyx, twilio
+    from voiced.carrier import asterisk, telnyx, twilio
 
-    return [twilio.carrier, telnyx.carrier]
+    return [twilio.carrier, telnyx.carrier, asterisk.carrier]
 
 
 def build(settings: Settings, reactor: Any = None, startup_warnings: Any = (), worker: Any = None) -> VoicedService:

@@ -26,7 +26,7 @@ CALLS_PER_WORKER = 200
 
 #: Each carrier's signing secret (a Settings field): with it set, that carrier's unsigned
 #: requests are refused; without it, the carrier takes calls only on loopback-only listeners.
-CARRIER_SECRETS = {"twilio": "twilio_auth_token", "telnyx": "telnyx_public_key"}
+CARRIER_SECRETS = {"twilio": "twilio_auth_token", "telnyx": "telnyx_public_key", "asterisk": "asterisk_secret"}
 
 
 class ConfigError(ValueError):
@@ -213,6 +213,10 @@ OPTIONS: list[Option] = [
     Option("telnyx_media_secret", _str, "",
            "keys the per-call media token in the TeXML (default: the Telnyx API key)", secret=True),
     Option("telnyx_api_base", _str, "https://api.telnyx.com", "Telnyx REST base URL (hang-up and transfer)"),
+    # asterisk
+    Option("asterisk_secret", _str, "",
+           "shared secret Asterisk's chan_websocket presents on /media/asterisk (the websocket_client.conf "
+           "password, or ?secret= in its uri)", secret=True),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -317,6 +321,8 @@ class Settings:
     telnyx_api_key: str = field(default="", repr=False)
     telnyx_media_secret: str = field(default="", repr=False)
     telnyx_api_base: str = "https://api.telnyx.com"
+    # asterisk
+    asterisk_secret: str = field(default="", repr=False)
 
     @classmethod
     def load(

@@ -162,8 +162,9 @@ class Answering:
 
     def _transfer(self, to: str) -> None:
         if self.control is None:
-            log.error("TRANSFER_FAILED call={call} to={to}: no Twilio REST credentials (TWILIO_ACCOUNT_SID, "
-                      "TWILIO_AUTH_TOKEN)", call=self.call_id, to=to)
+            log.error("TRANSFER_FAILED call={call} to={to}: this call's carrier has no transfer configured "
+                      "(Twilio: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN; see README's Carriers)", call=self.call_id,
+                      to=to)
             self._say_apology()
             return
         log.info("TRANSFER call={call} to={to}", call=self.call_id, to=to)

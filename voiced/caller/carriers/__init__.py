@@ -13,6 +13,7 @@ from voiced.caller.carriers.base import CarrierWire
 _REGISTRY: dict[str, str] = {  # name -> "module:CarrierWire class", one line per carrier
     "twilio": "voiced.caller.carriers.twilio:TwilioStream",
     "telnyx": "voiced.caller.carriers.telnyx:TelnyxStream",
+    "asterisk": "voiced.caller.carriers.asterisk:AsteriskWebSocket",
 }
 
 DEFAULT_CARRIER = "twilio"
