@@ -63,7 +63,13 @@ class SignatureTests(SynchronousTestCase):
     def test_public_key_text(self):
         self.assertRaises(ValueError, signature.public_key, "not base64!")
         self.assertRaises(ValueError, signature.public_key, base64.b64encode(b"31 bytes" * 4)[:-4].decode())
-        self.assertEqual(signature.checked_public_key(""), "")
+        from voiced.config import ConfigError, Settings
+
+        self.assertEqual(Settings.load({}, {"VOICED_TELNYX_PUBLIC_KEY": ""}).telnyx_public_key, "")
+        good = base64.b64encode(bytes(32)).decode()
+        self.assertEqual(Settings.load({}, {"VOICED_TELNYX_PUBLIC_KEY": good}).telnyx_public_key, good)
+        for bad in ("not base64!", base64.b64encode(bytes(31)).decode()):
+            self.assertRaises(ConfigError, Settings.load, {}, {"VOICED_TELNYX_PUBLIC_KEY": bad})
 
 
 class AnswerTests(SynchronousTestCase):

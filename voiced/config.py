@@ -83,6 +83,23 @@ def _str(value: str) -> str:
     return value
 
 
+def _ed25519_public_key(value: str) -> str:
+    """A base64 Ed25519 public key (32 bytes), as Telnyx shows it; empty stays empty."""
+    import base64
+    import binascii
+
+    value = value.strip()
+    if not value:
+        return value
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64 (copy the public key from Telnyx's Keys & Credentials)") from None
+    if len(raw) != 32:
+        raise ValueError(f"{len(raw)} bytes, not an Ed25519 public key's 32")
+    return value
+
+
 # language-[script-]region, the shapes Google and espeak take (en-US, he-IL, zh-Hant-TW, es-419).
 _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-[A-Za-z0-9]{5,8})*$")
 
@@ -206,7 +223,7 @@ OPTIONS: list[Option] = [
            "lifetime of the per-call media token in the TwiML (with a Twilio auth token)"),
     # telnyx
     Option("telnyx_public_key",
-           lambda key: __import__("voiced.carrier.telnyx.signature", fromlist=["_"]).checked_public_key(key), "",
+           _ed25519_public_key, "",
            "Telnyx account public key (base64, Keys & Credentials): check telnyx-signature-ed25519 on "
            "/answer/telnyx"),
     Option("telnyx_api_key", _str, "", "Telnyx API key: hang-up and transfer through Call Control", secret=True),

@@ -39,13 +39,6 @@ def public_key(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def checked_public_key(text: str) -> str:
-    """``text`` once it holds a valid public key (the configuration's parser); empty stays empty."""
-    if text.strip():
-        public_key(text)
-    return text.strip()
-
-
 def signed_payload(timestamp: str, body: bytes) -> bytes:
     return timestamp.encode("ascii", "replace") + b"|" + body
 
