@@ -26,7 +26,7 @@ CALLS_PER_WORKER = 200
 
 #: Each carrier's signing secret (a Settings field): with it set, that carrier's unsigned
 #: requests are refused; without it, the carrier takes calls only on loopback-only listeners.
-CARRIER_SECRETS = {"twilio": "twilio_auth_token"}
+CARRIER_SECRETS = {"twilio": "twilio_auth_token", "exotel": "exotel_secret"}
 
 
 class ConfigError(ValueError):
@@ -204,6 +204,10 @@ OPTIONS: list[Option] = [
            "POST every call record here as JSON, signed, retried until delivered (needs --journal)"),
     Option("media_token_ttl_s", _int_range(10, 86400), 300,
            "lifetime of the per-call media token in the TwiML (with a Twilio auth token)"),
+    # exotel
+    Option("exotel_secret", _str, "",
+           "Exotel Voicebot applet credentials, user:password (or a token as the user): its wss:// URL "
+           "carries them as basic auth, checked on /media/exotel", secret=True),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -303,6 +307,8 @@ class Settings:
     journal: str = ""
     call_webhook_url: str = ""
     media_token_ttl_s: int = 300
+    # exotel
+    exotel_secret: str = field(default="", repr=False)
 
     @classmethod
     def load(
