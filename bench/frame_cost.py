@@ -288,16 +288,17 @@ def client_frame(text: str, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
     return header + mask + masked
 
 
-def open_protocol(clock: Clock, service: BenchService) -> tuple[Any, StringTransport]:
+def open_protocol(clock: Clock, service: BenchService, factory: Any = None,
+                  path: str = "/media") -> tuple[Any, StringTransport]:
     # Autobahn's own timers (handshake timeout, auto-ping) on a clock that never moves: a
     # ping unanswered by the bench would otherwise drop the connection mid-measurement.
     txaio.config.loop = Clock()
-    factory = TwilioMediaStreamFactory(service, TwilioAdmission("", ""))
+    factory = factory or TwilioMediaStreamFactory(service, TwilioAdmission("", ""))
     proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
                                 peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     proto.makeConnection(transport)
-    proto.dataReceived(HANDSHAKE)
+    proto.dataReceived(HANDSHAKE.replace(b" /media ", f" {path} ".encode()))
     if b"101 Switching Protocols" not in transport.value():
         raise RuntimeError(f"WebSocket handshake failed: {transport.value()[:200]!r}")
     transport.clear()
@@ -362,6 +363,45 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
         peer = proto.peer
         rows["autobahn debug args"] += time_each(
             lambda n: (hltype(proto.dataReceived), hlval(peer), hlval(n)), [len(w) for w in ws_frames])
+        proto.connectionLost(Failure(ConnectionDone()))
+    return rows
+
+
+def carrier_path(name: str, frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
+    """``--carrier NAME``: the full path of another WebSocket carrier, its voiced-call wire's
+    messages into its own socket (``voiced.carrier.<name>``), per 20 ms of audio: a carrier
+    that sends 100 ms chunks pays each message's cost once per five frames."""
+    import importlib
+
+    from voiced.caller.carriers import carrier_wire
+    from voiced.caller.carriers.base import CallSetup
+
+    wire_class = carrier_wire(name)
+    speaker = Speaker(InstantTTS(silence_ulaw(1000)), None, PhraseCache())
+    rows: dict[str, list[float]] = {f"{name} full path": []}
+    for _ in range(passes):
+        clock = Clock()
+
+        def make_call(start: Any, transport: Any) -> Call:
+            return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]), call_id=start.call_id)
+
+        service = BenchService(clock, make_call)
+        media = importlib.import_module(f"voiced.carrier.{name}").carrier(service, SETTINGS).media
+        proto, wire = open_protocol(clock, service, media._factory, wire_class.path)
+        caller = wire_class.new_call(CallSetup())
+        for message in caller.opening():
+            proto.dataReceived(client_frame(message))
+        messages = [m for i, f in enumerate(frames_in) if (m := caller.speech(f, i * 20)) is not None]
+        per_message = len(frames_in) // len(messages)
+
+        def before() -> None:
+            clock.advance(0.02 * per_message)
+            wire.clear()
+
+        times = time_each(proto.dataReceived, [client_frame(m) for m in messages], before=before)
+        rows[f"{name} full path"] += [t / per_message for t in times]
+        if proto.link.call is None or proto.link.closing:
+            raise RuntimeError(f"the bench's {name} socket closed: the full path did not reach the call")
         proto.connectionLost(Failure(ConnectionDone()))
     return rows
 
@@ -461,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=500, help="synthetic turns per turn variant (500)")
     parser.add_argument("--say", action="append", help="caller lines (default: the demo's two lines)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--carrier", help="also the full path of this WebSocket carrier (voiced-call's name: exotel)")
     args = parser.parse_args(argv)
 
     # The daemon logs through the queue observer; the bench pays the same formatting cost.
@@ -479,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
           f"gc {'on' if gc.isenabled() else 'off'}")
 
     inbound = table("Inbound, per 20 ms frame", per_frame(frames_in, args.passes))
+    if args.carrier:
+        inbound.update(table(f"Inbound over {args.carrier}, per 20 ms of audio",
+                             carrier_path(args.carrier, frames_in, args.passes)))
     out_rows = outbound(reply_audio, args.passes * 20)
     outb = table(f"Outbound, per message (a {AUDIO_CHUNK_BYTES} B message is "
                  f"{AUDIO_CHUNK_BYTES * 1000 // SAMPLE_RATE} ms of audio)", out_rows)
