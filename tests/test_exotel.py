@@ -5,14 +5,17 @@ through the stream, and how the carrier is mounted with and without its secret."
 
 import base64
 import json
+import unittest
 
 import txaio
+from hypothesis import given, strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.test_exotel_wire import FAST, exotel_like
 from tests.test_protocol import RecordingService, client_frame, server_frames
 from voiced.carrier.base import AudioFormat
 from voiced.carrier.exotel import carrier
@@ -280,3 +283,25 @@ class MountTests(SynchronousTestCase):
         self.assertIn("exotel", Settings(exotel_secret=SECRET).signed_carriers)
         self.assertNotIn(SECRET, repr(Settings(exotel_secret=SECRET)))
         self.assertNotIn("s3cret", Settings(exotel_secret=SECRET).summary())
+
+
+class SocketProperties(unittest.TestCase):
+    @FAST
+    @given(st.lists(exotel_like() | st.binary(min_size=1, max_size=64).map(
+        lambda b: json.dumps({"event": "media", "media": {"payload": base64.b64encode(b).decode()}})), max_size=25),
+        st.sampled_from([{}, {"encoding": "audio/x-mulaw"}, {"encoding": "audio/x-raw", "sample_rate": "24000"}]))
+    def test_whatever_exotel_sends_the_socket_never_fails_internally_and_opens_at_most_one_call(self, messages, fmt):
+        txaio.config.loop = Clock()
+        service = RecordingService()
+        factory = ExotelMediaStreamFactory(service, ExotelAdmission("", ExotelStreams()))
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        transport.unregisterProducer = lambda: None
+        proto.makeConnection(transport)
+        proto.dataReceived(handshake())
+        proto.dataReceived(client_frame(start_message(**fmt)))
+        for text in messages:
+            proto.dataReceived(client_frame(text.encode("utf-8")))
+        self.assertLessEqual(len(service.calls), 1)
+        closes = [p for op, p in server_frames(transport.value()) if op == 0x8]
+        self.assertNotIn(4011, [int.from_bytes(p[:2], "big") for p in closes])  # no exception in a handler
