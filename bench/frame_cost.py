@@ -274,10 +274,11 @@ HANDSHAKE = (
 )
 
 
-def client_frame(text: str | bytes, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
-    """One masked frame, as a WebSocket client sends it: text for a str (Twilio), binary for bytes (Asterisk)."""
-    first = 0x81 if isinstance(text, str) else 0x82
-    payload = text.encode() if isinstance(text, str) else text
+def client_frame(message: str | bytes, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
+    """One masked frame, as a WebSocket client (a carrier) sends it: text for a str, binary for bytes."""
+    binary = isinstance(message, bytes)
+    payload = message if binary else message.encode()
+    first = 0x82 if binary else 0x81
     n = len(payload)
     if n < 126:
         header = bytes([first, 0x80 | n])
@@ -289,31 +290,17 @@ def client_frame(text: str | bytes, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
     return header + mask + masked
 
 
-def carrier_parts(name: str) -> tuple[Callable[[str], Any], Callable[[Any], Any], Callable[[Any], Any]]:
-    """Carrier ``name``'s caller wire (by call id), its parser, and its media socket factory."""
-    if name == "telnyx":
-        from voiced.caller.carriers.base import CallSetup
-        from voiced.caller.carriers.telnyx import TelnyxStream
-        from voiced.carrier.telnyx import wire as telnyx
-        from voiced.carrier.telnyx.protocol import TelnyxAdmission, TelnyxMediaStreamFactory
-
-        return (lambda call: TelnyxStream.new_call(CallSetup(call_id=call)), telnyx.parse_message,
-                lambda service: TelnyxMediaStreamFactory(service, TelnyxAdmission()))
-    return (lambda call: TwilioStream("ACbench", call, "MZ" + call, {}), twilio.parse_message,
-            lambda service: TwilioMediaStreamFactory(service, TwilioAdmission("", "")))
-
-
-def open_protocol(clock: Clock, service: BenchService, carrier: str = "twilio",
-                  factory: Any = None) -> tuple[Any, StringTransport]:
+def open_protocol(clock: Clock, service: BenchService, factory: Any = None,
+                  path: str = "/media") -> tuple[Any, StringTransport]:
     # Autobahn's own timers (handshake timeout, auto-ping) on a clock that never moves: a
     # ping unanswered by the bench would otherwise drop the connection mid-measurement.
     txaio.config.loop = Clock()
-    factory = factory or carrier_parts(carrier)[2](service)
+    factory = factory or TwilioMediaStreamFactory(service, TwilioAdmission("", ""))
     proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
                                 peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     proto.makeConnection(transport)
-    proto.dataReceived(HANDSHAKE)
+    proto.dataReceived(HANDSHAKE.replace(b" /media ", f" {path} ".encode()))
     if b"101 Switching Protocols" not in transport.value():
         raise RuntimeError(f"WebSocket handshake failed: {transport.value()[:200]!r}")
     transport.clear()
@@ -321,16 +308,15 @@ def open_protocol(clock: Clock, service: BenchService, carrier: str = "twilio",
 
 
 # ---- the measurements -----------------------------------------------------------------------
-def per_frame(frames_in: list[bytes], passes: int, carrier: str = "twilio") -> dict[str, list[float]]:
-    new_stream, parse_message, _ = carrier_parts(carrier)
-    stream = new_stream("CAbench")
-    json_frames = [stream.speech(f, i * 20).encode() for i, f in enumerate(frames_in)]
+def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
+    stream = TwilioStream("ACbench", "CAbench", "MZbench", {"From": "+15550100", "To": "+15550199"})
+    json_frames = [stream.media(f, i * 20).encode() for i, f in enumerate(frames_in)]
     speaker = Speaker(InstantTTS(silence_ulaw(1000)), None, PhraseCache())
     rows: dict[str, list[float]] = {k: [] for k in ("parse", "vad", "eou", "on_media", "on_media+capture",
                                                      "protocol.onMessage", "autobahn debug args",
                                                      "full path")}
     for _ in range(passes):
-        rows["parse"] += time_each(parse_message, json_frames)
+        rows["parse"] += time_each(twilio.parse_message, json_frames)
 
         classify = WebRtcVoiceActivity(SETTINGS.vad_aggressiveness).classify_samples  # what the EOU calls
         rows["vad"] += time_each(lambda frame: classify(audioop.ulaw2lin(frame, 2), FRAME_BYTES), frames_in)
@@ -350,11 +336,11 @@ def per_frame(frames_in: list[bytes], passes: int, carrier: str = "twilio") -> d
             return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]),
                             call_id=start.call_id)
 
-        stream = new_stream("CAbench")
-        proto, wire = open_protocol(clock, BenchService(clock, make_call), carrier)
-        for message in stream.opening():
-            proto.dataReceived(client_frame(message))
-        ws_frames = [client_frame(stream.speech(f, i * 20)) for i, f in enumerate(frames_in)]
+        stream = TwilioStream("ACbench", "CAbench", "MZbench", {})
+        proto, wire = open_protocol(clock, BenchService(clock, make_call))
+        proto.dataReceived(client_frame(stream.connected()))
+        proto.dataReceived(client_frame(stream.start()))
+        ws_frames = [client_frame(stream.media(f, i * 20)) for i, f in enumerate(frames_in)]
 
         def before() -> None:
             clock.advance(0.02)
@@ -366,11 +352,11 @@ def per_frame(frames_in: list[bytes], passes: int, carrier: str = "twilio") -> d
         proto.connectionLost(Failure(ConnectionDone()))
 
         # The same without Autobahn: what voiced's protocol does with a decoded message.
-        stream = new_stream("CAbench2")
-        proto, wire = open_protocol(clock, BenchService(clock, make_call), carrier)
-        for message in stream.opening():
-            proto.onMessage(message.encode(), False)
-        payloads = [stream.speech(f, i * 20).encode() for i, f in enumerate(frames_in)]
+        stream = TwilioStream("ACbench", "CAbench2", "MZbench2", {})
+        proto, wire = open_protocol(clock, BenchService(clock, make_call))
+        proto.onMessage(stream.connected().encode(), False)
+        proto.onMessage(stream.start().encode(), False)
+        payloads = [stream.media(f, i * 20).encode() for i, f in enumerate(frames_in)]
         rows["protocol.onMessage"] += time_each(lambda m: proto.onMessage(m, False), payloads, before=before)
         if proto.link.call is None or proto.link.closing:
             raise RuntimeError("the bench's media socket closed: onMessage did not reach the call")
@@ -383,41 +369,42 @@ def per_frame(frames_in: list[bytes], passes: int, carrier: str = "twilio") -> d
     return rows
 
 
-def asterisk_path(frames_in: list[bytes], reply_audio: bytes, passes: int) -> dict[str, list[float]]:
-    """--carrier asterisk: chan_websocket's binary mu-law frames through the same call, and the
-    bot's 3200-byte messages out (binary, through the paced sender)."""
-    from voiced.carrier.asterisk.protocol import AsteriskAdmission, AsteriskMediaFactory
-    from voiced.caller.carriers.asterisk import AsteriskWebSocket
+def carrier_path(name: str, frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
+    """``--carrier NAME``: the full path of another WebSocket carrier, its voiced-call wire's
+    messages into its own socket (``voiced.carrier.<name>``), per 20 ms of audio: a carrier
+    that sends 100 ms chunks pays each message's cost once per five frames."""
+    import importlib
+
+    from voiced.caller.carriers import carrier_wire
     from voiced.caller.carriers.base import CallSetup
 
+    wire_class = carrier_wire(name)
     speaker = Speaker(InstantTTS(silence_ulaw(1000)), None, PhraseCache())
-    chunks = [c for c in (reply_audio[i: i + AUDIO_CHUNK_BYTES] for i in range(0, len(reply_audio), AUDIO_CHUNK_BYTES))
-              if len(c) == AUDIO_CHUNK_BYTES]
-    rows: dict[str, list[float]] = {"full path": [], "protocol.onMessage": [], "send_audio 3200 B": []}
+    rows: dict[str, list[float]] = {f"{name} full path": []}
     for _ in range(passes):
         clock = Clock()
 
         def make_call(start: Any, transport: Any) -> Call:
             return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]), call_id=start.call_id)
 
+        service = BenchService(clock, make_call)
+        media = importlib.import_module(f"voiced.carrier.{name}").carrier(service, SETTINGS).media
+        proto, wire = open_protocol(clock, service, media._factory, wire_class.path)
+        caller = wire_class.new_call(CallSetup())
+        for message in caller.opening():
+            proto.dataReceived(client_frame(message))
+        messages = [m for i, f in enumerate(frames_in) if (m := caller.speech(f, i * 20)) is not None]
+        per_message = len(frames_in) // len(messages)
+
         def before() -> None:
-            clock.advance(0.02)
+            clock.advance(0.02 * per_message)
             wire.clear()
 
-        for row in ("full path", "protocol.onMessage"):
-            service = BenchService(clock, make_call)
-            proto, wire = open_protocol(clock, service, factory=AsteriskMediaFactory(service, AsteriskAdmission()))
-            proto.dataReceived(client_frame(AsteriskWebSocket.new_call(CallSetup()).opening()[0]))
-            if row == "full path":
-                rows[row] += time_each(proto.dataReceived, [client_frame(f) for f in frames_in], before=before)
-            else:
-                rows[row] += time_each(lambda f: proto.onMessage(f, True), frames_in, before=before)
-            if proto.link.call is None or proto.link.closing:
-                raise RuntimeError("the bench's Asterisk socket closed: the path did not reach the call")
-            if row == "full path":
-                rows["send_audio 3200 B"] += time_each(proto.link.send_audio, chunks,
-                                                       before=lambda: (clock.advance(0.4), wire.clear()))
-            proto.connectionLost(Failure(ConnectionDone()))
+        times = time_each(proto.dataReceived, [client_frame(m) for m in messages], before=before)
+        rows[f"{name} full path"] += [t / per_message for t in times]
+        if proto.link.call is None or proto.link.closing:
+            raise RuntimeError(f"the bench's {name} socket closed: the full path did not reach the call")
+        proto.connectionLost(Failure(ConnectionDone()))
     return rows
 
 
@@ -516,9 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=500, help="synthetic turns per turn variant (500)")
     parser.add_argument("--say", action="append", help="caller lines (default: the demo's two lines)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
-    parser.add_argument("--carrier", choices=("twilio", "telnyx", "asterisk"), default="twilio",
-                        help="whose media messages the inbound rows parse and frame (twilio); asterisk: also "
-                             "chan_websocket's binary frame path")
+    parser.add_argument("--carrier", help="also the full path of this WebSocket carrier (voiced-call's name: exotel)")
     args = parser.parse_args(argv)
 
     # The daemon logs through the queue observer; the bench pays the same formatting cost.
@@ -536,11 +521,10 @@ def main(argv: list[str] | None = None) -> int:
           f"autobahn NVX {__import__('autobahn.websocket', fromlist=['USES_NVX']).USES_NVX}; "
           f"gc {'on' if gc.isenabled() else 'off'}")
 
-    inbound = table(f"Inbound, per 20 ms frame ({args.carrier})",
-                    per_frame(frames_in, args.passes, "twilio" if args.carrier == "asterisk" else args.carrier))
-    if args.carrier == "asterisk":
-        table("Asterisk chan_websocket: inbound per 20 ms binary frame, outbound per message",
-              asterisk_path(frames_in, reply_audio, args.passes))
+    inbound = table("Inbound, per 20 ms frame", per_frame(frames_in, args.passes))
+    if args.carrier:
+        inbound.update(table(f"Inbound over {args.carrier}, per 20 ms of audio",
+                             carrier_path(args.carrier, frames_in, args.passes)))
     out_rows = outbound(reply_audio, args.passes * 20)
     outb = table(f"Outbound, per message (a {AUDIO_CHUNK_BYTES} B message is "
                  f"{AUDIO_CHUNK_BYTES * 1000 // SAMPLE_RATE} ms of audio)", out_rows)

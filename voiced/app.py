@@ -19,9 +19,14 @@ from voiced.service import VoicedService
 
 def carrier_builders() -> list[Callable[..., Carrier]]:
     """Every carrier package's ``carrier(core, settings, console) -> Carrier``."""
-    from voiced.carrier import asterisk, telnyx, twilio
+    from voiced.carrier import asterisk, exotel, telnyx, twilio
 
-    return [twilio.carrier, telnyx.carrier, asterisk.carrier]
+    return [
+        twilio.carrier,
+        telnyx.carrier,
+        exotel.carrier,
+        asterisk.carrier,
+    ]
 
 
 def build(settings: Settings, reactor: Any = None, startup_warnings: Any = (), worker: Any = None) -> VoicedService:

@@ -26,7 +26,12 @@ CALLS_PER_WORKER = 200
 
 #: Each carrier's signing secret (a Settings field): with it set, that carrier's unsigned
 #: requests are refused; without it, the carrier takes calls only on loopback-only listeners.
-CARRIER_SECRETS = {"twilio": "twilio_auth_token", "telnyx": "telnyx_public_key", "asterisk": "asterisk_secret"}
+CARRIER_SECRETS = {
+    "twilio": "twilio_auth_token",
+    "telnyx": "telnyx_public_key",
+    "exotel": "exotel_secret",
+    "asterisk": "asterisk_secret",
+}
 
 
 class ConfigError(ValueError):
@@ -234,6 +239,10 @@ OPTIONS: list[Option] = [
     Option("asterisk_secret", _str, "",
            "shared secret Asterisk's chan_websocket presents on /media/asterisk (the websocket_client.conf "
            "password, or ?secret= in its uri)", secret=True),
+    # exotel
+    Option("exotel_secret", _str, "",
+           "Exotel Voicebot applet credentials, user:password (or a token as the user): its wss:// URL "
+           "carries them as basic auth, checked on /media/exotel", secret=True),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -340,6 +349,8 @@ class Settings:
     telnyx_api_base: str = "https://api.telnyx.com"
     # asterisk
     asterisk_secret: str = field(default="", repr=False)
+    # exotel
+    exotel_secret: str = field(default="", repr=False)
 
     @classmethod
     def load(

@@ -14,6 +14,7 @@ _REGISTRY: dict[str, str] = {  # name -> "module:CarrierWire class", one line pe
     "twilio": "voiced.caller.carriers.twilio:TwilioStream",
     "telnyx": "voiced.caller.carriers.telnyx:TelnyxStream",
     "asterisk": "voiced.caller.carriers.asterisk:AsteriskWebSocket",
+    "exotel": "voiced.caller.carriers.exotel:ExotelStream",
 }
 
 DEFAULT_CARRIER = "twilio"
