@@ -26,7 +26,7 @@ CALLS_PER_WORKER = 200
 
 #: Each carrier's signing secret (a Settings field): with it set, that carrier's unsigned
 #: requests are refused; without it, the carrier takes calls only on loopback-only listeners.
-CARRIER_SECRETS = {"twilio": "twilio_auth_token"}
+CARRIER_SECRETS = {"twilio": "twilio_auth_token", "audiosocket": "audiosocket_secret"}
 
 
 class ConfigError(ValueError):
@@ -90,6 +90,20 @@ _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-[
 def _language(value: str) -> str:
     if not _BCP47.match(value):
         raise ValueError(f"{value!r} is not a BCP-47 language tag (e.g. en-US, he-IL)")
+    return value
+
+
+def _tcp_endpoint(value: str) -> str:
+    """A tcp: or tcp6: endpoint, or "" (off): for a listener only plain TCP reaches (AudioSocket)."""
+    if value and not value.startswith(("tcp:", "tcp6:")):
+        raise ValueError(f"{value!r} is not a tcp: or tcp6: endpoint (e.g. tcp:9092:interface=10.0.0.5)")
+    return value
+
+
+def _dialplan_secret(value: str) -> str:
+    """A secret an Asterisk dialplan can carry as it is: 16 or more letters, digits, '.', '_' or '-'."""
+    if value and (len(value) < 16 or not re.fullmatch(r"[A-Za-z0-9._-]+", value)):
+        raise ValueError("must be 16 or more letters, digits, '.', '_' or '-' (e.g. openssl rand -hex 24)")
     return value
 
 
@@ -204,6 +218,11 @@ OPTIONS: list[Option] = [
            "POST every call record here as JSON, signed, retried until delivered (needs --journal)"),
     Option("media_token_ttl_s", _int_range(10, 86400), 300,
            "lifetime of the per-call media token in the TwiML (with a Twilio auth token)"),
+    # audiosocket
+    Option("audiosocket_listen", _tcp_endpoint, "", "endpoint for Asterisk AudioSocket connections, plain TCP on "
+           "a private interface (tcp:9092:interface=10.0.0.5; empty: off)"),
+    Option("audiosocket_secret", _dialplan_secret, "", "secret the dialplan signs each AudioSocket call UUID with "
+           "(README); without it AudioSocket takes calls only on a loopback endpoint", secret=True),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -303,6 +322,9 @@ class Settings:
     journal: str = ""
     call_webhook_url: str = ""
     media_token_ttl_s: int = 300
+    # audiosocket
+    audiosocket_listen: str = ""
+    audiosocket_secret: str = field(default="", repr=False)
 
     @classmethod
     def load(
