@@ -134,7 +134,7 @@ class AudioSocketProtocol(Protocol):
         if link is None or link.closing or not self._open:
             return
         if self._reads == self._reads_checked:
-            link.fail(CLOSE_MALFORMED, f"nothing from Asterisk for {IDLE_CHECK_S:.0f} s")
+            link.fail(CLOSE_MALFORMED, f"nothing from Asterisk for over {IDLE_CHECK_S:.0f} s")
             return
         self._reads_checked = self._reads
         self._idle_timer = self.factory.clock.callLater(IDLE_CHECK_S, self._idle_check)
