@@ -338,3 +338,33 @@ class CarrierTests(SynchronousTestCase):
         settings = Settings.load({"audiosocket_secret": SECRET}, {})
         self.assertIn("audiosocket", settings.signed_carriers)
         self.assertNotIn(SECRET, settings.summary())
+
+    def test_under_workers_the_supervisor_binds_it_and_each_worker_adopts_it(self):
+        from voiced.worker_spec import WORKER_ENV, WorkerSpec, carrier_endpoints
+
+        settings = Settings.load({"workers": "2", "listen": ["tcp:0"], "audiosocket_listen": "tcp:9092"}, {})
+        self.assertEqual(carrier_endpoints(settings), [("--audiosocket-listen", "tcp:9092")])
+        self.assertEqual(carrier_endpoints(Settings()), [])
+        spec = WorkerSpec(0, 2, settings, ((7, 2),), None, "/tmp/x", 42, (("--audiosocket-listen", 9, 2),))
+        self.assertEqual(WorkerSpec.from_env({WORKER_ENV: spec.to_env()}), spec)
+        self.assertEqual(self.build(**{"audiosocket_listen": "tcp:9092"}).listeners[0][0],
+                         carrier_endpoints(settings)[0][0])  # the option the worker finds its socket by
+
+    def test_the_daemon_listens_on_it_or_adopts_the_supervisors_socket(self):
+        from twisted.internet.testing import MemoryReactorClock
+
+        from voiced.app import build
+        from voiced.listener import AdoptedListener, Listener
+        from voiced.worker_spec import WorkerSpec
+
+        def audiosocket_listeners(service):
+            return [s for s in service if isinstance(getattr(s, "factory", None), AudioSocketFactory)]
+
+        settings = Settings.load({"audiosocket_listen": "tcp:9092:interface=127.0.0.1"}, {})
+        alone, = audiosocket_listeners(build(settings, reactor=MemoryReactorClock()))
+        self.assertIsInstance(alone, Listener)
+        self.assertEqual((alone.option, alone.description), ("--audiosocket-listen", "tcp:9092:interface=127.0.0.1"))
+        spec = WorkerSpec(0, 2, settings, ((7, 2),), None, "/tmp/x", 42, (("--audiosocket-listen", 9, 2),))
+        adopted, = audiosocket_listeners(build(settings, reactor=MemoryReactorClock(), worker=spec))
+        self.assertIsInstance(adopted, AdoptedListener)
+        self.assertEqual((adopted.fd, adopted.family), (9, 2))
