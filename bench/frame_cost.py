@@ -10,6 +10,8 @@ Per frame (one inbound Twilio media message = 20 ms of caller audio):
   full path    WebSocket frame bytes -> MediaStreamProtocol.dataReceived (whole text frames are
                unmasked and UTF-8-decoded there; anything else goes through Autobahn)
                -> parse + sequence check -> Call.on_media, on an in-memory transport
+  audiosocket full path (--carrier audiosocket): AudioSocket frame bytes (20 ms of 8 kHz slin)
+               -> AudioSocketProtocol.dataReceived -> the CallLink's slin -> mu-law -> Call.on_media
 Outbound (the bot's reply, sent in 3200-byte = 400 ms messages):
   media_message, protocol.send_audio (+ Autobahn framing), mark_message; reported per
   message and per 20 ms of audio.
@@ -408,6 +410,41 @@ def carrier_path(name: str, frames_in: list[bytes], passes: int) -> dict[str, li
     return rows
 
 
+def audiosocket_full_path(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
+    """The AudioSocket carrier's inbound path, as "full path" measures Twilio's."""
+    import uuid
+
+    from voiced.carrier.audiosocket import wire as audiosocket
+    from voiced.carrier.audiosocket.protocol import AudioSocketAdmission, AudioSocketFactory
+    from voiced.carrier.codec import Codec
+
+    speaker = Speaker(InstantTTS(silence_ulaw(1000)), None, PhraseCache())
+    to_slin = Codec(audiosocket.SLIN_8K).encode
+    tcp_frames = [audiosocket.frame(audiosocket.AUDIO_8K, to_slin(f)) for f in frames_in]
+    rows: list[float] = []
+    for _ in range(passes):
+        clock = Clock()
+
+        def make_call(start: Any, transport: Any) -> Call:
+            return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]), call_id=start.call_id)
+
+        factory = AudioSocketFactory(BenchService(clock, make_call), AudioSocketAdmission("", "open"))
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        wire = StringTransport()
+        proto.makeConnection(wire)
+        proto.dataReceived(audiosocket.uuid_frame(uuid.uuid4()) + tcp_frames[0])  # the first audio starts the call
+
+        def before() -> None:
+            clock.advance(0.02)  # the playout clock writes the greeting here, untimed
+            wire.clear()
+
+        rows += time_each(proto.dataReceived, tcp_frames[1:], before=before)
+        if proto.link.call is None or proto.link.closing:
+            raise RuntimeError("the bench's AudioSocket connection closed: the path did not reach the call")
+        proto.connectionLost(Failure(ConnectionDone()))
+    return {"audiosocket full path": rows}
+
+
 def outbound(reply_audio: bytes, passes: int) -> dict[str, list[float]]:
     chunks = [reply_audio[i: i + AUDIO_CHUNK_BYTES] for i in range(0, len(reply_audio), AUDIO_CHUNK_BYTES)]
     chunks = [c for c in chunks if len(c) == AUDIO_CHUNK_BYTES]
@@ -503,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=500, help="synthetic turns per turn variant (500)")
     parser.add_argument("--say", action="append", help="caller lines (default: the demo's two lines)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
-    parser.add_argument("--carrier", help="also the full path of this WebSocket carrier (voiced-call's name: exotel)")
+    parser.add_argument("--carrier", help="also the full path of this carrier (voiced-call's name: telnyx, exotel, "
+                                          "asterisk, audiosocket, ...)")
     args = parser.parse_args(argv)
 
     # The daemon logs through the queue observer; the bench pays the same formatting cost.
@@ -522,7 +560,9 @@ def main(argv: list[str] | None = None) -> int:
           f"gc {'on' if gc.isenabled() else 'off'}")
 
     inbound = table("Inbound, per 20 ms frame", per_frame(frames_in, args.passes))
-    if args.carrier:
+    if args.carrier == "audiosocket":  # plain TCP, not a WebSocket
+        inbound.update(table("Inbound over audiosocket, per 20 ms of audio", audiosocket_full_path(frames_in, args.passes)))
+    elif args.carrier:
         inbound.update(table(f"Inbound over {args.carrier}, per 20 ms of audio",
                              carrier_path(args.carrier, frames_in, args.passes)))
     out_rows = outbound(reply_audio, args.passes * 20)

@@ -19,13 +19,14 @@ from voiced.service import VoicedService
 
 def carrier_builders() -> list[Callable[..., Carrier]]:
     """Every carrier package's ``carrier(core, settings, console) -> Carrier``."""
-    from voiced.carrier import asterisk, exotel, telnyx, twilio
+    from voiced.carrier import asterisk, audiosocket, exotel, telnyx, twilio
 
     return [
         twilio.carrier,
         telnyx.carrier,
         exotel.carrier,
         asterisk.carrier,
+        audiosocket.carrier,
     ]
 
 
@@ -50,9 +51,13 @@ def build(settings: Settings, reactor: Any = None, startup_warnings: Any = (), w
             Listener("--listen", endpoint, site, reactor).setServiceParent(service)
         if settings.admin_listen:
             Listener("--admin-listen", settings.admin_listen, build_admin_site(service), reactor).setServiceParent(service)
+    adopted = {option: (fd, family) for option, fd, family in worker.carrier_fds} if worker is not None else {}
     for carrier in carriers:
         for option, endpoint, factory in carrier.listeners:
-            Listener(option, endpoint, factory, reactor).setServiceParent(service)
+            if option in adopted:  # the supervisor bound it (voiced.worker_spec.carrier_endpoints)
+                AdoptedListener(*adopted[option], factory, reactor).setServiceParent(service)
+            else:
+                Listener(option, endpoint, factory, reactor).setServiceParent(service)
     return service
 
 

@@ -31,6 +31,7 @@ CARRIER_SECRETS = {
     "telnyx": "telnyx_public_key",
     "exotel": "exotel_secret",
     "asterisk": "asterisk_secret",
+    "audiosocket": "audiosocket_secret",
 }
 
 
@@ -112,6 +113,20 @@ _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-[
 def _language(value: str) -> str:
     if not _BCP47.match(value):
         raise ValueError(f"{value!r} is not a BCP-47 language tag (e.g. en-US, he-IL)")
+    return value
+
+
+def _tcp_endpoint(value: str) -> str:
+    """A tcp: or tcp6: endpoint, or "" (off): for a listener only plain TCP reaches (AudioSocket)."""
+    if value and not value.startswith(("tcp:", "tcp6:")):
+        raise ValueError(f"{value!r} is not a tcp: or tcp6: endpoint (e.g. tcp:9092:interface=10.0.0.5)")
+    return value
+
+
+def _dialplan_secret(value: str) -> str:
+    """A secret an Asterisk dialplan can carry as it is: 16 or more letters, digits, '.', '_' or '-'."""
+    if value and (len(value) < 16 or not re.fullmatch(r"[A-Za-z0-9._-]+", value)):
+        raise ValueError("must be 16 or more letters, digits, '.', '_' or '-' (e.g. openssl rand -hex 24)")
     return value
 
 
@@ -243,6 +258,11 @@ OPTIONS: list[Option] = [
     Option("exotel_secret", _str, "",
            "Exotel Voicebot applet credentials, user:password (or a token as the user): its wss:// URL "
            "carries them as basic auth, checked on /media/exotel", secret=True),
+    # audiosocket
+    Option("audiosocket_listen", _tcp_endpoint, "", "endpoint for Asterisk AudioSocket connections, plain TCP on "
+           "a private interface (tcp:9092:interface=10.0.0.5; empty: off)"),
+    Option("audiosocket_secret", _dialplan_secret, "", "secret the dialplan signs each AudioSocket call UUID with "
+           "(README); without it AudioSocket takes calls only on a loopback endpoint", secret=True),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -351,6 +371,9 @@ class Settings:
     asterisk_secret: str = field(default="", repr=False)
     # exotel
     exotel_secret: str = field(default="", repr=False)
+    # audiosocket
+    audiosocket_listen: str = ""
+    audiosocket_secret: str = field(default="", repr=False)
 
     @classmethod
     def load(

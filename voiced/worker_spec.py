@@ -27,6 +27,13 @@ def call_counts_path(state_dir: str) -> str:
     return os.path.join(state_dir, "calls")
 
 
+def carrier_endpoints(settings: Settings) -> list[tuple[str, str]]:
+    """(option, endpoint) of every carrier's own listener that is on: by convention the
+    Settings field ``<carrier>_listen`` of the option ``--<carrier>-listen`` (AudioSocket's)."""
+    return [(f"--{f.name.replace('_', '-')}", getattr(settings, f.name)) for f in fields(Settings)
+            if f.name.endswith("_listen") and f.name not in ("listen", "admin_listen") and getattr(settings, f.name)]
+
+
 def settings_to_json(settings: Settings) -> dict[str, Any]:
     return asdict(settings)
 
@@ -50,11 +57,12 @@ class WorkerSpec:
     admin_fd: tuple[int, int] | None
     state_dir: str
     supervisor_pid: int = 0
+    carrier_fds: tuple[tuple[str, int, int], ...] = ()  # (option, fd, address family) per carrier_endpoints
 
     def to_env(self) -> str:
         return json.dumps({"index": self.index, "count": self.count, "settings": settings_to_json(self.settings),
                            "listen_fds": self.listen_fds, "admin_fd": self.admin_fd, "state_dir": self.state_dir,
-                           "supervisor_pid": self.supervisor_pid})
+                           "supervisor_pid": self.supervisor_pid, "carrier_fds": self.carrier_fds})
 
     @classmethod
     def from_env(cls, environ: Any = None) -> "WorkerSpec | None":
@@ -65,7 +73,8 @@ class WorkerSpec:
         return cls(d["index"], d["count"], settings_from_json(d["settings"]),
                    tuple((int(fd), int(fam)) for fd, fam in d["listen_fds"]),
                    tuple(d["admin_fd"]) if d["admin_fd"] else None, d["state_dir"],  # type: ignore[arg-type]
-                   int(d.get("supervisor_pid", 0)))
+                   int(d.get("supervisor_pid", 0)),
+                   tuple((str(option), int(fd), int(fam)) for option, fd, fam in d.get("carrier_fds", ())))
 
     def open_call_counts(self) -> CallCounts:
         """The daemon's calls in progress, one slot per worker (the supervisor made the file)."""

@@ -24,6 +24,8 @@ engines are its own, created after it starts; it logs ``APP_START ... worker=I``
 - ``--max-calls`` is the daemon's total: every worker publishes its calls in progress to
   a shared file (``voiced.call_counts``) and admits a call only while the sum has room.
 
+A carrier's own listener (``--audiosocket-listen``) is shared the same way.
+
 Only ``tcp:``/``tcp6:`` listeners can be shared (terminate TLS in front; config.py checks).
 """
 
@@ -45,7 +47,7 @@ from twisted.logger import Logger
 
 from voiced.call_counts import CallCounts
 from voiced.config import Settings
-from voiced.worker_spec import WORKER_ENV, WorkerSpec, call_counts_path
+from voiced.worker_spec import WORKER_ENV, WorkerSpec, call_counts_path, carrier_endpoints
 
 log = Logger(namespace="voiced.workers")
 
@@ -109,6 +111,7 @@ class WorkerSupervisor(Service):
         self._ports: list[Any] = []
         self._listen_fds: list[tuple[int, int]] = []
         self._admin_fd: tuple[int, int] | None = None
+        self._carrier_fds: list[tuple[str, int, int]] = []
         self._restart_delay: dict[int, float] = {}
         self._pending_restarts: dict[int, Any] = {}
         self._own_metrics_dir = False
@@ -154,6 +157,8 @@ class WorkerSupervisor(Service):
             self._listen_fds.append(self._bind("--listen", description))
         if self.settings.admin_listen:
             self._admin_fd = self._bind("--admin-listen", self.settings.admin_listen)
+        for option, description in carrier_endpoints(self.settings):
+            self._carrier_fds.append((option, *self._bind(option, description)))
 
     # ---- workers -------------------------------------------------------------------------------
     def startService(self) -> None:
@@ -189,12 +194,14 @@ class WorkerSupervisor(Service):
         if self.stopping:
             return
         spec = WorkerSpec(index, self.count, self.settings, tuple(self._listen_fds), self._admin_fd,
-                          self.state_dir, os.getpid())
+                          self.state_dir, os.getpid(), tuple(self._carrier_fds))
         env = dict(os.environ)
         env[WORKER_ENV] = spec.to_env()
         env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         child_fds: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
         for fd, _family in self._listen_fds + ([self._admin_fd] if self._admin_fd else []):
+            child_fds[fd] = fd
+        for _option, fd, _family in self._carrier_fds:
             child_fds[fd] = fd
         worker = _WorkerProcess(self, index)
         self.workers[index] = worker

@@ -15,6 +15,7 @@ _REGISTRY: dict[str, str] = {  # name -> "module:CarrierWire class", one line pe
     "telnyx": "voiced.caller.carriers.telnyx:TelnyxStream",
     "asterisk": "voiced.caller.carriers.asterisk:AsteriskWebSocket",
     "exotel": "voiced.caller.carriers.exotel:ExotelStream",
+    "audiosocket": "voiced.caller.carriers.audiosocket:AudioSocketCall",
 }
 
 DEFAULT_CARRIER = "twilio"
