@@ -26,7 +26,7 @@ CALLS_PER_WORKER = 200
 
 #: Each carrier's signing secret (a Settings field): with it set, that carrier's unsigned
 #: requests are refused; without it, the carrier takes calls only on loopback-only listeners.
-CARRIER_SECRETS = {"twilio": "twilio_auth_token"}
+CARRIER_SECRETS = {"twilio": "twilio_auth_token", "plivo": "plivo_auth_token"}
 
 
 class ConfigError(ValueError):
@@ -204,6 +204,14 @@ OPTIONS: list[Option] = [
            "POST every call record here as JSON, signed, retried until delivered (needs --journal)"),
     Option("media_token_ttl_s", _int_range(10, 86400), 300,
            "lifetime of the per-call media token in the TwiML (with a Twilio auth token)"),
+    # plivo
+    Option("plivo_auth_token", _str, "",
+           "Plivo auth token: check X-Plivo-Signature-V3 on /answer/plivo and the media token on /media/plivo",
+           secret=True),
+    Option("plivo_auth_id", _str, "", "Plivo auth ID: with plivo_auth_token, REST hang-up and transfer"),
+    Option("plivo_api_base", _str, "https://api.plivo.com", "Plivo REST base URL (hang-up and transfer)"),
+    Option("plivo_content_type", _choice("audio/x-mulaw;rate=8000", "audio/x-l16;rate=8000", "audio/x-l16;rate=16000"),
+           "audio/x-mulaw;rate=8000", "audio the Plivo <Stream> asks for"),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -303,6 +311,11 @@ class Settings:
     journal: str = ""
     call_webhook_url: str = ""
     media_token_ttl_s: int = 300
+    # plivo
+    plivo_auth_token: str = field(default="", repr=False)
+    plivo_auth_id: str = ""
+    plivo_api_base: str = "https://api.plivo.com"
+    plivo_content_type: str = "audio/x-mulaw;rate=8000"
 
     @classmethod
     def load(
