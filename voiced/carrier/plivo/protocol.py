@@ -25,7 +25,7 @@ from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
 
 log = Logger(namespace="voiced.carrier")
 
-_MAX_QUERY_FIELD = 64
+_MAX_QUERY_FIELD = 200  # ids, numbers and the token (~75 characters); longer is not ours
 
 
 @dataclass(frozen=True)
