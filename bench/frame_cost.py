@@ -13,6 +13,8 @@ Per frame (one inbound Twilio media message = 20 ms of caller audio):
 Outbound (the bot's reply, sent in 3200-byte = 400 ms messages):
   media_message, protocol.send_audio (+ Autobahn framing), mark_message; reported per
   message and per 20 ms of audio.
+--carrier NAME measures another WebSocket carrier's socket (parse, onMessage, full path, send_audio,
+send_mark) with voiced-call's wire for it making the frames; the other rows are carrier-neutral or Twilio's.
 Per turn: a synthetic caller turn through the turn machine on a Clock with instant fake
 engines (or the real script agent + phrase cache): the daemon's overhead from the
 end-of-utterance decision to the first reply audio sent, in microseconds.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import sys
@@ -48,7 +51,8 @@ from voiced.audio import FRAME_BYTES, SAMPLE_RATE, audioop, frames, silence_ulaw
 from voiced.call.eou import EndOfUtterance, SpeechEnded, WebRtcVoiceActivity
 from voiced.call.reply import AUDIO_CHUNK_BYTES
 from voiced.call.turn import Call, State, TurnSettings
-from voiced.caller.carriers.twilio import TwilioStream
+from voiced.caller.carriers import carrier_wire
+from voiced.caller.carriers.base import CallSetup
 from voiced.carrier.twilio import wire as twilio
 from voiced.carrier.twilio.protocol import TwilioAdmission, TwilioMediaStreamFactory
 from voiced.config import Settings
@@ -269,7 +273,7 @@ class BenchService:
 
 
 HANDSHAKE = (
-    b"GET /media HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
 
@@ -288,16 +292,38 @@ def client_frame(text: str, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
     return header + mask + masked
 
 
-def open_protocol(clock: Clock, service: BenchService) -> tuple[Any, StringTransport]:
+def carrier_factory(service: BenchService, name: str) -> Any:
+    """The carrier's media socket factory as voiced.app builds it (no secrets: open on loopback)."""
+    from voiced.app import carrier_builders
+
+    for build in carrier_builders():
+        carrier = build(service, SETTINGS)
+        if carrier.name == name:
+            return carrier.media._factory  # autobahn's WebSocketResource keeps it there
+    raise SystemExit(f"frame_cost: no carrier {name!r} in voiced.app")
+
+
+def carrier_stream(name: str, call_id: str) -> Any:
+    """voiced-call's wire for the carrier: its opening messages, then ``speech`` per frame."""
+    wire_class = carrier_wire(name)
+    if wire_class.transport != "websocket":
+        raise SystemExit(f"frame_cost: --carrier {name} is not a WebSocket carrier")
+    return wire_class.new_call(CallSetup(call_id=call_id, from_number="+15550100", to_number="+15550199"))
+
+
+def open_protocol(clock: Clock, service: BenchService, carrier: str = "twilio") -> tuple[Any, StringTransport]:
     # Autobahn's own timers (handshake timeout, auto-ping) on a clock that never moves: a
     # ping unanswered by the bench would otherwise drop the connection mid-measurement.
     txaio.config.loop = Clock()
-    factory = TwilioMediaStreamFactory(service, TwilioAdmission("", ""))
+    if carrier == "twilio":
+        factory = TwilioMediaStreamFactory(service, TwilioAdmission("", ""))
+    else:
+        factory = carrier_factory(service, carrier)
     proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
                                 peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     proto.makeConnection(transport)
-    proto.dataReceived(HANDSHAKE)
+    proto.dataReceived(HANDSHAKE.replace(b"{path}", carrier_wire(carrier).path.encode()))
     if b"101 Switching Protocols" not in transport.value():
         raise RuntimeError(f"WebSocket handshake failed: {transport.value()[:200]!r}")
     transport.clear()
@@ -305,15 +331,17 @@ def open_protocol(clock: Clock, service: BenchService) -> tuple[Any, StringTrans
 
 
 # ---- the measurements -----------------------------------------------------------------------
-def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
-    stream = TwilioStream("ACbench", "CAbench", "MZbench", {"From": "+15550100", "To": "+15550199"})
-    json_frames = [stream.media(f, i * 20).encode() for i, f in enumerate(frames_in)]
+def per_frame(frames_in: list[bytes], passes: int, carrier: str = "twilio") -> dict[str, list[float]]:
+    stream = carrier_stream(carrier, "CAbench")
+    stream.opening()
+    json_frames = [stream.speech(f, i * 20).encode() for i, f in enumerate(frames_in)]
+    parse_message = importlib.import_module(f"voiced.carrier.{carrier}.wire").parse_message
     speaker = Speaker(InstantTTS(silence_ulaw(1000)), None, PhraseCache())
     rows: dict[str, list[float]] = {k: [] for k in ("parse", "vad", "eou", "on_media", "on_media+capture",
                                                      "protocol.onMessage", "autobahn debug args",
                                                      "full path")}
     for _ in range(passes):
-        rows["parse"] += time_each(twilio.parse_message, json_frames)
+        rows["parse"] += time_each(parse_message, json_frames)
 
         classify = WebRtcVoiceActivity(SETTINGS.vad_aggressiveness).classify_samples  # what the EOU calls
         rows["vad"] += time_each(lambda frame: classify(audioop.ulaw2lin(frame, 2), FRAME_BYTES), frames_in)
@@ -333,11 +361,11 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
             return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]),
                             call_id=start.call_id)
 
-        stream = TwilioStream("ACbench", "CAbench", "MZbench", {})
-        proto, wire = open_protocol(clock, BenchService(clock, make_call))
-        proto.dataReceived(client_frame(stream.connected()))
-        proto.dataReceived(client_frame(stream.start()))
-        ws_frames = [client_frame(stream.media(f, i * 20)) for i, f in enumerate(frames_in)]
+        stream = carrier_stream(carrier, "CAbench")
+        proto, wire = open_protocol(clock, BenchService(clock, make_call), carrier)
+        for message in stream.opening():
+            proto.dataReceived(client_frame(message))
+        ws_frames = [client_frame(stream.speech(f, i * 20)) for i, f in enumerate(frames_in)]
 
         def before() -> None:
             clock.advance(0.02)
@@ -349,11 +377,11 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
         proto.connectionLost(Failure(ConnectionDone()))
 
         # The same without Autobahn: what voiced's protocol does with a decoded message.
-        stream = TwilioStream("ACbench", "CAbench2", "MZbench2", {})
-        proto, wire = open_protocol(clock, BenchService(clock, make_call))
-        proto.onMessage(stream.connected().encode(), False)
-        proto.onMessage(stream.start().encode(), False)
-        payloads = [stream.media(f, i * 20).encode() for i, f in enumerate(frames_in)]
+        stream = carrier_stream(carrier, "CAbench2")
+        proto, wire = open_protocol(clock, BenchService(clock, make_call), carrier)
+        for message in stream.opening():
+            proto.onMessage(message.encode(), False)
+        payloads = [stream.speech(f, i * 20).encode() for i, f in enumerate(frames_in)]
         rows["protocol.onMessage"] += time_each(lambda m: proto.onMessage(m, False), payloads, before=before)
         if proto.link.call is None or proto.link.closing:
             raise RuntimeError("the bench's media socket closed: onMessage did not reach the call")
@@ -366,7 +394,7 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
     return rows
 
 
-def outbound(reply_audio: bytes, passes: int) -> dict[str, list[float]]:
+def outbound(reply_audio: bytes, passes: int, carrier: str = "twilio") -> dict[str, list[float]]:
     chunks = [reply_audio[i: i + AUDIO_CHUNK_BYTES] for i in range(0, len(reply_audio), AUDIO_CHUNK_BYTES)]
     chunks = [c for c in chunks if len(c) == AUDIO_CHUNK_BYTES]
     small = frames(reply_audio)
@@ -376,11 +404,11 @@ def outbound(reply_audio: bytes, passes: int) -> dict[str, list[float]]:
     def make_call(start: Any, transport: Any) -> Call:
         return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]), call_id=start.call_id)
 
-    stream = TwilioStream("ACbench", "CAbench", "MZbench", {})
-    proto, wire = open_protocol(clock, BenchService(clock, make_call))
-    proto.dataReceived(client_frame(stream.connected()))
-    proto.dataReceived(client_frame(stream.start()))
-    sid = proto.stream_sid
+    stream = carrier_stream(carrier, "CAbench")
+    proto, wire = open_protocol(clock, BenchService(clock, make_call), carrier)
+    for message in stream.opening():
+        proto.dataReceived(client_frame(message))
+    sid = getattr(proto, "stream_sid", "MZbench")  # the message rows are Twilio's whatever the carrier
     rows: dict[str, list[float]] = {k: [] for k in ("media_message 3200 B", "media_message 160 B",
                                                      "send_audio 3200 B", "mark_message", "send_mark")}
     names = [f"r{i}.s{i % 4}" for i in range(len(chunks))]
@@ -461,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=500, help="synthetic turns per turn variant (500)")
     parser.add_argument("--say", action="append", help="caller lines (default: the demo's two lines)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--carrier", default="twilio",
+                        help="the WebSocket carrier whose socket the parse/onMessage/full path/send rows measure")
     args = parser.parse_args(argv)
 
     # The daemon logs through the queue observer; the bench pays the same formatting cost.
@@ -478,8 +508,8 @@ def main(argv: list[str] | None = None) -> int:
           f"autobahn NVX {__import__('autobahn.websocket', fromlist=['USES_NVX']).USES_NVX}; "
           f"gc {'on' if gc.isenabled() else 'off'}")
 
-    inbound = table("Inbound, per 20 ms frame", per_frame(frames_in, args.passes))
-    out_rows = outbound(reply_audio, args.passes * 20)
+    inbound = table(f"Inbound, per 20 ms frame ({args.carrier})", per_frame(frames_in, args.passes, args.carrier))
+    out_rows = outbound(reply_audio, args.passes * 20, args.carrier)
     outb = table(f"Outbound, per message (a {AUDIO_CHUNK_BYTES} B message is "
                  f"{AUDIO_CHUNK_BYTES * 1000 // SAMPLE_RATE} ms of audio)", out_rows)
 
