@@ -85,8 +85,8 @@ class PlivoWireTests(SynchronousTestCase):
             b"{nope",
             b"[]",
             json.dumps({"event": "playAudio", "streamId": sid}).encode(),
-            json.dumps({"event": "playAudio", "streamId": sid, "media": {"payload": "***", "contentType":
-                                                                          "audio/x-mulaw", "sampleRate": 8000}}).encode(),
+            json.dumps({"event": "playAudio", "streamId": sid,
+                        "media": {"payload": "***", "contentType": "audio/x-mulaw", "sampleRate": 8000}}).encode(),
             wire.play_audio_encoder(sid, "audio/x-l16;rate=8000")(b"\x00\x00").encode(),  # not the stream's format
             json.dumps({"event": "checkpoint", "streamId": sid}).encode(),
             json.dumps({"event": "media", "streamId": sid}).encode(),

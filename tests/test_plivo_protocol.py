@@ -121,7 +121,8 @@ class StreamTests(Harness):
         transport.send_clear()
         self.assertEqual(self.sent(), [
             {"event": "playAudio", "streamId": STREAM,
-             "media": {"contentType": "audio/x-mulaw", "sampleRate": 8000, "payload": base64.b64encode(b"\x7f" * 320).decode()}},
+             "media": {"contentType": "audio/x-mulaw", "sampleRate": 8000,
+                       "payload": base64.b64encode(b"\x7f" * 320).decode()}},
             {"event": "checkpoint", "streamId": STREAM, "name": "r1.s0"},
             {"event": "clearAudio", "streamId": STREAM},
         ])

@@ -56,8 +56,8 @@ class ParseTests(unittest.TestCase):
                                             '"dtmf":{"track":"inbound","digit":"5","timestamp":"10"}}'),
                          wire.Dtmf(3, "s", "5"))
         self.assertEqual(wire.parse_message('{"event":"dtmf","streamId":"s","dtmf":{"digit":"a"}}').digit, "A")
-        self.assertEqual(wire.parse_message('{"event":"playedStream","sequenceNumber":4,"streamId":"s","name":"r1.s0"}'),
-                         wire.PlayedStream(4, "s", "r1.s0"))
+        played = '{"event":"playedStream","sequenceNumber":4,"streamId":"s","name":"r1.s0"}'
+        self.assertEqual(wire.parse_message(played), wire.PlayedStream(4, "s", "r1.s0"))
         # A support article calls the answer "played"; the docs and both SDKs "playedStream".
         self.assertEqual(wire.parse_message('{"event":"played","streamId":"s","name":"r1.end"}').name, "r1.end")
         self.assertEqual(wire.parse_message('{"event":"clearedAudio","sequenceNumber":5,"streamId":"s"}'),
@@ -119,7 +119,8 @@ class OutboundTests(unittest.TestCase):
             for audio in (b"", b"\x00", b"\x01\x02\xff" * 333):
                 self.assertEqual(json.loads(encode(audio)), {
                     "event": "playAudio", "streamId": 's"1',
-                    "media": {"contentType": encoding, "sampleRate": rate, "payload": base64.b64encode(audio).decode()}})
+                    "media": {"contentType": encoding, "sampleRate": rate,
+                              "payload": base64.b64encode(audio).decode()}})
 
     def test_checkpoint_and_clear(self):
         self.assertEqual(json.loads(wire.checkpoint_message("s1", "r1.end")),
@@ -160,7 +161,8 @@ class SignatureTests(unittest.TestCase):
         ("POST", "https://voice.example.com/answer/plivo",
          {"CallUUID": ["c1"], "From": ["+15551234"], "To": ["+15559876"], "Direction": ["inbound"]},
          "12345678901234567890", "auth-token-1", "KCxae6/DON3cgt48qLiBg+5+RfAdiTNBLOf1F8Kfc7o="),
-        ("POST", "https://example.com/abcd?foo=bar&a=1", {"CallUUID": ["c1"], "Event": ["StartApp"], "From": ["15551234"]},
+        ("POST", "https://example.com/abcd?foo=bar&a=1",
+         {"CallUUID": ["c1"], "Event": ["StartApp"], "From": ["15551234"]},
          "nonce-2", "MAtoken", "aP0w7JFNRkzzQ8038uK1X7ZVKF77+n9oEWL+K05ZygI="),
         ("GET", "https://voice.example.com/answer/plivo?CallUUID=c1&From=%2B15551234&To=%2B15559876", {},
          "98765", "tok", "KV0r2XQ1AQsaFB/exVkHbVjYzVg8z5scNgH8eOqUPns="),
@@ -178,7 +180,8 @@ class SignatureTests(unittest.TestCase):
     def test_the_signed_string_as_plivo_builds_it(self):
         self.assertEqual(signed_string("POST", "https://example.com/abcd?foo=bar&a=1", {"From": ["1"], "B": ["2"]}),
                          "https://example.com/abcd?a=1&foo=bar.B2From1")
-        self.assertEqual(signed_string("POST", "https://example.com/abcd", {"From": "1"}), "https://example.com/abcd?From1")
+        self.assertEqual(signed_string("POST", "https://example.com/abcd", {"From": "1"}),
+                         "https://example.com/abcd?From1")
         self.assertEqual(signed_string("POST", "https://example.com/abcd", {}), "https://example.com/abcd")
         self.assertEqual(signed_string("GET", "https://example.com/abcd?b=2&a=1"), "https://example.com/abcd?a=1&b=2")
 

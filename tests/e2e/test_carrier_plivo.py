@@ -90,6 +90,10 @@ class PlivoCallTests(TestCase):
         bot = [entry for entry in self.daemon.lines(" BOT ") if f"call={call_uuid}" in entry]
         self.assertIn("Riverside Clinic", bot[0], "the greeting is heard")
         self.assertTrue(any("8 AM" in entry for entry in bot), "the turn after the barge-in is answered")
+        # Plivo's playedStream echoes time the playback, as Twilio's marks do.
+        turns = [entry for entry in self.daemon.lines(" TURN ") if f"call={call_uuid}" in entry]
+        self.assertRegex(turns[1], r"turn=2 .*TOTAL_LATENCY_MS=\d+ PLAYBACK_START_MS=\d+$")
+        self.assertEqual(self.daemon.lines("PROTOCOL_ERROR"), [])
         # Barge-in: the reply being cut is dropped with Plivo's clearAudio, within a frame or so of detection.
         self.assertEqual(len(report.clears), 1)
         self.assertLessEqual(report.turns[1].clear_after_onset_ms, 160 + 100)

@@ -142,8 +142,9 @@ class PlivoMediaStream(CarrierWebSocket):
                      "opens", call=start.call_id, problem=problem)
             link.refuse(problem, logged=True)
             return
-        content_type = self.factory.config.content_type
-        encoding, rate = (start.encoding, start.sample_rate) if start.encoding else wire.split_content_type(content_type)
+        encoding, rate = start.encoding, start.sample_rate
+        if not encoding:  # the answer's contentType is what Plivo streams
+            encoding, rate = wire.split_content_type(self.factory.config.content_type)
         try:
             audio = wire.audio_format(encoding, rate or 8000)
         except UnsupportedAudio as e:
