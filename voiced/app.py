@@ -19,11 +19,12 @@ from voiced.service import VoicedService
 
 def carrier_builders() -> list[Callable[..., Carrier]]:
     """Every carrier package's ``carrier(core, settings, console) -> Carrier``."""
-    from voiced.carrier import asterisk, audiosocket, exotel, telnyx, twilio
+    from voiced.carrier import asterisk, audiosocket, exotel, plivo, telnyx, twilio
 
     return [
         twilio.carrier,
         telnyx.carrier,
+        plivo.carrier,
         exotel.carrier,
         asterisk.carrier,
         audiosocket.carrier,

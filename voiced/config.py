@@ -29,6 +29,7 @@ CALLS_PER_WORKER = 200
 CARRIER_SECRETS = {
     "twilio": "twilio_auth_token",
     "telnyx": "telnyx_public_key",
+    "plivo": "plivo_auth_token",
     "exotel": "exotel_secret",
     "asterisk": "asterisk_secret",
     "audiosocket": "audiosocket_secret",
@@ -263,6 +264,14 @@ OPTIONS: list[Option] = [
            "a private interface (tcp:9092:interface=10.0.0.5; empty: off)"),
     Option("audiosocket_secret", _dialplan_secret, "", "secret the dialplan signs each AudioSocket call UUID with "
            "(README); without it AudioSocket takes calls only on a loopback endpoint", secret=True),
+    # plivo
+    Option("plivo_auth_token", _str, "",
+           "Plivo auth token: check X-Plivo-Signature-V3 on /answer/plivo and the media token on /media/plivo",
+           secret=True),
+    Option("plivo_auth_id", _str, "", "Plivo auth ID: with plivo_auth_token, REST hang-up and transfer"),
+    Option("plivo_api_base", _str, "https://api.plivo.com", "Plivo REST base URL (hang-up and transfer)"),
+    Option("plivo_content_type", _choice("audio/x-mulaw;rate=8000", "audio/x-l16;rate=8000", "audio/x-l16;rate=16000"),
+           "audio/x-mulaw;rate=8000", "audio the Plivo <Stream> asks for"),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -374,6 +383,11 @@ class Settings:
     # audiosocket
     audiosocket_listen: str = ""
     audiosocket_secret: str = field(default="", repr=False)
+    # plivo
+    plivo_auth_token: str = field(default="", repr=False)
+    plivo_auth_id: str = ""
+    plivo_api_base: str = "https://api.plivo.com"
+    plivo_content_type: str = "audio/x-mulaw;rate=8000"
 
     @classmethod
     def load(

@@ -16,6 +16,7 @@ _REGISTRY: dict[str, str] = {  # name -> "module:CarrierWire class", one line pe
     "asterisk": "voiced.caller.carriers.asterisk:AsteriskWebSocket",
     "exotel": "voiced.caller.carriers.exotel:ExotelStream",
     "audiosocket": "voiced.caller.carriers.audiosocket:AudioSocketCall",
+    "plivo": "voiced.caller.carriers.plivo:PlivoStream",
 }
 
 DEFAULT_CARRIER = "twilio"
