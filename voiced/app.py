@@ -19,9 +19,9 @@ from voiced.service import VoicedService
 
 def carrier_builders() -> list[Callable[..., Carrier]]:
     """Every carrier package's ``carrier(core, settings, console) -> Carrier``."""
-    from voiced.carrier import twilio
+    from voiced.carrier import twilio, vonage
 
-    return [twilio.carrier]
+    return [twilio.carrier, vonage.carrier]
 
 
 def build(settings: Settings, reactor: Any = None, startup_warnings: Any = (), worker: Any = None) -> VoicedService:

@@ -26,7 +26,7 @@ CALLS_PER_WORKER = 200
 
 #: Each carrier's signing secret (a Settings field): with it set, that carrier's unsigned
 #: requests are refused; without it, the carrier takes calls only on loopback-only listeners.
-CARRIER_SECRETS = {"twilio": "twilio_auth_token"}
+CARRIER_SECRETS = {"twilio": "twilio_auth_token", "vonage": "vonage_signature_secret"}
 
 
 class ConfigError(ValueError):
@@ -204,6 +204,16 @@ OPTIONS: list[Option] = [
            "POST every call record here as JSON, signed, retried until delivered (needs --journal)"),
     Option("media_token_ttl_s", _int_range(10, 86400), 300,
            "lifetime of the per-call media token in the TwiML (with a Twilio auth token)"),
+    # vonage
+    Option("vonage_signature_secret", _str, "", "Vonage signature secret: check the JWT on /answer/vonage and "
+           "/media/vonage, and key the NCCO's per-call media token", secret=True),
+    Option("vonage_sample_rate", lambda v: int(_choice("8000", "16000", "24000")(v.strip())), 16000,
+           "the audio rate the NCCO asks Vonage for (audio/l16;rate=N); 8000 skips resampling"),
+    Option("vonage_application_id", _str, "", "Vonage application id: with --vonage-private-key-file, hang-up "
+           "and transfer through the Voice API"),
+    Option("vonage_private_key_file", _str, "", "the Vonage application's private key (PEM) that signs its "
+           "Voice API requests"),
+    Option("vonage_api_base", _str, "https://api.nexmo.com", "Vonage Voice API base URL (hang-up and transfer)"),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -303,6 +313,12 @@ class Settings:
     journal: str = ""
     call_webhook_url: str = ""
     media_token_ttl_s: int = 300
+    # vonage
+    vonage_signature_secret: str = field(default="", repr=False)
+    vonage_sample_rate: int = 16000
+    vonage_application_id: str = ""
+    vonage_private_key_file: str = ""
+    vonage_api_base: str = "https://api.nexmo.com"
 
     @classmethod
     def load(
