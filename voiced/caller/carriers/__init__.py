@@ -12,6 +12,7 @@ from voiced.caller.carriers.base import CarrierWire
 
 _REGISTRY: dict[str, str] = {  # name -> "module:CarrierWire class", one line per carrier
     "twilio": "voiced.caller.carriers.twilio:TwilioStream",
+    "vonage": "voiced.caller.carriers.vonage:VonageStream",
 }
 
 DEFAULT_CARRIER = "twilio"
