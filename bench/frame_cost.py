@@ -274,25 +274,25 @@ HANDSHAKE = (
 )
 
 
-def client_frame(text: str, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
-    """One masked text frame, as a WebSocket client (Twilio) sends it."""
-    payload = text.encode()
+def client_frame(message: str | bytes, mask: bytes = b"\x37\xfa\x21\x3d") -> bytes:
+    """One masked frame, as a WebSocket client (a carrier) sends it: text for a str, binary for bytes."""
+    payload, first = (message.encode(), 0x81) if isinstance(message, str) else (message, 0x82)
     n = len(payload)
     if n < 126:
-        header = bytes([0x81, 0x80 | n])
+        header = bytes([first, 0x80 | n])
     elif n < 65536:
-        header = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+        header = bytes([first, 0x80 | 126]) + n.to_bytes(2, "big")
     else:
-        header = bytes([0x81, 0x80 | 127]) + n.to_bytes(8, "big")
+        header = bytes([first, 0x80 | 127]) + n.to_bytes(8, "big")
     masked = (int.from_bytes(payload, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
     return header + mask + masked
 
 
-def open_protocol(clock: Clock, service: BenchService) -> tuple[Any, StringTransport]:
+def open_protocol(clock: Clock, service: BenchService, factory: Any = None) -> tuple[Any, StringTransport]:
     # Autobahn's own timers (handshake timeout, auto-ping) on a clock that never moves: a
     # ping unanswered by the bench would otherwise drop the connection mid-measurement.
     txaio.config.loop = Clock()
-    factory = TwilioMediaStreamFactory(service, TwilioAdmission("", ""))
+    factory = factory or TwilioMediaStreamFactory(service, TwilioAdmission("", ""))
     proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
                                 peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
@@ -363,6 +363,46 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
         rows["autobahn debug args"] += time_each(
             lambda n: (hltype(proto.dataReceived), hlval(peer), hlval(n)), [len(w) for w in ws_frames])
         proto.connectionLost(Failure(ConnectionDone()))
+    return rows
+
+
+def carrier_path(carrier: str, frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
+    """Another carrier's inbound path (--carrier): its messages as voiced-call's wire for it
+    sends them, through the carrier's own media socket (unsigned, as on loopback) to Call.on_media."""
+    import importlib
+
+    from voiced.caller.carriers import carrier_wire
+    from voiced.caller.carriers.base import CallSetup
+
+    speaker = Speaker(InstantTTS(silence_ulaw(1000)), None, PhraseCache())
+    rows: dict[str, list[float]] = {"protocol.onMessage": [], "full path": []}
+    for n in range(passes):
+        for row in rows:
+            clock = Clock()
+
+            def make_call(start: Any, transport: Any) -> Call:
+                return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]),
+                                call_id=start.call_id)
+
+            service = BenchService(clock, make_call)
+            media = importlib.import_module(f"voiced.carrier.{carrier}").carrier(service, SETTINGS).media
+            proto, wire = open_protocol(clock, service, media._factory)
+            stream = carrier_wire(carrier).new_call(CallSetup(call_id=f"CAbench{n}{row[0]}"))
+            for message in stream.opening():
+                proto.dataReceived(client_frame(message))
+            messages = [m for m in (stream.speech(f, i * 20) for i, f in enumerate(frames_in)) if m is not None]
+
+            def before() -> None:
+                clock.advance(0.02)
+                wire.clear()
+
+            if row == "full path":
+                rows[row] += time_each(proto.dataReceived, [client_frame(m) for m in messages], before=before)
+            else:
+                rows[row] += time_each(lambda m: proto.onMessage(m, isinstance(m, bytes)), messages, before=before)
+            if proto.link.call is None or proto.link.closing:
+                raise RuntimeError(f"the bench's {carrier} media socket closed: the path did not reach the call")
+            proto.connectionLost(Failure(ConnectionDone()))
     return rows
 
 
@@ -461,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=500, help="synthetic turns per turn variant (500)")
     parser.add_argument("--say", action="append", help="caller lines (default: the demo's two lines)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--carrier", default="twilio",
+                        help="also measure this carrier's inbound path, as voiced-call's wire frames it (vonage, ...)")
     args = parser.parse_args(argv)
 
     # The daemon logs through the queue observer; the bench pays the same formatting cost.
@@ -479,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
           f"gc {'on' if gc.isenabled() else 'off'}")
 
     inbound = table("Inbound, per 20 ms frame", per_frame(frames_in, args.passes))
+    if args.carrier != "twilio":
+        inbound[args.carrier] = table(f"Inbound, per 20 ms frame, {args.carrier}",
+                                      carrier_path(args.carrier, frames_in, args.passes))
     out_rows = outbound(reply_audio, args.passes * 20)
     outb = table(f"Outbound, per message (a {AUDIO_CHUNK_BYTES} B message is "
                  f"{AUDIO_CHUNK_BYTES * 1000 // SAMPLE_RATE} ms of audio)", out_rows)
