@@ -123,6 +123,11 @@ class VonageProtocolTests(Harness):
         self.proto.write_audio(b"\x00" * 330)  # a short tail is padded to a whole frame
         transport.send_audio(silence_ulaw(20))
         self.assertEqual([len(p) for op, p in self.sent()], [320, 320, 320])
+        audio = bytes(range(256)) * 50  # 40 frames, written at once: each its own binary message
+        self.proto.write_audio(audio)
+        frames = self.sent()
+        self.assertEqual({(op, len(p)) for op, p in frames}, {(0x2, 320)})
+        self.assertEqual(b"".join(p for op, p in frames), audio)
 
     def test_an_audio_format_voiced_cannot_take_closes_4001(self):
         self.send(connected("audio/l16;rate=44100"))
