@@ -21,7 +21,7 @@ from voiced.carrier.base import AudioFormat
 from voiced.carrier.gate import CarrierOff
 from voiced.carrier.vonage import carrier, signature, wire
 from voiced.carrier.vonage.answer import NccoAnswer
-from voiced.config import Settings
+from voiced.config import ConfigError, Settings
 
 SECRET = "vonage-signature-secret"
 NOW = 1_700_000_000
@@ -258,3 +258,13 @@ class CarrierModeTests(SynchronousTestCase):
                                       serialization.NoEncryption()))
         made = self.build(vonage_application_id="app", vonage_private_key_file=path)
         self.assertIn("VonageCallControl(application_id='app'", repr(made.control(None, Clock())))
+
+    def test_the_sample_rate_option_reaches_the_ncco(self):
+        settings = Settings.load({}, {"VOICED_VONAGE_SAMPLE_RATE": "8000"})
+        self.assertEqual(settings.vonage_sample_rate, 8000)
+        with self.assertRaises(ConfigError):
+            Settings.load({}, {"VOICED_VONAGE_SAMPLE_RATE": "44100"})
+        answer = carrier(RecordingService(clock=Clock()), settings).answer
+        self.assertEqual(json.loads(answer.render(answer_request(b"GET", CALL)))[0]["endpoint"][0]["content-type"],
+                         "audio/l16;rate=8000")
+        self.assertIn("vonage_signature_secret=<redacted>", Settings(vonage_signature_secret=SECRET).summary())
