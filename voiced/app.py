@@ -19,12 +19,13 @@ from voiced.service import VoicedService
 
 def carrier_builders() -> list[Callable[..., Carrier]]:
     """Every carrier package's ``carrier(core, settings, console) -> Carrier``."""
-    from voiced.carrier import asterisk, audiosocket, exotel, plivo, telnyx, twilio
+    from voiced.carrier import asterisk, audiosocket, exotel, plivo, telnyx, twilio, vonage
 
     return [
         twilio.carrier,
         telnyx.carrier,
         plivo.carrier,
+        vonage.carrier,
         exotel.carrier,
         asterisk.carrier,
         audiosocket.carrier,

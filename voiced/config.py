@@ -30,6 +30,7 @@ CARRIER_SECRETS = {
     "twilio": "twilio_auth_token",
     "telnyx": "telnyx_public_key",
     "plivo": "plivo_auth_token",
+    "vonage": "vonage_signature_secret",
     "exotel": "exotel_secret",
     "asterisk": "asterisk_secret",
     "audiosocket": "audiosocket_secret",
@@ -272,6 +273,16 @@ OPTIONS: list[Option] = [
     Option("plivo_api_base", _str, "https://api.plivo.com", "Plivo REST base URL (hang-up and transfer)"),
     Option("plivo_content_type", _choice("audio/x-mulaw;rate=8000", "audio/x-l16;rate=8000", "audio/x-l16;rate=16000"),
            "audio/x-mulaw;rate=8000", "audio the Plivo <Stream> asks for"),
+    # vonage
+    Option("vonage_signature_secret", _str, "", "Vonage signature secret: check the JWT on /answer/vonage and "
+           "/media/vonage, and key the NCCO's per-call media token", secret=True),
+    Option("vonage_sample_rate", lambda v: int(_choice("8000", "16000", "24000")(v.strip())), 16000,
+           "the audio rate the NCCO asks Vonage for (audio/l16;rate=N); 8000 skips resampling"),
+    Option("vonage_application_id", _str, "", "Vonage application id: with --vonage-private-key-file, hang-up "
+           "and transfer through the Voice API"),
+    Option("vonage_private_key_file", _str, "", "the Vonage application's private key (PEM) that signs its "
+           "Voice API requests"),
+    Option("vonage_api_base", _str, "https://api.nexmo.com", "Vonage Voice API base URL (hang-up and transfer)"),
 ]
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -388,6 +399,12 @@ class Settings:
     plivo_auth_id: str = ""
     plivo_api_base: str = "https://api.plivo.com"
     plivo_content_type: str = "audio/x-mulaw;rate=8000"
+    # vonage
+    vonage_signature_secret: str = field(default="", repr=False)
+    vonage_sample_rate: int = 16000
+    vonage_application_id: str = ""
+    vonage_private_key_file: str = ""
+    vonage_api_base: str = "https://api.nexmo.com"
 
     @classmethod
     def load(

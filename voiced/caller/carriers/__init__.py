@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str] = {  # name -> "module:CarrierWire class", one line pe
     "exotel": "voiced.caller.carriers.exotel:ExotelStream",
     "audiosocket": "voiced.caller.carriers.audiosocket:AudioSocketCall",
     "plivo": "voiced.caller.carriers.plivo:PlivoStream",
+    "vonage": "voiced.caller.carriers.vonage:VonageStream",
 }
 
 DEFAULT_CARRIER = "twilio"
