@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from voiced.carrier.base import MULAW_8K
 from voiced.carrier.link import MAX_PROTOCOL_ERRORS
 from voiced.carrier.twilio.protocol import MAX_SEQUENCE_WARNINGS, TwilioAdmission, TwilioMediaStreamFactory
 from voiced.config import Settings
@@ -42,6 +43,8 @@ def server_frames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 class RecordingCall:
+    stt_audio = MULAW_8K  # what the service chose for its STT: the link gives it no 16 kHz copy
+
     def __init__(self):
         self.events = []
 

@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from voiced import preflight
 from voiced.audio import SAMPLE_RATE, frames, pcm16_to_ulaw, silence_ulaw, ulaw_to_pcm16
+from voiced.carrier.base import MULAW_8K, AudioFormat
 from voiced.config import ConfigError, Settings
 from voiced.lifecycle import construction_counts
 from voiced.stt.local import (
@@ -92,10 +93,12 @@ class ScriptedTranscriber:
 
     def __init__(self) -> None:
         self.calls: list[tuple[bytes, Deferred[str]]] = []
+        self.formats: list[AudioFormat] = []
 
-    def transcribe(self, ulaw: bytes) -> Deferred[str]:
+    def transcribe(self, audio: bytes, fmt: AudioFormat = MULAW_8K) -> Deferred[str]:
         d: Deferred[str] = Deferred()
-        self.calls.append((ulaw, d))
+        self.calls.append((audio, d))
+        self.formats.append(fmt)
         return d
 
 
@@ -224,8 +227,8 @@ class HeldPool:
     def __init__(self) -> None:
         self.jobs: list[tuple[object, bytes]] = []
 
-    def callInThreadWithCallback(self, on_result, f, ulaw):
-        self.jobs.append((on_result, ulaw))
+    def callInThreadWithCallback(self, on_result, f, audio, language, fmt):
+        self.jobs.append((on_result, audio))
 
 
 class TranscriberQueueTests(SynchronousTestCase):

@@ -6,6 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.agent.base import CallInfo, EndCall, Said
 from voiced.audio import ulaw_to_pcm16
+from voiced.carrier.base import MULAW_8K
 from voiced.call.eou import EndOfUtterance
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.metrics import Metrics
@@ -67,7 +68,8 @@ class FakeSTT:
         self.streaming = streaming
         self.stream = RecordingStream(streaming)
 
-    def open_stream(self, call_id, listener):
+    def open_stream(self, call_id, listener, audio=MULAW_8K):
+        self.stream.audio = audio
         return self.stream
 
 
