@@ -56,6 +56,8 @@ from voiced.carrier.twilio.protocol import TwilioAdmission, TwilioMediaStreamFac
 from voiced.config import Settings
 from voiced.logging import make_observer
 from voiced.metrics import Metrics
+from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.stt.base import STT_FORMATS, stt_input
 from voiced.stt.local import LocalSTTStream
 from voiced.tts.speaker import PhraseCache, Speaker
 
@@ -110,15 +112,16 @@ class NullStream:
 class NullSTT:
     name = "null"
     streaming = False
+    formats = STT_FORMATS  # as both real engines: a wideband carrier's call gets 16 kHz STT audio
 
-    def open_stream(self, call_id: str, listener: Any) -> NullStream:
+    def open_stream(self, call_id: str, listener: Any, audio: AudioFormat = MULAW_8K) -> NullStream:
         return NullStream()
 
 
 class PendingTranscriber:
     """A Transcriber whose results never come: LocalSTTStream's capture cost alone."""
 
-    def transcribe(self, ulaw: bytes) -> Deferred[str]:
+    def transcribe(self, audio: bytes, fmt: AudioFormat = MULAW_8K) -> Deferred[str]:
         return Deferred()
 
 
@@ -126,8 +129,8 @@ class CaptureSTT:
     name = "local-capture"
     streaming = False
 
-    def open_stream(self, call_id: str, listener: Any) -> LocalSTTStream:
-        return LocalSTTStream(call_id, listener, PendingTranscriber())
+    def open_stream(self, call_id: str, listener: Any, audio: AudioFormat = MULAW_8K) -> LocalSTTStream:
+        return LocalSTTStream(call_id, listener, PendingTranscriber(), audio)
 
 
 class InstantStream(NullStream):
@@ -152,7 +155,7 @@ class InstantSTT:
     def __init__(self, clock: Clock, text: str, stamps: dict[str, int]) -> None:
         self._clock, self._text, self._stamps = clock, text, stamps
 
-    def open_stream(self, call_id: str, listener: Any) -> InstantStream:
+    def open_stream(self, call_id: str, listener: Any, audio: AudioFormat = MULAW_8K) -> InstantStream:
         return InstantStream(listener, self._clock, self._text, self._stamps)
 
 
@@ -201,11 +204,12 @@ def new_eou(clock: Clock, cls: type[EndOfUtterance] = EndOfUtterance) -> EndOfUt
 
 
 def new_call(clock: Clock, transport: Any, stt: Any, speaker: Speaker, conversation: Any,
-             eou: EndOfUtterance | None = None, call_id: str = "CAbench") -> Call:
+             eou: EndOfUtterance | None = None, call_id: str = "CAbench", stt_audio: AudioFormat = MULAW_8K) -> Call:
     info = CallInfo(call_id=call_id, stream_id="MZbench")
     settings = TurnSettings(barge_in_ms=SETTINGS.barge_in_ms, final_timeout_ms=SETTINGS.stt_final_timeout_ms,
                             fallback_timeout_ms=SETTINGS.stt_fallback_timeout_ms)
-    return Call(info, clock, transport, stt, speaker, conversation, eou or new_eou(clock), Metrics(), settings)
+    return Call(info, clock, transport, stt, speaker, conversation, eou or new_eou(clock), Metrics(), settings,
+                stt_audio=stt_audio)
 
 
 def listening_call(clock: Clock, transport: RecordingTransport, stt: Any, speaker: Speaker, conversation: Any,
@@ -387,7 +391,9 @@ def carrier_path(name: str, frames_in: list[bytes], passes: int) -> dict[str, li
         clock = Clock()
 
         def make_call(start: Any, transport: Any) -> Call:
-            return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]), call_id=start.call_id)
+            # As the service does: a wideband carrier's STT gets its 16 kHz (the link's second copy).
+            return new_call(clock, transport, NullSTT(), speaker, InstantConversation(["Hi."]), call_id=start.call_id,
+                            stt_audio=stt_input(start.audio, NullSTT.formats))
 
         service = BenchService(clock, make_call)
         media = importlib.import_module(f"voiced.carrier.{name}").carrier(service, SETTINGS).media

@@ -64,3 +64,52 @@ class CodecTests(SynchronousTestCase):
             with self.assertRaises(UnsupportedAudio):
                 AudioFormat(encoding, rate)
         self.assertEqual((Codec(SLIN_24K).frame_bytes, Codec(ALAW_8K).frame_bytes), (960, 160))
+
+
+def sine(hz: int, rate: int, seconds: float = 1.0, fmt: str = "<i2") -> bytes:
+    t = np.arange(int(rate * seconds)) / rate
+    return (8000 * np.sin(2 * np.pi * hz * t)).astype(fmt).tobytes()
+
+
+def pcm_level(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    return float(np.sqrt((samples**2).mean()))
+
+
+def pcm_peak_hz(pcm: bytes, rate: int) -> int:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    return int(round(np.argmax(np.abs(np.fft.rfft(samples))) * rate / len(samples)))
+
+
+class WidebandTests(SynchronousTestCase):
+    """decode_wideband: the 8 kHz mu-law the call hears and the 16 kHz PCM its STT gets."""
+
+    def frames(self, codec: Codec, audio: bytes) -> tuple[bytes, bytes]:
+        pairs = [codec.decode_wideband(audio[i : i + codec.frame_bytes])
+                 for i in range(0, len(audio), codec.frame_bytes)]
+        self.assertEqual({len(wide) for _, wide in pairs}, {640})  # every 20 ms frame: 320 samples at 16 kHz
+        return b"".join(u for u, _ in pairs), b"".join(w for _, w in pairs)
+
+    def test_16_khz_pcm_reaches_stt_as_it_came_and_the_call_hears_what_decode_gives(self) -> None:
+        audio = sine(5000, 16000) + sine(440, 16000)
+        ulaw, wide = self.frames(Codec(SLIN_16K), audio)
+        self.assertEqual(wide, audio)  # nothing converted: the payload itself
+        narrow = Codec(SLIN_16K)
+        self.assertEqual(ulaw, b"".join(narrow.decode(audio[i : i + 640]) for i in range(0, len(audio), 640)))
+
+    def test_big_endian_l16_reaches_stt_little_endian(self) -> None:
+        _, wide = self.frames(Codec(L16_16K), sine(440, 16000, fmt=">i2"))
+        self.assertEqual(wide, sine(440, 16000))
+
+    def test_24_khz_is_decimated_to_16_khz_keeping_the_band_up_to_7_khz(self) -> None:
+        # 5 kHz (above the phone band) survives at 16 kHz; 10 kHz (above its 8 kHz Nyquist) does not fold back.
+        _, wide = self.frames(Codec(SLIN_24K), sine(5000, 24000))
+        self.assertEqual(pcm_peak_hz(wide, 16000), 5000)
+        self.assertLess(abs(pcm_level(wide[640:]) / (8000 / np.sqrt(2)) - 1.0), 0.15)
+        _, folded = self.frames(Codec(SLIN_24K), sine(10000, 24000))
+        self.assertLess(pcm_level(folded), 8000 / np.sqrt(2) / 10)  # at least 20 dB down
+
+    def test_a_narrowband_carrier_has_no_wideband_copy(self) -> None:
+        for fmt in (MULAW_8K, SLIN_8K, ALAW_8K):
+            with self.assertRaises(ValueError):
+                Codec(fmt).decode_wideband(b"\0" * 320)

@@ -18,6 +18,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from voiced.audio import FRAME_BYTES, SAMPLE_RATE, pcm16_to_ulaw, silence_ulaw
+from voiced.carrier.base import MULAW_8K, AudioFormat
 from voiced.config import Settings
 from voiced.emulator.faults import FaultPlan
 from voiced.emulator.server import Emulator
@@ -89,13 +90,15 @@ class FallbackTranscriber:
     def __init__(self, hang: bool = False) -> None:
         self.hang = hang
         self.calls: list[bytes] = []
+        self.formats: list[AudioFormat] = []
         self.cancelled = 0
 
-    def transcribe(self, ulaw: bytes) -> Deferred[str]:
-        self.calls.append(ulaw)
+    def transcribe(self, audio: bytes, fmt: AudioFormat = MULAW_8K) -> Deferred[str]:
+        self.calls.append(audio)
+        self.formats.append(fmt)
         if self.hang:
             return Deferred(lambda d: setattr(self, "cancelled", self.cancelled + 1))
-        return succeed(f"fallback heard {len(ulaw)} bytes")
+        return succeed(f"fallback heard {len(audio)} bytes")
 
 
 class LogLines:
@@ -355,8 +358,9 @@ class FailurePathTests(EmulatorCase):
         stream.flush()
         await until(lambda: listener.of("failure"), what="the give-up")
         # As at a rollover: the latest 5 s (here more than the utterance and its pre-roll), not 14 s.
-        self.assertEqual([len(a) for a in fallback.calls], [stt_ledger.UNANSWERED_BYTES])
-        self.assertEqual(replays[-2:], [stt_ledger.UNANSWERED_BYTES] * 2)  # each retry's replay
+        unanswered = stt_ledger.UNANSWERED_MS * SAMPLE_RATE // 1000
+        self.assertEqual([len(a) for a in fallback.calls], [unanswered])
+        self.assertEqual(replays[-2:], [unanswered] * 2)  # each retry's replay
 
     async def test_degrading_after_the_turn_ended_hands_the_utterance_to_the_fallback(self) -> None:
         # The first stream fails before any answer; by the retry the caller's turn is over,
@@ -368,7 +372,7 @@ class FailurePathTests(EmulatorCase):
         def refuse_from_now_on(line: str) -> None:
             if line.startswith("STT_RETRY"):
                 self.emulator.set_faults(FaultPlan())
-                engine.config = recognition_config(Settings(language="he-IL", stt_model="phone_call"))
+                engine.configs[MULAW_8K] = recognition_config(Settings(language="he-IL", stt_model="phone_call"))
 
         self.logs.hooks.append(refuse_from_now_on)
         stream, listener = self.open(engine, "CA-degrade")

@@ -6,8 +6,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_protocol import RecordingService
-from voiced.carrier.base import AudioFormat, CallStart
+from voiced.carrier.base import MULAW_8K, AudioFormat, CallStart
 from voiced.carrier.link import CLOSE_NO_START, CLOSE_POLICY_VIOLATION, CallLink
+from voiced.stt.base import PCM_16K, STT_FORMATS
 
 
 class RecordingWire:
@@ -34,9 +35,9 @@ SLIN_16K = AudioFormat("pcm_s16le", 16000)
 
 
 class LinkTests(SynchronousTestCase):
-    def make(self, echoes: bool = True) -> tuple[CallLink, RecordingWire, RecordingService]:
+    def make(self, echoes: bool = True, stt_formats=frozenset({MULAW_8K})) -> tuple[CallLink, RecordingWire, RecordingService]:
         self.clock = Clock()
-        core, wire = RecordingService(clock=self.clock), RecordingWire()
+        core, wire = RecordingService(clock=self.clock, stt_formats=stt_formats), RecordingWire()
         link = CallLink(core, wire, "test", echoes)
         link.opened()
         return link, wire, core
@@ -51,6 +52,31 @@ class LinkTests(SynchronousTestCase):
         transport.send_audio(b"\xff" * 160)
         transport.send_mark("r1.end")
         self.assertEqual(wire.sent, [("audio", 640), ("mark", "r1.end")])
+
+    def test_a_wideband_call_whose_stt_takes_16k_gets_both_audios(self) -> None:
+        link, wire, core = self.make(stt_formats=STT_FORMATS)
+        link.started(CallStart("test", "C1", "S1", audio=SLIN_16K))
+        call = core.calls[0][2]
+        self.assertEqual((call.stt_audio, link.wideband_stt), (PCM_16K, True))
+        payload = bytes(range(256)) * 5  # 40 ms at 16 kHz
+        link.audio(payload)
+        self.assertEqual(call.events[1:], [("media", 320, 1280)])  # 8 kHz mu-law for the call, 16 kHz for STT
+        self.assertEqual(call.stt_fed, payload)  # 16 kHz little-endian PCM goes to STT untouched
+        # A 24 kHz call: STT's copy is decimated to 16 kHz.
+        link, wire, core = self.make(stt_formats=STT_FORMATS)
+        link.started(CallStart("test", "C2", "S2", audio=AudioFormat("pcm_s16le", 24000)))
+        link.audio(b"\0" * 960 * 2)
+        self.assertEqual(core.calls[0][2].events[1:], [("media", 320, 1280)])
+
+    def test_twilio_and_engines_without_16k_get_the_8k_mulaw_only(self) -> None:
+        link, wire, core = self.make(stt_formats=STT_FORMATS)
+        link.started(CallStart("twilio", "C1", "S1"))  # mu-law 8 kHz: passed through as it came
+        link.audio(b"\x7f" * 160)
+        self.assertEqual((core.calls[0][2].events[1:], link.wideband_stt), ([("media", 160)], False))
+        link, wire, core = self.make()  # an engine that takes 8 kHz mu-law only
+        link.started(CallStart("test", "C2", "S2", audio=SLIN_16K))
+        link.audio(b"\0" * 640)
+        self.assertEqual((core.calls[0][2].stt_audio, core.calls[0][2].events[1:]), (MULAW_8K, [("media", 160)]))
 
     def test_a_payload_not_whole_frames_of_the_calls_format_is_dropped(self) -> None:
         link, wire, core = self.make()

@@ -10,10 +10,12 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from voiced.carrier.base import MULAW_8K
 from voiced.carrier.link import MAX_PROTOCOL_ERRORS
 from voiced.carrier.twilio.protocol import MAX_SEQUENCE_WARNINGS, TwilioAdmission, TwilioMediaStreamFactory
 from voiced.config import Settings
 from voiced.metrics import Metrics
+from voiced.stt.base import stt_input
 
 HANDSHAKE = (
     b"GET /media HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -42,14 +44,16 @@ def server_frames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 class RecordingCall:
-    def __init__(self):
+    def __init__(self, stt_audio=MULAW_8K):
         self.events = []
+        self.stt_audio = stt_audio  # what the service chose for its STT (MULAW_8K: no 16 kHz copy)
 
     def start(self):
         self.events.append("start")
 
-    def on_media(self, ulaw):
-        self.events.append(("media", len(ulaw)))
+    def on_media(self, ulaw, stt_audio=None):
+        self.events.append(("media", len(ulaw)) if stt_audio is None else ("media", len(ulaw), len(stt_audio)))
+        self.stt_fed = stt_audio
 
     def on_mark(self, name):
         self.events.append(("mark", name))
@@ -64,9 +68,10 @@ class RecordingCall:
 class RecordingService:
     """The call core a carrier sees (``voiced.carrier.base.CallCore``), recording its calls."""
 
-    def __init__(self, settings=None, clock=None):
+    def __init__(self, settings=None, clock=None, stt_formats=frozenset({MULAW_8K})):
         self.settings = settings or Settings()
         self.clock = clock or Clock()
+        self.stt_formats = stt_formats  # its STT engine's (by default one that takes 8 kHz mu-law only)
         self.metrics = Metrics()
         self.calls = []
         self.ended = []
@@ -75,7 +80,7 @@ class RecordingService:
         pass
 
     def new_call(self, start, transport, playout="carrier"):
-        call = RecordingCall()
+        call = RecordingCall(stt_input(start.audio, self.stt_formats))  # chosen as VoicedService does
         self.calls.append((start, transport, call))
         return call
 

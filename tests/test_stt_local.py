@@ -13,9 +13,11 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from voiced import preflight
-from voiced.audio import SAMPLE_RATE, frames, pcm16_to_ulaw, silence_ulaw, ulaw_to_pcm16
+from voiced.audio import SAMPLE_RATE, frames, pcm16_to_ulaw, resample_pcm16, silence_ulaw, ulaw_to_pcm16
+from voiced.carrier.base import MULAW_8K, AudioFormat
 from voiced.config import ConfigError, Settings
 from voiced.lifecycle import construction_counts
+from voiced.stt.base import PCM_16K, STT_FORMATS, stt_input
 from voiced.stt.local import (
     LanguageNotServed,
     LocalSTTEngine,
@@ -26,6 +28,7 @@ from voiced.stt.local import (
     WhisperTranscriber,
     bundled_model_path,
     resolve_whisper_model,
+    whisper_input,
     whisper_language,
 )
 from voiced.tts.local import EspeakSynthesizer
@@ -92,11 +95,21 @@ class ScriptedTranscriber:
 
     def __init__(self) -> None:
         self.calls: list[tuple[bytes, Deferred[str]]] = []
+        self.formats: list[AudioFormat] = []
 
-    def transcribe(self, ulaw: bytes) -> Deferred[str]:
+    def transcribe(self, audio: bytes, fmt: AudioFormat = MULAW_8K) -> Deferred[str]:
         d: Deferred[str] = Deferred()
-        self.calls.append((ulaw, d))
+        self.calls.append((audio, d))
+        self.formats.append(fmt)
         return d
+
+
+def wideband_speech(text: str) -> bytes:
+    """espeak-ng's voice resampled to 16 kHz PCM, as a wideband carrier's STT audio."""
+    if "espeak" not in _cache:
+        _cache["espeak"] = EspeakSynthesizer("en-US")
+    pcm, rate = _cache["espeak"].synthesize_pcm16(text)  # type: ignore[attr-defined]
+    return resample_pcm16(pcm, rate, 16000)
 
 
 def tone(ms: int, value: int) -> bytes:
@@ -211,6 +224,59 @@ class StreamContractTests(SynchronousTestCase):
         self.assertEqual(self.transcriber.calls[0][0], tone(30000, 0x30))
 
 
+def pcm_tone(ms: int, value: int) -> bytes:
+    """Constant 16 kHz PCM samples: 32 bytes a millisecond."""
+    return value.to_bytes(2, "little", signed=True) * (16 * ms)
+
+
+class WidebandCaptureTests(SynchronousTestCase):
+    """A wideband carrier's call: the stream captures 16 kHz PCM, the transcriber is told so."""
+
+    def setUp(self) -> None:
+        self.transcriber = ScriptedTranscriber()
+        self.engine = LocalSTTEngine(self.transcriber)  # type: ignore[arg-type]
+        self.stream = self.engine.open_stream("CA1", Recorder(), audio=PCM_16K)
+
+    def feed(self, pcm: bytes) -> None:
+        for i in range(0, len(pcm), 640):  # 20 ms frames
+            self.stream.feed(pcm[i : i + 640])
+
+    def test_preroll_and_utterance_in_16k_pcm(self) -> None:
+        self.feed(pcm_tone(1000, 100))  # older than the 300 ms pre-roll: dropped
+        self.feed(pcm_tone(300, 200))
+        self.stream.speech_started()
+        self.feed(pcm_tone(500, 300))
+        self.stream.flush()
+        [(audio, _)] = self.transcriber.calls
+        self.assertEqual(audio, pcm_tone(300, 200) + pcm_tone(500, 300))
+        self.assertEqual(self.transcriber.formats, [PCM_16K])
+
+    def test_capture_capped_at_30s_of_16k(self) -> None:
+        self.stream.speech_started()
+        self.feed(pcm_tone(2000, 100))
+        self.feed(pcm_tone(30000, 300))
+        self.stream.flush()
+        self.assertEqual(self.transcriber.calls[0][0], pcm_tone(30000, 300))
+
+    def test_the_engine_takes_both_formats_and_refuses_others(self) -> None:
+        self.assertEqual(self.engine.formats, {MULAW_8K, PCM_16K})
+        with self.assertRaises(ValueError) as caught:
+            self.engine.open_stream("CA2", Recorder(), audio=AudioFormat("pcm_s16le", 24000))
+        self.assertIn("not pcm_s16le/24000", str(caught.exception))
+
+    def test_which_calls_get_16k_stt(self) -> None:
+        both, narrow = STT_FORMATS, frozenset({MULAW_8K})
+        for carrier, formats, expected in (
+            (MULAW_8K, both, MULAW_8K),  # Twilio: nothing to gain
+            (AudioFormat("pcm_s16le", 8000), both, MULAW_8K),
+            (AudioFormat("pcm_s16le", 16000), both, PCM_16K),  # Vonage, Asterisk slin16
+            (AudioFormat("mulaw", 16000), both, PCM_16K),
+            (AudioFormat("pcm_s16be", 24000), both, PCM_16K),  # decimated to 16 kHz
+            (AudioFormat("pcm_s16le", 16000), narrow, MULAW_8K),  # an engine that takes 8 kHz only
+        ):
+            self.assertEqual(stt_input(carrier, formats), expected, (carrier, formats))
+
+
 class InlineReactor:
     def callFromThread(self, f, *args):
         f(*args)
@@ -224,8 +290,8 @@ class HeldPool:
     def __init__(self) -> None:
         self.jobs: list[tuple[object, bytes]] = []
 
-    def callInThreadWithCallback(self, on_result, f, ulaw):
-        self.jobs.append((on_result, ulaw))
+    def callInThreadWithCallback(self, on_result, f, audio, language, fmt):
+        self.jobs.append((on_result, audio))
 
 
 class TranscriberQueueTests(SynchronousTestCase):
@@ -255,6 +321,28 @@ class WhisperTests(TestCase):
         text = whisper().transcribe_blocking(speech("What time do you open?"))
         self.assertTrue("open" in text.lower() or "time" in text.lower(), text)
         self.assertEqual(text, text.strip())
+
+    def test_round_trip_at_16_khz(self) -> None:
+        # A wideband carrier's audio goes to Whisper as it came, no 8 kHz detour.
+        text = whisper().transcribe_blocking(wideband_speech("What time do you open?"), None, PCM_16K)
+        self.assertTrue("open" in text.lower() or "time" in text.lower(), text)
+        self.assertEqual(whisper().transcribe_blocking(pcm_tone(2000, 0), fmt=PCM_16K), "")
+        self.assertEqual(len(whisper_input(pcm_tone(1000, 0), PCM_16K)), 16000)
+        self.assertEqual(len(whisper_input(silence_ulaw(1000), MULAW_8K)), 16000)
+
+    @defer.inlineCallbacks
+    def test_a_wideband_stream_end_to_end_in_pool(self) -> None:
+        listener = Recorder()
+        stream = LocalSTTEngine(LocalTranscriber(whisper(), self.pool)).open_stream("CA1", listener, audio=PCM_16K)
+        audio = pcm_tone(400, 0) + wideband_speech("Where are you located?") + pcm_tone(200, 0)
+        stream.speech_started()
+        for i in range(0, len(audio) - len(audio) % 640, 640):
+            stream.feed(audio[i : i + 640])
+        stream.flush()
+        yield listener.next_event()
+        [(kind, text)] = listener.events
+        self.assertEqual(kind, "final")
+        self.assertTrue("located" in str(text).lower() or "where" in str(text).lower(), text)
 
     def test_near_silence_is_empty(self) -> None:
         self.assertEqual(whisper().transcribe_blocking(b""), "")

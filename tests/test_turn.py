@@ -6,6 +6,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.agent.base import CallInfo, EndCall, Said
 from voiced.audio import ulaw_to_pcm16
+from voiced.carrier.base import MULAW_8K
+from voiced.stt.base import PCM_16K
 from voiced.call.eou import EndOfUtterance
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.metrics import Metrics
@@ -39,13 +41,15 @@ class RecordingStream:
     def __init__(self, streaming):
         self.streaming = streaming
         self.fed = 0
+        self.fed_audio = []
         self.speech_starts = 0
         self.flushes = 0
         self.pause_hints = []
         self.closed = False
 
-    def feed(self, ulaw):
+    def feed(self, audio):
         self.fed += 1
+        self.fed_audio.append(audio)
 
     def speech_started(self):
         self.speech_starts += 1
@@ -67,7 +71,8 @@ class FakeSTT:
         self.streaming = streaming
         self.stream = RecordingStream(streaming)
 
-    def open_stream(self, call_id, listener):
+    def open_stream(self, call_id, listener, audio=MULAW_8K):
+        self.stream.audio = audio
         return self.stream
 
 
@@ -116,7 +121,7 @@ class RecordingMetrics(Metrics):
 
 
 class TurnMachineTests(SynchronousTestCase):
-    def make_call(self, streaming=False):
+    def make_call(self, streaming=False, stt_audio=MULAW_8K):
         self.clock = Clock()
         self.clock.advance(1000)
         self.transport = RecordingTransport()
@@ -129,14 +134,15 @@ class TurnMachineTests(SynchronousTestCase):
             CallInfo("CA1", "MZ1"), self.clock, self.transport, self.stt,
             Speaker(self.tts, None, PhraseCache()), self.conversation, eou, self.metrics,
             TurnSettings(barge_in_ms=160, final_timeout_ms=1500, fallback_timeout_ms=4000, interim_phrase="Oops."),
+            stt_audio=stt_audio,
         )
         self.call.start()
         return self.call
 
-    def frames(self, pattern):
+    def frames(self, pattern, stt_audio=None):
         for ch in pattern:
             self.clock.advance(0.02)
-            self.call.on_media(VOICED if ch == "v" else SILENT)
+            self.call.on_media(VOICED if ch == "v" else SILENT, stt_audio)
 
     def echo_all_marks(self):
         for name in self.transport.marks():
@@ -571,6 +577,26 @@ class TurnMachineTests(SynchronousTestCase):
         self.frames("v" * 200)  # 4 s of steady speech, frames every 20 ms
         self.assertEqual(self.call.state, State.LISTENING)
         self.assertEqual(self.stt.stream.fed, 200)  # only the real frames reached STT
+
+    def test_a_wideband_call_feeds_stt_its_16k_audio_while_the_turn_machine_hears_8k(self):
+        self.make_call(stt_audio=PCM_16K)
+        self.assertEqual(self.stt.stream.audio, PCM_16K)  # the stream was opened for 16 kHz PCM
+        self.finish_greeting()
+        wide = b"\x10\x00" * 320  # 20 ms at 16 kHz
+        self.frames("v" * 15 + "." * 12, stt_audio=wide)
+        self.assertEqual(self.call.state, State.AWAITING_FINAL)  # VAD and EOU ran on the 8 kHz mu-law
+        self.assertEqual(set(self.stt.stream.fed_audio), {wide})
+        self.call.on_transcript("what time do you open", True)
+        self.assertEqual(self.conversation.asked, ["what time do you open"])
+
+    def test_a_wideband_calls_gap_reaches_stt_as_16k_silence(self):
+        self.make_call(stt_audio=PCM_16K)
+        self.finish_greeting()
+        self.frames("v" * 15, stt_audio=b"\x10\x00" * 320)  # then the sender stalls
+        self.clock.advance(0.5)
+        self.assertEqual(self.call.state, State.AWAITING_FINAL)
+        gap = self.stt.stream.fed_audio[-1]
+        self.assertEqual((set(gap), len(gap) % 640), ({0}, 0))  # PCM silence, whole 20 ms frames
 
     def test_stt_giving_up_after_the_final_timeout_still_plays_the_interim_phrase(self):
         # Google's retries (~3 s) outlast the final timeout (1.5 s): the turn was already

@@ -36,7 +36,7 @@ from voiced.lag import LagMonitor
 from voiced.lifecycle import note_construction
 from voiced.metrics import Metrics
 from voiced.signals import SignalHandlers
-from voiced.stt.base import STTEngine
+from voiced.stt.base import STTEngine, stt_input
 from voiced.tts.speaker import Speaker
 from voiced.warmup import WarmUp
 
@@ -357,6 +357,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         call = Call(
             info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
             self.metrics, self.turn_settings, self.call_controls.get(start.carrier), self.call_hub, playout,
+            stt_audio=stt_input(start.audio, self.stt_engine.formats),
         )
         if self.worker is not None:
             self.worker.call_started(info.call_id)  # CALL_WORKER: which worker process carries it

@@ -97,6 +97,21 @@ class GoogleEngineCallTests(TestCase):
             self.assertTrue(count and float(count.group(1)) > 10, histogram)
 
     @inlineCallbacks
+    def test_a_vonage_call_reaches_google_stt_as_linear16_16_khz(self):
+        # Vonage streams 16 kHz L16 by default: Google gets that, not the 8 kHz mu-law the call hears.
+        emulator, daemon = self.start()
+        report = yield place_call(reactor, f"ws://127.0.0.1:{daemon.port}/media/vonage",
+                                  [line("What time do you open?"), line("Thank you, goodbye.")], carrier="vonage")
+        self.assertTrue(report.hung_up_by_bot, report.errors)
+        [carrier] = [entry for entry in daemon.lines("CARRIER") if f"call={report.call_sid}" in entry]
+        self.assertIn("audio=pcm_s16le/16000 playout=carrier stt_audio=pcm_s16le/16000", carrier)
+        self.assertEqual(self.answered_turns(daemon, report.call_sid), 2)
+        bot = [entry for entry in daemon.lines(" BOT ") if report.call_sid in entry]
+        self.assertIn("Monday to Friday", bot[1])  # the emulator recognized the 16 kHz question
+        self.assertRegex(daemon.log(), rf"TURN call={report.call_sid} turn=1 STT_FIRST_PARTIAL_MS=\d+")
+        self.assertEqual(daemon.lines("STT_DEGRADED"), [])  # the LINEAR16 config was accepted
+
+    @inlineCallbacks
     def test_one_stream_in_three_unavailable_drops_nothing(self):
         # A 20 s stream limit with rollover at 15 s makes several streams per call; one in three fails.
         emulator, daemon = self.start("--fail-status", "UNAVAILABLE", "--fail-every", "3", "--max-stream-s", "20",

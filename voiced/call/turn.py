@@ -41,8 +41,9 @@ from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.record import CallObserver, CallRecord
 from voiced.call.reply import Reply
 from voiced.call.transcript import Transcribing
+from voiced.carrier.base import MULAW_8K, AudioFormat
 from voiced.metrics import Metrics, TurnTimes
-from voiced.stt.base import STTEngine
+from voiced.stt.base import STTEngine, silence
 from voiced.tts.speaker import Speaker
 
 __all__ = ["Call", "CallTransport", "State", "Turn", "TurnSettings", "END_MARK_GRACE_S"]
@@ -82,6 +83,7 @@ class Call(Transcribing, Answering):
         control: CallControl | None = None,
         observer: CallObserver | None = None,
         playout: str = "carrier",
+        stt_audio: AudioFormat = MULAW_8K,
     ) -> None:
         self.info = info
         self.call_id = info.call_id
@@ -95,7 +97,10 @@ class Call(Transcribing, Answering):
         self.observer = observer
         self.record = CallRecord.begin(info, clock.seconds(), playout)
         self._eou = eou
-        self._stt = stt.open_stream(info.call_id, self)
+        # What the STT stream is fed: the 8 kHz mu-law the call hears, or a wideband
+        # carrier's 16 kHz PCM (on_media's stt_audio), as the service chose for this call.
+        self.stt_audio = stt_audio
+        self._stt = stt.open_stream(info.call_id, self, audio=stt_audio)
         # Optional (streaming engines): told when the caller pauses mid-utterance, so the
         # audio of a pause that may end the turn reaches the service without batching.
         self._stt_pausing = getattr(self._stt, "caller_pausing", None)
@@ -137,13 +142,15 @@ class Call(Transcribing, Answering):
         if self.settings.max_call_s:
             self._time_limit = self.clock.callLater(self.settings.max_call_s, self._time_limit_reached)
 
-    def on_media(self, ulaw: bytes) -> None:
+    def on_media(self, ulaw: bytes, stt_audio: bytes | None = None) -> None:
+        """The caller's audio: 8 kHz mu-law, and for a call with wideband STT the same audio
+        in ``self.stt_audio`` (the turn machine, VAD and barge-in stay at 8 kHz)."""
         # Fifty times a second per call, so one method (a gap's silence comes here too).
         if self.state is State.ENDED:
             return
         eou = self._eou
         self._last_media_at = self.clock.seconds()
-        self._stt.feed(ulaw)
+        self._stt.feed(ulaw if stt_audio is None else stt_audio)
         for event in eou.push(ulaw):
             if isinstance(event, SpeechStarted):
                 self._on_speech_started(event.at)
@@ -175,7 +182,8 @@ class Call(Transcribing, Answering):
             return
         missing_ms = int((self.clock.seconds() - self._last_media_at) * 1000) // FRAME_MS * FRAME_MS
         if missing_ms >= MEDIA_GAP_S * 1000:
-            self.on_media(silence_ulaw(missing_ms))  # re-arms this check while speech goes on
+            wide = None if self.stt_audio == MULAW_8K else silence(self.stt_audio, missing_ms)
+            self.on_media(silence_ulaw(missing_ms), wide)  # re-arms this check while speech goes on
         else:
             self._media_gap_timer = self.clock.callLater(MEDIA_GAP_CHECK_S, self._check_media_gap)
 

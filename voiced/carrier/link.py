@@ -5,7 +5,9 @@ A carrier's protocol parses its wire and calls ``started``, ``audio``, ``dtmf``,
 this object (it is the call's ``CallTransport``), which converts the bot's 8 kHz mu-law
 into the call's format (``voiced.carrier.codec``) and either hands it to the carrier
 with playback markers the carrier echoes, or paces it itself on a local playout clock
-(``voiced.carrier.playout``) for a carrier without echoes. Whatever goes wrong with
+(``voiced.carrier.playout``) for a carrier without echoes. The call hears 8 kHz
+mu-law; when the service gave a wideband call 16 kHz STT (the call's ``stt_audio``),
+each frame also goes to the call at 16 kHz for its STT stream. Whatever goes wrong with
 one call (a malformed message, an exception in the call) closes that call's stream
 only, with one of the close codes below and a log line naming the call.
 """
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from voiced.carrier.base import CallCore, CallStart, CarrierWire
+from voiced.carrier.base import MULAW_8K, CallCore, CallStart, CarrierWire
 from voiced.carrier.codec import Codec
 from voiced.carrier.limits import MediaRate
 from voiced.carrier.playout import Playout
@@ -53,6 +55,7 @@ class CallLink:
         self.call: "Call | None" = None
         self.call_id = "-"
         self.codec: Codec | None = None
+        self.wideband_stt = False  # the call's STT takes the carrier's 16 kHz, not the 8 kHz copy
         self.frame_bytes = 160  # one 20 ms frame of the call's audio (mu-law 8 kHz until the start says)
         self.playout: Playout | None = None
         self.closing = False  # a close was sent or decided: the peer is no longer heard
@@ -75,10 +78,12 @@ class CallLink:
         self.codec, self.frame_bytes = codec, codec.frame_bytes
         if not self.echoes_marks:
             self.playout = Playout(self.clock, codec.frame_bytes, self.wire.write_audio, self.played)
-        self.call = self.core.new_call(start, self, "carrier" if self.echoes_marks else "local")
-        log.info("CARRIER call={call} carrier={carrier} audio={audio} playout={playout}", call=self.call_id,
-                 carrier=self.carrier, audio=str(start.audio), playout="carrier" if self.echoes_marks else "local")
-        self.call.start()
+        self.call = call = self.core.new_call(start, self, "carrier" if self.echoes_marks else "local")
+        self.wideband_stt = call.stt_audio != MULAW_8K
+        log.info("CARRIER call={call} carrier={carrier} audio={audio} playout={playout} stt_audio={stt}",
+                 call=self.call_id, carrier=self.carrier, audio=str(start.audio),
+                 playout="carrier" if self.echoes_marks else "local", stt=str(call.stt_audio))
+        call.start()
 
     def audio(self, payload: bytes) -> None:
         """The caller's audio in the call's format: whole 20 ms frames."""
@@ -99,7 +104,12 @@ class CallLink:
                 self.refuse(f"media flood: {self._rate.dropped} frames over real time")
             return
         codec = self.codec
-        call.on_media(payload if codec is None or codec.passthrough else codec.decode(payload))
+        if codec is None or codec.passthrough:
+            call.on_media(payload)
+        elif self.wideband_stt:
+            call.on_media(*codec.decode_wideband(payload))
+        else:
+            call.on_media(codec.decode(payload))
 
     def dtmf(self, digit: str) -> None:
         if self.call is not None:

