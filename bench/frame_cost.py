@@ -56,7 +56,7 @@ from voiced.carrier.twilio.protocol import TwilioAdmission, TwilioMediaStreamFac
 from voiced.config import Settings
 from voiced.logging import make_observer
 from voiced.metrics import Metrics
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.stt.base import STT_FORMATS, stt_input
 from voiced.stt.local import LocalSTTStream
 from voiced.tts.speaker import PhraseCache, Speaker

@@ -16,7 +16,7 @@ from voiced.caller.carriers.base import Audio, CallSetup, Clear, HangUp, Marker,
 from voiced.carrier.asterisk import wire
 from voiced.carrier.asterisk.admission import authorization_header, basic_auth_password, secret_matches
 from voiced.carrier.asterisk.sender import LEAD_S, MediaSender
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

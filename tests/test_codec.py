@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_caller import tone
 from voiced.audio import SAMPLE_RATE, pcm16_to_ulaw, ulaw_to_pcm16
-from voiced.carrier.base import AudioFormat, UnsupportedAudio
+from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.codec import Codec
 
 MULAW_8K, ALAW_8K = AudioFormat("mulaw", 8000), AudioFormat("alaw", 8000)

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_exotel_wire import FAST, exotel_like
 from tests.test_protocol import RecordingService, client_frame, server_frames
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 from voiced.carrier.exotel import carrier
 from voiced.carrier.exotel.auth import basic_authorization
 from voiced.carrier.exotel.chunks import MIN_BYTES

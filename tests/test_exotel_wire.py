@@ -9,7 +9,7 @@ import unittest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.carrier.base import AudioFormat, UnsupportedAudio
+from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.exotel import wire
 from voiced.carrier.exotel.auth import basic_authorization, credentials_problem
 from voiced.carrier.exotel.chunks import MAX_BYTES, MIN_BYTES, STEP_BYTES, Rechunker

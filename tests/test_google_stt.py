@@ -18,7 +18,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from voiced.audio import FRAME_BYTES, SAMPLE_RATE, pcm16_to_ulaw, silence_ulaw
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.config import Settings
 from voiced.emulator.faults import FaultPlan
 from voiced.emulator.server import Emulator

@@ -6,7 +6,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_protocol import RecordingService
-from voiced.carrier.base import MULAW_8K, AudioFormat, CallStart
+from voiced.audio import MULAW_8K, AudioFormat
+from voiced.carrier.base import CallStart
 from voiced.carrier.link import CLOSE_NO_START, CLOSE_POLICY_VIOLATION, CallLink
 from voiced.stt.base import PCM_16K, STT_FORMATS
 

@@ -14,7 +14,7 @@ from voiced.audio import silence_ulaw
 from voiced.caller.carriers import carrier_wire
 from voiced.caller.carriers.base import Audio, CallSetup, Clear, Marker, Problem, SendBack
 from voiced.caller.carriers.plivo import PlivoStream
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 from voiced.carrier.plivo import wire
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

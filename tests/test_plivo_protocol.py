@@ -18,7 +18,7 @@ from twisted.web.server import Site
 
 from tests.test_protocol import RecordingService, client_frame, server_frames
 from voiced.carrier import media_token
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 from voiced.carrier.link import MAX_PROTOCOL_ERRORS
 from voiced.carrier.plivo import wire
 from voiced.carrier.plivo.answer import PlivoAnswer

@@ -9,7 +9,7 @@ from xml.etree import ElementTree
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from voiced.carrier.base import AudioFormat, UnsupportedAudio
+from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.plivo import wire
 from voiced.carrier.plivo.signature import plivo_signature, signature_matches, signed_string
 

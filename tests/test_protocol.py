@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.carrier.base import MULAW_8K
+from voiced.audio import MULAW_8K
 from voiced.carrier.link import MAX_PROTOCOL_ERRORS
 from voiced.carrier.twilio.protocol import MAX_SEQUENCE_WARNINGS, TwilioAdmission, TwilioMediaStreamFactory
 from voiced.config import Settings

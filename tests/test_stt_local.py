@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from voiced import preflight
 from voiced.audio import SAMPLE_RATE, frames, pcm16_to_ulaw, resample_pcm16, silence_ulaw, ulaw_to_pcm16
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.config import ConfigError, Settings
 from voiced.lifecycle import construction_counts
 from voiced.stt.base import PCM_16K, STT_FORMATS, stt_input

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_protocol import HANDSHAKE, RecordingService, client_frame, server_frames
 from voiced.carrier import media_token
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 from voiced.carrier.gate import CarrierOff
 from voiced.carrier.limits import MAX_OUTBOUND_BYTES
 from voiced.carrier.link import MAX_PROTOCOL_ERRORS

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from voiced.carrier.base import AudioFormat, UnsupportedAudio
+from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.telnyx import wire
 from voiced.caller.carriers import carrier_wire
 from voiced.caller.carriers.base import Audio, CallSetup, Clear, Marker, Problem

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.agent.base import CallInfo, EndCall, Said
 from voiced.audio import ulaw_to_pcm16
-from voiced.carrier.base import MULAW_8K
+from voiced.audio import MULAW_8K
 from voiced.stt.base import PCM_16K
 from voiced.call.eou import EndOfUtterance
 from voiced.call.turn import Call, State, TurnSettings

@@ -17,7 +17,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from tests.test_protocol import RecordingService
 from voiced.carrier import media_token
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 from voiced.carrier.gate import CarrierOff
 from voiced.carrier.vonage import carrier, signature, wire
 from voiced.carrier.vonage.answer import NccoAnswer

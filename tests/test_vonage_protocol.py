@@ -18,7 +18,7 @@ from voiced.audio import silence_ulaw
 from voiced.caller.carriers import carrier_wire
 from voiced.caller.carriers.base import Audio, CallSetup, Clear, Marker, Problem, SendBack
 from voiced.carrier import media_token
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 from voiced.carrier.link import MAX_PROTOCOL_ERRORS
 from voiced.carrier.vonage import signature
 from voiced.carrier.vonage.protocol import VonageAdmission, VonageMediaStreamFactory

@@ -1,7 +1,10 @@
-"""Audio formats at the telephony edge: 8 kHz mu-law frames, PCM16, resampling, WAV.
+"""Audio formats at the telephony edge: what a carrier may stream (``AudioFormat``), 8 kHz
+mu-law frames, PCM16, resampling, WAV.
 
-The per-frame path stays at 8 kHz (Twilio, Google and webrtcvad all take it);
-anything that needs another rate resamples once per utterance with soxr.
+The call core's per-frame path stays at 8 kHz mu-law (VAD, end of utterance, TTS and
+its phrase cache); a wideband carrier's call also feeds STT its 16 kHz PCM
+(``voiced.carrier.codec``); anything else that needs another rate resamples once per
+utterance with soxr.
 """
 
 from __future__ import annotations
@@ -23,6 +26,42 @@ SAMPLE_RATE = 8000
 FRAME_MS = 20
 FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000  # mu-law: one byte per sample
 ULAW_SILENCE = b"\xff"
+
+
+#: Encodings a carrier may stream (16-bit PCM in either byte order: RTP's L16 is big-endian,
+#: Asterisk's slin and most WebSocket carriers' raw PCM little-endian).
+ENCODINGS = ("mulaw", "alaw", "pcm_s16le", "pcm_s16be")
+SAMPLE_RATES = (8000, 16000, 24000)
+
+
+class UnsupportedAudio(ValueError):
+    """An audio format voiced does not speak: a carrier's parser closes the stream with
+    ``CLOSE_BAD_MEDIA_FORMAT`` (4001) before any call exists."""
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    encoding: str  # one of ENCODINGS
+    sample_rate: int  # one of SAMPLE_RATES
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS or self.sample_rate not in SAMPLE_RATES:
+            raise UnsupportedAudio(f"unsupported audio format {self}")
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return 1 if self.encoding in ("mulaw", "alaw") else 2
+
+    def bytes_per_ms(self) -> int:
+        """Bytes of one millisecond; every supported rate is a whole number of samples per ms."""
+        return self.sample_rate // 1000 * self.bytes_per_sample
+
+    def __str__(self) -> str:
+        return f"{self.encoding}/{self.sample_rate}"
+
+
+MULAW_8K = AudioFormat("mulaw", 8000)
+
 
 
 def ulaw_to_pcm16(ulaw: bytes) -> bytes:

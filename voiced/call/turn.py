@@ -41,7 +41,7 @@ from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.record import CallObserver, CallRecord
 from voiced.call.reply import Reply
 from voiced.call.transcript import Transcribing
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.metrics import Metrics, TurnTimes
 from voiced.stt.base import STTEngine, silence
 from voiced.tts.speaker import Speaker

@@ -21,46 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.call.control import CallControl
 from voiced.call.model import CallTransport
 
 if TYPE_CHECKING:
     from voiced.call.turn import Call
-
-#: Encodings a carrier may stream (16-bit PCM in either byte order: RTP's L16 is big-endian,
-#: Asterisk's slin and most WebSocket carriers' raw PCM little-endian).
-ENCODINGS = ("mulaw", "alaw", "pcm_s16le", "pcm_s16be")
-SAMPLE_RATES = (8000, 16000, 24000)
-
-
-class UnsupportedAudio(ValueError):
-    """A carrier asked for an audio format voiced does not speak: its parser closes the
-    stream with ``CLOSE_BAD_MEDIA_FORMAT`` (4001) before any call exists."""
-
-
-@dataclass(frozen=True)
-class AudioFormat:
-    encoding: str  # one of ENCODINGS
-    sample_rate: int  # one of SAMPLE_RATES
-
-    def __post_init__(self) -> None:
-        if self.encoding not in ENCODINGS or self.sample_rate not in SAMPLE_RATES:
-            raise UnsupportedAudio(f"unsupported audio format {self}")
-
-    @property
-    def bytes_per_sample(self) -> int:
-        return 1 if self.encoding in ("mulaw", "alaw") else 2
-
-    def bytes_per_ms(self) -> int:
-        """Bytes of one millisecond; every supported rate is a whole number of samples per ms."""
-        return self.sample_rate // 1000 * self.bytes_per_sample
-
-    def __str__(self) -> str:
-        return f"{self.encoding}/{self.sample_rate}"
-
-
-MULAW_8K = AudioFormat("mulaw", 8000)
-
 
 @dataclass(frozen=True)
 class CallStart:

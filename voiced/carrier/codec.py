@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from voiced.audio import audioop
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 
 _LITTLE = sys.byteorder == "little"
 #: Taps of the decimation filter: ~2 ms of history, a cut-off at 3.6 kHz.

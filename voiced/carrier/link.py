@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from voiced.carrier.base import MULAW_8K, CallCore, CallStart, CarrierWire
+from voiced.audio import MULAW_8K
+from voiced.carrier.base import CallCore, CallStart, CarrierWire
 from voiced.carrier.codec import Codec
 from voiced.carrier.limits import MediaRate
 from voiced.carrier.playout import Playout

@@ -35,7 +35,7 @@ from __future__ import annotations
 from google.cloud import speech_v1
 from twisted.logger import Logger
 
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.config import Settings
 from voiced.google.clients import GoogleClients
 from voiced.google.stt_session import HEALTHY_STREAM_S

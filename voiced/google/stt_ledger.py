@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from google.cloud import speech_v1
 
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.google.stt_session import AudioLog, Session
 from voiced.stt.local import PREROLL_MS
 

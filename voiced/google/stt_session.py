@@ -18,7 +18,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import speech_v1
 from google.cloud.speech_v1.services.speech.transports.base import DEFAULT_CLIENT_INFO
 
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.google.aio_loop import AioLoop
 from voiced.google.channels import Lease
 

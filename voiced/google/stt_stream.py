@@ -20,7 +20,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.google.clients import is_transient
 from voiced.google.stt_ledger import Ledger
 from voiced.google.stt_session import HEALTHY_STREAM_S, AudioLog as _AudioLog, Session as _Session

@@ -17,7 +17,7 @@ from typing import AbstractSet, Protocol
 
 from twisted.internet.defer import Deferred
 
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 
 #: Wideband STT input: little-endian as Google's LINEAR16 and numpy's "<i2" read it.
 PCM_16K = AudioFormat("pcm_s16le", 16000)

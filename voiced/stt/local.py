@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from voiced.audio import ulaw_to_float32
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.language import primary
 from voiced.lifecycle import note_construction
 from voiced.stt.base import PCM_16K, STT_FORMATS, Transcriber, TranscriptListener, check_format

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 from voiced.carrier.codec import Codec
 from voiced.carrier.exotel.auth import basic_authorization
 from voiced.carrier.exotel.chunks import MIN_BYTES, STEP_BYTES

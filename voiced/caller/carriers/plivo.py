@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from voiced.carrier.base import MULAW_8K, AudioFormat
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.carrier.codec import Codec
 from voiced.carrier.plivo.wire import DEFAULT_CONTENT_TYPE, audio_format, split_content_type
 from voiced.caller.carriers.base import (

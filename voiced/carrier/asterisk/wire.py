@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Union
 
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 
 
 class ProtocolError(ValueError):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 
 HANG_UP = 0x00
 UUID = 0x01

@@ -17,7 +17,7 @@ silence, as the caller hears it). ``clear`` forgets the rest: it was never sent.
 
 from __future__ import annotations
 
-from voiced.carrier.base import AudioFormat
+from voiced.audio import AudioFormat
 
 STEP_BYTES = 320
 MIN_BYTES = 3200

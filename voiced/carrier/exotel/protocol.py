@@ -17,7 +17,8 @@ from typing import Any
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 
-from voiced.carrier.base import CallStart, UnsupportedAudio
+from voiced.audio import UnsupportedAudio
+from voiced.carrier.base import CallStart
 from voiced.carrier.exotel import wire
 from voiced.carrier.exotel.auth import credentials_problem
 from voiced.carrier.exotel.chunks import Rechunker

@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Union
 
-from voiced.carrier.base import AudioFormat, UnsupportedAudio
+from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.twilio.wire import loads  # json.loads without its slow layers: one shared helper
 
 DTMF_KEYS = frozenset("0123456789*#ABCD")

@@ -18,7 +18,8 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 
 from voiced.carrier import media_token
-from voiced.carrier.base import CallStart, UnsupportedAudio
+from voiced.audio import UnsupportedAudio
+from voiced.carrier.base import CallStart
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT, CLOSE_BINARY_FRAME
 from voiced.carrier.plivo import wire
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory

@@ -28,7 +28,7 @@ from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape
 
 from voiced.call.control import check_transfer_target, is_sip_uri
-from voiced.carrier.base import AudioFormat, UnsupportedAudio
+from voiced.audio import AudioFormat, UnsupportedAudio
 
 #: The ``contentType`` values a bidirectional <Stream> takes (Plivo's XML reference).
 CONTENT_TYPES = ("audio/x-mulaw;rate=8000", "audio/x-l16;rate=8000", "audio/x-l16;rate=16000")

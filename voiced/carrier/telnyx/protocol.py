@@ -21,7 +21,8 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from voiced.carrier import media_token
-from voiced.carrier.base import CallStart, UnsupportedAudio
+from voiced.audio import UnsupportedAudio
+from voiced.carrier.base import CallStart
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT, CLOSE_BINARY_FRAME, CLOSE_NORMAL
 from voiced.carrier.telnyx import wire
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory

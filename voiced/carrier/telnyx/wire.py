@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Union
 from xml.sax.saxutils import escape
 
-from voiced.carrier.base import AudioFormat, UnsupportedAudio
+from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.twilio.wire import loads
 
 #: Telnyx's codec names for what voiced speaks; G722, OPUS and AMR-WB are refused (4001).

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from voiced.carrier.base import SAMPLE_RATES, AudioFormat
+from voiced.audio import SAMPLE_RATES, AudioFormat
 
 EVENT_CONNECTED = "websocket:connected"
 EVENT_DTMF = "websocket:dtmf"
