@@ -27,14 +27,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from voiced.call.control import check_transfer_target
-from voiced.carrier.rest import (
-    DEFAULT_BACKOFF,
-    REQUEST_TIMEOUT_S,
-    USER_AGENT,
-    CarrierCallControl,
-    CarrierRestError,
-    error_detail,
-)
+from voiced.carrier.rest import DEFAULT_BACKOFF, REQUEST_TIMEOUT_S, USER_AGENT
+from voiced.carrier.rest import CarrierCallControl, CarrierRestError, error_detail
 from voiced.retry import Backoff
 
 __all__ = ["ANSWER_PATH", "DEFAULT_API_BASE", "DEFAULT_BACKOFF", "REQUEST_TIMEOUT_S", "PlivoCallControl",

@@ -28,14 +28,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from voiced.call.control import check_transfer_target
-from voiced.carrier.rest import (
-    DEFAULT_BACKOFF,
-    MAX_DETAIL,
-    REQUEST_TIMEOUT_S,
-    USER_AGENT,
-    CarrierCallControl,
-    CarrierRestError,
-)
+from voiced.carrier.rest import DEFAULT_BACKOFF, MAX_DETAIL, REQUEST_TIMEOUT_S
+from voiced.carrier.rest import USER_AGENT, CarrierCallControl, CarrierRestError
 from voiced.retry import Backoff
 
 __all__ = ["CALL_ALREADY_ENDED", "DEFAULT_API_BASE", "DEFAULT_BACKOFF", "REQUEST_TIMEOUT_S", "TelnyxCallControl",
