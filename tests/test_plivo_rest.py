@@ -6,10 +6,10 @@ the requests checked against what plivo-python's ``calls.hangup``/``calls.transf
 from __future__ import annotations
 
 from twisted.internet import reactor
-from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from tests.fakes.http_apps import Canned, RecordingApp, make_http_client, start_server
+from tests.fakes.http_apps import Canned
+from tests.fakes.rest_control import FAST, RestControlTestCase
 from voiced.call.control import CallControl
 from voiced.carrier.plivo.rest import DEFAULT_API_BASE, DEFAULT_BACKOFF, PlivoCallControl
 from voiced.retry import Backoff
@@ -18,25 +18,13 @@ AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
 TOKEN = "tok-9f8e7d6c5b4a"
 CALL = "0e6c8a3c-1b1a-4f53-9d54-5a9f0e0d4c11"
 PUBLIC = "https://voice.example.com"
-FAST = Backoff(0.01, 0.04, attempts=3, jitter=0)
 TRANSFERRED = Canned.json({"message": "call transferred", "api_id": "08c94608-58bd-11e1-86da-adf28403fe48"},
                           status=202)
 NOT_FOUND = Canned.json({"api_id": "5a9fcb68-582d-11e1-86da-6ff39efcb949", "error": "call not found"}, status=404)
 
 
-class PlivoCallControlTests(TestCase):
-    def setUp(self) -> None:
-        self.app = RecordingApp()
-        self.server = start_server(self, self.app)
-        self.http = make_http_client(self)
-        self.logs: list[str] = []
-
-        def observe(event: dict) -> None:
-            if event.get("log_namespace", "").startswith("voiced.carrier.plivo.rest"):
-                self.logs.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+class PlivoCallControlTests(RestControlTestCase):
+    log_namespace = "voiced.carrier.plivo.rest"
 
     def control(self, api_base: str | None = None, public_url: str = PUBLIC, **kwargs) -> PlivoCallControl:
         kwargs.setdefault("backoff", FAST)

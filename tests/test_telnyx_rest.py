@@ -5,10 +5,9 @@ as ``{"errors": [{code, title, detail}]}``)."""
 from __future__ import annotations
 
 from twisted.internet import reactor
-from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import TestCase
 
-from tests.fakes.http_apps import Canned, RecordingApp, make_http_client, start_server
+from tests.fakes.http_apps import Canned
+from tests.fakes.rest_control import FAST, RestControlTestCase
 from voiced.call.control import CallControl
 from voiced.carrier.telnyx.rest import DEFAULT_API_BASE, TelnyxCallControl, error_detail
 from voiced.retry import Backoff
@@ -16,26 +15,14 @@ from voiced.retry import Backoff
 API_KEY = "KEY0123456789ABCDEF_secret"
 CALL = "v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg"
 OK = Canned.json({"data": {"result": "ok"}})
-FAST = Backoff(0.01, 0.04, attempts=3, jitter=0)
 
 
 def telnyx_error(status: int, code: str, title: str, detail: str) -> Canned:
     return Canned.json({"errors": [{"code": code, "title": title, "detail": detail}]}, status=status)
 
 
-class TelnyxCallControlTests(TestCase):
-    def setUp(self) -> None:
-        self.app = RecordingApp()
-        self.server = start_server(self, self.app)
-        self.http = make_http_client(self)
-        self.logs: list[str] = []
-
-        def observe(event: dict) -> None:
-            if event.get("log_namespace", "").startswith("voiced.carrier.telnyx.rest"):
-                self.logs.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+class TelnyxCallControlTests(RestControlTestCase):
+    log_namespace = "voiced.carrier.telnyx.rest"
 
     def control(self, api_base: str | None = None, **kwargs) -> TelnyxCallControl:
         kwargs.setdefault("backoff", FAST)

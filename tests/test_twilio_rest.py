@@ -11,10 +11,10 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
 from twilio.twiml.voice_response import Dial, VoiceResponse
 from twisted.internet import reactor
-from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from tests.fakes.http_apps import Canned, RecordingApp, make_http_client, start_server
+from tests.fakes.http_apps import Canned
+from tests.fakes.rest_control import FAST, RestControlTestCase
 from voiced.call.control import CallControl, check_transfer_target
 from voiced.carrier.twilio.rest import DEFAULT_API_BASE, DEFAULT_BACKOFF, TwilioCallControl, dial_twiml
 from voiced.retry import Backoff
@@ -23,7 +23,6 @@ ACCOUNT = "AC" + "0123456789abcdef" * 2
 TOKEN = "tok-9f8e7d6c5b4a"
 CALL = "CA" + "fedcba9876543210" * 2
 CALL_RESOURCE = {"sid": CALL, "account_sid": ACCOUNT, "status": "completed"}
-FAST = Backoff(0.01, 0.04, attempts=3, jitter=0)
 
 
 class RecordingTwilioHttp(TwilioHttpClientBase):
@@ -46,19 +45,8 @@ def what_twilio_sends(**update: str) -> dict:
     return request
 
 
-class TwilioCallControlTests(TestCase):
-    def setUp(self) -> None:
-        self.app = RecordingApp()
-        self.server = start_server(self, self.app)
-        self.http = make_http_client(self)
-        self.logs: list[str] = []
-
-        def observe(event: dict) -> None:
-            if event.get("log_namespace", "").startswith("voiced.carrier.twilio.rest"):
-                self.logs.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+class TwilioCallControlTests(RestControlTestCase):
+    log_namespace = "voiced.carrier.twilio.rest"
 
     def control(self, api_base: str | None = None, **kwargs) -> TwilioCallControl:
         kwargs.setdefault("backoff", FAST)

@@ -11,10 +11,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from twisted.internet import reactor
-from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from tests.fakes.http_apps import Canned, RecordingApp, make_http_client, start_server
+from tests.fakes.http_apps import Canned
+from tests.fakes.rest_control import FAST, RestControlTestCase
 from voiced.call.control import CallControl
 from voiced.carrier.vonage.rest import (
     DEFAULT_API_BASE,
@@ -28,7 +28,6 @@ from voiced.retry import Backoff
 
 APP_ID = "aaaaaaaa-0000-1111-2222-333333333333"
 UUID = "63f61863-4a51-4f6b-86e1-46edebcf9356"
-FAST = Backoff(0.01, 0.04, attempts=3, jitter=0)
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 NO_CONTENT = Canned(status=204)
 
@@ -47,19 +46,8 @@ def verified_claims(authorization: str, public_key: rsa.RSAPublicKey) -> dict:
     return json.loads(b64url(claims))
 
 
-class VonageCallControlTests(TestCase):
-    def setUp(self) -> None:
-        self.app = RecordingApp()
-        self.server = start_server(self, self.app)
-        self.http = make_http_client(self)
-        self.logs: list[str] = []
-
-        def observe(event: dict) -> None:
-            if event.get("log_namespace", "").startswith("voiced.carrier.vonage.rest"):
-                self.logs.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+class VonageCallControlTests(RestControlTestCase):
+    log_namespace = "voiced.carrier.vonage.rest"
 
     def control(self, api_base: str | None = None, **kwargs) -> VonageCallControl:
         kwargs.setdefault("backoff", FAST)

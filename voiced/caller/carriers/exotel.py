@@ -28,14 +28,13 @@ from voiced.carrier.exotel.chunks import MIN_BYTES, STEP_BYTES
 from voiced.caller.carriers.base import (
     Audio,
     CallSetup,
-    Clear,
     DaemonEvent,
-    Marker,
     Outbound,
     Problem,
     Transport,
     new_id,
 )
+from voiced.caller.carriers.json_messages import bad, read_media_mark_clear
 
 _COMPACT = (",", ":")
 _b64 = binascii.b2a_base64
@@ -43,10 +42,6 @@ CHUNK_MS = 100  # Exotel streams the caller's audio "every ~100 ms"
 MAX_CHUNK_BYTES = 100 * 1024
 #: How the start's media_format names each encoding (Exotel's documented example says "audio/x-raw").
 _ENCODING_NAMES = {"pcm_s16le": "audio/x-raw", "mulaw": "audio/x-mulaw", "alaw": "audio/x-alaw"}
-
-
-def _bad(reason: str) -> list[DaemonEvent]:
-    return [Problem(f"daemon sent a bad message: {reason}")]
 
 
 @dataclass
@@ -163,43 +158,15 @@ class ExotelStream:
         return [self.stop()]
 
     def read(self, data: bytes, is_binary: bool) -> list[DaemonEvent]:
-        if is_binary:
-            return [Problem("daemon sent a binary frame (Exotel takes JSON text only)")]
-        try:
-            msg = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            return _bad(f"not JSON: {str(e)[:100]}")
-        event = msg.get("event") if isinstance(msg, dict) else None
-        if not isinstance(event, str):
-            return _bad("message has no 'event'")
+        return read_media_mark_clear(data, is_binary, "Exotel", ("stream_sid", "streamSid"), self.stream_sid,
+                                     self._audio)
+
+    def _audio(self, audio: bytes) -> list[DaemonEvent]:
         events: list[DaemonEvent] = []
-        sid = msg.get("stream_sid", msg.get("streamSid"))
-        if sid is not None and sid != self.stream_sid:
-            events.append(Problem(f"daemon used stream_sid {sid!r}, not {self.stream_sid!r}"))
-        if event == "media":
-            media = msg.get("media")
-            payload = media.get("payload") if isinstance(media, dict) else None
-            if not isinstance(payload, str):
-                return events + _bad("media lacks 'payload'")
-            try:
-                audio = binascii.a2b_base64(payload, strict_mode=True)
-            except (binascii.Error, ValueError):
-                return events + _bad("media payload is not base64")
-            n = len(audio)
-            if n % STEP_BYTES or not MIN_BYTES <= n <= MAX_CHUNK_BYTES:
-                events.append(Problem(f"daemon sent a media chunk of {n} bytes: Exotel takes multiples of "
-                                      f"{STEP_BYTES} bytes from {MIN_BYTES} to {MAX_CHUNK_BYTES}"))
-            if n % self.audio.bytes_per_sample:
-                return events + _bad(f"media of {n} bytes is not whole samples of {self.audio}")
-            events.append(Audio(self._decoder.decode(audio)))
-        elif event == "mark":
-            mark = msg.get("mark")
-            name = mark.get("name") if isinstance(mark, dict) else None
-            if not isinstance(name, str):
-                return events + _bad("mark lacks 'name'")
-            events.append(Marker(name))
-        elif event == "clear":
-            events.append(Clear())
-        else:
-            events.append(Problem(f"daemon sent a {event!r} message, which Exotel does not accept"))
-        return events
+        n = len(audio)
+        if n % STEP_BYTES or not MIN_BYTES <= n <= MAX_CHUNK_BYTES:
+            events.append(Problem(f"daemon sent a media chunk of {n} bytes: Exotel takes multiples of "
+                                  f"{STEP_BYTES} bytes from {MIN_BYTES} to {MAX_CHUNK_BYTES}"))
+        if n % self.audio.bytes_per_sample:
+            return events + bad(f"media of {n} bytes is not whole samples of {self.audio}")
+        return events + [Audio(self._decoder.decode(audio))]

@@ -40,13 +40,10 @@ from voiced.caller.carriers.base import (
     SendBack,
     Transport,
 )
+from voiced.caller.carriers.json_messages import bad, open_message
 
 _COMPACT = (",", ":")
 _b64 = binascii.b2a_base64
-
-
-def _bad(reason: str) -> list[DaemonEvent]:
-    return [Problem(f"daemon sent a bad message: {reason}")]
 
 
 def _account_id() -> str:
@@ -156,25 +153,16 @@ class PlivoStream:
         return []
 
     def read(self, data: bytes, is_binary: bool) -> list[DaemonEvent]:
-        if is_binary:
-            return [Problem("daemon sent a binary frame (Plivo takes JSON text only)")]
-        try:
-            msg = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            return _bad(f"not JSON: {str(e)[:100]}")
-        event = msg.get("event") if isinstance(msg, dict) else None
-        if not isinstance(event, str):
-            return _bad("message has no 'event'")
-        events: list[DaemonEvent] = []
-        sid = msg.get("streamId")
-        if sid is not None and sid != self.stream_uuid:
-            events.append(Problem(f"daemon used streamId {sid!r}, not {self.stream_uuid!r}"))
+        opened = open_message(data, is_binary, "Plivo", ("streamId",), self.stream_uuid)
+        if isinstance(opened, list):
+            return opened
+        msg, event, events = opened
         if event == "playAudio":
             return events + self._play_audio(msg.get("media"))
         if event == "checkpoint":
             name = msg.get("name")
             if not isinstance(name, str):
-                return events + _bad("checkpoint lacks 'name'")
+                return events + bad("checkpoint lacks 'name'")
             return events + [Marker(name)]
         if event == "clearAudio":
             return events + [Clear(), SendBack(self.cleared_audio())]
@@ -182,15 +170,15 @@ class PlivoStream:
 
     def _play_audio(self, media: object) -> list[DaemonEvent]:
         if not isinstance(media, dict) or not isinstance(media.get("payload"), str):
-            return _bad("playAudio lacks media.payload")
+            return bad("playAudio lacks media.payload")
         if media.get("contentType") != self.content_type or media.get("sampleRate") != self.audio.sample_rate:
             # Plivo plays what the stream was opened with; another format would be noise.
-            return _bad(f"playAudio as {media.get('contentType')}/{media.get('sampleRate')} on a "
+            return bad(f"playAudio as {media.get('contentType')}/{media.get('sampleRate')} on a "
                         f"{self.content_type}/{self.audio.sample_rate} stream")
         try:
             audio = binascii.a2b_base64(media["payload"], strict_mode=True)
         except (binascii.Error, ValueError):
-            return _bad("playAudio payload is not base64")
+            return bad("playAudio payload is not base64")
         if self.audio.bytes_per_sample == 2 and len(audio) % 2:
-            return _bad("playAudio payload is not whole 16-bit samples")
+            return bad("playAudio payload is not whole 16-bit samples")
         return [Audio(audio if self._from_daemon.passthrough else self._from_daemon.decode(audio))]

@@ -21,16 +21,13 @@ from voiced.audio import SAMPLE_RATE
 from voiced.carrier import media_token
 from voiced.carrier.twilio.signature import twilio_signature
 from voiced.caller.carriers.base import (
-    Audio,
     CallSetup,
-    Clear,
     DaemonEvent,
-    Marker,
     Outbound,
-    Problem,
     Transport,
     new_id,
 )
+from voiced.caller.carriers.json_messages import read_media_mark_clear
 
 _COMPACT = (",", ":")
 _b64 = binascii.b2a_base64
@@ -40,10 +37,6 @@ _MEDIA_CHUNK = '","media":{"track":"inbound","chunk":"'
 _MEDIA_TIMESTAMP = '","timestamp":"'
 _MEDIA_PAYLOAD = '","payload":"'
 _TOKEN_TTL_S = 300  # what voiced's TwiML gives a token
-
-
-def _bad(reason: str) -> list[DaemonEvent]:
-    return [Problem(f"daemon sent a bad message: {reason}")]
 
 
 @dataclass
@@ -145,36 +138,4 @@ class TwilioStream:
         return [self.stop()]
 
     def read(self, data: bytes, is_binary: bool) -> list[DaemonEvent]:
-        if is_binary:
-            return [Problem("daemon sent a binary frame (Twilio takes JSON text only)")]
-        try:
-            msg = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            return _bad(f"not JSON: {str(e)[:100]}")
-        event = msg.get("event") if isinstance(msg, dict) else None
-        if not isinstance(event, str):
-            return _bad("message has no 'event'")
-        events: list[DaemonEvent] = []
-        sid = msg.get("streamSid")
-        if sid is not None and sid != self.stream_sid:
-            events.append(Problem(f"daemon used streamSid {sid!r}, not {self.stream_sid!r}"))
-        if event == "media":
-            media = msg.get("media")
-            payload = media.get("payload") if isinstance(media, dict) else None
-            if not isinstance(payload, str):
-                return events + _bad("media lacks 'payload'")
-            try:
-                events.append(Audio(binascii.a2b_base64(payload, strict_mode=True)))
-            except (binascii.Error, ValueError):
-                return events + _bad("media payload is not base64")
-        elif event == "mark":
-            mark = msg.get("mark")
-            name = mark.get("name") if isinstance(mark, dict) else None
-            if not isinstance(name, str):
-                return events + _bad("mark lacks 'name'")
-            events.append(Marker(name))
-        elif event == "clear":
-            events.append(Clear())
-        else:
-            events.append(Problem(f"daemon sent a {event!r} message, which Twilio does not accept"))
-        return events
+        return read_media_mark_clear(data, is_binary, "Twilio", ("streamSid",), self.stream_sid)

@@ -25,6 +25,7 @@ from voiced.carrier.asterisk import wire
 from voiced.carrier.asterisk.admission import QUERY_PARAMETER, secret_matches
 from voiced.carrier.asterisk.sender import MediaSender
 from voiced.carrier.base import CallStart
+from voiced.carrier.inbound import parse_failed
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT, CLOSE_NORMAL
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
 
@@ -97,12 +98,8 @@ class AsteriskMediaSocket(CarrierWebSocket):
             return
         try:
             event = wire.parse_event(payload)
-        except wire.ProtocolError as e:
-            link.protocol_error(str(e))
-            return
         except Exception as e:  # a parser gap must cost one message, never the socket
-            log.failure("Unexpected parse failure call={call}", call=link.call_id)
-            link.protocol_error(f"unparseable control message ({type(e).__name__})")
+            parse_failed(link, e, wire.ProtocolError, "control message")
             return
         if isinstance(event, wire.MarkProcessed):
             if link.echoes_marks:

@@ -23,6 +23,7 @@ from voiced.carrier.exotel import wire
 from voiced.carrier.exotel.auth import credentials_problem
 from voiced.carrier.exotel.chunks import Rechunker
 from voiced.carrier.exotel.control import ExotelStreams
+from voiced.carrier.inbound import parse_failed
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT, CLOSE_BINARY_FRAME
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
 
@@ -79,12 +80,8 @@ class ExotelMediaStream(CarrierWebSocket):
             return
         try:
             message = wire.parse_message(payload)
-        except wire.ProtocolError as e:
-            link.protocol_error(str(e))
-            return
         except Exception as e:  # a parser gap must cost one message, never the socket
-            log.failure("Unexpected parse failure call={call}", call=link.call_id)
-            link.protocol_error(f"unparseable message ({type(e).__name__})")
+            parse_failed(link, e, wire.ProtocolError)
             return
         if type(message) is wire.Media:
             self._on_media(message.payload)

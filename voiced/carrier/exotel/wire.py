@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from voiced.audio import AudioFormat, UnsupportedAudio
-from voiced.carrier.twilio.wire import loads  # json.loads without its slow layers: one shared helper
+from voiced.carrier.jsonwire import loads
 
 DTMF_KEYS = frozenset("0123456789*#ABCD")
 MAX_ID = 128  # ids and marker names longer than this are cut: they reach logs and records

@@ -19,6 +19,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from voiced.carrier import media_token
+from voiced.carrier.answer import MAX_LOGGED_FIELD, form_field, host_from_request
 from voiced.carrier.plivo import wire
 from voiced.carrier.plivo.signature import NONCE_HEADER, SIGNATURE_HEADERS, signature_matches
 
@@ -26,12 +27,6 @@ log = Logger(namespace="voiced.carrier")
 
 MEDIA_PATH = "/media/plivo"
 TRANSFER_PARAMETER = "transfer"
-MAX_LOGGED_FIELD = 64
-
-
-def _first(values: dict[bytes, list[bytes]], name: bytes) -> str:
-    found = values.get(name) or [b""]
-    return found[0].decode("utf-8", "replace")[:MAX_LOGGED_FIELD]
 
 
 class PlivoAnswer(Resource):
@@ -55,7 +50,7 @@ class PlivoAnswer(Resource):
     def _public_base(self, request: Request) -> str:
         # Without VOICED_PUBLIC_URL the Host header is all there is: fine for a tunnel, wrong
         # behind a proxy that rewrites it (start-up warns).
-        return self.public_url or "https://" + (request.getHeader("host") or "localhost").strip()
+        return self.public_url or "https://" + host_from_request(request)
 
     def _signed(self, request: Request) -> bool:
         url = self._public_base(request) + request.uri.decode("utf-8", "replace")
@@ -78,8 +73,8 @@ class PlivoAnswer(Resource):
         query = parse_qs(urlsplit(request.uri.decode("utf-8", "replace")).query, keep_blank_values=True)
         if TRANSFER_PARAMETER in query:
             return self._transfer(request, query[TRANSFER_PARAMETER][0])
-        call, from_number, to_number = (_first(request.args, b"CallUUID"), _first(request.args, b"From"),
-                                        _first(request.args, b"To"))
+        call, from_number, to_number = (form_field(request, b"CallUUID"), form_field(request, b"From"),
+                                        form_field(request, b"To"))
         base = self._public_base(request)
         scheme = "ws" if base.startswith("http://") else "wss"
         stream_base = f"{scheme}://{urlsplit(base).netloc}{MEDIA_PATH}"
@@ -100,6 +95,6 @@ class PlivoAnswer(Resource):
             request.setResponseCode(400)
             request.setHeader(b"content-type", b"text/plain")
             return b"invalid transfer target\n"
-        log.info("TRANSFER_XML carrier=plivo call={call} to={to}", call=_first(request.args, b"CallUUID") or "-",
+        log.info("TRANSFER_XML carrier=plivo call={call} to={to}", call=form_field(request, b"CallUUID") or "-",
                  to=target[:MAX_LOGGED_FIELD])
         return xml.encode("utf-8")

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from voiced.carrier import media_token
 from voiced.audio import UnsupportedAudio
 from voiced.carrier.base import CallStart
+from voiced.carrier.inbound import foreign_stream, parse_failed
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT, CLOSE_BINARY_FRAME
 from voiced.carrier.plivo import wire
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
@@ -74,12 +75,8 @@ class PlivoMediaStream(CarrierWebSocket):
             return
         try:
             message = wire.parse_message(payload)
-        except wire.ProtocolError as e:
-            link.protocol_error(str(e))
-            return
         except Exception as e:  # a parser gap must cost one message, never the socket
-            log.failure("Unexpected parse failure call={call}", call=link.call_id)
-            link.protocol_error(f"unparseable message ({type(e).__name__})")
+            parse_failed(link, e, wire.ProtocolError)
             return
         if type(message) is wire.Media:
             self._on_media(message)
@@ -100,12 +97,8 @@ class PlivoMediaStream(CarrierWebSocket):
 
     def _foreign_stream(self, message: wire.InboundMessage) -> bool:
         """A message naming another stream than this socket's start did: dropped."""
-        sid = getattr(message, "stream_id", "")
-        if not sid or not self.stream_id or sid == self.stream_id:
-            return False
-        self.link.protocol_error(f"{type(message).__name__} for streamId {sid[:40]!r} dropped "
-                                 f"(this stream is {self.stream_id})")
-        return True
+        return foreign_stream(self.link, type(message).__name__, "streamId", getattr(message, "stream_id", ""),
+                              self.stream_id)
 
     def _on_media(self, media: wire.Media) -> None:
         link = self.link

@@ -23,87 +23,37 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from treq.client import HTTPClient
-from twisted.internet import defer, error
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
-from twisted.web.iweb import IResponse
 
-from voiced import __version__
-from voiced.agent.httpbody import read_body
 from voiced.call.control import check_transfer_target
-from voiced.retry import Backoff, retry
+from voiced.carrier.rest import DEFAULT_BACKOFF, REQUEST_TIMEOUT_S, USER_AGENT
+from voiced.carrier.rest import CarrierCallControl, CarrierRestError, error_detail
+from voiced.retry import Backoff
 
-log = Logger()
+__all__ = ["ANSWER_PATH", "DEFAULT_API_BASE", "DEFAULT_BACKOFF", "REQUEST_TIMEOUT_S", "PlivoCallControl",
+           "PlivoRestError"]
 
 DEFAULT_API_BASE = "https://api.plivo.com"
 ANSWER_PATH = "/answer/plivo"
-# 0.5, 1, 2, 4 s: about 7.5 s of retries, within what a caller waits after "goodbye".
-DEFAULT_BACKOFF = Backoff(0.5, 4.0, attempts=4, jitter=0.2)
-REQUEST_TIMEOUT_S = 10.0
-_MAX_BODY = 64 * 1024
-_MAX_DETAIL = 200
-
-_CONNECTION_ERRORS = (
-    error.ConnectError,  # refused, no route, connect timeout
-    error.DNSLookupError,
-    error.ConnectionLost,
-    error.TimeoutError,
-    defer.TimeoutError,  # our own per-request timeout
-    ResponseNeverReceived,
-    RequestTransmissionFailed,
-    ResponseFailed,
-)
+# What each action answers when it did its job: a hang-up's 404 is a call already over.
+_DONE_STATUSES = {"complete": (200, 202, 204, 404), "transfer": (200, 201, 202, 204)}
 
 
-class PlivoRestError(Exception):
+class PlivoRestError(CarrierRestError):
     """Plivo answered with a status that is not the action's success."""
 
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"HTTP {status}{': ' + detail if detail else ''}")
-        self.status = status
 
-    @property
-    def retryable(self) -> bool:
-        return self.status == 429 or self.status >= 500
-
-
-def _cancelled_as_cancelled(failure: Failure) -> Failure:
-    # A request cancelled while waiting for its answer fails with
-    # ResponseNeverReceived([CancelledError]); addTimeout and retry only know CancelledError.
-    if failure.check(ResponseNeverReceived) and any(r.check(CancelledError) for r in failure.value.reasons):
-        return Failure(CancelledError())
-    return failure
-
-
-def _is_retryable(failure: Failure) -> bool:
-    if failure.check(PlivoRestError):
-        return failure.value.retryable
-    return failure.check(*_CONNECTION_ERRORS) is not None
-
-
-def _status(failure: Failure) -> str:
-    if failure.check(PlivoRestError):
-        return str(failure.value.status)
-    return type(failure.value).__name__
-
-
-def _error_detail(body: bytes) -> str:
+def _describe_error(answer: dict[str, Any]) -> str:
     """Plivo's error JSON is ``{"api_id", "error"}`` (``error`` a string or an object)."""
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return body[:_MAX_DETAIL].decode("utf-8", "replace").strip()
-    if not isinstance(answer, dict):
-        return ""
     detail = answer.get("error", answer.get("message", ""))
-    return (detail if isinstance(detail, str) else json.dumps(detail))[:_MAX_DETAIL]
+    return detail if isinstance(detail, str) else json.dumps(detail)
 
 
-class PlivoCallControl:
+class PlivoCallControl(CarrierCallControl):
     """Hang-up and transfer of live calls through Plivo's REST API (a ``CallControl``)."""
+
+    log_name = "PLIVO_REST"
 
     def __init__(
         self,
@@ -120,14 +70,10 @@ class PlivoCallControl:
             raise ValueError("Plivo REST needs both an auth ID and an auth token")
         if urlsplit(api_base).scheme not in ("http", "https"):
             raise ValueError(f"plivo_api_base must be an http:// or https:// URL, not {api_base!r}")
-        self._http = http
-        self._clock = clock
+        super().__init__(http, clock, api_base, backoff, request_timeout_s)
         self._auth_id = auth_id
         self._auth = (auth_id, auth_token)
         self._public_url = public_url.rstrip("/")
-        self._api_base = api_base.rstrip("/")
-        self._backoff = backoff or DEFAULT_BACKOFF
-        self._request_timeout_s = request_timeout_s
 
     def __repr__(self) -> str:  # the token stays out of any log that prints us
         return f"PlivoCallControl(auth_id={self._auth_id!r}, api_base={self._api_base!r})"
@@ -142,61 +88,30 @@ class PlivoCallControl:
 
     def complete(self, call_uuid: str) -> Deferred[bool]:
         """Hang the call up. Fires True when Plivo hung it up (or it was over), False (logged) when not."""
-        return self._request(call_uuid, "complete", "DELETE", None, (200, 202, 204, 404))
+        return self._request(call_uuid, "complete", "DELETE", None)
 
     def transfer(self, call_uuid: str, to: str) -> Deferred[bool]:
         """Move the call to ``to`` (E.164 or a sip: URI; ``ValueError`` at once otherwise), ending
         the media stream. Fires True when Plivo accepted, False (logged) when not."""
         check_transfer_target(to)
         if not self._public_url:
-            log.warn("PLIVO_REST_FAILED call={call} action=transfer error={error}", call=call_uuid,
-                     error="no public_url: Plivo needs an absolute URL to fetch the <Dial> from")
+            self.log_failure(call_uuid, "transfer",
+                             "no public_url: Plivo needs an absolute URL to fetch the <Dial> from")
             return succeed(False)
         body = {"legs": "aleg", "aleg_url": self.transfer_url(to), "aleg_method": "POST"}
-        return self._request(call_uuid, "transfer", "POST", body, (200, 201, 202, 204))
+        return self._request(call_uuid, "transfer", "POST", body)
 
-    def _request(self, call_uuid: str, action: str, method: str, body: dict[str, str] | None,
-                 done: tuple[int, ...]) -> Deferred[bool]:
+    def success_note(self, status: int, action: str) -> str | None:
+        if status not in _DONE_STATUSES[action]:
+            return None
+        return " (the call was already over)" if status == 404 else ""
+
+    def rest_error(self, status: int, body: bytes | None) -> PlivoRestError:
+        return PlivoRestError(status, "" if body is None else error_detail(body, _describe_error))
+
+    def _request(self, call_uuid: str, action: str, method: str, body: dict[str, str] | None) -> Deferred[bool]:
         url = self.call_url(call_uuid)
-        headers = {"Accept": "application/json", "User-Agent": f"voiced/{__version__}"}
-
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         payload: dict[str, Any] = {} if body is None else {"json": body}  # a DELETE has no body
-
-        def attempt(_number: int) -> Deferred[int]:
-            sent = self._http.request(method, url, auth=self._auth, unbuffered=True, allow_redirects=False,
-                                      headers=headers, **payload)
-            sent.addCallbacks(lambda response: self._check_answer(response, done), _cancelled_as_cancelled)
-            return sent.addTimeout(self._request_timeout_s, self._clock)
-
-        def on_retry(number: int, delay_s: float, failure: Failure) -> None:
-            log.warn("PLIVO_REST_RETRY call={call} status={status} attempt={attempt} action={action} "
-                     "delay_ms={delay_ms}", call=call_uuid, status=_status(failure), attempt=number,
-                     action=action, delay_ms=round(delay_s * 1000))
-
-        def succeeded(status: int) -> bool:
-            already = " (the call was already over)" if status == 404 else ""
-            log.info("PLIVO_REST_OK call={call} action={action}{already}", call=call_uuid, action=action,
-                     already=already)
-            return True
-
-        def failed(failure: Failure) -> bool:
-            reason = "cancelled" if failure.check(CancelledError) else failure.getErrorMessage()
-            log.warn("PLIVO_REST_FAILED call={call} action={action} error={error}", call=call_uuid,
-                     action=action, error=f"{type(failure.value).__name__}: {reason}")
-            return False
-
-        finished = retry(self._clock, attempt, self._backoff, _is_retryable, on_retry)
-        return finished.addCallbacks(succeeded, failed)
-
-    @staticmethod
-    def _check_answer(response: IResponse, done: tuple[int, ...]) -> Deferred[int]:
-        # Read the body either way: a fully read response leaves its connection reusable.
-        body = read_body(response, _MAX_BODY)
-        if response.code in done:
-            return body.addCallback(lambda _: response.code)
-
-        def raise_status(answer: bytes | Failure) -> int:
-            detail = _error_detail(answer) if isinstance(answer, bytes) else ""
-            raise PlivoRestError(response.code, detail)
-
-        return body.addBoth(raise_status)
+        return self.perform(call_uuid, action, lambda: self._http.request(
+            method, url, auth=self._auth, unbuffered=True, allow_redirects=False, headers=headers, **payload))

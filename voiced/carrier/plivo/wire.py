@@ -29,6 +29,7 @@ from xml.sax.saxutils import escape
 
 from voiced.call.control import check_transfer_target, is_sip_uri
 from voiced.audio import AudioFormat, UnsupportedAudio
+from voiced.carrier.jsonwire import loads
 
 #: The ``contentType`` values a bidirectional <Stream> takes (Plivo's XML reference).
 CONTENT_TYPES = ("audio/x-mulaw;rate=8000", "audio/x-l16;rate=8000", "audio/x-l16;rate=16000")
@@ -188,27 +189,10 @@ def split_content_type(content_type: str) -> tuple[str, int]:
     return base.strip(), rate
 
 
-# The C scanner json.loads ends in, without its two Python layers: a good share of a
-# media message's parse, fifty times a call-second.
-_scan_once = json.JSONDecoder().scan_once
-
-
-def _loads(text: str | bytes) -> object:
-    if type(text) is str:
-        try:
-            value, end = _scan_once(text, 0)
-        except Exception:  # whitespace first, bad JSON, too deep: json.loads says which below
-            pass
-        else:
-            if end == len(text):
-                return value
-    return json.loads(text)
-
-
 def parse_message(text: str | bytes) -> InboundMessage:
     """Parse one inbound text frame. Raises ProtocolError (only) on malformed input."""
     try:
-        msg = _loads(text)
+        msg = loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ProtocolError(f"not JSON: {str(e)[:100]}") from None
     if type(msg) is not dict:

@@ -20,9 +20,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from voiced.carrier import media_token
+from voiced.carrier.answer import host_from_request
 from voiced.carrier.telnyx import signature
 from voiced.carrier.telnyx.wire import texml_connect_stream
-from voiced.carrier.twilio.answer import host_from_request
 
 log = Logger(namespace="voiced.carrier")
 

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from voiced.carrier import media_token
 from voiced.audio import UnsupportedAudio
 from voiced.carrier.base import CallStart
+from voiced.carrier.inbound import foreign_stream, parse_failed
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT, CLOSE_BINARY_FRAME, CLOSE_NORMAL
 from voiced.carrier.telnyx import wire
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
@@ -67,12 +68,8 @@ class TelnyxMediaStream(CarrierWebSocket):
             return
         try:
             message = wire.parse_message(payload)
-        except wire.ProtocolError as e:
-            link.protocol_error(str(e))
-            return
         except Exception as e:  # a parser gap must cost one message, never the socket
-            log.failure("Unexpected parse failure call={call}", call=link.call_id)
-            link.protocol_error(f"unparseable message ({type(e).__name__})")
+            parse_failed(link, e, wire.ProtocolError)
             return
         if type(message) is wire.Media:
             if message.stream_id != self.stream_id and self._foreign_stream(message):
@@ -99,13 +96,10 @@ class TelnyxMediaStream(CarrierWebSocket):
 
     def _foreign_stream(self, message: wire.InboundMessage) -> bool:
         """A message naming another stream than this socket's start did: dropped."""
-        sid = getattr(message, "stream_id", "")
-        if self.link.call is None or not sid or not self.stream_id or sid == self.stream_id \
-                or isinstance(message, wire.Start):
+        if self.link.call is None or isinstance(message, wire.Start):
             return False
-        self.link.protocol_error(f"{type(message).__name__.lower()} for stream_id {sid[:40]!r} dropped "
-                                 f"(this stream is {self.stream_id})")
-        return True
+        return foreign_stream(self.link, type(message).__name__.lower(), "stream_id",
+                              getattr(message, "stream_id", ""), self.stream_id)
 
     def _on_media(self, media: wire.Media) -> None:
         if media.track != "inbound" and media.track != "inbound_track":

@@ -23,7 +23,7 @@ from typing import Union
 from xml.sax.saxutils import escape
 
 from voiced.audio import AudioFormat, UnsupportedAudio
-from voiced.carrier.twilio.wire import loads
+from voiced.carrier.jsonwire import loads
 
 #: Telnyx's codec names for what voiced speaks; G722, OPUS and AMR-WB are refused (4001).
 ENCODINGS = {"PCMU": "mulaw", "PCMA": "alaw", "L16": "pcm_s16be"}

@@ -10,24 +10,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from voiced.carrier import media_token
+from voiced.carrier.answer import form_field, host_from_request
 from voiced.carrier.twilio.signature import request_signature, signature_matches
 from voiced.carrier.twilio.wire import twiml_connect_stream
 
 log = Logger(namespace="voiced.carrier")
-
-MAX_LOGGED_FIELD = 64
-
-
-def host_from_request(request: Request) -> str:
-    # Without VOICED_PUBLIC_URL the Host header is all we have; fine for a tunnel in
-    # development, but a proxy may rewrite it (README says so).
-    return (request.getHeader("host") or "localhost").strip()
-
-
-def form_field(request: Request, name: bytes) -> str:
-    values = request.args.get(name) or [b""]
-    return values[0].decode("utf-8", "replace")[:MAX_LOGGED_FIELD]
-
 
 class TwimlAnswer(Resource):
     isLeaf = True

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from voiced.carrier import media_token
 from voiced.carrier.base import CallStart
+from voiced.carrier.inbound import foreign_stream, parse_failed
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT, CLOSE_BINARY_FRAME
 import voiced.carrier.twilio.wire as wire
 from voiced.carrier.twilio.signature import request_signature, signature_matches
@@ -79,12 +80,8 @@ class TwilioMediaStream(CarrierWebSocket):
             return
         try:
             message = wire.parse_message(payload)
-        except wire.ProtocolError as e:
-            link.protocol_error(str(e))
-            return
         except Exception as e:  # a parser gap must cost one message, never the socket
-            log.failure("Unexpected parse failure call={call}", call=link.call_id)
-            link.protocol_error(f"unparseable message ({type(e).__name__})")
+            parse_failed(link, e, wire.ProtocolError)
             return
         problems = self._sequence.observe(message)
         if problems:
@@ -120,13 +117,10 @@ class TwilioMediaStream(CarrierWebSocket):
 
     def _foreign_stream(self, message: wire.InboundMessage) -> bool:
         """A message naming another stream than this socket's start did: dropped."""
-        sid = getattr(message, "stream_sid", "")
-        if self.link.call is None or not sid or not self.stream_sid or sid == self.stream_sid \
-                or isinstance(message, wire.Start):
+        if self.link.call is None or isinstance(message, wire.Start):
             return False
-        self.link.protocol_error(f"{type(message).__name__.lower()} for streamSid {sid[:40]!r} dropped "
-                                 f"(this stream is {self.stream_sid})")
-        return True
+        return foreign_stream(self.link, type(message).__name__.lower(), "streamSid",
+                              getattr(message, "stream_sid", ""), self.stream_sid)
 
     def _on_media(self, media: wire.Media) -> None:
         if media.track not in ("inbound", "inbound_track"):

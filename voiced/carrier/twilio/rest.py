@@ -15,57 +15,26 @@ True/False, never raised into the call. The auth token is never logged.
 
 from __future__ import annotations
 
-import json
-from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from treq.client import HTTPClient
-from twisted.internet import defer, error
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
-from twisted.web.iweb import IResponse
 
-from voiced import __version__
-from voiced.agent.httpbody import read_body
 from voiced.call.control import check_transfer_target, is_sip_uri
-from voiced.retry import Backoff, retry
+from voiced.carrier.rest import DEFAULT_BACKOFF, REQUEST_TIMEOUT_S, USER_AGENT
+from voiced.carrier.rest import CarrierCallControl, CarrierRestError, error_detail
+from voiced.retry import Backoff
 
-log = Logger()
+__all__ = ["DEFAULT_API_BASE", "DEFAULT_BACKOFF", "REQUEST_TIMEOUT_S", "TwilioCallControl", "TwilioRestError",
+           "dial_twiml"]
 
 DEFAULT_API_BASE = "https://api.twilio.com"
-# 0.5, 1, 2, 4 s: about 7.5 s of retries, within what a caller waits after "goodbye".
-DEFAULT_BACKOFF = Backoff(0.5, 4.0, attempts=4, jitter=0.2)
-REQUEST_TIMEOUT_S = 10.0
-# A call update answers with the call resource (~2 KB); an error with a short JSON.
-_MAX_BODY = 64 * 1024
-_MAX_DETAIL = 200
-
-_CONNECTION_ERRORS = (
-    error.ConnectError,  # refused, no route, connect timeout
-    error.DNSLookupError,
-    error.ConnectionLost,
-    error.TimeoutError,
-    defer.TimeoutError,  # our own per-request timeout
-    ResponseNeverReceived,
-    RequestTransmissionFailed,
-    ResponseFailed,
-)
 
 
-class TwilioRestError(Exception):
+class TwilioRestError(CarrierRestError):
     """Twilio answered an update with a non-2xx status."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"HTTP {status}{': ' + detail if detail else ''}")
-        self.status = status
-
-    @property
-    def retryable(self) -> bool:
-        return self.status == 429 or self.status >= 500
 
 
 def dial_twiml(to: str) -> str:
@@ -76,41 +45,15 @@ def dial_twiml(to: str) -> str:
     return f"<Response><Dial>{noun}</Dial></Response>"
 
 
-def _cancelled_as_cancelled(failure: Failure) -> Failure:
-    # Cancelling a request still waiting for its answer fails it with
-    # ResponseNeverReceived([CancelledError]); addTimeout and retry only know CancelledError.
-    if failure.check(ResponseNeverReceived) and any(r.check(CancelledError) for r in failure.value.reasons):
-        return Failure(CancelledError())
-    return failure
-
-
-def _is_retryable(failure: Failure) -> bool:
-    if failure.check(TwilioRestError):
-        return failure.value.retryable
-    return failure.check(*_CONNECTION_ERRORS) is not None
-
-
-def _status(failure: Failure) -> str:
-    """What the retry log calls the failed attempt: the HTTP status or the error's name."""
-    if failure.check(TwilioRestError):
-        return str(failure.value.status)
-    return type(failure.value).__name__
-
-
 def _error_detail(body: bytes) -> str:
     """Twilio's error JSON is ``{"code", "message", "more_info", "status"}``: keep code and message."""
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return body[:_MAX_DETAIL].decode("utf-8", "replace").strip()
-    if not isinstance(answer, dict):
-        return ""
-    detail = f"code={answer.get('code')} {answer.get('message', '')}".strip()
-    return detail[:_MAX_DETAIL]
+    return error_detail(body, lambda answer: f"code={answer.get('code')} {answer.get('message', '')}".strip())
 
 
-class TwilioCallControl:
+class TwilioCallControl(CarrierCallControl):
     """Hang-up and transfer of live calls through Twilio's REST API (a ``CallControl``)."""
+
+    log_name = "TWILIO_REST"
 
     def __init__(
         self,
@@ -124,13 +67,9 @@ class TwilioCallControl:
     ) -> None:
         if not account_sid or not auth_token:
             raise ValueError("Twilio REST needs both an account SID and an auth token")
-        self._http = http
-        self._clock = clock
+        super().__init__(http, clock, api_base, backoff, request_timeout_s)
         self._account_sid = account_sid
         self._auth = (account_sid, auth_token)
-        self._api_base = api_base.rstrip("/")
-        self._backoff = backoff or DEFAULT_BACKOFF
-        self._request_timeout_s = request_timeout_s
 
     def __repr__(self) -> str:  # the token stays out of any log that prints us
         return f"TwilioCallControl(account_sid={self._account_sid!r}, api_base={self._api_base!r})"
@@ -149,44 +88,11 @@ class TwilioCallControl:
         media stream. Fires True when Twilio accepted, False (logged) when not."""
         return self._update(call_sid, "transfer", {"Twiml": dial_twiml(to)})
 
+    def rest_error(self, status: int, body: bytes | None) -> TwilioRestError:
+        return TwilioRestError(status, "" if body is None else _error_detail(body))
+
     def _update(self, call_sid: str, action: str, form: dict[str, str]) -> Deferred[bool]:
         url = self.call_url(call_sid)
-
-        def attempt(_number: int) -> Deferred[None]:
-            posted = self._http.post(
-                url, data=form, auth=self._auth, unbuffered=True, allow_redirects=False,
-                headers={"Accept": "application/json", "User-Agent": f"voiced/{__version__}"},
-            )
-            posted.addCallbacks(self._check_answer, _cancelled_as_cancelled)
-            return posted.addTimeout(self._request_timeout_s, self._clock)
-
-        def on_retry(number: int, delay_s: float, failure: Failure) -> None:
-            log.warn("TWILIO_REST_RETRY call={call} status={status} attempt={attempt} action={action} "
-                     "delay_ms={delay_ms}", call=call_sid, status=_status(failure), attempt=number,
-                     action=action, delay_ms=round(delay_s * 1000))
-
-        def succeeded(_: None) -> bool:
-            log.info("TWILIO_REST_OK call={call} action={action}", call=call_sid, action=action)
-            return True
-
-        def failed(failure: Failure) -> bool:
-            reason = "cancelled" if failure.check(CancelledError) else failure.getErrorMessage()
-            log.warn("TWILIO_REST_FAILED call={call} action={action} error={error}", call=call_sid,
-                     action=action, error=f"{type(failure.value).__name__}: {reason}")
-            return False
-
-        done = retry(self._clock, attempt, self._backoff, _is_retryable, on_retry)
-        return done.addCallbacks(succeeded, failed)
-
-    @staticmethod
-    def _check_answer(response: IResponse) -> Deferred[Any]:
-        # Read the body either way: a fully read response leaves its connection reusable.
-        body = read_body(response, _MAX_BODY)
-        if 200 <= response.code < 300:
-            return body.addCallback(lambda _: None)
-
-        def raise_status(answer: bytes | Failure) -> None:
-            detail = _error_detail(answer) if isinstance(answer, bytes) else ""
-            raise TwilioRestError(response.code, detail)
-
-        return body.addBoth(raise_status)
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        return self.perform(call_sid, action, lambda: self._http.post(
+            url, data=form, auth=self._auth, unbuffered=True, allow_redirects=False, headers=headers))

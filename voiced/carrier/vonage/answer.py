@@ -21,17 +21,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from voiced.carrier import media_token
+from voiced.carrier.answer import host_from_request
 from voiced.carrier.vonage import signature, wire
 
 log = Logger(namespace="voiced.carrier")
 
 MAX_FIELD = 64  # a phone number, a SIP URI's user part, a UUID: well within Vonage's 512-byte headers
 FIELDS = ("uuid", "conversation_uuid", "from", "to")
-
-
-def host_from_request(request: Request) -> str:
-    # Without VOICED_PUBLIC_URL the Host header is all there is; fine behind a tunnel.
-    return (request.getHeader("host") or "localhost").strip()
 
 
 class NccoAnswer(Resource):

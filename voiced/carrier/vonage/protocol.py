@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from voiced.carrier import media_token
 from voiced.carrier.base import CallStart
+from voiced.carrier.inbound import parse_failed
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT
 from voiced.carrier.vonage import signature, wire
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
@@ -67,12 +68,8 @@ class VonageMediaStream(CarrierWebSocket):
             return
         try:
             message = wire.parse_text(payload)
-        except wire.ProtocolError as e:
-            link.protocol_error(str(e))
-            return
         except Exception as e:  # a parser gap must cost one message, never the socket
-            log.failure("Unexpected parse failure call={call}", call=link.call_id)
-            link.protocol_error(f"unparseable message ({type(e).__name__})")
+            parse_failed(link, e, wire.ProtocolError)
             return
         kind = type(message)
         if kind is wire.Notify:

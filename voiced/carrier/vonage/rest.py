@@ -26,47 +26,24 @@ from uuid import uuid4
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from treq.client import HTTPClient
-from twisted.internet import defer, error
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
-from twisted.web.iweb import IResponse
 
-from voiced import __version__
-from voiced.agent.httpbody import read_body
 from voiced.call.control import check_transfer_target, is_sip_uri
+from voiced.carrier.rest import DEFAULT_BACKOFF, REQUEST_TIMEOUT_S, USER_AGENT
+from voiced.carrier.rest import CarrierCallControl, CarrierRestError, error_detail
 from voiced.carrier.vonage.signature import b64url_encode
-from voiced.retry import Backoff, retry
+from voiced.retry import Backoff
 
-log = Logger()
+__all__ = ["DEFAULT_API_BASE", "DEFAULT_BACKOFF", "JWT_LIFETIME_S", "REQUEST_TIMEOUT_S", "VonageCallControl",
+           "VonageRestError", "application_jwt", "load_private_key", "transfer_body"]
 
 DEFAULT_API_BASE = "https://api.nexmo.com"
-# 0.5, 1, 2, 4 s: about 7.5 s of retries, within what a caller waits after "goodbye".
-DEFAULT_BACKOFF = Backoff(0.5, 4.0, attempts=4, jitter=0.2)
-REQUEST_TIMEOUT_S = 10.0
 JWT_LIFETIME_S = 15 * 60  # what Vonage's SDKs give an application JWT
-_MAX_BODY = 64 * 1024
-_MAX_DETAIL = 200
-
-_CONNECTION_ERRORS = (
-    error.ConnectError, error.DNSLookupError, error.ConnectionLost, error.TimeoutError,
-    defer.TimeoutError,  # our own per-request timeout
-    ResponseNeverReceived, RequestTransmissionFailed, ResponseFailed,
-)
 
 
-class VonageRestError(Exception):
+class VonageRestError(CarrierRestError):
     """Vonage answered an update with a non-2xx status."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"HTTP {status}{': ' + detail if detail else ''}")
-        self.status = status
-
-    @property
-    def retryable(self) -> bool:
-        return self.status == 429 or self.status >= 500
 
 
 def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
@@ -95,37 +72,15 @@ def transfer_body(to: str) -> dict[str, Any]:
             "destination": {"type": "ncco", "ncco": [{"action": "connect", "endpoint": [endpoint]}]}}
 
 
-def _cancelled_as_cancelled(failure: Failure) -> Failure:
-    # Cancelling a request still waiting for its answer fails it with
-    # ResponseNeverReceived([CancelledError]); addTimeout and retry only know CancelledError.
-    if failure.check(ResponseNeverReceived) and any(r.check(CancelledError) for r in failure.value.reasons):
-        return Failure(CancelledError())
-    return failure
-
-
-def _is_retryable(failure: Failure) -> bool:
-    if failure.check(VonageRestError):
-        return failure.value.retryable
-    return failure.check(*_CONNECTION_ERRORS) is not None
-
-
-def _status(failure: Failure) -> str:
-    return str(failure.value.status) if failure.check(VonageRestError) else type(failure.value).__name__
-
-
-def _error_detail(body: bytes) -> str:
+def _describe_error(answer: dict[str, Any]) -> str:
     """Vonage's errors are RFC 7807 JSON: ``{"type", "title", "detail", "instance"}``."""
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return body[:_MAX_DETAIL].decode("utf-8", "replace").strip()
-    if not isinstance(answer, dict):
-        return ""
-    return " ".join(str(answer[k]) for k in ("title", "detail") if answer.get(k))[:_MAX_DETAIL]
+    return " ".join(str(answer[k]) for k in ("title", "detail") if answer.get(k))
 
 
-class VonageCallControl:
+class VonageCallControl(CarrierCallControl):
     """Hang-up and transfer of live calls through Vonage's Voice API (a ``CallControl``)."""
+
+    log_name = "VONAGE_REST"
 
     def __init__(
         self,
@@ -139,13 +94,9 @@ class VonageCallControl:
     ) -> None:
         if not application_id or private_key is None:
             raise ValueError("Vonage's Voice API needs an application id and its private key")
-        self._http = http
-        self._clock = clock
+        super().__init__(http, clock, api_base, backoff, request_timeout_s)
         self._application_id = application_id
         self._key = private_key
-        self._api_base = api_base.rstrip("/")
-        self._backoff = backoff or DEFAULT_BACKOFF
-        self._request_timeout_s = request_timeout_s
 
     def __repr__(self) -> str:  # the key stays out of any log that prints us
         return f"VonageCallControl(application_id={self._application_id!r}, api_base={self._api_base!r})"
@@ -163,47 +114,20 @@ class VonageCallControl:
         ending its connect to voiced. Fires True when Vonage accepted, False (logged) when not."""
         return self._update(uuid, "transfer", transfer_body(to))
 
+    def rest_error(self, status: int, body: bytes | None) -> VonageRestError:
+        return VonageRestError(status, "" if body is None else error_detail(body, _describe_error))
+
     def _update(self, uuid: str, action: str, document: dict[str, Any]) -> Deferred[bool]:
         url = self.call_url(uuid)
         body = json.dumps(document, separators=(",", ":")).encode("utf-8")
 
-        def attempt(_number: int) -> Deferred[None]:
+        def send() -> Deferred[Any]:
+            # A fresh token each attempt: a retry must not carry one near its expiry.
             token = application_jwt(self._key, self._application_id, self._clock.seconds())
-            sent = self._http.put(
+            return self._http.put(
                 url, data=body, unbuffered=True, allow_redirects=False,
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                         "Accept": "application/json", "User-Agent": f"voiced/{__version__}"},
+                         "Accept": "application/json", "User-Agent": USER_AGENT},
             )
-            sent.addCallbacks(self._check_answer, _cancelled_as_cancelled)
-            return sent.addTimeout(self._request_timeout_s, self._clock)
 
-        def on_retry(number: int, delay_s: float, failure: Failure) -> None:
-            log.warn("VONAGE_REST_RETRY call={call} status={status} attempt={attempt} action={action} "
-                     "delay_ms={delay_ms}", call=uuid, status=_status(failure), attempt=number,
-                     action=action, delay_ms=round(delay_s * 1000))
-
-        def succeeded(_: None) -> bool:
-            log.info("VONAGE_REST_OK call={call} action={action}", call=uuid, action=action)
-            return True
-
-        def failed(failure: Failure) -> bool:
-            reason = "cancelled" if failure.check(CancelledError) else failure.getErrorMessage()
-            log.warn("VONAGE_REST_FAILED call={call} action={action} error={error}", call=uuid,
-                     action=action, error=f"{type(failure.value).__name__}: {reason}")
-            return False
-
-        done = retry(self._clock, attempt, self._backoff, _is_retryable, on_retry)
-        return done.addCallbacks(succeeded, failed)
-
-    @staticmethod
-    def _check_answer(response: IResponse) -> Deferred[Any]:
-        # Read the body either way: a fully read response leaves its connection reusable.
-        body = read_body(response, _MAX_BODY)
-        if 200 <= response.code < 300:
-            return body.addCallback(lambda _: None)
-
-        def raise_status(answer: bytes | Failure) -> None:
-            detail = _error_detail(answer) if isinstance(answer, bytes) else ""
-            raise VonageRestError(response.code, detail)
-
-        return body.addBoth(raise_status)
+        return self.perform(uuid, action, send)
