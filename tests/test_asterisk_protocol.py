@@ -102,13 +102,11 @@ class AdmissionTests(Harness):
         request = DummyRequest([b""])
         request.method, request.path = b"GET", b"/media/asterisk"
         self.assertEqual((off.media.render(request), request.responseCode)[1], 403)
-        self.assertIn("is off", off.warnings[0])
+        self.assertEqual(off.mode, "off")
         signed = asterisk.carrier(self.service, Settings(listen=("tcp:8080",), asterisk_secret="x"))
-        self.assertTrue(signed.signed)
-        self.assertEqual(signed.warnings, [])
+        self.assertEqual((signed.mode, signed.warnings), ("signed", []))
         loopback = asterisk.carrier(self.service, Settings())
-        self.assertFalse(loopback.signed)
-        self.assertIn("not signature-checked", loopback.warnings[0])
+        self.assertEqual((loopback.mode, loopback.warnings), ("open", []))
 
 
 class JsonCallTests(Harness):

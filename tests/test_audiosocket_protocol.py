@@ -313,19 +313,19 @@ class CarrierTests(SynchronousTestCase):
 
     def test_off_by_default(self):
         carrier = self.build()
-        self.assertEqual((carrier.name, carrier.listeners, carrier.warnings), ("audiosocket", [], []))
+        self.assertEqual((carrier.name, carrier.listeners, carrier.mode, carrier.warnings), ("audiosocket", [], "off", []))
 
     def test_modes_and_their_start_up_lines(self):
         loopback = self.build(audiosocket_listen="tcp:9092:interface=127.0.0.1")
         (option, endpoint, factory), = loopback.listeners
         self.assertEqual((option, endpoint, factory.config.mode), ("--audiosocket-listen", "tcp:9092:interface=127.0.0.1",
                                                                    OPEN))
-        self.assertIn("not checked", loopback.warnings[0])
+        self.assertEqual((loopback.mode, loopback.warnings), (OPEN, []))
         public = self.build(audiosocket_listen="tcp:9092:interface=10.0.0.5")
         self.assertEqual(public.listeners[0][2].config.mode, OFF)
         self.assertIn("AudioSocket is off", public.warnings[0])
         signed = self.build(audiosocket_listen="tcp:9092", audiosocket_secret=SECRET)
-        self.assertEqual((signed.listeners[0][2].config.mode, signed.signed, signed.warnings), (SIGNED, True, []))
+        self.assertEqual((signed.listeners[0][2].config.mode, signed.mode, signed.warnings), (SIGNED, SIGNED, []))
         self.assertIn("AudioSocket is off", self.build(audiosocket_secret=SECRET).warnings[0])
 
     def test_options_are_checked(self):

@@ -239,23 +239,29 @@ class CarrierBuildTests(SynchronousTestCase):
     def build(self, **settings):
         return telnyx_carrier(RecordingService(), Settings(**settings))
 
+    def request(self):
+        from twisted.web.test.requesthelper import DummyRequest
+
+        request = DummyRequest([b""])
+        request.method, request.path = b"POST", b"/answer/telnyx"
+        return request
+
     def test_open_on_loopback_without_a_key(self):
         built = self.build()
-        self.assertFalse(built.signed)
+        self.assertEqual((built.mode, built.warnings), ("open", []))
         self.assertIsInstance(built.answer, TexmlAnswer)
         self.assertIsNone(built.control)
-        self.assertIn("not signature-checked", built.warnings[0])
 
     def test_off_when_reachable_from_other_hosts_without_a_key(self):
         built = self.build(listen=("tcp:8080",))
         self.assertIsInstance(built.media, CarrierOff)
         self.assertIsInstance(built.answer, CarrierOff)
-        self.assertIn("VOICED_TELNYX_PUBLIC_KEY", built.warnings[0])
+        self.assertEqual(built.mode, "off")
+        self.assertIn(b"VOICED_TELNYX_PUBLIC_KEY", built.answer.render(self.request()))
 
     def test_signed_with_a_key_and_a_secret(self):
         built = self.build(listen=("tcp:8080",), telnyx_public_key=self.KEY, telnyx_api_key="KEY123")
-        self.assertTrue(built.signed)
-        self.assertEqual(built.warnings, [])
+        self.assertEqual((built.mode, built.warnings), ("signed", []))
         self.assertIsNotNone(built.control)
         self.assertEqual(built.answer.media_secret, "KEY123")  # the API key keys the media token by default
 

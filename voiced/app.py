@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from voiced.carrier.base import Carrier
+from voiced.carrier.gate import modes_line
 from voiced.config import Settings
 from voiced.service import VoicedService
 
@@ -67,6 +68,7 @@ def build_carriers(service: VoicedService, settings: Settings, console: Any = No
     """Every carrier, told to the service: its REST control (made once the HTTP client
     exists) and its start-up warnings."""
     carriers = [make(service, settings, console) for make in carrier_builders()]
+    service.carrier_modes = modes_line(carriers)
     for carrier in carriers:
         if carrier.control is not None:
             service.control_factories[carrier.name] = carrier.control

@@ -128,6 +128,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.control_factories: dict[str, Any] = {}
         self.call_controls: dict[str, CallControl] = {}
         self.carrier_warnings: list[str] = []
+        self.carrier_modes = ""  # "twilio=signed telnyx=open ...", logged at start
 
     @property
     def ready(self) -> bool:
@@ -177,6 +178,9 @@ class VoicedService(MultiService, HealthReports, WarmUp):
                  nvx="on" if USES_NVX else "off (pip install 'autobahn[accelerate]')")
         if self._log_observer is not None:
             self._signals.install()  # we own the process's logging: SIGUSR1/SIGHUP reopen it
+        if self.carrier_modes:
+            log.info("CARRIERS {modes} (open: no secret, loopback only; off: 403 until its secret is set)",
+                     modes=self.carrier_modes)
         for warning in self.carrier_warnings:
             log.warn("{warning}", warning=warning)
         # ~0.3 s of one core per utterance; by default one at a time, leaving a core to the reactor.

@@ -95,13 +95,15 @@ class Carrier:
     TeXML, ...), at ``/answer/<name>`` (Twilio's at ``/twiml``); ``control``: makes its
     REST control (hang-up, transfer) from the service's HTTP client and clock once the
     service starts; ``listeners``: endpoints of its own, as (option, endpoint string,
-    factory) (Asterisk's AudioSocket); ``signed``: its secret is set, so unsigned
-    requests are refused; ``warnings``: said once at start-up."""
+    factory) (Asterisk's AudioSocket); ``mode`` (``voiced.carrier.gate``): signed (its
+    secret is set: unsigned requests are refused), open (no secret, loopback only), off
+    (its routes answer 403), unsigned (Twilio without a token); ``warnings``: what is
+    wrong with its configuration, said once at start-up."""
 
     name: str
     media: Any = None  # twisted.web.resource.IResource
     answer: Any = None
     control: Callable[[Any, Any], CallControl] | None = None
     listeners: list[tuple[str, str, Any]] = field(default_factory=list)
-    signed: bool = False
+    mode: str = "off"
     warnings: list[str] = field(default_factory=list)

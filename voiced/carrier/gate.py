@@ -4,10 +4,12 @@ With its secret set a carrier checks every request's signature and refuses the
 unsigned (403 before any call state). Without it, it takes calls only while every
 --listen endpoint is loopback (development, a tunnel, a PBX on the same machine), as
 Twilio's media socket does without a token; reachable from other hosts, its routes
-answer 403 and start-up says which setting turns it on.
+answer 403. Start-up logs every carrier's mode on one ``CARRIERS`` line.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
 
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -15,6 +17,9 @@ from twisted.web.server import Request
 
 from voiced.config import Settings
 from voiced.endpoints import loopback_only
+
+if TYPE_CHECKING:
+    from voiced.carrier.base import Carrier
 
 log = Logger(namespace="voiced.carrier")
 
@@ -27,15 +32,9 @@ def carrier_mode(settings: Settings, secret: str) -> str:
     return OPEN if loopback_only(settings.listen) else OFF
 
 
-def mode_warning(name: str, mode: str, secret_env: str) -> list[str]:
-    """The start-up line of a carrier that is not signed (none when it is)."""
-    if mode == OPEN:
-        return [f"{name} requests are not signature-checked (no {secret_env}): it takes calls only because "
-                f"voiced listens on loopback only"]
-    if mode == OFF:
-        return [f"{name} is off: voiced is reachable from other hosts and {secret_env} is not set "
-                f"(its routes answer 403)"]
-    return []
+def modes_line(carriers: "Iterable[Carrier]") -> str:
+    """One start-up line for every carrier's mode (``twilio=signed telnyx=open ...``)."""
+    return " ".join(f"{c.name}={c.mode}" for c in carriers)
 
 
 class CarrierOff(Resource):

@@ -11,7 +11,7 @@ from typing import Any
 from autobahn.twisted.resource import WebSocketResource
 
 from voiced.carrier.base import CallCore, Carrier
-from voiced.carrier.gate import OFF, CarrierOff, carrier_mode, mode_warning
+from voiced.carrier.gate import OFF, CarrierOff, carrier_mode
 from voiced.config import Settings
 
 
@@ -24,5 +24,4 @@ def carrier(core: CallCore, settings: Settings, console: Any = None) -> Carrier:
         media: Any = CarrierOff(CARRIER, SECRET_ENV)
     else:
         media = WebSocketResource(AsteriskMediaFactory(core, AsteriskAdmission(secret)))
-    return Carrier(CARRIER, media=media, signed=bool(secret),
-                   warnings=mode_warning("Asterisk chan_websocket (/media/asterisk)", mode, SECRET_ENV))
+    return Carrier(CARRIER, media=media, mode=mode)

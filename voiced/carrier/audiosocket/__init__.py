@@ -31,16 +31,13 @@ def carrier(core: CallCore, settings: "Settings", console: Any = None) -> Carrie
     endpoint, secret = settings.audiosocket_listen, settings.audiosocket_secret
     if not endpoint:
         warnings = [f"audiosocket_secret is set but {OPTION} is not: AudioSocket is off"] if secret else []
-        return Carrier("audiosocket", signed=bool(secret), warnings=warnings)
+        return Carrier("audiosocket", mode=OFF, warnings=warnings)
     from voiced.carrier.audiosocket.protocol import AudioSocketAdmission, AudioSocketFactory
 
     how = mode(endpoint, secret)
     factory = AudioSocketFactory(core, AudioSocketAdmission(secret, how))
     warnings = []
-    if how == OPEN:
-        warnings.append(f"AudioSocket call UUIDs are not checked (no {SECRET_ENV}): it takes calls only because "
-                        f"{OPTION} {endpoint} is loopback")
-    elif how == OFF:
+    if how == OFF:  # listening where it refuses every connection is a mistake worth a warning
         warnings.append(f"AudioSocket is off: {OPTION} {endpoint} is reachable from other hosts and {SECRET_ENV} "
                         f"is not set (every connection gets an error frame)")
-    return Carrier("audiosocket", listeners=[(OPTION, endpoint, factory)], signed=bool(secret), warnings=warnings)
+    return Carrier("audiosocket", listeners=[(OPTION, endpoint, factory)], mode=how, warnings=warnings)

@@ -21,18 +21,16 @@ SECRET_ENV = "VOICED_EXOTEL_SECRET"
 def carrier(core: CallCore, settings: Settings, console: Any = None) -> Carrier:
     from voiced.carrier.exotel.control import ExotelCallControl, ExotelStreams
     from voiced.carrier.exotel.protocol import ExotelAdmission, ExotelMediaStreamFactory
-    from voiced.carrier.gate import OFF, CarrierOff, carrier_mode, mode_warning
+    from voiced.carrier.gate import OFF, CarrierOff, carrier_mode
 
     secret = settings.exotel_secret
     mode = carrier_mode(settings, secret)
-    warnings = mode_warning("Exotel", mode, SECRET_ENV)
     if mode == OFF:
-        return Carrier("exotel", media=CarrierOff("exotel", SECRET_ENV), warnings=warnings)
+        return Carrier("exotel", media=CarrierOff("exotel", SECRET_ENV), mode=OFF)
     streams = ExotelStreams()
     factory = ExotelMediaStreamFactory(core, ExotelAdmission(secret, streams))
 
     def control(http: Any, clock: Any) -> ExotelCallControl:
         return ExotelCallControl(streams)
 
-    return Carrier("exotel", media=WebSocketResource(factory), control=control, signed=bool(secret),
-                   warnings=warnings)
+    return Carrier("exotel", media=WebSocketResource(factory), control=control, mode=mode)

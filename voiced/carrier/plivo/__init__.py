@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from autobahn.twisted.resource import WebSocketResource
 
 from voiced.carrier.base import CallCore, Carrier
-from voiced.carrier.gate import OFF, CarrierOff, carrier_mode, mode_warning
+from voiced.carrier.gate import OFF, CarrierOff, carrier_mode
 from voiced.config import Settings
 
 SECRET_ENV = "VOICED_PLIVO_AUTH_TOKEN"
@@ -22,10 +22,10 @@ def carrier(core: CallCore, settings: Settings, console: Any = None) -> Carrier:
 
     token = settings.plivo_auth_token
     mode = carrier_mode(settings, token)
-    warnings = mode_warning("Plivo", mode, SECRET_ENV)
+    warnings: list[str] = []
     if mode == OFF:
         off = CarrierOff("plivo", SECRET_ENV)
-        return Carrier("plivo", media=off, answer=off, warnings=warnings)
+        return Carrier("plivo", media=off, answer=off, mode=OFF)
     if token and not settings.public_url:
         warnings.append("Plivo signatures are checked against the Host header's https:// URL (no VOICED_PUBLIC_URL): "
                         "behind a proxy that rewrites it, set VOICED_PUBLIC_URL")
@@ -33,19 +33,21 @@ def carrier(core: CallCore, settings: Settings, console: Any = None) -> Carrier:
                                       url="ws://localhost/media/plivo")
     answer = PlivoAnswer(token, settings.public_url, core.clock, settings.media_token_ttl_s,
                          settings.plivo_content_type)
+    def rest_control(http: Any, clock: Any) -> Any:
+        from voiced.carrier.plivo.rest import PlivoCallControl
+
+        return PlivoCallControl(http, clock, settings.plivo_auth_id, token, settings.public_url,
+                                api_base=settings.plivo_api_base)
+
     control = None
     if settings.plivo_auth_id and token:
         if urlsplit(settings.plivo_api_base).scheme not in ("http", "https"):
             warnings.append(f"Plivo REST is off: plivo_api_base {settings.plivo_api_base!r} is not an http(s) URL")
         else:
-            def control(http: Any, clock: Any) -> Any:
-                from voiced.carrier.plivo.rest import PlivoCallControl
-
-                return PlivoCallControl(http, clock, settings.plivo_auth_id, token, settings.public_url,
-                                        api_base=settings.plivo_api_base)
+            control = rest_control
     elif settings.plivo_auth_id:
         warnings.append("Plivo REST is off: plivo_auth_id needs plivo_auth_token (the bot's hang-up closes the "
                         "stream instead, and transfers fail)")
-    return Carrier("plivo", media=WebSocketResource(factory), answer=answer, control=control, signed=bool(token),
+    return Carrier("plivo", media=WebSocketResource(factory), answer=answer, control=control, mode=mode,
                    warnings=warnings)
 

@@ -26,14 +26,14 @@ SECRET_ENV = "VOICED_TELNYX_PUBLIC_KEY"
 def carrier(core: CallCore, settings: "Settings", console: Any = None) -> Carrier:
     from autobahn.twisted.resource import WebSocketResource
 
-    from voiced.carrier.gate import OFF, CarrierOff, carrier_mode, mode_warning
+    from voiced.carrier.gate import OFF, CarrierOff, carrier_mode
     from voiced.carrier.telnyx.answer import TexmlAnswer
     from voiced.carrier.telnyx.protocol import TelnyxAdmission, TelnyxMediaStreamFactory
     from voiced.carrier.telnyx.signature import public_key
 
     mode = carrier_mode(settings, settings.telnyx_public_key)
     media_secret = settings.telnyx_media_secret or settings.telnyx_api_key
-    warnings = mode_warning("Telnyx", mode, SECRET_ENV)
+    warnings = []
     if settings.telnyx_public_key and not media_secret:
         mode = OFF
         warnings = ["Telnyx is off: VOICED_TELNYX_PUBLIC_KEY is set but neither VOICED_TELNYX_MEDIA_SECRET nor "
@@ -41,7 +41,7 @@ def carrier(core: CallCore, settings: "Settings", console: Any = None) -> Carrie
                     "secret for its per-call token (its routes answer 403)"]
     if mode == OFF:
         return Carrier("telnyx", media=CarrierOff("telnyx", SECRET_ENV), answer=CarrierOff("telnyx", SECRET_ENV),
-                       warnings=warnings)
+                       mode=OFF, warnings=warnings)
     key = public_key(settings.telnyx_public_key) if settings.telnyx_public_key else None
     token_secret = media_secret if key is not None else ""  # open mode (loopback only) asks for no token
     factory = TelnyxMediaStreamFactory(core, TelnyxAdmission(token_secret, rest_hangup=bool(settings.telnyx_api_key)),
@@ -53,5 +53,5 @@ def carrier(core: CallCore, settings: "Settings", console: Any = None) -> Carrie
 
     return Carrier("telnyx", media=WebSocketResource(factory),
                    answer=TexmlAnswer(key, token_secret, settings.public_host, core.clock, settings.media_token_ttl_s),
-                   control=call_control if settings.telnyx_api_key else None, signed=key is not None,
+                   control=call_control if settings.telnyx_api_key else None, mode=mode,
                    warnings=warnings)

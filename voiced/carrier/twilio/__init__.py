@@ -18,15 +18,15 @@ def carrier(core: CallCore, settings: Settings, console: Any = None) -> Carrier:
 
     token = settings.twilio_auth_token
     factory = TwilioMediaStreamFactory(core, TwilioAdmission(token, settings.public_host, console))
-    control = None
-    if settings.twilio_rest_configured:
-        def control(http: Any, clock: Any) -> Any:
-            from voiced.carrier.twilio.rest import TwilioCallControl
+    def rest_control(http: Any, clock: Any) -> Any:
+        from voiced.carrier.twilio.rest import TwilioCallControl
 
-            return TwilioCallControl(http, clock, settings.twilio_account_sid, settings.twilio_rest_token,
-                                     api_base=settings.twilio_api_base)
+        return TwilioCallControl(http, clock, settings.twilio_account_sid, settings.twilio_rest_token,
+                                 api_base=settings.twilio_api_base)
+
     warnings = [] if token else ["X-Twilio-Signature is not checked (no VOICED_TWILIO_AUTH_TOKEN): anyone who "
                                  "reaches this port can place calls"]
     return Carrier("twilio", media=WebSocketResource(factory),
                    answer=TwimlAnswer(token, settings.public_host, core.clock, settings.media_token_ttl_s),
-                   control=control, signed=bool(token), warnings=warnings)
+                   control=rest_control if settings.twilio_rest_configured else None,
+                   mode="signed" if token else "unsigned", warnings=warnings)

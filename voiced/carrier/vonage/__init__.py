@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from voiced.carrier.base import CallCore, Carrier
-from voiced.carrier.gate import OFF, SIGNED, CarrierOff, carrier_mode, mode_warning
+from voiced.carrier.gate import OFF, CarrierOff, carrier_mode
 from voiced.config import Settings
 
 NAME = "vonage"
@@ -22,10 +22,10 @@ def carrier(core: CallCore, settings: Settings, console: Any = None) -> Carrier:
 
     secret = settings.vonage_signature_secret
     mode = carrier_mode(settings, secret)
-    warnings = mode_warning("Vonage", mode, SECRET_ENV)
+    warnings: list[str] = []
     if mode == OFF:
         off = CarrierOff(NAME, SECRET_ENV)
-        return Carrier(NAME, media=off, answer=off, warnings=warnings)
+        return Carrier(NAME, media=off, answer=off, mode=OFF)
     control, problem = _control(settings)
     if problem:
         warnings.append(problem)
@@ -33,7 +33,7 @@ def carrier(core: CallCore, settings: Settings, console: Any = None) -> Carrier:
     answer = NccoAnswer(secret, settings.public_host, core.clock, settings.media_token_ttl_s,
                         settings.vonage_sample_rate)
     return Carrier(NAME, media=WebSocketResource(factory), answer=answer, control=control,
-                   signed=mode == SIGNED, warnings=warnings)
+                   mode=mode, warnings=warnings)
 
 
 def _control(settings: Settings) -> tuple[Any, str]:
