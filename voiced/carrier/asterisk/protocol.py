@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 
-from voiced.carrier.asterisk import wire
+import voiced.carrier.asterisk.wire as wire
 from voiced.carrier.asterisk.admission import QUERY_PARAMETER, secret_matches
 from voiced.carrier.asterisk.sender import MediaSender
 from voiced.carrier.base import CallStart

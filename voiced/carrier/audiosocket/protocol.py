@@ -26,7 +26,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from voiced.carrier.audiosocket import call_uuid, wire
+import voiced.carrier.audiosocket.call_uuid as call_uuid
+import voiced.carrier.audiosocket.wire as wire
 from voiced.carrier.base import CallCore, CallStart, Refused
 from voiced.carrier.codec import Downsampler
 from voiced.carrier.gate import OFF

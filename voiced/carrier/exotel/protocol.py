@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from voiced.audio import UnsupportedAudio
 from voiced.carrier.base import CallStart
-from voiced.carrier.exotel import wire
+import voiced.carrier.exotel.wire as wire
 from voiced.carrier.exotel.auth import credentials_problem
 from voiced.carrier.exotel.chunks import Rechunker
 from voiced.carrier.exotel.control import ExotelStreams

@@ -20,7 +20,7 @@ from twisted.web.server import Request
 
 from voiced.carrier import media_token
 from voiced.carrier.answer import MAX_LOGGED_FIELD, form_field, host_from_request
-from voiced.carrier.plivo import wire
+import voiced.carrier.plivo.wire as wire
 from voiced.carrier.plivo.signature import NONCE_HEADER, SIGNATURE_HEADERS, signature_matches
 
 log = Logger(namespace="voiced.carrier")

@@ -21,7 +21,7 @@ from twisted.web.server import Request
 
 from voiced.carrier import media_token
 from voiced.carrier.answer import host_from_request
-from voiced.carrier.telnyx import signature
+import voiced.carrier.telnyx.signature as signature
 from voiced.carrier.telnyx.wire import texml_connect_stream
 
 log = Logger(namespace="voiced.carrier")

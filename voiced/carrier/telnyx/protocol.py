@@ -25,7 +25,7 @@ from voiced.audio import UnsupportedAudio
 from voiced.carrier.base import CallStart
 from voiced.carrier.inbound import foreign_stream, parse_failed
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT, CLOSE_BINARY_FRAME, CLOSE_NORMAL
-from voiced.carrier.telnyx import wire
+import voiced.carrier.telnyx.wire as wire
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
 
 log = Logger(namespace="voiced.carrier")

@@ -22,7 +22,8 @@ from twisted.web.server import Request
 
 from voiced.carrier import media_token
 from voiced.carrier.answer import host_from_request
-from voiced.carrier.vonage import signature, wire
+import voiced.carrier.vonage.signature as signature
+import voiced.carrier.vonage.wire as wire
 
 log = Logger(namespace="voiced.carrier")
 

@@ -23,7 +23,8 @@ from voiced.carrier import media_token
 from voiced.carrier.base import CallStart
 from voiced.carrier.inbound import parse_failed
 from voiced.carrier.link import CLOSE_BAD_MEDIA_FORMAT
-from voiced.carrier.vonage import signature, wire
+import voiced.carrier.vonage.signature as signature
+import voiced.carrier.vonage.wire as wire
 from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
 
 log = Logger(namespace="voiced.carrier")
