@@ -66,6 +66,18 @@ class RegistryTests(SynchronousTestCase):
         self.assertIn("'twilio'", error)
         self.assertIn("twilio", build_parser().format_help())
 
+    def test_a_daemon_address_without_a_path_gets_the_carriers_path(self) -> None:
+        from voiced.caller.main import check_address
+
+        for argv, url in ((["--carrier", "vonage", "ws://127.0.0.1:9000"], "ws://127.0.0.1:9000/media/vonage"),
+                          (["--carrier", "telnyx", "wss://voice.example.com/"], "wss://voice.example.com/media/telnyx"),
+                          (["ws://127.0.0.1:9000"], "ws://127.0.0.1:9000/media"),
+                          (["--carrier", "plivo", "ws://h/custom"], "ws://h/custom")):
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            check_address(parser, args)
+            self.assertEqual(args.url, url)
+
     def test_the_cli_refuses_keys_a_phone_does_not_have(self) -> None:
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr), self.assertRaises(SystemExit):

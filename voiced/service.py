@@ -179,7 +179,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         if self._log_observer is not None:
             self._signals.install()  # we own the process's logging: SIGUSR1/SIGHUP reopen it
         if self.carrier_modes:
-            log.info("CARRIERS {modes} (open: no secret, loopback only; off: 403 until its secret is set)",
+            log.info("CARRIERS {modes} (open: no secret, loopback only; off: refused until configured)",
                      modes=self.carrier_modes)
         for warning in self.carrier_warnings:
             log.warn("{warning}", warning=warning)

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from typing import Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 from autobahn.websocket.util import parse_url
 from twisted.internet import task, threads
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("url", nargs="?",
                    help=f"the daemon's media WebSocket (default {DEFAULT_DAEMON} and the carrier's path: "
-                        f"{DEFAULT_URL} for Twilio), or tcp://HOST:PORT for a carrier on plain TCP")
+                        f"{DEFAULT_URL} for Twilio; a URL without a path gets the carrier's), or "
+                        f"tcp://HOST:PORT for a carrier on plain TCP")
     p.add_argument("--carrier", default=DEFAULT_CARRIER, choices=carrier_names(),
                    help=f"the carrier whose side of the media stream to speak: {', '.join(carrier_names())} "
                         f"(default {DEFAULT_CARRIER})")
@@ -134,6 +136,9 @@ def check_address(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.url = DEFAULT_DAEMON + wire.path
     if not args.url.startswith(("ws://", "wss://")):
         parser.error(f"{args.url!r} is not a ws:// or wss:// URL")
+    parts = urlsplit(args.url)
+    if parts.path in ("", "/"):  # the daemon's address alone: the carrier's own path on it
+        args.url = urlunsplit(parts._replace(path=wire.path))
 
 
 def load_lines(specs: Sequence[tuple[str, str, int | None]], language: str) -> list[CallerLine]:
