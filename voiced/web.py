@@ -110,14 +110,13 @@ class Metrics(_Leaf):
         return generate_latest(self.service.metrics.registry)
 
 
-class CarrierMedia(Resource):
-    """``/media``: Twilio's media socket; ``/media/<carrier>``: each other carrier's."""
+class Branch(Resource):
+    """A path that is both a route of its own and the parent of others: ``/media`` is
+    Twilio's media socket, ``/media/<carrier>`` each other carrier's."""
 
-    def __init__(self, default: Resource | None, by_name: dict[bytes, Resource]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.default = default
-        for name, resource in by_name.items():
-            self.putChild(name, resource)
+        self.default: Resource | None = None
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"" and self.default is not None:
@@ -128,6 +127,25 @@ class CarrierMedia(Resource):
         if self.default is None:
             return super().render(request)
         return self.default.render(request)
+
+
+def mount(root: Resource, path: str, resource: Resource) -> None:
+    """Put ``resource`` at ``path`` ("media/telnyx") under ``root``, beside whatever is there."""
+    *parents, leaf = path.encode().split(b"/")
+    node = root
+    for name in parents:
+        child = node.children.get(name)
+        if not isinstance(child, Branch):
+            branch = Branch()
+            branch.default = child
+            node.putChild(name, branch)
+            child = branch
+        node = child
+    existing = node.children.get(leaf)
+    if isinstance(existing, Branch):
+        existing.default = resource
+    else:
+        node.putChild(leaf, resource)
 
 
 def _site(root: Resource) -> Site:
@@ -145,21 +163,15 @@ def add_admin_routes(root: Resource, service: "VoicedService") -> Resource:
 
 def build_site(service: "VoicedService", carriers: "list[Carrier]", console: "Console | None" = None,
                with_admin: bool = True) -> Site:
-    """The carriers' site (Twilio's /media and /twiml, /media/<carrier> and /answer/<carrier>
-    for the others), the console when it is on, and the operators' routes unless they have
-    their own port."""
+    """The carriers' site (each carrier's media socket and answer, where it says: Twilio's
+    /media and /twiml, /media/<carrier> and /answer/<carrier> for the others), the console
+    when it is on, and the operators' routes unless they have their own port."""
     root = Resource()
-    media = {c.name.encode(): c.media for c in carriers if c.media is not None and c.name != "twilio"}
-    twilio = next((c for c in carriers if c.name == "twilio"), None)
-    root.putChild(b"media", CarrierMedia(twilio.media if twilio else None, media))
-    if twilio is not None and twilio.answer is not None:
-        root.putChild(b"twiml", twilio.answer)
-    answers = Resource()
-    for c in carriers:
-        if c.answer is not None and c.name != "twilio":
-            answers.putChild(c.name.encode(), c.answer)
-    if answers.children:
-        root.putChild(b"answer", answers)
+    for carrier in carriers:
+        if carrier.media is not None:
+            mount(root, carrier.media_path, carrier.media)
+        if carrier.answer is not None:
+            mount(root, carrier.answer_path, carrier.answer)
     if console is not None and console.enabled:  # off: /console is a 404 like any unknown path
         root.putChild(b"console", console.resource())
     if with_admin:

@@ -88,11 +88,11 @@ class CarrierWire(Protocol):
 
 @dataclass
 class Carrier:
-    """What one carrier package contributes to the daemon; ``voiced.app`` mounts it.
+    """What one carrier package contributes to the daemon; ``voiced.web`` mounts it.
 
     ``media``: the WebSocket resource of its streams, mounted at ``/media/<name>``
-    (Twilio's at ``/media``); ``answer``: the HTTP answer that starts a stream (TwiML,
-    TeXML, ...), at ``/answer/<name>`` (Twilio's at ``/twiml``); ``control``: makes its
+    (Twilio's at ``/media``: ``media_at``); ``answer``: the HTTP answer that starts a stream
+    (TwiML, TeXML, ...), at ``/answer/<name>`` (Twilio's at ``/twiml``); ``control``: makes its
     REST control (hang-up, transfer) from the service's HTTP client and clock once the
     service starts; ``listeners``: endpoints of its own, as (option, endpoint string,
     factory) (Asterisk's AudioSocket); ``mode`` (``voiced.carrier.gate``): signed (its
@@ -107,3 +107,13 @@ class Carrier:
     listeners: list[tuple[str, str, Any]] = field(default_factory=list)
     mode: str = "off"
     warnings: list[str] = field(default_factory=list)
+    media_at: str = ""  # where the media socket is mounted, when not media/<name>
+    answer_at: str = ""  # where the answer is mounted, when not answer/<name>
+
+    @property
+    def media_path(self) -> str:
+        return self.media_at or f"media/{self.name}"
+
+    @property
+    def answer_path(self) -> str:
+        return self.answer_at or f"answer/{self.name}"

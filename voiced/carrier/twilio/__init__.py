@@ -29,4 +29,5 @@ def carrier(core: CallCore, settings: Settings, console: Any = None) -> Carrier:
     return Carrier("twilio", media=WebSocketResource(factory),
                    answer=TwimlAnswer(token, settings.public_host, core.clock, settings.media_token_ttl_s),
                    control=rest_control if settings.twilio_rest_configured else None,
-                   mode="signed" if token else "unsigned", warnings=warnings)
+                   mode="signed" if token else "unsigned", warnings=warnings,
+                   media_at="media", answer_at="twiml")  # where Twilio's numbers have always pointed
