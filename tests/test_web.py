@@ -41,5 +41,5 @@ class MountTests(SynchronousTestCase):
         self.assertEqual(self.resolve(site, "/media/asterisk"), "asterisk media")
         self.assertEqual(self.resolve(site, "/twiml"), "twiml")
         self.assertEqual(self.resolve(site, "/answer/telnyx"), "texml")
-        self.assertEqual(self.resolve(site, "/media/audiosocket"), "NoResource")
-        self.assertEqual(self.resolve(site, "/answer/asterisk"), "NoResource")
+        self.assertEqual(self.resolve(site, "/media/audiosocket"), "_UnsafeNoResource")  # a 404
+        self.assertEqual(self.resolve(site, "/answer/asterisk"), "_UnsafeNoResource")  # a 404
