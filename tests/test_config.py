@@ -2,7 +2,8 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.config import DEFAULT_LISTEN, OPTIONS, ConfigError, Settings
+from voiced.config import ConfigError, Settings
+from voiced.options import DEFAULT_LISTEN, OPTIONS
 from voiced.tap import Options
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")

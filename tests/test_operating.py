@@ -10,7 +10,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced import preflight
-from voiced.config import ConfigError, Settings, unknown_env_warnings
+from voiced.config import ConfigError, Settings
+from voiced.options import unknown_env_warnings
 from voiced.listener import Listener
 from voiced.logging import make_observer
 from voiced.retry import Backoff

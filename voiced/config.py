@@ -1,23 +1,22 @@
 """One settings object, from command-line options and their environment twins.
 
 Every option ``--some-name`` has the twin ``VOICED_SOME_NAME``; the command line
-wins over the environment, which wins over the default. The table below is the
-single source for the twistd options, the tac file and README's configuration table.
+wins over the environment, which wins over the default. The options themselves (names,
+parsers, defaults, help) are the table in ``voiced.options``.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
+
+from voiced.options import BY_NAME, DEFAULT_LISTEN, OPTIONS, PHRASE_OPTIONS
 
 if TYPE_CHECKING:
     from voiced.phrases import PhraseCatalog
 
-DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 #: The default max_calls per worker process (each has one reactor, one GIL), counting at most one
 #: worker per CPU core: bench/scale.py on 2 cores (the emulator and the callers on them too)
 #: measured one worker p99 21 ms at 300 calls and 462 ms at 500 (one core full); two workers
@@ -39,268 +38,6 @@ CARRIER_SECRETS = {
 
 class ConfigError(ValueError):
     pass
-
-
-def _bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if value not in choices:
-            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
-        return value
-
-    return parse
-
-
-def _int_range(low: int, high: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        n = int(value)
-        if not low <= n <= high:
-            raise ValueError(f"{n} is outside {low}..{high}")
-        return n
-
-    return parse
-
-
-def _float_range(low: float, high: float) -> Callable[[str], float | None]:
-    def parse(value: str) -> float | None:
-        if not value.strip():
-            return None  # unset: the server's default
-        x = float(value)
-        if not low <= x <= high:
-            raise ValueError(f"{x} is outside {low}..{high}")
-        return x
-
-    return parse
-
-
-def _targets(value: str) -> tuple[str, ...]:
-    from voiced.call.control import check_transfer_target
-
-    return tuple(check_transfer_target(t.strip()) for t in value.split(",") if t.strip())
-
-
-def _str(value: str) -> str:
-    return value
-
-
-def _ed25519_public_key(value: str) -> str:
-    """A base64 Ed25519 public key (32 bytes), as Telnyx shows it; empty stays empty."""
-    import base64
-    import binascii
-
-    value = value.strip()
-    if not value:
-        return value
-    try:
-        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not base64 (copy the public key from Telnyx's Keys & Credentials)") from None
-    if len(raw) != 32:
-        raise ValueError(f"{len(raw)} bytes, not an Ed25519 public key's 32")
-    return value
-
-
-# language-[script-]region, the shapes Google and espeak take (en-US, he-IL, zh-Hant-TW, es-419).
-_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-[A-Za-z0-9]{5,8})*$")
-
-
-def _language(value: str) -> str:
-    if not _BCP47.match(value):
-        raise ValueError(f"{value!r} is not a BCP-47 language tag (e.g. en-US, he-IL)")
-    return value
-
-
-def _tcp_endpoint(value: str) -> str:
-    """A tcp: or tcp6: endpoint, or "" (off): for a listener only plain TCP reaches (AudioSocket)."""
-    if value and not value.startswith(("tcp:", "tcp6:")):
-        raise ValueError(f"{value!r} is not a tcp: or tcp6: endpoint (e.g. tcp:9092:interface=10.0.0.5)")
-    return value
-
-
-def _dialplan_secret(value: str) -> str:
-    """A secret an Asterisk dialplan can carry as it is: 16 or more letters, digits, '.', '_' or '-'."""
-    if value and (len(value) < 16 or not re.fullmatch(r"[A-Za-z0-9._-]+", value)):
-        raise ValueError("must be 16 or more letters, digits, '.', '_' or '-' (e.g. openssl rand -hex 24)")
-    return value
-
-
-@dataclass(frozen=True)
-class Option:
-    name: str  # attribute name; --name-with-dashes and VOICED_NAME_UPPER derive from it
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
-    secret: bool = False
-    # A flag on the command line (--name, no value); its environment twin takes 1/0.
-    flag_only: bool = False
-
-    @property
-    def flag(self) -> str:
-        return self.name.replace("_", "-")
-
-    @property
-    def env(self) -> str:
-        return "VOICED_" + self.name.upper()
-
-
-OPTIONS: list[Option] = [
-    # listen is repeatable and handled on its own (see Settings.load)
-    Option("public_url", _str, "", "public https://host[:port] base Twilio reaches (TwiML stream URL)"),
-    Option("twilio_auth_token", _str, "", "Twilio auth token: check X-Twilio-Signature on /twiml and /media",
-           secret=True),
-    Option("console_token", _str, "",
-           "token for /console (pages, streams, softphone); without it the console is on only on loopback "
-           "with no Twilio token", secret=True),
-    Option("admin_listen", _str, "",
-           "endpoint for /health* and /metrics alone (empty: served on --listen with /media)"),
-    Option("warmup_timeout_s", _int_range(1, 86400), 300,
-           "not ready this long after start: /health reports unhealthy (a supervisor restarts it)"),
-    Option("log_format", _choice("text", "json"), "text", "log output: text or json lines"),
-    Option("log_file", _str, "", "append logs to this file (default: stdout; voiced.log when daemonized)"),
-    Option("log_level", _choice("debug", "info", "warn", "error"), "info", "lowest log level written"),
-    Option("stt", _choice("auto", "local", "google"), "auto", "speech-to-text engine (auto: google if configured)"),
-    Option("tts", _choice("auto", "local", "google"), "auto", "text-to-speech engine (auto: google if configured)"),
-    Option("agent", _choice("script", "openai", "webhook"), "script", "reply agent: script, openai or webhook"),
-    Option("script", _str, "", "dialog file for the script agent (default: the built-in front desk)"),
-    Option("greeting", _str, "", "what the openai and webhook agents say first (default: the language's "
-           "phrase catalog; the script has its own)"),
-    Option("openai_base_url", _str, "https://api.openai.com/v1", "OpenAI-compatible API base (vLLM, Ollama, ...)"),
-    Option("openai_model", _str, "gpt-4o-mini", "chat model of the openai agent"),
-    Option("system_prompt", _str, "", "the openai agent's system prompt"),
-    Option("system_prompt_file", _str, "", "read the system prompt from this file instead"),
-    Option("llm_temperature", _float_range(0, 2), None, "sampling temperature (empty: the server's default)"),
-    Option("llm_max_tokens", _int_range(0, 100000), 0, "longest reply in tokens (0: the server's default)"),
-    Option("llm_first_token_timeout_ms", _int_range(100, 120000), 5000,
-           "no reply text within this: the reply failed (apology)"),
-    Option("llm_reply_timeout_ms", _int_range(100, 600000), 30000, "bound on one whole LLM reply"),
-    Option("webhook_url", _str, "", "the webhook agent's URL (POST, JSON)"),
-    Option("webhook_secret", _str, "", "HMAC key of X-Voiced-Signature on webhook and tool requests", secret=True),
-    Option("webhook_timeout_ms", _int_range(100, 120000), 10000, "bound on one webhook answer"),
-    Option("tools_file", _str, "", "OpenAI tool definitions (JSON list) offered to the model"),
-    Option("tools_url", _str, "", "where the openai agent POSTs the tool calls of --tools-file"),
-    Option("tools_timeout_ms", _int_range(100, 120000), 8000, "bound on one tool call"),
-    Option("agent_filler_ms", _int_range(0, 60000), 1200, "no first sentence within this: play the filler (0: never)"),
-    Option("phrases_file", _str, "", "a phrase catalog (key = text lines, as voiced/phrases/he.txt) over the "
-           "language's own: a language voiced does not ship"),
-    Option("filler_phrase", _str, "", "the filler (default: the language's phrase catalog, as for every phrase)"),
-    Option("apology_phrase", _str, "", "said when the agent fails"),
-    Option("ask_again_phrase", _str, "", "said when nothing could be transcribed of what the caller said"),
-    Option("idle_goodbye_phrase", _str, "", "said before hanging up on a silent caller"),
-    Option("time_limit_phrase", _str, "", "said before hanging up at --max-call-s"),
-    Option("drain_goodbye_phrase", _str, "", "said to calls still up when the drain times out"),
-    Option("goodbye_phrase", _str, "", "said when the LLM hangs up without a word"),
-    Option("transfer_phrase", _str, "", "said when the LLM transfers the call without a word"),
-    Option("idle_reprompt_ms", _int_range(0, 600000), 8000,
-           "caller silence after the bot finished before the agent gets an idle event (0: never)"),
-    Option("idle_max_reprompts", _int_range(0, 100), 2, "idle events in a row before a goodbye and hang-up"),
-    Option("max_call_s", _int_range(0, 86400), 1800, "longest call; then a polite goodbye (0: no limit)"),
-    Option("transfer_targets", _targets, (), "where the openai agent may transfer calls: comma-separated "
-           "+E.164 numbers or sip: URIs (empty: it cannot)"),
-    Option("twilio_api_base", _str, "https://api.twilio.com", "Twilio REST base URL (hang-up and transfer)"),
-    Option("language", _language, "en-US", "BCP-47 language of callers and replies"),
-    Option("eou_silence_ms", _int_range(20, 5000), 240, "silence after speech that ends the caller's turn"),
-    Option("min_speech_ms", _int_range(20, 2000), 60, "voiced audio needed before a sound counts as speech"),
-    Option("barge_in_ms", _int_range(20, 3000), 160, "caller speech over a reply needed to interrupt it"),
-    Option("vad_aggressiveness", _int_range(0, 3), 2, "webrtcvad aggressiveness, 0 (lenient) to 3 (strict)"),
-    Option("stt_final_timeout_ms", _int_range(100, 10000), 1500, "longest wait for a final after end of speech"),
-    Option("whisper_model", _str, "", "a CTranslate2 Whisper model directory, or a faster-whisper name / Hugging "
-           "Face repo id already in the HF cache (default: the bundled tiny.en)"),
-    Option("whisper_workers", _int_range(1, 64), 1, "Whisper transcriptions at once (each takes a core for ~0.3 s)"),
-    Option("max_calls", _int_range(0, 100000), 0,
-           "calls at once; beyond, /media upgrades get HTTP 503 (0: 200 per worker, up to one worker per core)"),
-    Option("workers", _int_range(1, 64), 1,
-           "voiced processes sharing the listening ports, a reactor (core) each (README: 2 on 2 cores)"),
-    Option("stt_model", _str, "", "Google STT model (default: phone_call where Google offers it for the "
-           "language, else default)"),
-    Option("stt_retry_initial_ms", _int_range(1, 60000), 200, "first STT retry delay (doubles each attempt)"),
-    Option("stt_retry_max_ms", _int_range(1, 60000), 1600, "largest STT retry delay"),
-    Option("stt_retry_attempts", _int_range(0, 20), 4, "STT retries per failure before the interim phrase"),
-    Option("stt_fallback_timeout_ms", _int_range(100, 30000), 4000, "bound on the Whisper fallback after STT fails"),
-    Option("interim_phrase", _str, "", "what the caller hears when STT fails"),
-    Option("interim_wait_phrase", _str, "", "what the caller hears when STT fails but the fallback is transcribing"),
-    Option("tts_voice", _str, "", "Google TTS voice name (default: Google's voice for the language)"),
-    Option("google_endpoint", _str, "", "host:port of the Google speech APIs (an emulator)"),
-    Option("google_insecure", _bool, False, "plaintext gRPC to --google-endpoint (loopback only)", flag_only=True),
-    Option("google_insecure_remote", _bool, False, "allow plaintext gRPC to a non-loopback endpoint",
-           flag_only=True),
-    Option("google_credentials_json", _str, "", "service-account JSON (materialized once, mode 0600)", secret=True),
-    Option("google_channels", _int_range(1, 64), 4, "gRPC channels in the STT channel pool"),
-    Option("google_timeout_s", _int_range(1, 3600), 330, "deadline of one Google STT stream, seconds"),
-    Option("stt_rollover_s", _int_range(10, 300), 240, "Google STT stream age to replace it (at a final or silence)"),
-    # Reliability (issue 8): draining, the call journal and its delivery outbox.
-    Option("drain_timeout_s", _int_range(0, 86400), 300,
-           "on SIGTERM, calls in progress have this long to end before a goodbye closes them"),
-    Option("journal", _str, "", "SQLite file where every ended call's record is committed (empty: no journal)"),
-    Option("call_webhook_url", _str, "",
-           "POST every call record here as JSON, signed, retried until delivered (needs --journal)"),
-    Option("media_token_ttl_s", _int_range(10, 86400), 300,
-           "lifetime of the per-call media token in the TwiML (with a Twilio auth token)"),
-    # telnyx
-    Option("telnyx_public_key",
-           _ed25519_public_key, "",
-           "Telnyx account public key (base64, Keys & Credentials): check telnyx-signature-ed25519 on "
-           "/answer/telnyx"),
-    Option("telnyx_api_key", _str, "", "Telnyx API key: hang-up and transfer through Call Control", secret=True),
-    Option("telnyx_media_secret", _str, "",
-           "keys the per-call media token in the TeXML (default: the Telnyx API key)", secret=True),
-    Option("telnyx_api_base", _str, "https://api.telnyx.com", "Telnyx REST base URL (hang-up and transfer)"),
-    # asterisk
-    Option("asterisk_secret", _str, "",
-           "shared secret Asterisk's chan_websocket presents on /media/asterisk (the websocket_client.conf "
-           "password, or ?secret= in its uri)", secret=True),
-    # exotel
-    Option("exotel_secret", _str, "",
-           "Exotel Voicebot applet credentials, user:password (or a token as the user): its wss:// URL "
-           "carries them as basic auth, checked on /media/exotel", secret=True),
-    # audiosocket
-    Option("audiosocket_listen", _tcp_endpoint, "", "endpoint for Asterisk AudioSocket connections, plain TCP on "
-           "a private interface (tcp:9092:interface=10.0.0.5; empty: off)"),
-    Option("audiosocket_secret", _dialplan_secret, "", "secret the dialplan signs each AudioSocket call UUID with "
-           "(README); without it AudioSocket takes calls only on a loopback endpoint", secret=True),
-    # plivo
-    Option("plivo_auth_token", _str, "",
-           "Plivo auth token: check X-Plivo-Signature-V3 on /answer/plivo and the media token on /media/plivo",
-           secret=True),
-    Option("plivo_auth_id", _str, "", "Plivo auth ID: with plivo_auth_token, REST hang-up and transfer"),
-    Option("plivo_api_base", _str, "https://api.plivo.com", "Plivo REST base URL (hang-up and transfer)"),
-    Option("plivo_content_type", _choice("audio/x-mulaw;rate=8000", "audio/x-l16;rate=8000", "audio/x-l16;rate=16000"),
-           "audio/x-mulaw;rate=8000", "audio the Plivo <Stream> asks for"),
-    # vonage
-    Option("vonage_signature_secret", _str, "", "Vonage signature secret: check the JWT on /answer/vonage and "
-           "/media/vonage, and key the NCCO's per-call media token", secret=True),
-    Option("vonage_sample_rate", lambda v: int(_choice("8000", "16000", "24000")(v.strip())), 16000,
-           "the audio rate the NCCO asks Vonage for (audio/l16;rate=N); 8000 skips resampling"),
-    Option("vonage_application_id", _str, "", "Vonage application id: with --vonage-private-key-file, hang-up "
-           "and transfer through the Voice API"),
-    Option("vonage_private_key_file", _str, "", "the Vonage application's private key (PEM) that signs its "
-           "Voice API requests"),
-    Option("vonage_api_base", _str, "https://api.nexmo.com", "Vonage Voice API base URL (hang-up and transfer)"),
-]
-
-_BY_NAME = {o.name: o for o in OPTIONS}
-#: Catalog keys with a --KEY-phrase option of their own (the greeting has --greeting).
-_PHRASE_OPTIONS = tuple(o.name.removesuffix("_phrase") for o in OPTIONS if o.name.endswith("_phrase"))
-#: VOICED_* variables that are not options but are read all the same.
-OTHER_ENV = frozenset({"VOICED_LISTEN"})
-
-
-def unknown_env_warnings(environ: Mapping[str, str]) -> list[str]:
-    """One warning per VOICED_* variable no option reads (a typo is otherwise silently ignored)."""
-    known = sorted({o.env for o in OPTIONS} | OTHER_ENV)
-    warnings = []
-    for name in sorted(k for k in environ if k.startswith("VOICED_") and k not in known):
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        warnings.append(f"{name} is not a voiced setting and is ignored{hint}")
-    return warnings
 
 
 @dataclass(frozen=True)
@@ -513,7 +250,7 @@ class Settings:
         """What voiced says itself in this language, each phrase option over the catalog."""
         from voiced.phrases import load_catalog
 
-        overrides = {key: getattr(self, f"{key}_phrase") for key in _PHRASE_OPTIONS}
+        overrides = {key: getattr(self, f"{key}_phrase") for key in PHRASE_OPTIONS}
         overrides["greeting"] = self.greeting
         return load_catalog(self.language, self.phrases_file, overrides)
 
@@ -527,7 +264,7 @@ class Settings:
             value = getattr(self, f.name)
             if value == f.default:
                 continue
-            opt = _BY_NAME.get(f.name)
+            opt = BY_NAME.get(f.name)
             if (opt is not None and opt.secret) or f.name in ("openai_api_key", "twilio_rest_token"):
                 value = "<redacted>" if value else ""
             if value in ("", None, ()):

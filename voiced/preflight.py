@@ -18,7 +18,8 @@ import socket
 import sys
 from typing import Any, Mapping
 
-from voiced.config import ConfigError, Settings, unknown_env_warnings
+from voiced.config import ConfigError, Settings
+from voiced.options import unknown_env_warnings
 
 #: Google closes a StreamingRecognize stream at about 305 s of audio.
 GOOGLE_STREAM_LIMIT_S = 300

@@ -16,7 +16,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from voiced import preflight
-from voiced.config import OPTIONS, ConfigError, Settings
+from voiced.config import ConfigError, Settings
+from voiced.options import OPTIONS
 
 log = Logger(namespace="voiced.tap")
 
