@@ -7,7 +7,9 @@ A call only borrows references: this file (with ``voiced/warmup.py``, the warm-u
 ``startService`` begins, which builds the engines, and ``voiced/agent/factory.py``,
 which only the warm-up calls) is the only place that constructs them, so the rule
 "nothing process-wide per call or per turn" can be checked by reading it. Health
-reports are in ``voiced/health.py``.
+reports are in ``voiced/health.py``. The service knows nothing of HTTP or of any
+carrier: ``voiced/app.py`` gives it its web face and its carriers, which start calls
+through ``admit`` and ``new_call``.
 """
 
 from __future__ import annotations
@@ -123,8 +125,8 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self._log_observer: Any = None
         self._drained: Deferred[None] | None = None
 
-        # Given by the composition root (voiced.app): the carriers' REST controls, made once
-        # the HTTP client exists, and what refuses and admits calls beyond readiness and capacity.
+        # Given by the composition root (voiced.app): the carriers' REST controls (made once
+        # the HTTP client exists, by carrier name), their modes and start-up warnings.
         self.control_factories: dict[str, Any] = {}
         self.call_controls: dict[str, CallControl] = {}
         self.carrier_warnings: list[str] = []
