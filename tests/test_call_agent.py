@@ -188,6 +188,14 @@ class CallWithAgentTests(SynchronousTestCase):
         self.echo_all_marks()
         self.assertEqual(self.transport.sent[-1], ("hangup",))
         self.assertEqual(control.calls, [("complete", "CA1")])
+        self.call.close("caller hung up (close 1000)")  # how the stream closed: the bot's ending wins
+        self.assertEqual(self.call.record.end_reason, "bot hung up after goodbye")
+
+    def test_a_call_the_caller_ended_says_so(self):
+        self.make_call()
+        self.say("hello")
+        self.call.close("caller hung up (close 1000)")
+        self.assertEqual(self.call.record.end_reason, "caller hung up (close 1000)")
 
     def test_a_barged_in_goodbye_does_not_hang_up(self):
         self.make_call(RecordingControl())
@@ -208,6 +216,8 @@ class CallWithAgentTests(SynchronousTestCase):
         self.echo_all_marks()
         self.assertEqual(control.calls, [("transfer", "CA1", "+15550199")])
         self.assertEqual(self.call.state, State.HANGING_UP)
+        self.call.close("carrier ended the stream")
+        self.assertEqual(self.call.record.end_reason, "transferred to +15550199")
 
     def test_a_failed_transfer_apologizes_and_listens_again(self):
         for control in (RecordingControl(ok=False), None):
@@ -220,6 +230,8 @@ class CallWithAgentTests(SynchronousTestCase):
             self.assertEqual(self.transport.marks()[-3:], ["r3.start", "r3.s0", "r3.end"])
             self.echo_all_marks()
             self.assertEqual(self.call.state, State.LISTENING)
+            self.call.close("caller hung up (close 1000)")  # the transfer did not end the call
+            self.assertEqual(self.call.record.end_reason, "caller hung up (close 1000)")
 
     # ---- events -----------------------------------------------------------------------------------
     def test_dtmf_is_a_turn_and_interrupts_the_bot(self):
@@ -257,6 +269,8 @@ class CallWithAgentTests(SynchronousTestCase):
         self.echo_all_marks()
         self.assertEqual(self.transport.sent[-1], ("hangup",))
         self.assertEqual(control.calls, [("complete", "CA1")])
+        self.call.close("caller hung up (close 1000)")
+        self.assertEqual(self.call.record.end_reason, "idle timeout")
 
     def test_speech_resets_the_idle_count(self):
         self.make_call(idle_reprompt_ms=8000, idle_max_reprompts=1)
@@ -280,6 +294,8 @@ class CallWithAgentTests(SynchronousTestCase):
         self.assertNotIn(("clear",), self.transport.sent[1:])
         self.echo_all_marks()
         self.assertEqual(self.transport.sent[-1], ("hangup",))
+        self.call.close("caller hung up (close 1000)")
+        self.assertEqual(self.call.record.end_reason, "max call duration")
 
 
 class RecordingObserver:

@@ -121,5 +121,20 @@ class LinkTests(SynchronousTestCase):
         transport.hang_up()
         self.assertEqual(wire.sent[-1], ("end",))
         self.assertEqual(self.clock.getDelayedCalls(), [])  # the playout stopped
-        link.closed("websocket closed code=1000")
+        link.closed("caller hung up (close 1000)")
         self.assertEqual((call.events[-1], core.ended), ("close", [call]))
+        self.assertEqual(call.reasons, ["caller hung up (close 1000)"])
+
+    def test_the_record_says_who_ended_the_stream(self) -> None:
+        for end, reason in ((lambda link: link.stopped(), "carrier ended the stream"),
+                            (lambda link: link.stopped("Asterisk hung up (a hang-up frame)"),
+                             "Asterisk hung up (a hang-up frame)"),
+                            (lambda link: link.fail(4003, "too many malformed messages"),
+                             "error: too many malformed messages (close 4003)"),
+                            (lambda link: link.refuse("media flood"), "refused: media flood (close 1008)"),
+                            (lambda link: None, "connection lost (close 1006)")):
+            link, wire, core = self.make()
+            link.started(CallStart("test", "C1", "S1"))
+            end(link)
+            link.closed("connection lost (close 1006)")
+            self.assertEqual(core.calls[0][2].reasons, [reason])

@@ -46,6 +46,7 @@ def server_frames(data: bytes) -> list[tuple[int, bytes]]:
 class RecordingCall:
     def __init__(self, stt_audio=MULAW_8K):
         self.events = []
+        self.reasons = []  # what close was told
         self.stt_audio = stt_audio  # what the service chose for its STT (MULAW_8K: no 16 kHz copy)
 
     def start(self):
@@ -63,6 +64,7 @@ class RecordingCall:
 
     def close(self, reason=""):
         self.events.append("close")
+        self.reasons.append(reason)
 
 
 class RecordingService:

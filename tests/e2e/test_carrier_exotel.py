@@ -71,10 +71,11 @@ class ExotelCallTests(TestCase):
 
         yield deferLater(reactor, 1.0, lambda: None)  # the journal's commit follows the call's end
         with sqlite3.connect(f"file:{self.journal}?mode=ro", uri=True) as db:
-            rows = db.execute("SELECT carrier, stream_sid, parameters FROM calls WHERE call_sid = ?",
+            rows = db.execute("SELECT carrier, stream_sid, parameters, end_reason FROM calls WHERE call_sid = ?",
                               (report.call_sid,)).fetchall()
         self.assertEqual(len(rows), 1)
         self.assertEqual(rows[0][:2], ("exotel", report.stream_sid))
+        self.assertEqual(rows[0][3], "bot hung up after goodbye")
         self.assertIn("e2e", rows[0][2])
 
     @inlineCallbacks

@@ -24,6 +24,9 @@ from voiced.call.reply import Reply
 
 log = Logger(namespace="voiced.call")
 
+#: What a call's record says when the call itself ended it with one of its goodbyes.
+GOODBYE_ENDINGS = {"idle_goodbye": "idle timeout", "time_limit": "max call duration", "drain_goodbye": "drain"}
+
 # Twilio echoes a mark as soon as the audio before it has played; a carrier that never
 # does must not leave a call stuck in SPEAKING (or a goodbye that never hangs up).
 END_MARK_GRACE_S = 3.0
@@ -155,6 +158,7 @@ class Answering:
     # ---- call actions ---------------------------------------------------------------------
     def _hang_up(self) -> None:
         self.state = State.HANGING_UP
+        self._ending = self._ending or "bot hung up after goodbye"
         log.info("HANGUP call={call}: goodbye played", call=self.call_id)
         self.transport.hang_up()
         if self.control is not None:
@@ -168,6 +172,7 @@ class Answering:
             self._say_apology()
             return
         log.info("TRANSFER call={call} to={to}", call=self.call_id, to=to)
+        self._ending = f"transferred to {to}"
         self.state = State.HANGING_UP  # Twilio ends this stream once the call has moved
         # A bad target from an agent is refused by the control before any request: that is a False too.
         maybeDeferred(self.control.transfer, self.call_id, to).addErrback(self._transfer_refused).addCallback(
@@ -179,6 +184,7 @@ class Answering:
 
     def _transferred(self, ok: bool, to: str) -> None:
         if not ok and self.state is State.HANGING_UP:
+            self._ending = ""
             self._say_apology()
 
     def _say_apology(self) -> None:
@@ -190,6 +196,7 @@ class Answering:
 
     def _say_goodbye(self, kind: str, phrase: str) -> None:
         """End the call politely; the caller cannot talk over this one."""
+        self._ending = GOODBYE_ENDINGS.get(kind, "")
         self._log_phrase(kind, phrase)
         self._final_goodbye = True
         self._cancel_timer()

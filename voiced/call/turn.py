@@ -129,6 +129,9 @@ class Call(Transcribing, Answering):
         self._idle_count = 0
         self._time_limit: IDelayedCall | None = None
         self._final_goodbye = False  # a goodbye the caller cannot talk over (idle, time limit)
+        # Who ended the call and why, in words, once the call itself decided it (the bot's goodbye,
+        # a transfer): the record says this rather than how the carrier's stream closed.
+        self._ending = ""
 
     # ---- inputs from the carrier -------------------------------------------------
     def start(self) -> None:
@@ -219,8 +222,11 @@ class Call(Transcribing, Answering):
         return self.state is State.LISTENING and self._turn.times.speech_start is None and not self._eou.in_speech
 
     def close(self, reason: str = "") -> None:
+        """The call is over; ``reason`` is how the stream ended, which the call's own
+        ending (a goodbye, a transfer) replaces when it had one."""
         if self.state is State.ENDED:
             return
+        reason = self._ending or reason
         log.info("CALL_END call={call} turns={turns} reason={reason}", call=self.call_id,
                  turns=self._turns_answered, reason=reason or "-")
         self.state = State.ENDED

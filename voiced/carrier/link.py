@@ -64,6 +64,7 @@ class CallLink:
         self._start_timer: IDelayedCall | None = None
         self._rate = MediaRate()
         self._flood_logged = False
+        self._end_reason = ""  # why voiced or the carrier ended the stream, in words (for the record)
 
     # ---- from the carrier -------------------------------------------------------------
     def opened(self) -> None:
@@ -121,8 +122,9 @@ class CallLink:
         if self.call is not None:
             self.call.on_mark(name)
 
-    def stopped(self, why: str = "the carrier ended the stream") -> None:
+    def stopped(self, why: str = "carrier ended the stream") -> None:
         log.info("STOP call={call}: {why}", call=self.call_id, why=why)
+        self._end_reason = self._end_reason or why
         self.closing = True
         self.wire.close(CLOSE_NORMAL, "")
 
@@ -134,7 +136,9 @@ class CallLink:
             self.fail(CLOSE_MALFORMED, "too many malformed messages")
 
     def closed(self, reason: str) -> None:
-        """The stream is gone (closed by either side, or dropped)."""
+        """The stream is gone (closed by either side, or dropped); ``reason`` says how, unless
+        voiced or the carrier already said why it ended (a stop, a failure)."""
+        reason = self._end_reason or reason
         self._cancel_start_timer()
         if self.playout is not None:
             self.playout.stop()
@@ -150,6 +154,7 @@ class CallLink:
         if self.closing:
             return
         log.warn("CLOSING call={call} code={code}: {reason}", call=self.call_id, code=code, reason=reason)
+        self._end_reason = f"error: {reason} (close {code})"
         self.closing = True
         self.wire.close(code, reason[:120])
 
@@ -159,6 +164,7 @@ class CallLink:
             return
         if not logged:
             log.warn("CLOSING call={call} code=1008: {reason}", call=self.call_id, reason=reason)
+        self._end_reason = f"refused: {reason} (close 1008)"
         self.closing = True
         self.wire.close(CLOSE_POLICY_VIOLATION, reason[:120])
 

@@ -141,7 +141,9 @@ class CarrierWebSocket(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.link is not None:
-            self.link.closed(f"websocket closed code={code}")
+            # Unless voiced or the carrier said why first (link.closed keeps that): the peer closed.
+            self.link.closed(f"caller hung up (close {code})" if code in (1000, 1001)
+                             else f"connection lost (close {code})")
 
     # ---- CarrierWire ---------------------------------------------------------------------
     def send_text(self, text: str) -> None:

@@ -127,7 +127,7 @@ class AudioSocketProtocol(Protocol):
                 timer.cancel()
         self._format_timer = self._idle_timer = None
         if self.link is not None:
-            self.link.closed(f"audiosocket closed: {reason.getErrorMessage() if reason is not None else '-'}")
+            self.link.closed(f"connection lost ({reason.getErrorMessage() if reason is not None else '-'})")
 
     def _idle_check(self) -> None:
         self._idle_timer = None
