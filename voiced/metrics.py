@@ -99,7 +99,11 @@ class Metrics:
 
     def __init__(self) -> None:
         shared = multiprocess_dir()
-        self.registry = CollectorRegistry(auto_describe=True)
+        # Under --workers the served registry holds only the collector of the shared files, and
+        # must not collect while registering it: a worker starting beside another would read
+        # that one's metrics file while it is still empty (prometheus_client fails on it, and
+        # the worker exited at start-up).
+        self.registry = CollectorRegistry(auto_describe=not shared)
         if shared:
             from prometheus_client.multiprocess import MultiProcessCollector
 
