@@ -86,6 +86,18 @@ class LinkTests(SynchronousTestCase):
         self.assertEqual(core.calls[0][2].events, ["start"])
         self.assertEqual(core.metrics.protocol_errors_total._value.get(), 1)
 
+    def test_chunks_that_do_not_end_on_a_frame_are_regrouped_into_whole_frames(self) -> None:
+        link, wire, core = self.make()
+        link.started(CallStart("test", "C1", "S1", audio=AudioFormat("pcm_s16le", 8000)))
+        call = core.calls[0][2]
+        link.audio_chunk(b"\0" * 480)  # 30 ms: one frame now, 10 ms carried
+        link.audio_chunk(b"\0" * 480)  # 10 + 30 ms: two frames
+        link.audio_chunk(b"\0" * 321)  # half a sample: dropped, the carry unchanged
+        self.assertEqual(call.events[1:], [("media", 160), ("media", 320)])
+        self.assertEqual(core.metrics.protocol_errors_total._value.get(), 1)
+        link.audio_chunk(b"\0" * 640)  # whole frames, nothing carried: straight through
+        self.assertEqual(call.events[-1], ("media", 320))
+
     def test_without_echoes_the_local_clock_paces_and_answers_marks(self) -> None:
         link, wire, core = self.make(echoes=False)
         link.started(CallStart("test", "C1", "S1", audio=AudioFormat("pcm_s16le", 8000)))

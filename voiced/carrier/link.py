@@ -65,6 +65,7 @@ class CallLink:
         self._rate = MediaRate()
         self._flood_logged = False
         self._end_reason = ""  # why voiced or the carrier ended the stream, in words (for the record)
+        self._carry = b""  # audio_chunk's tail short of a whole 20 ms frame
 
     # ---- from the carrier -------------------------------------------------------------
     def opened(self) -> None:
@@ -112,6 +113,26 @@ class CallLink:
             call.on_media(*codec.decode_wideband(payload))
         else:
             call.on_media(codec.decode(payload))
+
+    def audio_chunk(self, payload: bytes) -> None:
+        """The caller's audio from a carrier whose messages need not end on a 20 ms frame
+        (Telnyx's and Asterisk's packets follow the SIP leg's ptime, Exotel's chunks are
+        about 100 ms): whole frames go on now, the rest waits for the next message. A
+        chunk that is not whole samples is dropped, so the samples never shift."""
+        if self.call is None or not payload:
+            self.audio(payload)  # reported there: media before start, an empty payload
+            return
+        if not self._carry and len(payload) % self.frame_bytes == 0:
+            self.audio(payload)  # the common case: nothing carried, nothing to carry
+            return
+        if self.codec is not None and len(payload) % self.codec.format.bytes_per_sample:
+            self.protocol_error(f"media payload of {len(payload)} bytes is not whole samples: dropped")
+            return
+        data = self._carry + payload
+        whole = len(data) - len(data) % self.frame_bytes
+        self._carry = data[whole:]
+        if whole:
+            self.audio(data[:whole])
 
     def dtmf(self, digit: str) -> None:
         if self.call is not None:

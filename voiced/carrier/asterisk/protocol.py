@@ -72,7 +72,6 @@ class AsteriskMediaSocket(CarrierWebSocket):
         self.connection_id = ""
         self.sender: MediaSender | None = None
         self._query: dict[str, str] = {}
-        self._carry = b""  # the caller's audio short of a whole 20 ms frame
         self._errors_logged = 0
 
     # ---- admission -----------------------------------------------------------------------
@@ -90,11 +89,8 @@ class AsteriskMediaSocket(CarrierWebSocket):
     def received(self, payload: bytes | str, is_binary: bool) -> None:
         link = self.link
         if is_binary:
-            if self._carry or len(payload) % link.frame_bytes:
-                payload = self._whole_frames(payload)  # type: ignore[arg-type]
-                if not payload:
-                    return
-            link.audio(payload)  # type: ignore[arg-type]
+            # Asterisk sends its internal frames as they come (30 ms ones from a 30 ms SIP leg).
+            link.audio_chunk(payload)  # type: ignore[arg-type]
             return
         try:
             event = wire.parse_event(payload)
@@ -114,16 +110,6 @@ class AsteriskMediaSocket(CarrierWebSocket):
             self._asterisk_error(event.text)
         else:
             log.debug("Asterisk {event} {text} call={call}", event=event.event, text=event.text, call=link.call_id)
-
-    def _whole_frames(self, payload: bytes) -> bytes:
-        """Asterisk sends its internal frames as they come (30 ms ones from a 30 ms SIP leg):
-        the call takes whole 20 ms frames, the rest waits for the next message."""
-        if self.link.call is None:
-            return payload  # the link reports media before MEDIA_START
-        data = self._carry + payload
-        whole = len(data) - len(data) % self.link.frame_bytes
-        self._carry = data[whole:]
-        return data[:whole]
 
     def _on_start(self, start: wire.MediaStart) -> None:
         link = self.link

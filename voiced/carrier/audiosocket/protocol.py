@@ -74,7 +74,6 @@ class AudioSocketProtocol(Protocol):
         self._kind = wire.AUDIO_8K  # the call's audio kind, both ways, once started
         self._frame_bytes = 320  # 20 ms of the call's audio
         self._header = wire.frame(wire.AUDIO_8K, bytes(320))[:wire.HEADER_BYTES]  # of a whole outbound frame
-        self._rest = b""  # the caller's audio short of a whole 20 ms frame
         self._downsample: Downsampler | None = None  # wideband audio on a call that started as 8 kHz
         self._format_timer: IDelayedCall | None = None
         self._idle_timer: IDelayedCall | None = None
@@ -268,18 +267,7 @@ class AudioSocketProtocol(Protocol):
     def _audio(self, payload: bytes) -> None:
         """The caller's audio to the link in whole 20 ms frames (Asterisk's frames follow its
         channel's packetization: 20 ms mostly, but 10, 30 or 60 ms happen)."""
-        size = len(payload)
-        if size == self._frame_bytes and not self._rest:
-            self.link.audio(payload)  # type: ignore[union-attr]
-            return
-        if not size or size % 2:
-            self.link.protocol_error(f"audio frame of {size} bytes (not whole samples) dropped")  # type: ignore[union-attr]
-            return
-        data = self._rest + payload if self._rest else payload
-        whole = len(data) - len(data) % self._frame_bytes
-        self._rest = data[whole:]
-        if whole:
-            self.link.audio(data[:whole] if self._rest else data)  # type: ignore[union-attr]
+        self.link.audio_chunk(payload)  # type: ignore[union-attr]
 
     # ---- CarrierWire -----------------------------------------------------------------------
     def write_audio(self, payload: bytes) -> None:

@@ -58,8 +58,6 @@ class ExotelMediaStream(CarrierWebSocket):
         self.stream_sid = ""
         self._url_rate: int | None = None
         self._chunks: Rechunker | None = None
-        self._sample_bytes = 2
-        self._partial = b""  # the caller's audio past the last whole 20 ms frame
 
     # ---- admission -----------------------------------------------------------------------
     def admit(self, request: ConnectionRequest) -> None:
@@ -99,23 +97,9 @@ class ExotelMediaStream(CarrierWebSocket):
             log.debug("Ignoring unknown event {event!r} call={call}", event=message.event, call=link.call_id)
 
     def _on_media(self, payload: bytes) -> None:
-        link = self.link
-        if link.call is not None and (self._partial or len(payload) % link.frame_bytes):
-            payload = self._whole_frames(payload, link.frame_bytes)
-            if not payload:
-                return
-        link.audio(payload)
-
-    def _whole_frames(self, payload: bytes, frame: int) -> bytes:
-        """Exotel promises chunks of *about* 100 ms: a chunk that ends inside a 20 ms frame
-        keeps that part for the next one, so no audio is lost and every frame is whole."""
-        if len(payload) % self._sample_bytes:
-            self.link.protocol_error(f"media payload of {len(payload)} bytes is not whole samples: dropped")
-            return b""
-        data = self._partial + payload
-        whole = len(data) - len(data) % frame
-        self._partial = data[whole:]
-        return data[:whole]
+        # Exotel promises chunks of *about* 100 ms: one that ends inside a 20 ms frame keeps
+        # that part for the next one, so no audio is lost and every frame is whole.
+        self.link.audio_chunk(payload)
 
     def _on_start(self, start: wire.Start) -> None:
         link = self.link
@@ -129,7 +113,6 @@ class ExotelMediaStream(CarrierWebSocket):
             link.fail(CLOSE_BAD_MEDIA_FORMAT, str(e))
             return
         self._chunks = Rechunker(fmt)
-        self._sample_bytes = fmt.bytes_per_sample
         params = dict(start.custom_parameters)
         self.factory.config.streams.add(start.call_sid, self)
         link.started(CallStart("exotel", start.call_sid, start.stream_sid,

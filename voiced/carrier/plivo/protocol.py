@@ -49,7 +49,6 @@ class PlivoMediaStream(CarrierWebSocket):
         self._call_id = ""  # the call the stream URL names (and its token was made for)
         self._from = self._to = ""
         self._last_chunk = 0
-        self._residue = b""  # the start of a 20 ms frame whose rest is in the next media message
         self._play_audio = wire.play_audio_encoder("", wire.DEFAULT_CONTENT_TYPE)
 
     # ---- admission -----------------------------------------------------------------------
@@ -114,15 +113,7 @@ class PlivoMediaStream(CarrierWebSocket):
             if chunk <= self._last_chunk:
                 return  # a repeated or late chunk: audio out of order is noise
             self._last_chunk = chunk
-        audio = media.payload
-        frame = link.frame_bytes
-        if self._residue or len(audio) % frame:
-            audio = self._residue + audio
-            whole = len(audio) - len(audio) % frame
-            audio, self._residue = audio[:whole], audio[whole:]
-            if not audio:
-                return
-        link.audio(audio)
+        link.audio_chunk(media.payload)
 
     def _on_start(self, start: wire.Start) -> None:
         link = self.link

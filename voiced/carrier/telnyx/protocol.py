@@ -54,7 +54,6 @@ class TelnyxMediaStream(CarrierWebSocket):
         self.stream_id = ""
         self._order = wire.ChunkOrder()
         self._order_warnings = 0
-        self._partial = b""  # the tail of a payload short of a whole 20 ms frame
         self._hangup_timer: IDelayedCall | None = None
 
     def admit(self, request: ConnectionRequest) -> None:
@@ -109,26 +108,14 @@ class TelnyxMediaStream(CarrierWebSocket):
             link.audio(media.payload)  # the link counts media before start, and empty payloads
             return
         if media.chunk is None:
-            self._frames(media.payload)
+            link.audio_chunk(media.payload)
             return
         order = self._order
         late, lost = order.late, order.lost
         for payload in order.push(media.chunk, media.payload):
-            self._frames(payload)
+            link.audio_chunk(payload)
         if order.late != late or order.lost != lost:
             self._order_problem(media.chunk, order.late - late, order.lost - lost)
-
-    def _frames(self, payload: bytes) -> None:
-        """Hand the link whole 20 ms frames; a call whose packets are not (30 ms ptime) is re-cut."""
-        frame = self.link.frame_bytes
-        if not self._partial and len(payload) % frame == 0:
-            self.link.audio(payload)
-            return
-        payload = self._partial + payload
-        whole = len(payload) - len(payload) % frame
-        self._partial = payload[whole:]
-        if whole:
-            self.link.audio(payload[:whole])
 
     def _order_problem(self, chunk: int, late: int, lost: int) -> None:
         self._order_warnings += 1
