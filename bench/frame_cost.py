@@ -47,7 +47,8 @@ from twisted.python.failure import Failure
 
 from voiced.agent.base import CallInfo
 from voiced.audio import FRAME_BYTES, SAMPLE_RATE, audioop, frames, silence_ulaw
-from voiced.call.eou import EndOfUtterance, SpeechEnded, WebRtcVoiceActivity
+from voiced.turns.eou import EndOfUtterance, SpeechEnded
+from voiced.turns.vad import WebRtcVoiceActivity
 from voiced.call.reply import AUDIO_CHUNK_BYTES
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.caller.carriers.twilio import TwilioStream
@@ -324,8 +325,8 @@ def per_frame(frames_in: list[bytes], passes: int) -> dict[str, list[float]]:
     for _ in range(passes):
         rows["parse"] += time_each(twilio.parse_message, json_frames)
 
-        classify = WebRtcVoiceActivity(SETTINGS.vad_aggressiveness).classify_samples  # what the EOU calls
-        rows["vad"] += time_each(lambda frame: classify(audioop.ulaw2lin(frame, 2), FRAME_BYTES), frames_in)
+        classify = WebRtcVoiceActivity(SETTINGS.vad_aggressiveness).open(lambda p: None).push  # what the EOU calls
+        rows["vad"] += time_each(lambda frame: classify(audioop.ulaw2lin(frame, 2)), frames_in)
 
         clock = Clock()
         eou = new_eou(clock)

@@ -6,7 +6,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.agent.base import AgentError, CallInfo, Dtmf, EndCall, Idle, Said, TransferCall
-from voiced.call.eou import EndOfUtterance
+from voiced.turns.eou import EndOfUtterance
 from voiced.call.record import CallRecord
 from voiced.call.reply import words_reached
 from voiced.call.turn import Call, State, TurnSettings

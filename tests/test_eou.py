@@ -2,7 +2,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.audio import ulaw_to_pcm16
-from voiced.call.eou import EndOfUtterance, SpeechEnded, SpeechStarted, WebRtcVoiceActivity
+from voiced.turns.eou import EndOfUtterance, SpeechEnded, SpeechStarted
+from voiced.turns.vad import WebRtcVoiceActivity
 
 VOICED, SILENT = b"\x01" * 160, b"\xff" * 160
 VOICED_PCM = ulaw_to_pcm16(VOICED)
@@ -86,14 +87,14 @@ class WebRtcVoiceActivityTests(SynchronousTestCase):
 
         import struct
 
-        vad = WebRtcVoiceActivity(0)
+        vad = WebRtcVoiceActivity(0).open(lambda p: None).push
         tone = struct.pack("<160h", *(int(8000 * math.sin(2 * math.pi * 300 * i / 8000)) for i in range(160)))
         self.assertFalse(vad(ulaw_to_pcm16(SILENT)))
         results = [vad(tone) for _ in range(10)]
         self.assertTrue(any(results))
 
     def test_the_c_call_answers_as_webrtcvad_is_speech_does(self):
-        """classify_samples skips webrtcvad.Vad.is_speech's Python layer: same answers, frame
+        """The stream skips webrtcvad.Vad.is_speech's Python layer: same answers, frame
         after frame (the VAD adapts as it goes, so two instances are fed side by side)."""
         import random
 
@@ -101,14 +102,13 @@ class WebRtcVoiceActivityTests(SynchronousTestCase):
 
         rng = random.Random(5)
         for mode in (0, 3):
-            ours, theirs = WebRtcVoiceActivity(mode), webrtcvad.Vad(mode)
+            ours, theirs = WebRtcVoiceActivity(mode).open(lambda p: None).push, webrtcvad.Vad(mode)
             for i in range(300):
                 level = rng.choice((0, 2, 40, 2000, 12000))
                 frame = bytes(rng.randrange(256) if level else 0xFF for _ in range(160))
                 pcm = ulaw_to_pcm16(frame) if level else ulaw_to_pcm16(SILENT)
                 expected = theirs.is_speech(pcm, 8000)
-                got = ours(pcm) if i % 2 else ours.classify_samples(pcm, 160)
-                self.assertIs(got, expected)
+                self.assertEqual(ours(pcm), 1.0 if expected else 0.0)
 
 
 class WholeFrameTests(SynchronousTestCase):

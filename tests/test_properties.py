@@ -19,7 +19,7 @@ from tests.test_call_agent import ScriptedConversation
 from tests.test_protocol import HANDSHAKE, RecordingService, twilio_factory, client_frame, start_message
 from tests.test_turn import SILENT, VOICED, VOICED_PCM, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport
 from voiced.agent.base import CallInfo, EndCall
-from voiced.call.eou import EndOfUtterance
+from voiced.turns.eou import EndOfUtterance
 from voiced.call.turn import HISTORY_LIMIT, MAX_QUEUED_EVENTS, Call, State, TurnSettings
 from voiced.carrier.twilio import wire as twilio
 from voiced.tts.speaker import PhraseCache, Speaker

@@ -8,7 +8,7 @@ from voiced.agent.base import CallInfo, EndCall, Said
 from voiced.audio import ulaw_to_pcm16
 from voiced.audio import MULAW_8K
 from voiced.stt.base import PCM_16K
-from voiced.call.eou import EndOfUtterance
+from voiced.turns.eou import EndOfUtterance
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.metrics import Metrics
 from voiced.tts.speaker import PhraseCache, Speaker

@@ -156,6 +156,14 @@ class Metrics:
         self.agent_failures_total = Counter(
             "voiced_agent_failures", "Failed agent replies (an apology played)", registry=own
         )
+        self.turn_end_decisions_total = Counter(
+            "voiced_turn_end_decisions", "End-of-turn decisions, by verdict (finish, wait, keep_listening) and reason",
+            ["decision", "reason"], registry=own,
+        )
+        self.barge_in_decisions_total = Counter(
+            "voiced_barge_in_decisions", "Caller sound over the bot, by decision (interrupt, ignore, resume) and reason",
+            ["decision", "reason"], registry=own,
+        )
         self.protocol_errors_total = Counter(
             "voiced_protocol_errors", "Malformed carrier messages", registry=own
         )

@@ -25,7 +25,8 @@ from twisted.python.threadpool import ThreadPool
 
 from voiced import __version__
 from voiced.agent.base import Agent, CallInfo
-from voiced.call.eou import EndOfUtterance, WebRtcVoiceActivity
+from voiced.turns.eou import EndOfUtterance
+from voiced.turns.vad import WebRtcVoiceActivity
 from voiced.call.control import CallControl
 from voiced.call_counts import CallCounts
 from voiced.call.record import CallHub

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from voiced.call.model import State, Turn
 from voiced.call.record import TurnRecord
+from voiced.turns.policy import Decision, Verdict
 
 log = Logger(namespace="voiced.call")
 
@@ -62,14 +63,16 @@ class Transcribing:
             log.info("LATE_FINAL call={call}: answering the utterance after all", call=self.call_id)
             self._turn, self._abandoned = self._abandoned, None
             self._finish_turn()
-        elif self.state is State.AWAITING_FINAL and self._transcript_complete():
-            self._finish_turn()
+        elif self.state is State.AWAITING_FINAL:
+            self._decide_end()
         elif (
             self.state is State.LISTENING
             and self._stt.streaming
             and self._eou.in_speech
             and self._eou.silence_ms >= self._eou.eou_silence_ms // 2  # a real pause, not a gap between words
             and self._finals
+            and self._end_of_turn.decide(True, 0, self._said_so_far(), caller_speaking=True).verdict
+            is Verdict.FINISH
         ):
             # The engine's endpointing says the utterance is over while the caller is
             # silent: answer now instead of waiting out the VAD silence.
@@ -160,6 +163,7 @@ class Transcribing:
         self._timer = None
         if self.state is not State.AWAITING_FINAL:
             return
+        self._end_of_turn.log(Decision(Verdict.FINISH, "final_timeout"))
         if self._finals or self._partial.strip():
             log.info("STT final timed out call={call}; answering the partial transcript", call=self.call_id)
             self._finish_turn()

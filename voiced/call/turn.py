@@ -36,7 +36,10 @@ from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
 from voiced.audio import FRAME_MS, silence_ulaw
 from voiced.call.answering import END_MARK_GRACE_S, Answering
 from voiced.call.control import CallControl
-from voiced.call.eou import EndOfUtterance, SpeechEnded, SpeechStarted
+from voiced.turns.end_of_turn import EndOfTurn
+from voiced.turns.eou import EndOfUtterance, SpeechEnded, SpeechEvent, SpeechStarted
+from voiced.turns.policy import Decision, TurnEndPolicy, Verdict
+from voiced.turns.semantic import TurnModel
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.record import CallObserver, CallRecord
 from voiced.call.reply import Reply
@@ -84,6 +87,8 @@ class Call(Transcribing, Answering):
         observer: CallObserver | None = None,
         playout: str = "carrier",
         stt_audio: AudioFormat = MULAW_8K,
+        policy: TurnEndPolicy | None = None,
+        turn_model: TurnModel | None = None,
     ) -> None:
         self.info = info
         self.call_id = info.call_id
@@ -97,6 +102,11 @@ class Call(Transcribing, Answering):
         self.observer = observer
         self.record = CallRecord.begin(info, clock.seconds(), playout)
         self._eou = eou
+        eou.on_late_events = self._speech_events  # a detector batched off the reactor answers later
+        self._end_of_turn = EndOfTurn(
+            info.call_id, clock, policy or TurnEndPolicy(), turn_model, info.language,
+            lambda decision, reason: metrics.turn_end_decisions_total.labels(decision, reason).inc())
+        self._end_of_turn.on_verdict = self._decide_end
         # What the STT stream is fed: the 8 kHz mu-law the call hears, or a wideband
         # carrier's 16 kHz PCM (on_media's stt_audio), as the service chose for this call.
         self.stt_audio = stt_audio
@@ -154,7 +164,15 @@ class Call(Transcribing, Answering):
         eou = self._eou
         self._last_media_at = self.clock.seconds()
         self._stt.feed(ulaw if stt_audio is None else stt_audio)
-        for event in eou.push(ulaw):
+        self._end_of_turn.hear(ulaw, eou.in_speech or self.state is State.AWAITING_FINAL)
+        self._speech_events(eou.push(ulaw))
+
+    def _speech_events(self, events: list[SpeechEvent]) -> None:
+        """What the VAD decided of the frames so far (at once, or later for a batched detector)."""
+        if self.state is State.ENDED:
+            return
+        eou = self._eou
+        for event in events:
             if isinstance(event, SpeechStarted):
                 self._on_speech_started(event.at)
             elif isinstance(event, SpeechEnded):
@@ -242,6 +260,8 @@ class Call(Transcribing, Answering):
             reply.cancel()
         self._replies.clear()
         self._stt.close()
+        self._eou.close()
+        self._end_of_turn.close()
         self.record.ended_at = self.clock.seconds()
         self.record.end_reason = reason or "-"
         self._tell("end", {})
@@ -263,6 +283,7 @@ class Call(Transcribing, Answering):
             # The caller only paused: the same utterance goes on.
             self._cancel_timer()
             self.state = State.LISTENING
+            self._end_of_turn.resumed()
             self._stt.speech_started()
 
     def _on_speech_ended(self, at: float) -> None:
@@ -271,13 +292,11 @@ class Call(Transcribing, Answering):
             self.state = State.AWAITING_FINAL
             if not self._stt.streaming:
                 self._awaiting_flushes += 1
+            self._end_of_turn.candidate()
             self._stt.flush()
             if self.state is not State.AWAITING_FINAL:
                 return  # the engine delivered its final synchronously, inside flush()
-            if self._transcript_complete():
-                self._finish_turn()
-            else:
-                self._start_timer(self._final_wait_ms(), self._final_timed_out)
+            self._decide_end()
         elif self.state in (State.GREETING, State.SPEAKING):
             # Speech too short to barge in ("uh-huh", a cough): not a turn.
             self._finals.clear()
@@ -285,10 +304,33 @@ class Call(Transcribing, Answering):
             self._partial = ""
 
     # ---- turn lifecycle --------------------------------------------------------------
+    def _decide_end(self) -> None:
+        """The one decision point of the turn's end (``voiced.turns.policy``): asked at the
+        utterance's silence, at each final, at the model's verdict and when a wait runs out."""
+        if self.state is not State.AWAITING_FINAL:
+            return
+        self._cancel_timer()
+        decision = self._end_of_turn.decide(self._transcript_complete(), self._final_wait_ms(), self._said_so_far())
+        self._act_on(decision)
+
+    def _act_on(self, decision: Decision) -> None:
+        if decision.verdict is Verdict.WAIT:
+            self._start_timer(decision.wait_ms, self._decide_end)
+        elif decision.verdict is Verdict.FINISH:
+            if decision.reason == "final_timeout":
+                self._final_timed_out()
+            else:
+                self._finish_turn()
+
+    def _said_so_far(self) -> str:
+        partial = self._partial.strip()
+        return " ".join(self._finals + ([partial] if partial else []))
+
     def _start_turn(self) -> None:
         self._cancel_timer()
         self._abandoned = None
         self.state = State.LISTENING
+        self._end_of_turn.new_turn()
         self._turn = Turn()
         self._finals, self._partial = [], ""
         self._awaiting_flushes = 0

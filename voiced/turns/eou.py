@@ -4,36 +4,25 @@ Decisions are made in audio time (counted frames), so network jitter in frame
 arrival cannot shorten or stretch a silence; timestamps come from the clock so
 latencies are measured as the caller lives them. "Speech end" is the arrival of
 the last voiced frame, not the moment the silence timer ran out.
+
+A frame is speech when the voice-activity detector's probability reaches its threshold
+and the frame is audible above the line's noise floor. A detector that answers later
+(a model batched off the reactor) delays the frame's decision, never its time: each
+frame keeps the time it arrived, and its events reach ``on_late_events``.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
 from twisted.internet.interfaces import IReactorTime
 
-from voiced.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, audioop
+from voiced.audio import FRAME_BYTES, FRAME_MS, audioop
+from voiced.turns.vad import VoiceActivity, VoiceStream
 
 _ulaw2lin, _rms = audioop.ulaw2lin, audioop.rms
-
-
-class WebRtcVoiceActivity:
-    """webrtcvad on 20 ms frames of 8 kHz PCM16 (about 1-2 us per frame)."""
-
-    def __init__(self, aggressiveness: int) -> None:
-        import _webrtcvad  # the C module under webrtcvad-wheels
-        import webrtcvad
-
-        vad = webrtcvad.Vad(aggressiveness)
-        # (pcm16, samples) -> voiced?: the C call webrtcvad.Vad.is_speech ends in, without
-        # its Python frame and length checks (~0.5 µs of a ~2 µs frame). The EOU calls it.
-        self.classify_samples: Callable[[bytes, int], bool] = partial(_webrtcvad.process, vad._vad, SAMPLE_RATE)
-
-    def __call__(self, pcm16_frame: bytes) -> bool:
-        # What Vad.is_speech passes when given no length: every whole sample.
-        return self.classify_samples(pcm16_frame, len(pcm16_frame) >> 1)
 
 
 @dataclass(frozen=True)
@@ -66,14 +55,21 @@ class EndOfUtterance:
     def __init__(
         self,
         clock: IReactorTime,
-        is_speech: Callable[[bytes], bool],  # a 20 ms PCM16 frame -> voiced?
+        vad: VoiceActivity | Callable[[bytes], float | bool],  # or a 20 ms PCM16 frame -> probability
         eou_silence_ms: int,
         min_speech_ms: int,
     ) -> None:
         self._clock = clock
-        # Called as (pcm16 frame, samples): webrtcvad's C call itself when that is the VAD.
-        self._classify: Callable[[bytes, int], bool] = getattr(
-            is_speech, "classify_samples", lambda pcm16, samples: is_speech(pcm16))
+        if hasattr(vad, "open"):
+            self._stream: VoiceStream | None = vad.open(self._delivered)
+            self._classify = self._stream.push
+            self._threshold = vad.threshold
+        else:
+            self._stream, self._classify, self._threshold = None, vad, 0.5
+        # Frames whose probability the detector will deliver later: (arrival time, rms).
+        self._undecided: deque[tuple[float, int]] = deque()
+        #: Where the events of frames decided later go (the call sets it).
+        self.on_late_events: Callable[[list[SpeechEvent]], None] = lambda events: None
         self.eou_silence_ms = eou_silence_ms
         self.min_speech_ms = min_speech_ms
         self._pending = b""
@@ -105,9 +101,29 @@ class EndOfUtterance:
         now = self._clock.seconds()
         pcm = _ulaw2lin(frame, 2)  # once, for both the VAD and the energy
         rms = _rms(pcm, 2)
-        # webrtcvad runs on every frame, even one too quiet to count: it adapts to the line
+        # The detector hears every frame, even one too quiet to count: it adapts to the line
         # frame by frame, and the noise floor follows what it calls unvoiced.
-        if self._classify(pcm, FRAME_BYTES):
+        probability = self._classify(pcm)
+        if probability is None:
+            self._undecided.append((now, rms))  # decided in order, when the detector answers
+            return None
+        return self._decide(now, rms, probability)
+
+    def _delivered(self, probability: float) -> None:
+        if not self._undecided:
+            return
+        at, rms = self._undecided.popleft()
+        event = self._decide(at, rms, probability)
+        if event is not None:
+            self.on_late_events([event])
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        self._undecided.clear()
+
+    def _decide(self, now: float, rms: int, probability: float | bool) -> SpeechEvent | None:
+        if probability >= self._threshold:
             speech = rms > 3 * self._noise_rms + 30
         else:
             # A slow average of what the line sounds like when nobody speaks.
