@@ -121,7 +121,7 @@ class RecordingMetrics(Metrics):
 
 
 class TurnMachineTests(SynchronousTestCase):
-    def make_call(self, streaming=False, stt_audio=MULAW_8K):
+    def make_call(self, streaming=False, stt_audio=MULAW_8K, false_interruption_ms=1500):
         self.clock = Clock()
         self.clock.advance(1000)
         self.transport = RecordingTransport()
@@ -133,7 +133,8 @@ class TurnMachineTests(SynchronousTestCase):
         self.call = Call(
             CallInfo("CA1", "MZ1"), self.clock, self.transport, self.stt,
             Speaker(self.tts, None, PhraseCache()), self.conversation, eou, self.metrics,
-            TurnSettings(barge_in_ms=160, final_timeout_ms=1500, fallback_timeout_ms=4000, interim_phrase="Oops."),
+            TurnSettings(barge_in_ms=160, final_timeout_ms=1500, fallback_timeout_ms=4000, interim_phrase="Oops.",
+                         false_interruption_ms=false_interruption_ms),
             stt_audio=stt_audio,
         )
         self.call.start()
@@ -358,7 +359,9 @@ class TurnMachineTests(SynchronousTestCase):
         self.assertEqual([r.event.count for r in self.conversation.requests], [1])
 
     def test_a_caller_who_keeps_speaking_unheard_is_not_told_they_were_silent(self):
-        self.make_call(streaming=False)
+        # Speech over the idle reprompt that nothing transcribes would resume it (a false
+        # interruption); here the caller is asked to say it again each time.
+        self.make_call(streaming=False, false_interruption_ms=0)
         self.finish_greeting()
         for _ in range(4):
             self.frames("v" * 15 + "." * 12)

@@ -44,6 +44,7 @@ class Answering:
         self._ask(self._turn)
 
     def _ask(self, turn: Turn) -> None:
+        self._false_interruptions.cancel()  # whatever was stopped, the caller has a turn to answer
         if turn.number is None:
             self._turns_answered += 1
             turn.number = self._turns_answered
@@ -95,6 +96,7 @@ class Answering:
         if reply.audio_started:
             self.transport.send_clear()
             self._playback_until = self.clock.seconds()  # the carrier dropped what it had queued
+            self._outgoing.cleared(self._playback_until)
         reply.cancel()
         self._replies.pop(reply.mark_prefix, None)  # its marks, echoed after the clear, mean nothing
         heard = reply.heard(cut_at=self.clock.seconds())
@@ -269,9 +271,11 @@ class Answering:
         if reply.turn is not None:
             reply.turn.times.tts_ready = self.clock.seconds()
 
-    def audio_queued(self, reply: Reply, size: int, first_sentence: bool) -> None:
+    def audio_queued(self, reply: Reply, audio: bytes, first_sentence: bool) -> None:
         # The carrier plays what it is sent in order, in real time: model when it will be done.
-        self._playback_until = max(self._playback_until, self.clock.seconds()) + size / SAMPLE_RATE
+        plays_at = max(self._playback_until, self.clock.seconds())
+        self._outgoing.queued(audio, plays_at)
+        self._playback_until = plays_at + len(audio) / SAMPLE_RATE
         if first_sentence and reply.turn is not None:
             reply.turn.times.first_audio_sent = self.clock.seconds()
         if reply is self._reply and self.state is State.THINKING:

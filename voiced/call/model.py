@@ -37,6 +37,8 @@ class CallTransport(Protocol):
 @dataclass(frozen=True)
 class TurnSettings:
     barge_in_ms: int = 160
+    #: After a barge-in, how long no words (or only "yeah"s) resume the stopped reply; 0: never.
+    false_interruption_ms: int = 1500
     final_timeout_ms: int = 1500
     fallback_timeout_ms: int = 4000
     # The phrases: the language's catalog (voiced.phrases), English by default.

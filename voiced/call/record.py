@@ -56,6 +56,9 @@ class CallRecord:
     turns: list[TurnRecord] = field(default_factory=list)
     stt_retries: int = 0
     stt_failures: list[str] = field(default_factory=list)  # each give-up's reason
+    #: Caller sound over the bot, each decision: {"at_s": since the start, "decision":
+    #: interrupt | ignore | resume, "reason": speech | echo | background | backchannel | no_words}.
+    barge_ins: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def begin(cls, info: CallInfo, started_at: float, playout: str = "carrier") -> "CallRecord":

@@ -66,6 +66,7 @@ class Segment:
     audio_bytes: int = 0
     sent: bool = False
     echoed_at: float | None = None
+    audio: bytes = b""  # kept while the reply lives: a falsely interrupted reply plays it again
 
 
 class Reply:
@@ -120,6 +121,23 @@ class Reply:
         self._in_flight.append(synthesis)
         synthesis.addErrback(self._synthesis_failed, segment.text)
         self._send_chain.addCallback(lambda _: synthesis).addCallback(self._send_segment, segment)
+
+    def replay(self, segments: list[Segment], actions: list[Action]) -> None:
+        """Play again the audio of another reply's ``segments`` (a reply the caller only
+        seemed to interrupt), then its ``actions``; nothing is synthesized again."""
+        for old in segments:
+            segment = Segment(len(self.segments), old.text, old.in_history)
+            self.segments.append(segment)
+            self._send_chain.addCallback(lambda _, audio=old.audio: audio).addCallback(self._send_segment, segment)
+        self.actions.extend(actions)
+
+    def unheard(self) -> list[Segment]:
+        """The sentences sent from the first one the caller did not hear whole (its start:
+        a sentence resumes from its beginning)."""
+        for i, segment in enumerate(self.segments):
+            if segment.sent and segment.echoed_at is None:
+                return [s for s in self.segments[i:] if s.sent]
+        return []
 
     def arm_filler(self, delay_s: float, phrase: str) -> None:
         """Speak ``phrase`` if the agent has said nothing within ``delay_s``."""
@@ -230,8 +248,8 @@ class Reply:
             call.first_audio_ready(self)
         for i in range(0, len(audio), AUDIO_CHUNK_BYTES):
             transport.send_audio(audio[i : i + AUDIO_CHUNK_BYTES])
-        segment.audio_bytes, segment.sent = len(audio), True
-        call.audio_queued(self, len(audio), first_sentence)
+        segment.audio_bytes, segment.sent, segment.audio = len(audio), True, audio
+        call.audio_queued(self, audio, first_sentence)
         self._last_mark = f"s{segment.index}"
         transport.send_mark(f"{self.mark_prefix}.{self._last_mark}")
 

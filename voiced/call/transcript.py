@@ -178,7 +178,10 @@ class Transcribing:
         """Nothing could be transcribed of an utterance (an empty final, no final in time,
         STT gave up): the caller hears so and may try again, never silence. It counts as a
         turn, answered by the call itself; the agent is not asked about words nobody heard.
-        A sound too short to be words (a click, a cough) is not worth a reply."""
+        A sound too short to be words (a click, a cough) is not worth a reply; nor is one
+        that only seemed to interrupt the bot, which goes on instead."""
+        if self._false_interruptions.turn_ended(""):
+            return
         times = turn.times
         if (
             not turn.stt_failed

@@ -36,7 +36,10 @@ from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
 from voiced.audio import FRAME_MS, silence_ulaw
 from voiced.call.answering import END_MARK_GRACE_S, Answering
 from voiced.call.control import CallControl
+from voiced.call.interruption import FalseInterruptions
+from voiced.turns.barge_in import Action, BargeInDecision, BargeInPolicy, SoundOverBot
 from voiced.turns.end_of_turn import EndOfTurn
+from voiced.turns.levels import CallerLevel, OutgoingLevel, dbfs
 from voiced.turns.eou import EndOfUtterance, SpeechEnded, SpeechEvent, SpeechStarted
 from voiced.turns.policy import Decision, TurnEndPolicy, Verdict
 from voiced.turns.semantic import TurnModel
@@ -89,6 +92,7 @@ class Call(Transcribing, Answering):
         stt_audio: AudioFormat = MULAW_8K,
         policy: TurnEndPolicy | None = None,
         turn_model: TurnModel | None = None,
+        barge_in: BargeInPolicy | None = None,
     ) -> None:
         self.info = info
         self.call_id = info.call_id
@@ -107,6 +111,12 @@ class Call(Transcribing, Answering):
             info.call_id, clock, policy or TurnEndPolicy(), turn_model, info.language,
             lambda decision, reason: metrics.turn_end_decisions_total.labels(decision, reason).inc())
         self._end_of_turn.on_verdict = self._decide_end
+        self._barge_in_policy = barge_in or BargeInPolicy()
+        self._outgoing = OutgoingLevel()  # the echo guard's reference
+        self._caller_level = CallerLevel()
+        self._ignored_run: float | None = None  # the speech start of the sound last ignored (logged once)
+        self._false_interruptions = FalseInterruptions(clock, settings.false_interruption_ms / 1000, info.language,
+                                                       self)
         # What the STT stream is fed: the 8 kHz mu-law the call hears, or a wideband
         # carrier's 16 kHz PCM (on_media's stt_audio), as the service chose for this call.
         self.stt_audio = stt_audio
@@ -185,10 +195,13 @@ class Call(Transcribing, Answering):
         if eou.in_speech and not eou.silence_ms and eou.sustained(self.settings.barge_in_ms) \
                 and not self._final_goodbye:
             if self.state in (State.GREETING, State.SPEAKING):
-                self._barge_in()
+                if self._sound_interrupts():
+                    self._barge_in()
             else:
-                if self._replies:  # per frame while the caller talks: look only if anything plays
-                    self._interrupt_prompts()  # the interim phrase plays while the machine listens
+                # Per frame while the caller talks: look only if anything plays (the interim
+                # phrase plays while the machine listens).
+                if self._replies and self._sound_interrupts():
+                    self._interrupt_prompts()
                 if self.state is State.THINKING:
                     self._resume_listening()
         if eou.in_speech and self._media_gap_timer is None:
@@ -259,6 +272,7 @@ class Call(Transcribing, Answering):
                 self._report(reply.turn)
             reply.cancel()
         self._replies.clear()
+        self._false_interruptions.cancel()
         self._stt.close()
         self._eou.close()
         self._end_of_turn.close()
@@ -288,6 +302,7 @@ class Call(Transcribing, Answering):
 
     def _on_speech_ended(self, at: float) -> None:
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
+            self._caller_level.utterance(self._eou.last_level)
             self._turn.times.speech_end = at
             self.state = State.AWAITING_FINAL
             if not self._stt.streaming:
@@ -352,6 +367,9 @@ class Call(Transcribing, Answering):
             self._start_turn()
             self._answer_unheard(turn, "empty transcript")
             return
+        if self._false_interruptions.turn_ended(text):
+            self._start_turn()  # only "yeah"s over the bot: it goes on instead of answering them
+            return
         self._idle_count = 0
         turn.text = text
         self._ask(turn)
@@ -373,12 +391,58 @@ class Call(Transcribing, Answering):
         self.state = State.LISTENING
         self._stt.speech_started()
 
+    def _sound_interrupts(self) -> bool:
+        """Ask the barge-in policy about the caller's sound over the bot (voiced.turns.barge_in)."""
+        eou, now = self._eou, self.clock.seconds()
+        decision = self._barge_in_policy.decide(SoundOverBot(
+            True, dbfs(eou.speech_level()), dbfs(self._outgoing.recent(now)), self._caller_level.db,
+            self._partial, self.info.language))
+        if decision.action is Action.INTERRUPT:
+            self._note_barge_in(decision)
+            return True
+        if self._ignored_run != eou.speech_started_at:  # once per sound, not per frame
+            self._ignored_run = eou.speech_started_at
+            self._note_barge_in(decision)
+        return False
+
+    def _note_barge_in(self, decision: BargeInDecision) -> None:
+        self.metrics.barge_in_decisions_total.labels(decision.action.value, decision.reason).inc()
+        self.record.barge_ins.append({"at_s": round(self.clock.seconds() - self.record.started_at, 3),
+                                      "decision": decision.action.value, "reason": decision.reason})
+        if decision.action is Action.IGNORE:
+            log.info("BARGE_IN_IGNORED call={call} reason={reason} ({detail}) voiced_ms={ms}", call=self.call_id,
+                     reason=decision.reason, detail=decision.detail, ms=self._eou.voiced_ms)
+
     def _barge_in(self) -> None:
         self.metrics.barge_ins_total.inc()
         log.info("BARGE_IN call={call} voiced_ms={ms}", call=self.call_id, ms=self._eou.voiced_ms)
-        if self._reply is not None:
-            self._interrupt(self._reply)
+        stopped = self._reply
+        if stopped is not None:
+            self._interrupt(stopped)
         self._start_turn()
+        self._false_interruptions.interrupted(stopped)
+
+    # ---- false interruptions (voiced.call.interruption) ------------------------------------
+    def resume_reply(self, reply: Reply, reason: str) -> None:
+        if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
+            return
+        log.info("BARGE_IN_RESUMED call={call} reply={reply} reason={reason}: the caller said nothing to answer",
+                 call=self.call_id, reply=reply.mark_prefix, reason=reason)
+        self.metrics.barge_in_decisions_total.labels("resume", reason).inc()
+        self.record.barge_ins.append({"at_s": round(self.clock.seconds() - self.record.started_at, 3),
+                                      "decision": "resume", "reason": reason})
+        self._cancel_timer()
+        self._cancel_idle()
+        self.state = State.THINKING
+        resumed = self._new_reply("r", turn=None)
+        resumed.replay(reply.unheard(), reply.actions)
+        resumed.finish()
+
+    def caller_words_pending(self) -> bool:
+        return self._eou.in_speech or self.state is State.AWAITING_FINAL
+
+    def caller_said(self) -> str:
+        return self._said_so_far()
 
     # ---- timers --------------------------------------------------------------------------
     def _start_timer(self, ms: int, fn) -> None:  # type: ignore[no-untyped-def]

@@ -81,6 +81,9 @@ class EndOfUtterance:
         self.last_voiced_at: float | None = None
         self._run_ms = 0
         self._run_started_at: float | None = None
+        self._run_energy = 0
+        self._voiced_energy = 0  # sum of squares of the voiced frames' rms since speech started
+        self.last_level = 0.0  # speech_level() of the last utterance that ended
         self._noise_rms = 0.0
 
     def push(self, ulaw: bytes) -> list[SpeechEvent]:
@@ -135,7 +138,9 @@ class EndOfUtterance:
                 return None
             if self._run_started_at is None:
                 self._run_started_at = now - FRAME_MS / 1000
+                self._run_energy = 0
             self._run_ms += FRAME_MS
+            self._run_energy += rms * rms
             self.last_voiced_at = now
             if self._run_ms < self.min_speech_ms:
                 return None
@@ -143,21 +148,30 @@ class EndOfUtterance:
             self.voiced_ms = self.speech_ms = self._run_ms
             self.silence_ms = 0
             self.speech_started_at = self._run_started_at
+            self._voiced_energy = self._run_energy
             self._run_ms, self._run_started_at = 0, None
             return SpeechStarted(self.speech_started_at)
         self.speech_ms += FRAME_MS
         if speech:
             self.voiced_ms += FRAME_MS
+            self._voiced_energy += rms * rms
             self.silence_ms = 0
             self.last_voiced_at = now
             return None
         self.silence_ms += FRAME_MS
         if self.silence_ms < self.eou_silence_ms:
             return None
+        self.last_level = self.speech_level()
         self.in_speech = False
         self.voiced_ms = self.speech_ms = 0
         assert self.last_voiced_at is not None
         return SpeechEnded(self.last_voiced_at)
+
+    def speech_level(self) -> float:
+        """The rms of the current utterance's voiced frames (0 outside speech)."""
+        if not self.in_speech or not self.voiced_ms:
+            return 0.0
+        return (self._voiced_energy / (self.voiced_ms // FRAME_MS)) ** 0.5
 
     def sustained(self, ms: int) -> bool:
         """Speech has gone on for ``ms``, at least three quarters of it voiced, and the

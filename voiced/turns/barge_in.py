@@ -1,0 +1,78 @@
+"""Whether caller sound over the bot interrupts it: the one place that is decided.
+
+The call asks ``BargeInPolicy.decide`` on each frame of caller speech while bot audio
+plays, once the speech is long enough to be more than a backchannel, and acts on
+INTERRUPT (the carrier's clear, a new turn) or IGNORE (the bot goes on). Pure.
+
+- Duration first: ``min_speech_ms`` of mostly voiced speech (a "yeah" or "mm-hm" lasts
+  0.2-0.35 s and never gets there).
+- The echo guard: on a speakerphone line the bot hears itself, at a level well below
+  what it sends; "speech" ``echo_margin_db`` or more under the bot's own level of the
+  last moments is its echo.
+- Background talk (a TV, someone in the room) is quieter than the caller: "speech"
+  ``background_margin_db`` or more under this caller's usual level is not theirs.
+- Words: a streaming engine's partial made only of backchannel words is not a turn.
+A bot stopped for nothing is resumed later (``voiced.call``: false interruptions).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from voiced.turns.words import only_backchannel
+
+
+class Action(enum.Enum):
+    INTERRUPT = "interrupt"
+    IGNORE = "ignore"
+    WAIT = "wait"  # not enough yet to say
+
+
+@dataclass(frozen=True)
+class BargeInDecision:
+    action: Action
+    reason: str  # speech, echo, background, backchannel (metrics); WAIT: ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class BargeInSettings:
+    min_speech_ms: int = 360
+    echo_margin_db: float = 15.0  # 0 turns the echo guard off
+    background_margin_db: float = 10.0  # 0 turns the background filter off
+
+
+@dataclass(frozen=True)
+class SoundOverBot:
+    sustained: bool  # min_speech_ms of mostly voiced speech, voicing now
+    level_db: float  # the sound's level (its voiced frames)
+    bot_level_db: float  # the bot's loudest recent frame (-inf: nothing playing)
+    caller_level_db: float | None  # this caller's usual level (None: not known yet)
+    words: str = ""  # what a streaming engine heard of it so far
+    language: str = "en-US"
+
+
+_WAIT = BargeInDecision(Action.WAIT, "")
+
+
+class BargeInPolicy:
+    def __init__(self, settings: BargeInSettings = BargeInSettings()) -> None:
+        self.settings = settings
+
+    def decide(self, sound: SoundOverBot) -> BargeInDecision:
+        s = self.settings
+        if not sound.sustained:
+            return _WAIT
+        if s.echo_margin_db and sound.bot_level_db > -math.inf \
+                and sound.level_db <= sound.bot_level_db - s.echo_margin_db:
+            return BargeInDecision(Action.IGNORE, "echo",
+                                   f"{sound.level_db:.0f} dBFS, bot {sound.bot_level_db:.0f} dBFS")
+        if s.background_margin_db and sound.caller_level_db is not None \
+                and sound.level_db <= sound.caller_level_db - s.background_margin_db:
+            return BargeInDecision(Action.IGNORE, "background",
+                                   f"{sound.level_db:.0f} dBFS, caller {sound.caller_level_db:.0f} dBFS")
+        if sound.words and only_backchannel(sound.words, sound.language):
+            return BargeInDecision(Action.IGNORE, "backchannel", repr(sound.words))
+        return BargeInDecision(Action.INTERRUPT, "speech", f"{sound.level_db:.0f} dBFS")
