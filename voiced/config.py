@@ -90,6 +90,16 @@ class Settings:
     min_speech_ms: int = 60
     barge_in_ms: int = 160
     vad_aggressiveness: int = 2
+    vad: str = "webrtc"
+    vad_threshold: float = 0.5
+    turn_model: str = "off"
+    turn_model_path: str = ""
+    turn_model_threshold: float = 0.5
+    turn_hold_ms: int = 1000
+    turn_adaptive: bool = False
+    false_interruption_ms: int = 1500
+    echo_guard_db: float = 15.0
+    background_margin_db: float = 10.0
     stt_final_timeout_ms: int = 1500
     whisper_model: str = ""
     whisper_workers: int = 1

@@ -58,6 +58,13 @@ def _targets(value: str) -> tuple[str, ...]:
     return tuple(check_transfer_target(t.strip()) for t in value.split(",") if t.strip())
 
 
+def _fraction(value: str) -> float:
+    x = float(value)
+    if not 0 < x < 1:
+        raise ValueError(f"{x} is not between 0 and 1")
+    return x
+
+
 def _str(value: str) -> str:
     return value
 
@@ -181,6 +188,23 @@ OPTIONS: list[Option] = [
     Option("min_speech_ms", _int_range(20, 2000), 60, "voiced audio needed before a sound counts as speech"),
     Option("barge_in_ms", _int_range(20, 3000), 160, "caller speech over a reply needed to interrupt it"),
     Option("vad_aggressiveness", _int_range(0, 3), 2, "webrtcvad aggressiveness, 0 (lenient) to 3 (strict)"),
+    Option("vad", _choice("webrtc", "silero"), "webrtc", "voice-activity detector: webrtc (cheapest) or silero "
+           "(a model: better on noise)"),
+    Option("vad_threshold", _fraction, 0.5, "speech probability from which a frame is speech (silero; e.g. 0.25 "
+           "hears soft speakers, at more noise)"),
+    Option("turn_model", _choice("off", "smart-turn"), "off", "semantic end-of-turn model: smart-turn "
+           "(Smart Turn v3.2) hears whether the caller finished, or off"),
+    Option("turn_model_path", _str, "", "the Smart Turn ONNX file (default: the one in the pipecat-ai wheel)"),
+    Option("turn_model_threshold", _fraction, 0.5, "P(turn complete) under which the model holds the turn"),
+    Option("turn_hold_ms", _int_range(0, 10000), 1000, "longest extra wait for a turn that sounds or reads "
+           "unfinished (the model's verdict, a final ending in \"and\")"),
+    Option("turn_adaptive", _bool, False, "a caller who pauses long mid-turn gets a longer wait"),
+    Option("false_interruption_ms", _int_range(0, 10000), 1500, "after a barge-in, how long no words (or only "
+           "backchannel words) resume the stopped reply (0: never)"),
+    Option("echo_guard_db", _float_range(0, 60), 15.0, "caller sound this far under the bot's own level is "
+           "its echo, never a barge-in (0: off)"),
+    Option("background_margin_db", _float_range(0, 60), 10.0, "sound this far under the caller's usual "
+           "level is background talk, never a barge-in (0: off)"),
     Option("stt_final_timeout_ms", _int_range(100, 10000), 1500, "longest wait for a final after end of speech"),
     Option("whisper_model", _str, "", "a CTranslate2 Whisper model directory, or a faster-whisper name / Hugging "
            "Face repo id already in the HF cache (default: the bundled tiny.en)"),

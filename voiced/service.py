@@ -25,8 +25,11 @@ from twisted.python.threadpool import ThreadPool
 
 from voiced import __version__
 from voiced.agent.base import Agent, CallInfo
+from voiced.turns.barge_in import BargeInPolicy, BargeInSettings
+from voiced.turns.detection import TurnDetection
 from voiced.turns.eou import EndOfUtterance
-from voiced.turns.vad import WebRtcVoiceActivity
+from voiced.turns.policy import EndOfTurnSettings, TurnEndPolicy
+from voiced.turns.vad import VoiceActivity, WebRtcVoiceActivity
 from voiced.call.control import CallControl
 from voiced.call_counts import CallCounts
 from voiced.call.record import CallHub
@@ -91,6 +94,17 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             max_call_s=settings.max_call_s,
             time_limit_phrase=self.phrases["time_limit"],
             drain_goodbye_phrase=self.phrases["drain_goodbye"],
+            false_interruption_ms=settings.false_interruption_ms,
+        )
+        # Turn-taking: the policies are pure and shared by every call; a model-based VAD
+        # or turn model replaces these in the warm-up (a model loads after the fork).
+        self.voice_activity: VoiceActivity = WebRtcVoiceActivity(settings.vad_aggressiveness)
+        self.turn_detection = TurnDetection(
+            end=TurnEndPolicy(EndOfTurnSettings(hold_ms=settings.turn_hold_ms,
+                                                model_threshold=settings.turn_model_threshold)),
+            barge_in=BargeInPolicy(BargeInSettings(echo_margin_db=settings.echo_guard_db,
+                                                   background_margin_db=settings.background_margin_db)),
+            adaptive=settings.turn_adaptive,
         )
         self.ready = False
         self.stopping = False
@@ -360,11 +374,11 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             carrier=start.carrier,
         )
         s = self.settings
-        eou = EndOfUtterance(self.clock, WebRtcVoiceActivity(s.vad_aggressiveness), s.eou_silence_ms, s.min_speech_ms)
+        eou = EndOfUtterance(self.clock, self.voice_activity, s.eou_silence_ms, s.min_speech_ms)
         call = Call(
             info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
             self.metrics, self.turn_settings, self.call_controls.get(start.carrier), self.call_hub, playout,
-            stt_audio=stt_input(start.audio, self.stt_engine.formats),
+            stt_audio=stt_input(start.audio, self.stt_engine.formats), turns=self.turn_detection,
         )
         if self.worker is not None:
             self.worker.call_started(info.call_id)  # CALL_WORKER: which worker process carries it

@@ -37,12 +37,12 @@ from voiced.audio import FRAME_MS, silence_ulaw
 from voiced.call.answering import END_MARK_GRACE_S, Answering
 from voiced.call.control import CallControl
 from voiced.call.interruption import FalseInterruptions
-from voiced.turns.barge_in import Action, BargeInDecision, BargeInPolicy, SoundOverBot
+from voiced.turns.barge_in import Action, BargeInDecision, SoundOverBot
+from voiced.turns.detection import TurnDetection
 from voiced.turns.end_of_turn import EndOfTurn
 from voiced.turns.levels import CallerLevel, OutgoingLevel, dbfs
 from voiced.turns.eou import EndOfUtterance, SpeechEnded, SpeechEvent, SpeechStarted
-from voiced.turns.policy import Decision, TurnEndPolicy, Verdict
-from voiced.turns.semantic import TurnModel
+from voiced.turns.policy import Decision, Verdict
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.record import CallObserver, CallRecord
 from voiced.call.reply import Reply
@@ -90,9 +90,7 @@ class Call(Transcribing, Answering):
         observer: CallObserver | None = None,
         playout: str = "carrier",
         stt_audio: AudioFormat = MULAW_8K,
-        policy: TurnEndPolicy | None = None,
-        turn_model: TurnModel | None = None,
-        barge_in: BargeInPolicy | None = None,
+        turns: TurnDetection | None = None,
     ) -> None:
         self.info = info
         self.call_id = info.call_id
@@ -107,11 +105,13 @@ class Call(Transcribing, Answering):
         self.record = CallRecord.begin(info, clock.seconds(), playout)
         self._eou = eou
         eou.on_late_events = self._speech_events  # a detector batched off the reactor answers later
+        turns = turns or TurnDetection()
         self._end_of_turn = EndOfTurn(
-            info.call_id, clock, policy or TurnEndPolicy(), turn_model, info.language,
-            lambda decision, reason: metrics.turn_end_decisions_total.labels(decision, reason).inc())
+            info.call_id, clock, turns.end, turns.model, info.language,
+            lambda decision, reason: metrics.turn_end_decisions_total.labels(decision, reason).inc(),
+            adaptive=turns.adaptive)
         self._end_of_turn.on_verdict = self._decide_end
-        self._barge_in_policy = barge_in or BargeInPolicy()
+        self._barge_in_policy = turns.barge_in
         self._outgoing = OutgoingLevel()  # the echo guard's reference
         self._caller_level = CallerLevel()
         self._ignored_run: float | None = None  # the speech start of the sound last ignored (logged once)
@@ -382,6 +382,8 @@ class Call(Transcribing, Answering):
             reply.cancel()
             self._replies.pop(reply.mark_prefix, None)
         log.info("RESUME call={call}: caller kept talking, reply dropped", call=self.call_id)
+        self._end_of_turn.log(Decision(Verdict.KEEP_LISTENING, "resumed"))
+        self._end_of_turn.resumed()
         if self.history and self.history[-1] == Said("caller", self._turn.text):
             self.history.pop()  # the utterance is not over: it is asked again, whole
         self._turns_answered -= 1

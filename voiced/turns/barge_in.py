@@ -4,8 +4,8 @@ The call asks ``BargeInPolicy.decide`` on each frame of caller speech while bot 
 plays, once the speech is long enough to be more than a backchannel, and acts on
 INTERRUPT (the carrier's clear, a new turn) or IGNORE (the bot goes on). Pure.
 
-- Duration first: ``min_speech_ms`` of mostly voiced speech (a "yeah" or "mm-hm" lasts
-  0.2-0.35 s and never gets there).
+- Duration first: the call asks only after ``TurnSettings.barge_in_ms`` of mostly voiced
+  speech (a "yeah" or "mm-hm" lasts 0.2-0.35 s and may never get there).
 - The echo guard: on a speakerphone line the bot hears itself, at a level well below
   what it sends; "speech" ``echo_margin_db`` or more under the bot's own level of the
   last moments is its echo.
@@ -39,14 +39,13 @@ class BargeInDecision:
 
 @dataclass(frozen=True)
 class BargeInSettings:
-    min_speech_ms: int = 360
     echo_margin_db: float = 15.0  # 0 turns the echo guard off
     background_margin_db: float = 10.0  # 0 turns the background filter off
 
 
 @dataclass(frozen=True)
 class SoundOverBot:
-    sustained: bool  # min_speech_ms of mostly voiced speech, voicing now
+    sustained: bool  # barge_in_ms of mostly voiced speech, voicing now
     level_db: float  # the sound's level (its voiced frames)
     bot_level_db: float  # the bot's loudest recent frame (-inf: nothing playing)
     caller_level_db: float | None  # this caller's usual level (None: not known yet)

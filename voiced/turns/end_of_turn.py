@@ -26,13 +26,16 @@ log = Logger(namespace="voiced.call")
 
 #: Smart Turn hears the last 8 s of a turn.
 MODEL_AUDIO_S = 8
+#: Adaptive timing remembers this many of the caller's pauses, and waits at most this long.
+ADAPTIVE_PAUSES = 3
+ADAPTIVE_CAP_MS = 1500
 #: Audio from just before the VAD's speech start: a first syllable's onset.
 PRE_ROLL_FRAMES = 10
 
 
 class EndOfTurn:
     def __init__(self, call_id: str, clock: IReactorTime, policy: TurnEndPolicy, model: TurnModel | None,
-                 language: str, count: Callable[[str, str], None]) -> None:
+                 language: str, count: Callable[[str, str], None], adaptive: bool = False) -> None:
         self.call_id = call_id
         self._clock = clock
         self._policy = policy
@@ -44,6 +47,9 @@ class EndOfTurn:
         self._prediction: Deferred[float] | None = None
         self._probability: float | None = None
         self._last_logged: tuple[Verdict, str] | None = None
+        # Adaptive timing: how long this caller's last pauses were (ms after the candidate
+        # silence) when they went on speaking.
+        self._pauses: deque[int] | None = deque(maxlen=ADAPTIVE_PAUSES) if adaptive else None
         #: Called (on the reactor) when the model's verdict arrives: the turn machine decides again.
         self.on_verdict: Callable[[], None] = lambda: None
 
@@ -74,6 +80,8 @@ class EndOfTurn:
 
     def resumed(self) -> None:
         """The caller went on speaking: the candidate is withdrawn (the audio stays: same utterance)."""
+        if self._pauses is not None and self._candidate_at is not None:
+            self._pauses.append(round((self._clock.seconds() - self._candidate_at) * 1000))
         self._cancel_prediction()
         self._candidate_at = None
         self._probability = None
@@ -86,9 +94,16 @@ class EndOfTurn:
             waited_ms=waited_ms, transcript_complete=transcript_complete, final_wait_ms=final_wait_ms,
             text=text, language=self._language, model_probability=self._probability,
             model_pending=self._prediction is not None, caller_speaking=caller_speaking,
+            adaptive_wait_ms=self._adaptive_wait_ms(),
         ))
         self.log(decision, waited_ms)
         return decision
+
+    def _adaptive_wait_ms(self) -> int:
+        if not self._pauses:
+            return 0
+        # A little longer than the longest recent pause the caller came back from.
+        return min(ADAPTIVE_CAP_MS, round(max(self._pauses) * 1.25))
 
     def log(self, decision: Decision, waited_ms: int = 0) -> None:
         """A FINISH always; a wait or keep-listening when its reason is new (not every recheck)."""

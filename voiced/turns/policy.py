@@ -9,7 +9,9 @@ the times.
 The order of the rules is the design:
 1. the model's verdict is worth a short wait;
 2. a turn that reads unfinished (the model's low probability, a final ending in "and"
-   or half a phone number) is held up to ``hold_ms`` for the caller to go on;
+   or half a phone number) is held up to ``hold_ms`` for the caller to go on; with
+   adaptive timing, a caller known to pause long is waited for that long unless the
+   model says the turn is complete;
 3. otherwise the turn is over once the transcript is complete (the final covers the
    caller's last word) ...
 4. ... or the wait for it ran out.
@@ -33,7 +35,8 @@ class Verdict(enum.Enum):
 class Decision:
     verdict: Verdict
     #: A short fixed word for metrics: silence, final, model_complete, model_incomplete,
-    #: model_pending, text_unfinished, awaiting_final, final_timeout, hold_timeout.
+    #: model_pending, text_unfinished, adaptive, awaiting_final, final_timeout,
+    #: hold_timeout.
     reason: str
     detail: str = ""  # for the log line: the probability, the word
     wait_ms: int = 0
@@ -64,6 +67,9 @@ class TurnEvidence:
     model_pending: bool = False
     #: The caller is still voicing (an STT endpoint came mid-utterance).
     caller_speaking: bool = False
+    #: This caller's own pauses (adaptive timing): a turn is not finished on silence alone
+    #: before this (0: no such wait).
+    adaptive_wait_ms: int = 0
 
 
 class TurnEndPolicy:
@@ -75,6 +81,10 @@ class TurnEndPolicy:
         if e.model_pending and e.waited_ms < s.model_wait_ms:
             return Decision(Verdict.WAIT, "model_pending", wait_ms=s.model_wait_ms - e.waited_ms)
         held = self._unfinished(e)
+        model_says_complete = e.model_probability is not None and held is None
+        if held is None and not model_says_complete and not e.caller_speaking \
+                and e.waited_ms < e.adaptive_wait_ms:
+            return Decision(Verdict.WAIT, "adaptive", wait_ms=e.adaptive_wait_ms - e.waited_ms)
         if held is not None:
             reason, detail = held
             if e.caller_speaking:
