@@ -20,7 +20,7 @@ from voiced.agent.base import AgentError, EndCall, Event, Idle, Said, TransferCa
 from voiced.audio import SAMPLE_RATE
 from voiced.call.model import State, Turn
 from voiced.call.record import TurnRecord
-from voiced.call.reply import Reply
+from voiced.call.reply import Reply, ReplyKind
 
 log = Logger(namespace="voiced.call")
 
@@ -62,7 +62,7 @@ class Answering:
         self.record.turns.append(TurnRecord(turn.number, turn.text, event))
         self._tell("caller", {"turn": turn.number, "text": turn.text, "event": event})
         self.state = State.THINKING
-        reply = self._new_reply("r", turn)
+        reply = self._new_reply(ReplyKind.ANSWER, turn)
         turn.times.agent_asked = self.clock.seconds()
         reply.arm_filler(self.settings.filler_ms / 1000, self.settings.filler_phrase)
         request_done = maybeDeferred(self.conversation.respond, request, reply)
@@ -107,12 +107,12 @@ class Answering:
             self._report(reply.turn)
 
     def _prompt_playing(self) -> bool:
-        return any(reply.mark_prefix.startswith("p") for reply in self._replies.values())
+        return any(reply.kind is ReplyKind.PROMPT for reply in self._replies.values())
 
     def _interrupt_prompts(self) -> None:
         """The caller talks over an interim phrase: stop it as any bot audio is stopped.
         The caller's speech is already the utterance being listened to; no turn restarts."""
-        prompts = [reply for reply in self._replies.values() if reply.mark_prefix.startswith("p")]
+        prompts = [reply for reply in self._replies.values() if reply.kind is ReplyKind.PROMPT]
         if any(reply.audio_started for reply in prompts):
             self.metrics.barge_ins_total.inc()
             log.info("BARGE_IN call={call} voiced_ms={ms} reply=interim", call=self.call_id, ms=self._eou.voiced_ms)
@@ -130,7 +130,7 @@ class Answering:
     def _reply_finished(self, reply: Reply, assume_played: bool = False) -> None:
         reply.stop_waiting_for_end()
         self._replies.pop(reply.mark_prefix, None)
-        if reply.mark_prefix.startswith("p"):
+        if reply.kind is ReplyKind.PROMPT:
             # An interim prompt: the turn it interrupted goes on; if the caller has not
             # spoken since, the silence after it is idle like after any reply.
             if self._caller_is_quiet() and not self._prompt_playing():
@@ -192,7 +192,7 @@ class Answering:
     def _say_apology(self) -> None:
         self._log_phrase("apology", self.settings.apology_phrase)
         self.state = State.THINKING
-        reply = self._new_reply("r", turn=None)
+        reply = self._new_reply(ReplyKind.ANSWER, turn=None)
         reply.say(self.settings.apology_phrase, in_history=False)
         reply.finish()
 
@@ -204,7 +204,7 @@ class Answering:
         self._cancel_timer()
         self._cancel_idle()
         self.state = State.THINKING
-        reply = self._new_reply("r", turn=None)
+        reply = self._new_reply(ReplyKind.ANSWER, turn=None)
         reply.say(phrase)
         reply.action(EndCall())
         reply.finish()
@@ -255,9 +255,9 @@ class Answering:
         log.info("PHRASE call={call} kind={kind} text={text!r}", call=self.call_id, kind=kind, text=text)
 
     # ---- what replies report (voiced.call.reply) ---------------------------------------------
-    def _new_reply(self, kind: str, turn: Turn | None, current: bool = True) -> Reply:
+    def _new_reply(self, kind: ReplyKind, turn: Turn | None, current: bool = True) -> Reply:
         self._reply_count += 1
-        reply = Reply(self, f"{kind}{self._reply_count}", turn)
+        reply = Reply(self, kind, self._reply_count, turn)
         self._replies[reply.mark_prefix] = reply
         if current:
             self._reply = reply
@@ -284,7 +284,7 @@ class Answering:
     def reply_sent(self, reply: Reply) -> None:
         """All of a reply's audio is out (the BOT line): viewers see its text while it
         plays; the ``bot`` event follows once it has played or was cut."""
-        if not reply.mark_prefix.startswith("p") and reply.spoken_text:
+        if not reply.kind is ReplyKind.PROMPT and reply.spoken_text:
             self._tell("reply", {"turn": reply.turn.number if reply.turn is not None else None,
                                  "text": reply.spoken_text})
 
@@ -303,7 +303,7 @@ class Answering:
 
     # ---- the record (voiced.call.record) ----------------------------------------------------
     def _record_reply(self, reply: Reply, heard: Said | None, cut: bool) -> None:
-        if reply.mark_prefix.startswith("p") or not (reply.spoken_text or heard):
+        if reply.kind is ReplyKind.PROMPT or not (reply.spoken_text or heard):
             return  # an interim prompt is not conversation
         record = self.record.turn(reply.turn.number) if reply.turn is not None else None
         heard_text = heard.text if heard is not None else ""

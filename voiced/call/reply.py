@@ -18,9 +18,10 @@ of the conversation, so it takes its place in the timing and none in the history
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -32,8 +33,10 @@ from voiced.agent.sentences import SentenceSplitter
 from voiced.audio import SAMPLE_RATE
 
 if TYPE_CHECKING:
-    from voiced.call.model import Turn
-    from voiced.call.turn import Call
+    from twisted.internet.interfaces import IReactorTime
+
+    from voiced.call.model import CallTransport, Turn
+    from voiced.tts.speaker import Speaker
 
 log = Logger(namespace="voiced.call")
 
@@ -58,6 +61,30 @@ def words_reached(text: str, fraction: float) -> str:
     return text[:end]
 
 
+class ReplyKind(enum.Enum):
+    """What a reply is to the call; its value starts the reply's mark names."""
+
+    GREETING = "g"
+    ANSWER = "r"  # an answer to a turn, a goodbye, an apology, a resumed reply
+    PROMPT = "p"  # an interim phrase said while the call goes on listening: not conversation
+
+
+class ReplyHost(Protocol):
+    """What a reply needs of its call (``voiced.call.turn.Call``)."""
+
+    call_id: str
+    clock: "IReactorTime"
+    transport: "CallTransport"
+    speaker: "Speaker"
+
+    def reply_text_known(self, reply: "Reply") -> None: ...
+    def first_audio_ready(self, reply: "Reply") -> None: ...
+    def audio_queued(self, reply: "Reply", audio: bytes, first_sentence: bool) -> None: ...
+    def reply_sent(self, reply: "Reply") -> None: ...
+    def filler_played(self, reply: "Reply") -> None: ...
+    def expect_end_mark(self, reply: "Reply") -> IDelayedCall: ...
+
+
 @dataclass
 class Segment:
     index: int
@@ -72,9 +99,10 @@ class Segment:
 class Reply:
     """One reply being synthesized and sent; every method runs on the reactor thread."""
 
-    def __init__(self, call: "Call", mark_prefix: str, turn: "Turn | None") -> None:
+    def __init__(self, call: ReplyHost, kind: ReplyKind, number: int, turn: "Turn | None") -> None:
         self.call = call
-        self.mark_prefix = mark_prefix
+        self.kind = kind
+        self.mark_prefix = f"{kind.value}{number}"
         self.turn = turn
         self.segments: list[Segment] = []
         self.actions: list[Action] = []

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from voiced.call.model import State, Turn
 from voiced.call.record import TurnRecord
+from voiced.call.reply import ReplyKind
 from voiced.turns.policy import Decision, Verdict
 
 log = Logger(namespace="voiced.call")
@@ -214,6 +215,6 @@ class Transcribing:
         if kind != "interim_wait":  # "one moment" promises an answer; it asks nothing again
             turn.prompted = True
         self._log_phrase(kind, phrase)
-        prompt = self._new_reply("p", turn=None, current=False)
+        prompt = self._new_reply(ReplyKind.PROMPT, turn=None, current=False)
         prompt.say(phrase, in_history=False)
         prompt.finish()

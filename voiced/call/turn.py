@@ -45,7 +45,7 @@ from voiced.turns.eou import EndOfUtterance, SpeechEnded, SpeechEvent, SpeechSta
 from voiced.turns.policy import Decision, Verdict
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.record import CallObserver, CallRecord
-from voiced.call.reply import Reply
+from voiced.call.reply import Reply, ReplyKind
 from voiced.call.transcript import Transcribing
 from voiced.audio import MULAW_8K, AudioFormat
 from voiced.metrics import Metrics, TurnTimes
@@ -158,7 +158,7 @@ class Call(Transcribing, Answering):
         log.info("CALL_START call={call} from={frm} to={to}", call=self.call_id, frm=self.info.from_number,
                  to=self.info.to_number)
         self._tell("start", {})
-        greeting = self._new_reply("g", turn=None)
+        greeting = self._new_reply(ReplyKind.GREETING, turn=None)
         for sentence in self.conversation.greeting():
             greeting.say(sentence)
         greeting.finish()
@@ -436,7 +436,7 @@ class Call(Transcribing, Answering):
         self._cancel_timer()
         self._cancel_idle()
         self.state = State.THINKING
-        resumed = self._new_reply("r", turn=None)
+        resumed = self._new_reply(ReplyKind.ANSWER, turn=None)
         resumed.replay(reply.unheard(), reply.actions)
         resumed.finish()
 
