@@ -40,7 +40,7 @@ class Answering:
         self._cancel_idle()
         self._cancel_timer()
         self._turn = Turn(event=event)
-        self._finals, self._partial = [], ""
+        self._utterance.clear()
         self._ask(self._turn)
 
     def _ask(self, turn: Turn) -> None:

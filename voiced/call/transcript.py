@@ -34,30 +34,27 @@ class Transcribing:
         if self.state is State.ENDED:
             return
         now = self.clock.seconds()
+        utterance = self._utterance
         if not is_final:
-            self._partial = text
+            utterance.partial = text
             times = self._turn.times
             if times.first_partial is None and times.speech_start is not None and text.strip():
                 times.first_partial = now
             return
-        if self._drop_next_final or self.state not in (State.LISTENING, State.AWAITING_FINAL):
+        if utterance.drop_next_final or self.state not in (State.LISTENING, State.AWAITING_FINAL):
             # A backchannel's final, or a late final of a turn already answered from its
             # partial: neither belongs to the next turn.
-            self._drop_next_final = False
-            self._partial = ""
+            utterance.drop_next_final = False
+            utterance.partial = ""
             log.debug("Dropping final call={call} state={state} text={text!r}", call=self.call_id,
                       state=self.state.value, text=text)
             return
-        if text.strip():
-            self._finals.append(text.strip())
-        self._partial = ""
-        self._last_final_at = now
-        self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
+        utterance.final(text, now)
         if (
             self._abandoned is not None
             and self.state is State.LISTENING
             and self._turn.times.speech_start is None
-            and self._finals
+            and utterance.finals
         ):
             # The final of an utterance given up on (the STT stream was recovering):
             # the caller is still waiting for the answer, so give it.
@@ -71,8 +68,8 @@ class Transcribing:
             and self._stt.streaming
             and self._eou.in_speech
             and self._eou.silence_ms >= self._eou.eou_silence_ms // 2  # a real pause, not a gap between words
-            and self._finals
-            and self._end_of_turn.decide(True, 0, self._said_so_far(), caller_speaking=True).verdict
+            and utterance.finals
+            and self._end_of_turn.decide(True, 0, utterance.said(), caller_speaking=True).verdict
             is Verdict.FINISH
         ):
             # The engine's endpointing says the utterance is over while the caller is
@@ -102,7 +99,7 @@ class Transcribing:
         log.warn("STT_FAILED call={call} reason={reason}", call=self.call_id, reason=reason)
         self.metrics.stt_failures_total.inc()
         self.record.stt_failures.append(reason)
-        self._awaiting_flushes = max(0, self._awaiting_flushes - 1)
+        self._utterance.final_owed_paid()
         turn = self._turn
         if turn.times.speech_start is None and self._abandoned is not None:
             # The final timeout gave the utterance up before STT did (retries outlast it): the
@@ -147,25 +144,14 @@ class Transcribing:
         return self.settings.final_timeout_ms
 
     def _transcript_complete(self) -> bool:
-        if self._awaiting_flushes:
-            return False
-        if not self._stt.streaming:
-            return True
-        # A final that came before the caller's last word cannot cover that word.
-        speech_end = self._turn.times.speech_end
-        return (
-            bool(self._finals)
-            and not self._partial
-            and self._last_final_at is not None
-            and (speech_end is None or self._last_final_at >= speech_end)
-        )
+        return self._utterance.complete(self._stt.streaming, self._turn.times.speech_end)
 
     def _final_timed_out(self) -> None:
         self._timer = None
         if self.state is not State.AWAITING_FINAL:
             return
         self._end_of_turn.log(Decision(Verdict.FINISH, "final_timeout"))
-        if self._finals or self._partial.strip():
+        if self._utterance.heard_anything():
             log.info("STT final timed out call={call}; answering the partial transcript", call=self.call_id)
             self._finish_turn()
         else:

@@ -47,6 +47,7 @@ from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.record import CallObserver, CallRecord
 from voiced.call.reply import Reply, ReplyKind
 from voiced.call.transcript import Transcribing
+from voiced.call.utterance import Utterance
 from voiced.audio import MULAW_8K, AudioFormat
 from voiced.metrics import Metrics, TurnTimes
 from voiced.stt.base import STTEngine, silence
@@ -133,11 +134,7 @@ class Call(Transcribing, Answering):
         self._reply_count = 0
         self._timer: IDelayedCall | None = None
         # What the caller has said in the current turn.
-        self._finals: list[str] = []
-        self._partial = ""
-        self._last_final_at: float | None = None
-        self._awaiting_flushes = 0
-        self._drop_next_final = False
+        self._utterance = Utterance()
         self._abandoned: Turn | None = None  # the last utterance that got no transcript in time
         self._playback_until = 0.0  # clock time the audio sent so far will have played
         self._last_media_at = clock.seconds()
@@ -283,7 +280,7 @@ class Call(Transcribing, Answering):
     # ---- speech events ---------------------------------------------------------------
     def _on_speech_started(self, at: float) -> None:
         # A backchannel's final that has not come by now is not coming before new words.
-        self._drop_next_final = False
+        self._utterance.drop_next_final = False
         self._cancel_idle()
         if self.state is State.LISTENING:
             if self._turn.times.speech_start is None:
@@ -291,7 +288,7 @@ class Call(Transcribing, Answering):
                 self._abandoned = None  # the caller moved on
                 # Text that arrived before the turn's first word belongs to no one (a late
                 # final of an abandoned utterance).
-                self._finals, self._partial = [], ""
+                self._utterance.clear()
             self._stt.speech_started()
         elif self.state is State.AWAITING_FINAL:
             # The caller only paused: the same utterance goes on.
@@ -306,17 +303,14 @@ class Call(Transcribing, Answering):
             self._turn.times.speech_end = at
             self.state = State.AWAITING_FINAL
             if not self._stt.streaming:
-                self._awaiting_flushes += 1
+                self._utterance.flushed()
             self._end_of_turn.candidate()
             self._stt.flush()
             if self.state is not State.AWAITING_FINAL:
                 return  # the engine delivered its final synchronously, inside flush()
             self._decide_end()
         elif self.state in (State.GREETING, State.SPEAKING):
-            # Speech too short to barge in ("uh-huh", a cough): not a turn.
-            self._finals.clear()
-            self._drop_next_final = bool(self._partial)
-            self._partial = ""
+            self._utterance.over_the_bot()
 
     # ---- turn lifecycle --------------------------------------------------------------
     def _decide_end(self) -> None:
@@ -325,7 +319,7 @@ class Call(Transcribing, Answering):
         if self.state is not State.AWAITING_FINAL:
             return
         self._cancel_timer()
-        decision = self._end_of_turn.decide(self._transcript_complete(), self._final_wait_ms(), self._said_so_far())
+        decision = self._end_of_turn.decide(self._transcript_complete(), self._final_wait_ms(), self._utterance.said())
         self._act_on(decision)
 
     def _act_on(self, decision: Decision) -> None:
@@ -337,18 +331,13 @@ class Call(Transcribing, Answering):
             else:
                 self._finish_turn()
 
-    def _said_so_far(self) -> str:
-        partial = self._partial.strip()
-        return " ".join(self._finals + ([partial] if partial else []))
-
     def _start_turn(self) -> None:
         self._cancel_timer()
         self._abandoned = None
         self.state = State.LISTENING
         self._end_of_turn.new_turn()
         self._turn = Turn()
-        self._finals, self._partial = [], ""
-        self._awaiting_flushes = 0
+        self._utterance.restart()
         if self._eou.in_speech:
             # The caller is already talking (e.g. they barged in).
             self._turn.times.speech_start = self._eou.speech_started_at
@@ -356,13 +345,12 @@ class Call(Transcribing, Answering):
 
     def _finish_turn(self) -> None:
         self._cancel_timer()
-        partial = self._partial.strip()
-        text = " ".join(self._finals + ([partial] if partial else []))
-        self._finals, self._partial = [], ""
+        text, on_partial = self._utterance.take()
         turn = self._turn
         if turn.times.final is None:
             # Answering a partial (the final timed out): the transcript became final now.
-            turn.times.final = self.clock.seconds() if partial or not self._last_final_at else self._last_final_at
+            last_final = self._utterance.last_final_at
+            turn.times.final = self.clock.seconds() if on_partial or not last_final else last_final
         if not text:
             self._start_turn()
             self._answer_unheard(turn, "empty transcript")
@@ -389,7 +377,7 @@ class Call(Transcribing, Answering):
         self._turns_answered -= 1
         self._turn.number = None
         self._turn.times = TurnTimes(speech_start=self._turn.times.speech_start)
-        self._finals = [self._turn.text]
+        self._utterance.finals = [self._turn.text]
         self.state = State.LISTENING
         self._stt.speech_started()
 
@@ -398,7 +386,7 @@ class Call(Transcribing, Answering):
         eou, now = self._eou, self.clock.seconds()
         decision = self._barge_in_policy.decide(SoundOverBot(
             True, dbfs(eou.speech_level()), dbfs(self._outgoing.recent(now)), self._caller_level.db,
-            self._partial, self.info.language))
+            self._utterance.partial, self.info.language))
         if decision.action is Action.INTERRUPT:
             self._note_barge_in(decision)
             return True
@@ -444,7 +432,7 @@ class Call(Transcribing, Answering):
         return self._eou.in_speech or self.state is State.AWAITING_FINAL
 
     def caller_said(self) -> str:
-        return self._said_so_far()
+        return self._utterance.said()
 
     # ---- timers --------------------------------------------------------------------------
     def _start_timer(self, ms: int, fn) -> None:  # type: ignore[no-untyped-def]
