@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 import soxr
+from twisted.logger import Logger
 
 from voiced.audio import SAMPLE_RATES
 from voiced.turns.whisper_features import RATE, WINDOW_SAMPLES, log_mel
@@ -29,6 +30,8 @@ MODEL_SUBPATH = ("audio", "turn", "smart_turn", "data", MODEL_FILE)
 #: another model under the same name, with other numbers.
 MODEL_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
 INSTALL_HINT = "pip install pipecat-ai==1.14.0"
+
+log = Logger(namespace="voiced.turns")
 
 # soxr's filter needs some input before the kept window to settle; 50 ms is ample at HQ.
 _RESAMPLE_MARGIN_S = 0.05
@@ -123,19 +126,29 @@ class SmartTurnInference:
         self._session = ort.InferenceSession(self.model_path, sess_options=options, providers=["CPUExecutionProvider"])
         (model_input,) = self._session.get_inputs()
         self._input_name = model_input.name
-        # A symbolic first dimension ('s6' in v3.2) takes any batch in one run; a fixed 1 does not.
-        self.batches_natively = not isinstance(model_input.shape[0], int) or model_input.shape[0] != 1
+        # A symbolic first dimension ('s6' in v3.2) takes any batch in one run; a fixed one does not.
+        self.batches_natively = not isinstance(model_input.shape[0], int)
+        if not self.batches_natively:
+            log.warn("{path}: batch dimension fixed at {size}; running each utterance on its own",
+                     path=self.model_path, size=model_input.shape[0])
 
     def run_batch(self, items: Sequence[tuple[bytes, int]]) -> list[float]:
         """P(turn complete) for each (mono PCM16 LE utterance so far, its sample rate)."""
         if not items:
             return []
-        features = np.stack([log_mel(model_window(pcm16, rate)) for pcm16, rate in items])
+        return self.probabilities(self.features(items))
+
+    def features(self, items: Sequence[tuple[bytes, int]]) -> np.ndarray:
+        """The model's input for each utterance: (len(items), 80, 800) float32."""
+        return np.stack([log_mel(model_window(pcm16, rate)) for pcm16, rate in items])
+
+    def probabilities(self, features: np.ndarray) -> list[float]:
+        """The model on a stack of features: one ``session.run`` when the batch dimension allows it."""
         if self.batches_natively:
             (out,) = self._session.run(None, {self._input_name: features})
         else:
             out = np.concatenate([self._session.run(None, {self._input_name: f[None]})[0] for f in features])
-        return [float(p) for p in np.asarray(out).reshape(len(items))]
+        return [float(p) for p in np.asarray(out).reshape(len(features))]
 
     def predict_blocking(self, pcm16: bytes, sample_rate: int) -> float:
         """One utterance alone (benches, tests, warm-up)."""
