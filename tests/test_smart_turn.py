@@ -172,6 +172,7 @@ class BadInputTests(ModelTestCase):
             (good, 44100, "sample rate 44100 Hz not supported"),
             (good, 0, "sample rate 0 Hz not supported"),
             (b"", 8000, "no audio"),
+            (np.frombuffer(good, dtype="<i2"), RATE, "must be bytes, not ndarray"),
         ):
             with self.assertRaises(TurnAudioError) as raised:
                 check_turn_audio(pcm16, rate)

@@ -83,6 +83,8 @@ def verified_model_path(path: str | None = None, expected_sha256: str | None = M
 def check_turn_audio(pcm16: bytes, sample_rate: int) -> None:
     """Raise ``TurnAudioError`` for audio ``run_batch`` would refuse (cheap: call it before queueing,
     so one bad utterance fails alone rather than its whole batch)."""
+    if not isinstance(pcm16, (bytes, bytearray, memoryview)):
+        raise TurnAudioError(f"PCM16 audio must be bytes, not {type(pcm16).__name__}")
     if sample_rate not in SAMPLE_RATES:
         raise TurnAudioError(f"sample rate {sample_rate} Hz not supported (one of {SAMPLE_RATES})")
     if len(pcm16) % 2:
