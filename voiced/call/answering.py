@@ -11,7 +11,7 @@ Every method runs on the reactor thread and uses the call's state directly.
 from __future__ import annotations
 
 
-from twisted.internet.defer import CancelledError, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -62,7 +62,8 @@ class Answering:
         self.record.turns.append(TurnRecord(turn.number, turn.text, event))
         self._tell("caller", {"turn": turn.number, "text": turn.text, "event": event})
         self.state = State.THINKING
-        reply = self._new_reply(ReplyKind.ANSWER, turn)
+        # The agent is asked at once; a spoken turn's reply may be held until the caller is surely done.
+        reply = self._new_reply(ReplyKind.ANSWER, turn, gate=self._hold_reply(turn) if turn.text else None)
         turn.times.agent_asked = self.clock.seconds()
         reply.arm_filler(self.settings.filler_ms / 1000, self.settings.filler_phrase)
         request_done = maybeDeferred(self.conversation.respond, request, reply)
@@ -255,9 +256,10 @@ class Answering:
         log.info("PHRASE call={call} kind={kind} text={text!r}", call=self.call_id, kind=kind, text=text)
 
     # ---- what replies report (voiced.call.reply) ---------------------------------------------
-    def _new_reply(self, kind: ReplyKind, turn: Turn | None, current: bool = True) -> Reply:
+    def _new_reply(self, kind: ReplyKind, turn: Turn | None, current: bool = True,
+                   gate: Deferred[None] | None = None) -> Reply:
         self._reply_count += 1
-        reply = Reply(self, kind, self._reply_count, turn)
+        reply = Reply(self, kind, self._reply_count, turn, gate)
         self._replies[reply.mark_prefix] = reply
         if current:
             self._reply = reply

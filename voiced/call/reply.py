@@ -99,7 +99,8 @@ class Segment:
 class Reply:
     """One reply being synthesized and sent; every method runs on the reactor thread."""
 
-    def __init__(self, call: ReplyHost, kind: ReplyKind, number: int, turn: "Turn | None") -> None:
+    def __init__(self, call: ReplyHost, kind: ReplyKind, number: int, turn: "Turn | None",
+                 gate: Deferred[None] | None = None) -> None:
         self.call = call
         self.kind = kind
         self.mark_prefix = f"{kind.value}{number}"
@@ -118,7 +119,8 @@ class Reply:
         self._has_text = False
         self._last_mark = "start"
         self._in_flight: list[Deferred[bytes]] = []
-        self._send_chain: Deferred[None] = succeed(None)
+        # Audio goes out in order, once the gate opens (the caller is surely done).
+        self._send_chain: Deferred[None] = gate if gate is not None else succeed(None)
 
     # ---- ReplySink -------------------------------------------------------------------------
     def text(self, delta: str) -> None:

@@ -69,7 +69,7 @@ class Transcribing:
             and self._eou.in_speech
             and self._eou.silence_ms >= self._eou.eou_silence_ms // 2  # a real pause, not a gap between words
             and utterance.finals
-            and self._end_of_turn.decide(True, 0, utterance.said(), caller_speaking=True).verdict
+            and self._end_of_turn.decide(True, 0, caller_speaking=True).verdict
             is Verdict.FINISH
         ):
             # The engine's endpointing says the utterance is over while the caller is

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -111,7 +112,10 @@ class Call(Transcribing, Answering):
             info.call_id, clock, turns.end, turns.model, info.language,
             lambda decision, reason: metrics.turn_end_decisions_total.labels(decision, reason).inc(),
             adaptive=turns.adaptive)
-        self._end_of_turn.on_verdict = self._decide_end
+        self._end_of_turn.on_verdict = self._model_verdict
+        # The reply prepared while the caller may still go on: its audio waits for this.
+        self._gate: Deferred[None] | None = None
+        self._gate_timer: IDelayedCall | None = None
         self._barge_in_policy = turns.barge_in
         self._outgoing = OutgoingLevel()  # the echo guard's reference
         self._caller_level = CallerLevel()
@@ -270,6 +274,7 @@ class Call(Transcribing, Answering):
             reply.cancel()
         self._replies.clear()
         self._false_interruptions.cancel()
+        self._drop_gate()
         self._stt.close()
         self._eou.close()
         self._end_of_turn.close()
@@ -290,6 +295,9 @@ class Call(Transcribing, Answering):
                 # final of an abandoned utterance).
                 self._utterance.clear()
             self._stt.speech_started()
+        elif self.state is State.THINKING and self._gate is not None:
+            # The caller went on before the held reply could play: same utterance, reply dropped.
+            self._resume_listening()
         elif self.state is State.AWAITING_FINAL:
             # The caller only paused: the same utterance goes on.
             self._cancel_timer()
@@ -304,7 +312,7 @@ class Call(Transcribing, Answering):
             self.state = State.AWAITING_FINAL
             if not self._stt.streaming:
                 self._utterance.flushed()
-            self._end_of_turn.candidate()
+            self._end_of_turn.candidate(at)
             self._stt.flush()
             if self.state is not State.AWAITING_FINAL:
                 return  # the engine delivered its final synchronously, inside flush()
@@ -319,8 +327,47 @@ class Call(Transcribing, Answering):
         if self.state is not State.AWAITING_FINAL:
             return
         self._cancel_timer()
-        decision = self._end_of_turn.decide(self._transcript_complete(), self._final_wait_ms(), self._utterance.said())
+        decision = self._end_of_turn.decide(self._transcript_complete(), self._final_wait_ms())
         self._act_on(decision)
+
+    def _model_verdict(self) -> None:
+        if self.state is State.AWAITING_FINAL:
+            self._decide_end()
+        elif self._gate is not None:
+            self._check_release()
+
+    # ---- the reply's release (voiced.turns.policy: release) ------------------------------
+    def _hold_reply(self, turn: Turn) -> Deferred[None] | None:
+        """The gate a spoken turn's reply waits behind until the caller is surely done
+        (None: it may play as soon as it is ready)."""
+        decision = self._end_of_turn.release(turn.times.speech_end, turn.text)
+        if decision.verdict is Verdict.PLAY:
+            return None
+        self._drop_gate()
+        self._gate = Deferred()
+        self._gate_timer = self.clock.callLater(decision.wait_ms / 1000, self._check_release)
+        return self._gate
+
+    def _check_release(self) -> None:
+        self._gate_timer = None
+        reply = self._reply
+        if self._gate is None or reply is None or reply.cancelled or reply.turn is None:
+            self._drop_gate()
+            return
+        decision = self._end_of_turn.release(reply.turn.times.speech_end, reply.turn.text)
+        if decision.verdict is Verdict.PLAY:
+            gate, self._gate = self._gate, None
+            self._drop_gate()
+            gate.callback(None)
+        else:
+            self._gate_timer = self.clock.callLater(decision.wait_ms / 1000, self._check_release)
+
+    def _drop_gate(self) -> None:
+        """The held reply is gone (dropped, or released): nothing more to wait for."""
+        if self._gate_timer is not None and self._gate_timer.active():
+            self._gate_timer.cancel()
+        self._gate_timer = None
+        self._gate = None
 
     def _act_on(self, decision: Decision) -> None:
         if decision.verdict is Verdict.WAIT:
@@ -369,6 +416,7 @@ class Call(Transcribing, Answering):
         if reply is not None:
             reply.cancel()
             self._replies.pop(reply.mark_prefix, None)
+        self._drop_gate()
         log.info("RESUME call={call}: caller kept talking, reply dropped", call=self.call_id)
         self._end_of_turn.log(Decision(Verdict.KEEP_LISTENING, "resumed"))
         self._end_of_turn.resumed()

@@ -2,8 +2,9 @@
 the count of each, and the semantic model's verdict on the utterance.
 
 The turn machine (``voiced.call.turn``) tells it when an utterance's silence is long
-enough to end it (``candidate``), asks it to ``decide`` whenever what it knows changes,
-and does what the decision says. The model, when there is one, hears the utterance's
+enough to end it (``candidate``), asks it to ``decide`` whenever what it knows changes
+and, once the agent is asked, when the reply may ``release`` its audio; and does what
+the decisions say. The model, when there is one, hears the utterance's
 audio (kept here, at most ``MODEL_AUDIO_S``) off the reactor; its verdict comes back
 through ``on_verdict``, on the reactor, as one more reason to decide.
 """
@@ -19,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.audio import FRAME_MS, SAMPLE_RATE, ulaw_to_pcm16
-from voiced.turns.policy import Decision, TurnEndPolicy, TurnEvidence, Verdict
+from voiced.turns.policy import Decision, ReleaseEvidence, TurnEndPolicy, TurnEvidence, Verdict
 from voiced.turns.semantic import TurnModel
 
 log = Logger(namespace="voiced.call")
@@ -28,7 +29,7 @@ log = Logger(namespace="voiced.call")
 MODEL_AUDIO_S = 8
 #: Adaptive timing remembers this many of the caller's pauses, and waits at most this long.
 ADAPTIVE_PAUSES = 3
-ADAPTIVE_CAP_MS = 1500
+ADAPTIVE_CAP_MS = 2500
 #: Audio from just before the VAD's speech start: a first syllable's onset.
 PRE_ROLL_FRAMES = 10
 
@@ -44,6 +45,7 @@ class EndOfTurn:
         self._count = count  # (decision, reason) -> the metric
         self._frames: deque[bytes] = deque(maxlen=MODEL_AUDIO_S * 1000 // FRAME_MS if model else 0)
         self._candidate_at: float | None = None
+        self._speech_end: float | None = None
         self._prediction: Deferred[float] | None = None
         self._probability: float | None = None
         self._last_logged: tuple[Verdict, str] | None = None
@@ -68,9 +70,11 @@ class EndOfTurn:
         while len(self._frames) > PRE_ROLL_FRAMES:
             self._frames.popleft()
 
-    def candidate(self) -> None:
-        """The VAD's silence is long enough to end the utterance: from now on the turn may end."""
+    def candidate(self, speech_end: float) -> None:
+        """The VAD's silence (since ``speech_end``, the last voiced frame) is long enough to
+        end the utterance: from now on the turn may end."""
         self._candidate_at = self._clock.seconds()
+        self._speech_end = speech_end
         self._probability = None
         if self._model is not None and self._frames:
             self._cancel_prediction()
@@ -80,40 +84,47 @@ class EndOfTurn:
 
     def resumed(self) -> None:
         """The caller went on speaking: the candidate is withdrawn (the audio stays: same utterance)."""
-        if self._pauses is not None and self._candidate_at is not None:
-            self._pauses.append(round((self._clock.seconds() - self._candidate_at) * 1000))
+        if self._pauses is not None and self._speech_end is not None:
+            self._pauses.append(round((self._clock.seconds() - self._speech_end) * 1000))
         self._cancel_prediction()
         self._candidate_at = None
         self._probability = None
 
-    def decide(self, transcript_complete: bool, final_wait_ms: int, text: str,
-               caller_speaking: bool = False) -> Decision:
+    def decide(self, transcript_complete: bool, final_wait_ms: int, caller_speaking: bool = False) -> Decision:
         now = self._clock.seconds()
         waited_ms = 0 if self._candidate_at is None else round((now - self._candidate_at) * 1000)
         decision = self._policy.decide(TurnEvidence(
             waited_ms=waited_ms, transcript_complete=transcript_complete, final_wait_ms=final_wait_ms,
-            text=text, language=self._language, model_probability=self._probability,
             model_pending=self._prediction is not None, caller_speaking=caller_speaking,
-            adaptive_wait_ms=self._adaptive_wait_ms(),
         ))
         self.log(decision, waited_ms)
         return decision
 
-    def _adaptive_wait_ms(self) -> int:
+    def release(self, speech_end: float | None, text: str) -> Decision:
+        """May the reply to the turn that ended at ``speech_end`` play yet (PLAY), or in how long (WAIT)?"""
+        silence_ms = 0 if speech_end is None else round((self._clock.seconds() - speech_end) * 1000)
+        decision = self._policy.release(ReleaseEvidence(
+            silence_ms=silence_ms, text=text, language=self._language, model_probability=self._probability,
+            adaptive_hold_ms=self._adaptive_hold_ms(),
+        ))
+        self.log(decision, silence_ms, "silence_ms")
+        return decision
+
+    def _adaptive_hold_ms(self) -> int:
         if not self._pauses:
             return 0
-        # A little longer than the longest recent pause the caller came back from.
+        # A little longer than the longest recent pause (silence) the caller came back from.
         return min(ADAPTIVE_CAP_MS, round(max(self._pauses) * 1.25))
 
-    def log(self, decision: Decision, waited_ms: int = 0) -> None:
-        """A FINISH always; a wait or keep-listening when its reason is new (not every recheck)."""
+    def log(self, decision: Decision, waited_ms: int = 0, measure: str = "after_ms") -> None:
+        """FINISH and PLAY always; a wait or keep-listening when its reason is new (not every recheck)."""
         key = (decision.verdict, decision.reason)
-        if decision.verdict is not Verdict.FINISH and key == self._last_logged:
+        if decision.verdict not in (Verdict.FINISH, Verdict.PLAY) and key == self._last_logged:
             return
         self._last_logged = key
         self._count(decision.verdict.value, decision.reason)
-        log.info("EOT call={call} decision={decision} reason={reason}{detail} after_ms={waited}{wait}",
-                 call=self.call_id, decision=decision.verdict.value, reason=decision.reason,
+        log.info("EOT call={call} decision={decision} reason={reason}{detail} {measure}={waited}{wait}",
+                 call=self.call_id, decision=decision.verdict.value, reason=decision.reason, measure=measure,
                  detail=f" ({decision.detail})" if decision.detail else "", waited=waited_ms,
                  wait=f" wait_ms={decision.wait_ms}" if decision.verdict is Verdict.WAIT else "")
 
