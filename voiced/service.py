@@ -205,6 +205,8 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         # Google's streams and syntheses all run on one event loop, which holds this pool's thread.
         self.stt_pool = self._pool("voiced-stt", 1)
         self.tts_pool = self._pool("voiced-tts", 16)
+        # Turn-taking models run here, one batch at a time across calls (voiced.turns.batching).
+        self.turn_pool = self._pool("voiced-turns", 1)
         self._start_http()
         self._start_journal()
         if self.worker is not None:

@@ -9,6 +9,7 @@ What it builds it stores on the service, which owns it and releases it in
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -106,6 +107,7 @@ class WarmUp:
             self.agent = await self._timed(f"agent_{s.agent}", self.tts_pool, self._build_agent)
         if self.journal is not None and not self.journal.is_open:
             await self._open_journal()
+        await self._warm_turns()
 
         google = self._google
         if "google" in (s.stt_engine, s.tts_engine):
@@ -154,6 +156,27 @@ class WarmUp:
         result = await deferToThreadPool(self.clock, pool, fn, *args)
         self.engine_warmup_ms[name] = round((self.clock.seconds() - started) * 1000)
         return result
+
+    async def _warm_turns(self) -> None:
+        """The turn-taking models (a model-based VAD, the semantic turn model), once."""
+        s = self.settings
+        if s.vad == "silero" and self.voice_activity.name != "silero":
+            from voiced.turns.silero import SileroVoiceActivity
+
+            self.voice_activity = await self._timed("vad_silero", self.turn_pool, SileroVoiceActivity.load,
+                                                    self.clock, self.turn_pool, s.vad_threshold)
+            self._closers.append(self.voice_activity.stop)
+        if s.turn_model == "smart-turn" and self.turn_detection.model is None:
+            from voiced.turns.models import SmartTurnModel
+            from voiced.turns.smart_turn import SmartTurnModelError
+
+            try:
+                model = await self._timed("turn_smart_turn", self.turn_pool, SmartTurnModel.load, self.clock,
+                                          self.turn_pool, s.turn_model_path)
+            except SmartTurnModelError as e:
+                raise ConfigError(f"VOICED_TURN_MODEL=smart-turn: {e}") from None
+            self._closers.append(model.stop)
+            self.turn_detection = replace(self.turn_detection, model=model)
 
     def _build_agent(self) -> Agent:
         from voiced.agent.factory import build_agent
