@@ -19,7 +19,6 @@ from twisted.python.failure import Failure
 from voiced.agent.base import AgentError, EndCall, Event, Idle, Said, TransferCall, TurnRequest
 from voiced.audio import SAMPLE_RATE
 from voiced.call.model import State, Turn
-from voiced.call.record import TurnRecord
 from voiced.call.reply import Reply, ReplyKind
 
 log = Logger(namespace="voiced.call")
@@ -45,11 +44,10 @@ class Answering:
 
     def _ask(self, turn: Turn) -> None:
         self._false_interruptions.cancel()  # whatever was stopped, the caller has a turn to answer
-        if turn.number is None:
+        again = turn.number is not None  # a late final answers an utterance recorded as unheard
+        if not again:
             self._turns_answered += 1
             turn.number = self._turns_answered
-        else:  # a late final answers an utterance already recorded as unheard: one turn, not two
-            self.record.turns = [t for t in self.record.turns if t.number != turn.number]
         request = TurnRequest(turn.number, turn.text, turn.event, tuple(self.history))
         if turn.text:
             log.info("CALLER call={call} turn={turn} text={text!r}", call=self.call_id, turn=turn.number,
@@ -58,9 +56,7 @@ class Answering:
         else:
             log.info("EVENT call={call} turn={turn} event={event}", call=self.call_id, turn=turn.number,
                      event=turn.event)
-        event = turn.event.as_json() if turn.event is not None else None
-        self.record.turns.append(TurnRecord(turn.number, turn.text, event))
-        self._tell("caller", {"turn": turn.number, "text": turn.text, "event": event})
+        self._chronicle.asked(turn, again)
         self.state = State.THINKING
         # The agent is asked at once; a spoken turn's reply may be held until the caller is surely done.
         reply = self._new_reply(ReplyKind.ANSWER, turn, gate=self._hold_reply(turn) if turn.text else None)
@@ -78,19 +74,15 @@ class Answering:
                      reply=reply.mark_prefix, error=failure.getErrorMessage())
         else:
             log.failure("AGENT_FAILED call={call} reply={reply}", failure, call=self.call_id, reply=reply.mark_prefix)
-        self.metrics.agent_failures_total.inc()
-        if reply.turn is not None and (record := self.record.turn(reply.turn.number)) is not None:
-            record.agent_error = failure.getErrorMessage() or failure.type.__name__
-        self._log_phrase("apology", self.settings.apology_phrase)
+        self._chronicle.agent_failed(reply.turn, failure.getErrorMessage() or failure.type.__name__)
+        self._chronicle.phrase("apology", self.settings.apology_phrase)
         reply.fail(self.settings.apology_phrase)  # its end mark returns the call to listening
 
     def filler_played(self, reply: Reply) -> None:
         log.info("FILLER call={call} reply={reply}: no reply within {ms} ms", call=self.call_id,
                  reply=reply.mark_prefix, ms=self.settings.filler_ms)
-        self._log_phrase("filler", self.settings.filler_phrase)
-        self.metrics.fillers_total.inc()
-        if reply.turn is not None and (record := self.record.turn(reply.turn.number)) is not None:
-            record.filler = True
+        self._chronicle.phrase("filler", self.settings.filler_phrase)
+        self._chronicle.filler(reply.turn)
 
     def _interrupt(self, reply: Reply) -> None:
         """Stop ``reply`` now; the history keeps what the caller heard of it."""
@@ -103,9 +95,9 @@ class Answering:
         heard = reply.heard(cut_at=self.clock.seconds())
         if heard is not None:
             self.history.append(heard)
-        self._record_reply(reply, heard, cut=reply.audio_started)
+        self._chronicle.reply_ended(reply, heard, cut=reply.audio_started)
         if reply.turn is not None:
-            self._report(reply.turn)
+            self._chronicle.measured(reply.turn)
 
     def _prompt_playing(self) -> bool:
         return any(reply.kind is ReplyKind.PROMPT for reply in self._replies.values())
@@ -140,9 +132,9 @@ class Answering:
         heard = reply.heard(assume_played=assume_played)
         if heard is not None:
             self.history.append(heard)
-        self._record_reply(reply, heard, cut=False)
+        self._chronicle.reply_ended(reply, heard, cut=False)
         if reply.turn is not None:
-            self._report(reply.turn)  # a turn answered by an apology is measured too
+            self._chronicle.measured(reply.turn)  # a turn answered by an apology is measured too
         if reply is not self._reply or self.state not in (State.GREETING, State.SPEAKING, State.THINKING):
             return
         for action in reply.actions:
@@ -191,7 +183,7 @@ class Answering:
             self._say_apology()
 
     def _say_apology(self) -> None:
-        self._log_phrase("apology", self.settings.apology_phrase)
+        self._chronicle.phrase("apology", self.settings.apology_phrase)
         self.state = State.THINKING
         reply = self._new_reply(ReplyKind.ANSWER, turn=None)
         reply.say(self.settings.apology_phrase, in_history=False)
@@ -200,7 +192,7 @@ class Answering:
     def _say_goodbye(self, kind: str, phrase: str) -> None:
         """End the call politely; the caller cannot talk over this one."""
         self._ending = GOODBYE_ENDINGS.get(kind, "")
-        self._log_phrase(kind, phrase)
+        self._chronicle.phrase(kind, phrase)
         self._final_goodbye = True
         self._cancel_timer()
         self._cancel_idle()
@@ -251,10 +243,6 @@ class Answering:
             self._interrupt(reply)
         self._say_goodbye(kind, phrase)
 
-    def _log_phrase(self, kind: str, text: str) -> None:
-        """Every phrase voiced says itself, by its catalog key and in the words played."""
-        log.info("PHRASE call={call} kind={kind} text={text!r}", call=self.call_id, kind=kind, text=text)
-
     # ---- what replies report (voiced.call.reply) ---------------------------------------------
     def _new_reply(self, kind: ReplyKind, turn: Turn | None, current: bool = True,
                    gate: Deferred[None] | None = None) -> Reply:
@@ -286,40 +274,8 @@ class Answering:
     def reply_sent(self, reply: Reply) -> None:
         """All of a reply's audio is out (the BOT line): viewers see its text while it
         plays; the ``bot`` event follows once it has played or was cut."""
-        if not reply.kind is ReplyKind.PROMPT and reply.spoken_text:
-            self._tell("reply", {"turn": reply.turn.number if reply.turn is not None else None,
-                                 "text": reply.spoken_text})
+        self._chronicle.reply_sent(reply)
 
     def expect_end_mark(self, reply: Reply) -> IDelayedCall:
         delay = max(0.0, self._playback_until - self.clock.seconds()) + END_MARK_GRACE_S
         return self.clock.callLater(delay, self._end_mark_overdue, reply)
-
-    def _report(self, turn: Turn) -> None:
-        if turn.reported or turn.number is None:
-            return
-        turn.reported = True
-        intervals = self.metrics.record_turn(self.call_id, turn.number, turn.times)
-        if (record := self.record.turn(turn.number)) is not None:
-            record.metrics = intervals
-        self._tell("turn", {"turn": turn.number, "metrics": intervals})
-
-    # ---- the record (voiced.call.record) ----------------------------------------------------
-    def _record_reply(self, reply: Reply, heard: Said | None, cut: bool) -> None:
-        if reply.kind is ReplyKind.PROMPT or not (reply.spoken_text or heard):
-            return  # an interim prompt is not conversation
-        record = self.record.turn(reply.turn.number) if reply.turn is not None else None
-        heard_text = heard.text if heard is not None else ""
-        interrupted = cut and heard_text != reply.spoken_text
-        if record is not None:
-            record.reply_text, record.heard_text, record.interrupted = reply.spoken_text, heard_text, interrupted
-            record.actions = [type(a).__name__ for a in reply.actions]
-        self._tell("bot", {"turn": reply.turn.number if reply.turn is not None else None,
-                           "text": reply.spoken_text, "heard": heard_text, "interrupted": interrupted})
-
-    def _tell(self, kind: str, data: dict) -> None:
-        if self.observer is None:
-            return
-        try:
-            self.observer.call_event(self.record, kind, data)
-        except Exception:  # an observer's bug must never reach the call
-            log.failure("Call observer failed on {kind} call={call}", kind=kind, call=self.call_id)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from twisted.logger import Logger
 
 from voiced.call.model import State, Turn
-from voiced.call.record import TurnRecord
 from voiced.call.reply import ReplyKind
 from voiced.turns.policy import Decision, Verdict
 
@@ -90,15 +89,13 @@ class Transcribing:
         self.on_transcript(text, True)
 
     def on_stt_retry(self, error: str) -> None:
-        self.record.stt_retries += 1
-        self.metrics.stt_retries_total.inc()
+        self._chronicle.stt_retry()
 
     def on_stt_failure(self, reason: str, answer_coming: bool = False) -> None:
         if self.state is State.ENDED:
             return
         log.warn("STT_FAILED call={call} reason={reason}", call=self.call_id, reason=reason)
-        self.metrics.stt_failures_total.inc()
-        self.record.stt_failures.append(reason)
+        self._chronicle.stt_failure(reason)
         self._utterance.final_owed_paid()
         turn = self._turn
         if turn.times.speech_start is None and self._abandoned is not None:
@@ -182,15 +179,10 @@ class Transcribing:
         self._turns_answered += 1
         turn.number = self._turns_answered
         self._idle_count = 0  # the caller spoke: "I haven't heard from you" would be false
-        self.metrics.unheard_turns_total.inc()
         phrase = "" if turn.prompted else (
             self.settings.interim_phrase if turn.stt_failed else self.settings.ask_again_phrase)
         said = phrase or self.settings.interim_phrase  # the prompt that already told them
-        log.info("UNHEARD call={call} turn={turn} reason={reason}", call=self.call_id, turn=turn.number,
-                 reason=reason)
-        self.record.turns.append(TurnRecord(turn.number, "", {"unheard": reason}, reply_text=said))
-        self._tell("caller", {"turn": turn.number, "text": "", "event": {"unheard": reason}})
-        self._tell("bot", {"turn": turn.number, "text": said, "heard": "", "interrupted": False})
+        self._chronicle.unheard(turn, reason, said)
         if phrase:
             self._say_prompt("interim" if turn.stt_failed else "ask_again", phrase, turn)
         elif not self._prompt_playing():
@@ -200,7 +192,7 @@ class Transcribing:
         """A phrase the call says while it goes on listening (the caller may talk over it)."""
         if kind != "interim_wait":  # "one moment" promises an answer; it asks nothing again
             turn.prompted = True
-        self._log_phrase(kind, phrase)
+        self._chronicle.phrase(kind, phrase)
         prompt = self._new_reply(ReplyKind.PROMPT, turn=None, current=False)
         prompt.say(phrase, in_history=False)
         prompt.finish()

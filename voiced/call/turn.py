@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
 from voiced.audio import FRAME_MS, silence_ulaw
 from voiced.call.answering import END_MARK_GRACE_S, Answering
+from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
 from voiced.call.interruption import FalseInterruptions
 from voiced.turns.barge_in import Action, BargeInDecision, SoundOverBot
@@ -103,8 +104,8 @@ class Call(Transcribing, Answering):
         self.metrics = metrics
         self.settings = settings
         self.control = control
-        self.observer = observer
         self.record = CallRecord.begin(info, clock.seconds(), playout)
+        self._chronicle = Chronicle(self.record, observer, metrics, clock)
         self._eou = eou
         eou.on_late_events = self._speech_events  # a detector batched off the reactor answers later
         turns = turns or TurnDetection()
@@ -154,11 +155,19 @@ class Call(Transcribing, Answering):
         # a transfer): the record says this rather than how the carrier's stream closed.
         self._ending = ""
 
+    @property
+    def observer(self) -> CallObserver | None:
+        return self._chronicle.observer
+
+    @observer.setter
+    def observer(self, observer: CallObserver | None) -> None:
+        self._chronicle.observer = observer
+
     # ---- inputs from the carrier -------------------------------------------------
     def start(self) -> None:
         log.info("CALL_START call={call} from={frm} to={to}", call=self.call_id, frm=self.info.from_number,
                  to=self.info.to_number)
-        self._tell("start", {})
+        self._chronicle.tell("start", {})
         greeting = self._new_reply(ReplyKind.GREETING, turn=None)
         for sentence in self.conversation.greeting():
             greeting.say(sentence)
@@ -231,7 +240,7 @@ class Call(Transcribing, Answering):
         reply.on_mark(suffix, self.clock.seconds())
         if suffix == reply.first_sentence_mark and reply.turn is not None:
             reply.turn.times.playback_start = self.clock.seconds()
-            self._report(reply.turn)
+            self._chronicle.measured(reply.turn)
         elif suffix == "end":
             self._reply_finished(reply)
 
@@ -268,9 +277,9 @@ class Call(Transcribing, Answering):
             if timer is not None and timer.active():
                 timer.cancel()
         for reply in self._replies.values():
-            self._record_reply(reply, reply.heard(), cut=reply.audio_started)
+            self._chronicle.reply_ended(reply, reply.heard(), cut=reply.audio_started)
             if reply.turn is not None:
-                self._report(reply.turn)
+                self._chronicle.measured(reply.turn)
             reply.cancel()
         self._replies.clear()
         self._false_interruptions.cancel()
@@ -278,9 +287,7 @@ class Call(Transcribing, Answering):
         self._stt.close()
         self._eou.close()
         self._end_of_turn.close()
-        self.record.ended_at = self.clock.seconds()
-        self.record.end_reason = reason or "-"
-        self._tell("end", {})
+        self._chronicle.ended(reason)
 
     # ---- speech events ---------------------------------------------------------------
     def _on_speech_started(self, at: float) -> None:
@@ -444,9 +451,7 @@ class Call(Transcribing, Answering):
         return False
 
     def _note_barge_in(self, decision: BargeInDecision) -> None:
-        self.metrics.barge_in_decisions_total.labels(decision.action.value, decision.reason).inc()
-        self.record.barge_ins.append({"at_s": round(self.clock.seconds() - self.record.started_at, 3),
-                                      "decision": decision.action.value, "reason": decision.reason})
+        self._chronicle.barge_in(decision.action.value, decision.reason)
         if decision.action is Action.IGNORE:
             log.info("BARGE_IN_IGNORED call={call} reason={reason} ({detail}) voiced_ms={ms}", call=self.call_id,
                      reason=decision.reason, detail=decision.detail, ms=self._eou.voiced_ms)
@@ -466,9 +471,7 @@ class Call(Transcribing, Answering):
             return
         log.info("BARGE_IN_RESUMED call={call} reply={reply} reason={reason}: the caller said nothing to answer",
                  call=self.call_id, reply=reply.mark_prefix, reason=reason)
-        self.metrics.barge_in_decisions_total.labels("resume", reason).inc()
-        self.record.barge_ins.append({"at_s": round(self.clock.seconds() - self.record.started_at, 3),
-                                      "decision": "resume", "reason": reason})
+        self._chronicle.barge_in("resume", reason)
         self._cancel_timer()
         self._cancel_idle()
         self.state = State.THINKING
