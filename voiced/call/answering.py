@@ -59,7 +59,7 @@ class Answering:
         self._chronicle.asked(turn, again)
         self.state = State.THINKING
         # The agent is asked at once; a spoken turn's reply may be held until the caller is surely done.
-        reply = self._new_reply(ReplyKind.ANSWER, turn, gate=self._hold_reply(turn) if turn.text else None)
+        reply = self._new_reply(ReplyKind.ANSWER, turn, gate=self._gate.hold(turn) if turn.text else None)
         turn.times.agent_asked = self.clock.seconds()
         reply.arm_filler(self.settings.filler_ms / 1000, self.settings.filler_phrase)
         request_done = maybeDeferred(self.conversation.respond, request, reply)
@@ -89,7 +89,7 @@ class Answering:
         if reply.audio_started:
             self.transport.send_clear()
             self._playback_until = self.clock.seconds()  # the carrier dropped what it had queued
-            self._outgoing.cleared(self._playback_until)
+            self._barge_in.outgoing.cleared(self._playback_until)
         reply.cancel()
         self._replies.pop(reply.mark_prefix, None)  # its marks, echoed after the clear, mean nothing
         heard = reply.heard(cut_at=self.clock.seconds())
@@ -264,7 +264,7 @@ class Answering:
     def audio_queued(self, reply: Reply, audio: bytes, first_sentence: bool) -> None:
         # The carrier plays what it is sent in order, in real time: model when it will be done.
         plays_at = max(self._playback_until, self.clock.seconds())
-        self._outgoing.queued(audio, plays_at)
+        self._barge_in.outgoing.queued(audio, plays_at)
         self._playback_until = plays_at + len(audio) / SAMPLE_RATE
         if first_sentence and reply.turn is not None:
             reply.turn.times.first_audio_sent = self.clock.seconds()

@@ -29,20 +29,19 @@ from __future__ import annotations
 
 from collections import deque
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
 from voiced.audio import FRAME_MS, silence_ulaw
 from voiced.call.answering import END_MARK_GRACE_S, Answering
+from voiced.call.barge_in import BargeInJudge
 from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
 from voiced.call.interruption import FalseInterruptions
-from voiced.turns.barge_in import Action, BargeInDecision, SoundOverBot
+from voiced.call.release import ReplyGate
 from voiced.turns.detection import TurnDetection
 from voiced.turns.end_of_turn import EndOfTurn
-from voiced.turns.levels import CallerLevel, OutgoingLevel, dbfs
 from voiced.turns.eou import EndOfUtterance, SpeechEnded, SpeechEvent, SpeechStarted
 from voiced.turns.policy import Decision, Verdict
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
@@ -114,13 +113,8 @@ class Call(Transcribing, Answering):
             lambda decision, reason: metrics.turn_end_decisions_total.labels(decision, reason).inc(),
             adaptive=turns.adaptive)
         self._end_of_turn.on_verdict = self._model_verdict
-        # The reply prepared while the caller may still go on: its audio waits for this.
-        self._gate: Deferred[None] | None = None
-        self._gate_timer: IDelayedCall | None = None
-        self._barge_in_policy = turns.barge_in
-        self._outgoing = OutgoingLevel()  # the echo guard's reference
-        self._caller_level = CallerLevel()
-        self._ignored_run: float | None = None  # the speech start of the sound last ignored (logged once)
+        self._gate = ReplyGate(clock, self._end_of_turn)
+        self._barge_in = BargeInJudge(info.call_id, clock, turns.barge_in, info.language, self._chronicle)
         self._false_interruptions = FalseInterruptions(clock, settings.false_interruption_ms / 1000, info.language,
                                                        self)
         # What the STT stream is fed: the 8 kHz mu-law the call hears, or a wideband
@@ -205,12 +199,12 @@ class Call(Transcribing, Answering):
         if eou.in_speech and not eou.silence_ms and eou.sustained(self.settings.barge_in_ms) \
                 and not self._final_goodbye:
             if self.state in (State.GREETING, State.SPEAKING):
-                if self._sound_interrupts():
-                    self._barge_in()
+                if self._barge_in.interrupts(eou, self._utterance.partial):
+                    self._interrupted()
             else:
                 # Per frame while the caller talks: look only if anything plays (the interim
                 # phrase plays while the machine listens).
-                if self._replies and self._sound_interrupts():
+                if self._replies and self._barge_in.interrupts(eou, self._utterance.partial):
                     self._interrupt_prompts()
                 if self.state is State.THINKING:
                     self._resume_listening()
@@ -283,7 +277,7 @@ class Call(Transcribing, Answering):
             reply.cancel()
         self._replies.clear()
         self._false_interruptions.cancel()
-        self._drop_gate()
+        self._gate.drop()
         self._stt.close()
         self._eou.close()
         self._end_of_turn.close()
@@ -302,7 +296,7 @@ class Call(Transcribing, Answering):
                 # final of an abandoned utterance).
                 self._utterance.clear()
             self._stt.speech_started()
-        elif self.state is State.THINKING and self._gate is not None:
+        elif self.state is State.THINKING and self._gate.holding:
             # The caller went on before the held reply could play: same utterance, reply dropped.
             self._resume_listening()
         elif self.state is State.AWAITING_FINAL:
@@ -314,7 +308,7 @@ class Call(Transcribing, Answering):
 
     def _on_speech_ended(self, at: float) -> None:
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
-            self._caller_level.utterance(self._eou.last_level)
+            self._barge_in.caller.utterance(self._eou.last_level)
             self._turn.times.speech_end = at
             self.state = State.AWAITING_FINAL
             if not self._stt.streaming:
@@ -340,41 +334,8 @@ class Call(Transcribing, Answering):
     def _model_verdict(self) -> None:
         if self.state is State.AWAITING_FINAL:
             self._decide_end()
-        elif self._gate is not None:
-            self._check_release()
-
-    # ---- the reply's release (voiced.turns.policy: release) ------------------------------
-    def _hold_reply(self, turn: Turn) -> Deferred[None] | None:
-        """The gate a spoken turn's reply waits behind until the caller is surely done
-        (None: it may play as soon as it is ready)."""
-        decision = self._end_of_turn.release(turn.times.speech_end, turn.text)
-        if decision.verdict is Verdict.PLAY:
-            return None
-        self._drop_gate()
-        self._gate = Deferred()
-        self._gate_timer = self.clock.callLater(decision.wait_ms / 1000, self._check_release)
-        return self._gate
-
-    def _check_release(self) -> None:
-        self._gate_timer = None
-        reply = self._reply
-        if self._gate is None or reply is None or reply.cancelled or reply.turn is None:
-            self._drop_gate()
-            return
-        decision = self._end_of_turn.release(reply.turn.times.speech_end, reply.turn.text)
-        if decision.verdict is Verdict.PLAY:
-            gate, self._gate = self._gate, None
-            self._drop_gate()
-            gate.callback(None)
-        else:
-            self._gate_timer = self.clock.callLater(decision.wait_ms / 1000, self._check_release)
-
-    def _drop_gate(self) -> None:
-        """The held reply is gone (dropped, or released): nothing more to wait for."""
-        if self._gate_timer is not None and self._gate_timer.active():
-            self._gate_timer.cancel()
-        self._gate_timer = None
-        self._gate = None
+        elif self._gate.holding:
+            self._gate.recheck()
 
     def _act_on(self, decision: Decision) -> None:
         if decision.verdict is Verdict.WAIT:
@@ -423,7 +384,7 @@ class Call(Transcribing, Answering):
         if reply is not None:
             reply.cancel()
             self._replies.pop(reply.mark_prefix, None)
-        self._drop_gate()
+        self._gate.drop()
         log.info("RESUME call={call}: caller kept talking, reply dropped", call=self.call_id)
         self._end_of_turn.log(Decision(Verdict.KEEP_LISTENING, "resumed"))
         self._end_of_turn.resumed()
@@ -436,27 +397,7 @@ class Call(Transcribing, Answering):
         self.state = State.LISTENING
         self._stt.speech_started()
 
-    def _sound_interrupts(self) -> bool:
-        """Ask the barge-in policy about the caller's sound over the bot (voiced.turns.barge_in)."""
-        eou, now = self._eou, self.clock.seconds()
-        decision = self._barge_in_policy.decide(SoundOverBot(
-            True, dbfs(eou.speech_level()), dbfs(self._outgoing.recent(now)), self._caller_level.db,
-            self._utterance.partial, self.info.language))
-        if decision.action is Action.INTERRUPT:
-            self._note_barge_in(decision)
-            return True
-        if self._ignored_run != eou.speech_started_at:  # once per sound, not per frame
-            self._ignored_run = eou.speech_started_at
-            self._note_barge_in(decision)
-        return False
-
-    def _note_barge_in(self, decision: BargeInDecision) -> None:
-        self._chronicle.barge_in(decision.action.value, decision.reason)
-        if decision.action is Action.IGNORE:
-            log.info("BARGE_IN_IGNORED call={call} reason={reason} ({detail}) voiced_ms={ms}", call=self.call_id,
-                     reason=decision.reason, detail=decision.detail, ms=self._eou.voiced_ms)
-
-    def _barge_in(self) -> None:
+    def _interrupted(self) -> None:
         self.metrics.barge_ins_total.inc()
         log.info("BARGE_IN call={call} voiced_ms={ms}", call=self.call_id, ms=self._eou.voiced_ms)
         stopped = self._reply

@@ -52,18 +52,17 @@ class WebRtcVoiceActivity:
     threshold = 0.5
 
     def __init__(self, aggressiveness: int) -> None:
-        import webrtcvad  # noqa: F401  (the wrapper's import checks the C module's version)
         import _webrtcvad  # the C module under webrtcvad-wheels
+        import webrtcvad
 
         self._aggressiveness = aggressiveness
+        self._new_vad = webrtcvad.Vad
         self._process = _webrtcvad.process
 
     def open(self, deliver: Deliver) -> VoiceStream:
-        import webrtcvad
-
         # A Vad per call: it adapts to its line frame by frame. Its C call, without
         # Vad.is_speech's Python frame and length checks (~0.5 us of a ~2 us frame).
-        process = partial(self._process, webrtcvad.Vad(self._aggressiveness)._vad, SAMPLE_RATE)
+        process = partial(self._process, self._new_vad(self._aggressiveness)._vad, SAMPLE_RATE)
 
         def classify(pcm16: bytes) -> float:
             return 1.0 if process(pcm16, len(pcm16) >> 1) else 0.0
