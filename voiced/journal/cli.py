@@ -89,6 +89,10 @@ def cmd_show(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) ->
         failures = json.loads(row["stt_failures"])
         out.write(f"  stt retries {row['stt_retries']}, give-ups {len(failures)}"
                   + (f": {'; '.join(failures)}" if failures else "") + "\n")
+        barge_ins = json.loads(row["record"]).get("barge_ins", [])
+        if barge_ins:
+            out.write("  barge-ins: " + ", ".join(
+                f"{b['at_s']:.1f}s {b['decision']} ({b['reason']})" for b in barge_ins) + "\n")
         delivery = _when(row["delivered_at"]) if row["delivered_at"] is not None else "not delivered"
         if row["last_delivery_error"]:
             delivery += f" (last error: {row['last_delivery_error']})"
