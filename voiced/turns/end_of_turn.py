@@ -36,13 +36,16 @@ PRE_ROLL_FRAMES = 10
 
 class EndOfTurn:
     def __init__(self, call_id: str, clock: IReactorTime, policy: TurnEndPolicy, model: TurnModel | None,
-                 language: str, count: Callable[[str, str], None], adaptive: bool = False) -> None:
+                 language: str, count: Callable[[str, str], None], adaptive: bool = False,
+                 lead_frames: int = 0) -> None:
         self.call_id = call_id
         self._clock = clock
         self._policy = policy
         self._model = model
         self._language = language
         self._count = count  # (decision, reason) -> the metric
+        # Kept outside an utterance: the pre-roll, and the VAD's run before it says "speech".
+        self._idle_frames = PRE_ROLL_FRAMES + lead_frames
         self._frames: deque[bytes] = deque(maxlen=MODEL_AUDIO_S * 1000 // FRAME_MS if model else 0)
         self._candidate_at: float | None = None
         self._speech_end: float | None = None
@@ -58,16 +61,17 @@ class EndOfTurn:
     def hear(self, ulaw: bytes, in_utterance: bool) -> None:
         """The caller's audio; kept (for the model) while an utterance may be going on."""
         if self._frames.maxlen:
-            if not in_utterance and len(self._frames) >= PRE_ROLL_FRAMES:
+            if not in_utterance and len(self._frames) >= self._idle_frames:
                 self._frames.popleft()
             self._frames.append(ulaw)
 
-    def new_turn(self) -> None:
+    def new_turn(self, speaking_frames: int = 0) -> None:
+        """``speaking_frames``: the caller is already speaking (a barge-in); their words so far stay."""
         self._cancel_prediction()
         self._candidate_at = None
         self._probability = None
         self._last_logged = None
-        while len(self._frames) > PRE_ROLL_FRAMES:
+        while len(self._frames) > self._idle_frames + speaking_frames:
             self._frames.popleft()
 
     def candidate(self, speech_end: float) -> None:
@@ -89,6 +93,7 @@ class EndOfTurn:
         self._cancel_prediction()
         self._candidate_at = None
         self._probability = None
+        self._last_logged = None  # the next pause is a decision of its own
 
     def decide(self, transcript_complete: bool, final_wait_ms: int, caller_speaking: bool = False) -> Decision:
         now = self._clock.seconds()

@@ -23,6 +23,8 @@ from voiced.audio import FRAME_BYTES, FRAME_MS, audioop
 from voiced.turns.vad import VoiceActivity, VoiceStream
 
 _ulaw2lin, _rms = audioop.ulaw2lin, audioop.rms
+#: How much each voiced frame weighs in ``recent_level`` (its memory: about 5 frames).
+RECENT_WEIGHT = 0.2
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class EndOfUtterance:
         self._run_started_at: float | None = None
         self._run_energy = 0
         self._voiced_energy = 0  # sum of squares of the voiced frames' rms since speech started
+        self._recent_energy = 0.0  # the last few voiced frames' energy: who is making the sound now
         self.last_level = 0.0  # speech_level() of the last utterance that ended
         self._noise_rms = 0.0
 
@@ -139,8 +142,10 @@ class EndOfUtterance:
             if self._run_started_at is None:
                 self._run_started_at = now - FRAME_MS / 1000
                 self._run_energy = 0
+                self._recent_energy = rms * rms
             self._run_ms += FRAME_MS
             self._run_energy += rms * rms
+            self._recent_energy += (rms * rms - self._recent_energy) * RECENT_WEIGHT
             self.last_voiced_at = now
             if self._run_ms < self.min_speech_ms:
                 return None
@@ -155,6 +160,7 @@ class EndOfUtterance:
         if speech:
             self.voiced_ms += FRAME_MS
             self._voiced_energy += rms * rms
+            self._recent_energy += (rms * rms - self._recent_energy) * RECENT_WEIGHT
             self.silence_ms = 0
             self.last_voiced_at = now
             return None
@@ -172,6 +178,11 @@ class EndOfUtterance:
         if not self.in_speech or not self.voiced_ms:
             return 0.0
         return (self._voiced_energy / (self.voiced_ms // FRAME_MS)) ** 0.5
+
+    def recent_level(self) -> float:
+        """The rms of the last few voiced frames (about 100 ms; 0 outside speech): a long
+        echo before the caller's voice must not outweigh the voice."""
+        return self._recent_energy ** 0.5 if self.in_speech else 0.0
 
     def sustained(self, ms: int) -> bool:
         """Speech has gone on for ``ms``, at least three quarters of it voiced, and the

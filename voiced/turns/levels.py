@@ -26,7 +26,9 @@ class OutgoingLevel:
         self._window_s = window_s
         self._frames: deque[tuple[float, float]] = deque()  # (play time, rms), in time order
 
-    def queued(self, ulaw: bytes, plays_at: float) -> None:
+    def queued(self, ulaw: bytes, plays_at: float, now: float | None = None) -> None:
+        if now is not None:
+            self._forget(now)  # a call whose bot talks for minutes unheard must not grow this
         for i in range(0, len(ulaw) - FRAME_BYTES + 1, FRAME_BYTES):
             rms = audioop.rms(audioop.ulaw2lin(ulaw[i:i + FRAME_BYTES], 2), 2)
             self._frames.append((plays_at + (i // FRAME_BYTES) * _FRAME_S, rms))
@@ -38,15 +40,18 @@ class OutgoingLevel:
 
     def recent(self, now: float) -> float:
         """The loudest bot frame played within the window before ``now`` (0: none)."""
-        frames = self._frames
-        while frames and frames[0][0] < now - self._window_s:
-            frames.popleft()
+        self._forget(now)
         loudest = 0.0
-        for at, rms in frames:
+        for at, rms in self._frames:
             if at > now:
                 break
             loudest = max(loudest, rms)
         return loudest
+
+    def _forget(self, now: float) -> None:
+        frames = self._frames
+        while frames and frames[0][0] < now - self._window_s:
+            frames.popleft()
 
 
 class CallerLevel:

@@ -29,6 +29,7 @@ BACKCHANNEL = {
     "he": frozenset("כן אהה אה אהא נכון בסדר אוקיי אוקי יופי טוב ממ הממ אמ ברור סבבה".split()),
 }
 
+_NO_BIDI_MARKS = dict.fromkeys(map(ord, BIDI_MARKS))
 _TRAILING_NUMBER = re.compile(r"\d[\d -]*\d$")
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
 #: A phone number is this long at the least (Israel's 9-10, NANP's 10); a run of digits
@@ -37,13 +38,14 @@ MIN_NUMBER_DIGITS = 7
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.translate({ord(c): None for c in BIDI_MARKS}).lower())
+    return _WORD.findall(text.translate(_NO_BIDI_MARKS).lower())
 
 
 def unfinished(text: str, language: str) -> str:
     """Why ``text`` reads as a turn the caller has not finished ("" if it does not): it
-    trails off ("...", a comma), ends with a continuation word, or with a digit string shorter than a phone number."""
-    stripped = text.rstrip()
+    trails off ("...", a comma), ends with a continuation word, or with a digit string
+    shorter than a phone number."""
+    stripped = text.translate(_NO_BIDI_MARKS).rstrip()
     if stripped.endswith(("...", "\u2026", ",", "-")):
         return "trails off"  # how Whisper writes a sentence cut short
     if not stripped or stripped[-1] in ".?!":
