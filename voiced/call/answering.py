@@ -1,5 +1,6 @@
-"""The answering half of a call: asking the agent, the replies and what they report,
-the actions an agent asks for, idle reprompts and the call's time limit.
+"""The answering half of a call: asking the agent, what follows a reply that played
+(``voiced.call.playback`` reports it), the actions an agent asks for, idle reprompts
+and the call's time limit.
 
 ``Call`` (``voiced.call.turn``) inherits this; the split follows the call's jobs:
 ``turn.py`` listens (audio, when a turn ends), ``transcript.py`` takes in what STT
@@ -11,13 +12,11 @@ Every method runs on the reactor thread and uses the call's state directly.
 from __future__ import annotations
 
 
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.defer import CancelledError, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.agent.base import AgentError, EndCall, Event, Idle, Said, TransferCall, TurnRequest
-from voiced.audio import SAMPLE_RATE
 from voiced.call.model import State, Turn
 from voiced.call.reply import Reply, ReplyKind
 
@@ -25,10 +24,6 @@ log = Logger(namespace="voiced.call")
 
 #: What a call's record says when the call itself ended it with one of its goodbyes.
 GOODBYE_ENDINGS = {"idle_goodbye": "idle timeout", "time_limit": "max call duration", "drain_goodbye": "drain"}
-
-# Twilio echoes a mark as soon as the audio before it has played; a carrier that never
-# does must not leave a call stuck in SPEAKING (or a goodbye that never hangs up).
-END_MARK_GRACE_S = 3.0
 
 
 class Answering:
@@ -59,7 +54,7 @@ class Answering:
         self._chronicle.asked(turn, again)
         self.state = State.THINKING
         # The agent is asked at once; a spoken turn's reply may be held until the caller is surely done.
-        reply = self._new_reply(ReplyKind.ANSWER, turn, gate=self._gate.hold(turn) if turn.text else None)
+        reply = self._playback.new_reply(ReplyKind.ANSWER, turn, gate=self._gate.hold(turn) if turn.text else None)
         turn.times.agent_asked = self.clock.seconds()
         reply.arm_filler(self.settings.filler_ms / 1000, self.settings.filler_phrase)
         request_done = maybeDeferred(self.conversation.respond, request, reply)
@@ -84,58 +79,29 @@ class Answering:
         self._chronicle.phrase("filler", self.settings.filler_phrase)
         self._chronicle.filler(reply.turn)
 
-    def _interrupt(self, reply: Reply) -> None:
-        """Stop ``reply`` now; the history keeps what the caller heard of it."""
-        if reply.audio_started:
-            self.transport.send_clear()
-            self._playback_until = self.clock.seconds()  # the carrier dropped what it had queued
-            self._barge_in.outgoing.cleared(self._playback_until)
-        reply.cancel()
-        self._replies.pop(reply.mark_prefix, None)  # its marks, echoed after the clear, mean nothing
-        heard = reply.heard(cut_at=self.clock.seconds())
-        if heard is not None:
-            self.history.append(heard)
-        self._chronicle.reply_ended(reply, heard, cut=reply.audio_started)
-        if reply.turn is not None:
-            self._chronicle.measured(reply.turn)
-
-    def _prompt_playing(self) -> bool:
-        return any(reply.kind is ReplyKind.PROMPT for reply in self._replies.values())
-
     def _interrupt_prompts(self) -> None:
         """The caller talks over an interim phrase: stop it as any bot audio is stopped.
         The caller's speech is already the utterance being listened to; no turn restarts."""
-        prompts = [reply for reply in self._replies.values() if reply.kind is ReplyKind.PROMPT]
+        prompts = self._playback.prompts()
         if any(reply.audio_started for reply in prompts):
             self.metrics.barge_ins_total.inc()
             log.info("BARGE_IN call={call} voiced_ms={ms} reply=interim", call=self.call_id, ms=self._eou.voiced_ms)
         for reply in prompts:
-            self._interrupt(reply)
+            self._playback.interrupt(reply)
 
-    def _end_mark_overdue(self, reply: Reply) -> None:
-        reply.end_overdue = None
-        if self.state is State.ENDED or reply.cancelled or reply.mark_prefix not in self._replies:
-            return
-        log.warn("MARK_TIMEOUT call={call} reply={reply}: the carrier never echoed its end mark; "
-                 "taking it as played", call=self.call_id, reply=reply.mark_prefix)
-        self._reply_finished(reply, assume_played=True)
+    # ---- what the playback reports (voiced.call.playback) --------------------------------------
+    def reply_playing(self, reply: Reply) -> None:
+        if self.state is State.THINKING:
+            self.state = State.SPEAKING
 
-    def _reply_finished(self, reply: Reply, assume_played: bool = False) -> None:
-        reply.stop_waiting_for_end()
-        self._replies.pop(reply.mark_prefix, None)
+    def reply_finished(self, reply: Reply) -> None:
         if reply.kind is ReplyKind.PROMPT:
             # An interim prompt: the turn it interrupted goes on; if the caller has not
             # spoken since, the silence after it is idle like after any reply.
-            if self._caller_is_quiet() and not self._prompt_playing():
+            if self._caller_is_quiet() and not self._playback.prompt_playing():
                 self._arm_idle()
             return
-        heard = reply.heard(assume_played=assume_played)
-        if heard is not None:
-            self.history.append(heard)
-        self._chronicle.reply_ended(reply, heard, cut=False)
-        if reply.turn is not None:
-            self._chronicle.measured(reply.turn)  # a turn answered by an apology is measured too
-        if reply is not self._reply or self.state not in (State.GREETING, State.SPEAKING, State.THINKING):
+        if reply is not self._playback.current or self.state not in (State.GREETING, State.SPEAKING, State.THINKING):
             return
         for action in reply.actions:
             if isinstance(action, EndCall):
@@ -185,7 +151,7 @@ class Answering:
     def _say_apology(self) -> None:
         self._chronicle.phrase("apology", self.settings.apology_phrase)
         self.state = State.THINKING
-        reply = self._new_reply(ReplyKind.ANSWER, turn=None)
+        reply = self._playback.new_reply(ReplyKind.ANSWER, turn=None)
         reply.say(self.settings.apology_phrase, in_history=False)
         reply.finish()
 
@@ -197,7 +163,7 @@ class Answering:
         self._cancel_timer()
         self._cancel_idle()
         self.state = State.THINKING
-        reply = self._new_reply(ReplyKind.ANSWER, turn=None)
+        reply = self._playback.new_reply(ReplyKind.ANSWER, turn=None)
         reply.say(phrase)
         reply.action(EndCall())
         reply.finish()
@@ -239,43 +205,5 @@ class Answering:
         self._cut_to_goodbye("drain_goodbye", self.settings.drain_goodbye_phrase)
 
     def _cut_to_goodbye(self, kind: str, phrase: str) -> None:
-        for reply in list(self._replies.values()):
-            self._interrupt(reply)
+        self._playback.interrupt_all()
         self._say_goodbye(kind, phrase)
-
-    # ---- what replies report (voiced.call.reply) ---------------------------------------------
-    def _new_reply(self, kind: ReplyKind, turn: Turn | None, current: bool = True,
-                   gate: Deferred[None] | None = None) -> Reply:
-        self._reply_count += 1
-        reply = Reply(self, kind, self._reply_count, turn, gate)
-        self._replies[reply.mark_prefix] = reply
-        if current:
-            self._reply = reply
-        return reply
-
-    def reply_text_known(self, reply: Reply) -> None:
-        if reply.turn is not None:
-            reply.turn.times.reply_text = self.clock.seconds()
-
-    def first_audio_ready(self, reply: Reply) -> None:
-        if reply.turn is not None:
-            reply.turn.times.tts_ready = self.clock.seconds()
-
-    def audio_queued(self, reply: Reply, audio: bytes, first_sentence: bool) -> None:
-        # The carrier plays what it is sent in order, in real time: model when it will be done.
-        plays_at = max(self._playback_until, self.clock.seconds())
-        self._barge_in.outgoing.queued(audio, plays_at)
-        self._playback_until = plays_at + len(audio) / SAMPLE_RATE
-        if first_sentence and reply.turn is not None:
-            reply.turn.times.first_audio_sent = self.clock.seconds()
-        if reply is self._reply and self.state is State.THINKING:
-            self.state = State.SPEAKING
-
-    def reply_sent(self, reply: Reply) -> None:
-        """All of a reply's audio is out (the BOT line): viewers see its text while it
-        plays; the ``bot`` event follows once it has played or was cut."""
-        self._chronicle.reply_sent(reply)
-
-    def expect_end_mark(self, reply: Reply) -> IDelayedCall:
-        delay = max(0.0, self._playback_until - self.clock.seconds()) + END_MARK_GRACE_S
-        return self.clock.callLater(delay, self._end_mark_overdue, reply)

@@ -173,7 +173,7 @@ class Transcribing:
             and times.speech_end is not None
             and times.speech_end - times.speech_start < UNHEARD_MIN_SPEECH_S
         ):
-            if not self._prompt_playing():
+            if not self._playback.prompt_playing():
                 self._arm_idle()
             return
         self._turns_answered += 1
@@ -185,7 +185,7 @@ class Transcribing:
         self._chronicle.unheard(turn, reason, said)
         if phrase:
             self._say_prompt("interim" if turn.stt_failed else "ask_again", phrase, turn)
-        elif not self._prompt_playing():
+        elif not self._playback.prompt_playing():
             self._arm_idle()  # else the phrase still playing arms it when it ends
 
     def _say_prompt(self, kind: str, phrase: str, turn: Turn) -> None:
@@ -193,6 +193,6 @@ class Transcribing:
         if kind != "interim_wait":  # "one moment" promises an answer; it asks nothing again
             turn.prompted = True
         self._chronicle.phrase(kind, phrase)
-        prompt = self._new_reply(ReplyKind.PROMPT, turn=None, current=False)
+        prompt = self._playback.new_reply(ReplyKind.PROMPT, turn=None, current=False)
         prompt.say(phrase, in_history=False)
         prompt.finish()

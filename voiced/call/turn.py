@@ -34,11 +34,12 @@ from twisted.logger import Logger
 
 from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
 from voiced.audio import FRAME_MS, silence_ulaw
-from voiced.call.answering import END_MARK_GRACE_S, Answering
+from voiced.call.answering import Answering
 from voiced.call.barge_in import BargeInJudge
 from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
 from voiced.call.interruption import FalseInterruptions
+from voiced.call.playback import END_MARK_GRACE_S, Playback
 from voiced.call.release import ReplyGate
 from voiced.turns.detection import TurnDetection
 from voiced.turns.end_of_turn import EndOfTurn
@@ -120,6 +121,9 @@ class Call(Transcribing, Answering):
         # What the STT stream is fed: the 8 kHz mu-law the call hears, or a wideband
         # carrier's 16 kHz PCM (on_media's stt_audio), as the service chose for this call.
         self.stt_audio = stt_audio
+        self.history: deque[Said] = deque(maxlen=HISTORY_LIMIT)
+        self._playback = Playback(info.call_id, clock, transport, speaker, self._chronicle, self._barge_in.outgoing,
+                                  self.history, self)
         self._stt = stt.open_stream(info.call_id, self, audio=stt_audio)
         # Optional (streaming engines): told when the caller pauses mid-utterance, so the
         # audio of a pause that may end the turn reaches the service without batching.
@@ -128,18 +132,13 @@ class Call(Transcribing, Answering):
         self.state = State.GREETING
         self._turn = Turn()
         self._turns_answered = 0
-        self._replies: dict[str, Reply] = {}
-        self._reply: Reply | None = None  # the reply the call is waiting on or playing
-        self._reply_count = 0
         self._timer: IDelayedCall | None = None
         # What the caller has said in the current turn.
         self._utterance = Utterance()
         self._abandoned: Turn | None = None  # the last utterance that got no transcript in time
-        self._playback_until = 0.0  # clock time the audio sent so far will have played
         self._last_media_at = clock.seconds()
         self._media_gap_timer: IDelayedCall | None = None
         self._dtmf_count = 0
-        self.history: deque[Said] = deque(maxlen=HISTORY_LIMIT)
         self._events: deque[Event] = deque(maxlen=MAX_QUEUED_EVENTS)
         self._idle_timer: IDelayedCall | None = None
         self._idle_count = 0
@@ -162,7 +161,7 @@ class Call(Transcribing, Answering):
         log.info("CALL_START call={call} from={frm} to={to}", call=self.call_id, frm=self.info.from_number,
                  to=self.info.to_number)
         self._chronicle.tell("start", {})
-        greeting = self._new_reply(ReplyKind.GREETING, turn=None)
+        greeting = self._playback.new_reply(ReplyKind.GREETING, turn=None)
         for sentence in self.conversation.greeting():
             greeting.say(sentence)
         greeting.finish()
@@ -204,7 +203,7 @@ class Call(Transcribing, Answering):
             else:
                 # Per frame while the caller talks: look only if anything plays (the interim
                 # phrase plays while the machine listens).
-                if self._replies and self._barge_in.interrupts(eou, self._utterance.partial):
+                if self._playback.replies and self._barge_in.interrupts(eou, self._utterance.partial):
                     self._interrupt_prompts()
                 if self.state is State.THINKING:
                     self._resume_listening()
@@ -226,17 +225,7 @@ class Call(Transcribing, Answering):
             self._media_gap_timer = self.clock.callLater(MEDIA_GAP_CHECK_S, self._check_media_gap)
 
     def on_mark(self, name: str) -> None:
-        prefix, _, suffix = name.partition(".")
-        reply = self._replies.get(prefix)
-        if reply is None or self.state is State.ENDED:
-            log.debug("Ignoring mark {name!r} call={call}", name=name, call=self.call_id)
-            return
-        reply.on_mark(suffix, self.clock.seconds())
-        if suffix == reply.first_sentence_mark and reply.turn is not None:
-            reply.turn.times.playback_start = self.clock.seconds()
-            self._chronicle.measured(reply.turn)
-        elif suffix == "end":
-            self._reply_finished(reply)
+        self._playback.on_mark(name)
 
     def on_dtmf(self, digit: str) -> None:
         self._dtmf_count += 1
@@ -247,8 +236,9 @@ class Call(Transcribing, Answering):
         event = Dtmf(digit[:4])
         if self.state in (State.GREETING, State.SPEAKING) or self._caller_is_quiet():
             # A key press answers now, over whatever the bot is saying.
-            if self._reply is not None and self.state is not State.LISTENING:
-                self._interrupt(self._reply)
+            current = self._playback.current
+            if current is not None and self.state is not State.LISTENING:
+                self._playback.interrupt(current)
             self._ask_event(event)
         else:
             self._events.append(event)  # after the utterance or reply in progress
@@ -270,12 +260,7 @@ class Call(Transcribing, Answering):
         for timer in (self._media_gap_timer, self._time_limit):
             if timer is not None and timer.active():
                 timer.cancel()
-        for reply in self._replies.values():
-            self._chronicle.reply_ended(reply, reply.heard(), cut=reply.audio_started)
-            if reply.turn is not None:
-                self._chronicle.measured(reply.turn)
-            reply.cancel()
-        self._replies.clear()
+        self._playback.close()
         self._false_interruptions.cancel()
         self._gate.drop()
         self._stt.close()
@@ -380,10 +365,9 @@ class Call(Transcribing, Answering):
     def _resume_listening(self) -> None:
         """The caller went on talking before any reply audio was sent: drop the
         pending reply and keep listening to the same utterance."""
-        reply = self._reply
+        reply = self._playback.current
         if reply is not None:
-            reply.cancel()
-            self._replies.pop(reply.mark_prefix, None)
+            self._playback.drop(reply)
         self._gate.drop()
         log.info("RESUME call={call}: caller kept talking, reply dropped", call=self.call_id)
         self._end_of_turn.log(Decision(Verdict.KEEP_LISTENING, "resumed"))
@@ -400,9 +384,9 @@ class Call(Transcribing, Answering):
     def _interrupted(self) -> None:
         self.metrics.barge_ins_total.inc()
         log.info("BARGE_IN call={call} voiced_ms={ms}", call=self.call_id, ms=self._eou.voiced_ms)
-        stopped = self._reply
+        stopped = self._playback.current
         if stopped is not None:
-            self._interrupt(stopped)
+            self._playback.interrupt(stopped)
         self._start_turn()
         self._false_interruptions.interrupted(stopped)
 
@@ -416,7 +400,7 @@ class Call(Transcribing, Answering):
         self._cancel_timer()
         self._cancel_idle()
         self.state = State.THINKING
-        resumed = self._new_reply(ReplyKind.ANSWER, turn=None)
+        resumed = self._playback.new_reply(ReplyKind.ANSWER, turn=None)
         resumed.replay(reply.unheard(), reply.actions)
         resumed.finish()
 
