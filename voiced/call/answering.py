@@ -22,6 +22,9 @@ from voiced.call.reply import Reply, ReplyKind
 
 log = Logger(namespace="voiced.call")
 
+#: An utterance shorter than this with no transcript is taken for a noise, not words.
+UNHEARD_MIN_SPEECH_S = 0.2
+
 #: What a call's record says when the call itself ended it with one of its goodbyes.
 GOODBYE_ENDINGS = {"idle_goodbye": "idle timeout", "time_limit": "max call duration", "drain_goodbye": "drain"}
 
@@ -89,6 +92,45 @@ class Answering:
         for reply in prompts:
             self._playback.interrupt(reply)
 
+    def answer_unheard(self, turn: Turn, reason: str) -> None:
+        """Nothing could be transcribed of an utterance (an empty final, no final in time,
+        STT gave up): the caller hears so and may try again, never silence. It counts as a
+        turn, answered by the call itself; the agent is not asked about words nobody heard.
+        A sound too short to be words (a click, a cough) is not worth a reply; nor is one
+        that only seemed to interrupt the bot, which goes on instead."""
+        if self._false_interruptions.turn_ended(""):
+            return
+        times = turn.times
+        if (
+            not turn.stt_failed
+            and times.speech_start is not None
+            and times.speech_end is not None
+            and times.speech_end - times.speech_start < UNHEARD_MIN_SPEECH_S
+        ):
+            if not self._playback.prompt_playing():
+                self._arm_idle()
+            return
+        self._turns_answered += 1
+        turn.number = self._turns_answered
+        self._idle_count = 0  # the caller spoke: "I haven't heard from you" would be false
+        phrase = "" if turn.prompted else (
+            self.settings.interim_phrase if turn.stt_failed else self.settings.ask_again_phrase)
+        said = phrase or self.settings.interim_phrase  # the prompt that already told them
+        self._chronicle.unheard(turn, reason, said)
+        if phrase:
+            self.say_prompt("interim" if turn.stt_failed else "ask_again", phrase, turn)
+        elif not self._playback.prompt_playing():
+            self._arm_idle()  # else the phrase still playing arms it when it ends
+
+    def say_prompt(self, kind: str, phrase: str, turn: Turn) -> None:
+        """A phrase the call says while it goes on listening (the caller may talk over it)."""
+        if kind != "interim_wait":  # "one moment" promises an answer; it asks nothing again
+            turn.prompted = True
+        self._chronicle.phrase(kind, phrase)
+        prompt = self._playback.new_reply(ReplyKind.PROMPT, turn=None, current=False)
+        prompt.say(phrase, in_history=False)
+        prompt.finish()
+
     # ---- what the playback reports (voiced.call.playback) --------------------------------------
     def reply_playing(self, reply: Reply) -> None:
         if self.state is State.THINKING:
@@ -113,7 +155,7 @@ class Answering:
         if self._events:
             self._ask_event(self._events.popleft())
         else:
-            self._start_turn()
+            self.start_turn()
             self._arm_idle()
 
     # ---- call actions ---------------------------------------------------------------------

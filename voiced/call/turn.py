@@ -28,6 +28,7 @@ STT says the caller said; ``voiced.call.answering`` answers.
 from __future__ import annotations
 
 from collections import deque
+from typing import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -73,7 +74,7 @@ MAX_QUEUED_EVENTS = 8
 HISTORY_LIMIT = 400
 
 
-class Call(Transcribing, Answering):
+class Call(Answering):
     """One phone call's turn-taking. Every method runs on the reactor thread; this
     module listens, ``voiced.call.transcript`` takes in the transcripts,
     ``voiced.call.answering`` answers."""
@@ -102,7 +103,7 @@ class Call(Transcribing, Answering):
         self.speaker = speaker
         self.conversation = conversation
         self.metrics = metrics
-        self.settings = settings
+        self._settings = settings
         self.control = control
         self.record = CallRecord.begin(info, clock.seconds(), playout)
         self._chronicle = Chronicle(self.record, observer, metrics, clock)
@@ -121,10 +122,14 @@ class Call(Transcribing, Answering):
         # What the STT stream is fed: the 8 kHz mu-law the call hears, or a wideband
         # carrier's 16 kHz PCM (on_media's stt_audio), as the service chose for this call.
         self.stt_audio = stt_audio
+        # What the caller has said in the current turn (Transcribing fills it in).
+        self._utterance = Utterance()
         self.history: deque[Said] = deque(maxlen=HISTORY_LIMIT)
         self._playback = Playback(info.call_id, clock, transport, speaker, self._chronicle, self._barge_in.outgoing,
                                   self.history, self)
-        self._stt = stt.open_stream(info.call_id, self, audio=stt_audio)
+        self._transcribing = Transcribing(info.call_id, clock, stt, stt_audio, settings, self._chronicle, eou,
+                                          self._end_of_turn, self._utterance, self, self)
+        self._stt = self._transcribing.stream
         # Optional (streaming engines): told when the caller pauses mid-utterance, so the
         # audio of a pause that may end the turn reaches the service without batching.
         self._stt_pausing = getattr(self._stt, "caller_pausing", None)
@@ -133,9 +138,6 @@ class Call(Transcribing, Answering):
         self._turn = Turn()
         self._turns_answered = 0
         self._timer: IDelayedCall | None = None
-        # What the caller has said in the current turn.
-        self._utterance = Utterance()
-        self._abandoned: Turn | None = None  # the last utterance that got no transcript in time
         self._last_media_at = clock.seconds()
         self._media_gap_timer: IDelayedCall | None = None
         self._dtmf_count = 0
@@ -147,6 +149,16 @@ class Call(Transcribing, Answering):
         # Who ended the call and why, in words, once the call itself decided it (the bot's goodbye,
         # a transfer): the record says this rather than how the carrier's stream closed.
         self._ending = ""
+
+    @property
+    def settings(self) -> TurnSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: TurnSettings) -> None:
+        # Replaced mid-call, they are the settings of every part of the call from now on.
+        self._settings = settings
+        self._transcribing.settings = settings
 
     @property
     def observer(self) -> CallObserver | None:
@@ -195,7 +207,7 @@ class Call(Transcribing, Answering):
             self._caller_paused = paused
             self._stt_pausing(paused)
         # sustained() is false unless the caller is voicing now: most frames stop at the first test.
-        if eou.in_speech and not eou.silence_ms and eou.sustained(self.settings.barge_in_ms) \
+        if eou.in_speech and not eou.silence_ms and eou.sustained(self._settings.barge_in_ms) \
                 and not self._final_goodbye:
             if self.state in (State.GREETING, State.SPEAKING):
                 if self._barge_in.interrupts(eou, self._utterance.partial):
@@ -268,6 +280,28 @@ class Call(Transcribing, Answering):
         self._end_of_turn.close()
         self._chronicle.ended(reason)
 
+    # ---- inputs from STT: the transcript's side of the call (voiced.call.transcript) -----------
+    def on_transcript(self, text: str, is_final: bool) -> None:
+        self._transcribing.on_transcript(text, is_final)
+
+    def on_fallback_transcript(self, text: str) -> None:
+        self._transcribing.on_fallback_transcript(text)
+
+    def on_stt_retry(self, error: str) -> None:
+        self._transcribing.on_stt_retry(error)
+
+    def on_stt_failure(self, reason: str, answer_coming: bool = False) -> None:
+        self._transcribing.on_stt_failure(reason, answer_coming)
+
+    @property
+    def turn(self) -> Turn:
+        """The turn being listened to (or answered)."""
+        return self._turn
+
+    def answer_late(self, turn: Turn) -> None:
+        self._turn = turn
+        self.finish_turn()
+
     # ---- speech events ---------------------------------------------------------------
     def _on_speech_started(self, at: float) -> None:
         # A backchannel's final that has not come by now is not coming before new words.
@@ -276,7 +310,7 @@ class Call(Transcribing, Answering):
         if self.state is State.LISTENING:
             if self._turn.times.speech_start is None:
                 self._turn.times.speech_start = at
-                self._abandoned = None  # the caller moved on
+                self._transcribing.caller_moved_on()
                 # Text that arrived before the turn's first word belongs to no one (a late
                 # final of an abandoned utterance).
                 self._utterance.clear()
@@ -302,38 +336,38 @@ class Call(Transcribing, Answering):
             self._stt.flush()
             if self.state is not State.AWAITING_FINAL:
                 return  # the engine delivered its final synchronously, inside flush()
-            self._decide_end()
+            self.decide_end()
         elif self.state in (State.GREETING, State.SPEAKING):
             self._utterance.over_the_bot()
 
     # ---- turn lifecycle --------------------------------------------------------------
-    def _decide_end(self) -> None:
+    def decide_end(self) -> None:
         """The one decision point of the turn's end (``voiced.turns.policy``): asked at the
         utterance's silence, at each final, at the model's verdict and when a wait runs out."""
         if self.state is not State.AWAITING_FINAL:
             return
         self._cancel_timer()
-        decision = self._end_of_turn.decide(self._transcript_complete(), self._final_wait_ms())
+        decision = self._end_of_turn.decide(self._transcribing.complete(), self._transcribing.final_wait_ms())
         self._act_on(decision)
 
     def _model_verdict(self) -> None:
         if self.state is State.AWAITING_FINAL:
-            self._decide_end()
+            self.decide_end()
         elif self._gate.holding:
             self._gate.recheck()
 
     def _act_on(self, decision: Decision) -> None:
         if decision.verdict is Verdict.WAIT:
-            self._start_timer(decision.wait_ms, self._decide_end)
+            self.wait(decision.wait_ms, self.decide_end)
         elif decision.verdict is Verdict.FINISH:
             if decision.reason == "final_timeout":
-                self._final_timed_out()
+                self._transcribing.final_timed_out()
             else:
-                self._finish_turn()
+                self.finish_turn()
 
-    def _start_turn(self) -> None:
+    def start_turn(self) -> None:
         self._cancel_timer()
-        self._abandoned = None
+        self._transcribing.caller_moved_on()
         self.state = State.LISTENING
         self._end_of_turn.new_turn()
         self._turn = Turn()
@@ -343,7 +377,7 @@ class Call(Transcribing, Answering):
             self._turn.times.speech_start = self._eou.speech_started_at
             self._stt.speech_started()
 
-    def _finish_turn(self) -> None:
+    def finish_turn(self) -> None:
         self._cancel_timer()
         text, on_partial = self._utterance.take()
         turn = self._turn
@@ -352,11 +386,11 @@ class Call(Transcribing, Answering):
             last_final = self._utterance.last_final_at
             turn.times.final = self.clock.seconds() if on_partial or not last_final else last_final
         if not text:
-            self._start_turn()
-            self._answer_unheard(turn, "empty transcript")
+            self.start_turn()
+            self.answer_unheard(turn, "empty transcript")
             return
         if self._false_interruptions.turn_ended(text):
-            self._start_turn()  # only "yeah"s over the bot: it goes on instead of answering them
+            self.start_turn()  # only "yeah"s over the bot: it goes on instead of answering them
             return
         self._idle_count = 0
         turn.text = text
@@ -387,7 +421,7 @@ class Call(Transcribing, Answering):
         stopped = self._playback.current
         if stopped is not None:
             self._playback.interrupt(stopped)
-        self._start_turn()
+        self.start_turn()
         self._false_interruptions.interrupted(stopped)
 
     # ---- false interruptions (voiced.call.interruption) ------------------------------------
@@ -411,9 +445,10 @@ class Call(Transcribing, Answering):
         return self._utterance.said()
 
     # ---- timers --------------------------------------------------------------------------
-    def _start_timer(self, ms: int, fn) -> None:  # type: ignore[no-untyped-def]
+    def wait(self, ms: int, then: Callable[[], None]) -> None:
+        """``then`` in ``ms``, unless the turn moves on first: a turn waits for one thing at a time."""
         self._cancel_timer()
-        self._timer = self.clock.callLater(ms / 1000, fn)
+        self._timer = self.clock.callLater(ms / 1000, then)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
