@@ -169,7 +169,7 @@ class TurnMachine(RuleBasedStateMachine):
 
     @invariant()
     def bounded_buffers(self):
-        assert len(self.call._events) <= MAX_QUEUED_EVENTS
+        assert len(self.call._answering.events) <= MAX_QUEUED_EVENTS
         assert len(self.call.history) <= HISTORY_LIMIT
         assert len(self.call._playback.replies) <= 4, list(self.call._playback.replies)
 

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 
 from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
 from voiced.audio import FRAME_MS, silence_ulaw
-from voiced.call.answering import Answering
+from voiced.call.answering import MAX_QUEUED_EVENTS, Answering
 from voiced.call.barge_in import BargeInJudge
 from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
@@ -48,7 +48,7 @@ from voiced.turns.eou import EndOfUtterance, SpeechEnded, SpeechEvent, SpeechSta
 from voiced.turns.policy import Decision, Verdict
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.record import CallObserver, CallRecord
-from voiced.call.reply import Reply, ReplyKind
+from voiced.call.reply import Reply
 from voiced.call.transcript import Transcribing
 from voiced.call.utterance import Utterance
 from voiced.audio import MULAW_8K, AudioFormat
@@ -56,7 +56,7 @@ from voiced.metrics import Metrics, TurnTimes
 from voiced.stt.base import STTEngine, silence
 from voiced.tts.speaker import Speaker
 
-__all__ = ["Call", "CallTransport", "State", "Turn", "TurnSettings", "END_MARK_GRACE_S"]
+__all__ = ["Call", "CallTransport", "State", "Turn", "TurnSettings", "END_MARK_GRACE_S", "MAX_QUEUED_EVENTS"]
 
 log = Logger(namespace="voiced.call")
 
@@ -68,16 +68,12 @@ PAUSE_HINT_MS = 80
 MEDIA_GAP_S = 0.2
 MEDIA_GAP_CHECK_S = 0.1
 MAX_LOGGED_DTMF = 50
-# Keys pressed while the caller speaks or the agent thinks wait for their turn; a few are plenty.
-MAX_QUEUED_EVENTS = 8
 # The agent sees the call's history; a call that never ends must not grow it without bound.
 HISTORY_LIMIT = 400
 
 
-class Call(Answering):
-    """One phone call's turn-taking. Every method runs on the reactor thread; this
-    module listens, ``voiced.call.transcript`` takes in the transcripts,
-    ``voiced.call.answering`` answers."""
+class Call:
+    """One phone call's turn-taking. Every method runs on the reactor thread."""
 
     def __init__(
         self,
@@ -127,8 +123,10 @@ class Call(Answering):
         self.history: deque[Said] = deque(maxlen=HISTORY_LIMIT)
         self._playback = Playback(info.call_id, clock, transport, speaker, self._chronicle, self._barge_in.outgoing,
                                   self.history, self)
+        self._answering = Answering(info.call_id, clock, settings, conversation, transport, control, self._chronicle,
+                                    self._playback, self._gate, self._false_interruptions, self.history, self)
         self._transcribing = Transcribing(info.call_id, clock, stt, stt_audio, settings, self._chronicle, eou,
-                                          self._end_of_turn, self._utterance, self, self)
+                                          self._end_of_turn, self._utterance, self, self._answering)
         self._stt = self._transcribing.stream
         # Optional (streaming engines): told when the caller pauses mid-utterance, so the
         # audio of a pause that may end the turn reaches the service without batching.
@@ -136,19 +134,10 @@ class Call(Answering):
         self._caller_paused = False
         self.state = State.GREETING
         self._turn = Turn()
-        self._turns_answered = 0
         self._timer: IDelayedCall | None = None
         self._last_media_at = clock.seconds()
         self._media_gap_timer: IDelayedCall | None = None
         self._dtmf_count = 0
-        self._events: deque[Event] = deque(maxlen=MAX_QUEUED_EVENTS)
-        self._idle_timer: IDelayedCall | None = None
-        self._idle_count = 0
-        self._time_limit: IDelayedCall | None = None
-        self._final_goodbye = False  # a goodbye the caller cannot talk over (idle, time limit)
-        # Who ended the call and why, in words, once the call itself decided it (the bot's goodbye,
-        # a transfer): the record says this rather than how the carrier's stream closed.
-        self._ending = ""
 
     @property
     def settings(self) -> TurnSettings:
@@ -158,7 +147,7 @@ class Call(Answering):
     def settings(self, settings: TurnSettings) -> None:
         # Replaced mid-call, they are the settings of every part of the call from now on.
         self._settings = settings
-        self._transcribing.settings = settings
+        self._transcribing.settings = self._answering.settings = settings
 
     @property
     def observer(self) -> CallObserver | None:
@@ -173,12 +162,7 @@ class Call(Answering):
         log.info("CALL_START call={call} from={frm} to={to}", call=self.call_id, frm=self.info.from_number,
                  to=self.info.to_number)
         self._chronicle.tell("start", {})
-        greeting = self._playback.new_reply(ReplyKind.GREETING, turn=None)
-        for sentence in self.conversation.greeting():
-            greeting.say(sentence)
-        greeting.finish()
-        if self.settings.max_call_s:
-            self._time_limit = self.clock.callLater(self.settings.max_call_s, self._time_limit_reached)
+        self._answering.greet()
 
     def on_media(self, ulaw: bytes, stt_audio: bytes | None = None) -> None:
         """The caller's audio: 8 kHz mu-law, and for a call with wideband STT the same audio
@@ -208,7 +192,7 @@ class Call(Answering):
             self._stt_pausing(paused)
         # sustained() is false unless the caller is voicing now: most frames stop at the first test.
         if eou.in_speech and not eou.silence_ms and eou.sustained(self._settings.barge_in_ms) \
-                and not self._final_goodbye:
+                and not self._answering.final_goodbye:
             if self.state in (State.GREETING, State.SPEAKING):
                 if self._barge_in.interrupts(eou, self._utterance.partial):
                     self._interrupted()
@@ -243,19 +227,24 @@ class Call(Answering):
         self._dtmf_count += 1
         if self._dtmf_count <= MAX_LOGGED_DTMF:  # a keypad, not a flood, is worth a line each
             log.info("DTMF call={call} digit={digit}", call=self.call_id, digit=digit[:4])
-        if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
+        if self.state in (State.ENDED, State.HANGING_UP) or self._answering.final_goodbye:
             return
         event = Dtmf(digit[:4])
-        if self.state in (State.GREETING, State.SPEAKING) or self._caller_is_quiet():
+        if self.state in (State.GREETING, State.SPEAKING) or self.caller_is_quiet():
             # A key press answers now, over whatever the bot is saying.
             current = self._playback.current
             if current is not None and self.state is not State.LISTENING:
                 self._playback.interrupt(current)
-            self._ask_event(event)
+            self.ask_event(event)
         else:
-            self._events.append(event)  # after the utterance or reply in progress
+            self._answering.events.append(event)  # after the utterance or reply in progress
 
-    def _caller_is_quiet(self) -> bool:
+    def drain_goodbye(self) -> None:
+        """The daemon is stopping and this call outlived the drain: a goodbye, then the close (1000)."""
+        self._answering.drain_goodbye()
+
+    def caller_is_quiet(self) -> bool:
+        """Listening, and the caller has not begun a turn."""
         return self.state is State.LISTENING and self._turn.times.speech_start is None and not self._eou.in_speech
 
     def close(self, reason: str = "") -> None:
@@ -263,15 +252,14 @@ class Call(Answering):
         ending (a goodbye, a transfer) replaces when it had one."""
         if self.state is State.ENDED:
             return
-        reason = self._ending or reason
+        reason = self._answering.ending or reason
         log.info("CALL_END call={call} turns={turns} reason={reason}", call=self.call_id,
-                 turns=self._turns_answered, reason=reason or "-")
+                 turns=self._answering.turns_answered, reason=reason or "-")
         self.state = State.ENDED
-        self._cancel_timer()
-        self._cancel_idle()
-        for timer in (self._media_gap_timer, self._time_limit):
-            if timer is not None and timer.active():
-                timer.cancel()
+        self.cancel_wait()
+        self._answering.close()
+        if self._media_gap_timer is not None and self._media_gap_timer.active():
+            self._media_gap_timer.cancel()
         self._playback.close()
         self._false_interruptions.cancel()
         self._gate.drop()
@@ -306,7 +294,7 @@ class Call(Answering):
     def _on_speech_started(self, at: float) -> None:
         # A backchannel's final that has not come by now is not coming before new words.
         self._utterance.drop_next_final = False
-        self._cancel_idle()
+        self._answering.cancel_idle()
         if self.state is State.LISTENING:
             if self._turn.times.speech_start is None:
                 self._turn.times.speech_start = at
@@ -320,7 +308,7 @@ class Call(Answering):
             self._resume_listening()
         elif self.state is State.AWAITING_FINAL:
             # The caller only paused: the same utterance goes on.
-            self._cancel_timer()
+            self.cancel_wait()
             self.state = State.LISTENING
             self._end_of_turn.resumed()
             self._stt.speech_started()
@@ -346,7 +334,7 @@ class Call(Answering):
         utterance's silence, at each final, at the model's verdict and when a wait runs out."""
         if self.state is not State.AWAITING_FINAL:
             return
-        self._cancel_timer()
+        self.cancel_wait()
         decision = self._end_of_turn.decide(self._transcribing.complete(), self._transcribing.final_wait_ms())
         self._act_on(decision)
 
@@ -366,7 +354,7 @@ class Call(Answering):
                 self.finish_turn()
 
     def start_turn(self) -> None:
-        self._cancel_timer()
+        self.cancel_wait()
         self._transcribing.caller_moved_on()
         self.state = State.LISTENING
         self._end_of_turn.new_turn()
@@ -378,7 +366,7 @@ class Call(Answering):
             self._stt.speech_started()
 
     def finish_turn(self) -> None:
-        self._cancel_timer()
+        self.cancel_wait()
         text, on_partial = self._utterance.take()
         turn = self._turn
         if turn.times.final is None:
@@ -387,14 +375,13 @@ class Call(Answering):
             turn.times.final = self.clock.seconds() if on_partial or not last_final else last_final
         if not text:
             self.start_turn()
-            self.answer_unheard(turn, "empty transcript")
+            self._answering.answer_unheard(turn, "empty transcript")
             return
         if self._false_interruptions.turn_ended(text):
             self.start_turn()  # only "yeah"s over the bot: it goes on instead of answering them
             return
-        self._idle_count = 0
         turn.text = text
-        self._ask(turn)
+        self._answering.ask(turn)
 
     def _resume_listening(self) -> None:
         """The caller went on talking before any reply audio was sent: drop the
@@ -406,14 +393,21 @@ class Call(Answering):
         log.info("RESUME call={call}: caller kept talking, reply dropped", call=self.call_id)
         self._end_of_turn.log(Decision(Verdict.KEEP_LISTENING, "resumed"))
         self._end_of_turn.resumed()
-        if self.history and self.history[-1] == Said("caller", self._turn.text):
-            self.history.pop()  # the utterance is not over: it is asked again, whole
-        self._turns_answered -= 1
-        self._turn.number = None
+        self._answering.withdraw(self._turn)  # the utterance is not over: it is asked again, whole
         self._turn.times = TurnTimes(speech_start=self._turn.times.speech_start)
         self._utterance.finals = [self._turn.text]
         self.state = State.LISTENING
         self._stt.speech_started()
+
+    def _interrupt_prompts(self) -> None:
+        """The caller talks over an interim phrase: stop it as any bot audio is stopped.
+        The caller's speech is already the utterance being listened to; no turn restarts."""
+        prompts = self._playback.prompts()
+        if any(reply.audio_started for reply in prompts):
+            self.metrics.barge_ins_total.inc()
+            log.info("BARGE_IN call={call} voiced_ms={ms} reply=interim", call=self.call_id, ms=self._eou.voiced_ms)
+        for reply in prompts:
+            self._playback.interrupt(reply)
 
     def _interrupted(self) -> None:
         self.metrics.barge_ins_total.inc()
@@ -426,17 +420,7 @@ class Call(Answering):
 
     # ---- false interruptions (voiced.call.interruption) ------------------------------------
     def resume_reply(self, reply: Reply, reason: str) -> None:
-        if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
-            return
-        log.info("BARGE_IN_RESUMED call={call} reply={reply} reason={reason}: the caller said nothing to answer",
-                 call=self.call_id, reply=reply.mark_prefix, reason=reason)
-        self._chronicle.barge_in("resume", reason)
-        self._cancel_timer()
-        self._cancel_idle()
-        self.state = State.THINKING
-        resumed = self._playback.new_reply(ReplyKind.ANSWER, turn=None)
-        resumed.replay(reply.unheard(), reply.actions)
-        resumed.finish()
+        self._answering.resume(reply, reason)
 
     def caller_words_pending(self) -> bool:
         return self._eou.in_speech or self.state is State.AWAITING_FINAL
@@ -444,13 +428,32 @@ class Call(Answering):
     def caller_said(self) -> str:
         return self._utterance.said()
 
+    # ---- the answering side (voiced.call.answering) and the replies on the line (voiced.call.playback)
+    def ask_event(self, event: Event) -> None:
+        """A turn that is an event, not speech: the agent answers it like any other."""
+        self._answering.cancel_idle()
+        self.cancel_wait()
+        self._turn = Turn(event=event)
+        self._utterance.clear()
+        self._answering.ask(self._turn)
+
+    def reply_playing(self, reply: Reply) -> None:
+        if self.state is State.THINKING:
+            self.state = State.SPEAKING
+
+    def reply_finished(self, reply: Reply) -> None:
+        self._answering.reply_finished(reply)
+
+    def filler_played(self, reply: Reply) -> None:
+        self._answering.filler_played(reply)
+
     # ---- timers --------------------------------------------------------------------------
     def wait(self, ms: int, then: Callable[[], None]) -> None:
         """``then`` in ``ms``, unless the turn moves on first: a turn waits for one thing at a time."""
-        self._cancel_timer()
+        self.cancel_wait()
         self._timer = self.clock.callLater(ms / 1000, then)
 
-    def _cancel_timer(self) -> None:
+    def cancel_wait(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
