@@ -13,16 +13,12 @@ States:
   HANGING_UP      the goodbye has played; the stream is being closed
   ENDED           the call is over; everything else is ignored
 
-Replies (``voiced.call.reply``) carry the marks that tell what the caller heard; the
-call keeps the history built from them and hands it to the agent with every turn.
-Besides speech, a turn can be an event: a DTMF digit, or the caller's silence for
-the idle timeout after the bot finished. Actions an agent asks for (hang up,
-transfer) are taken once the reply that carries them has played, through a
-``CallControl`` (the carrier's REST API) when there is one.
-
-The call's three jobs are three modules: this one listens to the audio (frames, VAD
-events, barge-in) and starts and ends turns; ``voiced.call.transcript`` follows what
-STT says the caller said; ``voiced.call.answering`` answers.
+``Call`` holds the state and the turn, and decides when a turn starts and ends and
+what a barge-in does. Its parts each have one job and talk back through a small
+protocol the call implements: ``voiced.call.hearing`` (the caller's audio in, VAD
+events), ``voiced.call.transcript`` (what STT says the caller said),
+``voiced.call.answering`` (the agent, what the call says itself, actions, idle, time
+limit) and ``voiced.call.playback`` (the replies on the line, what the caller heard).
 """
 
 from __future__ import annotations
@@ -34,39 +30,32 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
-from voiced.audio import FRAME_MS, silence_ulaw
+from voiced.audio import MULAW_8K, AudioFormat
 from voiced.call.answering import MAX_QUEUED_EVENTS, Answering
 from voiced.call.barge_in import BargeInJudge
 from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
+from voiced.call.hearing import Hearing
 from voiced.call.interruption import FalseInterruptions
-from voiced.call.playback import END_MARK_GRACE_S, Playback
-from voiced.call.release import ReplyGate
-from voiced.turns.detection import TurnDetection
-from voiced.turns.end_of_turn import EndOfTurn
-from voiced.turns.eou import EndOfUtterance, SpeechEnded, SpeechEvent, SpeechStarted
-from voiced.turns.policy import Decision, Verdict
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
+from voiced.call.playback import END_MARK_GRACE_S, Playback
 from voiced.call.record import CallObserver, CallRecord
+from voiced.call.release import ReplyGate
 from voiced.call.reply import Reply
 from voiced.call.transcript import Transcribing
 from voiced.call.utterance import Utterance
-from voiced.audio import MULAW_8K, AudioFormat
 from voiced.metrics import Metrics, TurnTimes
-from voiced.stt.base import STTEngine, silence
+from voiced.stt.base import STTEngine
 from voiced.tts.speaker import Speaker
+from voiced.turns.detection import TurnDetection
+from voiced.turns.end_of_turn import EndOfTurn
+from voiced.turns.eou import EndOfUtterance
+from voiced.turns.policy import Decision, Verdict
 
 __all__ = ["Call", "CallTransport", "State", "Turn", "TurnSettings", "END_MARK_GRACE_S", "MAX_QUEUED_EVENTS"]
 
 log = Logger(namespace="voiced.call")
 
-#: The caller counts as pausing (for the STT's batching) after this much quiet mid-utterance:
-#: longer than the gaps between words, which would otherwise send a phrase frame by frame,
-#: and far shorter than any speech service takes to end an utterance on silence.
-PAUSE_HINT_MS = 80
-# A gap in the caller's audio longer than this (network or sender stall) counts as silence.
-MEDIA_GAP_S = 0.2
-MEDIA_GAP_CHECK_S = 0.1
 MAX_LOGGED_DTMF = 50
 # The agent sees the call's history; a call that never ends must not grow it without bound.
 HISTORY_LIMIT = 400
@@ -104,7 +93,6 @@ class Call:
         self.record = CallRecord.begin(info, clock.seconds(), playout)
         self._chronicle = Chronicle(self.record, observer, metrics, clock)
         self._eou = eou
-        eou.on_late_events = self._speech_events  # a detector batched off the reactor answers later
         turns = turns or TurnDetection()
         self._end_of_turn = EndOfTurn(
             info.call_id, clock, turns.end, turns.model, info.language,
@@ -128,15 +116,10 @@ class Call:
         self._transcribing = Transcribing(info.call_id, clock, stt, stt_audio, settings, self._chronicle, eou,
                                           self._end_of_turn, self._utterance, self, self._answering)
         self._stt = self._transcribing.stream
-        # Optional (streaming engines): told when the caller pauses mid-utterance, so the
-        # audio of a pause that may end the turn reaches the service without batching.
-        self._stt_pausing = getattr(self._stt, "caller_pausing", None)
-        self._caller_paused = False
+        self._hearing = Hearing(clock, eou, self._stt, stt_audio, self._end_of_turn, self)
         self.state = State.GREETING
         self._turn = Turn()
         self._timer: IDelayedCall | None = None
-        self._last_media_at = clock.seconds()
-        self._media_gap_timer: IDelayedCall | None = None
         self._dtmf_count = 0
 
     @property
@@ -167,58 +150,7 @@ class Call:
     def on_media(self, ulaw: bytes, stt_audio: bytes | None = None) -> None:
         """The caller's audio: 8 kHz mu-law, and for a call with wideband STT the same audio
         in ``self.stt_audio`` (the turn machine, VAD and barge-in stay at 8 kHz)."""
-        # Fifty times a second per call, so one method (a gap's silence comes here too).
-        if self.state is State.ENDED:
-            return
-        eou = self._eou
-        self._last_media_at = self.clock.seconds()
-        self._stt.feed(ulaw if stt_audio is None else stt_audio)
-        self._end_of_turn.hear(ulaw, eou.in_speech or self.state is State.AWAITING_FINAL)
-        self._speech_events(eou.push(ulaw))
-
-    def _speech_events(self, events: list[SpeechEvent]) -> None:
-        """What the VAD decided of the frames so far (at once, or later for a batched detector)."""
-        if self.state is State.ENDED:
-            return
-        eou = self._eou
-        for event in events:
-            if isinstance(event, SpeechStarted):
-                self._on_speech_started(event.at)
-            elif isinstance(event, SpeechEnded):
-                self._on_speech_ended(event.at)
-        paused = eou.in_speech and eou.silence_ms >= PAUSE_HINT_MS
-        if paused is not self._caller_paused and self._stt_pausing is not None:
-            self._caller_paused = paused
-            self._stt_pausing(paused)
-        # sustained() is false unless the caller is voicing now: most frames stop at the first test.
-        if eou.in_speech and not eou.silence_ms and eou.sustained(self._settings.barge_in_ms) \
-                and not self._answering.final_goodbye:
-            if self.state in (State.GREETING, State.SPEAKING):
-                if self._barge_in.interrupts(eou, self._utterance.partial):
-                    self._interrupted()
-            else:
-                # Per frame while the caller talks: look only if anything plays (the interim
-                # phrase plays while the machine listens).
-                if self._playback.replies and self._barge_in.interrupts(eou, self._utterance.partial):
-                    self._interrupt_prompts()
-                if self.state is State.THINKING:
-                    self._resume_listening()
-        if eou.in_speech and self._media_gap_timer is None:
-            self._media_gap_timer = self.clock.callLater(MEDIA_GAP_CHECK_S, self._check_media_gap)
-
-    def _check_media_gap(self) -> None:
-        """Twilio streams the caller's track without pause, silence included; a sender
-        that stops mid-utterance would otherwise leave the turn open for ever. Audio that
-        has not come for MEDIA_GAP_S is taken as the silence it stands for."""
-        self._media_gap_timer = None
-        if self.state is State.ENDED or not self._eou.in_speech:
-            return
-        missing_ms = int((self.clock.seconds() - self._last_media_at) * 1000) // FRAME_MS * FRAME_MS
-        if missing_ms >= MEDIA_GAP_S * 1000:
-            wide = None if self.stt_audio == MULAW_8K else silence(self.stt_audio, missing_ms)
-            self.on_media(silence_ulaw(missing_ms), wide)  # re-arms this check while speech goes on
-        else:
-            self._media_gap_timer = self.clock.callLater(MEDIA_GAP_CHECK_S, self._check_media_gap)
+        self._hearing.on_media(ulaw, stt_audio)
 
     def on_mark(self, name: str) -> None:
         self._playback.on_mark(name)
@@ -258,8 +190,7 @@ class Call:
         self.state = State.ENDED
         self.cancel_wait()
         self._answering.close()
-        if self._media_gap_timer is not None and self._media_gap_timer.active():
-            self._media_gap_timer.cancel()
+        self._hearing.close()
         self._playback.close()
         self._false_interruptions.cancel()
         self._gate.drop()
@@ -290,8 +221,8 @@ class Call:
         self._turn = turn
         self.finish_turn()
 
-    # ---- speech events ---------------------------------------------------------------
-    def _on_speech_started(self, at: float) -> None:
+    # ---- speech events (voiced.call.hearing) ---------------------------------------------
+    def speech_started(self, at: float) -> None:
         # A backchannel's final that has not come by now is not coming before new words.
         self._utterance.drop_next_final = False
         self._answering.cancel_idle()
@@ -313,7 +244,7 @@ class Call:
             self._end_of_turn.resumed()
             self._stt.speech_started()
 
-    def _on_speech_ended(self, at: float) -> None:
+    def speech_ended(self, at: float) -> None:
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
             self._barge_in.caller.utterance(self._eou.last_level)
             self._turn.times.speech_end = at
@@ -327,6 +258,21 @@ class Call:
             self.decide_end()
         elif self.state in (State.GREETING, State.SPEAKING):
             self._utterance.over_the_bot()
+
+    def caller_voicing(self) -> None:
+        # Per frame while the caller voices: sustained() is false until the sound is long enough.
+        eou = self._eou
+        if not eou.sustained(self._settings.barge_in_ms) or self._answering.final_goodbye:
+            return
+        if self.state in (State.GREETING, State.SPEAKING):
+            if self._barge_in.interrupts(eou, self._utterance.partial):
+                self._interrupted()
+        else:
+            # Look only if anything plays (the interim phrase plays while the machine listens).
+            if self._playback.replies and self._barge_in.interrupts(eou, self._utterance.partial):
+                self._interrupt_prompts()
+            if self.state is State.THINKING:
+                self._resume_listening()
 
     # ---- turn lifecycle --------------------------------------------------------------
     def decide_end(self) -> None:
