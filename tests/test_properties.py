@@ -169,9 +169,9 @@ class TurnMachine(RuleBasedStateMachine):
 
     @invariant()
     def bounded_buffers(self):
-        assert len(self.call._events) <= MAX_QUEUED_EVENTS
+        assert len(self.call._answering.events) <= MAX_QUEUED_EVENTS
         assert len(self.call.history) <= HISTORY_LIMIT
-        assert len(self.call._replies) <= 4, list(self.call._replies)
+        assert len(self.call._playback.replies) <= 4, list(self.call._playback.replies)
 
 
 TurnMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,

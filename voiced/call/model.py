@@ -1,6 +1,5 @@
 """What the turn machine is made of: its states, one turn's record, its settings, and
-the carrier side it talks to. No behaviour here (see ``turn.py``, ``transcript.py`` and
-``answering.py``)."""
+the carrier side it talks to. No behaviour here (see ``turn.py`` and its parts)."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ class ReplyKind(enum.Enum):
 
 
 class ReplyHost(Protocol):
-    """What a reply needs of its call (``voiced.call.turn.Call``)."""
+    """What a reply needs of the line it plays on (``voiced.call.playback.Playback``)."""
 
     call_id: str
     clock: "IReactorTime"

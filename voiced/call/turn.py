@@ -13,69 +13,56 @@ States:
   HANGING_UP      the goodbye has played; the stream is being closed
   ENDED           the call is over; everything else is ignored
 
-Replies (``voiced.call.reply``) carry the marks that tell what the caller heard; the
-call keeps the history built from them and hands it to the agent with every turn.
-Besides speech, a turn can be an event: a DTMF digit, or the caller's silence for
-the idle timeout after the bot finished. Actions an agent asks for (hang up,
-transfer) are taken once the reply that carries them has played, through a
-``CallControl`` (the carrier's REST API) when there is one.
-
-The call's three jobs are three modules: this one listens to the audio (frames, VAD
-events, barge-in) and starts and ends turns; ``voiced.call.transcript`` follows what
-STT says the caller said; ``voiced.call.answering`` answers.
+``Call`` holds the state and the turn, and decides when a turn starts and ends and
+what a barge-in does. Its parts each have one job and talk back through a small
+protocol the call implements: ``voiced.call.hearing`` (the caller's audio in, VAD
+events), ``voiced.call.transcript`` (what STT says the caller said),
+``voiced.call.answering`` (the agent, what the call says itself, actions, idle, time
+limit) and ``voiced.call.playback`` (the replies on the line, what the caller heard).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
-from voiced.audio import FRAME_MS, silence_ulaw
-from voiced.call.answering import END_MARK_GRACE_S, Answering
+from voiced.audio import MULAW_8K, AudioFormat
+from voiced.call.answering import MAX_QUEUED_EVENTS, Answering
 from voiced.call.barge_in import BargeInJudge
 from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
+from voiced.call.hearing import Hearing
 from voiced.call.interruption import FalseInterruptions
-from voiced.call.release import ReplyGate
-from voiced.turns.detection import TurnDetection
-from voiced.turns.end_of_turn import EndOfTurn
-from voiced.turns.eou import EndOfUtterance, SpeechEnded, SpeechEvent, SpeechStarted
-from voiced.turns.policy import Decision, Verdict
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
+from voiced.call.playback import END_MARK_GRACE_S, Playback
 from voiced.call.record import CallObserver, CallRecord
-from voiced.call.reply import Reply, ReplyKind
+from voiced.call.release import ReplyGate
+from voiced.call.reply import Reply
 from voiced.call.transcript import Transcribing
 from voiced.call.utterance import Utterance
-from voiced.audio import MULAW_8K, AudioFormat
 from voiced.metrics import Metrics, TurnTimes
-from voiced.stt.base import STTEngine, silence
+from voiced.stt.base import STTEngine
 from voiced.tts.speaker import Speaker
+from voiced.turns.detection import TurnDetection
+from voiced.turns.end_of_turn import EndOfTurn
+from voiced.turns.eou import EndOfUtterance
+from voiced.turns.policy import Decision, Verdict
 
-__all__ = ["Call", "CallTransport", "State", "Turn", "TurnSettings", "END_MARK_GRACE_S"]
+__all__ = ["Call", "CallTransport", "State", "Turn", "TurnSettings", "END_MARK_GRACE_S", "MAX_QUEUED_EVENTS"]
 
 log = Logger(namespace="voiced.call")
 
-#: The caller counts as pausing (for the STT's batching) after this much quiet mid-utterance:
-#: longer than the gaps between words, which would otherwise send a phrase frame by frame,
-#: and far shorter than any speech service takes to end an utterance on silence.
-PAUSE_HINT_MS = 80
-# A gap in the caller's audio longer than this (network or sender stall) counts as silence.
-MEDIA_GAP_S = 0.2
-MEDIA_GAP_CHECK_S = 0.1
 MAX_LOGGED_DTMF = 50
-# Keys pressed while the caller speaks or the agent thinks wait for their turn; a few are plenty.
-MAX_QUEUED_EVENTS = 8
 # The agent sees the call's history; a call that never ends must not grow it without bound.
 HISTORY_LIMIT = 400
 
 
-class Call(Transcribing, Answering):
-    """One phone call's turn-taking. Every method runs on the reactor thread; this
-    module listens, ``voiced.call.transcript`` takes in the transcripts,
-    ``voiced.call.answering`` answers."""
+class Call:
+    """One phone call's turn-taking. Every method runs on the reactor thread."""
 
     def __init__(
         self,
@@ -101,12 +88,11 @@ class Call(Transcribing, Answering):
         self.speaker = speaker
         self.conversation = conversation
         self.metrics = metrics
-        self.settings = settings
+        self._settings = settings
         self.control = control
         self.record = CallRecord.begin(info, clock.seconds(), playout)
         self._chronicle = Chronicle(self.record, observer, metrics, clock)
         self._eou = eou
-        eou.on_late_events = self._speech_events  # a detector batched off the reactor answers later
         turns = turns or TurnDetection()
         self._end_of_turn = EndOfTurn(
             info.call_id, clock, turns.end, turns.model, info.language,
@@ -120,34 +106,31 @@ class Call(Transcribing, Answering):
         # What the STT stream is fed: the 8 kHz mu-law the call hears, or a wideband
         # carrier's 16 kHz PCM (on_media's stt_audio), as the service chose for this call.
         self.stt_audio = stt_audio
-        self._stt = stt.open_stream(info.call_id, self, audio=stt_audio)
-        # Optional (streaming engines): told when the caller pauses mid-utterance, so the
-        # audio of a pause that may end the turn reaches the service without batching.
-        self._stt_pausing = getattr(self._stt, "caller_pausing", None)
-        self._caller_paused = False
+        # What the caller has said in the current turn (Transcribing fills it in).
+        self._utterance = Utterance()
+        self.history: deque[Said] = deque(maxlen=HISTORY_LIMIT)
+        self._playback = Playback(info.call_id, clock, transport, speaker, self._chronicle, self._barge_in.outgoing,
+                                  self.history, self)
+        self._answering = Answering(info.call_id, clock, settings, conversation, transport, control, self._chronicle,
+                                    self._playback, self._gate, self._false_interruptions, self.history, self)
+        self._transcribing = Transcribing(info.call_id, clock, stt, stt_audio, settings, self._chronicle, eou,
+                                          self._end_of_turn, self._utterance, self, self._answering)
+        self._stt = self._transcribing.stream
+        self._hearing = Hearing(clock, eou, self._stt, stt_audio, self._end_of_turn, self)
         self.state = State.GREETING
         self._turn = Turn()
-        self._turns_answered = 0
-        self._replies: dict[str, Reply] = {}
-        self._reply: Reply | None = None  # the reply the call is waiting on or playing
-        self._reply_count = 0
         self._timer: IDelayedCall | None = None
-        # What the caller has said in the current turn.
-        self._utterance = Utterance()
-        self._abandoned: Turn | None = None  # the last utterance that got no transcript in time
-        self._playback_until = 0.0  # clock time the audio sent so far will have played
-        self._last_media_at = clock.seconds()
-        self._media_gap_timer: IDelayedCall | None = None
         self._dtmf_count = 0
-        self.history: deque[Said] = deque(maxlen=HISTORY_LIMIT)
-        self._events: deque[Event] = deque(maxlen=MAX_QUEUED_EVENTS)
-        self._idle_timer: IDelayedCall | None = None
-        self._idle_count = 0
-        self._time_limit: IDelayedCall | None = None
-        self._final_goodbye = False  # a goodbye the caller cannot talk over (idle, time limit)
-        # Who ended the call and why, in words, once the call itself decided it (the bot's goodbye,
-        # a transfer): the record says this rather than how the carrier's stream closed.
-        self._ending = ""
+
+    @property
+    def settings(self) -> TurnSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: TurnSettings) -> None:
+        # Replaced mid-call, they are the settings of every part of the call from now on.
+        self._settings = settings
+        self._transcribing.settings = self._answering.settings = settings
 
     @property
     def observer(self) -> CallObserver | None:
@@ -162,98 +145,38 @@ class Call(Transcribing, Answering):
         log.info("CALL_START call={call} from={frm} to={to}", call=self.call_id, frm=self.info.from_number,
                  to=self.info.to_number)
         self._chronicle.tell("start", {})
-        greeting = self._new_reply(ReplyKind.GREETING, turn=None)
-        for sentence in self.conversation.greeting():
-            greeting.say(sentence)
-        greeting.finish()
-        if self.settings.max_call_s:
-            self._time_limit = self.clock.callLater(self.settings.max_call_s, self._time_limit_reached)
+        self._answering.greet()
 
     def on_media(self, ulaw: bytes, stt_audio: bytes | None = None) -> None:
         """The caller's audio: 8 kHz mu-law, and for a call with wideband STT the same audio
         in ``self.stt_audio`` (the turn machine, VAD and barge-in stay at 8 kHz)."""
-        # Fifty times a second per call, so one method (a gap's silence comes here too).
-        if self.state is State.ENDED:
-            return
-        eou = self._eou
-        self._last_media_at = self.clock.seconds()
-        self._stt.feed(ulaw if stt_audio is None else stt_audio)
-        self._end_of_turn.hear(ulaw, eou.in_speech or self.state is State.AWAITING_FINAL)
-        self._speech_events(eou.push(ulaw))
-
-    def _speech_events(self, events: list[SpeechEvent]) -> None:
-        """What the VAD decided of the frames so far (at once, or later for a batched detector)."""
-        if self.state is State.ENDED:
-            return
-        eou = self._eou
-        for event in events:
-            if isinstance(event, SpeechStarted):
-                self._on_speech_started(event.at)
-            elif isinstance(event, SpeechEnded):
-                self._on_speech_ended(event.at)
-        paused = eou.in_speech and eou.silence_ms >= PAUSE_HINT_MS
-        if paused is not self._caller_paused and self._stt_pausing is not None:
-            self._caller_paused = paused
-            self._stt_pausing(paused)
-        # sustained() is false unless the caller is voicing now: most frames stop at the first test.
-        if eou.in_speech and not eou.silence_ms and eou.sustained(self.settings.barge_in_ms) \
-                and not self._final_goodbye:
-            if self.state in (State.GREETING, State.SPEAKING):
-                if self._barge_in.interrupts(eou, self._utterance.partial):
-                    self._interrupted()
-            else:
-                # Per frame while the caller talks: look only if anything plays (the interim
-                # phrase plays while the machine listens).
-                if self._replies and self._barge_in.interrupts(eou, self._utterance.partial):
-                    self._interrupt_prompts()
-                if self.state is State.THINKING:
-                    self._resume_listening()
-        if eou.in_speech and self._media_gap_timer is None:
-            self._media_gap_timer = self.clock.callLater(MEDIA_GAP_CHECK_S, self._check_media_gap)
-
-    def _check_media_gap(self) -> None:
-        """Twilio streams the caller's track without pause, silence included; a sender
-        that stops mid-utterance would otherwise leave the turn open for ever. Audio that
-        has not come for MEDIA_GAP_S is taken as the silence it stands for."""
-        self._media_gap_timer = None
-        if self.state is State.ENDED or not self._eou.in_speech:
-            return
-        missing_ms = int((self.clock.seconds() - self._last_media_at) * 1000) // FRAME_MS * FRAME_MS
-        if missing_ms >= MEDIA_GAP_S * 1000:
-            wide = None if self.stt_audio == MULAW_8K else silence(self.stt_audio, missing_ms)
-            self.on_media(silence_ulaw(missing_ms), wide)  # re-arms this check while speech goes on
-        else:
-            self._media_gap_timer = self.clock.callLater(MEDIA_GAP_CHECK_S, self._check_media_gap)
+        self._hearing.on_media(ulaw, stt_audio)
 
     def on_mark(self, name: str) -> None:
-        prefix, _, suffix = name.partition(".")
-        reply = self._replies.get(prefix)
-        if reply is None or self.state is State.ENDED:
-            log.debug("Ignoring mark {name!r} call={call}", name=name, call=self.call_id)
-            return
-        reply.on_mark(suffix, self.clock.seconds())
-        if suffix == reply.first_sentence_mark and reply.turn is not None:
-            reply.turn.times.playback_start = self.clock.seconds()
-            self._chronicle.measured(reply.turn)
-        elif suffix == "end":
-            self._reply_finished(reply)
+        self._playback.on_mark(name)
 
     def on_dtmf(self, digit: str) -> None:
         self._dtmf_count += 1
         if self._dtmf_count <= MAX_LOGGED_DTMF:  # a keypad, not a flood, is worth a line each
             log.info("DTMF call={call} digit={digit}", call=self.call_id, digit=digit[:4])
-        if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
+        if self.state in (State.ENDED, State.HANGING_UP) or self._answering.final_goodbye:
             return
         event = Dtmf(digit[:4])
-        if self.state in (State.GREETING, State.SPEAKING) or self._caller_is_quiet():
+        if self.state in (State.GREETING, State.SPEAKING) or self.caller_is_quiet():
             # A key press answers now, over whatever the bot is saying.
-            if self._reply is not None and self.state is not State.LISTENING:
-                self._interrupt(self._reply)
-            self._ask_event(event)
+            current = self._playback.current
+            if current is not None and self.state is not State.LISTENING:
+                self._playback.interrupt(current)
+            self.ask_event(event)
         else:
-            self._events.append(event)  # after the utterance or reply in progress
+            self._answering.events.append(event)  # after the utterance or reply in progress
 
-    def _caller_is_quiet(self) -> bool:
+    def drain_goodbye(self) -> None:
+        """The daemon is stopping and this call outlived the drain: a goodbye, then the close (1000)."""
+        self._answering.drain_goodbye()
+
+    def caller_is_quiet(self) -> bool:
+        """Listening, and the caller has not begun a turn."""
         return self.state is State.LISTENING and self._turn.times.speech_start is None and not self._eou.in_speech
 
     def close(self, reason: str = "") -> None:
@@ -261,21 +184,14 @@ class Call(Transcribing, Answering):
         ending (a goodbye, a transfer) replaces when it had one."""
         if self.state is State.ENDED:
             return
-        reason = self._ending or reason
+        reason = self._answering.ending or reason
         log.info("CALL_END call={call} turns={turns} reason={reason}", call=self.call_id,
-                 turns=self._turns_answered, reason=reason or "-")
+                 turns=self._answering.turns_answered, reason=reason or "-")
         self.state = State.ENDED
-        self._cancel_timer()
-        self._cancel_idle()
-        for timer in (self._media_gap_timer, self._time_limit):
-            if timer is not None and timer.active():
-                timer.cancel()
-        for reply in self._replies.values():
-            self._chronicle.reply_ended(reply, reply.heard(), cut=reply.audio_started)
-            if reply.turn is not None:
-                self._chronicle.measured(reply.turn)
-            reply.cancel()
-        self._replies.clear()
+        self.cancel_wait()
+        self._answering.close()
+        self._hearing.close()
+        self._playback.close()
         self._false_interruptions.cancel()
         self._gate.drop()
         self._stt.close()
@@ -283,15 +199,37 @@ class Call(Transcribing, Answering):
         self._end_of_turn.close()
         self._chronicle.ended(reason)
 
-    # ---- speech events ---------------------------------------------------------------
-    def _on_speech_started(self, at: float) -> None:
+    # ---- inputs from STT: the transcript's side of the call (voiced.call.transcript) -----------
+    def on_transcript(self, text: str, is_final: bool) -> None:
+        self._transcribing.on_transcript(text, is_final)
+
+    def on_fallback_transcript(self, text: str) -> None:
+        self._transcribing.on_fallback_transcript(text)
+
+    def on_stt_retry(self, error: str) -> None:
+        self._transcribing.on_stt_retry(error)
+
+    def on_stt_failure(self, reason: str, answer_coming: bool = False) -> None:
+        self._transcribing.on_stt_failure(reason, answer_coming)
+
+    @property
+    def turn(self) -> Turn:
+        """The turn being listened to (or answered)."""
+        return self._turn
+
+    def answer_late(self, turn: Turn) -> None:
+        self._turn = turn
+        self.finish_turn()
+
+    # ---- speech events (voiced.call.hearing) ---------------------------------------------
+    def speech_started(self, at: float) -> None:
         # A backchannel's final that has not come by now is not coming before new words.
         self._utterance.drop_next_final = False
-        self._cancel_idle()
+        self._answering.cancel_idle()
         if self.state is State.LISTENING:
             if self._turn.times.speech_start is None:
                 self._turn.times.speech_start = at
-                self._abandoned = None  # the caller moved on
+                self._transcribing.caller_moved_on()
                 # Text that arrived before the turn's first word belongs to no one (a late
                 # final of an abandoned utterance).
                 self._utterance.clear()
@@ -301,12 +239,12 @@ class Call(Transcribing, Answering):
             self._resume_listening()
         elif self.state is State.AWAITING_FINAL:
             # The caller only paused: the same utterance goes on.
-            self._cancel_timer()
+            self.cancel_wait()
             self.state = State.LISTENING
             self._end_of_turn.resumed()
             self._stt.speech_started()
 
-    def _on_speech_ended(self, at: float) -> None:
+    def speech_ended(self, at: float) -> None:
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
             self._barge_in.caller.utterance(self._eou.last_level)
             self._turn.times.speech_end = at
@@ -317,38 +255,53 @@ class Call(Transcribing, Answering):
             self._stt.flush()
             if self.state is not State.AWAITING_FINAL:
                 return  # the engine delivered its final synchronously, inside flush()
-            self._decide_end()
+            self.decide_end()
         elif self.state in (State.GREETING, State.SPEAKING):
             self._utterance.over_the_bot()
 
+    def caller_voicing(self) -> None:
+        # Per frame while the caller voices: sustained() is false until the sound is long enough.
+        eou = self._eou
+        if not eou.sustained(self._settings.barge_in_ms) or self._answering.final_goodbye:
+            return
+        if self.state in (State.GREETING, State.SPEAKING):
+            if self._barge_in.interrupts(eou, self._utterance.partial):
+                self._interrupted()
+        else:
+            # Look only if anything plays (the interim phrase plays while the machine listens).
+            if self._playback.replies and self._barge_in.interrupts(eou, self._utterance.partial):
+                self._interrupt_prompts()
+            if self.state is State.THINKING:
+                self._resume_listening()
+
     # ---- turn lifecycle --------------------------------------------------------------
-    def _decide_end(self) -> None:
+    def decide_end(self) -> None:
         """The one decision point of the turn's end (``voiced.turns.policy``): asked at the
         utterance's silence, at each final, at the model's verdict and when a wait runs out."""
         if self.state is not State.AWAITING_FINAL:
             return
-        self._cancel_timer()
-        decision = self._end_of_turn.decide(self._transcript_complete(), self._final_wait_ms())
+        self.cancel_wait()
+        decision = self._end_of_turn.decide(self._transcribing.complete(), self._transcribing.final_wait_ms())
         self._act_on(decision)
 
     def _model_verdict(self) -> None:
         if self.state is State.AWAITING_FINAL:
-            self._decide_end()
+            self.decide_end()
         elif self._gate.holding:
             self._gate.recheck()
 
     def _act_on(self, decision: Decision) -> None:
         if decision.verdict is Verdict.WAIT:
-            self._start_timer(decision.wait_ms, self._decide_end)
+            self.wait(decision.wait_ms, self.decide_end)
         elif decision.verdict is Verdict.FINISH:
             if decision.reason == "final_timeout":
-                self._final_timed_out()
+                self._transcribing.final_timed_out()
             else:
-                self._finish_turn()
+                self.finish_turn()
 
-    def _start_turn(self) -> None:
-        self._cancel_timer()
-        self._abandoned = None
+    def start_turn(self) -> None:
+        self.cancel_wait()
+        self._transcribing.caller_moved_on()
         self.state = State.LISTENING
         self._end_of_turn.new_turn()
         self._turn = Turn()
@@ -358,8 +311,8 @@ class Call(Transcribing, Answering):
             self._turn.times.speech_start = self._eou.speech_started_at
             self._stt.speech_started()
 
-    def _finish_turn(self) -> None:
-        self._cancel_timer()
+    def finish_turn(self) -> None:
+        self.cancel_wait()
         text, on_partial = self._utterance.take()
         turn = self._turn
         if turn.times.final is None:
@@ -367,58 +320,53 @@ class Call(Transcribing, Answering):
             last_final = self._utterance.last_final_at
             turn.times.final = self.clock.seconds() if on_partial or not last_final else last_final
         if not text:
-            self._start_turn()
-            self._answer_unheard(turn, "empty transcript")
+            self.start_turn()
+            self._answering.answer_unheard(turn, "empty transcript")
             return
         if self._false_interruptions.turn_ended(text):
-            self._start_turn()  # only "yeah"s over the bot: it goes on instead of answering them
+            self.start_turn()  # only "yeah"s over the bot: it goes on instead of answering them
             return
-        self._idle_count = 0
         turn.text = text
-        self._ask(turn)
+        self._answering.ask(turn)
 
     def _resume_listening(self) -> None:
         """The caller went on talking before any reply audio was sent: drop the
         pending reply and keep listening to the same utterance."""
-        reply = self._reply
+        reply = self._playback.current
         if reply is not None:
-            reply.cancel()
-            self._replies.pop(reply.mark_prefix, None)
+            self._playback.drop(reply)
         self._gate.drop()
         log.info("RESUME call={call}: caller kept talking, reply dropped", call=self.call_id)
         self._end_of_turn.log(Decision(Verdict.KEEP_LISTENING, "resumed"))
         self._end_of_turn.resumed()
-        if self.history and self.history[-1] == Said("caller", self._turn.text):
-            self.history.pop()  # the utterance is not over: it is asked again, whole
-        self._turns_answered -= 1
-        self._turn.number = None
+        self._answering.withdraw(self._turn)  # the utterance is not over: it is asked again, whole
         self._turn.times = TurnTimes(speech_start=self._turn.times.speech_start)
         self._utterance.finals = [self._turn.text]
         self.state = State.LISTENING
         self._stt.speech_started()
 
+    def _interrupt_prompts(self) -> None:
+        """The caller talks over an interim phrase: stop it as any bot audio is stopped.
+        The caller's speech is already the utterance being listened to; no turn restarts."""
+        prompts = self._playback.prompts()
+        if any(reply.audio_started for reply in prompts):
+            self.metrics.barge_ins_total.inc()
+            log.info("BARGE_IN call={call} voiced_ms={ms} reply=interim", call=self.call_id, ms=self._eou.voiced_ms)
+        for reply in prompts:
+            self._playback.interrupt(reply)
+
     def _interrupted(self) -> None:
         self.metrics.barge_ins_total.inc()
         log.info("BARGE_IN call={call} voiced_ms={ms}", call=self.call_id, ms=self._eou.voiced_ms)
-        stopped = self._reply
+        stopped = self._playback.current
         if stopped is not None:
-            self._interrupt(stopped)
-        self._start_turn()
+            self._playback.interrupt(stopped)
+        self.start_turn()
         self._false_interruptions.interrupted(stopped)
 
     # ---- false interruptions (voiced.call.interruption) ------------------------------------
     def resume_reply(self, reply: Reply, reason: str) -> None:
-        if self.state in (State.ENDED, State.HANGING_UP) or self._final_goodbye:
-            return
-        log.info("BARGE_IN_RESUMED call={call} reply={reply} reason={reason}: the caller said nothing to answer",
-                 call=self.call_id, reply=reply.mark_prefix, reason=reason)
-        self._chronicle.barge_in("resume", reason)
-        self._cancel_timer()
-        self._cancel_idle()
-        self.state = State.THINKING
-        resumed = self._new_reply(ReplyKind.ANSWER, turn=None)
-        resumed.replay(reply.unheard(), reply.actions)
-        resumed.finish()
+        self._answering.resume(reply, reason)
 
     def caller_words_pending(self) -> bool:
         return self._eou.in_speech or self.state is State.AWAITING_FINAL
@@ -426,12 +374,32 @@ class Call(Transcribing, Answering):
     def caller_said(self) -> str:
         return self._utterance.said()
 
-    # ---- timers --------------------------------------------------------------------------
-    def _start_timer(self, ms: int, fn) -> None:  # type: ignore[no-untyped-def]
-        self._cancel_timer()
-        self._timer = self.clock.callLater(ms / 1000, fn)
+    # ---- the answering side (voiced.call.answering) and the replies on the line (voiced.call.playback)
+    def ask_event(self, event: Event) -> None:
+        """A turn that is an event, not speech: the agent answers it like any other."""
+        self._answering.cancel_idle()
+        self.cancel_wait()
+        self._turn = Turn(event=event)
+        self._utterance.clear()
+        self._answering.ask(self._turn)
 
-    def _cancel_timer(self) -> None:
+    def reply_playing(self, reply: Reply) -> None:
+        if self.state is State.THINKING:
+            self.state = State.SPEAKING
+
+    def reply_finished(self, reply: Reply) -> None:
+        self._answering.reply_finished(reply)
+
+    def filler_played(self, reply: Reply) -> None:
+        self._answering.filler_played(reply)
+
+    # ---- timers --------------------------------------------------------------------------
+    def wait(self, ms: int, then: Callable[[], None]) -> None:
+        """``then`` in ``ms``, unless the turn moves on first: a turn waits for one thing at a time."""
+        self.cancel_wait()
+        self._timer = self.clock.callLater(ms / 1000, then)
+
+    def cancel_wait(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
