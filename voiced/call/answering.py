@@ -212,7 +212,7 @@ class Answering:
         log.info("BARGE_IN_RESUMED call={call} reply={reply} reason={reason}: the caller said nothing to answer",
                  call=self.call_id, reply=reply.mark_prefix, reason=reason)
         self._chronicle.barge_in("resume", reason)
-        self._host.cancel_wait()
+        self._host.start_turn()  # the turn that stopped it is over (no words, or only "yeah"s)
         self.cancel_idle()
         self._host.state = State.THINKING
         resumed = self._playback.new_reply(ReplyKind.ANSWER, turn=None)

@@ -30,7 +30,7 @@ class BargeInJudge:
     def interrupts(self, eou: EndOfUtterance, words: str) -> bool:
         """The caller's sustained sound now (``words``: what a streaming engine heard of it)."""
         decision = self._policy.decide(SoundOverBot(
-            True, dbfs(eou.speech_level()), dbfs(self.outgoing.recent(self._clock.seconds())), self.caller.db,
+            True, dbfs(eou.recent_level()), dbfs(self.outgoing.recent(self._clock.seconds())), self.caller.db,
             words, self._language))
         if decision.action is Action.INTERRUPT:
             self._chronicle.barge_in(decision.action.value, decision.reason)
@@ -41,3 +41,9 @@ class BargeInJudge:
             log.info("BARGE_IN_IGNORED call={call} reason={reason} ({detail}) voiced_ms={ms}", call=self.call_id,
                      reason=decision.reason, detail=decision.detail, ms=eou.voiced_ms)
         return False
+
+    def is_echo(self, eou: EndOfUtterance) -> bool:
+        """The sound the VAD hears now is the bot's own echo: well under what it just played."""
+        margin = self._policy.settings.echo_margin_db
+        bot = self.outgoing.recent(self._clock.seconds())
+        return bool(margin) and bot > 0 and dbfs(eou.recent_level()) <= dbfs(bot) - margin

@@ -139,7 +139,7 @@ class Playback:
     def audio_queued(self, reply: Reply, audio: bytes, first_sentence: bool) -> None:
         # The carrier plays what it is sent in order, in real time: model when it will be done.
         plays_at = max(self._until, self.clock.seconds())
-        self._outgoing.queued(audio, plays_at)
+        self._outgoing.queued(audio, plays_at, now=self.clock.seconds())
         self._until = plays_at + len(audio) / SAMPLE_RATE
         if first_sentence and reply.turn is not None:
             reply.turn.times.first_audio_sent = self.clock.seconds()

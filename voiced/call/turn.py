@@ -30,7 +30,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
-from voiced.audio import MULAW_8K, AudioFormat
+from voiced.audio import FRAME_MS, MULAW_8K, AudioFormat
 from voiced.call.answering import MAX_QUEUED_EVENTS, Answering
 from voiced.call.barge_in import BargeInJudge
 from voiced.call.chronicle import Chronicle
@@ -97,7 +97,7 @@ class Call:
         self._end_of_turn = EndOfTurn(
             info.call_id, clock, turns.end, turns.model, info.language,
             lambda decision, reason: metrics.turn_end_decisions_total.labels(decision, reason).inc(),
-            adaptive=turns.adaptive)
+            adaptive=turns.adaptive, lead_frames=eou.min_speech_ms // FRAME_MS)
         self._end_of_turn.on_verdict = self._model_verdict
         self._gate = ReplyGate(clock, self._end_of_turn)
         self._barge_in = BargeInJudge(info.call_id, clock, turns.barge_in, info.language, self._chronicle)
@@ -228,6 +228,9 @@ class Call:
         self._answering.cancel_idle()
         if self.state is State.LISTENING:
             if self._turn.times.speech_start is None:
+                if self._barge_in.is_echo(self._eou):
+                    self._eou.end_speech_now()  # the bot's own echo: a voice after it starts anew
+                    return
                 self._turn.times.speech_start = at
                 self._transcribing.caller_moved_on()
                 # Text that arrived before the turn's first word belongs to no one (a late
@@ -303,10 +306,12 @@ class Call:
         self.cancel_wait()
         self._transcribing.caller_moved_on()
         self.state = State.LISTENING
-        self._end_of_turn.new_turn()
+        self._end_of_turn.new_turn(self._eou.speech_ms // FRAME_MS if self._eou.in_speech else 0)
         self._turn = Turn()
         self._utterance.restart()
-        if self._eou.in_speech:
+        if self._eou.in_speech and self._barge_in.is_echo(self._eou):
+            self._eou.end_speech_now()  # the echo of the reply that just ended is no one's turn
+        elif self._eou.in_speech:
             # The caller is already talking (e.g. they barged in).
             self._turn.times.speech_start = self._eou.speech_started_at
             self._stt.speech_started()
@@ -324,8 +329,7 @@ class Call:
             self._answering.answer_unheard(turn, "empty transcript")
             return
         if self._false_interruptions.turn_ended(text):
-            self.start_turn()  # only "yeah"s over the bot: it goes on instead of answering them
-            return
+            return  # only "yeah"s over the bot: it went on (resume_reply) instead of answering them
         turn.text = text
         self._answering.ask(turn)
 
