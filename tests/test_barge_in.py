@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_turn import FakeSTT
 from voiced.agent.base import CallInfo, EndCall
-from voiced.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, audioop, pcm16_to_ulaw, silence_ulaw, ulaw_to_pcm16
+from voiced.audio import FRAME_MS, SAMPLE_RATE, audioop, pcm16_to_ulaw, silence_ulaw, ulaw_to_pcm16
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.metrics import Metrics
 from voiced.tts.speaker import PhraseCache, Speaker
@@ -372,18 +372,21 @@ class LevelTests(NearTestCase):
         self.assertAlmostEqual(caller.db, -23, places=2)  # 30 % of the way to the new utterance
 
 
-class OutgoingLevelMemoryBugTests(SynchronousTestCase):
+class OutgoingLevelMemoryBugTests(CallOnALine):
     """Bug: ``OutgoingLevel`` forgets frames only in ``recent``, which the call asks only
     when the caller's sound over the bot is sustained. A call where the caller never
     talks over the bot keeps a tuple for every 20 ms the bot ever said: 50 a second of
     bot speech, for the life of the call (a 30-minute call: tens of thousands, per call)."""
 
-    def test_frames_long_played_are_forgotten_even_if_nobody_asks(self):
-        level = OutgoingLevel(window_s=0.6)
-        for reply in range(60):  # an hour-long call: a reply of 10 s each minute
-            level.queued(tone(-16, 10000), plays_at=60.0 * reply)
-        # What could still be asked about: the window before now and what has not played.
-        self.assertLessEqual(len(level._frames), (0.6 + 10) * 1000 / FRAME_MS + 1)
+    def test_the_bots_audio_long_played_is_forgotten_though_nobody_talked_over_it(self):
+        self.make_call(sentences=["One two three four five six seven eight nine ten."])  # 2 s each
+        self.play_out()
+        for _ in range(20):
+            self.caller_turn("tell me more")
+            self.play_out()
+        # 40 s of the bot played out: what is kept may not grow with the call (the last
+        # reply, 100 frames, and the 0.6 s window before now are the most worth keeping).
+        self.assertLessEqual(len(self.call._outgoing._frames), 100 + 0.6 * 1000 / FRAME_MS + 1)
 
 
 # ---- through a call ---------------------------------------------------------------------------
@@ -501,8 +504,8 @@ class LongEchoBugTests(CallOnALine):
     """Bug: the level the policy compares is ``eou.speech_level()``, the rms of every voiced
     frame since the sound began. On a speakerphone the "sound" began with the bot's reply;
     once the caller starts talking over it, their voice is averaged with seconds of echo
-    and stays "echo" long after barge_in_ms (after 5 s of echo the barge-in is 400 ms late). The level of the sound's last barge_in_ms
-    is what tells who is speaking now."""
+    and stays "echo" long after barge_in_ms (after 5 s of echo the barge-in is 400 ms
+    late). The level of the last few frames is what tells who is speaking now."""
 
     def test_the_caller_interrupts_on_time_after_seconds_of_echo(self):
         self.make_call(sentences=LONG_REPLY * 2)
