@@ -44,6 +44,16 @@ class ManualThreadPool:
             on_result(True, result)
 
 
+    def fail_all(self, error: BaseException) -> None:
+        """The jobs waiting die in their thread with ``error`` (as ThreadPool reports a raise)."""
+        while self.jobs:
+            on_result = self.jobs.pop(0)[0]
+            try:
+                raise error
+            except BaseException:
+                on_result(False, Failure())
+
+
 def settle(clock: Clock, pool: ManualThreadPool) -> None:
     """Run reactor iterations and pool jobs until nothing is left to do."""
     while clock.getDelayedCalls() or pool.jobs:
