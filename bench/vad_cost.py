@@ -35,7 +35,6 @@ import platform
 import subprocess
 import sys
 import time
-from collections import deque
 from typing import Any
 
 import benchlib  # noqa: F401  (puts the repo on sys.path)

@@ -189,7 +189,9 @@ def score_windows(model: SileroModel, items: list[tuple[bytes, np.ndarray]]) -> 
     audio = np.frombuffer(b"".join([window for window, _ in items]), dtype="<i2")
     audio = audio.reshape(len(items), INPUT_SAMPLES).astype(np.float32) * np.float32(1 / 32768)
     probabilities, states = model.infer(audio, np.stack([state for _, state in items]))
-    return list(zip(probabilities.tolist(), states))
+    # Each stream keeps its own row: a view would keep the whole batch's array alive for as
+    # long as any of its streams waits (a call on hold).
+    return [(probability, state.copy()) for probability, state in zip(probabilities.tolist(), states)]
 
 
 class SileroStream:
