@@ -209,7 +209,6 @@ class SileroStream:
         # rest (a carrier's burst of frames) wait here.
         self._in_flight: Deferred[tuple[float, np.ndarray]] | None = None
         self._queued: list[bytes] = []
-        self._frames_pushed = 0
         self._frames_delivered = 0
         self._windows_scored = 0
         self._windows_since_reset = 0
@@ -222,7 +221,6 @@ class SileroStream:
             raise ValueError(f"a 20 ms frame at 8 kHz is {FRAME_BYTES} bytes of PCM16, got {len(pcm16)}")
         if self._closed:
             return None
-        self._frames_pushed += 1
         samples = self._samples
         samples += pcm16
         if len(samples) >= WINDOW_BYTES:  # a 320-byte frame completes at most one window
