@@ -18,6 +18,8 @@ a warm-up it measures for ``--seconds`` and prints:
                   32 ms windows make a 20 ms frame wait for the frame that completes its
                   window (0, 20 or 40 ms of audio, 22.5 ms on average) before any inference;
                   "after window" is the delay from that frame's push (batching + inference)
+  backlog         audio pushed but not yet answered at the end, per call (s): above ~0.04 s
+                  the detector cannot keep up, and its CPU figure is only what it got
   batches         mean windows per session.run batch (Silero)
 
 Detectors: ``null`` (answers 0.0 at once: the baseline), ``webrtc`` (voiced's webrtcvad,
@@ -172,10 +174,11 @@ def child(detector_name: str, n: int, args: argparse.Namespace) -> dict:
             loop.stop()
         for c in population:
             c.stream.close()
+        backlog_s = sum(c.pushed - c.delivered for c in population) / n * 0.020
         delays = [d for c in population for d in c.delays]
         after = [d for c in population for d in c.after_window]
         result.update(
-            wall_s=wall, cpu_s=cpu, reactor_cpu_s=reactor_cpu, frames=frames_pushed,
+            wall_s=wall, cpu_s=cpu, backlog_s=backlog_s, reactor_cpu_s=reactor_cpu, frames=frames_pushed,
             audio_s_per_call=frames_pushed / n * 0.020,
             delay_ms={k: v * 1000 if k != "n" else v for k, v in summarize(delays).items()},
             after_window_ms={k: v * 1000 if k != "n" else v for k, v in summarize(after).items()},
@@ -215,12 +218,13 @@ def row(r: dict, baseline: dict | None) -> str:
     batch = f"{r['mean_batch']:.0f}" if "mean_batch" in r else "-"
     return (f"| {r['detector']} | {r['calls']} | {per_call:.3f} % | {r['cpu_s'] / r['wall_s'] * 100:.0f} % "
             f"| {r['reactor_cpu_s'] / max(r['cpu_s'], 1e-9) * 100:.0f} % | {extra} "
-            f"| {d['p50']:.1f} / {d['p99']:.1f} / {d['max']:.0f} | {a['p50']:.1f} / {a['p99']:.1f} / {a['max']:.0f} | {batch} |")
+            f"| {d['p50']:.1f} / {d['p99']:.1f} / {d['max']:.0f} | {a['p50']:.1f} / {a['p99']:.1f} / {a['max']:.0f} "
+            f"| {r['backlog_s']:.2f} | {batch} |")
 
 
 HEADER = ("| detector | calls | CPU per call (% of a core) | process CPU | reactor share | reactor us/frame above null "
-          "| delay p50 / p99 / max ms | after window p50 / p99 / max ms | mean batch |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| delay p50 / p99 / max ms | after window p50 / p99 / max ms | backlog s | mean batch |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def main(argv: list[str] | None = None) -> int:
