@@ -1,7 +1,7 @@
 """CPU per call of each voice-activity detector at N simultaneous real-time calls.
 
     .venv/bin/python bench/vad_cost.py                        # ~4 min: 100 and 500 calls
-    .venv/bin/python bench/vad_cost.py --calls 500 --detectors silero-full --seconds 30
+    .venv/bin/python bench/vad_cost.py --calls 500 --detectors silero --seconds 30
 
 For each detector and N, a fresh Python process opens N streams of the detector
 (``voiced.turns``' port) on a real reactor and feeds each a 20 ms frame of real speech
@@ -23,9 +23,8 @@ a warm-up it measures for ``--seconds`` and prints:
   batches         mean windows per session.run batch (Silero)
 
 Detectors: ``null`` (answers 0.0 at once: the baseline), ``webrtc`` (voiced's webrtcvad,
-aggressiveness 2), ``silero`` (faster-whisper's export, the default model file: one
-inference per window), ``silero-full`` (the full export in pipecat-ai's wheel: one
-inference per batch). Numbers, never pass/fail; the machine is shared.
+aggressiveness 2), ``silero`` (the full export in pipecat-ai's wheel: one inference
+per batch of every call's windows). Numbers, never pass/fail; the machine is shared.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ from benchlib import REPO, summarize
 FRAME_BYTES = 320  # 20 ms of 8 kHz PCM16
 TIMERS = 20
 DEFAULT_AUDIO = os.path.join(os.path.dirname(REPO), "shared", "audio", "sample.wav")
-DETECTORS = ("null", "webrtc", "silero", "silero-full")
+DETECTORS = ("null", "webrtc", "silero")
 
 
 class NullVoiceActivity:
@@ -114,10 +113,9 @@ def make_detector(name: str, reactor: Any, pool: Any) -> Any:
         from voiced.turns.vad import WebRtcVoiceActivity
 
         return WebRtcVoiceActivity(2)
-    from voiced.turns.silero import PIPECAT_SILERO, SileroVoiceActivity, packaged_file
+    from voiced.turns.silero import SileroVoiceActivity
 
-    path = packaged_file(*PIPECAT_SILERO) if name == "silero-full" else None
-    return SileroVoiceActivity(reactor, pool, model_path=path)
+    return SileroVoiceActivity(reactor, pool)
 
 
 def child(detector_name: str, n: int, args: argparse.Namespace) -> dict:

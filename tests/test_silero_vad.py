@@ -21,7 +21,6 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from tests.test_batching import ManualThreadPool, ThreadedClock, settle
 from voiced.audio import ulaw_to_pcm16
 from voiced.turns.silero import (
-    FASTER_WHISPER_SILERO,
     FRAME_BYTES,
     PIPECAT_SILERO,
     SileroVoiceActivity,
@@ -226,24 +225,11 @@ class _SileroContract:
         self.assertEqual(again.threshold, 0.25)
 
 
-class FasterWhisperExportTests(_SileroContract, SynchronousTestCase):
-    model_path = packaged_file(*FASTER_WHISPER_SILERO)
+class PipecatExportTests(_SileroContract, SynchronousTestCase):
+    model_path = packaged_file(*PIPECAT_SILERO)
 
-    def test_is_the_default_and_runs_one_window_at_a_time(self) -> None:
+    def test_is_the_default(self) -> None:
         self.assertIs(load_model(), self.vad.model)
-        self.assertFalse(self.vad.model.batched)
-
-
-class FullExportTests(_SileroContract, SynchronousTestCase):
-    def setUp(self) -> None:
-        try:
-            self.model_path = packaged_file(*PIPECAT_SILERO)
-        except FileNotFoundError as e:
-            raise SkipTest(str(e))
-        super().setUp()
-
-    def test_runs_a_batch_at_a_time(self) -> None:
-        self.assertTrue(self.vad.model.batched)
 
 
 class SettingsTests(SynchronousTestCase):

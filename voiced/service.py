@@ -376,7 +376,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             carrier=start.carrier,
         )
         s = self.settings
-        eou = EndOfUtterance(self.clock, self.voice_activity, s.eou_silence_ms, s.min_speech_ms)
+        eou = EndOfUtterance(self.clock, self.voice_activity, s.eou_silence_ms, s.min_speech_ms, info.call_id)
         call = Call(
             info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
             self.metrics, self.turn_settings, self.call_controls.get(start.carrier), self.call_hub, playout,

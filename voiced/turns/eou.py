@@ -60,10 +60,11 @@ class EndOfUtterance:
         vad: VoiceActivity | Callable[[bytes], float | bool],  # or a 20 ms PCM16 frame -> probability
         eou_silence_ms: int,
         min_speech_ms: int,
+        call_id: str | None = None,
     ) -> None:
         self._clock = clock
         if hasattr(vad, "open"):
-            self._stream: VoiceStream | None = vad.open(self._delivered)
+            self._stream: VoiceStream | None = vad.open(self._delivered, call_id)
             self._classify = self._stream.push
             self._threshold = vad.threshold
         else:

@@ -8,15 +8,10 @@ samples) and submits each window, with its context and state, to the runner. A f
 probability is that of the window holding its last sample, so one window answers one or
 two frames, and a frame whose window is not complete yet waits for it.
 
-Two ONNX exports of Silero exist, and ``load_model`` tells them apart by their inputs:
-
-- the full export (``input`` [B, context + window], ``state`` [2, B, 128], ``sr``), as the
-  silero-vad and pipecat-ai wheels ship it: 8 kHz natively, and a whole batch of calls in
-  one ``session.run``.
-- faster-whisper's (``input`` [T, 64 + 512], ``h`` and ``c`` [1, 1, 128]): 16 kHz only, and
-  its first axis is time for ONE stream (two calls' windows stacked there run as one
-  stream, checked), so it runs once per window, on the window upsampled 2x. About 3x the
-  CPU per window of the full export in a batch.
+The model is Silero's full ONNX export (``input`` [B, context + window], ``state``
+[2, B, 128], ``sr``) as the pipecat-ai wheel ships it: 8 kHz natively, and a whole batch
+of calls in one ``session.run``. (faster-whisper's copy is another export: 16 kHz only,
+one stream per run, about 3x the CPU per window; it cannot batch calls.)
 
 At 8 kHz a long stretch of silence or line noise leaves the recurrent state deaf to the
 speech that follows (seconds late, found by Pipecat and seen here on both exports); as
@@ -63,7 +58,6 @@ QUIET_PROBABILITY = 0.1
 DEFAULT_MAX_BATCH = 512
 
 #: Where the installed wheels keep a Silero export: (package, path inside it).
-FASTER_WHISPER_SILERO = ("faster_whisper", "assets/silero_vad_v6.onnx")
 PIPECAT_SILERO = ("pipecat", "audio/vad/data/silero_vad.onnx")
 
 _ZERO_STATE = np.zeros(STATE_SHAPE, dtype=np.float32)
@@ -85,8 +79,6 @@ def packaged_file(package: str, relative: str) -> str:
 
 class SileroModel(Protocol):
     path: str
-    #: True when a whole batch is one session.run (the full export).
-    batched: bool
 
     def infer(self, audio: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``audio`` [B, INPUT_SAMPLES] float32 at 8 kHz (context then window), ``states``
@@ -94,8 +86,6 @@ class SileroModel(Protocol):
 
 
 class _FullExport:
-    batched = True
-
     def __init__(self, session: Any, path: str) -> None:
         self._session = session
         self.path = path
@@ -107,53 +97,13 @@ class _FullExport:
         return probabilities[:, 0], next_state.transpose(1, 0, 2)
 
 
-# A half-band interpolator (8 taps a side, Kaiser window): the in-between 16 kHz samples.
-# Its probabilities agree with soxr-upsampled audio's on 99.8 % of the windows of a real
-# recording; linear interpolation, 98.4 %.
-_HALF_TAPS = 8
-_HALF_BAND = np.sinc(np.arange(2 * _HALF_TAPS) - _HALF_TAPS + 0.5) * np.kaiser(2 * _HALF_TAPS, 6.0)
-_HALF_BAND = (_HALF_BAND / _HALF_BAND.sum()).astype(np.float32)
-
-
-def upsample_2x(audio: np.ndarray) -> np.ndarray:
-    """[B, N] at 8 kHz -> [B, 2N] at 16 kHz; the block's edges are held (they fall in the
-    context at the start, and cost the last sample a little at the end)."""
-    padded = np.pad(audio, ((0, 0), (_HALF_TAPS - 1, _HALF_TAPS)), mode="edge")
-    taps = np.lib.stride_tricks.sliding_window_view(padded, 2 * _HALF_TAPS, axis=1)[:, : audio.shape[1]]
-    wide = np.empty((audio.shape[0], 2 * audio.shape[1]), dtype=np.float32)
-    wide[:, 0::2] = audio
-    wide[:, 1::2] = taps @ _HALF_BAND
-    return wide
-
-
-class _TimeAxisExport:
-    batched = False
-
-    def __init__(self, session: Any, path: str) -> None:
-        self._session = session
-        self.path = path
-
-    def infer(self, audio: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        wide = upsample_2x(audio)
-        states = np.ascontiguousarray(states)
-        probabilities = np.empty(len(audio), dtype=np.float32)
-        next_states = np.empty_like(states)
-        run = self._session.run
-        for i in range(len(audio)):
-            p, h, c = run(None, {"input": wide[i : i + 1], "h": states[i, 0].reshape(1, 1, 128),
-                                 "c": states[i, 1].reshape(1, 1, 128)})
-            probabilities[i] = p.reshape(-1)[0]
-            next_states[i, 0], next_states[i, 1] = h.reshape(128), c.reshape(128)
-        return probabilities, next_states
-
-
 _models: dict[str, SileroModel] = {}
 _models_lock = threading.Lock()
 
 
 def load_model(path: str | None = None) -> SileroModel:
-    """The Silero export at ``path`` (faster-whisper's by default), loaded once per process."""
-    path = os.path.realpath(path if path is not None else packaged_file(*FASTER_WHISPER_SILERO))
+    """The Silero export at ``path`` (pipecat-ai's by default), loaded once per process."""
+    path = os.path.realpath(path if path is not None else packaged_file(*PIPECAT_SILERO))
     with _models_lock:
         model = _models.get(path)
         if model is None:
@@ -173,14 +123,10 @@ def _open_model(path: str) -> SileroModel:
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
     inputs = {i.name: i.shape for i in session.get_inputs()}
-    if set(inputs) == {"input", "state", "sr"}:
-        model: SileroModel = _FullExport(session, path)
-    elif set(inputs) == {"input", "h", "c"} and inputs["input"][-1] == 2 * INPUT_SAMPLES:
-        model = _TimeAxisExport(session, path)
-    else:
+    if set(inputs) != {"input", "state", "sr"}:
         raise ValueError(f"{path} is not a Silero VAD export voiced knows (inputs {inputs})")
     note_construction("vad_silero_model")
-    return model
+    return _FullExport(session, path)
 
 
 def score_windows(model: SileroModel, items: list[tuple[bytes, np.ndarray]]) -> list[tuple[float, np.ndarray]]:

@@ -31,7 +31,8 @@ class VoiceActivity(Protocol):
     #: Probability at or above which a frame is speech.
     threshold: float
 
-    def open(self, deliver: Deliver) -> VoiceStream: ...
+    def open(self, deliver: Deliver, call_id: str | None = None) -> VoiceStream:
+        """``call_id`` names the call in a detector's log lines."""
 
 
 class _WebRtcStream:
@@ -59,7 +60,7 @@ class WebRtcVoiceActivity:
         self._new_vad = webrtcvad.Vad
         self._process = _webrtcvad.process
 
-    def open(self, deliver: Deliver) -> VoiceStream:
+    def open(self, deliver: Deliver, call_id: str | None = None) -> VoiceStream:
         # A Vad per call: it adapts to its line frame by frame. Its C call, without
         # Vad.is_speech's Python frame and length checks (~0.5 us of a ~2 us frame).
         process = partial(self._process, self._new_vad(self._aggressiveness)._vad, SAMPLE_RATE)
