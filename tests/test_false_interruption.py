@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import hashlib
 
+from tests.turn_harness import CallOnALine, logged, voice
 from voiced.agent.base import Said
 from voiced.call.turn import State
 from voiced.phrases import english
-
-from tests.test_barge_in import CallOnALine, logged, voice
+from voiced.turns.policy import EndOfTurnSettings
 
 ASK_AGAIN = english()["ask_again"]
 
@@ -23,6 +23,8 @@ class InterruptedCall(CallOnALine):
         self.play_out()  # the greeting
         self.first_turn = text
         self.caller_turn(text)
+        while self.call.state is State.THINKING:  # a reply held until the caller is surely done
+            self.silence()
         self.silence(25)  # 0.5 s into the reply: the first sentence (0.4 s) has played
         for suffix in heard:
             self.call.on_mark(f"r2.{suffix}")
@@ -129,6 +131,28 @@ class FalseInterruptionTests(InterruptedCall):
         self.call.on_transcript("yeah", True)
         self.assertResumed("backchannel")
 
+    def test_a_yeah_leaves_the_call_speaking_the_resumed_reply(self):
+        # Not listening: the caller can barge in over it, and its end is a reply's end.
+        self.interrupted()
+        self.call.on_transcript("yeah", True)
+        self.assertEqual(self.call.state, State.SPEAKING)
+        self.play_out()
+        self.assertEqual(self.call.state, State.LISTENING)
+
+    def test_the_resumed_reply_after_a_yeah_still_hangs_up(self):
+        self.interrupted(text="that's all, bye")
+        self.call.on_transcript("yeah", True)
+        self.assertResumed("backchannel")
+        self.play_out()
+        self.assertEqual(self.transport.sent[-1], ("hangup",))
+
+    def test_the_caller_can_barge_in_over_the_reply_resumed_after_a_yeah(self):
+        self.interrupted()
+        self.call.on_transcript("yeah", True)
+        self.cleared_at = len(self.transport.sent)
+        self.until_cleared(voice())
+        self.assertEqual(self.call.state, State.LISTENING)
+
     def test_hebrew_backchannel_words_resume_a_hebrew_call(self):
         self.language = "he-IL"
         self.interrupted()
@@ -171,28 +195,24 @@ class FalseInterruptionTests(InterruptedCall):
         self.call.on_transcript("wait, what about Tuesday", True)
         self.assertEqual(self.conversation.asked[-1], "wait, what about Tuesday")
 
-
-class BackchannelResumeStateBugTests(InterruptedCall):
-    """Bug: for a final of only backchannel words ``_finish_turn`` calls ``_start_turn``
-    *after* ``turn_ended`` resumed the reply, which puts the call back in LISTENING while
-    the resumed reply plays: the caller cannot barge in over it, and when it ends
-    ``_reply_finished`` sees no reply state and does nothing (its actions are not taken,
-    no idle reprompt is armed). An empty final resumes correctly (``_start_turn`` runs
-    first there)."""
-
-    def test_a_yeah_leaves_the_call_speaking_the_resumed_reply(self):
-        self.interrupted()
+    # ---- with the reply's audio held until the caller is surely done -------------------------------
+    def test_a_resumed_reply_is_not_held(self):
+        # It is the reply the caller already waited for, not an answer to their "yeah".
+        self.interrupted(end=EndOfTurnSettings(hold_ms=1000))
         self.call.on_transcript("yeah", True)
+        self.assertResumed("backchannel")
         self.assertEqual(self.call.state, State.SPEAKING)
 
-    def test_the_resumed_reply_after_a_yeah_still_hangs_up(self):
-        self.interrupted(text="that's all, bye")
-        self.call.on_transcript("yeah", True)
-        self.play_out()
-        self.assertEqual(self.transport.sent[-1], ("hangup",))
-
-    def test_the_caller_can_barge_in_over_the_reply_resumed_after_a_yeah(self):
-        self.interrupted()
-        self.call.on_transcript("yeah", True)
-        self.cleared_at = len(self.transport.sent)
-        self.until_cleared(voice())
+    def test_a_real_sentence_after_a_barge_in_is_held_like_any_turn(self):
+        self.interrupted(end=EndOfTurnSettings(hold_ms=1000))
+        speech_end = self.call.turn.times.speech_end
+        sent = len(self.transport.audio())
+        self.call.on_transcript("actually I want to change my booking", True)
+        self.assertEqual(self.conversation.asked[-1], "actually I want to change my booking")
+        self.assertEqual(self.call.state, State.THINKING)
+        self.clock.advance(speech_end + 0.999 - self.clock.seconds())
+        self.assertEqual(len(self.transport.audio()), sent)
+        self.clock.advance(0.001)
+        self.assertGreater(len(self.transport.audio()), sent)
+        self.assertEqual(self.call.state, State.SPEAKING)
+        self.assertEqual(self.barge_ins(), [("interrupt", "speech")])
