@@ -224,6 +224,7 @@ class Answering:
         is over, under the same number and without a second history line."""
         if self._history and self._history[-1] == Said("caller", turn.text):
             self._history.pop()
+        self._chronicle.withdrawn(turn)
         self.turns_answered -= 1
         turn.number = None
 
@@ -317,6 +318,7 @@ class Answering:
 
     def _cut_to_goodbye(self, kind: str, phrase: str) -> None:
         self._playback.interrupt_all()
+        self._gate.drop()  # the reply it held is gone: the caller's voice now resumes nothing
         self._say_goodbye(kind, phrase)
 
     def close(self) -> None:

@@ -44,6 +44,10 @@ class Chronicle:
         self.record.turns.append(TurnRecord(turn.number, turn.text, event))
         self.tell("caller", {"turn": turn.number, "text": turn.text, "event": event})
 
+    def withdrawn(self, turn: Turn) -> None:
+        """``turn`` was asked too soon (the caller went on): it is asked again, whole, under its number."""
+        self.record.turns = [t for t in self.record.turns if t.number != turn.number]
+
     def unheard(self, turn: Turn, reason: str, said: str) -> None:
         assert turn.number is not None
         self.metrics.unheard_turns_total.inc()

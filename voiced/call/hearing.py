@@ -65,7 +65,8 @@ class Hearing:
         eou = self._eou
         self._last_media_at = self._clock.seconds()
         self._stt.feed(ulaw if stt_audio is None else stt_audio)
-        self._end_of_turn.hear(ulaw, eou.in_speech or host.state is State.AWAITING_FINAL)
+        # Until its reply plays the caller may go on with the same utterance (THINKING resumes it).
+        self._end_of_turn.hear(ulaw, eou.in_speech or host.state in (State.AWAITING_FINAL, State.THINKING))
         self.speech_events(eou.push(ulaw))
 
     def speech_events(self, events: list[SpeechEvent]) -> None:
