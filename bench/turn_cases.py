@@ -55,14 +55,14 @@ TRIES = 10  # per false barge-in kind, interruptions and echo
 PICKS: tuple[tuple[str, str, str, float, float, str, str], ...] = (
     ("s1", "sentence", "dev00", 1.98, 4.02, "think", "Okay, well, I think we're ready to begin."),
     ("s2", "sentence", "dev00", 26.15, 28.21, "the", "I'm the marketing expert."),
-    ("s3", "sentence", "dev01", 22.60, 24.05, "and", "What's the username and password?"),
+    ("s3", "sentence", "dev01", 22.52, 24.05, "and", "What's the username and password?"),
     ("s4", "sentence", "sample", 14.28, 17.95, "Texas", "And I'm Sheila in Texas, originally from Chicago."),
     ("s5", "sentence", "sample", 17.93, 21.66, "Chicago", "Oh, I'm originally from Chicago also. I'm in New Jersey now though."),
-    ("s6", "sentence", "trn06", 11.45, 12.55, "they", "Aren't they suing him?"),
+    ("s6", "sentence", "trn06", 11.25, 12.55, "they", "Aren't they suing him?"),
     ("s7", "sentence", "dev00", 6.62, 9.14, "because", "My name's Andrew. We're here because of real reaction."),
     ("i1", "interruption", "dev01", 4.30, 6.60, "", "Just put it on the desk. All I see is the desktop."),
     ("i2", "interruption", "dev01", 6.95, 11.80, "", "No, on the desktop, you should find a project documents link."),
-    ("i3", "interruption", "tst01", 25.62, 28.70, "", "Who wants to take notes today?"),
+    ("i3", "interruption", "tst01", 26.05, 28.70, "", "Who wants to take notes today?"),
     ("b1", "backchannel", "dev00", 5.58, 5.98, "", "right"),
     ("b2", "backchannel", "tst01", 9.76, 10.07, "", "yep"),
     ("b3", "backchannel", "trn09", 15.36, 15.585, "", "right"),
@@ -86,6 +86,7 @@ class Utterance:
     speech_start: float
     speech_end: float
     break_at: float | None = None  # sentences: where a pause goes
+    clean_onset: bool = True  # the clip starts quiet, so its speech start is its first sound
     words: tuple[tuple[str, float, float], ...] = ()
 
     def pcm(self) -> np.ndarray:
@@ -100,7 +101,7 @@ def load_labels(path: str = LABELS) -> list[Utterance]:
     except (OSError, ValueError, KeyError) as e:
         raise SystemExit(f"turn_cases: cannot read the labels {path}: {e} (run `turn_cases.py label`)") from None
     return [Utterance(i["id"], i["kind"], i["source"], i["text"], i["speech"][0], i["speech"][1], i.get("break"),
-                      tuple(tuple(w) for w in i.get("words", ()))) for i in items]
+                      i.get("clean_onset", True), tuple(tuple(w) for w in i.get("words", ()))) for i in items]
 
 
 # ---- stimuli: audio with its labelled moments ----------------------------------------------------
@@ -161,6 +162,20 @@ def whole(u: Utterance, name: str = "") -> Stimulus:
     return Stimulus(name or u.id, u.pcm(), u.speech_start, u.speech_end)
 
 
+ONSET_DBFS = -45.0  # 15 dB over the line's hiss, 19 dB under the caller's speech
+
+
+def interruption(u: Utterance) -> Stimulus:
+    """``u`` spoken over the bot; its speech starts with the first 20 ms frame, as sent, over
+    ``ONSET_DBFS``: what a listener on the line hears begin (a soft onset or a breath included,
+    which Silero's span may leave out, and which the daemon's VAD may well react to)."""
+    pcm = u.pcm()
+    frames = pcm[: len(pcm) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    loud = np.flatnonzero(20 * np.log10(np.sqrt((frames ** 2).mean(axis=1)) / 32768 + 1e-12) > ONSET_DBFS)
+    start = min(loud[0] * 160 / SAMPLE_RATE, u.speech_start) if len(loud) else u.speech_start
+    return Stimulus(f"{u.id} over the bot", pcm, start, u.speech_end)
+
+
 def noise_burst(seed: int) -> Stimulus:
     """A line-noise burst: 0.15-0.5 s of phone-band noise at -32..-20 dBFS with crackle, abrupt
     on and off (a bad line, a handset knock); synthetic, as no recording has one."""
@@ -203,7 +218,7 @@ class Case:
     kind: str
     stimulus: Stimulus | None
     trigger: Stimulus | None = None
-    over_reply_s: float = 1.5
+    over_reply_s: float = 3.0
     echo: bool = False
     seed: int = 0
     tags: dict[str, Any] = field(default_factory=dict, hash=False)
@@ -227,7 +242,7 @@ def build_cases(labels: Sequence[Utterance], kinds: Sequence[str] = TURN_KINDS +
     for u in labels:
         by_kind.setdefault(u.kind, []).append(u)
     sentences = by_kind.get("sentence", [])
-    speakers = sentences + by_kind.get("interruption", [])
+    speakers = [u for u in sentences + by_kind.get("interruption", []) if u.clean_onset]
     cases: list[Case] = []
     for kind in kinds:
         if kind == "complete":
@@ -248,12 +263,12 @@ def build_cases(labels: Sequence[Utterance], kinds: Sequence[str] = TURN_KINDS +
                 bg = by_kind["background"]
                 stimulus = background(bg[i % len(bg)], offset_s=1.3 * i, seconds=4.0)
             elif kind == "interruption":
-                u = speakers[(i + 3) % len(speakers)]  # not the sentence that triggered the reply
-                stimulus = whole(u, f"{u.id} over the bot")
+                stimulus = interruption(speakers[i % len(speakers)])
             else:
                 stimulus = None
-            # Staggered offsets: the stimulus lands on different words of the reply.
-            cases.append(Case(kind, stimulus, trigger, over_reply_s=1.2 + 0.25 * (i % 5), echo=kind == "echo",
+            # 3.0-4.2 s into the reply: on different words of its second sentence, so that a reply
+            # resumed from the sentence the caller was hearing differs from one started anew.
+            cases.append(Case(kind, stimulus, trigger, over_reply_s=3.0 + 0.3 * (i % 5), echo=kind == "echo",
                               seed=i))
     return cases
 
@@ -338,6 +353,20 @@ def find_break(clip: np.ndarray, words: list[tuple[str, float, float]], text: st
     return best[1], best[2]
 
 
+def audible_onset(clip: np.ndarray, silero_start: float) -> float:
+    """Silero's speech start, moved back over the sound that runs into it: it hears a soft onset
+    ("oh", a breathy "and") late, and a caller's speech starts with the first audible frame.
+    Audible: a 10 ms frame above both the clip's peak - 35 dB and its floor (10th percentile) + 10 dB."""
+    hop = LABEL_RATE // 100
+    frames = clip[: len(clip) // hop * hop].reshape(-1, hop)
+    energy = 10 * np.log10((frames.astype(np.float64) ** 2).mean(axis=1) + 1e-12)
+    audible = max(energy.max() - 35, np.percentile(energy, 10) + 10)
+    i = int(silero_start * 100)
+    while i > 0 and energy[i - 1] > audible:
+        i -= 1
+    return round(i / 100, 3)
+
+
 def fade(pcm: np.ndarray, ms: int = 10) -> np.ndarray:
     """10 ms ramps at both ends: a cut through a neighbour's sound must not click."""
     n = min(len(pcm) // 2, SAMPLE_RATE * ms // 1000)
@@ -372,11 +401,12 @@ def label(dirs: Sequence[str]) -> list[dict[str, Any]]:
         if not spans:
             raise SystemExit(f"{pick_id}: Silero finds no speech in {source} {cut0}-{cut1}")
         clip_s = len(clip) / LABEL_RATE
-        speech = tuple(round(min(max(t / LABEL_RATE - 0.5, 0.0), clip_s), 3)
+        silero = tuple(round(min(max(t / LABEL_RATE - 0.5, 0.0), clip_s), 3)
                        for t in (spans[0]["start"], spans[-1]["end"]))
+        speech = (audible_onset(clip, silero[0]), silero[1])
         words = words_of(clip)
         item: dict[str, Any] = {"id": pick_id, "kind": kind, "source": source, "cut": [cut0, cut1], "text": text,
-                                "speech": list(speech), "whisper": " ".join(w for w, _, _ in words), "words": words}
+                                "speech": list(speech), "silero": list(silero), "whisper": " ".join(w for w, _, _ in words), "words": words}
         if break_after:
             item["break"], item["halves"] = find_break(clip, words, text, break_after, words_of, pick_id)
         pcm16 = (np.clip(clip, -1, 1) * 32767).astype(np.int16)
@@ -386,6 +416,9 @@ def label(dirs: Sequence[str]) -> list[dict[str, Any]]:
         # Speech at the caller's level; background talk too (turn_taking mixes it 15 dB lower).
         gain = CALLER_DBFS - level
         item["level_dbfs"], item["gain_db"] = round(level, 1), round(gain, 1)
+        # Whether the clip starts quiet (its first 50 ms 20 dB under its speech): only those time an
+        # interruption from their onset, as a clip cut out of a breath or a neighbour's word does not.
+        item["clean_onset"] = bool(dbfs(pcm8[: SAMPLE_RATE // 20]) < level - 20)
         ulaw = pcm16_to_ulaw(fade(scaled(pcm8, gain)).tobytes())
         with open(os.path.join(CLIPS, f"{pick_id}.wav"), "wb") as f:
             f.write(wav_bytes(ulaw, SAMPLE_RATE, WAVE_FORMAT_MULAW, 8))
