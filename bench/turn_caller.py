@@ -49,6 +49,7 @@ class Outcome:
     clears: list[float] = field(default_factory=list)  # every clear of the call
     after_clear: str = ""  # over the bot, after the first clear: resumed / anew / other / silent
     errors: list[str] = field(default_factory=list)  # each once
+    worst_lag_ms: float = 0.0  # the latest any caller frame went out after its due time
     log: dict[str, int] = field(default_factory=dict)  # the daemon's log lines about this call, by kind
 
     def error(self, message: str) -> None:
@@ -57,7 +58,7 @@ class Outcome:
 
     @property
     def cut_off(self) -> bool:
-        return self.first_reply_at is not None and self.first_reply_at < self.speech_end_at
+        return None not in (self.first_reply_at, self.speech_end_at) and self.first_reply_at < self.speech_end_at
 
     @property
     def delay_ms(self) -> float | None:
@@ -185,8 +186,11 @@ class BenchCall:
         frame = audioop.lin2ulaw(np.clip(pcm, -32768, 32767).astype(np.int16).tobytes(), 2)
         self.send(self.wire.media(frame, self.n * FRAME_MS))
         self.sent.append(now)
+        self.out.worst_lag_ms = max(self.out.worst_lag_ms, (now - self.t0 - self.n * FRAME_S) * 1000)
         if self.stimulus_frame == self.n:
             self.out.stimulus_at = now
+            if self.case.over_the_bot and not self.playback.playing():
+                self.out.error("the bot was not speaking when the stimulus began")
         self.n += 1
         self.advance(now)
         if self.step != "done":
@@ -214,7 +218,7 @@ class BenchCall:
             else:
                 s = case.stimulus
                 lead = max(0.0, (s.first_end if s.first_end is not None else s.speech_end) - 0.3)
-                self.stimulus_frame = self.play(s, self.booking.book(now, lead, s.speech_end - lead + 2.0))
+                self.stimulus_frame = self.play(s, self.booking.book(now, lead, s.speech_end - lead + 1.5))
                 self.step = "turn"
         elif self.step == "reply":
             if self.reply_began is not None and self.clip is None:
