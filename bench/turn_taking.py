@@ -21,7 +21,7 @@ Each caller frame's send time and each media/clear message's arrival are timesta
   first speech frame to the ``clear``.
 
 Whisper runs one utterance at a time, so turn cases would measure each other's queue: each books
-the stretch from its first possible turn end to two seconds after its real end, and no two booked
+the stretch from 0.3 s before its first possible turn end to 1.5 s after its real end, and no two booked
 stretches overlap (``--no-isolate`` turns that off); the calls around them overlap freely.
 """
 
