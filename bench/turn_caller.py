@@ -42,6 +42,7 @@ class Outcome:
 
     case: tc.Case
     call_sid: str = ""
+    trigger_at: float | None = None  # over the bot: send time of the trigger sentence's first frame
     stimulus_at: float | None = None  # send time of the stimulus' first frame (echo: the reply's start)
     speech_start_at: float | None = None  # ... of the frame carrying its first speech
     speech_end_at: float | None = None  # ... and its last: the caller's real end of turn
@@ -214,6 +215,7 @@ class BenchCall:
         elif self.step == "lead-in" and now >= self.wait_until:
             if case.over_the_bot:
                 self.play(case.trigger, now)
+                self.out.trigger_at = now
                 self.step, self.wait_until = "reply", now + case.trigger.seconds + REPLY_TIMEOUT_S
             else:
                 s = case.stimulus

@@ -57,7 +57,8 @@ PICKS: tuple[tuple[str, str, str, float, float, str, str], ...] = (
     ("s2", "sentence", "dev00", 26.15, 28.21, "the", "I'm the marketing expert."),
     ("s3", "sentence", "dev01", 22.52, 24.05, "and", "What's the username and password?"),
     ("s4", "sentence", "sample", 14.28, 17.95, "Texas", "And I'm Sheila in Texas, originally from Chicago."),
-    ("s5", "sentence", "sample", 17.93, 21.66, "Chicago", "Oh, I'm originally from Chicago also. I'm in New Jersey now though."),
+    ("s5", "sentence", "sample", 17.93, 21.66, "Chicago",
+     "Oh, I'm originally from Chicago also. I'm in New Jersey now though."),
     ("s6", "sentence", "trn06", 11.25, 12.55, "they", "Aren't they suing him?"),
     ("s7", "sentence", "dev00", 6.62, 9.14, "because", "My name's Andrew. We're here because of real reaction."),
     ("i1", "interruption", "dev01", 4.30, 6.60, "", "Just put it on the desk. All I see is the desktop."),
@@ -406,7 +407,8 @@ def label(dirs: Sequence[str]) -> list[dict[str, Any]]:
         speech = (audible_onset(clip, silero[0]), silero[1])
         words = words_of(clip)
         item: dict[str, Any] = {"id": pick_id, "kind": kind, "source": source, "cut": [cut0, cut1], "text": text,
-                                "speech": list(speech), "silero": list(silero), "whisper": " ".join(w for w, _, _ in words), "words": words}
+                                "speech": list(speech), "silero": list(silero),
+                                "whisper": " ".join(w for w, _, _ in words), "words": words}
         if break_after:
             item["break"], item["halves"] = find_break(clip, words, text, break_after, words_of, pick_id)
         pcm16 = (np.clip(clip, -1, 1) * 32767).astype(np.int16)
@@ -428,7 +430,8 @@ def label(dirs: Sequence[str]) -> list[dict[str, Any]]:
         out.append(item)
         print(f"{pick_id:3} {kind:12} {source:6} {cut0:6.2f}-{cut1:6.2f} speech {speech[0]:.2f}-{speech[1]:.2f} "
               f"({speech[1] - speech[0]:.2f} s) level {level:.0f} dBFS  {item['whisper']!r}"
-              + (f"\n    break {item['break']:.3f}: {item['halves'][0]!r} | {item['halves'][1]!r}" if break_after else "")
+              + (f"\n    break {item['break']:.3f}: {item['halves'][0]!r} | {item['halves'][1]!r}"
+                 if break_after else "")
               + f"\n    8 kHz: {item['whisper_8k']!r}")
     return out
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/turn_taking.py                              # today's daemon, local engines (~4 min)
     .venv/bin/python bench/turn_taking.py --config today --config silero --plot turn.png
     .venv/bin/python bench/turn_taking.py --config mine=VOICED_VAD=silero,VOICED_VAD_THRESHOLD=0.25
-    .venv/bin/python bench/turn_taking.py --engines google             # the scripted emulator, final 300 ms after speech
+    .venv/bin/python bench/turn_taking.py --engines google   # the scripted emulator: final 300 ms after speech
 
 For each configuration (a name and VOICED_* variables) it starts ``twistd voiced`` on the bench's
 script (``data/turn_bench.dialog``: fixed replies, a 30 s one to talk over) and places real-time
@@ -21,7 +21,7 @@ Each caller frame's send time and each media/clear message's arrival are timesta
   first speech frame to the ``clear``.
 
 Whisper runs one utterance at a time, so turn cases would measure each other's queue: each books
-the stretch from its first possible turn end to two seconds after its real end, and no two booked
+the stretch from 0.3 s before its first possible turn end to 1.5 s after its real end, and no two booked
 stretches overlap (``--no-isolate`` turns that off); the calls around them overlap freely.
 """
 
@@ -216,19 +216,26 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def verdict(o: Outcome) -> str:
+    c = o.case
+    if c.kind == "interruption":
+        return "MISSED" if o.clear_ms is None else f"clear {o.clear_ms:.0f} ms after speech start"
+    if c.echo and o.clears:
+        on_greeting = sum(o.trigger_at is None or t < o.trigger_at for t in o.clears)
+        return f"STOPPED the bot: {on_greeting} clear(s) in the greeting, {len(o.clears) - on_greeting} after"
+    if c.over_the_bot:
+        return f"STOPPED the bot ({len(o.clears)} clear(s)), then {o.after_clear}" if o.stopped_bot else "no clear"
+    if o.cut_off:
+        return f"CUT OFF: reply audio {(o.speech_end_at - o.first_reply_at) * 1000:.0f} ms before the real end"
+    return f"reply after {o.delay_ms:.0f} ms" if o.delay_ms is not None else "UNANSWERED"
+
+
 def details(result: dict[str, Any]) -> str:
     lines = []
     for o in result["outcomes"]:
-        c = o.case
-        if c.over_the_bot:
-            what = (f"clear {o.clear_ms:.0f} ms after speech start" if c.kind == "interruption" and o.clear_ms is not None
-                    else "MISSED" if c.kind == "interruption" else
-                    f"STOPPED the bot ({len(o.clears)} clear(s)), then {o.after_clear}" if o.stopped_bot else "no clear")
-        else:
-            what = ("CUT OFF: reply audio {:.0f} ms before the real end".format((o.speech_end_at - o.first_reply_at) * 1000)
-                    if o.cut_off else f"reply after {o.delay_ms:.0f} ms" if o.delay_ms is not None else "UNANSWERED")
         log = " ".join(f"{k}={v}" for k, v in sorted(o.log.items()))
-        lines.append(f"  {c.name:44} {what}  [{log}]" + (f"  errors: {'; '.join(o.errors)}" if o.errors else ""))
+        errors = f"  errors: {'; '.join(o.errors)}" if o.errors else ""
+        lines.append(f"  {o.case.name:44} {verdict(o)}  [{log}]{errors}")
     return "\n".join(lines)
 
 
@@ -286,15 +293,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default="",
                         help=f"only these case kinds, comma-separated: {', '.join(tc.TURN_KINDS + tc.BOT_KINDS)}")
     parser.add_argument("--tries", type=int, default=tc.TRIES, help=f"tries per over-the-bot kind ({tc.TRIES})")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="place every case this many times (the 700 ms row sits on a knife's edge: see it move)")
     parser.add_argument("--plot", metavar="FILE.png")
     parser.add_argument("--out", metavar="FILE.txt", help="also write the report there")
     args = parser.parse_args(argv)
-    if args.parallel < 1 or args.tries < 1:
-        parser.error("--parallel and --tries must be at least 1")
+    if min(args.parallel, args.tries, args.rounds) < 1:
+        parser.error("--parallel, --tries and --rounds must be at least 1")
     configs = args.config or [("today", {})]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] or list(tc.TURN_KINDS + tc.BOT_KINDS)
     try:
-        cases = tc.build_cases(tc.load_labels(), kinds, args.tries)
+        cases = tc.build_cases(tc.load_labels(), kinds, args.tries) * args.rounds
     except ValueError as e:
         parser.error(str(e))
     started = time.monotonic()
