@@ -93,7 +93,10 @@ class Engines:
 
     def stop(self) -> None:
         self.daemon.stop()
-        os.unlink(self.daemon.log_file.name)
+        if os.environ.get("TURN_BENCH_KEEP_LOGS"):
+            print(f"turn_taking: the daemon's log is {self.daemon.log_file.name}", file=sys.stderr)
+        else:
+            os.unlink(self.daemon.log_file.name)
         if self.emulator is not None:
             if self.emulator.poll() is None:
                 self.emulator.terminate()
@@ -112,7 +115,9 @@ async def run_cases(url: str, cases: list[tc.Case], parallel: int, isolate: bool
 
 
 _LOGGED = {"RESUME": re.compile(r"\bRESUME call=(\S+?):"), "BARGE_IN": re.compile(r"\bBARGE_IN call=(\S+)"),
-           "TURN": re.compile(r"\bTURN call=(\S+)")}
+           "TURN": re.compile(r"\bTURN call=(\S+)"),
+           "IGNORED": re.compile(r"\bBARGE_IN_IGNORED call=(\S+)"),
+           "RESUMED": re.compile(r"\bBARGE_IN_RESUMED call=(\S+)")}
 
 
 def read_log(log: str, outcomes: list[Outcome]) -> list[str]:

@@ -186,18 +186,19 @@ OPTIONS: list[Option] = [
     Option("language", _language, "en-US", "BCP-47 language of callers and replies"),
     Option("eou_silence_ms", _int_range(20, 5000), 240, "silence after speech that ends the caller's turn"),
     Option("min_speech_ms", _int_range(20, 2000), 60, "voiced audio needed before a sound counts as speech"),
-    Option("barge_in_ms", _int_range(20, 3000), 160, "caller speech over a reply needed to interrupt it"),
+    Option("barge_in_ms", _int_range(20, 3000), 360, "caller speech over a reply needed to interrupt it (a "
+           "\"yeah\" is shorter)"),
     Option("vad_aggressiveness", _int_range(0, 3), 2, "webrtcvad aggressiveness, 0 (lenient) to 3 (strict)"),
     Option("vad", _choice("webrtc", "silero"), "webrtc", "voice-activity detector: webrtc (cheapest) or silero "
            "(a model: better on noise)"),
     Option("vad_threshold", _fraction, 0.5, "speech probability from which a frame is speech (silero; e.g. 0.25 "
            "hears soft speakers, at more noise)"),
-    Option("turn_model", _choice("off", "smart-turn"), "off", "semantic end-of-turn model: smart-turn "
+    Option("turn_model", _choice("off", "smart-turn"), "smart-turn", "semantic end-of-turn model: smart-turn "
            "(Smart Turn v3.2) hears whether the caller finished, or off"),
     Option("turn_model_path", _str, "", "the Smart Turn ONNX file (default: the one in the pipecat-ai wheel)"),
-    Option("turn_model_threshold", _fraction, 0.5, "P(turn complete) under which the model holds the turn"),
-    Option("turn_hold_ms", _int_range(0, 10000), 1000, "longest extra wait for a turn that sounds or reads "
-           "unfinished (the model's verdict, a final ending in \"and\")"),
+    Option("turn_model_threshold", _fraction, 0.9, "P(turn complete) from which a reply plays without the hold"),
+    Option("turn_hold_ms", _int_range(0, 10000), 1100, "silence after the caller's last word before a reply "
+           "plays, unless the model says the turn is complete (0: at once)"),
     Option("turn_adaptive", _bool, False, "a caller who pauses long mid-turn gets a longer wait"),
     Option("false_interruption_ms", _int_range(0, 10000), 1500, "after a barge-in, how long no words (or only "
            "backchannel words) resume the stopped reply (0: never)"),

@@ -11,6 +11,7 @@ from voiced.call.chronicle import Chronicle
 from voiced.turns.barge_in import Action, BargeInPolicy, SoundOverBot
 from voiced.turns.eou import EndOfUtterance
 from voiced.turns.levels import CallerLevel, OutgoingLevel, dbfs
+from voiced.turns.spectrum import noise_like
 
 log = Logger(namespace="voiced.call")
 
@@ -31,7 +32,7 @@ class BargeInJudge:
         """The caller's sustained sound now (``words``: what a streaming engine heard of it)."""
         decision = self._policy.decide(SoundOverBot(
             True, dbfs(eou.recent_level()), dbfs(self.outgoing.recent(self._clock.seconds())), self.caller.db,
-            words, self._language))
+            words=words, language=self._language, noise=noise_like(eou.voiced_frames)))
         if decision.action is Action.INTERRUPT:
             self._chronicle.barge_in(decision.action.value, decision.reason)
             return True

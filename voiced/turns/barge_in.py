@@ -11,6 +11,8 @@ INTERRUPT (the carrier's clear, a new turn) or IGNORE (the bot goes on). Pure.
   last moments is its echo.
 - Background talk (a TV, someone in the room) is quieter than the caller: "speech"
   ``background_margin_db`` or more under this caller's usual level is not theirs.
+- Noise: a sound whose spectrum is flat (line noise, crackle) is no voice, whatever the
+  VAD says (webrtcvad calls loud noise speech).
 - Words: a streaming engine's partial made only of backchannel words is not a turn.
 A bot stopped for nothing is resumed later (``voiced.call``: false interruptions).
 """
@@ -50,6 +52,7 @@ class SoundOverBot:
     bot_level_db: float  # the bot's loudest recent frame (-inf: nothing playing)
     caller_level_db: float | None  # this caller's usual level (None: not known yet)
     words: str = ""  # what a streaming engine heard of it so far
+    noise: bool = False  # its spectrum is flat: line noise, crackle, a knock (voiced.turns.spectrum)
     language: str = "en-US"
 
 
@@ -64,6 +67,8 @@ class BargeInPolicy:
         s = self.settings
         if not sound.sustained:
             return _WAIT
+        if sound.noise:
+            return BargeInDecision(Action.IGNORE, "noise", f"{sound.level_db:.0f} dBFS, a flat spectrum")
         if s.echo_margin_db and sound.bot_level_db > -math.inf \
                 and sound.level_db <= sound.bot_level_db - s.echo_margin_db:
             return BargeInDecision(Action.IGNORE, "echo",

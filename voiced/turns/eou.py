@@ -25,6 +25,8 @@ from voiced.turns.vad import VoiceActivity, VoiceStream
 _ulaw2lin, _rms = audioop.ulaw2lin, audioop.rms
 #: How much each voiced frame weighs in ``recent_level`` (its memory: about 5 frames).
 RECENT_WEIGHT = 0.2
+#: Voiced frames of the current sound kept for the noise check (the last 0.48 s).
+VOICED_FRAMES_KEPT = 24
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class EndOfUtterance:
         else:
             self._stream, self._classify, self._threshold = None, vad, 0.5
         # Frames whose probability the detector will deliver later: (arrival time, rms).
-        self._undecided: deque[tuple[float, int]] = deque()
+        self._undecided: deque[tuple[float, int, bytes]] = deque()
         #: Where the events of frames decided later go (the call sets it).
         self.on_late_events: Callable[[list[SpeechEvent]], None] = lambda events: None
         self.eou_silence_ms = eou_silence_ms
@@ -88,6 +90,8 @@ class EndOfUtterance:
         self._voiced_energy = 0  # sum of squares of the voiced frames' rms since speech started
         self._recent_energy = 0.0  # the last few voiced frames' energy: who is making the sound now
         self.last_level = 0.0  # speech_level() of the last utterance that ended
+        #: The current sound's latest voiced frames (PCM16): the barge-in policy's noise check.
+        self.voiced_frames: deque[bytes] = deque(maxlen=VOICED_FRAMES_KEPT)
         self._noise_rms = 0.0
 
     def push(self, ulaw: bytes) -> list[SpeechEvent]:
@@ -112,15 +116,15 @@ class EndOfUtterance:
         # frame by frame, and the noise floor follows what it calls unvoiced.
         probability = self._classify(pcm)
         if probability is None:
-            self._undecided.append((now, rms))  # decided in order, when the detector answers
+            self._undecided.append((now, rms, pcm))  # decided in order, when the detector answers
             return None
-        return self._decide(now, rms, probability)
+        return self._decide(now, rms, probability, pcm)
 
     def _delivered(self, probability: float) -> None:
         if not self._undecided:
             return
-        at, rms = self._undecided.popleft()
-        event = self._decide(at, rms, probability)
+        at, rms, pcm = self._undecided.popleft()
+        event = self._decide(at, rms, probability, pcm)
         if event is not None:
             self.on_late_events([event])
 
@@ -129,15 +133,19 @@ class EndOfUtterance:
             self._stream.close()
         self._undecided.clear()
 
-    def _decide(self, now: float, rms: int, probability: float | bool) -> SpeechEvent | None:
+    def _decide(self, now: float, rms: int, probability: float | bool, pcm: bytes) -> SpeechEvent | None:
         if probability >= self._threshold:
             speech = rms > 3 * self._noise_rms + 30
         else:
             # A slow average of what the line sounds like when nobody speaks.
             self._noise_rms += (rms - self._noise_rms) * 0.05
             speech = False
+        if speech:
+            self.voiced_frames.append(pcm)
         if not self.in_speech:
             if not speech:
+                if self._run_ms:
+                    self.voiced_frames.clear()
                 self._run_ms, self._run_started_at = 0, None
                 return None
             if self._run_started_at is None:
@@ -169,6 +177,7 @@ class EndOfUtterance:
         if self.silence_ms < self.eou_silence_ms:
             return None
         self.last_level = self.speech_level()
+        self.voiced_frames.clear()
         self.in_speech = False
         self.voiced_ms = self.speech_ms = 0
         assert self.last_voiced_at is not None
@@ -186,13 +195,14 @@ class EndOfUtterance:
         return self._recent_energy ** 0.5 if self.in_speech else 0.0
 
     def sustained(self, ms: int) -> bool:
-        """Speech has gone on for ``ms``, at least three quarters of it voiced, and the
-        caller is voicing now: words with small gaps count, a short cough does not."""
+        """Speech has gone on for ``ms``, at least half of it voiced, and the caller is
+        voicing now: words with the gaps between them count (a sentence's pauses must not
+        hide it for seconds), a single word or cough shorter than ``ms`` does not."""
         return (
             self.in_speech
             and self.silence_ms == 0
             and self.speech_ms >= ms
-            and self.voiced_ms * 4 >= self.speech_ms * 3
+            and self.voiced_ms * 2 >= self.speech_ms
         )
 
     def end_speech_now(self) -> None:

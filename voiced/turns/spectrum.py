@@ -1,0 +1,39 @@
+"""Whether a sound is noise rather than a voice, from its spectrum: voiced speech is
+harmonic (its power sits in a few bands, spectral flatness ~0.02-0.05 over a phone's band,
+at most ~0.4 for a stretch of fricatives), line noise and crackle are flat (~0.55).
+webrtcvad calls a loud noise burst speech; this is what tells the barge-in policy so.
+Pure numpy, run only when caller sound over the bot is long enough to interrupt it."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from voiced.audio import SAMPLE_RATE
+
+#: Median flatness over a sound's voiced frames above which it is noise.
+NOISE_FLATNESS = 0.45
+_FRAME_SAMPLES = SAMPLE_RATE // 50
+_WINDOW = np.hanning(_FRAME_SAMPLES)
+_HZ = np.fft.rfftfreq(_FRAME_SAMPLES, 1 / SAMPLE_RATE)
+_PHONE_BAND = (_HZ >= 300) & (_HZ <= 3400)
+
+
+def flatness(pcm16: bytes) -> float | None:
+    """Spectral flatness (geometric over arithmetic mean of the power) of one 20 ms frame
+    of 8 kHz PCM16 within 300-3400 Hz: near 0 for a tone or a vowel, near 0.56 for white
+    noise. None when the band holds under a tenth of the frame's power (a hum, a low
+    tone): what is left there is leakage, and says nothing."""
+    samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float64)
+    power = np.abs(np.fft.rfft(samples * _WINDOW)) ** 2 + 1e-9
+    band = power[_PHONE_BAND]
+    if band.sum() < 0.1 * power.sum():
+        return None
+    return float(np.exp(np.mean(np.log(band))) / np.mean(band))
+
+
+def noise_like(frames: Iterable[bytes]) -> bool:
+    """The frames (a sound's voiced 20 ms frames) are noise, not a voice."""
+    values = [v for frame in frames if len(frame) == 2 * _FRAME_SAMPLES and (v := flatness(frame)) is not None]
+    return bool(values) and float(np.median(values)) > NOISE_FLATNESS
