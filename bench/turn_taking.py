@@ -1,7 +1,7 @@
 """voiced's turn-taking benchmark on real human speech, measured on the wire as a caller hears it.
 
-    .venv/bin/python bench/turn_taking.py                              # today's daemon, local engines (~4 min)
-    .venv/bin/python bench/turn_taking.py --config today --config silero --plot turn.png
+    .venv/bin/python bench/turn_taking.py                              # the default configuration, local engines (~4 min)
+    .venv/bin/python bench/turn_taking.py --config before --config default --plot turn.png
     .venv/bin/python bench/turn_taking.py --config mine=VOICED_VAD=silero,VOICED_VAD_THRESHOLD=0.25
     .venv/bin/python bench/turn_taking.py --engines google   # the scripted emulator: final 300 ms after speech
 
@@ -50,10 +50,13 @@ from tests.e2e.daemon import BIN, Daemon, free_port
 
 DIALOG = os.path.join(tc.DATA, "turn_bench.dialog")
 BUILT_IN = {
-    "today": {},
+    "default": {},
+    # voiced before the turn-taking seam: VAD silence only, a reply plays when ready, 160 ms barge-in.
+    "before": {"VOICED_TURN_MODEL": "off", "VOICED_TURN_HOLD_MS": "0", "VOICED_BARGE_IN_MS": "160",
+               "VOICED_FALSE_INTERRUPTION_MS": "0", "VOICED_ECHO_GUARD_DB": "0", "VOICED_BACKGROUND_MARGIN_DB": "0"},
+    "no-model": {"VOICED_TURN_MODEL": "off"},  # the hold alone
     "silero": {"VOICED_VAD": "silero"},
-    "smart-turn": {"VOICED_TURN_MODEL": "smart-turn"},
-    "silero+smart-turn": {"VOICED_VAD": "silero", "VOICED_TURN_MODEL": "smart-turn"},
+    "scale": {"VOICED_TURN_MODEL": "off", "VOICED_TURN_HOLD_MS": "0"},  # the cheapest per call
 }
 
 
@@ -290,7 +293,7 @@ def parse_config(value: str) -> tuple[str, dict[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", action="append", type=parse_config, metavar="NAME[=VOICED_X=V,...]",
-                        help=f"a configuration (repeatable): built in {', '.join(BUILT_IN)}; default today")
+                        help=f"a configuration (repeatable): built in {', '.join(BUILT_IN)}; default default")
     parser.add_argument("--engines", choices=("local", "google"), default="local",
                         help="local (faster-whisper, espeak-ng), or google against the scripted emulator")
     parser.add_argument("--parallel", type=int, default=8, help="calls at once (8)")
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.parallel, args.tries, args.rounds) < 1:
         parser.error("--parallel, --tries and --rounds must be at least 1")
-    configs = args.config or [("today", {})]
+    configs = args.config or [("default", {})]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] or list(tc.TURN_KINDS + tc.BOT_KINDS)
     try:
         cases = tc.build_cases(tc.load_labels(), kinds, args.tries) * args.rounds

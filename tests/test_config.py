@@ -12,7 +12,7 @@ README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 class SettingsTests(SynchronousTestCase):
     def test_defaults(self):
         s = Settings.load({}, {})
-        self.assertEqual((s.listen, s.eou_silence_ms, s.min_speech_ms, s.barge_in_ms), ((DEFAULT_LISTEN,), 240, 60, 160))
+        self.assertEqual((s.listen, s.eou_silence_ms, s.min_speech_ms, s.barge_in_ms), ((DEFAULT_LISTEN,), 240, 60, 360))
         self.assertEqual((s.stt_engine, s.tts_engine), ("local", "local"))
 
     def test_command_line_beats_environment_beats_default(self):
