@@ -205,8 +205,10 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         # Google's streams and syntheses all run on one event loop, which holds this pool's thread.
         self.stt_pool = self._pool("voiced-stt", 1)
         self.tts_pool = self._pool("voiced-tts", 16)
-        # Turn-taking models run here, one batch at a time across calls (voiced.turns.batching).
-        self.turn_pool = self._pool("voiced-turns", 1)
+        # The turn-taking models, one batch at a time across calls each (voiced.turns.batching);
+        # apart, so that a 45 ms turn verdict never holds up the VAD's 32 ms windows.
+        self.vad_pool = self._pool("voiced-vad", 1)
+        self.turn_pool = self._pool("voiced-turn-model", 1)
         self._start_http()
         self._start_journal()
         if self.worker is not None:

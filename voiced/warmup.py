@@ -163,8 +163,8 @@ class WarmUp:
         if s.vad == "silero" and self.voice_activity.name != "silero":
             from voiced.turns.silero import SileroVoiceActivity
 
-            self.voice_activity = await self._timed("vad_silero", self.turn_pool, SileroVoiceActivity,
-                                                    self.clock, self.turn_pool, s.vad_threshold)
+            self.voice_activity = await self._timed("vad_silero", self.vad_pool, SileroVoiceActivity,
+                                                    self.clock, self.vad_pool, s.vad_threshold)
             self._closers.append(self.voice_activity.stop)
         if s.turn_model == "smart-turn" and self.turn_detection.model is None:
             from voiced.turns.models import SmartTurnModel

@@ -249,7 +249,6 @@ class Call:
 
     def speech_ended(self, at: float) -> None:
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
-            self._barge_in.caller.utterance(self._eou.last_level)
             self._turn.times.speech_end = at
             self.state = State.AWAITING_FINAL
             if not self._stt.streaming:
@@ -331,6 +330,9 @@ class Call:
         if self._false_interruptions.turn_ended(text):
             return  # only "yeah"s over the bot: it went on (resume_reply) instead of answering them
         turn.text = text
+        # How loud this caller speaks (the background filter's reference): from their turns,
+        # however they ended (the VAD's silence, or the STT engine's endpoint).
+        self._barge_in.caller.utterance(self._eou.last_level)
         self._answering.ask(turn)
 
     def _resume_listening(self) -> None:

@@ -208,5 +208,7 @@ class EndOfUtterance:
     def end_speech_now(self) -> None:
         """Close the current utterance without an event (the STT engine's endpointing
         ended the turn first); new speech must again pass ``min_speech_ms``."""
+        self.last_level = self.speech_level()
+        self.voiced_frames.clear()
         self.in_speech = False
         self.voiced_ms = self.speech_ms = self.silence_ms = 0
