@@ -11,7 +11,11 @@ import time
 import urllib.error
 import urllib.request
 
+from voiced.config import Settings
 from voiced.demo import free_port
+
+#: The daemon's default barge-in: caller speech over a reply before the `clear`.
+BARGE_IN_MS = Settings().barge_in_ms
 
 BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -16,7 +16,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
+from tests.e2e.daemon import BARGE_IN_MS, Daemon
 from voiced.caller.client import place_call
 from voiced.caller.session import CallerLine
 from voiced.tts.local import EspeakSynthesizer
@@ -82,7 +82,7 @@ class LocalEngineCallTests(TestCase):
         self.assertEqual(len(report.clears), 1)
         barge = report.turns[1]
         self.assertIsNotNone(barge.clear_after_onset_ms)
-        self.assertLessEqual(barge.clear_after_onset_ms, 160 + 100)
+        self.assertLessEqual(barge.clear_after_onset_ms, BARGE_IN_MS + 100)
         self.assertTrue(any(r.interrupted for r in report.replies))
         bot = self.bot_lines(report.call_sid)
         self.assertTrue(any("8 AM" in entry for entry in bot), "the interrupting question is answered")

@@ -14,7 +14,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
+from tests.e2e.daemon import BARGE_IN_MS, Daemon
 from tests.e2e.test_calls import line
 from voiced.caller.carriers.asterisk import AsteriskWebSocket
 from voiced.caller.carriers.base import HangUp
@@ -63,7 +63,7 @@ class AsteriskCallTests(TestCase):
         self.assertTrue(any("42 River Road" in e for e in bot), "a turn is answered")
         # Barge-in: FLUSH_MEDIA, soon after the caller started talking over the bot.
         self.assertEqual(len(report.clears), 1)
-        self.assertLessEqual(report.turns[1].clear_after_onset_ms, 160 + 100)
+        self.assertLessEqual(report.turns[1].clear_after_onset_ms, BARGE_IN_MS + 100)
         self.assertTrue(any(r.interrupted for r in report.replies))
         self.assertTrue(any("8 AM" in e for e in bot), "the interrupting question is answered")
         # DTMF reaches the agent; marks were Asterisk's echoes (JSON control, 22.8+).

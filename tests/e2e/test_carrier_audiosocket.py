@@ -20,7 +20,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BIN, Daemon
+from tests.e2e.daemon import BARGE_IN_MS, BIN, Daemon
 from tests.e2e.test_calls import line
 from voiced.caller.carriers.audiosocket import AudioSocketCall
 from voiced.caller.client import place_call
@@ -81,8 +81,8 @@ class AudioSocketCallTests(TestCase):
         self.assertTrue(any(f"BARGE_IN call={call}" in entry for entry in daemon.lines("BARGE_IN")))
         barge = report.turns[-1]
         address = next(r for r in report.replies if r.play_start_s < barge.speech_start_s < r.end_s + 0.05)
-        # 160 ms of speech (barge_in_ms), then at most the playout's 60 ms lead (measured: 170 ms).
-        self.assertLess(address.end_s - barge.speech_start_s, 0.4)
+        # BARGE_IN_MS of speech, then at most the playout's 60 ms lead (measured: 10 ms over it).
+        self.assertLess(address.end_s - barge.speech_start_s, (BARGE_IN_MS + 240) / 1000)
         self.assertLess(address.end_s - address.play_start_s, 4.0, "the address reply was cut short")
         # The bot's hang-up, Asterisk's way: a hang-up frame, and only audio before it.
         self.assertTrue(report.hung_up_by_bot)

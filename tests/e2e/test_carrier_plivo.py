@@ -20,7 +20,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
+from tests.e2e.daemon import BARGE_IN_MS, Daemon
 from tests.e2e.test_calls import line
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.caller.client import place_call
@@ -96,7 +96,7 @@ class PlivoCallTests(TestCase):
         self.assertEqual(self.daemon.lines("PROTOCOL_ERROR"), [])
         # Barge-in: the reply being cut is dropped with Plivo's clearAudio, within a frame or so of detection.
         self.assertEqual(len(report.clears), 1)
-        self.assertLessEqual(report.turns[1].clear_after_onset_ms, 160 + 100)
+        self.assertLessEqual(report.turns[1].clear_after_onset_ms, BARGE_IN_MS + 100)
         self.assertTrue(any(r.interrupted for r in report.replies))
         # DTMF reaches the agent, whose answer to the key is played.
         self.assertEqual(len(self.daemon.lines(f"DTMF call={call_uuid} digit=0")), 1)

@@ -25,7 +25,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
+from tests.e2e.daemon import BARGE_IN_MS, Daemon
 from tests.e2e.test_calls import line
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.caller.client import place_call
@@ -101,7 +101,7 @@ class TelnyxCallTests(TestCase):
         self.assertGreaterEqual(len(report.clears), 1)
         barge = report.turns[1]
         self.assertIsNotNone(barge.clear_after_onset_ms)
-        self.assertLessEqual(barge.clear_after_onset_ms, 160 + 100)
+        self.assertLessEqual(barge.clear_after_onset_ms, BARGE_IN_MS + 100)
         self.assertTrue(any(reply.interrupted for reply in report.replies))
         self.assertTrue(any("42 River Road" in entry for entry in bot[2:]),
                         "the interrupting question is answered")

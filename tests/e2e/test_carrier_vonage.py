@@ -20,7 +20,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
+from tests.e2e.daemon import BARGE_IN_MS, Daemon
 from tests.e2e.test_calls import line
 from voiced.caller.client import place_call
 from voiced.caller.session import CallerLine
@@ -61,7 +61,7 @@ class VonageCallTests(TestCase):
         self.assertIn("42 River Road", bot[1])  # a turn answered
         # Barge-in: the second question cut the address short with Vonage's clear.
         self.assertEqual(len(report.clears), 1)
-        self.assertLessEqual(report.turns[1].clear_after_onset_ms, 160 + 100)
+        self.assertLessEqual(report.turns[1].clear_after_onset_ms, BARGE_IN_MS + 100)
         self.assertTrue(any(reply.interrupted for reply in report.replies))
         self.assertIn("8 AM", bot[2])
         # The key press reached the script agent, which answers 0 with a receptionist.
