@@ -56,6 +56,15 @@ class BargeInPolicyTests(SynchronousTestCase):
         self.assertEqual(self.policy.decide(sound(level_db=-21.9, bot_level_db=-30, caller_level_db=-12)).action,
                          Action.INTERRUPT)
 
+    def test_a_louder_moment_of_background_talk_is_still_background(self):
+        # The TV's last 100 ms peak near the caller's level; the whole sound stays 14 dB under it.
+        self.assertEqual(self.policy.decide(sound(level_db=-30, sound_level_db=-40, bot_level_db=-50,
+                                                  caller_level_db=-26)),
+                         BargeInDecision(Action.IGNORE, "background", "-40 dBFS, caller -26 dBFS"))
+        # The caller's own voice: loud now and over the whole sound.
+        self.assertEqual(self.policy.decide(sound(level_db=-25, sound_level_db=-27, bot_level_db=-50,
+                                                  caller_level_db=-26)).action, Action.INTERRUPT)
+
     def test_a_caller_not_heard_yet_has_no_background_to_compare(self):
         self.assertEqual(self.policy.decide(sound(level_db=-27, bot_level_db=-30, caller_level_db=None)).action,
                          Action.INTERRUPT)

@@ -27,12 +27,17 @@ class BargeInJudge:
         self.outgoing = OutgoingLevel()  # the echo guard's reference
         self.caller = CallerLevel()
         self._ignored_run: float | None = None  # the speech start of the sound last ignored
+        self._echo_run: float | None = None  # the speech start of the sound last taken for echo
 
     def interrupts(self, eou: EndOfUtterance, words: str) -> bool:
         """The caller's sustained sound now (``words``: what a streaming engine heard of it)."""
         decision = self._policy.decide(SoundOverBot(
             True, dbfs(eou.recent_level()), dbfs(self.outgoing.recent(self._clock.seconds())), self.caller.db,
-            words=words, language=self._language, noise=noise_like(eou.voiced_frames)))
+            words=words, language=self._language, noise=noise_like(eou.voiced_frames),
+            # A sound that began as the bot's echo: its average is the echo's, not the voice now on it.
+            sound_level_db=None if self._echo_run == eou.speech_started_at else dbfs(eou.speech_level())))
+        if decision.reason == "echo":
+            self._echo_run = eou.speech_started_at
         if decision.action is Action.INTERRUPT:
             self._chronicle.barge_in(decision.action.value, decision.reason)
             return True

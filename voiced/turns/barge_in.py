@@ -53,6 +53,9 @@ class SoundOverBot:
     caller_level_db: float | None  # this caller's usual level (None: not known yet)
     words: str = ""  # what a streaming engine heard of it so far
     noise: bool = False  # its spectrum is flat: line noise, crackle, a knock (voiced.turns.spectrum)
+    #: The whole sound's level (``level_db`` is its last ~100 ms): background talk has louder
+    #: moments that must not make it the caller's.
+    sound_level_db: float | None = None
     language: str = "en-US"
 
 
@@ -73,10 +76,11 @@ class BargeInPolicy:
                 and sound.level_db <= sound.bot_level_db - s.echo_margin_db:
             return BargeInDecision(Action.IGNORE, "echo",
                                    f"{sound.level_db:.0f} dBFS, bot {sound.bot_level_db:.0f} dBFS")
+        quiet = sound.level_db if sound.sound_level_db is None else min(sound.level_db, sound.sound_level_db)
         if s.background_margin_db and sound.caller_level_db is not None \
-                and sound.level_db <= sound.caller_level_db - s.background_margin_db:
+                and quiet <= sound.caller_level_db - s.background_margin_db:
             return BargeInDecision(Action.IGNORE, "background",
-                                   f"{sound.level_db:.0f} dBFS, caller {sound.caller_level_db:.0f} dBFS")
+                                   f"{quiet:.0f} dBFS, caller {sound.caller_level_db:.0f} dBFS")
         if sound.words and only_backchannel(sound.words, sound.language):
             return BargeInDecision(Action.IGNORE, "backchannel", repr(sound.words))
         return BargeInDecision(Action.INTERRUPT, "speech", f"{sound.level_db:.0f} dBFS")
