@@ -65,8 +65,9 @@ class Hearing:
         eou = self._eou
         self._last_media_at = self._clock.seconds()
         self._stt.feed(ulaw if stt_audio is None else stt_audio)
-        # Until its reply plays the caller may go on with the same utterance (THINKING resumes it).
-        self._end_of_turn.hear(ulaw, eou.in_speech or host.state in (State.AWAITING_FINAL, State.THINKING))
+        if self._end_of_turn.hears_audio:  # only a semantic model listens: no work per frame without one
+            # Until its reply plays the caller may go on with the same utterance (THINKING resumes it).
+            self._end_of_turn.hear(ulaw, eou.in_speech or host.state in (State.AWAITING_FINAL, State.THINKING))
         self.speech_events(eou.push(ulaw))
 
     def speech_events(self, events: list[SpeechEvent]) -> None:

@@ -58,6 +58,11 @@ class EndOfTurn:
         #: Called (on the reactor) when the model's verdict arrives: the turn machine decides again.
         self.on_verdict: Callable[[], None] = lambda: None
 
+    @property
+    def hears_audio(self) -> bool:
+        """A model listens to the utterance: ``hear`` wants every frame."""
+        return self._model is not None
+
     def hear(self, ulaw: bytes, in_utterance: bool) -> None:
         """The caller's audio; kept (for the model) while an utterance may be going on."""
         if self._frames.maxlen:
