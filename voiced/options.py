@@ -53,7 +53,7 @@ def _float_range(low: float, high: float) -> Callable[[str], float | None]:
 
 
 def _targets(value: str) -> tuple[str, ...]:
-    from voiced.call.control import check_transfer_target
+    from voiced.transfer import check_transfer_target
 
     return tuple(check_transfer_target(t.strip()) for t in value.split(",") if t.strip())
 

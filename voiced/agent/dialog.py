@@ -35,8 +35,8 @@ import string
 from dataclasses import dataclass, field
 from importlib import resources
 
-from voiced.call.control import check_transfer_target
 from voiced.language import canonical, primary
+from voiced.transfer import check_transfer_target
 
 DEFAULT_SCRIPT = "front_desk.dialog"
 

@@ -39,12 +39,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.agent.base import AgentError, CallInfo, EndCall, ReplySink, TransferCall, TurnRequest
-from voiced.agent.httpbody import cancellable, read_body_prefix, stream_body
 from voiced.agent.llm_messages import DEFAULT_SYSTEM_PROMPT, build_messages
 from voiced.agent.sse import SSEError, SSEParser
 from voiced.agent.tools import (
     END_CALL, TRANSFER_CALL, ToolRunner, builtin_tools, load_tools, parse_arguments, tool_error,
 )
+from voiced.httpbody import cancellable, read_body_prefix, stream_body
 from voiced.lifecycle import note_construction
 from voiced.phrases import english
 

@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from voiced.agent.base import CallInfo
-from voiced.agent.httpbody import BodyTooLarge, cancellable, read_body, read_body_prefix
+from voiced.httpbody import BodyTooLarge, cancellable, read_body, read_body_prefix
 from voiced.lifecycle import note_construction
 from voiced.signing import SIGNATURE_HEADER, sign
 
