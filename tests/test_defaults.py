@@ -161,7 +161,8 @@ class NarrowerSettingsTests(SynchronousTestCase):
         self.assertEqual(service.turn_settings, TurnSettings())
         self.assertEqual(service.turn_detection.barge_in.settings, BargeInSettings())
         end = service.turn_detection.end.settings
-        self.assertEqual((end.hold_ms, end.model_threshold), (Settings().turn_hold_ms, EndOfTurnSettings().model_threshold))
+        self.assertEqual((end.hold_ms, end.model_threshold),
+                         (Settings().turn_hold_ms, EndOfTurnSettings().model_threshold))
         self.assertEqual(ToolRunner.__init__.__defaults__[-1], Settings().tools_timeout_ms / 1000)
 
     def test_the_agent_factory_gives_the_llm_its_defaults(self):

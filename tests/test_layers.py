@@ -77,6 +77,12 @@ class LayerTests(SynchronousTestCase):
             with self.subTest(folder=folder, forbidden=forbidden):
                 self.assertEqual(violations(folder, forbidden, allowed), [], f"voiced/{folder}/: {why}")
 
+    def test_the_option_table_is_a_leaf(self):
+        # The call, the agents and the turn policies take their defaults from voiced.options:
+        # were it to import a layer, they would import that layer through it.
+        names = imported_names((PACKAGE / "options.py").read_text(encoding="utf-8"), "voiced")
+        self.assertEqual({name for _, name in names if under(name, "voiced")}, {"voiced.transfer.check_transfer_target"})
+
     def test_the_checker_sees_every_form_of_import(self):
         # The nevers are only as good as the import reader: each form, lazy or not, is seen.
         source = (

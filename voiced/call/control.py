@@ -14,7 +14,9 @@ from twisted.internet.defer import Deferred
 
 # The check lives in voiced.transfer (agents use it too); named here as well because
 # CallControl.transfer promises it, for carriers written against this contract.
-from voiced.transfer import check_transfer_target, is_sip_uri  # noqa: F401
+from voiced.transfer import check_transfer_target, is_sip_uri
+
+__all__ = ["CallControl", "check_transfer_target", "is_sip_uri"]
 
 
 class CallControl(Protocol):
