@@ -40,118 +40,127 @@ class ConfigError(ValueError):
     pass
 
 
+def option(name: str) -> Any:
+    """The ``Settings`` field of option ``name``: its default, and whether ``repr`` hides it,
+    come from the option table, the one place either is written."""
+    opt = BY_NAME[name]
+    return field(default=opt.default, repr=not opt.secret, metadata={"option": name})
+
+
 @dataclass(frozen=True)
 class Settings:
+    # One line per option, ``name: type = option("name")``: its default is the table's. The fields
+    # with a default of their own are not options (see ``load``).
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
-    admin_listen: str = ""
-    warmup_timeout_s: int = 300
-    public_url: str = ""
-    twilio_auth_token: str = field(default="", repr=False)
-    console_token: str = field(default="", repr=False)
-    log_format: str = "text"
-    log_file: str = ""
-    log_level: str = "info"
-    stt: str = "auto"
-    tts: str = "auto"
-    agent: str = "script"
-    script: str = ""
-    greeting: str = ""
-    openai_base_url: str = "https://api.openai.com/v1"
-    openai_model: str = "gpt-4o-mini"
-    system_prompt: str = ""
-    system_prompt_file: str = ""
-    llm_temperature: float | None = None
-    llm_max_tokens: int = 0
-    llm_first_token_timeout_ms: int = 5000
-    llm_reply_timeout_ms: int = 30000
-    webhook_url: str = ""
-    webhook_secret: str = field(default="", repr=False)
-    webhook_timeout_ms: int = 10000
-    tools_file: str = ""
-    tools_url: str = ""
-    tools_timeout_ms: int = 8000
-    agent_filler_ms: int = 1200
-    phrases_file: str = ""
-    filler_phrase: str = ""
-    apology_phrase: str = ""
-    ask_again_phrase: str = ""
-    idle_goodbye_phrase: str = ""
-    time_limit_phrase: str = ""
-    drain_goodbye_phrase: str = ""
-    goodbye_phrase: str = ""
-    transfer_phrase: str = ""
-    idle_reprompt_ms: int = 8000
-    idle_max_reprompts: int = 2
-    max_call_s: int = 1800
-    transfer_targets: tuple[str, ...] = ()
-    twilio_api_base: str = "https://api.twilio.com"
-    language: str = "en-US"
-    eou_silence_ms: int = 240
-    min_speech_ms: int = 60
-    barge_in_ms: int = 360
-    vad_aggressiveness: int = 2
-    vad: str = "webrtc"
-    vad_threshold: float = 0.5
-    turn_model: str = "smart-turn"
-    turn_model_path: str = ""
-    turn_model_threshold: float = 0.9
-    turn_hold_ms: int = 1100
-    turn_adaptive: bool = False
-    false_interruption_ms: int = 1500
-    echo_guard_db: float = 15.0
-    background_margin_db: float = 10.0
-    stt_final_timeout_ms: int = 1500
-    whisper_model: str = ""
-    whisper_workers: int = 1
-    max_calls: int = 0
-    workers: int = 1
-    stt_model: str = ""
-    stt_retry_initial_ms: int = 200
-    stt_retry_max_ms: int = 1600
-    stt_retry_attempts: int = 4
-    stt_fallback_timeout_ms: int = 4000
-    interim_phrase: str = ""
-    interim_wait_phrase: str = ""
-    tts_voice: str = ""
-    google_endpoint: str = ""
-    google_insecure: bool = False
-    google_insecure_remote: bool = False
-    google_credentials_json: str = field(default="", repr=False)
-    google_channels: int = 4
-    google_timeout_s: int = 330
+    admin_listen: str = option("admin_listen")
+    warmup_timeout_s: int = option("warmup_timeout_s")
+    public_url: str = option("public_url")
+    twilio_auth_token: str = option("twilio_auth_token")
+    console_token: str = option("console_token")
+    log_format: str = option("log_format")
+    log_file: str = option("log_file")
+    log_level: str = option("log_level")
+    stt: str = option("stt")
+    tts: str = option("tts")
+    agent: str = option("agent")
+    script: str = option("script")
+    greeting: str = option("greeting")
+    openai_base_url: str = option("openai_base_url")
+    openai_model: str = option("openai_model")
+    system_prompt: str = option("system_prompt")
+    system_prompt_file: str = option("system_prompt_file")
+    llm_temperature: float | None = option("llm_temperature")
+    llm_max_tokens: int = option("llm_max_tokens")
+    llm_first_token_timeout_ms: int = option("llm_first_token_timeout_ms")
+    llm_reply_timeout_ms: int = option("llm_reply_timeout_ms")
+    webhook_url: str = option("webhook_url")
+    webhook_secret: str = option("webhook_secret")
+    webhook_timeout_ms: int = option("webhook_timeout_ms")
+    tools_file: str = option("tools_file")
+    tools_url: str = option("tools_url")
+    tools_timeout_ms: int = option("tools_timeout_ms")
+    agent_filler_ms: int = option("agent_filler_ms")
+    phrases_file: str = option("phrases_file")
+    filler_phrase: str = option("filler_phrase")
+    apology_phrase: str = option("apology_phrase")
+    ask_again_phrase: str = option("ask_again_phrase")
+    idle_goodbye_phrase: str = option("idle_goodbye_phrase")
+    time_limit_phrase: str = option("time_limit_phrase")
+    drain_goodbye_phrase: str = option("drain_goodbye_phrase")
+    goodbye_phrase: str = option("goodbye_phrase")
+    transfer_phrase: str = option("transfer_phrase")
+    idle_reprompt_ms: int = option("idle_reprompt_ms")
+    idle_max_reprompts: int = option("idle_max_reprompts")
+    max_call_s: int = option("max_call_s")
+    transfer_targets: tuple[str, ...] = option("transfer_targets")
+    twilio_api_base: str = option("twilio_api_base")
+    language: str = option("language")
+    eou_silence_ms: int = option("eou_silence_ms")
+    min_speech_ms: int = option("min_speech_ms")
+    barge_in_ms: int = option("barge_in_ms")
+    vad_aggressiveness: int = option("vad_aggressiveness")
+    vad: str = option("vad")
+    vad_threshold: float = option("vad_threshold")
+    turn_model: str = option("turn_model")
+    turn_model_path: str = option("turn_model_path")
+    turn_model_threshold: float = option("turn_model_threshold")
+    turn_hold_ms: int = option("turn_hold_ms")
+    turn_adaptive: bool = option("turn_adaptive")
+    false_interruption_ms: int = option("false_interruption_ms")
+    echo_guard_db: float = option("echo_guard_db")
+    background_margin_db: float = option("background_margin_db")
+    stt_final_timeout_ms: int = option("stt_final_timeout_ms")
+    whisper_model: str = option("whisper_model")
+    whisper_workers: int = option("whisper_workers")
+    max_calls: int = option("max_calls")
+    workers: int = option("workers")
+    stt_model: str = option("stt_model")
+    stt_retry_initial_ms: int = option("stt_retry_initial_ms")
+    stt_retry_max_ms: int = option("stt_retry_max_ms")
+    stt_retry_attempts: int = option("stt_retry_attempts")
+    stt_fallback_timeout_ms: int = option("stt_fallback_timeout_ms")
+    interim_phrase: str = option("interim_phrase")
+    interim_wait_phrase: str = option("interim_wait_phrase")
+    tts_voice: str = option("tts_voice")
+    google_endpoint: str = option("google_endpoint")
+    google_insecure: bool = option("google_insecure")
+    google_insecure_remote: bool = option("google_insecure_remote")
+    google_credentials_json: str = option("google_credentials_json")
+    google_channels: int = option("google_channels")
+    google_timeout_s: int = option("google_timeout_s")
     # Not options: the services' own variables, read from the same environment.
     google_credentials_file: str = ""
     openai_api_key: str = field(default="", repr=False)
     twilio_account_sid: str = ""
     twilio_rest_token: str = field(default="", repr=False)
-    stt_rollover_s: int = 240
-    drain_timeout_s: int = 300
-    journal: str = ""
-    call_webhook_url: str = ""
-    media_token_ttl_s: int = 300
+    stt_rollover_s: int = option("stt_rollover_s")
+    drain_timeout_s: int = option("drain_timeout_s")
+    journal: str = option("journal")
+    call_webhook_url: str = option("call_webhook_url")
+    media_token_ttl_s: int = option("media_token_ttl_s")
     # telnyx
-    telnyx_public_key: str = ""
-    telnyx_api_key: str = field(default="", repr=False)
-    telnyx_media_secret: str = field(default="", repr=False)
-    telnyx_api_base: str = "https://api.telnyx.com"
+    telnyx_public_key: str = option("telnyx_public_key")
+    telnyx_api_key: str = option("telnyx_api_key")
+    telnyx_media_secret: str = option("telnyx_media_secret")
+    telnyx_api_base: str = option("telnyx_api_base")
     # asterisk
-    asterisk_secret: str = field(default="", repr=False)
+    asterisk_secret: str = option("asterisk_secret")
     # exotel
-    exotel_secret: str = field(default="", repr=False)
+    exotel_secret: str = option("exotel_secret")
     # audiosocket
-    audiosocket_listen: str = ""
-    audiosocket_secret: str = field(default="", repr=False)
+    audiosocket_listen: str = option("audiosocket_listen")
+    audiosocket_secret: str = option("audiosocket_secret")
     # plivo
-    plivo_auth_token: str = field(default="", repr=False)
-    plivo_auth_id: str = ""
-    plivo_api_base: str = "https://api.plivo.com"
-    plivo_content_type: str = "audio/x-mulaw;rate=8000"
+    plivo_auth_token: str = option("plivo_auth_token")
+    plivo_auth_id: str = option("plivo_auth_id")
+    plivo_api_base: str = option("plivo_api_base")
+    plivo_content_type: str = option("plivo_content_type")
     # vonage
-    vonage_signature_secret: str = field(default="", repr=False)
-    vonage_sample_rate: int = 16000
-    vonage_application_id: str = ""
-    vonage_private_key_file: str = ""
-    vonage_api_base: str = "https://api.nexmo.com"
+    vonage_signature_secret: str = option("vonage_signature_secret")
+    vonage_sample_rate: int = option("vonage_sample_rate")
+    vonage_application_id: str = option("vonage_application_id")
+    vonage_private_key_file: str = option("vonage_private_key_file")
+    vonage_api_base: str = option("vonage_api_base")
 
     @classmethod
     def load(

@@ -53,7 +53,7 @@ def _float_range(low: float, high: float) -> Callable[[str], float | None]:
 
 
 def _targets(value: str) -> tuple[str, ...]:
-    from voiced.call.control import check_transfer_target
+    from voiced.transfer import check_transfer_target
 
     return tuple(check_transfer_target(t.strip()) for t in value.split(",") if t.strip())
 
@@ -282,6 +282,14 @@ OPTIONS: list[Option] = [
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def default(name: str) -> Any:
+    """Option ``name``'s default, for a settings object narrower than ``Settings`` (the call's,
+    an agent's, a policy's): the table is the one place a default is written."""
+    return BY_NAME[name].default
+
+
 #: Catalog keys with a --KEY-phrase option of their own (the greeting has --greeting).
 PHRASE_OPTIONS = tuple(o.name.removesuffix("_phrase") for o in OPTIONS if o.name.endswith("_phrase"))
 #: VOICED_* variables that are not options but are read all the same.

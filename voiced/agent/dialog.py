@@ -35,8 +35,9 @@ import string
 from dataclasses import dataclass, field
 from importlib import resources
 
-from voiced.call.control import check_transfer_target
 from voiced.language import canonical, primary
+from voiced.options import default
+from voiced.transfer import check_transfer_target
 
 DEFAULT_SCRIPT = "front_desk.dialog"
 
@@ -250,7 +251,7 @@ def builtin_dialog_name(language: str) -> str | None:
     return None
 
 
-def load_dialog(path: str = "", language: str = "en-US") -> Dialog:
+def load_dialog(path: str = "", language: str = default("language")) -> Dialog:
     """Read a script file; ``""`` is the shipped front desk in ``language`` (English when
     there is none in it)."""
     if path:

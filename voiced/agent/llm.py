@@ -39,13 +39,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.agent.base import AgentError, CallInfo, EndCall, ReplySink, TransferCall, TurnRequest
-from voiced.agent.httpbody import cancellable, read_body_prefix, stream_body
 from voiced.agent.llm_messages import DEFAULT_SYSTEM_PROMPT, build_messages
 from voiced.agent.sse import SSEError, SSEParser
 from voiced.agent.tools import (
     END_CALL, TRANSFER_CALL, ToolRunner, builtin_tools, load_tools, parse_arguments, tool_error,
 )
+from voiced.httpbody import cancellable, read_body_prefix, stream_body
 from voiced.lifecycle import note_construction
+from voiced.options import default
 from voiced.phrases import english
 
 log = Logger()
@@ -57,14 +58,17 @@ ERROR_BODY_BYTES = 4096
 
 @dataclass(frozen=True)
 class LLMSettings:
-    base_url: str = "https://api.openai.com/v1"
-    model: str = "gpt-4o-mini"
+    """The openai agent's settings, built from ``Settings`` by ``voiced.agent.factory``; the
+    defaults are the options' (``voiced.options``), never copies."""
+
+    base_url: str = default("openai_base_url")
+    model: str = default("openai_model")
     api_key: str = field(default="", repr=False)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    temperature: float | None = None
-    max_tokens: int | None = None
-    first_token_timeout_s: float = 5.0
-    reply_timeout_s: float = 30.0
+    temperature: float | None = default("llm_temperature")
+    max_tokens: int | None = default("llm_max_tokens") or None  # the option's 0: the server's default
+    first_token_timeout_s: float = default("llm_first_token_timeout_ms") / 1000
+    reply_timeout_s: float = default("llm_reply_timeout_ms") / 1000
     greeting: Sequence[str] = (_EN["greeting"],)
     # Spoken when the model takes a call action without a word, even when asked again.
     goodbye_phrase: str = _EN["goodbye"]

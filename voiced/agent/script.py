@@ -24,6 +24,7 @@ from voiced.agent.base import CallInfo, Dtmf, EndCall, Idle, ReplySink, Transfer
 from voiced.agent.dialog import Dialog, Intent, load_dialog, words
 from voiced.language import primary
 from voiced.lifecycle import note_construction
+from voiced.options import default
 
 # A phrase must reach this mean word similarity. 0.85 keeps a lone short keyword
 # from matching a one-letter slip ("by" is 0.80 of "bye": "come by" must not hang
@@ -163,7 +164,7 @@ class ScriptConversation:
 class ScriptAgent:
     name = "script"
 
-    def __init__(self, script_path: str = "", language: str = "en-US") -> None:
+    def __init__(self, script_path: str = "", language: str = default("language")) -> None:
         self.dialog = load_dialog(script_path, language)
         self.language = language
         self._matcher = IntentMatcher(self.dialog.intents, language)

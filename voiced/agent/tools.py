@@ -29,8 +29,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from voiced.agent.base import CallInfo
-from voiced.agent.httpbody import BodyTooLarge, cancellable, read_body, read_body_prefix
+from voiced.httpbody import BodyTooLarge, cancellable, read_body, read_body_prefix
 from voiced.lifecycle import note_construction
+from voiced.options import default
 from voiced.signing import SIGNATURE_HEADER, sign
 
 log = Logger()
@@ -148,7 +149,7 @@ class ToolRunner:
         clock: IReactorTime,
         url: str,
         secret: str,
-        timeout_s: float = 10.0,
+        timeout_s: float = default("tools_timeout_ms") / 1000,
     ) -> None:
         self._http = http
         self._clock = clock

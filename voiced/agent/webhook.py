@@ -36,9 +36,9 @@ from twisted.web.iweb import IResponse
 from voiced import __version__
 from voiced.agent.base import (Action, AgentError, CallInfo, Conversation, EndCall, ReplySink, TransferCall,
                                TurnRequest)
-from voiced.agent.httpbody import BodyTooLarge, read_body
-from voiced.call.control import check_transfer_target
+from voiced.httpbody import BodyTooLarge, read_body
 from voiced.signing import SIGNATURE_HEADER, sign
+from voiced.transfer import check_transfer_target
 
 MAX_ANSWER_BYTES = 64 * 1024
 

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from voiced.agent.base import Event
 from voiced.metrics import TurnTimes
+from voiced.options import default
 from voiced.phrases import english
 
 _EN = english()
@@ -35,22 +36,25 @@ class CallTransport(Protocol):
 
 @dataclass(frozen=True)
 class TurnSettings:
-    barge_in_ms: int = 160
+    """What a call is told; the service builds it from ``Settings``. Each default is its
+    option's (``voiced.options``) or its phrase's in the English catalog, never a copy."""
+
+    barge_in_ms: int = default("barge_in_ms")
     #: After a barge-in, how long no words (or only "yeah"s) resume the stopped reply; 0: never.
-    false_interruption_ms: int = 1500
-    final_timeout_ms: int = 1500
-    fallback_timeout_ms: int = 4000
+    false_interruption_ms: int = default("false_interruption_ms")
+    final_timeout_ms: int = default("stt_final_timeout_ms")
+    fallback_timeout_ms: int = default("stt_fallback_timeout_ms")
     # The phrases: the language's catalog (voiced.phrases), English by default.
     interim_phrase: str = _EN["interim"]
     interim_wait_phrase: str = _EN["interim_wait"]
     ask_again_phrase: str = _EN["ask_again"]
-    filler_ms: int = 1200
+    filler_ms: int = default("agent_filler_ms")
     filler_phrase: str = _EN["filler"]
     apology_phrase: str = _EN["apology"]
-    idle_reprompt_ms: int = 8000
-    idle_max_reprompts: int = 2
+    idle_reprompt_ms: int = default("idle_reprompt_ms")
+    idle_max_reprompts: int = default("idle_max_reprompts")
     idle_goodbye_phrase: str = _EN["idle_goodbye"]
-    max_call_s: int = 1800
+    max_call_s: int = default("max_call_s")
     time_limit_phrase: str = _EN["time_limit"]
     drain_goodbye_phrase: str = _EN["drain_goodbye"]
 

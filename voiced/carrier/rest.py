@@ -25,7 +25,7 @@ from twisted.web.client import RequestTransmissionFailed, ResponseFailed, Respon
 from twisted.web.iweb import IResponse
 
 from voiced import __version__
-from voiced.agent.httpbody import read_body
+from voiced.httpbody import read_body
 from voiced.retry import Backoff, retry
 
 # 0.5, 1, 2, 4 s: about 7.5 s of retries, within what a caller waits after "goodbye".

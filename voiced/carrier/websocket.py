@@ -58,7 +58,7 @@ class CarrierWebSocket(WebSocketServerProtocol):
         socket, bad UTF-8) goes to Autobahn from its first byte, and Autobahn's checks and
         close codes apply exactly as before.
         """
-        if self.state == self.STATE_OPEN and self.current_frame is None and not self.data \
+        if self._fast_limit and self.state == self.STATE_OPEN and self.current_frame is None and not self.data \
                 and self._perMessageCompress is None:
             data = self._whole_data_frames(data)
             if not data:

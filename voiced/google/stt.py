@@ -80,14 +80,14 @@ class GoogleSTTEngine:
         settings: Settings,
         reactor,
         fallback: Transcriber | None,
-        rollover_s: float = 240.0,
+        rollover_s: float | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.clients = clients
         self.settings = settings
         self.reactor = reactor
         self.fallback = fallback
-        self.rollover_s = rollover_s
+        self.rollover_s = float(settings.stt_rollover_s if rollover_s is None else rollover_s)
         self.backoff = backoff or Backoff.from_ms(
             settings.stt_retry_initial_ms, settings.stt_retry_max_ms, settings.stt_retry_attempts, jitter=0.1
         )

@@ -20,7 +20,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from voiced.agent.httpbody import read_body_prefix
+from voiced.httpbody import read_body_prefix
 from voiced.journal.writer import JournalWriter
 from voiced.retry import Backoff, retry
 from voiced.signing import SIGNATURE_HEADER, sign

@@ -30,6 +30,7 @@ from voiced.audio import ulaw_to_float32
 from voiced.audio import MULAW_8K, AudioFormat
 from voiced.language import primary
 from voiced.lifecycle import note_construction
+from voiced.options import default
 from voiced.stt.base import PCM_16K, STT_FORMATS, Transcriber, TranscriptListener, check_format
 
 log = Logger()
@@ -172,7 +173,8 @@ class WhisperTranscriber:
     #: VOICED_WHISPER_MODEL as given ("" for the bundled tiny.en), for the start-up log.
     model_name = ""
 
-    def __init__(self, model_path: str = "", cpu_threads: int = 1, workers: int = 1, language: str = "en-US") -> None:
+    def __init__(self, model_path: str = "", cpu_threads: int = 1, workers: int = default("whisper_workers"),
+                 language: str = default("language")) -> None:
         """``model_path``: a CTranslate2 directory or a cached model name (resolve_whisper_model)."""
         note_construction("stt_whisper_model")
         # Nothing may be fetched at run time; set before huggingface_hub is imported (when

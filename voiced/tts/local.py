@@ -22,6 +22,7 @@ from twisted.python.threadpool import ThreadPool
 from voiced.audio import SAMPLE_RATE, pcm16_to_ulaw, resample_pcm16
 from voiced.language import primary
 from voiced.lifecycle import note_construction
+from voiced.options import default
 
 # espeak_lib.h values (the header does not ship with the wheel).
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -131,7 +132,7 @@ def trim_silence(pcm16: bytes, sample_rate: int, keep_ms: int = _KEEP_SILENCE_MS
 class EspeakSynthesizer:
     """One espeak-ng voice for one language; process-wide, thread-safe."""
 
-    def __init__(self, language: str = "en-US", rate_wpm: int = 175) -> None:
+    def __init__(self, language: str = default("language"), rate_wpm: int = 175) -> None:
         note_construction("tts_espeak")
         self.language = language
         self.rate_wpm = min(MAX_RATE_WPM, max(MIN_RATE_WPM, rate_wpm))

@@ -23,6 +23,7 @@ import enum
 import math
 from dataclasses import dataclass
 
+from voiced.options import default
 from voiced.turns.words import only_backchannel
 
 
@@ -41,8 +42,8 @@ class BargeInDecision:
 
 @dataclass(frozen=True)
 class BargeInSettings:
-    echo_margin_db: float = 15.0  # 0 turns the echo guard off
-    background_margin_db: float = 10.0  # 0 turns the background filter off
+    echo_margin_db: float = default("echo_guard_db")  # 0 turns the echo guard off
+    background_margin_db: float = default("background_margin_db")  # 0 turns the background filter off
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class SoundOverBot:
     #: The whole sound's level (``level_db`` is its last ~100 ms): background talk has louder
     #: moments that must not make it the caller's.
     sound_level_db: float | None = None
-    language: str = "en-US"
+    language: str = default("language")
 
 
 _WAIT = BargeInDecision(Action.WAIT, "")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from voiced.options import default
 from voiced.turns.words import unfinished
 
 
@@ -54,7 +55,7 @@ class EndOfTurnSettings:
     #: VOICED_TURN_HOLD_MS).
     hold_ms: int = 0
     #: P(complete) from which the model's verdict lets the reply play at once.
-    model_threshold: float = 0.9
+    model_threshold: float = default("turn_model_threshold")
     #: Longest wait for the model's verdict; then the turn is decided without it.
     model_wait_ms: int = 300
 
@@ -78,7 +79,7 @@ class ReleaseEvidence:
     #: Since the caller's last voiced frame.
     silence_ms: int
     text: str = ""
-    language: str = "en-US"
+    language: str = default("language")
     model_probability: float | None = None  # None: no model, or no verdict in time
     #: This caller's own pauses (adaptive timing; 0: none known).
     adaptive_hold_ms: int = 0

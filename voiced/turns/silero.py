@@ -34,6 +34,7 @@ from twisted.python.threadpool import ThreadPool
 
 from voiced.audio import SAMPLE_RATE
 from voiced.lifecycle import note_construction
+from voiced.options import default
 from voiced.turns.batching import BatchRunner, RunnerReactor
 from voiced.turns.vad import Deliver
 
@@ -237,7 +238,7 @@ class SileroVoiceActivity:
 
     name = "silero"
 
-    def __init__(self, reactor: RunnerReactor, threadpool: ThreadPool, threshold: float = 0.5,
+    def __init__(self, reactor: RunnerReactor, threadpool: ThreadPool, threshold: float = default("vad_threshold"),
                  model_path: str | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"a Silero probability threshold is between 0 and 1 (exclusive), got {threshold}")

@@ -9,6 +9,9 @@ client reports one as ``DNSLookupError`` or ``ResponseNeverReceived``, which the
 awaiting it would take for a real failure (and, say, answer the model with a tool
 error while the caller has hung up). ``read_body`` collects a body up to a size limit, for error answers and
 tool results, so a misbehaving server cannot make voiced buffer without end.
+
+Shared by everything voiced sends over HTTP (the agents, the carriers' REST calls, the
+journal's outbox), so it belongs to none of them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,114 @@
+"""The layers' "nevers" (README's Architecture): which package may not import which.
+
+A call depends on the agent contract, not on the settings; an agent knows nothing of the
+call machinery; a carrier knows nothing of the agents. Imports are read with ``ast``, so
+a lazy import inside a function or under ``TYPE_CHECKING`` counts as much as one at the top.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "voiced"
+
+#: (folder, forbidden module prefix, allowed exceptions under it, why)
+NEVERS = [
+    ("call", "voiced.config", (), "the call takes its narrow TurnSettings, built from Settings by the service"),
+    # The call drives a conversation through the agent contract (base.py) and splits replies
+    # into sentences (sentences.py, pure); it never names an agent.
+    ("call", "voiced.agent", ("voiced.agent.base", "voiced.agent.sentences"),
+     "the call sees agents through their contract only"),
+    ("agent", "voiced.call", (), "an agent knows nothing of the call machinery (voiced.transfer checks targets)"),
+    ("carrier", "voiced.agent", (), "a carrier knows nothing of the agents (voiced.httpbody reads bodies)"),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_names(source: str, package: str) -> list[tuple[int, str]]:
+    """(line, dotted name) of everything ``source`` imports: ``import a.b`` gives ``a.b``,
+    ``from a import b`` gives ``a.b`` (a module or a name in one, the same to a layer rule);
+    relative imports are resolved against ``package``, the file's own package."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            found.extend((node.lineno, base if alias.name == "*" else f"{base}.{alias.name}") for alias in node.names)
+    return sorted(found)
+
+
+def under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def broken(names: list[tuple[int, str]], forbidden: str, allowed: tuple[str, ...]) -> list[tuple[int, str]]:
+    return [(line, name) for line, name in names
+            if under(name, forbidden) and not any(under(name, ok) for ok in allowed)]
+
+
+def violations(folder: str, forbidden: str, allowed: tuple[str, ...]) -> list[str]:
+    found = []
+    for path in sorted((PACKAGE / folder).rglob("*.py")):
+        module = module_name(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        names = imported_names(path.read_text(encoding="utf-8"), package)
+        found.extend(f"{path.relative_to(ROOT)}:{line} imports {name}"
+                     for line, name in broken(names, forbidden, allowed))
+    return found
+
+
+class LayerTests(SynchronousTestCase):
+    def test_the_nevers_hold(self):
+        for folder, forbidden, allowed, why in NEVERS:
+            with self.subTest(folder=folder, forbidden=forbidden):
+                self.assertEqual(violations(folder, forbidden, allowed), [], f"voiced/{folder}/: {why}")
+
+    def test_the_option_table_is_a_leaf(self):
+        # The call, the agents and the turn policies take their defaults from voiced.options:
+        # were it to import a layer, they would import that layer through it.
+        names = imported_names((PACKAGE / "options.py").read_text(encoding="utf-8"), "voiced")
+        self.assertEqual({name for _, name in names if under(name, "voiced")}, {"voiced.transfer.check_transfer_target"})
+
+    def test_the_checker_sees_every_form_of_import(self):
+        # The nevers are only as good as the import reader: each form, lazy or not, is seen.
+        source = (
+            "import voiced.config\n"
+            "from voiced import config as settings\n"
+            "from voiced.agent.llm import OpenAIAgent\n"
+            "from voiced.agent import base, factory\n"
+            "def later():\n"
+            "    from ...call import control\n"
+            "from . import sibling\n"
+        )
+        names = imported_names(source, "voiced.carrier.twilio")
+        self.assertEqual(names, [(1, "voiced.config"), (2, "voiced.config"), (3, "voiced.agent.llm.OpenAIAgent"),
+                                 (4, "voiced.agent.base"), (4, "voiced.agent.factory"),
+                                 (6, "voiced.call.control"), (7, "voiced.carrier.twilio.sibling")])
+        self.assertEqual(broken(names, "voiced.agent", ("voiced.agent.base",)),
+                         [(3, "voiced.agent.llm.OpenAIAgent"), (4, "voiced.agent.factory")])
+        self.assertEqual([line for line, _ in broken(names, "voiced.config", ())], [1, 2])
+        self.assertEqual(broken(names, "voiced.call", ()), [(6, "voiced.call.control")])
+
+    def test_shared_pieces_live_outside_both_layers(self):
+        from voiced import httpbody, transfer
+        from voiced.call import control
+
+        self.assertEqual(transfer.check_transfer_target("+14155550100"), "+14155550100")
+        self.assertRaises(ValueError, transfer.check_transfer_target, "<Dial>")
+        # The carriers' contract names the same check, not a copy of it.
+        self.assertIs(control.check_transfer_target, transfer.check_transfer_target)
+        self.assertTrue(callable(httpbody.read_body))
