@@ -63,12 +63,14 @@ class WordsTests(SynchronousTestCase):
     def test_words_ignore_case_and_punctuation_and_split_numbers_from_units(self) -> None:
         self.assertEqual(words("Open 8am-6PM, Monday!"), ["open", "8", "am", "6", "pm", "monday"])
         self.assertEqual(words("from 8 AM"), words("from 8am"))
+        self.assertEqual(words("Didn't the river-side"), ["didnt", "the", "riverside"])
 
     def test_whispers_spelling_of_a_name_is_not_a_difference(self) -> None:
         said = "Hello, thanks for calling the Riverside Clinic front desk. How can I help you?"
         heard = "Hello, thank you for calling the river find clinic from Tres. How can I help you?"
         self.assertGreater(similarity(said, heard), 0.5)
         self.assertFalse(heard_differs(said, heard))
+        self.assertFalse(heard_differs("Hello, Riverside Clinic front desk.", "below river-side clinic front neck."))
         self.assertFalse(heard_differs("Thank you for calling the Riverside Clinic. Goodbye!",
                                        "Thank you for calling the river fine clearly. Goodbye."))
 
@@ -193,7 +195,9 @@ class ConsoleFeedTests(SynchronousTestCase):
 
     def test_waits_for_every_calls_end_or_the_timeout(self) -> None:
         done = self.feed.when_ended(["CA1", "CA2"], 3.0)
-        self.send("end", {"call": "CA1", "record": {}})
+        self.send("end", {"call": "CA1", "record": {"end_reason": "caller hung up (close 1000)"}})
+        self.assertEqual(self.feed.end_reason("CA1"), "caller hung up (close 1000)")
+        self.assertEqual(self.feed.end_reason("CA2"), "")
         self.assertFalse(done.called)
         self.send("end", {"call": "CA2", "record": {}})
         self.assertTrue(done.called)

@@ -38,8 +38,9 @@ class SaidLine:
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words and numbers, punctuation dropped, "8am" as "8 am" (as "8 AM" is)."""
-    return re.findall(r"[^\W\d_]+|\d+", text.lower())
+    """Lower-case words and numbers, punctuation dropped, "8am" as "8 am" (as "8 AM" is),
+    "river-side" and "didn't" as one word each."""
+    return re.findall(r"[^\W\d_]+|\d+", re.sub(r"(?<=\w)['’-](?=\w)", "", text.lower()))
 
 
 def similarity(said: str, heard: str) -> float:

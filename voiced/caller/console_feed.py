@@ -80,11 +80,16 @@ class ConsoleFeed:
         self._said: dict[str, list[SaidLine]] = {}
         self._replied: dict[str, set[tuple[Any, str]]] = {}
         self._ended: set[str] = set()
+        self._end_reasons: dict[str, str] = {}
         self._waiters: list[tuple[set[str], Deferred[None], IDelayedCall]] = []
         self._transport: Any = None
 
     def said(self, call_sid: str) -> list[SaidLine]:
         return list(self._said.get(call_sid, []))
+
+    def end_reason(self, call_sid: str) -> str:
+        """The daemon's end reason of the call, from its record ("" until its end event)."""
+        return self._end_reasons.get(call_sid, "")
 
     def data(self, chunk: bytes) -> None:
         for kind, raw in self._parser.feed(chunk):
@@ -105,6 +110,9 @@ class ConsoleFeed:
                 self._said.setdefault(call, []).append(SaidLine(self.clock.seconds(), text))
         elif kind == "end":
             self._ended.add(call)
+            record = event.get("record")
+            if isinstance(record, dict) and isinstance(record.get("end_reason"), str):
+                self._end_reasons[call] = record["end_reason"]
             self._wake()
 
     def when_ended(self, call_sids: list[str], timeout_s: float) -> Deferred[None]:

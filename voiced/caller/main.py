@@ -234,6 +234,8 @@ async def fill_said(reactor: Any, reports: list[CallReport], feed: ConsoleFeed |
     if feed is not None:
         await feed.when_ended(calls, LOG_WAIT_S)
         feed.close()
+        for report in reports:
+            report.end_reason = feed.end_reason(report.call_sid)
         if not feed.lost or all(feed.said(sid) for sid in calls):
             if _attribute_all(reports, feed.said, f"the daemon's console ({feed.url})"):
                 return ""

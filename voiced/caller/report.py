@@ -73,6 +73,7 @@ class CallReport:
     carrier: str = "twilio"  # the carrier voiced-call spoke as (voiced.caller.carriers)
     opened_at: float = 0.0  # the call's time 0 on the caller's clock (the wall clock, for a real reactor)
     said_from: str = ""  # where the replies' ``said`` came from (the console's URL, the log's path)
+    end_reason: str = ""  # who ended the call and why, as the daemon recorded it ("" unknown)
 
     @property
     def completed(self) -> bool:
@@ -177,6 +178,7 @@ def report_dict(report: CallReport) -> dict[str, Any]:
         "transcript_language": report.transcript_language,
         "not_transcribed": report.not_transcribed or None,
         "said_from": report.said_from or None,
+        "end_reason": report.end_reason or None,
     }
 
 
@@ -279,6 +281,8 @@ def format_call_summary(report: CallReport) -> str:
         f"{len(report.marks_echoed)} marks echoed, {len(report.clears)} clears; "
         f"{report.frames_sent} frames sent, worst send lag {report.max_send_lag_ms:.1f} ms"
     ]
+    if report.end_reason:
+        lines.append(f"  the daemon recorded: {report.end_reason}")
     if report.audio_dropped_at_hangup_ms:
         lines.append(f"  {report.audio_dropped_at_hangup_ms} ms of bot audio was still queued at hang-up (never heard)")
     lines += [f"  error: {e}" for e in report.errors]
