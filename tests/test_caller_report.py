@@ -190,7 +190,8 @@ class ConsoleFeedTests(SynchronousTestCase):
         self.send("caller", {"call": "CA1", "turn": 1, "text": "When?"})
         self.send("bot", {"call": "CA1", "turn": 1, "text": "Cut before it was all sent.", "heard": "Cut",
                           "interrupted": True})
-        self.assertEqual(self.feed.said("CA1"), [SaidLine(10.0, "Hello."), SaidLine(15.0, "Cut before it was all sent.")])
+        self.assertEqual(self.feed.said("CA1"),
+                         [SaidLine(10.0, "Hello."), SaidLine(15.0, "Cut before it was all sent.")])
         self.assertEqual(self.feed.said("CA2"), [SaidLine(15.0, "Other.")])
 
     def test_waits_for_every_calls_end_or_the_timeout(self) -> None:
@@ -216,7 +217,8 @@ class ConsoleFeedTests(SynchronousTestCase):
         self.assertFalse(self.clock.getDelayedCalls())
 
     def test_bad_events_are_ignored(self) -> None:
-        self.feed.data(b"event: reply\ndata: not json\n\nevent: reply\ndata: [1]\n\nevent: reply\ndata: {\"call\": 5}\n\n")
+        self.feed.data(b"event: reply\ndata: not json\n\nevent: reply\ndata: [1]\n\n"
+                       b"event: reply\ndata: {\"call\": 5}\n\n")
         self.send("reply", {"call": "CA1", "text": ""})
         self.assertEqual(self.feed.said("CA1"), [])
 

@@ -166,7 +166,8 @@ class _Body(Protocol):
 _STATUS_REASONS = {
     401: "the console needs its token (--console-token, or $VOICED_CONSOLE_TOKEN)",
     403: "the console refused access (a wrong --console-token, or the console is not open to this address)",
-    404: "the daemon serves no console there (it is off: a public port, or a Twilio token without a console token)",
+    404: "the daemon serves no console there (it is off: a public port, or a carrier secret set without "
+         "VOICED_CONSOLE_TOKEN)",
 }
 
 

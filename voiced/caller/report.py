@@ -266,7 +266,8 @@ def format_said_source(reports: list[CallReport], unavailable: str = "") -> str:
     """One line before the conversations: whose words the [bot] lines are."""
     sources = sorted({r.said_from for r in reports if r.said_from})
     if sources:
-        return f"(the bot's own words, from {', '.join(sources)}; what the caller's side heard follows where it differs)"
+        return (f"(the bot's own words, from {', '.join(sources)}; "
+                "what the caller's side heard follows where it differs)")
     why = f": {unavailable}" if unavailable else ""
     return f"(the bot's lines are what the caller's side heard, not the daemon's words{why})"
 
