@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             console = f"http://127.0.0.1:{port}/console/phone"
             print(f"The web console: {console} (press Call to talk to the bot; /console/calls lists the calls)",
                   flush=True)
-            call = [os.path.join(bindir, "voiced-call"), f"ws://127.0.0.1:{port}/media", "--out", args.out]
+            call = [os.path.join(bindir, "voiced-call"), f"ws://127.0.0.1:{port}/media", "--out", args.out,
+                    "--daemon-log", log_path]  # the bot's own words, should the console not tell them
             for line in args.say or DEFAULT_LINES:
                 call += ["--say", line]
             status = subprocess.call(call)

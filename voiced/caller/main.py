@@ -20,16 +20,19 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from autobahn.websocket.util import parse_url
-from twisted.internet import task, threads
+from twisted.internet import ssl, task, threads
 from twisted.internet.defer import gatherResults
 
 from voiced.audio import read_wav_as_ulaw, write_ulaw_as_wav
+from voiced.caller.bot_words import attribute, log_ended, log_said
 from voiced.caller.carriers import DEFAULT_CARRIER, carrier_names, carrier_wire
 from voiced.caller.client import parse_tcp_url, place_call
+from voiced.caller.console_feed import ConsoleFeed, ConsoleUnavailable, events_url, open_console_feed
 from voiced.caller.report import (
     CallReport,
     format_call_summary,
     format_conversation,
+    format_said_source,
     format_summary,
     mixed_audio,
     run_dict,
@@ -114,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a Whisper model directory or a name in the Hugging Face cache (default the bundled "
                         "tiny.en, which knows English only)")
     p.add_argument("--json", action="store_true", help="print a machine-readable report instead of the conversation")
+    p.add_argument("--console", metavar="URL",
+                   help="the daemon console's event stream, where the bot's own words come from (default "
+                        f"{events_url(DEFAULT_URL)} on the daemon called; needed for a tcp:// carrier)")
+    p.add_argument("--console-token", help="the console's token (default $VOICED_CONSOLE_TOKEN)")
+    p.add_argument("--daemon-log", metavar="FILE",
+                   help="the daemon's log, for the bot's own words (its BOT lines) when the console cannot tell them")
     return p
 
 
@@ -196,9 +205,76 @@ def tls_options(url: str, cacert: str | None = None, insecure: bool = False) -> 
     return None
 
 
+async def open_said_source(reactor: Any, args: argparse.Namespace) -> tuple[ConsoleFeed | None, str]:
+    """The console's event stream, subscribed before any call; or None and why not."""
+    url = args.console or events_url(args.url)
+    if url is None:
+        return None, f"no console known for {args.url} (--console URL)"
+    if args.insecure and url.startswith("https:"):
+        return None, "the console is not asked over https with --insecure"
+    trust = None
+    if args.cacert and url.startswith("https:"):
+        with open(args.cacert, "rb") as f:
+            trust = ssl.Certificate.loadPEM(f.read())
+    token = args.console_token if args.console_token is not None else os.environ.get("VOICED_CONSOLE_TOKEN")
+    try:
+        return await open_console_feed(reactor, url, token, trust), ""
+    except ConsoleUnavailable as e:
+        return None, str(e)
+
+
+LOG_WAIT_S = 3.0  # the daemon's log writer is a thread: its last lines may come a moment after the call
+
+
+async def fill_said(reactor: Any, reports: list[CallReport], feed: ConsoleFeed | None, daemon_log: str | None,
+                    unavailable: str) -> str:
+    """Give each heard reply the daemon's words for it, from the console or else the log.
+    Returns why neither could tell them ("" when one did)."""
+    calls = [r.call_sid for r in reports if r.connected]
+    if feed is not None:
+        await feed.when_ended(calls, LOG_WAIT_S)
+        feed.close()
+        for report in reports:
+            report.end_reason = feed.end_reason(report.call_sid)
+        if not feed.lost or all(feed.said(sid) for sid in calls):
+            if _attribute_all(reports, feed.said, f"the daemon's console ({feed.url})"):
+                return ""
+            unavailable = f"the console at {feed.url} told no words of these calls"
+        else:
+            unavailable = f"{feed.url}: {feed.lost}"
+    if not daemon_log:
+        return f"{unavailable}; no --daemon-log" if unavailable else "no --daemon-log"
+    deadline = reactor.seconds() + LOG_WAIT_S
+    while True:
+        try:
+            with open(daemon_log, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError as e:
+            return f"{unavailable}; --daemon-log {daemon_log}: {e.strerror}"
+        if all(log_ended(text, sid) for sid in calls) or reactor.seconds() >= deadline:
+            break
+        await task.deferLater(reactor, 0.2, lambda: None)
+    if _attribute_all(reports, lambda sid: log_said(text, sid), f"the daemon's log ({daemon_log})"):
+        return ""
+    return f"{unavailable + '; ' if unavailable else ''}--daemon-log {daemon_log} has no BOT line of these calls"
+
+
+def _attribute_all(reports: list[CallReport], said_of: Any, source: str) -> bool:
+    """Attribute each call's words from ``said_of(call_sid)``; False when no call had any."""
+    found = False
+    for report in reports:
+        said = said_of(report.call_sid)
+        if said:
+            attribute(report, said)
+            report.said_from = source
+            found = True
+    return found
+
+
 async def run(reactor: Any, args: argparse.Namespace, lines: list[CallerLine]) -> None:
     parameters = {"From": args.from_, "To": args.to, **dict(args.param)}
     tls = tls_options(args.url, args.cacert, args.insecure)
+    feed, unavailable = await open_said_source(reactor, args)
     calls = [
         place_call(
             reactor,
@@ -219,6 +295,7 @@ async def run(reactor: Any, args: argparse.Namespace, lines: list[CallerLine]) -
         for i in range(args.calls)
     ]
     reports: list[CallReport] = await gatherResults(calls)
+    unavailable = await fill_said(reactor, reports, feed, args.daemon_log, unavailable)
     if not args.no_transcribe and any(r.replies for r in reports):
         problem = await threads.deferToThread(transcribe_all, reports, args.whisper_model, args.language)
         if problem:
@@ -231,6 +308,8 @@ async def run(reactor: Any, args: argparse.Namespace, lines: list[CallerLine]) -
     if args.json:
         print(json.dumps(run_dict(reports), indent=2, ensure_ascii=False))
     else:
+        if any(r.replies for r in reports):
+            print(format_said_source(reports, unavailable))
         for report in reports:
             if report.connected:
                 print(format_conversation(report))

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 
 from voiced.audio import duration_ms, pcm16_to_ulaw, ulaw_to_pcm16
+from voiced.caller.bot_words import heard_differs
 
 
 @dataclass
@@ -25,8 +26,9 @@ class BotReply:
     end_s: float  # when the last of it finished playing, or was cut by clear / hang-up
     audio: bytes = field(repr=False)  # the reply as heard, silences within it included
     interrupted: bool  # a clear dropped some of it before it played
-    text: str = ""
+    text: str = ""  # what the caller's side heard (its Whisper transcript)
     turn_index: int | None = None  # the caller line this reply answers (None: the greeting)
+    said: str = ""  # what the bot said, in the daemon's own words ("" when unknown)
 
 
 @dataclass
@@ -69,6 +71,9 @@ class CallReport:
     transcript_language: str | None = None  # the language the replies' text was transcribed in
     not_transcribed: str = ""  # why the replies have no text though transcription was asked for
     carrier: str = "twilio"  # the carrier voiced-call spoke as (voiced.caller.carriers)
+    opened_at: float = 0.0  # the call's time 0 on the caller's clock (the wall clock, for a real reactor)
+    said_from: str = ""  # where the replies' ``said`` came from (the console's URL, the log's path)
+    end_reason: str = ""  # who ended the call and why, as the daemon recorded it ("" unknown)
 
     @property
     def completed(self) -> bool:
@@ -148,6 +153,7 @@ def report_dict(report: CallReport) -> dict[str, Any]:
                 "audio_ms": duration_ms(r.audio),
                 "interrupted": r.interrupted,
                 "text": r.text,
+                "said": r.said,
                 "turn_index": r.turn_index,
             }
             for r in report.replies
@@ -171,6 +177,8 @@ def report_dict(report: CallReport) -> dict[str, Any]:
         "errors": list(report.errors),
         "transcript_language": report.transcript_language,
         "not_transcribed": report.not_transcribed or None,
+        "said_from": report.said_from or None,
+        "end_reason": report.end_reason or None,
     }
 
 
@@ -230,8 +238,8 @@ def format_conversation(report: CallReport) -> str:
         when = turn.speech_start_s if turn.speech_start_s is not None else math.inf
         events.append((when, f"[caller] {turn.line_text or f'(line {i + 1})'}{note}"))
     for reply in report.replies:
-        text = reply.text or f"({duration_ms(reply.audio) / 1000:.1f} s of audio)"
-        if not reply.text and report.not_transcribed:
+        text = reply.said or reply.text or f"({duration_ms(reply.audio) / 1000:.1f} s of audio)"
+        if not reply.said and not reply.text and report.not_transcribed:
             text = f"({duration_ms(reply.audio) / 1000:.1f} s of audio, not transcribed: {report.not_transcribed})"
         notes = []
         if reply.turn_index is not None:
@@ -244,9 +252,24 @@ def format_conversation(report: CallReport) -> str:
         if reply.interrupted:
             notes.append(f"cut after {reply.end_s - reply.play_start_s:.1f} s")
         suffix = f"   ({'; '.join(notes)})" if notes else ""
-        events.append((reply.play_start_s, f"[bot]    {text}{suffix}"))
+        line = f"[bot]    {text}{suffix}"
+        if reply.said and reply.text and (reply.interrupted or heard_differs(reply.said, reply.text)):
+            line += f"\n         (the caller's side heard: {reply.text})"
+        elif reply.said and not reply.text and report.transcript_language and reply.audio.strip(b"\xff"):
+            line += "\n         (the caller's side heard no words in it)"
+        events.append((reply.play_start_s, line))
     events.sort(key=lambda e: e[0])
     return "\n".join(line for _, line in events)
+
+
+def format_said_source(reports: list[CallReport], unavailable: str = "") -> str:
+    """One line before the conversations: whose words the [bot] lines are."""
+    sources = sorted({r.said_from for r in reports if r.said_from})
+    if sources:
+        return (f"(the bot's own words, from {', '.join(sources)}; "
+                "what the caller's side heard follows where it differs)")
+    why = f": {unavailable}" if unavailable else ""
+    return f"(the bot's lines are what the caller's side heard, not the daemon's words{why})"
 
 
 def format_call_summary(report: CallReport) -> str:
@@ -259,6 +282,8 @@ def format_call_summary(report: CallReport) -> str:
         f"{len(report.marks_echoed)} marks echoed, {len(report.clears)} clears; "
         f"{report.frames_sent} frames sent, worst send lag {report.max_send_lag_ms:.1f} ms"
     ]
+    if report.end_reason:
+        lines.append(f"  the daemon recorded: {report.end_reason}")
     if report.audio_dropped_at_hangup_ms:
         lines.append(f"  {report.audio_dropped_at_hangup_ms} ms of bot audio was still queued at hang-up (never heard)")
     lines += [f"  error: {e}" for e in report.errors]

@@ -132,6 +132,7 @@ class CallSession:
     def opened(self, link: Link) -> None:
         self._link = link
         self._t0 = self.clock.seconds()
+        self.report.opened_at = self._t0
         self.report.connected = True
         wire = self.wire
         on_marker = self._marker_played if wire.answers_markers else None
