@@ -152,6 +152,12 @@ class Settings:
     vonage_application_id: str = ""
     vonage_private_key_file: str = ""
     vonage_api_base: str = "https://api.nexmo.com"
+    # deepgram (issue 22)
+    deepgram_api_key: str = field(default="", repr=False)
+    deepgram_url: str = "wss://api.deepgram.com/v1/listen"
+    deepgram_model: str = "nova-3"
+    deepgram_endpointing_ms: int = 300
+    deepgram_utterance_end_ms: int = 1000
 
     @classmethod
     def load(
@@ -181,6 +187,8 @@ class Settings:
         values["twilio_account_sid"] = environ.get("TWILIO_ACCOUNT_SID", "")
         # The account's auth token also signs Twilio's requests: one token serves both.
         values["twilio_rest_token"] = environ.get("TWILIO_AUTH_TOKEN", "") or values.get("twilio_auth_token", "")
+        # Deepgram's own variable, as its tools read it (issue 22).
+        values["deepgram_api_key"] = values.get("deepgram_api_key") or environ.get("DEEPGRAM_API_KEY", "")
         settings = cls(**values)
         settings.validate()
         return settings
@@ -213,6 +221,13 @@ class Settings:
                                       "(terminate TLS in front of voiced)")
         if self.system_prompt and self.system_prompt_file:
             raise ConfigError("set system_prompt or system_prompt_file, not both")
+        # deepgram (issue 22)
+        if self.stt == "deepgram" and not self.deepgram_api_key:
+            raise ConfigError("stt=deepgram needs deepgram_api_key (VOICED_DEEPGRAM_API_KEY or DEEPGRAM_API_KEY)")
+        if urlsplit(self.deepgram_url).scheme not in ("ws", "wss") or not urlsplit(self.deepgram_url).hostname:
+            raise ConfigError(f"deepgram_url must be a wss:// (or loopback ws://) URL, not {self.deepgram_url!r}")
+        if 0 < self.deepgram_utterance_end_ms < 1000:
+            raise ConfigError("deepgram_utterance_end_ms must be 0 (off) or 1000 and more (Deepgram's minimum)")
 
     @property
     def call_limit(self) -> int:

@@ -144,7 +144,8 @@ OPTIONS: list[Option] = [
     Option("log_format", _choice("text", "json"), "text", "log output: text or json lines"),
     Option("log_file", _str, "", "append logs to this file (default: stdout; voiced.log when daemonized)"),
     Option("log_level", _choice("debug", "info", "warn", "error"), "info", "lowest log level written"),
-    Option("stt", _choice("auto", "local", "google"), "auto", "speech-to-text engine (auto: google if configured)"),
+    Option("stt", _choice("auto", "local", "google", "deepgram"), "auto",
+           "speech-to-text engine (auto: google if configured)"),
     Option("tts", _choice("auto", "local", "google"), "auto", "text-to-speech engine (auto: google if configured)"),
     Option("agent", _choice("script", "openai", "webhook"), "script", "reply agent: script, openai or webhook"),
     Option("script", _str, "", "dialog file for the script agent (default: the built-in front desk)"),
@@ -279,6 +280,17 @@ OPTIONS: list[Option] = [
     Option("vonage_private_key_file", _str, "", "the Vonage application's private key (PEM) that signs its "
            "Voice API requests"),
     Option("vonage_api_base", _str, "https://api.nexmo.com", "Vonage Voice API base URL (hang-up and transfer)"),
+    # deepgram (issue 22): VOICED_STT=deepgram
+    Option("deepgram_api_key", _str, "", "Deepgram API key for VOICED_STT=deepgram (also read from "
+           "DEEPGRAM_API_KEY)", secret=True),
+    Option("deepgram_url", _str, "wss://api.deepgram.com/v1/listen", "Deepgram live transcription URL "
+           "(ws:// only for a loopback test server)"),
+    Option("deepgram_model", _str, "nova-3", "Deepgram model (nova-3 serves en, he and most languages; nova-2 "
+           "a few nova-3 does not)"),
+    Option("deepgram_endpointing_ms", _int_range(0, 10000), 300, "silence after which Deepgram finalizes a "
+           "segment (0: off; voiced's own end of turn sends Finalize either way)"),
+    Option("deepgram_utterance_end_ms", _int_range(0, 5000), 1000, "gap between words for Deepgram's "
+           "UtteranceEnd (0: not asked for; Deepgram takes 1000 or more)"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -48,9 +48,9 @@ def whisper_language_problem(whisper: Any, settings: Settings) -> str | None:
         names = ("ivrit-ai/whisper-large-v3-turbo-ct2, a Hebrew fine-tune, or large-v3-turbo"
                  if whisper.language == "he" else "small, large-v3-turbo")
         models = f"a multilingual model in VOICED_WHISPER_MODEL ({names})"
-    if settings.stt_engine == "google":
-        what = ("no fallback transcription when Google STT fails: the caller hears the interim phrase "
-                "and is asked again")
+    if settings.stt_engine in ("google", "deepgram"):
+        what = (f"no fallback transcription when {settings.stt_engine.title()} STT fails: the caller hears the "
+                "interim phrase and is asked again")
         fix = models or "none: no Whisper model knows it"
     else:
         what = ("with VOICED_STT=local every utterance fails (STT_FAILED) and the caller hears the interim "
@@ -128,6 +128,13 @@ class WarmUp:
             fallback = transcriber if whisper.serves_language else None
             self.stt_engine = GoogleSTTEngine(google, s, self.clock, fallback=fallback,
                                               rollover_s=s.stt_rollover_s)
+        elif s.stt_engine == "deepgram":
+            from voiced.stt.deepgram import DeepgramSTTEngine
+
+            # Built once (its client factories and TLS context); a fallback in the wrong language is worse than none.
+            if not isinstance(self.stt_engine, DeepgramSTTEngine):
+                self.stt_engine = DeepgramSTTEngine(s, self.clock, fallback=transcriber if whisper.serves_language
+                                                    else None)
         else:
             self.stt_engine = LocalSTTEngine(transcriber)
 
