@@ -104,13 +104,13 @@ class FakeDeepgramStream(WebSocketServerProtocol):
             while len(self.buffer) >= self.frame_bytes and self.state == self.STATE_OPEN:
                 frame = bytes(self.buffer[: self.frame_bytes])
                 del self.buffer[: self.frame_bytes]
-                self._hear(frame)
+                self.fake_hear(frame)
             if self.fail is not None and self.bytes_received >= self.fail[0] and self.state == self.STATE_OPEN:
                 how = self.fail[1]
                 if how == "reset":
                     self.transport.abortConnection()
                 else:
-                    self.sendClose(code=how, reason="NET-0000: the service has encountered an internal error")
+                    self.fake_close(how, "NET-0000: the service has encountered an internal error")
         else:
             message = json.loads(payload)
             kind = message.get("type")
@@ -119,20 +119,20 @@ class FakeDeepgramStream(WebSocketServerProtocol):
             elif kind == "Finalize":
                 self.finalizes += 1
                 if not fake.muted:
-                    self._final(from_finalize=True, speech_final=False)
+                    self.fake_final(from_finalize=True, speech_final=False)
             elif kind == "CloseStream":
                 self.close_stream = True
                 if self.segment_speech:
-                    self._final(from_finalize=False, speech_final=True)
-                self._send({"type": "Metadata", "transaction_key": "deprecated", "request_id": self.request_id,
+                    self.fake_final(from_finalize=False, speech_final=True)
+                self.fake_send({"type": "Metadata", "transaction_key": "deprecated", "request_id": self.request_id,
                             "sha256": "0" * 64, "created": "2026-12-07T00:00:00.000Z",
                             "duration": self.frames * FRAME_MS / 1000, "channels": 1})
                 self.sendClose(code=1000)
             else:
-                self.sendClose(code=1008, reason="DATA-0000: unknown text message")
+                self.fake_close(1008, "DATA-0000: unknown text message")
         fake.changed()
 
-    def _hear(self, frame: bytes) -> None:
+    def fake_hear(self, frame: bytes) -> None:
         pcm = audioop.ulaw2lin(frame, 2) if self.bytes_per_sample == 1 else frame
         speech = audioop.rms(pcm, 2) >= SPEECH_RMS
         self.frames += 1
@@ -143,32 +143,37 @@ class FakeDeepgramStream(WebSocketServerProtocol):
             self.in_utterance = True
             self.last_word_end = self.frames
             if self.interims and not fake.muted and self.segment_speech % INTERIM_EVERY_FRAMES == 0:
-                self._results(self._text(final=False), is_final=False, speech_final=False, from_finalize=False)
+                self.fake_results(self.fake_text(final=False), is_final=False, speech_final=False, from_finalize=False)
             return
         self.silence_run += 1
         if self.segment_speech and self.endpointing_frames and self.silence_run >= self.endpointing_frames:
             if not fake.muted:
-                self._final(from_finalize=False, speech_final=True)
+                self.fake_final(from_finalize=False, speech_final=True)
         if self.in_utterance and self.utterance_end_frames and self.silence_run >= self.utterance_end_frames:
             self.in_utterance = False
             fake.utterance_over()
             if not fake.muted:
-                self._send({"type": "UtteranceEnd", "channel": [0, 1],
+                self.fake_send({"type": "UtteranceEnd", "channel": [0, 1],
                             "last_word_end": self.last_word_end * FRAME_MS / 1000})
 
     # -- what it answers ------------------------------------------------------------------------
 
-    def _text(self, final: bool) -> str:
+    def fake_close(self, code: int, reason: str) -> None:
+        """Close as Deepgram does, with a protocol code (1008, 1011) Autobahn keeps from sendClose."""
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=reason.encode(), isReply=False)
+
+    def fake_text(self, final: bool) -> str:
         return self.factory.fake.transcript(self.segment_speech, final)
 
-    def _final(self, from_finalize: bool, speech_final: bool) -> None:
+    def fake_final(self, from_finalize: bool, speech_final: bool) -> None:
         if self.frames == self.segment_start:
             return  # no audio since the last final: nothing to finalize
-        text = self._text(final=True) if self.segment_speech else ""
-        self._results(text, is_final=True, speech_final=speech_final, from_finalize=from_finalize)
+        text = self.fake_text(final=True) if self.segment_speech else ""
+        self.fake_results(text, is_final=True, speech_final=speech_final, from_finalize=from_finalize)
         self.segment_start, self.segment_speech = self.frames, 0
 
-    def _results(self, text: str, *, is_final: bool, speech_final: bool, from_finalize: bool) -> None:
+    def fake_results(self, text: str, *, is_final: bool, speech_final: bool, from_finalize: bool) -> None:
         start = self.segment_start * FRAME_MS / 1000
         message = {
             "type": "Results", "channel_index": [0, 1], "start": start,
@@ -179,9 +184,9 @@ class FakeDeepgramStream(WebSocketServerProtocol):
                 "name": self.query.get("model", ""), "version": "fake", "arch": "fake"}},
         }
         (self.finals if is_final else self.interim_texts).append(message if is_final else text)
-        self._send(message)
+        self.fake_send(message)
 
-    def _send(self, message: dict) -> None:
+    def fake_send(self, message: dict) -> None:
         if self.state == self.STATE_OPEN:
             self.sendMessage(json.dumps(message).encode(), isBinary=False)
 

@@ -133,6 +133,10 @@ class DeepgramLink(WebSocketClientProtocol):
         if handler is None:
             return
         status = None if self.opened else handshake_status(getattr(self, "http_status_line", None))
+        # The server's own close code, even when the TCP side of the close went wrong (Autobahn says 1006).
+        remote = getattr(self, "remoteCloseCode", None)
+        if remote is not None:
+            code, reason = remote, getattr(self, "remoteCloseReason", None) or reason
         handler.link_closed(self, LinkEnd(self.opened, status, code, reason or ""))
 
 
