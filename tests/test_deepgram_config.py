@@ -47,3 +47,12 @@ class DeepgramSettingsTests(TestCase):
     def test_an_unknown_engine_names_the_choices(self):
         with self.assertRaisesRegex(ConfigError, "VOICED_STT: 'deepgramm' is not one of auto, local, google, deepgram"):
             Settings.load(environ={"VOICED_STT": "deepgramm"})
+
+    def test_a_fallback_chain(self):
+        s = Settings.load(environ={"VOICED_STT": "deepgram, google", "DEEPGRAM_API_KEY": KEY})
+        self.assertEqual((s.stt_engine, s.stt_engines), ("deepgram,google", ("deepgram", "google")))
+        self.assertEqual(Settings.load(environ={}).stt_engines, ("local",))
+        with self.assertRaisesRegex(ConfigError, "needs deepgram_api_key"):
+            Settings.load(environ={"VOICED_STT": "google,deepgram"})
+        with self.assertRaisesRegex(ConfigError, "names an engine twice"):
+            Settings.load(environ={"VOICED_STT": "google,google"})

@@ -222,7 +222,7 @@ class Settings:
         if self.system_prompt and self.system_prompt_file:
             raise ConfigError("set system_prompt or system_prompt_file, not both")
         # deepgram (issue 22)
-        if self.stt == "deepgram" and not self.deepgram_api_key:
+        if "deepgram" in self.stt_engines and not self.deepgram_api_key:
             raise ConfigError("stt=deepgram needs deepgram_api_key (VOICED_DEEPGRAM_API_KEY or DEEPGRAM_API_KEY)")
         if urlsplit(self.deepgram_url).scheme not in ("ws", "wss") or not urlsplit(self.deepgram_url).hostname:
             raise ConfigError(f"deepgram_url must be a wss:// (or loopback ws://) URL, not {self.deepgram_url!r}")
@@ -257,6 +257,11 @@ class Settings:
         if self.stt != "auto":
             return self.stt
         return "google" if self.google_configured else "local"
+
+    @property
+    def stt_engines(self) -> tuple[str, ...]:
+        """The STT engines in fallback order (one, unless VOICED_STT is a chain such as deepgram,google)."""
+        return tuple(self.stt_engine.split(","))
 
     @property
     def tts_engine(self) -> str:
