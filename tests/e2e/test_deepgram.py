@@ -12,6 +12,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.e2e.daemon import Daemon
 from tests.e2e.test_calls import constructions, line
+from tests.e2e.test_google import EmulatorProcess
 from tests.fakes.deepgram_server import DeepgramFake
 from voiced.caller.client import place_call
 
@@ -75,4 +76,24 @@ class DeepgramCallTests(TestCase):
         self.assertIn("HTTP 401", degraded)
         # Whisper (the bundled tiny.en) heard the rest of the call: the turns were answered.
         self.assertTrue(report.hung_up_by_bot, "the call should go on without Deepgram")
+        self.assertNotIn(KEY, daemon.log())
+
+    @inlineCallbacks
+    def test_deepgram_failing_mid_call_the_turns_go_on_through_google(self):
+        emulator = EmulatorProcess()
+        self.addCleanup(emulator.kill)
+        fake = DeepgramFake(api_key=KEY, script=[QUESTION, GOODBYE])
+        fake.fail_after(8000 * 3, "reset")  # 3 s into the call: Deepgram's connection is reset
+        daemon = self.start(fake, **emulator.google_env(VOICED_STT="deepgram,google", VOICED_TTS="local"))
+        report = yield place_call(reactor, daemon.media_url, [line(QUESTION), line(GOODBYE)], reply_timeout_s=15)
+        self.assertEqual(report.errors, [])
+        self.assertTrue(report.hung_up_by_bot, "every turn should be answered, the last by Google")
+        turns = self.call_lines(daemon, " TURN ", report.call_sid)
+        self.assertEqual(len(turns), 2)
+        bot = self.call_lines(daemon, " BOT ", report.call_sid)
+        self.assertIn("Monday to Friday", bot[1])
+        [moved] = daemon.lines("STT_FALLBACK")
+        self.assertIn(f"call={report.call_sid} from=deepgram to=google", moved)
+        metrics = daemon.get("/metrics")[1].decode()
+        self.assertRegex(metrics, r'voiced_stt_engine_served_total\{engine="google"\} [1-9]')
         self.assertNotIn(KEY, daemon.log())
