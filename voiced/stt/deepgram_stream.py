@@ -24,7 +24,9 @@ from voiced.audio import MULAW_8K, AudioFormat
 from voiced.stt.base import TranscriptListener
 from voiced.stt.deepgram_ledger import AudioLog, Ledger
 from voiced.stt.deepgram_link import DeepgramLink, LinkEnd
-from voiced.stt.deepgram_wire import FINALIZE, KEEPALIVE, Message, Metadata, Results, ServerError, is_fatal
+from voiced.stt.deepgram_wire import (
+    FINALIZE, KEEPALIVE, REFUSAL_HINTS, Message, Metadata, Results, ServerError, is_fatal,
+)
 from voiced.stt.local import LocalSTTStream
 
 if TYPE_CHECKING:
@@ -47,19 +49,11 @@ RESPONSE_WATCHDOG_S = 3.0
 #: a fresh retry budget (only real progress does: one that answers once and dies is a failure).
 HEALTHY_STREAM_S = 5.0
 
-_HINTS = {
-    400: "check --deepgram-model and --language (not every model serves every language)",
-    401: "check the Deepgram API key (--deepgram-api-key, DEEPGRAM_API_KEY)",
-    402: "the Deepgram project is out of credit",
-    403: "check the Deepgram API key's project and its permissions for this model",
-    404: "check --deepgram-url",
-}
-
 
 class _Session:
     """One WebSocket and what went over it; offsets are absolute (see the Ledger)."""
 
-    def __init__(self, link: DeepgramLink, base: int, opened_at: float, bytes_per_s: int) -> None:
+    def __init__(self, link: DeepgramLink, base: int, opened_at: float) -> None:
         self.link = link
         self.base = base  # absolute offset of this stream's first audio byte
         self.sent_upto = base
@@ -69,7 +63,6 @@ class _Session:
         self.first_answer_at: float | None = None
         self.answered_upto = -1  # sent_upto when its latest message came
         self.finals = 0
-        self._bytes_per_s = bytes_per_s
 
     def healthy(self, now: float) -> bool:
         """Real progress: a final, or answers for HEALTHY_STREAM_S."""
@@ -188,7 +181,7 @@ class DeepgramSTTStream:
         base = self._ledger.replay_start()
         self.streams_opened += 1
         link = engine.connector.connect(self.format, self)
-        self._session = _Session(link, base, self._clock.seconds(), self.format.bytes_per_ms() * 1000)
+        self._session = _Session(link, base, self._clock.seconds())
 
     def _send_pending(self, session: _Session) -> None:
         audio = self._ledger.audio
@@ -373,7 +366,7 @@ class DeepgramSTTStream:
     def _degrade(self, end: LinkEnd) -> None:
         """A refusal no retry cures: say it once, then whole utterances for the rest of the call."""
         settings = self._engine.settings
-        hint = _HINTS.get(end.status or 0, "Deepgram could not decode the audio" if end.code == 1008 else "")
+        hint = REFUSAL_HINTS.get(end.status or 0, "Deepgram could not decode the audio" if end.code == 1008 else "")
         reason = (f"Deepgram STT refused the stream (host={self._engine.host} model={settings.deepgram_model} "
                   f"language={self._engine.language}): {end.describe()}" + (f" -- {hint}" if hint else ""))
         fallback = self._engine.fallback

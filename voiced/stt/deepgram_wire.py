@@ -39,6 +39,14 @@ _REGIONAL = frozenset({
 FATAL_STATUSES = frozenset({400, 401, 402, 403, 404})
 #: Close codes from the server that no retry cures: 1008 is DATA-0000, audio it cannot decode.
 FATAL_CLOSE_CODES = frozenset({1008})
+#: What to check when a handshake is refused with one of FATAL_STATUSES.
+REFUSAL_HINTS = {
+    400: "check --deepgram-model and --language (not every model serves every language)",
+    401: "check the Deepgram API key (--deepgram-api-key, DEEPGRAM_API_KEY)",
+    402: "the Deepgram project is out of credit",
+    403: "check the Deepgram API key's project and its permissions for this model",
+    404: "check --deepgram-url",
+}
 
 
 class WireError(ValueError):
