@@ -337,7 +337,8 @@ class DeepgramSTTStream:
         new budget on the audio that follows one more longest wait."""
         self._attempt = 0
         audio = self._ledger.hand_over()
-        reason = f"Deepgram STT failed after {self._engine.backoff.attempts} retries: {error}: {message}"
+        attempts = self._engine.backoff.attempts  # 0 in a fallback chain: the next engine is the retry
+        reason = f"Deepgram STT failed{f' after {attempts} retries' if attempts else ''}: {error}: {message}"
         log.warn("STT_GAVE_UP call={call_id} {reason}", call_id=self._call_id, reason=reason)
         # A cool-down before the next audio may open a stream: no tight reopen cycle.
         self._waiting = deferLater(self._clock, self._engine.backoff.max_s)
