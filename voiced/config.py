@@ -161,6 +161,12 @@ class Settings:
     vonage_application_id: str = option("vonage_application_id")
     vonage_private_key_file: str = option("vonage_private_key_file")
     vonage_api_base: str = option("vonage_api_base")
+    # deepgram (issue 22)
+    deepgram_api_key: str = option("deepgram_api_key")
+    deepgram_url: str = option("deepgram_url")
+    deepgram_model: str = option("deepgram_model")
+    deepgram_endpointing_ms: int = option("deepgram_endpointing_ms")
+    deepgram_utterance_end_ms: int = option("deepgram_utterance_end_ms")
 
     @classmethod
     def load(
@@ -190,6 +196,8 @@ class Settings:
         values["twilio_account_sid"] = environ.get("TWILIO_ACCOUNT_SID", "")
         # The account's auth token also signs Twilio's requests: one token serves both.
         values["twilio_rest_token"] = environ.get("TWILIO_AUTH_TOKEN", "") or values.get("twilio_auth_token", "")
+        # Deepgram's own variable, as its tools read it (issue 22).
+        values["deepgram_api_key"] = values.get("deepgram_api_key") or environ.get("DEEPGRAM_API_KEY", "")
         settings = cls(**values)
         settings.validate()
         return settings
@@ -222,6 +230,13 @@ class Settings:
                                       "(terminate TLS in front of voiced)")
         if self.system_prompt and self.system_prompt_file:
             raise ConfigError("set system_prompt or system_prompt_file, not both")
+        # deepgram (issue 22)
+        if "deepgram" in self.stt_engines and not self.deepgram_api_key:
+            raise ConfigError("stt=deepgram needs deepgram_api_key (VOICED_DEEPGRAM_API_KEY or DEEPGRAM_API_KEY)")
+        if urlsplit(self.deepgram_url).scheme not in ("ws", "wss") or not urlsplit(self.deepgram_url).hostname:
+            raise ConfigError(f"deepgram_url must be a wss:// (or loopback ws://) URL, not {self.deepgram_url!r}")
+        if 0 < self.deepgram_utterance_end_ms < 1000:
+            raise ConfigError("deepgram_utterance_end_ms must be 0 (off) or 1000 and more (Deepgram's minimum)")
 
     @property
     def call_limit(self) -> int:
@@ -251,6 +266,11 @@ class Settings:
         if self.stt != "auto":
             return self.stt
         return "google" if self.google_configured else "local"
+
+    @property
+    def stt_engines(self) -> tuple[str, ...]:
+        """The STT engines in fallback order (one, unless VOICED_STT is a chain such as deepgram,google)."""
+        return tuple(self.stt_engine.split(","))
 
     @property
     def tts_engine(self) -> str:

@@ -136,6 +136,10 @@ class Metrics:
                                            registry=own)
         self.turns_total = Counter("voiced_turns", "Caller turns answered", registry=own)
         self.barge_ins_total = Counter("voiced_barge_ins", "Replies interrupted by the caller", registry=own)
+        # issue 22: which engine of a VOICED_STT fallback chain transcribed the callers.
+        self.stt_engine_served_total = Counter("voiced_stt_engine_served", "Finals with words, by the STT engine "
+                                               "of the fallback chain that transcribed them", labelnames=["engine"],
+                                               registry=own)
         self.stt_failures_total = Counter(
             "voiced_stt_failures", "Utterances where STT gave up (interim phrase played)", registry=own
         )

@@ -69,6 +69,23 @@ def _str(value: str) -> str:
     return value
 
 
+STT_ENGINES = ("local", "google", "deepgram")
+
+
+def _stt_engines(value: str) -> str:
+    """auto, one engine, or a fallback chain of them in order (deepgram,google): issue 22."""
+    names = [name.strip() for name in value.split(",")]
+    if names == ["auto"]:
+        return "auto"
+    for name in names:
+        if name not in STT_ENGINES:
+            raise ValueError(f"{name!r} is not one of auto, {', '.join(STT_ENGINES)} (or a comma-separated "
+                             "fallback chain of them, e.g. deepgram,google)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{value!r} names an engine twice")
+    return ",".join(names)
+
+
 def _ed25519_public_key(value: str) -> str:
     """A base64 Ed25519 public key (32 bytes), as Telnyx shows it; empty stays empty."""
     import base64
@@ -144,7 +161,8 @@ OPTIONS: list[Option] = [
     Option("log_format", _choice("text", "json"), "text", "log output: text or json lines"),
     Option("log_file", _str, "", "append logs to this file (default: stdout; voiced.log when daemonized)"),
     Option("log_level", _choice("debug", "info", "warn", "error"), "info", "lowest log level written"),
-    Option("stt", _choice("auto", "local", "google"), "auto", "speech-to-text engine (auto: google if configured)"),
+    Option("stt", _stt_engines, "auto", "speech-to-text engine: local, google or deepgram, or a fallback chain "
+           "such as deepgram,google (auto: google if configured)"),
     Option("tts", _choice("auto", "local", "google"), "auto", "text-to-speech engine (auto: google if configured)"),
     Option("agent", _choice("script", "openai", "webhook"), "script", "reply agent: script, openai or webhook"),
     Option("script", _str, "", "dialog file for the script agent (default: the built-in front desk)"),
@@ -279,6 +297,17 @@ OPTIONS: list[Option] = [
     Option("vonage_private_key_file", _str, "", "the Vonage application's private key (PEM) that signs its "
            "Voice API requests"),
     Option("vonage_api_base", _str, "https://api.nexmo.com", "Vonage Voice API base URL (hang-up and transfer)"),
+    # deepgram (issue 22): VOICED_STT=deepgram
+    Option("deepgram_api_key", _str, "", "Deepgram API key for VOICED_STT=deepgram (also read from "
+           "DEEPGRAM_API_KEY)", secret=True),
+    Option("deepgram_url", _str, "wss://api.deepgram.com/v1/listen", "Deepgram live transcription URL "
+           "(ws:// only for a loopback test server)"),
+    Option("deepgram_model", _str, "nova-3", "Deepgram model (nova-3 serves en, he and most languages; nova-2 "
+           "a few nova-3 does not)"),
+    Option("deepgram_endpointing_ms", _int_range(0, 10000), 300, "silence after which Deepgram finalizes a "
+           "segment (0: off; voiced's own end of turn sends Finalize either way)"),
+    Option("deepgram_utterance_end_ms", _int_range(0, 5000), 1000, "gap between words for Deepgram's "
+           "UtteranceEnd (0: not asked for; Deepgram takes 1000 or more)"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

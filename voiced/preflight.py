@@ -38,7 +38,7 @@ def check(settings: Settings, environ: Mapping[str, str] | None = None, reactor:
         check_listen("--admin-listen", settings.admin_listen, reactor)
     _check_files(settings)
     fetched = _check_whisper_model(settings, environ)
-    if "google" in (settings.stt_engine, settings.tts_engine):
+    if "google" in settings.stt_engines or settings.tts_engine == "google":
         _check_google(settings, environ)
     return unknown_env_warnings(environ) + fetched + _check_language(settings) + _warnings(settings)
 
@@ -203,7 +203,7 @@ def _check_language(settings: Settings) -> list[str]:
 
     s = settings
     warnings = []
-    refused = refusal(s.google_stt_model, s.language) if s.stt_engine == "google" else None
+    refused = refusal(s.google_stt_model, s.language) if "google" in s.stt_engines else None
     if refused is not None:
         known, reason = refused
         line = f"VOICED_STT_MODEL={s.google_stt_model} with VOICED_LANGUAGE={s.language}: {reason}"
@@ -230,12 +230,12 @@ def _check_language(settings: Settings) -> list[str]:
 
 def _warnings(settings: Settings) -> list[str]:
     warnings = []
-    if settings.stt_engine == "google" and settings.stt_rollover_s >= GOOGLE_STREAM_LIMIT_S:
+    if "google" in settings.stt_engines and settings.stt_rollover_s >= GOOGLE_STREAM_LIMIT_S:
         warnings.append(
             f"VOICED_STT_ROLLOVER_S={settings.stt_rollover_s} is at or above Google's ~{GOOGLE_STREAM_LIMIT_S} s "
             "stream limit: streams will hit the limit before they are replaced; keep it below (default 240)"
         )
-    if settings.stt_engine == "google" and settings.stt_rollover_s >= settings.google_timeout_s:
+    if "google" in settings.stt_engines and settings.stt_rollover_s >= settings.google_timeout_s:
         warnings.append(
             f"VOICED_STT_ROLLOVER_S={settings.stt_rollover_s} is not below VOICED_GOOGLE_TIMEOUT_S="
             f"{settings.google_timeout_s}: streams will time out before they are replaced"

@@ -48,9 +48,9 @@ def whisper_language_problem(whisper: Any, settings: Settings) -> str | None:
         names = ("ivrit-ai/whisper-large-v3-turbo-ct2, a Hebrew fine-tune, or large-v3-turbo"
                  if whisper.language == "he" else "small, large-v3-turbo")
         models = f"a multilingual model in VOICED_WHISPER_MODEL ({names})"
-    if settings.stt_engine == "google":
-        what = ("no fallback transcription when Google STT fails: the caller hears the interim phrase "
-                "and is asked again")
+    if settings.stt_engines[-1] in ("google", "deepgram"):
+        what = (f"no fallback transcription when {settings.stt_engines[-1].title()} STT fails: the caller hears "
+                "the interim phrase and is asked again")
         fix = models or "none: no Whisper model knows it"
     else:
         what = ("with VOICED_STT=local every utterance fails (STT_FAILED) and the caller hears the interim "
@@ -83,7 +83,7 @@ class WarmUp:
         """Build the engines and fill the phrase cache. Retried on a transient failure,
         so each step keeps what an earlier attempt built."""
         s = self.settings
-        from voiced.stt.local import LocalSTTEngine, LocalTranscriber, WhisperTranscriber
+        from voiced.stt.local import LocalTranscriber, WhisperTranscriber
         from voiced.tts.local import EspeakSynthesizer, LocalTTSEngine
 
         # Whisper is the local STT and, with Google, the fallback: load it either way.
@@ -110,7 +110,7 @@ class WarmUp:
         await self._warm_turns()
 
         google = self._google
-        if "google" in (s.stt_engine, s.tts_engine):
+        if "google" in s.stt_engines or s.tts_engine == "google":
             if google is None:
                 from voiced.google.clients import GoogleClients
 
@@ -119,17 +119,26 @@ class WarmUp:
             await self._timed("google_clients", self.tts_pool, google.start, self.stt_pool)
             # The one failure a retry cures at start-up: the speech service out of reach.
             await self._timed("google_connect", self.tts_pool, google.wait_connected, GOOGLE_CONNECT_TIMEOUT_S,
-                              s.stt_engine == "google")
+                              "google" in s.stt_engines)
 
-        if s.stt_engine == "google":
-            from voiced.google.stt import GoogleSTTEngine
+        # A fallback that answers in the wrong language is worse than none.
+        fallback = transcriber if whisper.serves_language else None
+        chain = s.stt_engines
+        if len(chain) == 1:
+            self.stt_engine = self._stt_engine_named(chain[0], google, fallback, transcriber)
+        elif getattr(self.stt_engine, "name", None) != s.stt_engine:
+            from voiced.stt.fallback import CircuitBreaker, FallbackSTTEngine
 
-            # A fallback that answers in the wrong language is worse than none.
-            fallback = transcriber if whisper.serves_language else None
-            self.stt_engine = GoogleSTTEngine(google, s, self.clock, fallback=fallback,
-                                              rollover_s=s.stt_rollover_s)
-        else:
-            self.stt_engine = LocalSTTEngine(transcriber)
+            # Engines before the last move a failed stream on at once, to the next: no retries,
+            # no Whisper of their own. The last one keeps both (issue 22).
+            engines = []
+            for i, name in enumerate(chain):
+                last = i == len(chain) - 1
+                engines.append((name, self._stt_engine_named(name, google, fallback if last else None, transcriber,
+                                                             retries=last)))
+            served = self.metrics.stt_engine_served_total
+            self.stt_engine = FallbackSTTEngine(engines, CircuitBreaker(self.clock),
+                                                lambda engine: served.labels(engine=engine).inc())
 
         if s.tts_engine == "google":
             from voiced.google.tts import GoogleTTSEngine
@@ -149,6 +158,25 @@ class WarmUp:
                  engines_ms=self.engine_warmup_ms)
         if self.speaker.on_fallback:
             self.speaker.recover(self.clock, TTS_RECOVERY_INTERVAL_S)
+
+    def _stt_engine_named(self, name: str, google: Any, fallback: Any, transcriber: Any, retries: bool = True) -> Any:
+        """One STT engine of VOICED_STT (alone, or a link of its fallback chain)."""
+        s = self.settings
+        backoff = None if retries else Backoff(0, 0, 0)
+        if name == "google":
+            from voiced.google.stt import GoogleSTTEngine
+
+            return GoogleSTTEngine(google, s, self.clock, fallback=fallback, rollover_s=s.stt_rollover_s,
+                                   backoff=backoff)
+        if name == "deepgram":
+            from voiced.stt.deepgram import DeepgramSTTEngine
+
+            # Built once per process (its client factories and TLS context), even across warm-up retries.
+            built = self.stt_engine if isinstance(self.stt_engine, DeepgramSTTEngine) and retries else None
+            return built or DeepgramSTTEngine(s, self.clock, fallback=fallback, backoff=backoff)
+        from voiced.stt.local import LocalSTTEngine
+
+        return LocalSTTEngine(transcriber)
 
     async def _timed(self, name: str, pool: ThreadPool, fn: Any, *args: Any) -> Any:
         """Build a process-wide object in a worker thread (model loads block), timing it."""
