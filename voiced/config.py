@@ -152,6 +152,10 @@ class Settings:
     vonage_application_id: str = ""
     vonage_private_key_file: str = ""
     vonage_api_base: str = "https://api.nexmo.com"
+    # outbound calls (issue 21: dial21)
+    admin_token: str = field(default="", repr=False)
+    dial_from: str = ""
+    outbound_hello_timeout_ms: int = 2500
 
     @classmethod
     def load(
