@@ -163,6 +163,7 @@ def schema_1_journal(path, calls):
     for call_sid, delivered_at in calls:
         record = a_record(call_sid).as_json()
         del record["carrier"], record["playout"]
+        del record["direction"], record["dial_id"]  # schema 3's
         turns = record["turns"]
         cursor = conn.execute(
             "INSERT INTO calls (call_sid, stream_sid, from_number, to_number, parameters, started_at, ended_at, "

@@ -86,8 +86,8 @@ def cmd_show(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) ->
     for row in calls:
         params = json.loads(row["parameters"])
         playout = "  (heard: voiced's playout clock)" if row["playout"] == "local" else ""
-        out.write(f"call {row['call_sid']}  stream {row['stream_sid']}  carrier {row['carrier']}  {row['direction']}"
-                  f"{playout}\n"
+        outbound = "  outbound" if row["direction"] == "outbound" else ""
+        out.write(f"call {row['call_sid']}  stream {row['stream_sid']}  carrier {row['carrier']}{outbound}{playout}\n"
                   f"  from {row['from_number'] or '-'} to {row['to_number'] or '-'}  "
                   f"started {_when(row['started_at'])}  ended {_when(row['ended_at'])}  "
                   f"({_duration(row)} s)  reason: {row['end_reason']}\n")
