@@ -11,12 +11,16 @@ import treq
 from twilio.request_validator import RequestValidator
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 from tests.fakes.http_apps import start_server
 from tests.fakes.rest_control import capture_log_lines
+from voiced.agent.base import CallInfo
+from voiced.call.record import CallHub, CallRecord
 from voiced.config import Settings
+from voiced.console.calls import CallsView, HubRecentCalls
+from voiced.outbound.request import DialRequest
 from voiced.outbound.dialer import Dialer
 from voiced.outbound.twilio_dial import TwilioDialError
 from voiced.web import add_admin_routes, mount
@@ -57,7 +61,8 @@ class RoutesTestCase(TestCase):
         self.carrier = Carrier()
         settings = Settings(admin_token=self.admin_token, twilio_auth_token=TOKEN, public_url=PUBLIC,
                             dial_from="+15550111")
-        self.service = SimpleNamespace(settings=settings, dialer=Dialer(self.carrier, reactor, settings.dial_from))
+        self.service = SimpleNamespace(settings=settings, dialer=Dialer(self.carrier, reactor, settings.dial_from),
+                                       ready=True)
         root = Root()
         add_admin_routes(root, self.service)
         mount(root, "twilio/status", TwilioStatus(self.service))
@@ -114,6 +119,32 @@ class CallsRouteTests(RoutesTestCase):
         self.assertEqual(status, 502)
         self.assertEqual(answer["error"], "twilio did not place the call: HTTP 400: code=21211 The 'To' number is "
                                           "not valid")
+
+
+    async def test_a_daemon_not_ready_places_no_call(self):
+        self.service.ready = False
+        status, answer = await self.call("POST", "/calls", {"to": "+15550100"})
+        self.assertEqual(status, 503)
+        self.assertIn("not ready", answer["error"])
+        self.assertEqual(self.carrier.placed, [])
+
+
+class ConsoleViewTests(SynchronousTestCase):
+    def test_the_call_view_says_the_direction_and_the_dials_history(self):
+        hub = CallHub()
+        dialer = Dialer(Carrier(), reactor, "+15550111")
+        dial_id = self.successResultOf(dialer.dial(DialRequest("+15550100", {"name": "Dana"})))
+        dialer.status(dial_id, "ringing")
+        info = CallInfo("CA" + dial_id[2:], "MZ1", direction="outbound", dial_id=dial_id)
+        record = CallRecord.begin(info, 1000.0)
+        hub.call_event(record, "start", {})
+        view = CallsView(hub, HubRecentCalls(hub), lambda: {}, lambda: 1001.0, dial_of=dialer.snapshot)
+        call = view.call(info.call_id)
+        self.assertEqual(call["summary"]["direction"], "outbound")
+        self.assertEqual([h["status"] for h in call["dial"]["history"]], ["queued", "ringing"])
+        hub.call_event(CallRecord.begin(CallInfo("CA2", "MZ2"), 1000.0), "start", {})
+        self.assertIsNone(view.call("CA2")["dial"])
+        self.assertEqual(view.call("CA2")["summary"]["direction"], "inbound")
 
 
 class NoAdminTokenTests(RoutesTestCase):

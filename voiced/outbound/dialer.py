@@ -81,7 +81,6 @@ class Dialer:
         self._default_from = default_from
         self._journal = journal  # voiced.journal.writer.JournalWriter, or None
         self._dials: dict[str, Dial] = {}
-        self._by_sid: dict[str, str] = {}
         self._placing: set[Deferred[str]] = set()
         self._listeners: list[Callable[[str, str], None]] = []
 
@@ -111,7 +110,6 @@ class Dialer:
             log.warn("DIAL_FAILED dial={dial} to={to}: {reason}", dial=dial.dial_id, to=dial.request.to, reason=reason)
             raise DialError(f"{dial.carrier} did not place the call: {reason}")
         dial.call_sid, dial.accepted = result, True
-        self._by_sid[result] = dial.dial_id
         log.info("DIAL_ACCEPTED dial={dial} call={call}", dial=dial.dial_id, call=result)
         self._write(journal_dials.insert_dial, {
             "dial_id": dial.dial_id, "carrier": dial.carrier, "to": dial.request.to, "from": dial.from_number,
@@ -200,9 +198,7 @@ class Dialer:
     def _remember(self, dial: Dial) -> None:
         self._dials[dial.dial_id] = dial
         while len(self._dials) > REMEMBERED_DIALS:
-            oldest = next(iter(self._dials))
-            forgotten = self._dials.pop(oldest)
-            self._by_sid.pop(forgotten.call_sid, None)
+            self._dials.pop(next(iter(self._dials)))
 
     def _tell(self, dial_id: str, status: str) -> None:
         for listener in list(self._listeners):

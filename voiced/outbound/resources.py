@@ -76,6 +76,9 @@ class Calls(Resource):
         refused = refusal(request, self.service.settings.admin_token)
         if refused is not None:
             return refused
+        if not self.service.ready:
+            # The call would be refused when its stream arrives (warming up, or draining).
+            return _json(request, 503, {"error": "voiced is not ready to take calls (warming up or stopping)"})
         dialer = self.service.dialer
         if dialer is None:
             return _json(request, 503, {"error": "no carrier to dial with: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN "
