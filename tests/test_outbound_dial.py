@@ -223,3 +223,33 @@ class DialerTests(SynchronousTestCase):
         dialed = self.dialer.dial(DialRequest("+15550100"))
         self.dialer.stop()
         self.assertIn("cancelled", str(self.failureResultOf(dialed, DialError).value))
+
+
+class DialCommandTests(SynchronousTestCase):
+    def run_cli(self, *argv: str) -> tuple[int, str]:
+        import io
+        import sys
+
+        from voiced.outbound import cli
+
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        return cli.main(list(argv), io.StringIO()), err.getvalue()
+
+    def test_bad_arguments_exit_2_saying_why(self):
+        for argv, expected in ((["0501234567", "--token", "t"], "NUMBER must be an E.164"),
+                               (["--token", "t"], "give the number to call"),
+                               (["+15550100", "--var", "9x=y", "--token", "t"], "is not a name"),
+                               (["+15550100", "--from", "me", "--token", "t"], "--from must be an E.164"),
+                               (["+15550100", "--token", ""], "give --token")):
+            code, err = self.run_cli(*argv)
+            self.assertEqual(code, 2, argv)
+            self.assertIn(expected, err)
+
+    def test_a_daemon_that_is_not_there_is_a_clear_error(self):
+        from voiced.demo import free_port
+
+        code, err = self.run_cli("+15550100", "--var", "name=Dana", "--token", "t",
+                                 "--admin-url", f"http://127.0.0.1:{free_port()}")
+        self.assertEqual(code, 1)
+        self.assertIn("cannot reach", err)

@@ -11,7 +11,7 @@ import sqlite3
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.test_journal import a_record, columns, indexes, journal_path, schema_1_journal, user_version
+from tests.test_journal import columns, indexes, journal_path, schema_1_journal, user_version
 from tests.test_outbound_dial import CarrierAtHand
 from voiced.agent.base import CallInfo
 from voiced.call.record import CallRecord
