@@ -168,6 +168,7 @@ class Dialer:
         assert dial is not None
         dial.connected = True
         dial.call_sid = dial.call_sid or call_id
+        log.info("DIAL_CONNECTED dial={dial} call={call}: its variables reach the agent", dial=dial_id, call=call_id)
         return dial
 
     # ---- reading --------------------------------------------------------------------------
