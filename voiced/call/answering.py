@@ -102,6 +102,20 @@ class Answering:
         """The callee's first words are awaited: their speech is not a turn (nor a barge-in)."""
         return self.first_words is not None and self.first_words.holding
 
+    def first_words_started(self, at: float) -> bool:
+        """The callee began speaking: True when it is their first words (the greeting waits on)."""
+        if self.first_words is None or not self.first_words.holding:
+            return False
+        self.first_words.speech_started(at)
+        return True
+
+    def first_words_ended(self, at: float) -> bool:
+        """The callee stopped speaking: True when those were their first words (the greeting plays)."""
+        if self.first_words is None or not self.first_words.holding:
+            return False
+        self.first_words.speech_ended(at)
+        return True
+
     def greet(self) -> None:
         """The call starts: the greeting plays, and the call's time limit runs."""
         greeting = self._playback.new_reply(ReplyKind.GREETING, turn=None)

@@ -223,8 +223,7 @@ class Call:
 
     # ---- speech events (voiced.call.hearing) ---------------------------------------------
     def speech_started(self, at: float) -> None:
-        if self._answering.holding_greeting():
-            self._answering.first_words.speech_started(at)  # the callee's "Hello?" (voiced.call.first_words)
+        if self._answering.first_words_started(at):  # an outbound callee's "Hello?" (voiced.call.first_words)
             return
         # A backchannel's final that has not come by now is not coming before new words.
         self._utterance.drop_next_final = False
@@ -251,8 +250,7 @@ class Call:
             self._stt.speech_started()
 
     def speech_ended(self, at: float) -> None:
-        if self._answering.holding_greeting():
-            self._answering.first_words.speech_ended(at)
+        if self._answering.first_words_ended(at):
             return
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
             self._turn.times.speech_end = at
