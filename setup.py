@@ -46,6 +46,7 @@ setup(
             "voiced-call = voiced.caller.main:main",
             "voiced-emulator = voiced.emulator.main:main",
             "voiced-records = voiced.journal.cli:main",
+            "voiced-dial = voiced.outbound.cli:main",
         ]
     },
 )

@@ -286,7 +286,7 @@ class ScriptFileTests(SynchronousTestCase):
         self.assertBadFile(b + "[intent x]\nmatch = hours, 24/7\nsay = x\n", 8, "has no words")
         self.assertBadFile(b + "[intent x]\nmatch = a\nsay = x\nhangup = maybe\n", 10, "yes or no")
         self.assertBadFile("[greeting]\nsay = Hi.\n[fallback]\nsay = {text}\n", 4, "[reprompt]")
-        self.assertBadFile("[greeting]\nsay = Hi.\n[reprompt]\nsay = ?\n[fallback]\nsay = {caller}\n", 6, "{text}")
+        self.assertBadFile("[greeting]\nsay = Hi.\n[reprompt]\nsay = ?\n[fallback]\nsay = {0}\n", 6, "{text}")
         self.assertBadFile("[greeting]\nsay = Hi.\n[reprompt]\nsay = ?\n[fallback]\nsay = {text\n", 6, "braces")
 
     def test_unreadable_file(self):

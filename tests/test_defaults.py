@@ -48,6 +48,7 @@ NARROWER: dict[tuple[type, str], tuple[str, Callable[[Any], Any]]] = {
     (TurnSettings, "idle_reprompt_ms"): ("idle_reprompt_ms", same),
     (TurnSettings, "idle_max_reprompts"): ("idle_max_reprompts", same),
     (TurnSettings, "max_call_s"): ("max_call_s", same),
+    (TurnSettings, "outbound_hello_timeout_ms"): ("outbound_hello_timeout_ms", same),
     (LLMSettings, "base_url"): ("openai_base_url", same),
     (LLMSettings, "model"): ("openai_model", same),
     (LLMSettings, "temperature"): ("llm_temperature", same),

@@ -163,6 +163,7 @@ def schema_1_journal(path, calls):
     for call_sid, delivered_at in calls:
         record = a_record(call_sid).as_json()
         del record["carrier"], record["playout"]
+        del record["direction"], record["dial_id"]  # schema 3's
         turns = record["turns"]
         cursor = conn.execute(
             "INSERT INTO calls (call_sid, stream_sid, from_number, to_number, parameters, started_at, ended_at, "
@@ -201,7 +202,7 @@ class MigrationTests(SynchronousTestCase):
         path = journal_path(self)
         schema_1_journal(path, [("CAone", 5.0), ("CAtwo", None)])
         conn = store.open_for_writing(path)
-        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], 2)
+        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], store.SCHEMA_VERSION)
         conn.row_factory = sqlite3.Row
         rows = store.recent_calls(conn, 10)
         self.assertEqual([(r["call_sid"], r["carrier"], r["playout"], r["delivered_at"]) for r in rows],
@@ -224,7 +225,7 @@ class MigrationTests(SynchronousTestCase):
                          "a migrated journal is the same schema as a new one")
         fresh.close()
         store.open_for_writing(path).close()  # opening it again changes nothing
-        self.assertEqual(user_version(path), 2)
+        self.assertEqual(user_version(path), store.SCHEMA_VERSION)
 
     def test_a_failed_migration_leaves_schema_1_untouched(self):
         path = journal_path(self)

@@ -96,7 +96,8 @@ class ToolRunnerTests(TestCase):
         self.assertEqual(received.headers["content-type"], "application/json")
         self.assertEqual(received.headers[SIGNATURE_HEADER.lower()], sign(SECRET, received.body))
         self.assertEqual(received.json(), {"call": {"sid": "CA1", "from": "+15550001111", "to": "+15550002222",
-                                                    "parameters": {"k": "v"}, "language": "", "carrier": "twilio"},
+                                                    "parameters": {"k": "v"}, "language": "", "carrier": "twilio",
+                                                    "direction": "inbound", "variables": {}, "dial_id": ""},
                                            "tool": "book", "arguments": {"day": "mon"}})
 
     async def test_string_and_other_answers(self) -> None:

@@ -239,6 +239,8 @@ class CallOnALine(NearTestCase):
     language = "en-US"
     #: The caller's phone is on speaker: the bot's audio comes back in their stream.
     speakerphone = False
+    #: "outbound": a call voiced placed (its greeting waits for the callee's first words).
+    direction = "inbound"
 
     def make_call(self, streaming=False, bot_db=BOT_DB, sentences=("First answer.", "Second answer."),
                   min_speech_ms=60, end: EndOfTurnSettings | None = None, model=None,
@@ -257,7 +259,7 @@ class CallOnALine(NearTestCase):
         settings = {"barge_in_ms": 160, "final_timeout_ms": 1500, "fallback_timeout_ms": 4000,
                     "false_interruption_ms": 1500, **settings}
         self.call = Call(
-            CallInfo("CA1", "MZ1", language=self.language), self.clock, self.transport, self.stt,
+            CallInfo("CA1", "MZ1", language=self.language, direction=self.direction), self.clock, self.transport, self.stt,
             Speaker(self.tts, None, PhraseCache()), self.conversation, self.eou, self.metrics,
             TurnSettings(**settings), turns=turns,
         )

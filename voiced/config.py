@@ -167,6 +167,10 @@ class Settings:
     deepgram_model: str = option("deepgram_model")
     deepgram_endpointing_ms: int = option("deepgram_endpointing_ms")
     deepgram_utterance_end_ms: int = option("deepgram_utterance_end_ms")
+    # outbound calls (issue 21: dial21)
+    admin_token: str = option("admin_token")
+    dial_from: str = option("dial_from")
+    outbound_hello_timeout_ms: int = option("outbound_hello_timeout_ms")
 
     @classmethod
     def load(

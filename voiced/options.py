@@ -52,6 +52,12 @@ def _float_range(low: float, high: float) -> Callable[[str], float | None]:
     return parse
 
 
+def _dial_from(value: str) -> str:
+    from voiced.outbound.request import check_number
+
+    return check_number(value, "the caller id") if value.strip() else ""
+
+
 def _targets(value: str) -> tuple[str, ...]:
     from voiced.transfer import check_transfer_target
 
@@ -308,6 +314,13 @@ OPTIONS: list[Option] = [
            "segment (0: off; voiced's own end of turn sends Finalize either way)"),
     Option("deepgram_utterance_end_ms", _int_range(0, 5000), 1000, "gap between words for Deepgram's "
            "UtteranceEnd (0: not asked for; Deepgram takes 1000 or more)"),
+    # outbound calls (issue 21: dial21)
+    Option("admin_token", _str, "", "bearer token for POST /calls and GET /calls/ID on the operators' routes "
+           "(unset: they answer 503)", secret=True),
+    Option("dial_from", _dial_from, "", "the caller id (E.164) outbound calls show unless POST /calls gives "
+           "\"from\""),
+    Option("outbound_hello_timeout_ms", _int_range(0, 10000), 2500, "an outbound call's greeting waits for the "
+           "callee's first words to end, or this long without any"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

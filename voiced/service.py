@@ -41,6 +41,7 @@ from voiced.health import HealthReports
 from voiced.lag import LagMonitor
 from voiced.lifecycle import note_construction
 from voiced.metrics import Metrics
+from voiced.outbound.dialer import build_dialer, call_direction
 from voiced.signals import SignalHandlers
 from voiced.stt.base import STTEngine, stt_input
 from voiced.tts.speaker import Speaker
@@ -95,6 +96,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             time_limit_phrase=self.phrases["time_limit"],
             drain_goodbye_phrase=self.phrases["drain_goodbye"],
             false_interruption_ms=settings.false_interruption_ms,
+            outbound_hello_timeout_ms=settings.outbound_hello_timeout_ms,
         )
         # Turn-taking: the policies are pure and shared by every call; a model-based VAD
         # or turn model replaces these in the warm-up (a model loads after the fork).
@@ -134,6 +136,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.http: Any = None  # the treq HTTPClient over the service's connection pool
         self.journal: Any = None  # voiced.journal.writer.JournalWriter, with VOICED_JOURNAL
         self.outbox: Any = None  # voiced.journal.outbox.Outbox, with VOICED_CALL_WEBHOOK_URL
+        self.dialer: Any = None  # voiced.outbound.dialer.Dialer, with Twilio's REST credentials
         self._pools: list[ThreadPool] = []
         self._closers: list[Any] = []
         self._warming: Deferred[None] | None = None
@@ -211,6 +214,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.turn_pool = self._pool("voiced-turn-model", 1)
         self._start_http()
         self._start_journal()
+        self.dialer = build_dialer(self.settings, self.http, self.clock, self.journal)
         if self.worker is not None:
             self._call_counts = counts = self.worker.open_call_counts()
             counts.publish(self.worker.index, 0)  # a restarted worker's predecessor's calls are gone
@@ -293,6 +297,8 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             self._warming.cancel()
         if self.outbox is not None:
             self.outbox.stop()
+        if self.dialer is not None:
+            self.dialer.stop()
         # Each call's socket gets a proper close (1000); the engines go only once the
         # closes are out, or after a bound if a peer does not answer.
         drained: Deferred[None] = Deferred()
@@ -376,6 +382,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             custom_parameters=start.custom_parameters,
             language=self.settings.language,
             carrier=start.carrier,
+            **call_direction(self.dialer, start),
         )
         s = self.settings
         eou = EndOfUtterance(self.clock, self.voice_activity, s.eou_silence_ms, s.min_speech_ms, info.call_id)

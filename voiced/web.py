@@ -158,6 +158,9 @@ def _site(root: Resource) -> Site:
 def add_admin_routes(root: Resource, service: "VoicedService") -> Resource:
     root.putChild(b"health", Liveness(service))
     root.putChild(b"metrics", Metrics(service))
+    from voiced.outbound.resources import Calls
+
+    root.putChild(b"calls", Calls(service))  # POST /calls, GET /calls/{id}: bearer token (--admin-token)
     return root
 
 
@@ -172,6 +175,9 @@ def build_site(service: "VoicedService", carriers: "list[Carrier]", console: "Co
             mount(root, carrier.media_path, carrier.media)
         if carrier.answer is not None:
             mount(root, carrier.answer_path, carrier.answer)
+    from voiced.outbound.resources import TwilioStatus
+
+    mount(root, "twilio/status", TwilioStatus(service))  # the status callbacks of the calls voiced places
     if console is not None and console.enabled:  # off: /console is a 404 like any unknown path
         root.putChild(b"console", console.resource())
     if with_admin:

@@ -68,7 +68,8 @@ class WebhookAgentCallTests(TestCase):
         self.assertEqual(first["call"], {"sid": report.call_sid, "from": "+15550001111", "to": "+15550002222",
                                          "parameters": {"From": "+15550001111", "To": "+15550002222",
                                                         "tenant": "acme"}, "language": "en-US",
-                                         "carrier": "twilio"})
+                                         "carrier": "twilio", "direction": "inbound", "variables": {},
+                                         "dial_id": ""})
         self.assertEqual((first["turn"], first["event"]), (1, None))
         self.assertIn("open", first["text"].lower())
         self.assertEqual(first["history"], [{"role": "bot", "text": "Hello, this is Acme.", "interrupted": False}])

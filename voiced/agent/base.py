@@ -32,10 +32,15 @@ class CallInfo:
     # Who brought the call ("twilio", "telnyx", "plivo", "vonage", "exotel", "asterisk", ...);
     # call_id and stream_id are that carrier's own ids.
     carrier: str = "twilio"
+    # "outbound" for a call voiced placed (POST /calls, voiced-dial): its dial's variables reach the agent.
+    direction: str = "inbound"
+    variables: dict[str, str] = field(default_factory=dict)
+    dial_id: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {"sid": self.call_id, "from": self.from_number, "to": self.to_number,
-                "parameters": dict(self.custom_parameters), "language": self.language, "carrier": self.carrier}
+                "parameters": dict(self.custom_parameters), "language": self.language, "carrier": self.carrier,
+                "direction": self.direction, "variables": dict(self.variables), "dial_id": self.dial_id}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ may repeat; an indented line continues the previous value; ``hangup = yes`` ends
 call once the reply has played, ``transfer = +15551234567`` transfers it. ``[idle]``
 is said when the caller has been silent for a while; ``[dtmf D]`` answers the key D
 (``say``, ``hangup``, ``transfer`` as in an intent). In the fallback, ``{text}`` is what the caller said
-(``{{``/``}}`` for literal braces). Any error is a ``ValueError`` naming file and line.
+(``{{``/``}}`` for literal braces). Any line may name an outbound call's variables, ``{name}``
+(``POST /calls``' ``"variables"``): filled in as the line is said (``voiced.agent.variables``);
+a name the call lacks stays as written. Any error is a ``ValueError`` naming file and line.
 """
 
 from __future__ import annotations
@@ -201,8 +203,9 @@ def _fallback_sentence(sentence: str, source: str, line: int) -> FallbackSentenc
     except ValueError as e:
         raise _DialogError(source, line, f"bad braces in fallback ({e}); write {{{{ and }}}} for literal braces")
     for name, spec, conv in fields:
-        if name != "text" or spec or conv:
-            raise _DialogError(source, line, f"fallback may only use {{text}}, not {{{name}}}")
+        if not name.isidentifier() or spec or conv:
+            raise _DialogError(source, line, f"fallback may only use {{text}} and the call's {{variables}}, "
+                                             f"not {{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}")
     if fields:
         return FallbackSentence(sentence, True)
     return FallbackSentence(sentence.format(), False)

@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 from voiced.agent.base import AgentError, CallInfo, EndCall, ReplySink, TransferCall, TurnRequest
 from voiced.agent.llm_messages import DEFAULT_SYSTEM_PROMPT, build_messages
 from voiced.agent.sse import SSEError, SSEParser
+from voiced.agent.variables import fill
 from voiced.agent.tools import (
     END_CALL, TRANSFER_CALL, ToolRunner, builtin_tools, load_tools, parse_arguments, tool_error,
 )
@@ -128,7 +129,7 @@ class OpenAIConversation:
         self._call = call
 
     def greeting(self) -> list[str]:
-        return list(self._agent.settings.greeting)
+        return [fill(sentence, self._call.variables) for sentence in self._agent.settings.greeting]
 
     def respond(self, request: TurnRequest, sink: ReplySink) -> Deferred[None]:
         timeout = self._agent.settings.reply_timeout_s

@@ -1,8 +1,9 @@
 """What an OpenAI-compatible model is told for one turn: the chat messages.
 
-What the model is given, per turn: one system message (the system prompt, then the
-call's context: the caller's and the called number and the stream's custom
-parameters), then the history -- the caller as ``user``, the bot as ``assistant``,
+What the model is given, per turn: one system message (the system prompt, a template
+whose ``{name}``s an outbound call's variables fill, then the call's context: the
+caller's and the called number, the stream's custom parameters, and on a call voiced
+placed that it placed it and its variables), then the history -- the caller as ``user``, the bot as ``assistant``,
 each bot entry holding only what the caller heard -- then the caller's new words, or
 a bracketed note for an event ("[The caller pressed 5]"). A bot reply the caller
 cut off ends with " —" (an em dash), and the system message says what that means;
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from voiced.agent.base import CallInfo, Dtmf, Idle, Said, TurnRequest
+from voiced.agent.variables import fill
 
 if TYPE_CHECKING:
     from voiced.agent.llm import LLMSettings
@@ -43,8 +45,11 @@ INTERRUPTED_NOTE = (
 
 def build_messages(settings: LLMSettings, call: CallInfo, request: TurnRequest) -> list[dict[str, Any]]:
     """The chat messages for one turn (see the module docstring)."""
-    system = [settings.system_prompt.strip()]
+    # The prompt is a template: an outbound call's variables fill its {name}s (voiced.agent.variables).
+    system = [fill(settings.system_prompt, call.variables).strip()]
     context = []
+    if call.direction == "outbound":
+        context.append("You placed this call: the person answering did not call you.")
     if call.from_number:
         context.append(f"The caller's number is {call.from_number}.")
     if call.to_number:
@@ -52,6 +57,9 @@ def build_messages(settings: LLMSettings, call: CallInfo, request: TurnRequest) 
     if call.custom_parameters:
         pairs = ", ".join(f"{k}={v}" for k, v in sorted(call.custom_parameters.items()))
         context.append(f"Call parameters: {pairs}.")
+    if call.variables:
+        pairs = ", ".join(f"{k}={v}" for k, v in sorted(call.variables.items()))
+        context.append(f"Call variables: {pairs}.")
     system.append(" ".join(context))
     system.append(INTERRUPTED_NOTE)
     messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(s for s in system if s)}]

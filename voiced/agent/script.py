@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 
 from voiced.agent.base import CallInfo, Dtmf, EndCall, Idle, ReplySink, TransferCall, TurnRequest
 from voiced.agent.dialog import Dialog, Intent, load_dialog, words
+from voiced.agent.variables import KeepUnknown, fill
 from voiced.language import primary
 from voiced.lifecycle import note_construction
 from voiced.options import default
@@ -126,20 +127,23 @@ class IntentMatcher:
 class ScriptConversation:
     """Stateless between turns: the call keeps the history, and the script needs none."""
 
-    def __init__(self, dialog: Dialog, matcher: IntentMatcher) -> None:
+    def __init__(self, dialog: Dialog, matcher: IntentMatcher, variables: dict[str, str] | None = None) -> None:
         self._dialog = dialog
         self._matcher = matcher
+        # An outbound call's variables fill the dialog's {name} placeholders (voiced.agent.variables).
+        self._variables = variables or {}
 
     def greeting(self) -> list[str]:
-        return list(self._dialog.greeting)
+        return [fill(sentence, self._variables) for sentence in self._dialog.greeting]
 
     def respond(self, request: TurnRequest, sink: ReplySink) -> Deferred[None]:
         return maybeDeferred(self._respond, request, sink)
 
     def _respond(self, request: TurnRequest, sink: ReplySink) -> None:
         response = self._response(request)
+        filled = response.name == "fallback"  # _response filled it (the caller's words are not a template)
         for sentence in response.reply:
-            sink.sentence(sentence)
+            sink.sentence(sentence if filled else fill(sentence, self._variables))
         if response.hang_up:
             sink.action(EndCall())
         elif response.transfer:
@@ -157,7 +161,9 @@ class ScriptConversation:
         intent = self._matcher.best(said)
         if intent is not None:
             return intent
-        reply = tuple(s.text.format(text=said) if s.templated else s.text for s in dialog.fallback)
+        # {text} is what the caller said; the call's variables fill the rest.
+        values = {**self._variables, "text": said}
+        reply = tuple(s.text.format_map(KeepUnknown(values)) if s.templated else s.text for s in dialog.fallback)
         return Intent("fallback", (), reply)
 
 
@@ -171,7 +177,7 @@ class ScriptAgent:
         note_construction("agent_script")
 
     def start_conversation(self, call: CallInfo) -> ScriptConversation:
-        return ScriptConversation(self.dialog, self._matcher)
+        return ScriptConversation(self.dialog, self._matcher, call.variables)
 
     def fixed_phrases(self) -> list[str]:
         d = self.dialog

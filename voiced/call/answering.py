@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from voiced.agent.base import AgentError, Conversation, EndCall, Event, Idle, Said, TransferCall, TurnRequest
 from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
+from voiced.call.first_words import FirstWords
 from voiced.call.interruption import FalseInterruptions
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.playback import Playback
@@ -85,6 +86,35 @@ class Answering:
         #: Who ended the call and why, in words, once the call itself decided it (the bot's goodbye,
         #: a transfer): the record says this rather than how the carrier's stream closed.
         self.ending = ""
+        #: An outbound call's held greeting (None: not held, or already played).
+        self.first_words: FirstWords | None = None
+
+    def start(self, outbound: bool = False) -> None:
+        """The call starts. The one decision of who speaks first: the bot greets an inbound
+        caller at once; an outbound call's greeting waits for the callee's first words."""
+        timeout_ms = self.settings.outbound_hello_timeout_ms
+        if outbound and timeout_ms > 0:
+            self.first_words = FirstWords(self.call_id, self._clock, timeout_ms / 1000, self.greet)
+        else:
+            self.greet()
+
+    def holding_greeting(self) -> bool:
+        """The callee's first words are awaited: their speech is not a turn (nor a barge-in)."""
+        return self.first_words is not None and self.first_words.holding
+
+    def first_words_started(self, at: float) -> bool:
+        """The callee began speaking: True when it is their first words (the greeting waits on)."""
+        if self.first_words is None or not self.first_words.holding:
+            return False
+        self.first_words.speech_started(at)
+        return True
+
+    def first_words_ended(self, at: float) -> bool:
+        """The callee stopped speaking: True when those were their first words (the greeting plays)."""
+        if self.first_words is None or not self.first_words.holding:
+            return False
+        self.first_words.speech_ended(at)
+        return True
 
     def greet(self) -> None:
         """The call starts: the greeting plays, and the call's time limit runs."""
@@ -322,6 +352,8 @@ class Answering:
         self._say_goodbye(kind, phrase)
 
     def close(self) -> None:
+        if self.first_words is not None:
+            self.first_words.close()
         self.cancel_idle()
         if self._time_limit is not None and self._time_limit.active():
             self._time_limit.cancel()

@@ -57,6 +57,8 @@ class TurnSettings:
     max_call_s: int = default("max_call_s")
     time_limit_phrase: str = _EN["time_limit"]
     drain_goodbye_phrase: str = _EN["drain_goodbye"]
+    #: An outbound call's greeting waits for the callee's "Hello?", at most this long (voiced.call.first_words).
+    outbound_hello_timeout_ms: int = default("outbound_hello_timeout_ms")
 
     def phrases(self) -> list[str]:
         """Every phrase the call itself may say: the phrase cache holds them from start-up."""

@@ -145,7 +145,7 @@ class Call:
         log.info("CALL_START call={call} from={frm} to={to}", call=self.call_id, frm=self.info.from_number,
                  to=self.info.to_number)
         self._chronicle.tell("start", {})
-        self._answering.greet()
+        self._answering.start(outbound=self.info.direction == "outbound")
 
     def on_media(self, ulaw: bytes, stt_audio: bytes | None = None) -> None:
         """The caller's audio: 8 kHz mu-law, and for a call with wideband STT the same audio
@@ -223,6 +223,8 @@ class Call:
 
     # ---- speech events (voiced.call.hearing) ---------------------------------------------
     def speech_started(self, at: float) -> None:
+        if self._answering.first_words_started(at):  # an outbound callee's "Hello?" (voiced.call.first_words)
+            return
         # A backchannel's final that has not come by now is not coming before new words.
         self._utterance.drop_next_final = False
         self._answering.cancel_idle()
@@ -248,6 +250,8 @@ class Call:
             self._stt.speech_started()
 
     def speech_ended(self, at: float) -> None:
+        if self._answering.first_words_ended(at):
+            return
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
             self._turn.times.speech_end = at
             self.state = State.AWAITING_FINAL
@@ -264,7 +268,8 @@ class Call:
     def caller_voicing(self) -> None:
         # Per frame while the caller voices: sustained() is false until the sound is long enough.
         eou = self._eou
-        if not eou.sustained(self._settings.barge_in_ms) or self._answering.final_goodbye:
+        if not eou.sustained(self._settings.barge_in_ms) or self._answering.final_goodbye or \
+                self._answering.holding_greeting():
             return
         if self.state in (State.GREETING, State.SPEAKING):
             if self._barge_in.interrupts(eou, self._utterance.partial):

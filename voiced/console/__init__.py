@@ -61,7 +61,8 @@ class Console(Service):
         self.streams: CallEventStreams | None = None
         # A journal, once there is one, passes itself as ``recent``.
         self.calls = CallsView(service.call_hub, recent or HubRecentCalls(service.call_hub), self._live_states,
-                               self.clock.seconds, settings.language)
+                               self.clock.seconds, settings.language,
+                               dial_of=lambda dial_id: service.dialer.snapshot(dial_id) if service.dialer else None)
         if self.mode != OFF:
             from voiced.console.resources import load_static
 

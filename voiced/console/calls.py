@@ -45,6 +45,7 @@ def summary(record: CallRecord, now: float, state: str) -> dict[str, Any]:
         "call_sid": record.call_sid,  # the carrier's own call id
         "carrier": record.carrier,
         "playout": record.playout,
+        "direction": record.direction,  # "outbound": a call voiced placed (its dial: record.dial_id)
         "from": record.from_number,
         "to": record.to_number,
         "started_at": record.started_at,
@@ -62,12 +63,14 @@ class CallsView:
     language its words are in (the page marks them up with it)."""
 
     def __init__(self, hub: CallHub, recent: RecentCalls, live_states: Callable[[], dict[str, str]],
-                 clock: Callable[[], float], language: str = "") -> None:
+                 clock: Callable[[], float], language: str = "",
+                 dial_of: Callable[[str], dict[str, Any] | None] = lambda dial_id: None) -> None:
         self.hub = hub
         self.recent = recent
         self.live_states = live_states  # {CallSid: the turn machine's state ("listening", ...)}, once per answer
         self.clock = clock
         self.language = language  # BCP-47, the daemon's: every call speaks it
+        self.dial_of = dial_of  # an outbound call's dial and its status history (voiced.outbound.dialer)
 
     def table(self, limit: int = 200) -> dict[str, Any]:
         now = self.clock()
@@ -87,5 +90,6 @@ class CallsView:
         if record is None:
             return None
         state = self.live_states().get(call_sid, "starting") if live else "ended"
+        dial = self.dial_of(record.dial_id) if record.dial_id else None
         return {"summary": summary(record, self.clock(), state), "live": live, "language": self.language,
-                "record": record.as_json()}
+                "record": record.as_json(), "dial": dial}

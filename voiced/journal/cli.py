@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterable, TextIO
 
-from voiced.journal import store
+from voiced.journal import dials, store
 
 LATENCIES = ("STT_FINAL_MS", "AGENT_FIRST_SENTENCE_MS", "TTS_READY_MS", "TOTAL_LATENCY_MS", "PLAYBACK_START_MS")
 # New columns go at the end: a spreadsheet or script reading the columns by position keeps working.
@@ -72,14 +72,22 @@ def cmd_list(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) ->
 
 
 def cmd_show(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) -> int:
-    calls = store.calls_by_sid(conn, args.call_sid)
-    if not calls:
+    # A dial id (d-...) shows the dial, and its call if it was answered; a call id shows the
+    # call, and the dial that placed it.
+    dial = dials.dial(conn, args.call_sid) if args.call_sid.startswith("d-") else None
+    calls = store.calls_by_sid(conn, dial["call_sid"] if dial is not None else args.call_sid)
+    if dial is None and calls and calls[0]["dial_id"]:
+        dial = dials.dial(conn, calls[0]["dial_id"])
+    if not calls and dial is None:
         sys.stderr.write(f"voiced-records: no call {args.call_sid} in {args.journal}\n")
         return 1
+    if dial is not None:
+        _write_dial(conn, dial, out)
     for row in calls:
         params = json.loads(row["parameters"])
         playout = "  (heard: voiced's playout clock)" if row["playout"] == "local" else ""
-        out.write(f"call {row['call_sid']}  stream {row['stream_sid']}  carrier {row['carrier']}{playout}\n"
+        outbound = "  outbound" if row["direction"] == "outbound" else ""
+        out.write(f"call {row['call_sid']}  stream {row['stream_sid']}  carrier {row['carrier']}{outbound}{playout}\n"
                   f"  from {row['from_number'] or '-'} to {row['to_number'] or '-'}  "
                   f"started {_when(row['started_at'])}  ended {_when(row['ended_at'])}  "
                   f"({_duration(row)} s)  reason: {row['end_reason']}\n")
@@ -100,6 +108,18 @@ def cmd_show(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) ->
         for turn in store.turns_of(conn, row["id"]):
             _write_turn(turn, out)
     return 0
+
+
+def _write_dial(conn: sqlite3.Connection, dial: sqlite3.Row, out: TextIO) -> None:
+    variables = json.loads(dial["variables"])
+    out.write(f"dial {dial['dial_id']}  {dial['carrier']}  to {dial['to_number']} from {dial['from_number']}  "
+              f"call {dial['call_sid'] or '-'}  status {dial['status']}"
+              + (f"  answered by {dial['answered_by']}" if dial["answered_by"] else "") + "\n")
+    if variables:
+        out.write(f"  variables {json.dumps(variables, sort_keys=True, ensure_ascii=False)}\n")
+    out.write("  status history: " + ", ".join(
+        f"{_when(at)[11:]} {status}" + (f" ({detail})" if detail else "") for status, at, detail in
+        dials.events(conn, dial["dial_id"])) + "\n")
 
 
 def _write_turn(turn: sqlite3.Row, out: TextIO) -> None:
@@ -169,7 +189,8 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("-n", "--limit", type=int, default=20)
     ls.add_argument("--carrier", metavar="NAME", help="only this carrier's calls (twilio, telnyx, asterisk, ...)")
     show = sub.add_parser("show", help="one call's transcript with per-turn latencies")
-    show.add_argument("call_sid", metavar="CALL_ID", help="the carrier's call id (Twilio's CallSid, ...)")
+    show.add_argument("call_sid", metavar="CALL_ID", help="the carrier's call id (Twilio's CallSid, ...), or an "
+                      "outbound call's dial id (d-...)")
     export = sub.add_parser("export", help="calls ended since a time, as JSON lines or CSV")
     export.add_argument("--since", type=parse_since, default=0.0, help="2024-05-01[T12:00], a Unix time, 24h, 7d")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")

@@ -8,7 +8,7 @@ fsync per ended call, on the writer thread: a few per second at hundreds of call
 One transaction per call: the call row and its turns are committed together or not
 at all, so a crash never leaves half a record.
 
-Schema version 2 (``PRAGMA user_version``)::
+Schema version 3 (``PRAGMA user_version``)::
 
   calls(id INTEGER PRIMARY KEY, call_sid, stream_sid (the carrier's own call and
         stream ids, whatever the carrier), from_number, to_number,
@@ -16,14 +16,20 @@ Schema version 2 (``PRAGMA user_version``)::
         stt_retries, stt_failures JSON, record JSON (the whole CallRecord),
         delivered_at REAL NULL (the outbox: NULL until the webhook took it),
         delivery_attempts, last_delivery_error,
-        carrier ("twilio", "telnyx", ...), playout ("carrier" | "local"))
+        carrier ("twilio", "telnyx", ...), playout ("carrier" | "local"),
+        direction ("inbound" | "outbound"), dial_id (the dial that placed it, or ""))
   turns(call_id -> calls.id, seq, number, caller_text, event JSON, reply_text,
         heard_text, interrupted, actions JSON, filler, agent_error, metrics JSON)
+  dials(dial_id PK, carrier, to_number, from_number, variables JSON, call_sid,
+        campaign_id, status, answered_by, created_at REAL, updated_at REAL)
+  dial_events(dial_id -> dials.dial_id, status, at REAL, detail)
 
 A journal is built by its history: schema 1's DDL, then each migration in turn, so
 a new journal and a migrated one are the same schema by construction. Version 2
 added ``carrier`` and ``playout`` at the end of ``calls`` (every schema-1 call was
-Twilio's, its playout the carrier's marks).
+Twilio's, its playout the carrier's marks). Version 3 added outbound calls: the
+``dials`` voiced placed with their status history (``voiced.journal.dials``), and each
+call's ``direction`` and ``dial_id`` (every earlier call was inbound).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import sqlite3
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Schema 1 exactly as it shipped: never edit it, add a migration.
 _SCHEMA_1 = """
@@ -80,8 +86,48 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE calls ADD COLUMN carrier TEXT NOT NULL DEFAULT 'twilio'")
     conn.execute("ALTER TABLE calls ADD COLUMN playout TEXT NOT NULL DEFAULT 'carrier'")
     conn.execute("CREATE INDEX IF NOT EXISTS calls_by_carrier ON calls (carrier, id)")
+    _fill_records(conn, {"carrier": "twilio", "playout": "carrier"})
+
+
+# Schema 3's new tables exactly as they shipped: never edit them, add a migration.
+_SCHEMA_3_DIALS = """
+CREATE TABLE IF NOT EXISTS dials (
+    dial_id TEXT PRIMARY KEY,
+    carrier TEXT NOT NULL,
+    to_number TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    variables TEXT NOT NULL,
+    call_sid TEXT NOT NULL DEFAULT '',
+    campaign_id TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    answered_by TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dials_by_sid ON dials (call_sid);
+CREATE TABLE IF NOT EXISTS dial_events (
+    dial_id TEXT NOT NULL REFERENCES dials (dial_id),
+    status TEXT NOT NULL,
+    at REAL NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS dial_events_by_dial ON dial_events (dial_id, at)
+"""
+
+
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE calls ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound'")
+    conn.execute("ALTER TABLE calls ADD COLUMN dial_id TEXT NOT NULL DEFAULT ''")
+    for statement in _SCHEMA_3_DIALS.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    _fill_records(conn, {"direction": "inbound", "dial_id": ""})
+
+
+def _fill_records(conn: sqlite3.Connection, defaults: dict[str, str]) -> None:
+    """Give every stored record the fields a migration added, with their old meaning."""
     # The record column is what the webhook receives (and a redelivery sends again):
-    # an old record says its carrier too. In batches, so a large journal is not held in memory.
+    # an old record says them too. In batches, so a large journal is not held in memory.
     last = 0
     while True:
         rows = conn.execute("SELECT id, record FROM calls WHERE id > ? ORDER BY id LIMIT 500", (last,)).fetchall()
@@ -92,15 +138,15 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
             record = json.loads(text)
             if not isinstance(record, dict):
                 raise ValueError(f"call row {row_id}'s record is not a JSON object")
-            record.setdefault("carrier", "twilio")
-            record.setdefault("playout", "carrier")
+            for key, value in defaults.items():
+                record.setdefault(key, value)
             updates.append((_dumps(record), row_id))
         conn.executemany("UPDATE calls SET record=? WHERE id=?", updates)
         last = rows[-1][0]
 
 
 #: From version N to N+1 (N is the key).
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_2}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_2, 2: _migrate_to_3}
 
 
 class JournalError(Exception):
@@ -164,7 +210,8 @@ def _upgrade(path: str, conn: sqlite3.Connection) -> None:
 def open_read_only(path: str) -> sqlite3.Connection:
     """Open for reading only (``mode=ro``): safe beside the running daemon, never creates the
     file, never migrates it. A schema-1 journal (a daemon not yet upgraded still writes it)
-    reads as if it were schema 2: every call in it was Twilio's, heard through its marks."""
+    reads as if it were schema 2: every call in it was Twilio's, heard through its marks; one
+    older than 3 as if every call were inbound (it has no dials)."""
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None, timeout=10)
     conn.row_factory = sqlite3.Row
     try:
@@ -172,11 +219,12 @@ def open_read_only(path: str) -> sqlite3.Connection:
         _check_not_newer(path, version)
         if version < 1:
             raise JournalError(f"{path} has schema version {version}: an empty journal, or not voiced's")
-        if version == 1:
+        if version < 3:
             # A temp view shadows the table of the same name for every unqualified query;
             # the temp schema is this connection's own, so the file is not written.
-            conn.execute("CREATE TEMP VIEW calls AS "
-                         "SELECT *, 'twilio' AS carrier, 'carrier' AS playout FROM main.calls")
+            older = ", 'twilio' AS carrier, 'carrier' AS playout" if version == 1 else ""
+            conn.execute(f"CREATE TEMP VIEW calls AS SELECT *{older}, 'inbound' AS direction, '' AS dial_id "
+                         "FROM main.calls")
     except sqlite3.DatabaseError as e:
         conn.close()
         raise JournalError(f"{path}: {e}") from None
@@ -197,12 +245,12 @@ def write_call(conn: sqlite3.Connection, record: dict[str, Any]) -> int:
     try:
         cursor = conn.execute(
             "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, "
-            "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record, direction, dial_id) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (record["call_sid"], record["stream_sid"], record["carrier"], record["playout"], record["from_number"],
              record["to_number"], _dumps(record["parameters"]), record["started_at"], record["ended_at"],
              record["end_reason"], len(turns), record["stt_retries"], _dumps(record["stt_failures"]),
-             _dumps(record)))
+             _dumps(record), record.get("direction", "inbound"), record.get("dial_id", "")))
         call_id = int(cursor.lastrowid or 0)
         conn.executemany(
             "INSERT INTO turns (call_id, seq, number, caller_text, event, reply_text, heard_text, interrupted, "

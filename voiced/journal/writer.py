@@ -101,6 +101,11 @@ class JournalWriter:
     def count(self) -> Deferred[int]:
         return self._run(lambda: store.count(self._db()))
 
+    # ---- anyone's statements (the dialer's) ------------------------------------------
+    def run(self, statement: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        """``statement(connection)`` on the writer thread, in order with every other one."""
+        return self._run(lambda: statement(self._db()))
+
     # ---- stopping --------------------------------------------------------------------------
     def close(self) -> Deferred[None]:
         """Let the commits asked for so far finish, then close the connection and the thread."""

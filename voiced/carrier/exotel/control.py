@@ -17,7 +17,7 @@ from typing import Protocol
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from voiced.call.control import check_transfer_target
+from voiced.transfer import check_transfer_target
 
 log = Logger(namespace="voiced.carrier")
 

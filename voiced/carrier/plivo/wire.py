@@ -27,7 +27,7 @@ from typing import Callable, Union
 from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape
 
-from voiced.call.control import check_transfer_target, is_sip_uri
+from voiced.transfer import check_transfer_target, is_sip_uri
 from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.jsonwire import loads
 

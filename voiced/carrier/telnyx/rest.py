@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from voiced.call.control import check_transfer_target
+from voiced.transfer import check_transfer_target
 from voiced.carrier.rest import DEFAULT_BACKOFF, MAX_DETAIL, REQUEST_TIMEOUT_S
 from voiced.carrier.rest import USER_AGENT, CarrierCallControl, CarrierRestError
 from voiced.retry import Backoff

@@ -157,7 +157,11 @@ class TwilioMediaStream(CarrierWebSocket):
         if not token or self._admitted_by == "console":
             # The console's one-use media token, checked at the upgrade, already vouched for it.
             return params
-        problem = media_token.problem(token, start.call_sid, presented, self.factory.clock.seconds())
+        now = self.factory.clock.seconds()
+        problem = media_token.problem(token, start.call_sid, presented, now)
+        dial_id = params.get("voiced_dial", "")
+        if problem is not None and dial_id and media_token.problem(token, dial_id, presented, now) is None:
+            problem = None  # a call voiced placed: its TwiML was written before Twilio named the call (voiced.outbound)
         if problem is None:
             return params
         log.warn("MEDIA_REJECTED call={call}: {problem}; closing 1008 before any speech stream opens",

@@ -29,7 +29,7 @@ from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from voiced.call.control import check_transfer_target, is_sip_uri
+from voiced.transfer import check_transfer_target, is_sip_uri
 from voiced.carrier.rest import DEFAULT_BACKOFF, REQUEST_TIMEOUT_S, USER_AGENT
 from voiced.carrier.rest import CarrierCallControl, CarrierRestError, error_detail
 from voiced.carrier.vonage.signature import b64url_encode

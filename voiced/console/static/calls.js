@@ -18,7 +18,14 @@ function cell(row, text) {
 // What the caller heard comes from the carrier's echoes or, for a carrier without them,
 // from voiced's own playout clock: say which.
 function carrierLabel(summary) {
-  return summary.playout === "local" ? `${summary.carrier} (local playout)` : summary.carrier;
+  const label = summary.playout === "local" ? `${summary.carrier} (local playout)` : summary.carrier;
+  return summary.direction === "outbound" ? `${label}, outbound` : label;
+}
+
+// A call voiced placed: its dial's status history (queued, ringing, answered, ...).
+function dialLabel(dial) {
+  if (!dial) return "";
+  return `dial ${dial.id}: ` + dial.history.map((h) => h.status).join(" \u2192 ");
 }
 
 function callRow(call, last) {
@@ -66,6 +73,7 @@ async function showCall(callSid) {
   const call = await response.json();
   $("detail-carrier").textContent = `via ${carrierLabel(call.summary)}`;
   $("detail-state").textContent = call.live ? `live, ${call.summary.state}` : `ended: ${call.record.end_reason}`;
+  $("detail-dial").textContent = dialLabel(call.dial);
   transcript.renderRecord(call.record, call.language);
   renderChart($("chart"), call.record.turns.map((t) => ({ turn: t.number, metrics: t.metrics })));
   return call;

@@ -1,0 +1,170 @@
+"""A loopback Twilio REST API for outbound calls: a real HTTP server that takes
+``POST /2010-04-01/Accounts/{AccountSid}/Calls.json`` as Twilio does, then lives the call
+as Twilio would.
+
+    fake = FakeTwilio("ACtest", "token", media_url="ws://127.0.0.1:8080/media", lines=[...])
+    server = start_server(test, fake)                 # tests.fakes.http_apps
+    fake.api_base = server.url("").rstrip("/")        # the daemon's --twilio-api-base
+    ...
+    call = await fake.call(0)                         # the first call placed, once placed
+    report = await call.done                          # the callee's CallReport, after "completed"
+
+Each request takes the next queued failure (``fail_with(503, 429)``, or a Twilio error
+document: ``fail_with((400, {"code": 21211, ...}))``); with none queued it is accepted:
+201 and the call resource (``sid`` CA..., ``status`` queued). The call then, unless
+``connect`` is off: status callbacks ``initiated``, ``ringing``, ``in-progress`` to the
+request's ``StatusCallback``, each signed with X-Twilio-Signature by the official
+``twilio`` package's ``RequestValidator`` (an independent implementation of Twilio's
+scheme); the media stream to the TwiML's ``<Stream url>`` (connected to ``media_url``,
+the upgrade signed over the wss:// URL as Twilio signs it) as voiced's simulated caller
+(``voiced.caller``) speaking ``lines``, with the TwiML's ``<Parameter>``s as
+``customParameters``; once the stream is over, ``completed`` with ``CallDuration``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import treq
+from twilio.request_validator import RequestValidator
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from tests.fakes.http_apps import Received
+from voiced.caller.client import place_call
+from voiced.caller.report import CallReport
+from voiced.caller.session import CallerLine
+
+
+@dataclass
+class PlacedCall:
+    sid: str
+    form: dict[str, list[str]]
+    stream_url: str = ""
+    parameters: dict[str, str] = field(default_factory=dict)
+    callbacks: list[tuple[str, int]] = field(default_factory=list)  # (CallStatus, the daemon's HTTP status)
+    done: Deferred[CallReport | None] = field(default_factory=Deferred)
+
+    def field(self, name: str) -> str:
+        return self.form[name][0]
+
+
+def parse_twiml(twiml: str) -> tuple[str, dict[str, str]]:
+    """The ``<Connect><Stream url>`` and its ``<Parameter>``s, as Twilio reads them."""
+    stream = ET.fromstring(twiml).find("./Connect/Stream")
+    if stream is None:
+        raise ValueError(f"no <Connect><Stream> in {twiml!r}")
+    return stream.get("url", ""), {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+
+
+class FakeTwilio(Resource):
+    isLeaf = True
+
+    def __init__(self, account_sid: str, auth_token: str, media_url: str = "", lines: list[CallerLine] | None = None,
+                 connect: bool = True, reply_timeout_s: float = 8.0) -> None:
+        super().__init__()
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.media_url = media_url  # where the TwiML's wss:// stream URL really is (a ws:// on loopback)
+        self.lines = lines or []
+        self.connect = connect
+        self.reply_timeout_s = reply_timeout_s
+        self.received: list[Received] = []
+        self.calls: list[PlacedCall] = []
+        self._failures: deque[tuple[int, dict[str, Any]]] = deque()
+        self._waiters: dict[int, list[Deferred[PlacedCall]]] = {}
+        self._validator = RequestValidator(auth_token)
+
+    def fail_with(self, *failures: int | tuple[int, dict[str, Any]]) -> None:
+        for failure in failures:
+            status, document = failure if isinstance(failure, tuple) else (failure, {})
+            self._failures.append((status, document or {"code": 20500, "message": "Internal Server Error",
+                                                         "status": status}))
+
+    def call(self, index: int) -> Deferred[PlacedCall]:
+        if index < len(self.calls):
+            return succeed(self.calls[index])
+        waiter: Deferred[PlacedCall] = Deferred()
+        self._waiters.setdefault(index, []).append(waiter)
+        return waiter
+
+    def stop(self) -> None:
+        pass
+
+    # ---- the REST API ---------------------------------------------------------------------
+    def render_POST(self, request: Request) -> bytes:
+        headers = {name.decode().lower(): b", ".join(values).decode()
+                   for name, values in request.requestHeaders.getAllRawHeaders()}
+        received = Received("POST", request.uri.decode(), headers, request.content.read())
+        self.received.append(received)
+        request.setHeader(b"content-type", b"application/json")
+        expected_path = f"/2010-04-01/Accounts/{self.account_sid}/Calls.json"
+        if received.path != expected_path:
+            return self._error(request, 404, 20404, f"The requested resource {received.path} was not found")
+        if received.basic_auth() != (self.account_sid, self.auth_token):
+            return self._error(request, 401, 20003, "Authenticate")
+        if self._failures:
+            status, document = self._failures.popleft()
+            request.setResponseCode(status)
+            return json.dumps(document).encode()
+        form = received.form()
+        for required in ("To", "From"):
+            if required not in form:
+                return self._error(request, 400, 21201, f"Required parameter {required} missing")
+        call = PlacedCall("CA" + os.urandom(16).hex(), form)
+        self.calls.append(call)
+        for waiter in self._waiters.pop(len(self.calls) - 1, []):
+            waiter.callback(call)
+        if self.connect:
+            reactor.callLater(0, lambda: Deferred.fromCoroutine(self._live(call)).addErrback(call.done.errback))
+        request.setResponseCode(201)
+        return json.dumps({"sid": call.sid, "account_sid": self.account_sid, "status": "queued",
+                           "to": form["To"][0], "from": form["From"][0], "direction": "outbound-api",
+                           "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{call.sid}.json"}).encode()
+
+    @staticmethod
+    def _error(request: Request, status: int, code: int, message: str) -> bytes:
+        request.setResponseCode(status)
+        return json.dumps({"code": code, "message": message, "status": status,
+                           "more_info": f"https://www.twilio.com/docs/errors/{code}"}).encode()
+
+    # ---- the call, as Twilio lives it --------------------------------------------------------
+    async def _live(self, call: PlacedCall) -> None:
+        call.stream_url, call.parameters = parse_twiml(call.field("Twiml"))
+        for status in ("initiated", "ringing", "in-progress"):
+            await self._status(call, status)
+        lines = self.lines
+        report = await place_call(reactor, self.media_url or call.stream_url, lines, carrier="twilio",
+                                  call_sid=call.sid, account_sid=self.account_sid, auth_token=self.auth_token,
+                                  signed_url=call.stream_url, custom_parameters=dict(call.parameters),
+                                  reply_timeout_s=self.reply_timeout_s, hangup_grace_s=1.0)
+        await self._status(call, "completed", CallDuration=str(max(1, round(report.duration_s))))
+        call.done.callback(report)
+
+    async def _status(self, call: PlacedCall, status: str, **extra: str) -> None:
+        url = call.field("StatusCallback")
+        params = {"AccountSid": self.account_sid, "CallSid": call.sid, "CallStatus": status,
+                  "From": call.field("From"), "To": call.field("To"), "Direction": "outbound-api",
+                  "ApiVersion": "2010-04-01", "CallbackSource": "call-progress-events",
+                  "SequenceNumber": str(len(call.callbacks)), **extra}
+        signature = self._validator.compute_signature(url, params)
+        response = await treq.post(url, data=params, headers={"X-Twilio-Signature": signature}, persistent=False)
+        await response.content()
+        call.callbacks.append((status, response.code))
+
+
+def basic_auth_header(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def parse_form(body: bytes) -> dict[str, list[str]]:
+    return parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)

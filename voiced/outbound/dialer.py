@@ -1,0 +1,260 @@
+"""The service's ``Dialer``: places calls through a carrier's ``CarrierDialer``, keeps each
+dial's status history (in memory for the API, in the journal for good) and tells a new
+media stream whether it is one of its dials.
+
+A dial's life: ``dial`` asks the carrier; once the carrier accepted it (its call id is
+known) the dial is ``queued`` and written to the journal. The carrier's status callbacks
+(``status``) add to its history; its current status only moves forward (a late
+``ringing`` after ``answered`` is history, not news), and a final status is final. When
+the carrier opens the call's media stream, ``claim`` matches the stream to the dial once:
+a second stream naming the same dial, or a stream naming a dial voiced never placed, is
+an ordinary inbound call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from voiced.journal import dials as journal_dials
+from voiced.outbound.request import DIAL_STATUSES, FINAL_STATUSES, DialRequest, new_dial_id
+
+log = Logger(namespace="voiced.outbound")
+
+#: Dials kept in memory for ``GET /calls/{id}`` and stream matching; older ones are in the journal.
+REMEMBERED_DIALS = 1000
+_RANK = {status: rank for rank, status in enumerate(DIAL_STATUSES)}
+
+
+class DialError(Exception):
+    """A call voiced could not place; the message says why (never a credential)."""
+
+
+class CarrierDialer(Protocol):
+    """One carrier's way of placing a call (Twilio's Calls resource, Telnyx's ``POST /v2/calls``...)."""
+
+    carrier: str
+
+    def place(self, dial_id: str, request: DialRequest, from_number: str) -> Deferred[str]:
+        """Ask the carrier to place the call; fires with the carrier's call id."""
+
+
+@dataclass
+class Dial:
+    dial_id: str
+    request: DialRequest
+    carrier: str
+    from_number: str
+    created_at: float
+    call_sid: str = ""
+    status: str = "queued"
+    accepted: bool = False
+    connected: bool = False
+    answered_by: str = ""
+    history: list[tuple[str, float, str]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.dial_id, "direction": "outbound", "carrier": self.carrier, "to": self.request.to,
+                "from": self.from_number, "call_sid": self.call_sid, "status": self.status,
+                "variables": dict(self.request.variables), "campaign_id": self.request.campaign_id,
+                "answered_by": self.answered_by,
+                "history": [{"status": s, "at": at, "detail": d} for s, at, d in self.history]}
+
+
+def moves_to(current: str, status: str) -> bool:
+    """Whether ``status`` replaces ``current`` as the dial's status."""
+    if current in FINAL_STATUSES:
+        return False
+    return status in FINAL_STATUSES or _RANK.get(status, -1) > _RANK.get(current, -1)
+
+
+class Dialer:
+    def __init__(self, carrier: CarrierDialer, clock: IReactorTime, default_from: str, journal: Any = None) -> None:
+        self.carrier = carrier
+        self._clock = clock
+        self._default_from = default_from
+        self._journal = journal  # voiced.journal.writer.JournalWriter, or None
+        self._dials: dict[str, Dial] = {}
+        self._placing: set[Deferred[str]] = set()
+        self._listeners: list[Callable[[str, str], None]] = []
+
+    # ---- placing ---------------------------------------------------------------------------
+    def dial(self, request: DialRequest) -> Deferred[str]:
+        """Place ``request``; fires with the dial id once the carrier accepted the call, fails
+        with ``DialError`` otherwise."""
+        from_number = request.from_number or self._default_from
+        if not from_number:
+            raise DialError("no caller id to dial from: give \"from\", or set --dial-from (VOICED_DIAL_FROM)")
+        dial_id = new_dial_id()
+        dial = Dial(dial_id, request, self.carrier.carrier, from_number, self._clock.seconds())
+        dial.history.append(("queued", dial.created_at, ""))
+        self._remember(dial)
+        log.info("DIAL dial={dial} carrier={carrier} to={to} from={frm} variables={names}", dial=dial_id,
+                 carrier=dial.carrier, to=request.to, frm=from_number, names=",".join(sorted(request.variables)) or "-")
+        placing = self.carrier.place(dial_id, request, from_number)
+        self._placing.add(placing)
+        placing.addBoth(self._placed, dial, placing)
+        return placing
+
+    def _placed(self, result: str | Failure, dial: Dial, placing: Deferred[str]) -> str:
+        self._placing.discard(placing)
+        if isinstance(result, Failure):
+            self._dials.pop(dial.dial_id, None)
+            reason = "cancelled" if result.check(CancelledError) else result.getErrorMessage()
+            log.warn("DIAL_FAILED dial={dial} to={to}: {reason}", dial=dial.dial_id, to=dial.request.to, reason=reason)
+            raise DialError(f"{dial.carrier} did not place the call: {reason}")
+        dial.call_sid, dial.accepted = result, True
+        log.info("DIAL_ACCEPTED dial={dial} call={call}", dial=dial.dial_id, call=result)
+        self._write(journal_dials.insert_dial, {
+            "dial_id": dial.dial_id, "carrier": dial.carrier, "to": dial.request.to, "from": dial.from_number,
+            "variables": dial.request.variables, "call_sid": dial.call_sid, "campaign_id": dial.request.campaign_id,
+            "status": "queued", "at": dial.created_at})
+        # Callbacks that came before the carrier's answer (it may call back at once).
+        for status, at, detail in dial.history[1:]:
+            self._write(journal_dials.add_event, dial.dial_id, status, at, detail, dial.status, dial.answered_by)
+        self._tell(dial.dial_id, "queued")
+        return dial.dial_id
+
+    # ---- the carrier's callbacks ------------------------------------------------------------
+    def known(self, dial_id: str) -> bool:
+        return dial_id in self._dials
+
+    def status(self, dial_id: str, status: str, detail: str = "", call_sid: str = "", answered_by: str = "") -> bool:
+        """The carrier says ``dial_id``'s call is now ``status``; False for a dial this daemon
+        does not know (placed by another process, or long ago)."""
+        dial = self._dials.get(dial_id)
+        if dial is None or (call_sid and dial.call_sid and call_sid != dial.call_sid):
+            return False
+        at = self._clock.seconds()
+        dial.history.append((status, at, detail))
+        if answered_by:
+            dial.answered_by = answered_by
+        moved = moves_to(dial.status, status)
+        if moved:
+            dial.status = status
+        log.info("DIAL_STATUS dial={dial} call={call} status={status}{detail}", dial=dial_id, call=dial.call_sid or "-",
+                 status=status, detail=f" {detail}" if detail else "")
+        if dial.accepted:
+            self._write(journal_dials.add_event, dial_id, status, at, detail, dial.status, dial.answered_by)
+            if moved:
+                self._tell(dial_id, status)
+        return True
+
+    def claim(self, dial_id: str, call_id: str, carrier: str = "twilio") -> Dial | None:
+        """The dial a new media stream (carrier call ``call_id``) says it belongs to, once;
+        None (logged) when it is not one this daemon placed and is waiting for."""
+        dial = self._dials.get(dial_id)
+        problem = ""
+        if dial is None:
+            problem = "not a dial this daemon placed"
+        elif dial.connected:
+            problem = "that dial's call is already connected"
+        elif dial.call_sid and dial.call_sid != call_id:
+            problem = f"that dial is call {dial.call_sid}"
+        elif dial.carrier != carrier:
+            problem = f"that dial went through {dial.carrier}, not {carrier}"
+        elif dial.status in FINAL_STATUSES:
+            problem = f"that dial is over ({dial.status})"
+        if problem:
+            log.warn("DIAL_IGNORED call={call} dial={dial}: {problem}; taken as an inbound call", call=call_id,
+                     dial=dial_id[:40], problem=problem)
+            return None
+        assert dial is not None
+        dial.connected = True
+        dial.call_sid = dial.call_sid or call_id
+        log.info("DIAL_CONNECTED dial={dial} call={call}: its variables reach the agent", dial=dial_id, call=call_id)
+        return dial
+
+    # ---- reading --------------------------------------------------------------------------
+    def snapshot(self, dial_id: str) -> dict[str, Any] | None:
+        """The dial and its status history if it is still in memory (the console's call view)."""
+        dial = self._dials.get(dial_id)
+        return dial.as_json() if dial is not None and dial.accepted else None
+
+    def describe(self, dial_id: str) -> Deferred[dict[str, Any] | None]:
+        """The dial and its status history: from memory, else from the journal."""
+        dial = self._dials.get(dial_id)
+        if dial is not None:
+            return succeed(dial.as_json() if dial.accepted else None)
+        if self._journal is None or not self._journal.is_open:
+            return succeed(None)
+        return self._journal.run(lambda conn: _from_journal(conn, dial_id))
+
+    def add_status_listener(self, listener: Callable[[str, str], None]) -> None:
+        """``listener(dial_id, status)`` on every change of a dial's status (campaigns)."""
+        self._listeners.append(listener)
+
+    def stop(self) -> None:
+        """The service stops: requests still waiting for the carrier are cancelled."""
+        for placing in list(self._placing):
+            placing.cancel()
+
+    # ---- inside ---------------------------------------------------------------------------
+    def _remember(self, dial: Dial) -> None:
+        self._dials[dial.dial_id] = dial
+        while len(self._dials) > REMEMBERED_DIALS:
+            self._dials.pop(next(iter(self._dials)))
+
+    def _tell(self, dial_id: str, status: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(dial_id, status)
+            except Exception:
+                log.failure("Dial status listener {listener!r} failed dial={dial}", listener=listener, dial=dial_id)
+
+    def _write(self, statement: Callable[..., None], *args: Any) -> None:
+        if self._journal is None or not self._journal.is_open:
+            return
+        self._journal.run(lambda conn: statement(conn, *args)).addErrback(
+            lambda f: log.error("JOURNAL_WRITE_FAILED dial={dial}: {error}", dial=args[0] if isinstance(args[0], str)
+                                else args[0].get("dial_id"), error=f.getErrorMessage()))
+
+
+def _from_journal(conn: Any, dial_id: str) -> dict[str, Any] | None:
+    row = journal_dials.dial(conn, dial_id)
+    if row is None:
+        return None
+    names = [d[0] for d in conn.execute("SELECT * FROM dials LIMIT 0").description]
+    values = dict(zip(names, row))
+    return {"id": values["dial_id"], "direction": "outbound", "carrier": values["carrier"], "to": values["to_number"],
+            "from": values["from_number"], "call_sid": values["call_sid"], "status": values["status"],
+            "variables": json.loads(values["variables"]), "campaign_id": values["campaign_id"],
+            "answered_by": values["answered_by"],
+            "history": [{"status": s, "at": at, "detail": d} for s, at, d in journal_dials.events(conn, dial_id)]}
+
+
+def build_dialer(settings: Any, http: Any, clock: IReactorTime, journal: Any) -> Dialer | None:
+    """The service's dialer: Twilio's when its REST credentials and the public URL are set."""
+    if not settings.twilio_rest_configured or not settings.public_url:
+        log.info("OUTBOUND off: POST /calls needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and --public-url")
+        return None
+    from voiced.outbound.twilio_dial import twilio_dialer
+
+    log.info("OUTBOUND carrier=twilio from={frm} admin_token={token}", frm=settings.dial_from or "-",
+             token="set" if settings.admin_token else "unset (POST /calls answers 503)")
+    return Dialer(twilio_dialer(settings, http, clock), clock, settings.dial_from, journal)
+
+
+def call_direction(dialer: Dialer | None, start: Any) -> dict[str, Any]:
+    """``CallInfo``'s direction, variables and dial id for a new stream (``CallStart``): an
+    outbound call's only when its ``voiced_dial`` parameter names a dial this daemon placed
+    and is waiting for; otherwise nothing (an inbound call), logged when it named one."""
+    from voiced.outbound.twilio_dial import DIAL_PARAMETER
+
+    dial_id = start.custom_parameters.get(DIAL_PARAMETER, "")
+    if not dial_id:
+        return {}
+    if dialer is None:
+        log.warn("DIAL_IGNORED call={call} dial={dial}: this daemon places no calls; taken as an inbound call",
+                 call=start.call_id, dial=dial_id[:40])
+        return {}
+    dial = dialer.claim(dial_id, start.call_id, start.carrier)
+    if dial is None:
+        return {}
+    return {"direction": "outbound", "variables": dict(dial.request.variables), "dial_id": dial.dial_id}
