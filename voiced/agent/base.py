@@ -2,7 +2,7 @@
 
 One ``Agent`` per process (built by the service, holding any HTTP pool or model);
 one ``Conversation`` per call. For each caller turn (or event: a DTMF digit, an
-idle timeout) the call hands the conversation a ``TurnRequest`` holding the
+idle timeout, an answering machine ready to record) the call hands the conversation a ``TurnRequest`` holding the
 history so far -- where every bot entry is only what the caller actually heard,
 measured from the carrier's mark echoes -- and a ``ReplySink``. The agent pushes
 reply text into the sink as it is generated (a token at a time is fine: the call
@@ -32,10 +32,15 @@ class CallInfo:
     # Who brought the call ("twilio", "telnyx", "plivo", "vonage", "exotel", "asterisk", ...);
     # call_id and stream_id are that carrier's own ids.
     carrier: str = "twilio"
+    # "outbound" for a call voiced placed (POST /calls, voiced-dial): its dial's variables reach the agent.
+    direction: str = "inbound"
+    variables: dict[str, str] = field(default_factory=dict)
+    dial_id: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {"sid": self.call_id, "from": self.from_number, "to": self.to_number,
-                "parameters": dict(self.custom_parameters), "language": self.language, "carrier": self.carrier}
+                "parameters": dict(self.custom_parameters), "language": self.language, "carrier": self.carrier,
+                "direction": self.direction, "variables": dict(self.variables), "dial_id": self.dial_id}
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,16 @@ class Idle:
         return {"idle": self.count}
 
 
-Event = Union[Dtmf, Idle]
+@dataclass(frozen=True)
+class Voicemail:
+    """An outbound call reached an answering machine, past its beep: the reply is the
+    message it records. The call hangs up once it has played, whatever the reply asks."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"voicemail": True}
+
+
+Event = Union[Dtmf, Idle, Voicemail]
 
 
 @dataclass(frozen=True)
