@@ -152,6 +152,8 @@ class Settings:
     vonage_application_id: str = ""
     vonage_private_key_file: str = ""
     vonage_api_base: str = "https://api.nexmo.com"
+    # answering machines (issue 21)
+    amd: str = "voiced"
 
     @classmethod
     def load(

@@ -279,6 +279,10 @@ OPTIONS: list[Option] = [
     Option("vonage_private_key_file", _str, "", "the Vonage application's private key (PEM) that signs its "
            "Voice API requests"),
     Option("vonage_api_base", _str, "https://api.nexmo.com", "Vonage Voice API base URL (hang-up and transfer)"),
+    # answering machines (issue 21)
+    Option("amd", _choice("voiced", "carrier", "off"), "voiced",
+           "answering-machine detection on outbound calls: voiced (the answer's shape and the beep), carrier "
+           "(Twilio's async AMD at /twilio/amd, voiced's after 6 s without it) or off"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}
