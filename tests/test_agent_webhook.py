@@ -66,7 +66,7 @@ class WebhookAgentTests(TestCase):
         self.assertEqual(received.json(), {
             "call": {"sid": "CA0123456789abcdef0123456789abcdef", "from": "+15550001111",
                      "to": "+15550002222", "parameters": {"tenant": "acme", "lang": "en"}, "language": "",
-                     "carrier": "twilio"},
+                     "carrier": "twilio", "direction": "inbound", "variables": {}, "dial_id": ""},
             "turn": 3,
             "text": "and on sundays?",
             "event": None,

@@ -3,7 +3,7 @@
 For every caller turn (or event) voiced POSTs one JSON document to the webhook URL::
 
     {"call": {"sid": "CA...", "from": "+1...", "to": "+1...", "parameters": {...}, "language": "he-IL",
-              "carrier": "twilio"},
+              "carrier": "twilio", "direction": "inbound" | "outbound", "variables": {...}, "dial_id": ""},
      "turn": 3, "text": "what the caller said", "event": null | {"dtmf": "5"} | {"idle": 1} | {"voicemail": true},
      "history": [{"role": "caller" | "bot", "text": "...", "interrupted": false}, ...]}
 
