@@ -10,13 +10,18 @@ from tests.test_turn import FakeSTT
 from tests.turn_harness import Line, NearTestCase, ToneTTS, logged, tone, voice, voiced_by_energy
 from voiced.agent.base import CallInfo, Voicemail
 from voiced.agent.script import ScriptAgent
-from voiced.audio import FRAME_MS
+import os
+
+from voiced.audio import FRAME_MS, frames, read_wav_as_ulaw
 from voiced.call.machine import AnsweringMachine, MachineSettings, Phase, answering_machine
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.metrics import Metrics
 from voiced.tts.speaker import PhraseCache, Speaker
 from voiced.turns.detection import TurnDetection
 from voiced.turns.eou import EndOfUtterance
+from voiced.turns.vad import WebRtcVoiceActivity
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 BEEP = tone(-12.0, FRAME_MS, freq=1000)
 AGENT = ScriptAgent()  # the shipped front desk: its [greeting] and its [voicemail]
@@ -25,13 +30,13 @@ VOICEMAIL = list(AGENT.dialog.voicemail)
 
 
 class OutboundCall(NearTestCase):
-    def make_call(self, amd="voiced", direction="outbound", carrier="twilio") -> Call:
+    def make_call(self, amd="voiced", direction="outbound", carrier="twilio", vad=voiced_by_energy) -> Call:
         self.clock = Clock()
         self.clock.advance(1000)
         self.transport = Line(self.clock)
         self.tts = ToneTTS()
         self.metrics = Metrics()
-        self.eou = EndOfUtterance(self.clock, voiced_by_energy, eou_silence_ms=240, min_speech_ms=60)
+        self.eou = EndOfUtterance(self.clock, vad, eou_silence_ms=240, min_speech_ms=60)
         info = CallInfo("CA1", "MZ1", language="en-US", carrier=carrier, direction=direction, dial_id="d-1")
         self.amd_lines = logged(self, "AMD call=")
         self.call = Call(info, self.clock, self.transport, FakeSTT(False), Speaker(self.tts, None, PhraseCache()),
@@ -267,3 +272,33 @@ class MachinePartTests(NearTestCase):
         clock.advance(60)
         self.assertEqual(done, [])
         self.assertIs(machine.phase, Phase.DONE)
+
+
+class RecordedAnswerTests(OutboundCall):
+    """The e2e fixtures (espeak speech; a 1 kHz beep) through webrtcvad, as a real call hears them."""
+
+    def play(self, name: str) -> list[bytes]:
+        self.make_call(vad=WebRtcVoiceActivity(2))
+        return frames(read_wav_as_ulaw(os.path.join(DATA, name)))
+
+    def test_a_recorded_hello_gets_the_greeting(self):
+        for frame in self.play("callee_hello.wav"):
+            self.clock.advance(FRAME_MS / 1000)
+            self.call.on_media(frame)
+        self.assertEqual(self.tts.spoken[:len(GREETING)], GREETING)
+        self.assertEqual(self.call.record.answered_by, "human")
+
+    def test_a_recorded_voicemail_greeting_gets_the_message_after_its_beep(self):
+        spoken_at = None
+        for n, frame in enumerate(self.play("voicemail_greeting_beep.wav")):
+            self.clock.advance(FRAME_MS / 1000)
+            self.call.on_media(frame)
+            if spoken_at is None and self.tts.spoken:
+                spoken_at = (n + 1) * FRAME_MS
+        self.assertEqual(self.tts.spoken, VOICEMAIL)
+        self.assertEqual(self.call.record.answered_by, "machine")
+        beep_end_ms = len(frames(read_wav_as_ulaw(os.path.join(DATA, "voicemail_greeting_beep.wav")))) * FRAME_MS \
+            - 3000
+        self.assertLessEqual(abs(spoken_at - beep_end_ms), 100)  # just after the beep
+        self.play_out()
+        self.assertEqual(self.transport.sent[-1], ("hangup",))
