@@ -28,8 +28,8 @@ may repeat; an indented line continues the previous value; ``hangup = yes`` ends
 call once the reply has played, ``transfer = +15551234567`` transfers it. ``[idle]``
 is said when the caller has been silent for a while; ``[dtmf D]`` answers the key D
 (``say``, ``hangup``, ``transfer`` as in an intent). ``[voicemail]`` is the message left on an
-answering machine that took an outbound call (the call hangs up after it). In the fallback, ``{text}`` is what the caller said
-(``{{``/``}}`` for literal braces). Any error is a ``ValueError`` naming file and line.
+answering machine that took an outbound call (the call hangs up after it). In the fallback,
+``{text}`` is what the caller said (``{{``/``}}`` for literal braces). Any error is a ``ValueError`` naming file and line.
 """
 
 from __future__ import annotations
