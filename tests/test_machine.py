@@ -30,7 +30,9 @@ VOICEMAIL = list(AGENT.dialog.voicemail)
 
 
 class OutboundCall(NearTestCase):
-    def make_call(self, amd="voiced", direction="outbound", carrier="twilio", vad=voiced_by_energy) -> Call:
+    def make_call(self, amd="voiced", direction="outbound", carrier="twilio", vad=voiced_by_energy,
+                  **settings) -> Call:
+        """``settings``: TurnSettings fields other than the defaults here."""
         self.clock = Clock()
         self.clock.advance(1000)
         self.transport = Line(self.clock)
@@ -41,7 +43,8 @@ class OutboundCall(NearTestCase):
         self.amd_lines = logged(self, "AMD call=")
         self.call = Call(info, self.clock, self.transport, FakeSTT(False), Speaker(self.tts, None, PhraseCache()),
                          AGENT.start_conversation(info), self.eou, self.metrics,
-                         TurnSettings(barge_in_ms=160, final_timeout_ms=1500, fallback_timeout_ms=4000),
+                         TurnSettings(**{"barge_in_ms": 160, "final_timeout_ms": 1500, "fallback_timeout_ms": 4000,
+                                         **settings}),
                          turns=TurnDetection(), amd=amd)
         self.call.start()
         return self.call
@@ -186,6 +189,26 @@ class VoicemailTests(OutboundCall):
         self.monologue(24.0)
         self.assertEqual(self.tts.spoken, VOICEMAIL)
         self.assertEqual(call.record.answered_by, "machine")
+
+
+class EndingTests(OutboundCall):
+    def test_a_drain_while_it_decides_says_goodbye_and_nothing_else(self):
+        call = self.make_call()
+        self.hear(voice(), 0.5)
+        call.drain_goodbye()
+        self.silence(1.5)  # voiced would have said "human" by now
+        self.assertNotIn(GREETING[0], self.tts.spoken)
+        self.play_out()
+        self.assertEqual(self.transport.sent[-1], ("hangup",))
+
+    def test_the_time_limit_runs_from_the_answer(self):
+        call = self.make_call(max_call_s=5)
+        self.hear(voice(), 4.9)
+        self.assertEqual(self.tts.spoken, [])
+        self.hear(voice(), 0.2)  # a machine talking on: its message would wait; the limit does not
+        self.assertEqual(self.tts.spoken, [call.settings.time_limit_phrase])
+        self.monologue(5.0)
+        self.assertEqual(self.tts.spoken, [call.settings.time_limit_phrase], "and nothing after it")
 
 
 class CarrierVerdictTests(OutboundCall):

@@ -435,10 +435,12 @@ class Call:
         self.metrics.answered_by_total.labels(answered_by, source).inc()
 
     def open_with_greeting(self) -> None:
-        self._answering.greet()
+        if not self._answering.final_goodbye:  # (the time limit or a drain said goodbye first)
+            self._answering.greet()
 
     def leave_voicemail(self) -> None:
-        self._answering.leave_voicemail()
+        if not self._answering.final_goodbye:
+            self._answering.leave_voicemail()
 
     def hang_up_on_fax(self) -> None:
         self._answering.hang_up("fax answered")
