@@ -108,3 +108,26 @@ class MountTests(OutboundCall):
             resource = resource.default
         self.assertIsInstance(resource, TwilioAmdCallback)
         self.assertEqual((resource.auth_token, resource.public_host), (TOKEN, HOST))
+
+
+class ServiceTests(OutboundCall):
+    def test_call_by_id_finds_the_live_call(self):
+        from twisted.internet.task import Clock
+
+        from voiced.service import VoicedService
+
+        service = VoicedService(Settings.load({}, {}), reactor=Clock())
+        self.make_call()
+        service.calls.add(self.call)
+        self.assertIs(service.call_by_id("CA1"), self.call)
+        self.assertIsNone(service.call_by_id("CAother"))
+
+    def test_the_amd_setting(self):
+        from voiced.config import ConfigError
+
+        self.assertEqual(Settings.load({}, {}).amd, "voiced")
+        self.assertEqual(Settings.load({}, {"VOICED_AMD": "carrier"}).amd, "carrier")
+        self.assertEqual(Settings.load({"amd": "off"}, {"VOICED_AMD": "carrier"}).amd, "off")
+        with self.assertRaises(ConfigError) as caught:
+            Settings.load({}, {"VOICED_AMD": "maybe"})
+        self.assertIn("VOICED_AMD", str(caught.exception))
