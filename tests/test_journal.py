@@ -261,6 +261,68 @@ class MigrationTests(SynchronousTestCase):
         self.assertEqual(user_version(path), 1)
 
 
+def schema_3_journal(path, call_sid):
+    """A journal as voiced wrote it before answering-machine detection (schema 3)."""
+    conn = store.open_for_writing(path)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("ALTER TABLE calls DROP COLUMN answered_by")
+    conn.execute("PRAGMA user_version=3")
+    conn.execute("COMMIT")
+    record = a_record(call_sid).as_json()
+    del record["answered_by"]
+    conn.execute(
+        "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, started_at, "
+        "ended_at, end_reason, turn_count, stt_retries, stt_failures, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (call_sid, "MZ1", "twilio", "carrier", "+15550001", "+15550002", "{}", 1000.0, 1012.5, "done", 0, 0, "[]",
+         json.dumps(record)))
+    conn.close()
+
+
+class AnsweredByTests(SynchronousTestCase):
+    def test_an_outbound_calls_answered_by_is_kept_and_shown(self):
+        path = journal_path(self)
+        conn = store.open_for_writing(path)
+        record = a_record("CAout")
+        record.answered_by = "machine"
+        store.write_call(conn, record.as_json())
+        store.write_call(conn, a_record("CAin").as_json())
+        conn.close()
+        conn = store.open_read_only(path)
+        self.assertEqual([(r["call_sid"], r["answered_by"]) for r in store.recent_calls(conn, 10)],
+                         [("CAin", ""), ("CAout", "machine")])
+        conn.close()
+        out = io.StringIO()
+        self.assertEqual(cli.main(["--journal", path, "show", "CAout"], out), 0)
+        self.assertIn("answered by: machine", out.getvalue())
+        out = io.StringIO()
+        cli.main(["--journal", path, "show", "CAin"], out)
+        self.assertNotIn("answered by", out.getvalue())
+        out = io.StringIO()
+        cli.main(["--journal", path, "export", "--format", "csv"], out)
+        rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+        self.assertEqual([r["answered_by"] for r in rows], ["machine", ""])
+
+    def test_a_schema_3_journal_reads_and_migrates_with_nobody_asked(self):
+        path = journal_path(self)
+        schema_3_journal(path, "CAold")
+        conn = store.open_read_only(path)
+        self.assertEqual([r["answered_by"] for r in store.recent_calls(conn, 10)], [""])
+        conn.close()
+        self.assertEqual(user_version(path), 3)
+        out = io.StringIO()
+        self.assertEqual(cli.main(["--journal", path, "export", "--format", "jsonl"], out), 0)
+        self.assertEqual(json.loads(out.getvalue())["answered_by"], "")
+        conn = store.open_for_writing(path)
+        self.assertEqual(user_version(path), store.SCHEMA_VERSION)
+        record = a_record("CAnew")
+        record.answered_by = "human"
+        store.write_call(conn, record.as_json())
+        conn.row_factory = sqlite3.Row
+        self.assertEqual([(r["call_sid"], r["answered_by"]) for r in store.recent_calls(conn, 10)],
+                         [("CAnew", "human"), ("CAold", "")])
+        conn.close()
+
+
 class WriterAndOutboxTests(TestCase):
     timeout = 30
 
@@ -399,7 +461,7 @@ class CliTests(SynchronousTestCase):
         self.add_asterisk_call()
         code, text = self.run_cli("export", "--format", "csv")
         rows = list(csv.DictReader(io.StringIO(text)))
-        self.assertEqual(list(rows[0])[-2:], ["carrier", "playout"])
+        self.assertEqual(list(rows[0])[-3:-1], ["carrier", "playout"])  # (new columns go after them)
         self.assertEqual([(r["call_sid"], r["carrier"], r["playout"]) for r in rows],
                          [("CAold", "twilio", "carrier"), ("CAnew", "twilio", "carrier"),
                           (AUDIOSOCKET_ID, "asterisk", "local")])

@@ -46,7 +46,7 @@ class MigrationTests(SynchronousTestCase):
         schema_2_journal(path, [("CAone", 5.0), ("CAtwo", None)])
         conn = store.open_for_writing(path)
         conn.row_factory = sqlite3.Row
-        self.assertEqual(user_version(path), 3)
+        self.assertEqual(user_version(path), store.SCHEMA_VERSION)
         rows = store.recent_calls(conn, 10)
         self.assertEqual([(r["call_sid"], r["direction"], r["dial_id"]) for r in rows],
                          [("CAtwo", "inbound", ""), ("CAone", "inbound", "")])

@@ -43,6 +43,7 @@ def build(settings: Settings, reactor: Any = None, startup_warnings: Any = (), w
     console.setServiceParent(service)
     carriers = build_carriers(service, settings, console)
     site = build_site(service, carriers, console, with_admin=not settings.admin_listen)
+    mount_twilio_amd(site.resource, service, settings)
     reactor = service.clock
     if worker is not None:  # the supervisor's sockets, shared with the other workers
         for fd, family in worker.listen_fds:
@@ -62,6 +63,14 @@ def build(settings: Settings, reactor: Any = None, startup_warnings: Any = (), w
             else:
                 Listener(option, endpoint, factory, reactor).setServiceParent(service)
     return service
+
+
+def mount_twilio_amd(root: Any, service: VoicedService, settings: Settings) -> None:
+    """Twilio's answering-machine verdicts for the calls voiced placed, beside its /twiml."""
+    from voiced.carrier.twilio.amd import AMD_PATH, TwilioAmdCallback
+    from voiced.web import mount
+
+    mount(root, AMD_PATH, TwilioAmdCallback(settings.twilio_auth_token, settings.public_host, service.call_by_id))
 
 
 def build_carriers(service: VoicedService, settings: Settings, console: Any = None) -> list[Carrier]:

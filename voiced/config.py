@@ -171,6 +171,8 @@ class Settings:
     admin_token: str = option("admin_token")
     dial_from: str = option("dial_from")
     outbound_hello_timeout_ms: int = option("outbound_hello_timeout_ms")
+    # answering machines (issue 21)
+    amd: str = option("amd")
 
     @classmethod
     def load(

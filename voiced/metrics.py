@@ -171,6 +171,10 @@ class Metrics:
         self.protocol_errors_total = Counter(
             "voiced_protocol_errors", "Malformed carrier messages", registry=own
         )
+        self.answered_by_total = Counter(
+            "voiced_answered_by", "Outbound calls by who answered (human, machine, unknown) and who said so "
+            "(voiced, carrier)", ["answered_by", "source"], registry=own,
+        )
         if not shared:
             self.registry.register(_ConstructionCollector())
 

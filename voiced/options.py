@@ -321,6 +321,10 @@ OPTIONS: list[Option] = [
            "\"from\""),
     Option("outbound_hello_timeout_ms", _int_range(0, 10000), 2500, "an outbound call's greeting waits for the "
            "callee's first words to end, or this long without any"),
+    # answering machines (issue 21)
+    Option("amd", _choice("voiced", "carrier", "off"), "voiced",
+           "answering-machine detection on outbound calls: voiced (the answer's shape and the beep), carrier "
+           "(Twilio's async AMD at /twilio/amd, voiced's after 6 s without it) or off"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -389,7 +389,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         call = Call(
             info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
             self.metrics, self.turn_settings, self.call_controls.get(start.carrier), self.call_hub, playout,
-            stt_audio=stt_input(start.audio, self.stt_engine.formats), turns=self.turn_detection,
+            stt_audio=stt_input(start.audio, self.stt_engine.formats), turns=self.turn_detection, amd=s.amd,
         )
         if self.worker is not None:
             self.worker.call_started(info.call_id)  # CALL_WORKER: which worker process carries it
@@ -397,6 +397,13 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.metrics.calls_total.inc()
         self._calls_changed()
         return call
+
+    def call_by_id(self, call_id: str) -> Call | None:
+        """The live call whose carrier call id is ``call_id`` (Twilio's CallSid), if this process carries it."""
+        for call in self.calls:
+            if call.call_id == call_id:
+                return call
+        return None
 
     def call_ended(self, call: Call) -> None:
         self.calls.discard(call)

@@ -2,7 +2,7 @@
 
 One ``Agent`` per process (built by the service, holding any HTTP pool or model);
 one ``Conversation`` per call. For each caller turn (or event: a DTMF digit, an
-idle timeout) the call hands the conversation a ``TurnRequest`` holding the
+idle timeout, an answering machine ready to record) the call hands the conversation a ``TurnRequest`` holding the
 history so far -- where every bot entry is only what the caller actually heard,
 measured from the carrier's mark echoes -- and a ``ReplySink``. The agent pushes
 reply text into the sink as it is generated (a token at a time is fine: the call
@@ -75,7 +75,16 @@ class Idle:
         return {"idle": self.count}
 
 
-Event = Union[Dtmf, Idle]
+@dataclass(frozen=True)
+class Voicemail:
+    """An outbound call reached an answering machine, past its beep: the reply is the
+    message it records. The call hangs up once it has played, whatever the reply asks."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"voicemail": True}
+
+
+Event = Union[Dtmf, Idle, Voicemail]
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,20 @@ for he-*, ``front_desk.he.dialog``)::
     say = We are open from 8 AM to 6 PM.
     hangup = no
 
+    [voicemail]
+    say = Hello, this is the Riverside Clinic. Please call us back at 555 0100. Goodbye.
+
 ``greeting``, ``reprompt`` and ``fallback`` are required; ``[intent NAME]`` sections
 are optional and matched in file order. ``match`` holds comma-separated phrases and
 may repeat; an indented line continues the previous value; ``hangup = yes`` ends the
 call once the reply has played, ``transfer = +15551234567`` transfers it. ``[idle]``
 is said when the caller has been silent for a while; ``[dtmf D]`` answers the key D
-(``say``, ``hangup``, ``transfer`` as in an intent). In the fallback, ``{text}`` is what the caller said
-(``{{``/``}}`` for literal braces). Any line may name an outbound call's variables, ``{name}``
-(``POST /calls``' ``"variables"``): filled in as the line is said (``voiced.agent.variables``);
-a name the call lacks stays as written. Any error is a ``ValueError`` naming file and line.
+(``say``, ``hangup``, ``transfer`` as in an intent). ``[voicemail]`` is the message left on an
+answering machine that took an outbound call (the call hangs up after it). In the fallback,
+``{text}`` is what the caller said (``{{``/``}}`` for literal braces). Any line may name an
+outbound call's variables, ``{name}`` (``POST /calls``' ``"variables"``): filled in as the line
+is said (``voiced.agent.variables``); a name the call lacks stays as written. Any error is a
+``ValueError`` naming file and line.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ class Dialog:
     intents: tuple[Intent, ...]
     idle: tuple[str, ...] = ("Are you still there?",)
     keys: dict[str, Intent] = field(default_factory=dict)  # [dtmf D] sections
+    voicemail: tuple[str, ...] = ("Sorry we missed you. Please call us back when you can. Goodbye.",)
 
 
 @dataclass
@@ -91,7 +97,7 @@ class _Section:
     values: dict[str, list[tuple[int, str]]]
 
 
-_KEYS = {"greeting": {"say"}, "reprompt": {"say"}, "fallback": {"say"}, "idle": {"say"},
+_KEYS = {"greeting": {"say"}, "reprompt": {"say"}, "fallback": {"say"}, "idle": {"say"}, "voicemail": {"say"},
          "intent": {"match", "say", "hangup", "transfer"}, "dtmf": {"say", "hangup", "transfer"}}
 _NAMED = {"intent", "dtmf"}
 _DTMF_KEYS = frozenset("0123456789*#ABCD")
@@ -149,7 +155,7 @@ def _open_section(header: str, source: str, number: int, sections: list[_Section
     if kind not in _KEYS:
         raise _DialogError(
             source, number, f"unknown section {header!r} (expected [greeting], [reprompt], [fallback], [idle], "
-            "[intent NAME] or [dtmf KEY])"
+            "[voicemail], [intent NAME] or [dtmf KEY])"
         )
     if kind == "intent" and not name:
         raise _DialogError(source, number, "[intent] needs a name: [intent NAME]")
@@ -185,7 +191,8 @@ def _build(sections: list[_Section], source: str, last_line: int) -> Dialog:
     if not fallback:
         raise _DialogError(source, last_line, "missing required section [fallback]")
     idle = singles.get("idle", Dialog.idle)
-    return Dialog(singles["greeting"], singles["reprompt"], fallback, tuple(intents), idle, keys)
+    voicemail = singles.get("voicemail", Dialog.voicemail)
+    return Dialog(singles["greeting"], singles["reprompt"], fallback, tuple(intents), idle, keys, voicemail)
 
 
 def _required(section: _Section, key: str, source: str) -> tuple[int, str]:

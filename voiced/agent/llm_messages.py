@@ -5,7 +5,8 @@ whose ``{name}``s an outbound call's variables fill, then the call's context: th
 caller's and the called number, the stream's custom parameters, and on a call voiced
 placed that it placed it and its variables), then the history -- the caller as ``user``, the bot as ``assistant``,
 each bot entry holding only what the caller heard -- then the caller's new words, or
-a bracketed note for an event ("[The caller pressed 5]"). A bot reply the caller
+a bracketed note for an event ("[The caller pressed 5]"; an answering machine's
+``VOICEMAIL_NOTE``). A bot reply the caller
 cut off ends with " —" (an em dash), and the system message says what that means;
 the note is not put in the assistant text, where the model would learn to imitate it.
 An empty interrupted entry (nothing heard) is left out, and consecutive entries of
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from voiced.agent.base import CallInfo, Dtmf, Idle, Said, TurnRequest
+from voiced.agent.base import CallInfo, Dtmf, Idle, Said, TurnRequest, Voicemail
 from voiced.agent.variables import fill
 
 if TYPE_CHECKING:
@@ -40,6 +41,14 @@ def default_system_prompt(language: str, language_name: str = "") -> str:
 INTERRUPTED_NOTE = (
     "An assistant message ending with \" —\" was interrupted by the caller: they heard "
     "it only up to that point."
+)
+
+
+#: An outbound call reached voicemail, past the beep: what the model is asked for instead of a reply.
+VOICEMAIL_NOTE = (
+    "[You reached the callee's voicemail and the beep has sounded: nobody will answer. Leave a short "
+    "message now, in two or three sentences: who is calling, why, and how to call back. It is recorded, "
+    "and the call ends after it.]"
 )
 
 
@@ -96,6 +105,8 @@ def _new_user_text(request: TurnRequest) -> str:
     elif isinstance(event, Idle):
         again = f" ({_ordinal(event.count)} time)" if event.count > 1 else ""
         note = f"[The caller has been silent for a while{again}]"
+    elif isinstance(event, Voicemail):
+        note = VOICEMAIL_NOTE
     else:
         return request.text
     return f"{request.text} {note}" if request.text else note

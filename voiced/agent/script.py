@@ -20,7 +20,7 @@ from typing import Iterable
 
 from twisted.internet.defer import Deferred, maybeDeferred
 
-from voiced.agent.base import CallInfo, Dtmf, EndCall, Idle, ReplySink, TransferCall, TurnRequest
+from voiced.agent.base import CallInfo, Dtmf, EndCall, Idle, ReplySink, TransferCall, TurnRequest, Voicemail
 from voiced.agent.dialog import Dialog, Intent, load_dialog, words
 from voiced.agent.variables import KeepUnknown, fill
 from voiced.language import primary
@@ -153,6 +153,8 @@ class ScriptConversation:
         dialog = self._dialog
         if isinstance(request.event, Idle):
             return Intent("idle", (), dialog.idle)
+        if isinstance(request.event, Voicemail):
+            return Intent("voicemail", (), dialog.voicemail, hang_up=True)
         if isinstance(request.event, Dtmf):
             return dialog.keys.get(request.event.digit) or Intent("dtmf", (), dialog.reprompt)
         said = " ".join(request.text.split()).strip(_TRAILING_PUNCTUATION)
@@ -181,7 +183,7 @@ class ScriptAgent:
 
     def fixed_phrases(self) -> list[str]:
         d = self.dialog
-        phrases = [*d.greeting, *d.reprompt, *d.idle]
+        phrases = [*d.greeting, *d.reprompt, *d.idle, *d.voicemail]
         for intent in (*d.intents, *d.keys.values()):
             phrases.extend(intent.reply)
         phrases.extend(s.text for s in d.fallback if not s.templated)

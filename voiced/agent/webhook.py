@@ -3,8 +3,8 @@
 For every caller turn (or event) voiced POSTs one JSON document to the webhook URL::
 
     {"call": {"sid": "CA...", "from": "+1...", "to": "+1...", "parameters": {...}, "language": "he-IL",
-              "carrier": "twilio"},
-     "turn": 3, "text": "what the caller said", "event": null | {"dtmf": "5"} | {"idle": 1},
+              "carrier": "twilio", "direction": "inbound" | "outbound", "variables": {...}, "dial_id": ""},
+     "turn": 3, "text": "what the caller said", "event": null | {"dtmf": "5"} | {"idle": 1} | {"voicemail": true},
      "history": [{"role": "caller" | "bot", "text": "...", "interrupted": false}, ...]}
 
 with ``Content-Type: application/json`` and, when a secret is configured,
@@ -17,7 +17,9 @@ answers (HTTP 2xx)::
 Both keys are optional. The answer is checked whole before anything is spoken, so a
 malformed one never leaves the caller with half a reply: any problem (HTTP status,
 timeout, size, JSON, types) is an ``AgentError`` naming it, and the call plays its
-apology. The history's bot entries hold only what the caller heard.
+apology. The history's bot entries hold only what the caller heard. ``{"voicemail": true}``:
+an outbound call reached an answering machine after its beep; ``say`` is the message it
+records, and the call hangs up once it has played.
 """
 
 from __future__ import annotations

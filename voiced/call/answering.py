@@ -19,7 +19,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from voiced.agent.base import AgentError, Conversation, EndCall, Event, Idle, Said, TransferCall, TurnRequest
+from voiced.agent.base import (AgentError, Conversation, EndCall, Event, Idle, Said, TransferCall, TurnRequest,
+                               Voicemail)
 from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
 from voiced.call.first_words import FirstWords
@@ -88,9 +89,12 @@ class Answering:
         self.ending = ""
         #: An outbound call's held greeting (None: not held, or already played).
         self.first_words: FirstWords | None = None
+        #: The reply in progress is a message an answering machine records: the call hangs up after it.
+        self.voicemail = False
 
     def start(self, outbound: bool = False) -> None:
-        """The call starts. The one decision of who speaks first: the bot greets an inbound
+        """The call starts. The one decision of who speaks first when no answering-machine
+        detection runs (voiced.call.machine decides otherwise): the bot greets an inbound
         caller at once; an outbound call's greeting waits for the callee's first words."""
         timeout_ms = self.settings.outbound_hello_timeout_ms
         if outbound and timeout_ms > 0:
@@ -122,8 +126,29 @@ class Answering:
         for sentence in self._conversation.greeting():
             greeting.say(sentence)
         greeting.finish()
-        if self.settings.max_call_s:
+        self.arm_time_limit()
+
+    def arm_time_limit(self) -> None:
+        """The call's time limit runs from its start (an outbound call's opening may wait)."""
+        if self.settings.max_call_s and self._time_limit is None:
             self._time_limit = self._clock.callLater(self.settings.max_call_s, self._time_limit_reached)
+
+    def leave_voicemail(self) -> None:
+        """An answering machine records (``voiced.call.machine``): the agent's voicemail
+        message, which nothing interrupts, then the hang-up, whatever the reply asks."""
+        if self._host.state in (State.ENDED, State.HANGING_UP):
+            return
+        self.voicemail = self.final_goodbye = True
+        self.ending = "voicemail left"
+        self.cancel_idle()
+        self._host.ask_event(Voicemail())
+
+    def hang_up(self, ending: str) -> None:
+        """End the call now, without a word (a fax answered)."""
+        if self._host.state in (State.ENDED, State.HANGING_UP):
+            return
+        self.ending = ending
+        self._hang_up()
 
     def ask(self, turn: Turn) -> None:
         """Ask the agent to answer ``turn`` (the caller's words, or an event)."""
@@ -220,6 +245,9 @@ class Answering:
             return
         if reply is not self._playback.current or \
                 self._host.state not in (State.GREETING, State.SPEAKING, State.THINKING):
+            return
+        if self.voicemail:
+            self._hang_up()
             return
         for action in reply.actions:
             if isinstance(action, EndCall):

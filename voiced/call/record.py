@@ -62,6 +62,9 @@ class CallRecord:
     #: "outbound" for a call voiced placed, with the dial that placed it (voiced.outbound).
     direction: str = "inbound"
     dial_id: str = ""
+    #: Who took an outbound call with answering-machine detection on (``ANSWERED_BY``);
+    #: "" when nobody asked (inbound calls, --amd off).
+    answered_by: str = ""
 
     @classmethod
     def begin(cls, info: CallInfo, started_at: float, playout: str = "carrier") -> "CallRecord":
@@ -88,6 +91,11 @@ class CallObserver(Protocol):
         ``reply`` (all of a reply's audio was sent, the BOT line: turn, text);
         ``bot`` (a reply finished or was cut: turn, text, heard, interrupted); ``turn``
         (a turn's metrics: number, metrics); ``end`` (the record is complete)."""
+
+
+#: What answered an outbound call: a person, an answering machine (a fax counts as one), or
+#: nobody could tell (the call then greeted, as for a person).
+ANSWERED_BY = ("human", "machine", "unknown")
 
 
 #: Ended calls kept in memory for whoever wants the recent ones (a console) without a journal.

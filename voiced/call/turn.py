@@ -37,6 +37,7 @@ from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
 from voiced.call.hearing import Hearing
 from voiced.call.interruption import FalseInterruptions
+from voiced.call.machine import answering_machine
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.playback import END_MARK_GRACE_S, Playback
 from voiced.call.record import CallObserver, CallRecord
@@ -80,6 +81,7 @@ class Call:
         playout: str = "carrier",
         stt_audio: AudioFormat = MULAW_8K,
         turns: TurnDetection | None = None,
+        amd: str = "off",
     ) -> None:
         self.info = info
         self.call_id = info.call_id
@@ -121,6 +123,8 @@ class Call:
         self._turn = Turn()
         self._timer: IDelayedCall | None = None
         self._dtmf_count = 0
+        # An outbound call with answering-machine detection (--amd): who answered picks the opening.
+        self._machine = answering_machine(info, clock, amd, self)
 
     @property
     def settings(self) -> TurnSettings:
@@ -145,11 +149,17 @@ class Call:
         log.info("CALL_START call={call} from={frm} to={to}", call=self.call_id, frm=self.info.from_number,
                  to=self.info.to_number)
         self._chronicle.tell("start", {})
-        self._answering.start(outbound=self.info.direction == "outbound")
+        if self._machine is not None:
+            self._answering.arm_time_limit()
+            self._machine.start()
+        else:
+            self._answering.start(outbound=self.info.direction == "outbound")
 
     def on_media(self, ulaw: bytes, stt_audio: bytes | None = None) -> None:
         """The caller's audio: 8 kHz mu-law, and for a call with wideband STT the same audio
         in ``self.stt_audio`` (the turn machine, VAD and barge-in stay at 8 kHz)."""
+        if self._machine is not None and self._machine.listening:
+            self._machine.audio(ulaw)
         self._hearing.on_media(ulaw, stt_audio)
 
     def on_mark(self, name: str) -> None:
@@ -159,7 +169,7 @@ class Call:
         self._dtmf_count += 1
         if self._dtmf_count <= MAX_LOGGED_DTMF:  # a keypad, not a flood, is worth a line each
             log.info("DTMF call={call} digit={digit}", call=self.call_id, digit=digit[:4])
-        if self.state in (State.ENDED, State.HANGING_UP) or self._answering.final_goodbye:
+        if self.state in (State.ENDED, State.HANGING_UP) or self._answering.final_goodbye or self._amd_listening:
             return
         event = Dtmf(digit[:4])
         if self.state in (State.GREETING, State.SPEAKING) or self.caller_is_quiet():
@@ -189,6 +199,8 @@ class Call:
                  turns=self._answering.turns_answered, reason=reason or "-")
         self.state = State.ENDED
         self.cancel_wait()
+        if self._machine is not None:
+            self._machine.close()
         self._answering.close()
         self._hearing.close()
         self._playback.close()
@@ -223,6 +235,9 @@ class Call:
 
     # ---- speech events (voiced.call.hearing) ---------------------------------------------
     def speech_started(self, at: float) -> None:
+        if self._amd_listening:
+            self._machine.speech_started(at)  # type: ignore[union-attr]
+            return  # nobody is answered before the opening is chosen
         if self._answering.first_words_started(at):  # an outbound callee's "Hello?" (voiced.call.first_words)
             return
         # A backchannel's final that has not come by now is not coming before new words.
@@ -250,6 +265,10 @@ class Call:
             self._stt.speech_started()
 
     def speech_ended(self, at: float) -> None:
+        if self._amd_listening:
+            self._machine.speech_ended(at)  # type: ignore[union-attr]
+            self._utterance.over_the_bot()  # what the callee said meanwhile is no turn
+            return
         if self._answering.first_words_ended(at):
             return
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
@@ -269,7 +288,7 @@ class Call:
         # Per frame while the caller voices: sustained() is false until the sound is long enough.
         eou = self._eou
         if not eou.sustained(self._settings.barge_in_ms) or self._answering.final_goodbye or \
-                self._answering.holding_greeting():
+                self._answering.holding_greeting() or self._amd_listening:
             return
         if self.state in (State.GREETING, State.SPEAKING):
             if self._barge_in.interrupts(eou, self._utterance.partial):
@@ -403,6 +422,33 @@ class Call:
 
     def filler_played(self, reply: Reply) -> None:
         self._answering.filler_played(reply)
+
+    # ---- answering machines (voiced.call.machine) ---------------------------------------------
+    @property
+    def _amd_listening(self) -> bool:
+        return self._machine is not None and self._machine.listening and self.state is not State.ENDED
+
+    def carrier_amd(self, answered_by: str) -> bool:
+        """The carrier's answering-machine verdict (Twilio's AnsweredBy); False when this call has no detection."""
+        if self._machine is None or self.state is State.ENDED:
+            return False
+        self._machine.carrier_verdict(answered_by)
+        return True
+
+    def answered(self, answered_by: str, source: str, reason: str) -> None:
+        self.record.answered_by = answered_by
+        self.metrics.answered_by_total.labels(answered_by, source).inc()
+
+    def open_with_greeting(self) -> None:
+        if not self._answering.final_goodbye:  # (the time limit or a drain said goodbye first)
+            self._answering.greet()
+
+    def leave_voicemail(self) -> None:
+        if not self._answering.final_goodbye:
+            self._answering.leave_voicemail()
+
+    def hang_up_on_fax(self) -> None:
+        self._answering.hang_up("fax answered")
 
     # ---- timers --------------------------------------------------------------------------
     def wait(self, ms: int, then: Callable[[], None]) -> None:

@@ -23,7 +23,8 @@ from voiced.journal import dials, store
 LATENCIES = ("STT_FINAL_MS", "AGENT_FIRST_SENTENCE_MS", "TTS_READY_MS", "TOTAL_LATENCY_MS", "PLAYBACK_START_MS")
 # New columns go at the end: a spreadsheet or script reading the columns by position keeps working.
 CSV_FIELDS = ("call_sid", "stream_sid", "from_number", "to_number", "started_at", "ended_at", "duration_s",
-              "end_reason", "turn_count", "stt_retries", "delivered_at", "delivery_attempts", "carrier", "playout")
+              "end_reason", "turn_count", "stt_retries", "delivered_at", "delivery_attempts", "carrier", "playout",
+              "answered_by")
 
 
 def _when(ts: float | None) -> str:
@@ -91,6 +92,8 @@ def cmd_show(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) ->
                   f"  from {row['from_number'] or '-'} to {row['to_number'] or '-'}  "
                   f"started {_when(row['started_at'])}  ended {_when(row['ended_at'])}  "
                   f"({_duration(row)} s)  reason: {row['end_reason']}\n")
+        if row["answered_by"]:
+            out.write(f"  answered by: {row['answered_by']}\n")
         extra = {k: v for k, v in params.items() if k not in ("From", "To")}
         if extra:
             out.write(f"  parameters {json.dumps(extra, sort_keys=True)}\n")
@@ -157,6 +160,7 @@ def cmd_export(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) 
             # A schema-1 journal's records (read before the daemon migrated it) lack these.
             record.setdefault("carrier", row["carrier"])
             record.setdefault("playout", row["playout"])
+            record.setdefault("answered_by", row["answered_by"])
             out.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
         return 0
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")

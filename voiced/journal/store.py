@@ -17,7 +17,8 @@ Schema version 3 (``PRAGMA user_version``)::
         delivered_at REAL NULL (the outbox: NULL until the webhook took it),
         delivery_attempts, last_delivery_error,
         carrier ("twilio", "telnyx", ...), playout ("carrier" | "local"),
-        direction ("inbound" | "outbound"), dial_id (the dial that placed it, or ""))
+        direction ("inbound" | "outbound"), dial_id (the dial that placed it, or ""),
+        answered_by ("" | "human" | "machine" | "unknown": who took an outbound call))
   turns(call_id -> calls.id, seq, number, caller_text, event JSON, reply_text,
         heard_text, interrupted, actions JSON, filler, agent_error, metrics JSON)
   dials(dial_id PK, carrier, to_number, from_number, variables JSON, call_sid,
@@ -29,7 +30,8 @@ a new journal and a migrated one are the same schema by construction. Version 2
 added ``carrier`` and ``playout`` at the end of ``calls`` (every schema-1 call was
 Twilio's, its playout the carrier's marks). Version 3 added outbound calls: the
 ``dials`` voiced placed with their status history (``voiced.journal.dials``), and each
-call's ``direction`` and ``dial_id`` (every earlier call was inbound).
+call's ``direction`` and ``dial_id`` (every earlier call was inbound). Version 4 added
+``answered_by`` (answering-machine detection on outbound calls; "" for every call before it).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import sqlite3
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Schema 1 exactly as it shipped: never edit it, add a migration.
 _SCHEMA_1 = """
@@ -145,8 +147,14 @@ def _fill_records(conn: sqlite3.Connection, defaults: dict[str, str]) -> None:
         last = rows[-1][0]
 
 
+def _migrate_to_4(conn: sqlite3.Connection) -> None:
+    # The record column keeps no answered_by for old calls: readers default it to "".
+    conn.execute("ALTER TABLE calls ADD COLUMN answered_by TEXT NOT NULL DEFAULT ''")
+
+
 #: From version N to N+1 (N is the key).
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_2, 2: _migrate_to_3}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_to_2, 2: _migrate_to_3, 3: _migrate_to_4}
 
 
 class JournalError(Exception):
@@ -211,7 +219,8 @@ def open_read_only(path: str) -> sqlite3.Connection:
     """Open for reading only (``mode=ro``): safe beside the running daemon, never creates the
     file, never migrates it. A schema-1 journal (a daemon not yet upgraded still writes it)
     reads as if it were schema 2: every call in it was Twilio's, heard through its marks; one
-    older than 3 as if every call were inbound (it has no dials)."""
+    older than 3 as if every call were inbound (it has no dials); one older than 4 with an empty
+    ``answered_by``."""
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None, timeout=10)
     conn.row_factory = sqlite3.Row
     try:
@@ -219,12 +228,12 @@ def open_read_only(path: str) -> sqlite3.Connection:
         _check_not_newer(path, version)
         if version < 1:
             raise JournalError(f"{path} has schema version {version}: an empty journal, or not voiced's")
-        if version < 3:
+        if version < 4:
             # A temp view shadows the table of the same name for every unqualified query;
             # the temp schema is this connection's own, so the file is not written.
             older = ", 'twilio' AS carrier, 'carrier' AS playout" if version == 1 else ""
-            conn.execute(f"CREATE TEMP VIEW calls AS SELECT *{older}, 'inbound' AS direction, '' AS dial_id "
-                         "FROM main.calls")
+            older += ", 'inbound' AS direction, '' AS dial_id" if version < 3 else ""
+            conn.execute(f"CREATE TEMP VIEW calls AS SELECT *{older}, '' AS answered_by FROM main.calls")
     except sqlite3.DatabaseError as e:
         conn.close()
         raise JournalError(f"{path}: {e}") from None
@@ -245,12 +254,13 @@ def write_call(conn: sqlite3.Connection, record: dict[str, Any]) -> int:
     try:
         cursor = conn.execute(
             "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, "
-            "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record, direction, dial_id) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record, direction, dial_id, "
+            "answered_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (record["call_sid"], record["stream_sid"], record["carrier"], record["playout"], record["from_number"],
              record["to_number"], _dumps(record["parameters"]), record["started_at"], record["ended_at"],
              record["end_reason"], len(turns), record["stt_retries"], _dumps(record["stt_failures"]),
-             _dumps(record), record.get("direction", "inbound"), record.get("dial_id", "")))
+             _dumps(record), record.get("direction", "inbound"), record.get("dial_id", ""),
+             record.get("answered_by", "")))
         call_id = int(cursor.lastrowid or 0)
         conn.executemany(
             "INSERT INTO turns (call_id, seq, number, caller_text, event, reply_text, heard_text, interrupted, "

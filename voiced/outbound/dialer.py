@@ -14,7 +14,7 @@ an ordinary inbound call.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -75,10 +75,13 @@ def moves_to(current: str, status: str) -> bool:
 
 
 class Dialer:
-    def __init__(self, carrier: CarrierDialer, clock: IReactorTime, default_from: str, journal: Any = None) -> None:
+    def __init__(self, carrier: CarrierDialer, clock: IReactorTime, default_from: str, journal: Any = None,
+                 carrier_amd: bool = False) -> None:
         self.carrier = carrier
         self._clock = clock
         self._default_from = default_from
+        # --amd carrier: every dial asks the carrier's answering-machine detection.
+        self._carrier_amd = carrier_amd
         self._journal = journal  # voiced.journal.writer.JournalWriter, or None
         self._dials: dict[str, Dial] = {}
         self._placing: set[Deferred[str]] = set()
@@ -91,6 +94,8 @@ class Dialer:
         from_number = request.from_number or self._default_from
         if not from_number:
             raise DialError("no caller id to dial from: give \"from\", or set --dial-from (VOICED_DIAL_FROM)")
+        if self._carrier_amd and not request.machine_detection:
+            request = replace(request, machine_detection=True)
         dial_id = new_dial_id()
         dial = Dial(dial_id, request, self.carrier.carrier, from_number, self._clock.seconds())
         dial.history.append(("queued", dial.created_at, ""))
@@ -238,7 +243,8 @@ def build_dialer(settings: Any, http: Any, clock: IReactorTime, journal: Any) ->
 
     log.info("OUTBOUND carrier=twilio from={frm} admin_token={token}", frm=settings.dial_from or "-",
              token="set" if settings.admin_token else "unset (POST /calls answers 503)")
-    return Dialer(twilio_dialer(settings, http, clock), clock, settings.dial_from, journal)
+    return Dialer(twilio_dialer(settings, http, clock), clock, settings.dial_from, journal,
+                  carrier_amd=settings.amd == "carrier")
 
 
 def call_direction(dialer: Dialer | None, start: Any) -> dict[str, Any]:
