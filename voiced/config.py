@@ -167,6 +167,8 @@ class Settings:
     deepgram_model: str = option("deepgram_model")
     deepgram_endpointing_ms: int = option("deepgram_endpointing_ms")
     deepgram_utterance_end_ms: int = option("deepgram_utterance_end_ms")
+    # per-call profiles (issue 22)
+    profiles: str = option("profiles")
 
     @classmethod
     def load(

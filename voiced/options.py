@@ -308,6 +308,9 @@ OPTIONS: list[Option] = [
            "segment (0: off; voiced's own end of turn sends Finalize either way)"),
     Option("deepgram_utterance_end_ms", _int_range(0, 5000), 1000, "gap between words for Deepgram's "
            "UtteranceEnd (0: not asked for; Deepgram takes 1000 or more)"),
+    # per-call profiles (issue 22): a stream's `profile` parameter picks one
+    Option("profiles", _str, "", "a TOML file of named call profiles (language, voice, agent, engines) a "
+           "stream's profile parameter or the called number chooses from (README: Profiles)"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -59,13 +59,16 @@ class CallRecord:
     #: Caller sound over the bot, each decision: {"at_s": since the start, "decision":
     #: interrupt | ignore | resume, "reason": speech | echo | background | backchannel | no_words}.
     barge_ins: list[dict[str, Any]] = field(default_factory=list)
+    #: The call's profile (--profiles; "" without) and the language it ran in.
+    profile: str = ""
+    language: str = ""
 
     @classmethod
     def begin(cls, info: CallInfo, started_at: float, playout: str = "carrier") -> "CallRecord":
         if playout not in PLAYOUTS:
             raise ValueError(f"playout must be one of {', '.join(PLAYOUTS)}, not {playout!r}")
         return cls(info.call_id, info.stream_id, info.carrier, playout, info.from_number, info.to_number,
-                   dict(info.custom_parameters), started_at)
+                   dict(info.custom_parameters), started_at, language=info.language)
 
     def turn(self, number: int) -> TurnRecord | None:
         for turn in reversed(self.turns):
