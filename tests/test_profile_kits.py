@@ -8,16 +8,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.test_profiles import TWO_LANGUAGES, settings, write
 from voiced.agent.dialog import load_dialog
+from voiced.audio import MULAW_8K
 from voiced.call.model import TurnSettings
 from voiced.carrier.base import CallStart
 from voiced.lifecycle import construction_counts
 from voiced.phrases import load_catalog
 from voiced.profile_kits import turn_settings_in
+from voiced.profiles import parse_profiles
 from voiced.service import VoicedService
 
 HEBREW_DIALOG = load_dialog("", "he-IL")
@@ -59,7 +62,9 @@ class ServiceProfilesTests(TestCase):
 
     @inlineCallbacks
     def setUp(self):
-        path = write(self, TWO_LANGUAGES.replace('voice = "he-IL-Wavenet-A"\n', "").replace('greeting = "שלום!"\n', ""))
+        # Hebrew on espeak-ng, greeted by its dialog (no voice, no greeting of its own).
+        text = TWO_LANGUAGES.replace('voice = "he-IL-Wavenet-A"\n', "").replace('greeting = "שלום!"\n', "")
+        path = write(self, text)
         self.service = service = VoicedService(settings(VOICED_PROFILES=path, VOICED_STT="local", VOICED_TTS="local"),
                                                reactor=reactor)
         for name, size in (("whisper_pool", 1), ("stt_pool", 1), ("tts_pool", 4), ("vad_pool", 1), ("turn_pool", 1)):
@@ -129,3 +134,32 @@ class WithoutProfilesTests(SynchronousTestCase):
         self.assertEqual((kit.name, kit.stt, kit.speaker, kit.agent, kit.settings),
                          ("", service.stt_engine, service.speaker, service.agent, service.settings))
         self.assertEqual(replace(kit.turn_settings), service.turn_settings)
+
+
+class ProfileEnginesTests(SynchronousTestCase):
+    """The engines the warm-up builds for a profile speak its language (and the daemon's, its own)."""
+
+    def setUp(self):
+        self.base = settings(VOICED_DEEPGRAM_API_KEY="key")
+        profiles = parse_profiles({"profiles": {
+            "he": {"language": "he-IL", "voice": "he-IL-Wavenet-A", "stt": "google", "tts": "google"},
+            "he-dg": {"language": "he-IL", "stt": "deepgram"}}, "default": "he"}, "p.toml")
+        self.hebrew = profiles.settings_for(self.base, "he")
+        self.hebrew_deepgram = profiles.settings_for(self.base, "he-dg")
+        self.service = VoicedService(self.base, reactor=Clock())
+
+    def test_google_stt_streams_the_profiles_language_on_its_model(self):
+        config = self.service._stt_engine_named("google", None, None, None, settings=self.hebrew).config_for(MULAW_8K)
+        self.assertEqual((config.config.language_code, config.config.model), ("he-IL", "default"))
+        own = self.service._stt_engine_named("google", None, None, None).config_for(MULAW_8K)
+        self.assertEqual((own.config.language_code, own.config.model), ("en-US", "phone_call"))
+
+    def test_google_tts_speaks_with_the_profiles_voice(self):
+        voice = self.service._tts_primary(self.hebrew, None, "local")._voice
+        self.assertEqual((voice.language_code, voice.name), ("he-IL", "he-IL-Wavenet-A"))
+        self.assertEqual(self.service._tts_primary(self.base, None, "local"), "local")
+
+    def test_deepgram_listens_in_the_profiles_language(self):
+        engine = self.service._stt_engine_named("deepgram", None, None, None, settings=self.hebrew_deepgram)
+        self.assertEqual(engine.language, "he")
+        self.assertIn("language=he&", engine.urls[MULAW_8K] + "&")

@@ -94,7 +94,8 @@ class SettingsForTests(SynchronousTestCase):
         base = settings(VOICED_GREETING="Hi there", VOICED_FILLER_PHRASE="One moment", VOICED_STT_MODEL="phone_call",
                         VOICED_MAX_CALL_S="600")
         hebrew = load_profiles(write(self, TWO_LANGUAGES)).settings_for(base, "hebrew")
-        self.assertEqual((hebrew.language, hebrew.greeting, hebrew.tts_voice), ("he-IL", "שלום!", "he-IL-Wavenet-A"))
+        self.assertEqual((hebrew.language, hebrew.greeting, hebrew.tts_voice),
+                         ("he-IL", "שלום!", "he-IL-Wavenet-A"))
         self.assertEqual((hebrew.filler_phrase, hebrew.stt_model), ("", ""))
         self.assertEqual(hebrew.max_call_s, 600, "what is not written in a language is inherited")
         catalog = hebrew.phrase_catalog()

@@ -111,5 +111,5 @@ class ProfilesTests(TestCase):
         self.assertIn("profile=hebrew by=number", chosen["CAnumber"][0])
 
         journal = yield self.journal_of(len(calls))
-        self.assertEqual(journal, {"CAhebrew": ("hebrew", "hebrew", "he-IL"), "CAenglish": ("english", "english", "en-US"),
-                                   "CAnope": ("english", "english", "en-US"), "CAnumber": ("hebrew", "hebrew", "he-IL")})
+        hebrew, english = ("hebrew", "hebrew", "he-IL"), ("english", "english", "en-US")
+        self.assertEqual(journal, {"CAhebrew": hebrew, "CAenglish": english, "CAnope": english, "CAnumber": hebrew})
