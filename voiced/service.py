@@ -4,8 +4,9 @@ Engines, models, gRPC channels, credentials, thread pools, the HTTP connection
 pool, the agent, the journal, the phrase cache and the metrics registry are created
 here, in ``startService`` (after twistd has forked), and released in ``stopService``.
 A call only borrows references: this file (with ``voiced/warmup.py``, the warm-up
-``startService`` begins, which builds the engines, and ``voiced/agent/factory.py``,
-which only the warm-up calls) is the only place that constructs them, so the rule
+``startService`` begins, which builds the engines, ``voiced/profile_kits.py``, which
+builds what each call profile names, and ``voiced/agent/factory.py``, which only the
+warm-up calls) is the only place that constructs them, so the rule
 "nothing process-wide per call or per turn" can be checked by reading it. Health
 reports are in ``voiced/health.py``. The service knows nothing of HTTP or of any
 carrier: ``voiced/app.py`` gives it its web face and its carriers, which start calls
