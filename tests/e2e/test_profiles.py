@@ -23,6 +23,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.e2e.daemon import BIN, Daemon
 from tests.e2e.test_calls import constructions
+from tests.e2e.test_google import EmulatorProcess
 from voiced.agent.dialog import load_dialog
 
 PROFILES = """
@@ -38,12 +39,12 @@ agent = "script"
 [numbers]
 "+97225550100" = "hebrew"
 """
-HEBREW_GREETING = load_dialog("", "he-IL").greeting[0]
-ENGLISH_GREETING = load_dialog("", "en-US").greeting[0]
+HEBREW_DIALOG, ENGLISH_DIALOG = load_dialog("", "he-IL"), load_dialog("", "en-US")
+HEBREW_GREETING, ENGLISH_GREETING = HEBREW_DIALOG.greeting[0], ENGLISH_DIALOG.greeting[0]
 
 
 def voiced_call(daemon: Daemon, call_sid: str, *args: str) -> dict:
-    """voiced-call (the CLI, Twilio's side) says nothing: it hears the greeting and hangs up."""
+    """voiced-call (the CLI, Twilio's side): without a --say it hears the greeting and hangs up."""
     done = subprocess.run([os.path.join(BIN, "voiced-call"), daemon.media_url, "--call-sid", call_sid, *args,
                            "--hangup-grace", "1", "--json", "--no-transcribe"],
                           capture_output=True, text=True, timeout=90)
@@ -52,15 +53,19 @@ def voiced_call(daemon: Daemon, call_sid: str, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
+def profiles_file(text: str) -> str:
+    path = os.path.join(tempfile.mkdtemp(prefix="voiced-e2e-profiles-"), "profiles.toml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
 class ProfilesTests(TestCase):
     timeout = 180
 
     def setUp(self) -> None:
-        directory = tempfile.mkdtemp(prefix="voiced-e2e-profiles-")
-        path = os.path.join(directory, "profiles.toml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(PROFILES)
-        self.journal = os.path.join(directory, "calls.db")
+        path = profiles_file(PROFILES)
+        self.journal = os.path.join(os.path.dirname(path), "calls.db")
         self.daemon = Daemon(env={"VOICED_PROFILES": path, "VOICED_JOURNAL": self.journal})
         self.addCleanup(self.daemon.stop)
         self.daemon.wait_ready()
@@ -113,3 +118,41 @@ class ProfilesTests(TestCase):
         journal = yield self.journal_of(len(calls))
         hebrew, english = ("hebrew", "hebrew", "he-IL"), ("english", "english", "en-US")
         self.assertEqual(journal, {"CAhebrew": hebrew, "CAenglish": english, "CAnope": english, "CAnumber": hebrew})
+
+
+class ProfilesOnGoogleTests(TestCase):
+    """Both profiles on Google STT and TTS (``voiced-emulator``, which scripts its transcripts by
+    the stream's language code): each call's stream asks for its own language, so the Hebrew
+    call hears the Hebrew transcript and the Hebrew dialog's answer, the English call the English."""
+
+    timeout = 180
+
+    @inlineCallbacks
+    def test_each_call_streams_and_answers_in_its_profiles_language(self):
+        emulator = EmulatorProcess("--scripted", "--transcript=he-IL=מתי אתם פתוחים?",
+                                   "--transcript=en-US=What time do you open?")
+        self.addCleanup(emulator.kill)
+        daemon = Daemon(env=emulator.google_env(VOICED_PROFILES=profiles_file(PROFILES)))
+        self.addCleanup(daemon.stop)
+        daemon.wait_ready()
+        for call_sid, *args in (("CAhe", "--param", "profile=hebrew"), ("CAen",)):
+            # The scripted emulator hears speech by its energy: any voice asks the scripted question.
+            report = yield deferToThread(voiced_call, daemon, call_sid, "--say", "What time do you open?", *args)
+            self.assertEqual(report["calls"][0]["errors"], [], report)
+
+        def bot(call_sid: str) -> list[str]:
+            return [e for e in daemon.lines(" BOT ") if f"call={call_sid}" in e]
+
+        def caller(call_sid: str) -> list[str]:
+            return [e for e in daemon.lines(" CALLER ") if f"call={call_sid}" in e]
+
+        self.assertIn("מתי אתם פתוחים?", caller("CAhe")[0])
+        self.assertIn("What time do you open?", caller("CAen")[0])
+        hebrew_hours, english_hours = HEBREW_DIALOG.intents[0], ENGLISH_DIALOG.intents[0]
+        self.assertEqual((hebrew_hours.name, english_hours.name), ("hours", "hours"))
+        self.assertIn(HEBREW_GREETING, bot("CAhe")[0])
+        self.assertIn(hebrew_hours.reply[0], bot("CAhe")[1])
+        self.assertIn(ENGLISH_GREETING, bot("CAen")[0])
+        self.assertIn(english_hours.reply[0], bot("CAen")[1])
+        ready = daemon.lines("PROFILES ")[0]
+        self.assertIn("hebrew=(language=he-IL stt=google tts=google agent=script)", ready)
