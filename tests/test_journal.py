@@ -266,10 +266,11 @@ def schema_3_journal(path, call_sid):
     conn = store.open_for_writing(path)
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("ALTER TABLE calls DROP COLUMN answered_by")
+    conn.execute("ALTER TABLE calls DROP COLUMN profile")
     conn.execute("PRAGMA user_version=3")
     conn.execute("COMMIT")
     record = a_record(call_sid).as_json()
-    del record["answered_by"]
+    del record["answered_by"], record["profile"]
     conn.execute(
         "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, started_at, "
         "ended_at, end_reason, turn_count, stt_retries, stt_failures, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -504,3 +505,49 @@ class CliTests(SynchronousTestCase):
 
     def test_missing_journal_is_one_line(self):
         self.assertEqual(cli.main(["--journal", self.path + ".nope", "list"], io.StringIO()), 2)
+
+
+class ProfileColumnTests(SynchronousTestCase):
+    """Schema 5 (issue 22): each call's profile, a column and a key of its record."""
+
+    def schema_4_journal(self, path):
+        conn = store.open_for_writing(path)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ALTER TABLE calls DROP COLUMN profile")
+        conn.execute("PRAGMA user_version=4")
+        conn.execute("COMMIT")
+        record = a_record("CAold").as_json()
+        del record["profile"]
+        conn.execute(
+            "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, "
+            "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            ("CAold", "MZ1", "twilio", "carrier", "+1", "+2", "{}", 1.0, 2.0, "", 0, 0, "[]", json.dumps(record)))
+        conn.close()
+
+    def test_a_call_is_written_with_its_profile(self):
+        conn = store.open_for_writing(journal_path(self))
+        record = a_record("CAhe")
+        record.profile = "hebrew"
+        store.write_call(conn, record.as_json())
+        conn.row_factory = sqlite3.Row
+        row = store.calls_by_sid(conn, "CAhe")[0]
+        self.assertEqual((row["profile"], json.loads(row["record"])["profile"]), ("hebrew", "hebrew"))
+        conn.close()
+
+    def test_a_schema_4_journal_gets_an_empty_profile_for_its_old_calls(self):
+        path = journal_path(self)
+        self.schema_4_journal(path)
+        reader = store.open_read_only(path)  # not migrated: it reads as the current schema
+        self.assertEqual([r["profile"] for r in store.recent_calls(reader, 10)], [""])
+        reader.close()
+        self.assertEqual(user_version(path), 4)
+        conn = store.open_for_writing(path)
+        self.assertEqual(user_version(path), store.SCHEMA_VERSION)
+        record = a_record("CAnew")
+        record.profile = "english"
+        store.write_call(conn, record.as_json())
+        conn.row_factory = sqlite3.Row
+        self.assertEqual([(r["call_sid"], r["profile"]) for r in store.recent_calls(conn, 10)],
+                         [("CAnew", "english"), ("CAold", "")])
+        conn.close()

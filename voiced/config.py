@@ -173,6 +173,8 @@ class Settings:
     outbound_hello_timeout_ms: int = option("outbound_hello_timeout_ms")
     # answering machines (issue 21)
     amd: str = option("amd")
+    # per-call profiles (issue 22)
+    profiles: str = option("profiles")
 
     @classmethod
     def load(

@@ -325,6 +325,9 @@ OPTIONS: list[Option] = [
     Option("amd", _choice("voiced", "carrier", "off"), "voiced",
            "answering-machine detection on outbound calls: voiced (the answer's shape and the beep), carrier "
            "(Twilio's async AMD at /twilio/amd, voiced's after 6 s without it) or off"),
+    # per-call profiles (issue 22): a stream's `profile` parameter picks one
+    Option("profiles", _str, "", "a TOML file of named call profiles (language, voice, agent, engines) a "
+           "stream's profile parameter or the called number chooses from (README: Profiles)"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

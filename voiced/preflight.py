@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import sys
+from dataclasses import replace
 from typing import Any, Mapping
 
 from voiced.config import ConfigError, Settings
@@ -38,9 +39,46 @@ def check(settings: Settings, environ: Mapping[str, str] | None = None, reactor:
         check_listen("--admin-listen", settings.admin_listen, reactor)
     _check_files(settings)
     fetched = _check_whisper_model(settings, environ)
-    if "google" in settings.stt_engines or settings.tts_engine == "google":
+    profiles, profile_warnings = _check_profiles(settings)  # per-call profiles (issue 22)
+    if any("google" in s.stt_engines or s.tts_engine == "google" for s in (settings, *profiles)):
         _check_google(settings, environ)
-    return unknown_env_warnings(environ) + fetched + _check_language(settings) + _warnings(settings)
+    return (unknown_env_warnings(environ) + fetched + _check_language(settings) + profile_warnings
+            + _warnings(settings))
+
+
+def _check_profiles(settings: Settings) -> tuple[list[Settings], list[str]]:
+    """Every profile of --profiles as its calls will see it, and its warnings; ConfigError names
+    the file and the profile voiced could not serve (a call would meet it only at run time)."""
+    if not settings.profiles:
+        return [], []
+    from voiced.agent.dialog import builtin_dialog_name
+    from voiced.language import primary
+    from voiced.phrases import FALLBACK_LANGUAGE, builtin_name
+    from voiced.profiles import load_profiles
+
+    profiles = load_profiles(settings.profiles)
+    checked, warnings = [], []
+    for name in profiles.profiles:
+        try:
+            p = profiles.settings_for(settings, name)
+            _check_files(replace(p, journal="", log_file=""))  # the daemon's own, checked above
+            if ("google" in p.stt_engines or p.tts_engine == "google") and not p.google_configured:
+                raise ConfigError(f"{'stt' if 'google' in p.stt_engines else 'tts'}=google needs Google configured "
+                                  "(GOOGLE_APPLICATION_CREDENTIALS, VOICED_GOOGLE_CREDENTIALS_JSON or "
+                                  "VOICED_GOOGLE_ENDPOINT)")
+            english = primary(p.language) == FALLBACK_LANGUAGE
+            if not english and builtin_name(p.language) is None and not p.phrases_file:
+                raise ConfigError(f"language={p.language}: voiced has no phrase catalog for it; add "
+                                  "voiced/phrases/<language>.txt")
+            if p.agent == "script" and not p.script and not english and builtin_dialog_name(p.language) is None:
+                raise ConfigError(f"language={p.language}: the script agent has no built-in dialog in it; give "
+                                  "the profile a script")
+            if p.language != settings.language:  # the daemon's own language was checked above
+                warnings += [f"profile {name!r}: {w}" for w in _check_language(p)]
+        except ConfigError as e:
+            raise ConfigError(f"VOICED_PROFILES {profiles.path}: profile {name!r}: {e}") from None
+        checked.append(p)
+    return checked, warnings
 
 
 def check_listen(option: str, endpoint: str, reactor: Any = None) -> None:

@@ -4,8 +4,9 @@ Engines, models, gRPC channels, credentials, thread pools, the HTTP connection
 pool, the agent, the journal, the phrase cache and the metrics registry are created
 here, in ``startService`` (after twistd has forked), and released in ``stopService``.
 A call only borrows references: this file (with ``voiced/warmup.py``, the warm-up
-``startService`` begins, which builds the engines, and ``voiced/agent/factory.py``,
-which only the warm-up calls) is the only place that constructs them, so the rule
+``startService`` begins, which builds the engines, ``voiced/profile_kits.py``, which
+builds what each call profile names, and ``voiced/agent/factory.py``, which only the
+warm-up calls) is the only place that constructs them, so the rule
 "nothing process-wide per call or per turn" can be checked by reading it. Health
 reports are in ``voiced/health.py``. The service knows nothing of HTTP or of any
 carrier: ``voiced/app.py`` gives it its web face and its carriers, which start calls
@@ -42,6 +43,7 @@ from voiced.lag import LagMonitor
 from voiced.lifecycle import note_construction
 from voiced.metrics import Metrics
 from voiced.outbound.dialer import build_dialer, call_direction
+from voiced.profiles import load_profiles
 from voiced.signals import SignalHandlers
 from voiced.stt.base import STTEngine, stt_input
 from voiced.tts.speaker import Speaker
@@ -129,6 +131,10 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self._lag: LagMonitor | None = None
         self._refusing = False  # at max_calls: logged once per episode
         self.call_hub = CallHub()  # every call's events: the journal and live viewers subscribe
+        # Per-call profiles (--profiles, checked at start-up): the warm-up builds their kits.
+        self.profiles = load_profiles(settings.profiles) if settings.profiles else None
+        self.kits: dict[str, Any] = {}
+        self._profile_parts: dict[Any, Any] = {}
         # Created in startService.
         self.stt_engine: STTEngine | None = None
         self.speaker: Speaker | None = None
@@ -374,23 +380,25 @@ class VoicedService(MultiService, HealthReports, WarmUp):
 
     def new_call(self, start: CallStart, transport: CallTransport, playout: str = "carrier") -> Call:
         assert self.stt_engine is not None and self.speaker is not None and self.agent is not None
+        kit = self.kit_for(start)  # the call's profile (--profiles), else the daemon's own engines
         info = CallInfo(
             call_id=start.call_id,
             stream_id=start.stream_id,
             from_number=start.from_number,
             to_number=start.to_number,
             custom_parameters=start.custom_parameters,
-            language=self.settings.language,
+            language=kit.settings.language,
             carrier=start.carrier,
             **call_direction(self.dialer, start),
         )
         s = self.settings
         eou = EndOfUtterance(self.clock, self.voice_activity, s.eou_silence_ms, s.min_speech_ms, info.call_id)
         call = Call(
-            info, self.clock, transport, self.stt_engine, self.speaker, self.agent.start_conversation(info), eou,
-            self.metrics, self.turn_settings, self.call_controls.get(start.carrier), self.call_hub, playout,
-            stt_audio=stt_input(start.audio, self.stt_engine.formats), turns=self.turn_detection, amd=s.amd,
+            info, self.clock, transport, kit.stt, kit.speaker, kit.agent.start_conversation(info), eou,
+            self.metrics, kit.turn_settings, self.call_controls.get(start.carrier), self.call_hub, playout,
+            stt_audio=stt_input(start.audio, kit.stt.formats), turns=self.turn_detection, amd=s.amd,
         )
+        call.record.profile = kit.name  # before call.start() tells the journal and the console
         if self.worker is not None:
             self.worker.call_started(info.call_id)  # CALL_WORKER: which worker process carries it
         self.calls.add(call)

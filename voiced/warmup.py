@@ -19,6 +19,7 @@ from twisted.python.threadpool import ThreadPool
 
 from voiced.agent.base import Agent
 from voiced.config import ConfigError, Settings
+from voiced.profile_kits import ProfileKits
 from voiced.retry import Backoff, retry
 from voiced.tts.speaker import PhraseCache, Speaker
 
@@ -71,7 +72,7 @@ def tts_language_problem(espeak: Any, settings: Settings) -> str | None:
     return f"language={settings.language}: {espeak.language_problem}; {what}"
 
 
-class WarmUp:
+class WarmUp(ProfileKits):
     def _start_warm_up(self, policy: Backoff = WARMUP_RETRY) -> Deferred[None]:
         """Warm up, retrying what a retry may cure; a ConfigError is final at once."""
         warming = retry(self.clock, lambda attempt: Deferred.fromCoroutine(self._warm_up()), policy,
@@ -110,7 +111,7 @@ class WarmUp:
         await self._warm_turns()
 
         google = self._google
-        if "google" in s.stt_engines or s.tts_engine == "google":
+        if self._needs_google():  # the daemon's engines, or a profile's (--profiles)
             if google is None:
                 from voiced.google.clients import GoogleClients
 
@@ -119,7 +120,7 @@ class WarmUp:
             await self._timed("google_clients", self.tts_pool, google.start, self.stt_pool)
             # The one failure a retry cures at start-up: the speech service out of reach.
             await self._timed("google_connect", self.tts_pool, google.wait_connected, GOOGLE_CONNECT_TIMEOUT_S,
-                              "google" in s.stt_engines)
+                              any("google" in p.stt_engines for p in (s, *self.profile_settings().values())))
 
         # A fallback that answers in the wrong language is worse than none.
         fallback = transcriber if whisper.serves_language else None
@@ -140,15 +141,11 @@ class WarmUp:
             self.stt_engine = FallbackSTTEngine(engines, CircuitBreaker(self.clock),
                                                 lambda engine: served.labels(engine=engine).inc())
 
-        if s.tts_engine == "google":
-            from voiced.google.tts import GoogleTTSEngine
-
-            primary = GoogleTTSEngine(google, s, self.clock)
-        else:
-            primary = local_tts
+        primary = self._tts_primary(s, google, local_tts)
         self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc)
         phrases = self.agent.fixed_phrases() + self.turn_settings.phrases()
         self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock, WARMUP_TTS_CONCURRENCY))
+        await self._warm_profiles(google)
         self.ready = not self.stopping
         self.warmup_error = None
         log.info("READY stt={stt} tts={tts} agent={agent} tts_warmup_ms={tts_warmup_ms} phrases={phrases} "
@@ -159,9 +156,18 @@ class WarmUp:
         if self.speaker.on_fallback:
             self.speaker.recover(self.clock, TTS_RECOVERY_INTERVAL_S)
 
-    def _stt_engine_named(self, name: str, google: Any, fallback: Any, transcriber: Any, retries: bool = True) -> Any:
-        """One STT engine of VOICED_STT (alone, or a link of its fallback chain)."""
-        s = self.settings
+    def _tts_primary(self, s: Settings, google: Any, local_tts: Any) -> Any:
+        """The TTS engine VOICED_TTS (or a profile's tts) names; ``local_tts`` is the fallback voice."""
+        if s.tts_engine == "google":
+            from voiced.google.tts import GoogleTTSEngine
+
+            return GoogleTTSEngine(google, s, self.clock)
+        return local_tts
+
+    def _stt_engine_named(self, name: str, google: Any, fallback: Any, transcriber: Any, retries: bool = True,
+                          settings: Settings | None = None) -> Any:
+        """One STT engine of VOICED_STT, or of a profile's ``settings`` (alone, or a link of its fallback chain)."""
+        s = settings or self.settings
         backoff = None if retries else Backoff(0, 0, 0)
         if name == "google":
             from voiced.google.stt import GoogleSTTEngine
@@ -172,7 +178,8 @@ class WarmUp:
             from voiced.stt.deepgram import DeepgramSTTEngine
 
             # Built once per process (its client factories and TLS context), even across warm-up retries.
-            built = self.stt_engine if isinstance(self.stt_engine, DeepgramSTTEngine) and retries else None
+            built = self.stt_engine if isinstance(self.stt_engine, DeepgramSTTEngine) and retries and \
+                s is self.settings else None
             return built or DeepgramSTTEngine(s, self.clock, fallback=fallback, backoff=backoff)
         from voiced.stt.local import LocalSTTEngine
 

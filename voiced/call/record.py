@@ -65,13 +65,17 @@ class CallRecord:
     #: Who took an outbound call with answering-machine detection on (``ANSWERED_BY``);
     #: "" when nobody asked (inbound calls, --amd off).
     answered_by: str = ""
+    #: The call's profile (--profiles; "" without) and the language it ran in.
+    profile: str = ""
+    language: str = ""
 
     @classmethod
     def begin(cls, info: CallInfo, started_at: float, playout: str = "carrier") -> "CallRecord":
         if playout not in PLAYOUTS:
             raise ValueError(f"playout must be one of {', '.join(PLAYOUTS)}, not {playout!r}")
         return cls(info.call_id, info.stream_id, info.carrier, playout, info.from_number, info.to_number,
-                   dict(info.custom_parameters), started_at, direction=info.direction, dial_id=info.dial_id)
+                   dict(info.custom_parameters), started_at, direction=info.direction, dial_id=info.dial_id,
+                   language=info.language)
 
     def turn(self, number: int) -> TurnRecord | None:
         for turn in reversed(self.turns):

@@ -18,12 +18,16 @@ Schema version 3 (``PRAGMA user_version``)::
         delivery_attempts, last_delivery_error,
         carrier ("twilio", "telnyx", ...), playout ("carrier" | "local"),
         direction ("inbound" | "outbound"), dial_id (the dial that placed it, or ""),
-        answered_by ("" | "human" | "machine" | "unknown": who took an outbound call))
+        answered_by ("" | "human" | "machine" | "unknown": who took an outbound call),
+        profile (--profiles: the call's profile, or ''))
   turns(call_id -> calls.id, seq, number, caller_text, event JSON, reply_text,
         heard_text, interrupted, actions JSON, filler, agent_error, metrics JSON)
   dials(dial_id PK, carrier, to_number, from_number, variables JSON, call_sid,
         campaign_id, status, answered_by, created_at REAL, updated_at REAL)
   dial_events(dial_id -> dials.dial_id, status, at REAL, detail)
+
+Version 3 added ``profile`` at the end of ``calls`` (the call's profile, --profiles;
+'' for a call without one).
 
 A journal is built by its history: schema 1's DDL, then each migration in turn, so
 a new journal and a migrated one are the same schema by construction. Version 2
@@ -31,7 +35,8 @@ added ``carrier`` and ``playout`` at the end of ``calls`` (every schema-1 call w
 Twilio's, its playout the carrier's marks). Version 3 added outbound calls: the
 ``dials`` voiced placed with their status history (``voiced.journal.dials``), and each
 call's ``direction`` and ``dial_id`` (every earlier call was inbound). Version 4 added
-``answered_by`` (answering-machine detection on outbound calls; "" for every call before it).
+``answered_by`` (answering-machine detection on outbound calls; "" for every call before it), and 5
+``profile`` (--profiles; "" before it).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import sqlite3
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Schema 1 exactly as it shipped: never edit it, add a migration.
 _SCHEMA_1 = """
@@ -152,9 +157,15 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE calls ADD COLUMN answered_by TEXT NOT NULL DEFAULT ''")
 
 
+def _migrate_to_5(conn: sqlite3.Connection) -> None:
+    # Per-call profiles (issue 22): an older call ran without one. The record JSON of an old
+    # call simply lacks the key, as a webhook consumer of the older records already saw.
+    conn.execute("ALTER TABLE calls ADD COLUMN profile TEXT NOT NULL DEFAULT ''")
+
+
 #: From version N to N+1 (N is the key).
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _migrate_to_2, 2: _migrate_to_3, 3: _migrate_to_4}
+    1: _migrate_to_2, 2: _migrate_to_3, 3: _migrate_to_4, 4: _migrate_to_5}
 
 
 class JournalError(Exception):
@@ -220,7 +231,7 @@ def open_read_only(path: str) -> sqlite3.Connection:
     file, never migrates it. A schema-1 journal (a daemon not yet upgraded still writes it)
     reads as if it were schema 2: every call in it was Twilio's, heard through its marks; one
     older than 3 as if every call were inbound (it has no dials); one older than 4 with an empty
-    ``answered_by``."""
+    ``answered_by``; no call before schema 5 had a profile."""
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None, timeout=10)
     conn.row_factory = sqlite3.Row
     try:
@@ -228,12 +239,13 @@ def open_read_only(path: str) -> sqlite3.Connection:
         _check_not_newer(path, version)
         if version < 1:
             raise JournalError(f"{path} has schema version {version}: an empty journal, or not voiced's")
-        if version < 4:
+        if version < SCHEMA_VERSION:
             # A temp view shadows the table of the same name for every unqualified query;
             # the temp schema is this connection's own, so the file is not written.
             older = ", 'twilio' AS carrier, 'carrier' AS playout" if version == 1 else ""
             older += ", 'inbound' AS direction, '' AS dial_id" if version < 3 else ""
-            conn.execute(f"CREATE TEMP VIEW calls AS SELECT *{older}, '' AS answered_by FROM main.calls")
+            older += ", '' AS answered_by" if version < 4 else ""
+            conn.execute(f"CREATE TEMP VIEW calls AS SELECT *{older}, '' AS profile FROM main.calls")
     except sqlite3.DatabaseError as e:
         conn.close()
         raise JournalError(f"{path}: {e}") from None
@@ -255,12 +267,12 @@ def write_call(conn: sqlite3.Connection, record: dict[str, Any]) -> int:
         cursor = conn.execute(
             "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, "
             "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record, direction, dial_id, "
-            "answered_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "answered_by, profile) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (record["call_sid"], record["stream_sid"], record["carrier"], record["playout"], record["from_number"],
              record["to_number"], _dumps(record["parameters"]), record["started_at"], record["ended_at"],
              record["end_reason"], len(turns), record["stt_retries"], _dumps(record["stt_failures"]),
              _dumps(record), record.get("direction", "inbound"), record.get("dial_id", ""),
-             record.get("answered_by", "")))
+             record.get("answered_by", ""), record.get("profile", "")))
         call_id = int(cursor.lastrowid or 0)
         conn.executemany(
             "INSERT INTO turns (call_id, seq, number, caller_text, event, reply_text, heard_text, interrupted, "

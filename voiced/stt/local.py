@@ -237,7 +237,9 @@ class LocalTranscriber:
         pool: ThreadPool,
         reactor: IReactorThreads | None = None,
         max_queued: int = MAX_QUEUED_TRANSCRIPTIONS,
+        language: str | None = None,
     ) -> None:
+        """``language``: the BCP-47 tag its calls speak (a profile's); None: the model's own."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -246,6 +248,7 @@ class LocalTranscriber:
         self._pool = pool
         self._reactor = reactor
         self._max_queued = max_queued
+        self.language = language
         self._queue: deque[tuple[bytes, AudioFormat, Deferred[str]]] = deque()
         self._running = 0
 
@@ -269,7 +272,8 @@ class LocalTranscriber:
         while self._running < self._pool.max and self._queue:
             audio, fmt, result = self._queue.popleft()
             self._running += 1
-            work = deferToThreadPool(self._reactor, self._pool, self._whisper.transcribe_blocking, audio, None, fmt)
+            work = deferToThreadPool(self._reactor, self._pool, self._whisper.transcribe_blocking, audio,
+                                      self.language, fmt)
             work.addBoth(self._finished, result)
 
     def _finished(self, outcome: str | Failure, result: Deferred[str]) -> None:
