@@ -439,6 +439,7 @@ class Call:
     def answered(self, answered_by: str, source: str, reason: str) -> None:
         self.record.answered_by = answered_by
         self.metrics.answered_by_total.labels(answered_by, source).inc()
+        self._chronicle.tell("answered", {"answered_by": answered_by, "source": source})  # the dial's row too
 
     def open_with_greeting(self) -> None:
         if not self._answering.final_goodbye:  # (the time limit or a drain said goodbye first)
