@@ -1,20 +1,24 @@
 """End to end: answering machines on outbound calls, with voiced's own detector
 (``--amd voiced``) and with Twilio's asynchronous AMD (``--amd carrier``).
 
-Per mode, one real daemon (twistd, local engines) places two calls with ``voiced-dial``
-through the loopback Twilio REST API (tests/fakes/twilio_rest.py), which opens each
-call's media stream as Twilio would and streams a recording as the callee's audio
-(tests/fakes/twilio_callee.py): a voicemail greeting ending in a 1 kHz beep
-(tests/data/voicemail_greeting_beep.wav) and a person saying "Hello?"
-(tests/data/callee_hello.wav). In carrier mode the fake also POSTs Twilio's signed
-verdict to the call's AsyncAmdStatusCallback: ``machine_end_beep`` 200 ms after the beep,
-``human`` 1.2 s after the "Hello?" (Twilio's MachineDetectionSpeechEndThreshold).
+Per mode, one real daemon (twistd, local engines) places three calls at once with
+``voiced-dial`` through the loopback Twilio REST API (tests/fakes/twilio_rest.py), which
+opens each call's media stream as Twilio would and streams a recording as the callee's
+audio (tests/fakes/twilio_callee.py): a voicemail greeting ending in a 1 kHz beep
+(tests/data/voicemail_greeting_beep.wav), the same greeting cut before its beep, and a
+person saying "Hello?" (tests/data/callee_hello.wav). In carrier mode the fake also POSTs
+Twilio's signed verdict to the call's AsyncAmdStatusCallback: ``machine_end_beep`` 200 ms
+after the beep, ``machine_end_silence`` 800 ms after the beepless greeting, ``human``
+1.2 s after the "Hello?" (Twilio's MachineDetectionSpeechEndThreshold).
 
-The machine hears nothing until its beep is over, then the voicemail message, then the
-daemon hangs up (the stream's close, and ``Status=completed`` through the REST fake); the
-person hears the greeting. The fake's side measures the beep's end (when the frame after
-it went out) and the first bot media frame's arrival; the journal's calls row and dials
-row both say who answered.
+A machine hears nothing until its beep (or its greeting) is over, then the voicemail
+message, then the daemon hangs up (the stream's close, and ``Status=completed`` through
+the REST fake); the person hears the greeting. The fake's side measures the beep's end
+(when the frame after it went out) and the first bot media frame's arrival; the
+journal's calls row and dials row both say who answered. In carrier mode Twilio's verdict
+is what greets the person and what leaves the message on the beepless machine; on the
+beeping one voiced's beep detector, which acts at once in either mode, comes first and
+Twilio's ``machine_end_beep`` arrives after the message began (logged ``AMD_LATE``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from tests.e2e.daemon import REPO, Daemon
 from tests.fakes.http_apps import start_server
 from tests.fakes.twilio_callee import Callee
 from tests.fakes.twilio_rest import FakeTwilio, PlacedCall
-from voiced.audio import FRAME_MS, read_wav_as_ulaw
+from voiced.audio import FRAME_MS, read_wav_as_ulaw, silence_ulaw
 from voiced.demo import free_port
 from voiced.journal import dials, store
 
@@ -44,7 +48,7 @@ DATA = os.path.join(REPO, "tests", "data")
 ACCOUNT = "AC" + "a3" * 16
 TOKEN = "twilio-auth-token-amd-e2e"
 ADMIN = "admin-token-amd-e2e"
-MACHINE, PERSON = "+15550101", "+15550102"
+MACHINE, SILENT_MACHINE, PERSON = "+15550101", "+15550103", "+15550102"
 FRAME_S = FRAME_MS / 1000
 DIALOG = """[greeting]
 say = Hello {name}, this is Riverside Clinic calling about your appointment.
@@ -80,7 +84,7 @@ def beep_frames(frames: np.ndarray, hz: float = 1000.0) -> list[int]:
 
 
 class _AmdCalls:
-    """Both callees against one daemon per mode (``amd``), dialled at once."""
+    """The callees against one daemon per mode (``amd``), dialled at once."""
 
     amd = ""
     timeout = 150
@@ -94,10 +98,17 @@ class _AmdCalls:
         self.assertGreaterEqual(len(beep), 24)
         self.assertIn(last_loud_frame(greeting) - beep[-1], (0, 1))
         self.beep_last = last_loud_frame(greeting)
+        self.speech_last = last_loud_frame(greeting[:beep[0]])
         self.hello_last = last_loud_frame(wav_frames("callee_hello.wav"))
+        recording = read_wav_as_ulaw(os.path.join(DATA, "voicemail_greeting_beep.wav"))
+        samples_per_frame = greeting.shape[1]
+        # Some voicemail greetings end with no beep: the same one, cut where its beep begins.
+        no_beep = recording[:beep[0] * samples_per_frame] + silence_ulaw(3000)
         self.twilio = FakeTwilio(ACCOUNT, TOKEN, callees={
-            MACHINE: Callee(read_wav_as_ulaw(os.path.join(DATA, "voicemail_greeting_beep.wav")),
-                            "machine_end_beep", verdict_frame=self.beep_last + 1 + 10),
+            MACHINE: Callee(recording, "machine_end_beep", verdict_frame=self.beep_last + 1 + 10),
+            # Twilio's verdict on a greeting's end, here 800 ms after it: sooner than voiced's own 1.5 s.
+            SILENT_MACHINE: Callee(no_beep, "machine_end_silence", verdict_frame=self.speech_last + 1 + 40),
+            # Twilio's human verdict after its MachineDetectionSpeechEndThreshold, 1200 ms.
             PERSON: Callee(read_wav_as_ulaw(os.path.join(DATA, "callee_hello.wav")),
                            "human", verdict_frame=self.hello_last + 1 + 60),
         })
@@ -126,38 +137,32 @@ class _AmdCalls:
         return getProcessOutputAndValue(sys.executable, ["-m", "voiced.outbound.cli", to, "--var", "name=Dana",
                                                          "--wait"], env=env, path=REPO)
 
-    async def test_a_machine_gets_the_message_after_its_beep_and_a_person_the_greeting(self):
-        dialled = await gatherResults([self.dial(MACHINE), self.dial(PERSON)])
+    async def test_a_machine_gets_the_message_after_its_greeting_and_a_person_the_greeting(self):
+        numbers = (MACHINE, SILENT_MACHINE, PERSON)
+        dialled = await gatherResults([self.dial(to) for to in numbers])
         calls = {c.field("To"): c for c in self.twilio.calls}
-        reports = {to: await calls[to].done for to in (MACHINE, PERSON)}
-        await self.until(lambda: calls[MACHINE].updates, "the daemon's REST hang-up")
+        reports = {to: await calls[to].done for to in numbers}
+        await self.until(lambda: calls[MACHINE].updates and calls[SILENT_MACHINE].updates, "the REST hang-ups")
         await deferLater(reactor, 2.5, lambda: None)  # Autobahn's client close-handshake timers
         for out, err, code in dialled:
             self.assertEqual(code, 0, (out.decode(), err.decode(), self.daemon.log()[-3000:]))
         dial_ids = {to: calls[to].parameters["voiced_dial"] for to in calls}
-        for to, (out, _, _) in zip((MACHINE, PERSON), dialled):
+        for to, (out, _, _) in zip(numbers, dialled):
             self.assertEqual(out.decode().splitlines()[0], dial_ids[to])
         for report in reports.values():
             self.assertEqual(report.errors, [])
         self.check_the_request(calls)
 
-        machine, person = calls[MACHINE], calls[PERSON]
-        # The machine: nothing until its beep is over, then the voicemail message, then the daemon's hang-up.
-        beep_end = machine.times.sent_at[self.beep_last] + FRAME_S
-        self.assertTrue(machine.times.bot_media_at, self.daemon.log()[-3000:])
-        self.assertGreater(min(machine.times.bot_media_at), beep_end)
-        waited_ms = (machine.times.bot_media_at[0] - beep_end) * 1000
+        # A machine: nothing until its beep is over, then the voicemail message, then the daemon's hang-up.
+        waited_ms = self.check_voicemail(calls[MACHINE], reports[MACHINE], self.beep_last, "reason=beep hz=1000")
         print(f"\nAMD_E2E amd={self.amd} the voicemail message's first frame came {waited_ms:.0f} ms after the "
               f"beep's end", file=sys.stderr)
-        said = self.bot_lines(machine)
-        self.assertEqual(len(said), 1, said)
-        self.assertIn("with a reminder of your appointment on Tuesday", said[0])
-        self.assertTrue(reports[MACHINE].hung_up_by_bot)
-        self.assertEqual(machine.updates, [{"Status": "completed"}])
-        self.assertTrue(self.amd_lines(machine, "answered_by=machine"))
-        self.assertTrue(self.daemon.lines(f"AMD_VOICEMAIL call={machine.sid}"))
+        # With no beep: after its greeting's end (voiced: 1.5 s of silence; carrier mode: Twilio's verdict).
+        cue = "reason=carrier machine_end_silence" if self.amd == "carrier" else "reason=greeting_end"
+        self.check_voicemail(calls[SILENT_MACHINE], reports[SILENT_MACHINE], self.speech_last, cue)
 
         # The person: the greeting, once their "Hello?" is over.
+        person = calls[PERSON]
         self.assertGreater(min(person.times.bot_media_at), person.times.sent_at[self.hello_last] + FRAME_S)
         greeting = self.bot_lines(person)
         self.assertTrue(greeting, self.daemon.log()[-3000:])
@@ -169,10 +174,27 @@ class _AmdCalls:
 
         self.assertEqual(self.daemon.stop(), 0)
         conn = store.open_read_only(self.journal)
-        for to, who in ((MACHINE, "machine"), (PERSON, "human")):
+        for to, who in ((MACHINE, "machine"), (SILENT_MACHINE, "machine"), (PERSON, "human")):
             self.assertEqual([r["answered_by"] for r in store.calls_by_sid(conn, calls[to].sid)], [who])
             self.assertEqual(dials.dial(conn, dial_ids[to])["answered_by"], who)
         conn.close()
+
+    def check_voicemail(self, call: PlacedCall, report, last_frame: int, cue: str) -> float:
+        """The message only after frame ``last_frame`` of the recording, then the daemon's hang-up;
+        how long after that frame the message's first frame came (ms, the fake's clock)."""
+        end = call.times.sent_at[last_frame] + FRAME_S
+        self.assertTrue(call.times.bot_media_at, self.daemon.log()[-3000:])
+        self.assertGreater(min(call.times.bot_media_at), end)
+        said = self.bot_lines(call)
+        self.assertEqual(len(said), 1, said)
+        self.assertIn("with a reminder of your appointment on Tuesday", said[0])
+        self.assertTrue(report.hung_up_by_bot)
+        self.assertEqual(call.updates, [{"Status": "completed"}])
+        self.assertTrue(self.amd_lines(call, "answered_by=machine"), self.amd_lines(call, ""))
+        left = self.daemon.lines(f"AMD_VOICEMAIL call={call.sid}")
+        self.assertEqual(len(left), 1)
+        self.assertIn(cue, left[0])
+        return (call.times.bot_media_at[0] - end) * 1000
 
     def check_the_request(self, calls: dict[str, PlacedCall]) -> None:
         for call in calls.values():
