@@ -50,15 +50,14 @@ TOKEN = "twilio-auth-token-amd-e2e"
 ADMIN = "admin-token-amd-e2e"
 MACHINE, SILENT_MACHINE, PERSON = "+15550101", "+15550103", "+15550102"
 FRAME_S = FRAME_MS / 1000
-DIALOG = """[greeting]
-say = Hello {name}, this is Riverside Clinic calling about your appointment.
-[voicemail]
-say = Hello {name}, this is Riverside Clinic with a reminder of your appointment on Tuesday at ten. Please call us back at five five five, zero one zero zero. Goodbye.
-[reprompt]
-say = Sorry, I didn't catch that.
-[fallback]
-say = I heard you say: {text}.
-"""
+# Long enough to be still playing when each recording is over (the callee then waits for its end).
+VOICEMAIL = ("Hello {name}, this is Riverside Clinic with a reminder of your appointment on Tuesday at ten. "
+             "Please call us back at five five five, zero one zero zero. Goodbye.")
+DIALOG = "\n".join([
+    "[greeting]", "say = Hello {name}, this is Riverside Clinic calling about your appointment.",
+    "[voicemail]", f"say = {VOICEMAIL}",
+    "[reprompt]", "say = Sorry, I didn't catch that.",
+    "[fallback]", "say = I heard you say: {text}.", ""])
 
 
 def wav_frames(name: str) -> np.ndarray:

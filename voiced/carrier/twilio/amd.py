@@ -6,9 +6,10 @@ verdict here later: ``CallSid``, ``AccountSid``, ``AnsweredBy`` (human, machine_
 machine_end_beep, machine_end_silence, machine_end_other, fax, unknown) and
 ``MachineDetectionDuration`` (ms). It is signed like the voice webhook (X-Twilio-Signature
 over the URL Twilio was given, ``--public-url`` plus the path and query, and the form), as
-the dial's status callback is checked: a bad signature is a 403. The verdict goes to the live call whose id is the CallSid
-(``voiced.call.machine``); a CallSid no live call here has (the call ended, another
-worker carries it) is answered 200 and logged, since Twilio retrying it would change nothing.
+the dial's status callback is checked: a bad signature is a 403. The verdict goes to the
+live call whose id is the CallSid (``voiced.call.machine``); a CallSid no live call here
+has (the call ended, another worker carries it) is answered 200 and logged, since Twilio
+retrying it would change nothing.
 """
 
 from __future__ import annotations
