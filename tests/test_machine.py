@@ -104,6 +104,14 @@ class PersonTests(OutboundCall):
         self.assertEqual(self.tts.spoken, GREETING)
         self.assertEqual(call.record.answered_by, "unknown")
 
+    def test_the_silence_waited_is_the_outbound_hello_timeout(self):
+        call = self.make_call(outbound_hello_timeout_ms=4000)
+        self.silence(3.9)
+        self.assertEqual(self.tts.spoken, [])
+        self.silence(0.2)
+        self.assertEqual(self.tts.spoken, GREETING)
+        self.assertEqual(call.record.answered_by, "unknown")
+
     def test_the_callees_hello_is_no_turn_for_the_agent(self):
         call = self.make_call()
         self.hear(voice(), 0.5)

@@ -136,3 +136,26 @@ class DialerJournalTests(TestCase):
         self.assertEqual([h["status"] for h in view["history"]],
                          ["queued", "initiated", "ringing", "answered", "completed"])
         self.assertEqual((view["status"], view["call_sid"], view["variables"]), ("completed", "CAout", {"name": "Dana"}))
+
+    async def test_a_calls_answering_machine_verdict_reaches_its_dial_and_listeners(self):
+        path = journal_path(self)
+        writer = JournalWriter(path, reactor)
+        await writer.open()
+        self.addCleanup(writer.close)
+        carrier = CarrierAtHand()
+        dialer = Dialer(carrier, reactor, "+15550111", writer)
+        heard = []
+        dialer.add_answered_by_listener(lambda dial_id, who: heard.append((dial_id, who)))
+        dialed = dialer.dial(DialRequest("+15550100", {}))
+        dial_id, _, _, placed = carrier.placed[0]
+        placed.callback("CAout")
+        await dialed
+        record = outbound_record(dial_id=dial_id)
+        dialer.call_event(record, "caller", {"number": 1, "text": "hello"})  # not a verdict
+        dialer.call_event(outbound_record(dial_id=""), "answered", {"answered_by": "human", "source": "voiced"})
+        dialer.call_event(record, "answered", {"answered_by": "machine", "source": "carrier"})
+        await writer.run(lambda conn: None)
+        self.assertEqual(heard, [(dial_id, "machine")])
+        self.assertEqual(dialer.snapshot(dial_id)["answered_by"], "machine")
+        dialer._dials.clear()
+        self.assertEqual((await dialer.describe(dial_id))["answered_by"], "machine")

@@ -31,7 +31,7 @@ class AmdCallbackTests(OutboundCall):
     def setUp(self):
         self.make_call(amd="carrier")
         self.live = {"CA1": self.call}
-        self.resource = TwilioAmdCallback(TOKEN, HOST, self.live.get)
+        self.resource = TwilioAmdCallback(TOKEN, f"https://{HOST}", self.live.get)
 
     def post(self, form: dict[str, str], signature: str | None = None, sign_url: str = URL,
              resource: TwilioAmdCallback | None = None) -> tuple[int, bytes]:
@@ -63,6 +63,15 @@ class AmdCallbackTests(OutboundCall):
         self.assertEqual(self.post(form, sign_url=f"https://{HOST}:443/twilio/amd")[0], 200)
         self.assertEqual(self.tts.spoken, GREETING)
 
+    def test_the_signature_is_over_the_callback_url_voiced_gave_twilio(self):
+        # AsyncAmdStatusCallback is {--public-url}/twilio/amd?dial=...: its scheme and path prefix are signed.
+        behind_a_prefix = TwilioAmdCallback(TOKEN, "http://10.0.0.5:8080/voiced/", self.live.get)
+        form = callback_form(answered_by="human")
+        signed = "http://10.0.0.5:8080/voiced/twilio/amd"
+        self.assertEqual(self.post(form, sign_url=URL, resource=behind_a_prefix)[0], 403)
+        self.assertEqual(self.post(form, sign_url=signed, resource=behind_a_prefix)[0], 200)
+        self.assertEqual(self.tts.spoken, GREETING)
+
     def test_a_wrong_or_missing_signature_is_403_and_changes_nothing(self):
         rejected = logged(self, "AMD_CALLBACK_REJECTED")
         form = callback_form(answered_by="fax")
@@ -82,7 +91,7 @@ class AmdCallbackTests(OutboundCall):
         self.assertEqual(self.tts.spoken, [])
 
     def test_without_a_token_it_is_taken_unsigned_like_twiml(self):
-        unsigned = TwilioAmdCallback("", HOST, self.live.get)
+        unsigned = TwilioAmdCallback("", f"https://{HOST}", self.live.get)
         self.assertEqual(self.post(callback_form(), signature="", resource=unsigned)[0], 200)
         self.assertEqual(self.tts.spoken, GREETING)
 
@@ -107,7 +116,7 @@ class MountTests(OutboundCall):
         if isinstance(resource, Branch):
             resource = resource.default
         self.assertIsInstance(resource, TwilioAmdCallback)
-        self.assertEqual((resource.auth_token, resource.public_host), (TOKEN, HOST))
+        self.assertEqual((resource.auth_token, resource.public_url), (TOKEN, f"https://{HOST}"))
 
 
 class ServiceTests(OutboundCall):

@@ -70,7 +70,7 @@ def mount_twilio_amd(root: Any, service: VoicedService, settings: Settings) -> N
     from voiced.carrier.twilio.amd import AMD_PATH, TwilioAmdCallback
     from voiced.web import mount
 
-    mount(root, AMD_PATH, TwilioAmdCallback(settings.twilio_auth_token, settings.public_host, service.call_by_id))
+    mount(root, AMD_PATH, TwilioAmdCallback(settings.twilio_auth_token, settings.public_url, service.call_by_id))
 
 
 def build_carriers(service: VoicedService, settings: Settings, console: Any = None) -> list[Carrier]:

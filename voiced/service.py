@@ -221,6 +221,8 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self._start_http()
         self._start_journal()
         self.dialer = build_dialer(self.settings, self.http, self.clock, self.journal)
+        if self.dialer is not None:  # amde2e: a call's answering-machine verdict reaches its dial's row
+            self.call_hub.subscribe(self.dialer)
         if self.worker is not None:
             self._call_counts = counts = self.worker.open_call_counts()
             counts.publish(self.worker.index, 0)  # a restarted worker's predecessor's calls are gone

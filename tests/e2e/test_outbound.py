@@ -66,6 +66,8 @@ class OutboundCallTests(TestCase):
             "VOICED_DIAL_FROM": "+15550111", "VOICED_JOURNAL": self.journal, "VOICED_SCRIPT": script,
             # Long enough that only the callee's "Hello?" can release the greeting.
             "VOICED_OUTBOUND_HELLO_TIMEOUT_MS": "10000",
+            # Who speaks first without answering-machine detection (FirstWords); tests/e2e/test_amd.py has it on.
+            "VOICED_AMD": "off",
         })
         self.addCleanup(self.daemon.stop)
         self.daemon.wait_ready()

@@ -19,6 +19,14 @@ scheme); the media stream to the TwiML's ``<Stream url>`` (connected to ``media_
 the upgrade signed over the wss:// URL as Twilio signs it) as voiced's simulated caller
 (``voiced.caller``) speaking ``lines``, with the TwiML's ``<Parameter>``s as
 ``customParameters``; once the stream is over, ``completed`` with ``CallDuration``.
+
+A number in ``callees`` is answered by a ``tests.fakes.twilio_callee.Callee`` instead: its
+recording streamed as the callee's audio, and, when the request asked for Twilio's
+asynchronous AMD (``MachineDetection``, ``AsyncAmd=true``), the callee's ``answered_by``
+POSTed, signed, to the request's ``AsyncAmdStatusCallback`` with ``AccountSid``,
+``CallSid``, ``AnsweredBy`` and ``MachineDetectionDuration`` as Twilio sends them
+(``PlacedCall.amd_callbacks``). ``POST .../Calls/{CallSid}.json`` updates a call as
+Twilio's API does (``PlacedCall.updates``): ``Status=completed`` ends its media stream.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from tests.fakes.http_apps import Received
+from tests.fakes.twilio_callee import Callee, StreamTimes, stream_callee
 from voiced.caller.client import place_call
 from voiced.caller.report import CallReport
 from voiced.caller.session import CallerLine
@@ -52,6 +61,9 @@ class PlacedCall:
     stream_url: str = ""
     parameters: dict[str, str] = field(default_factory=dict)
     callbacks: list[tuple[str, int]] = field(default_factory=list)  # (CallStatus, the daemon's HTTP status)
+    amd_callbacks: list[tuple[str, int]] = field(default_factory=list)  # (AnsweredBy, the daemon's HTTP status)
+    updates: list[dict[str, str]] = field(default_factory=list)  # the call's REST updates (Status=completed)
+    times: StreamTimes = field(default_factory=StreamTimes)  # a Callee's stream, as the fake's side saw it
     done: Deferred[CallReport | None] = field(default_factory=Deferred)
 
     def field(self, name: str) -> str:
@@ -70,7 +82,7 @@ class FakeTwilio(Resource):
     isLeaf = True
 
     def __init__(self, account_sid: str, auth_token: str, media_url: str = "", lines: list[CallerLine] | None = None,
-                 connect: bool = True, reply_timeout_s: float = 8.0) -> None:
+                 connect: bool = True, reply_timeout_s: float = 8.0, callees: dict[str, Callee] | None = None) -> None:
         super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -78,6 +90,7 @@ class FakeTwilio(Resource):
         self.lines = lines or []
         self.connect = connect
         self.reply_timeout_s = reply_timeout_s
+        self.callees = callees or {}  # To number -> who picks up (else the simulated caller speaks ``lines``)
         self.received: list[Received] = []
         self.calls: list[PlacedCall] = []
         self._failures: deque[tuple[int, dict[str, Any]]] = deque()
@@ -107,11 +120,13 @@ class FakeTwilio(Resource):
         received = Received("POST", request.uri.decode(), headers, request.content.read())
         self.received.append(received)
         request.setHeader(b"content-type", b"application/json")
-        expected_path = f"/2010-04-01/Accounts/{self.account_sid}/Calls.json"
-        if received.path != expected_path:
+        calls_path = f"/2010-04-01/Accounts/{self.account_sid}/Calls"
+        if received.path != calls_path + ".json" and not received.path.startswith(calls_path + "/"):
             return self._error(request, 404, 20404, f"The requested resource {received.path} was not found")
         if received.basic_auth() != (self.account_sid, self.auth_token):
             return self._error(request, 401, 20003, "Authenticate")
+        if received.path != calls_path + ".json":
+            return self._update(request, received.path[len(calls_path) + 1:].removesuffix(".json"), received.form())
         if self._failures:
             status, document = self._failures.popleft()
             request.setResponseCode(status)
@@ -131,6 +146,16 @@ class FakeTwilio(Resource):
                            "to": form["To"][0], "from": form["From"][0], "direction": "outbound-api",
                            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{call.sid}.json"}).encode()
 
+    def _update(self, request: Request, sid: str, form: dict[str, list[str]]) -> bytes:
+        call = next((c for c in self.calls if c.sid == sid), None)
+        if call is None:
+            return self._error(request, 404, 20404, f"The requested resource Calls/{sid}.json was not found")
+        call.updates.append({name: values[0] for name, values in form.items()})
+        status = form.get("Status", [""])[0]
+        if status == "completed" and call.times.link is not None:
+            reactor.callLater(0, call.times.link.hang_up)  # Twilio ends the call, and its stream with it
+        return json.dumps({"sid": sid, "account_sid": self.account_sid, "status": status or "in-progress"}).encode()
+
     @staticmethod
     def _error(request: Request, status: int, code: int, message: str) -> bytes:
         request.setResponseCode(status)
@@ -142,6 +167,12 @@ class FakeTwilio(Resource):
         call.stream_url, call.parameters = parse_twiml(call.field("Twiml"))
         for status in ("initiated", "ringing", "in-progress"):
             await self._status(call, status)
+        callee = self.callees.get(call.field("To"))
+        if callee is not None:
+            report = await self._stream(call, callee)
+            await self._status(call, "completed", CallDuration=str(max(1, round(report.duration_s))))
+            call.done.callback(report)
+            return
         lines = self.lines
         report = await place_call(reactor, self.media_url or call.stream_url, lines, carrier="twilio",
                                   call_sid=call.sid, account_sid=self.account_sid, auth_token=self.auth_token,
@@ -149,6 +180,27 @@ class FakeTwilio(Resource):
                                   reply_timeout_s=self.reply_timeout_s, hangup_grace_s=1.0)
         await self._status(call, "completed", CallDuration=str(max(1, round(report.duration_s))))
         call.done.callback(report)
+
+    def _stream(self, call: PlacedCall, callee: Callee) -> Deferred[CallReport]:
+        asks_amd = "MachineDetection" in call.form and call.form.get("AsyncAmd", [""])[0] == "true"
+
+        def frame_sent(n: int) -> None:
+            if asks_amd and callee.answered_by and n == callee.verdict_frame:
+                # A verdict the daemon never took is an amd_callbacks entry with status 0.
+                Deferred.fromCoroutine(self._amd_verdict(call, callee.answered_by, n * 20)).addErrback(
+                    lambda _: call.amd_callbacks.append((callee.answered_by, 0)))
+
+        return stream_callee(self.media_url or call.stream_url, call.stream_url, callee, call.sid, self.account_sid,
+                             self.auth_token, dict(call.parameters), call.times, frame_sent)
+
+    async def _amd_verdict(self, call: PlacedCall, answered_by: str, duration_ms: int) -> None:
+        url = call.field("AsyncAmdStatusCallback")
+        params = {"AccountSid": self.account_sid, "CallSid": call.sid, "AnsweredBy": answered_by,
+                  "MachineDetectionDuration": str(duration_ms)}
+        signature = self._validator.compute_signature(url, params)
+        response = await treq.post(url, data=params, headers={"X-Twilio-Signature": signature}, persistent=False)
+        await response.content()
+        call.amd_callbacks.append((answered_by, response.code))
 
     async def _status(self, call: PlacedCall, status: str, **extra: str) -> None:
         url = call.field("StatusCallback")

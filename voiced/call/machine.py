@@ -27,7 +27,7 @@ first; the max wait, 20 s, is within Twilio's 30 s MachineDetectionTimeout
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Callable, Protocol
 
@@ -64,6 +64,12 @@ class MachineSettings:
     carrier_wait_ms: int = 6000
     shape: AnswerShapeSettings = field(default_factory=AnswerShapeSettings)
     beep: BeepSettings = field(default_factory=BeepSettings)
+
+
+def machine_settings(hello_timeout_ms: int) -> MachineSettings:
+    """A call's: a callee who says nothing is greeted after ``--outbound-hello-timeout-ms``,
+    as they would be without detection (0: at once, as an ``unknown``)."""
+    return MachineSettings(shape=replace(AnswerShapeSettings(), initial_silence_ms=max(1, hello_timeout_ms)))
 
 
 class MachineHost(Protocol):

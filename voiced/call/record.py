@@ -94,7 +94,8 @@ class CallObserver(Protocol):
         """``kind`` is one of: ``start``; ``caller`` (a turn asked: number, text, event);
         ``reply`` (all of a reply's audio was sent, the BOT line: turn, text);
         ``bot`` (a reply finished or was cut: turn, text, heard, interrupted); ``turn``
-        (a turn's metrics: number, metrics); ``end`` (the record is complete)."""
+        (a turn's metrics: number, metrics); ``answered`` (an outbound call's answering-machine
+        verdict: answered_by, source); ``end`` (the record is complete)."""
 
 
 #: What answered an outbound call: a person, an answering machine (a fax counts as one), or

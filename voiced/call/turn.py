@@ -37,7 +37,7 @@ from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
 from voiced.call.hearing import Hearing
 from voiced.call.interruption import FalseInterruptions
-from voiced.call.machine import answering_machine
+from voiced.call.machine import answering_machine, machine_settings
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.playback import END_MARK_GRACE_S, Playback
 from voiced.call.record import CallObserver, CallRecord
@@ -124,7 +124,8 @@ class Call:
         self._timer: IDelayedCall | None = None
         self._dtmf_count = 0
         # An outbound call with answering-machine detection (--amd): who answered picks the opening.
-        self._machine = answering_machine(info, clock, amd, self)
+        self._machine = answering_machine(info, clock, amd, self,
+                                          machine_settings(settings.outbound_hello_timeout_ms))
 
     @property
     def settings(self) -> TurnSettings:
@@ -438,6 +439,7 @@ class Call:
     def answered(self, answered_by: str, source: str, reason: str) -> None:
         self.record.answered_by = answered_by
         self.metrics.answered_by_total.labels(answered_by, source).inc()
+        self._chronicle.tell("answered", {"answered_by": answered_by, "source": source})  # the dial's row too
 
     def open_with_greeting(self) -> None:
         if not self._answering.final_goodbye:  # (the time limit or a drain said goodbye first)

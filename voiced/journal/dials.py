@@ -48,6 +48,11 @@ def add_event(conn: sqlite3.Connection, dial_id: str, status: str, at: float, de
         raise
 
 
+def set_answered_by(conn: sqlite3.Connection, dial_id: str, answered_by: str, at: float) -> None:
+    """Who answered the dial's call, once its answering-machine detection knows."""
+    conn.execute("UPDATE dials SET answered_by=?, updated_at=? WHERE dial_id=?", (answered_by, at, dial_id))
+
+
 def dial(conn: sqlite3.Connection, dial_id: str) -> sqlite3.Row | tuple | None:
     if not _has_dials(conn):
         return None

@@ -86,6 +86,7 @@ class Dialer:
         self._dials: dict[str, Dial] = {}
         self._placing: set[Deferred[str]] = set()
         self._listeners: list[Callable[[str, str], None]] = []
+        self._answer_listeners: list[Callable[[str, str], None]] = []
 
     # ---- placing ---------------------------------------------------------------------------
     def dial(self, request: DialRequest) -> Deferred[str]:
@@ -176,6 +177,26 @@ class Dialer:
         log.info("DIAL_CONNECTED dial={dial} call={call}: its variables reach the agent", dial=dial_id, call=call_id)
         return dial
 
+    def answered_by(self, dial_id: str, answered_by: str) -> None:
+        """Who answered the dial's call (its answering-machine verdict: human, machine,
+        unknown): the dial, its journal row and the listeners learn it."""
+        dial = self._dials.get(dial_id)
+        if dial is not None:
+            dial.answered_by = answered_by
+        log.info("DIAL_ANSWERED_BY dial={dial} answered_by={who}", dial=dial_id, who=answered_by)
+        self._write(journal_dials.set_answered_by, dial_id, answered_by, self._clock.seconds())
+        for listener in list(self._answer_listeners):
+            try:
+                listener(dial_id, answered_by)
+            except Exception:
+                log.failure("Dial answered-by listener {listener!r} failed dial={dial}", listener=listener,
+                            dial=dial_id)
+
+    def call_event(self, record: Any, kind: str, data: dict[str, Any]) -> None:
+        """A call's event (the service's CallHub): an outbound call's verdict on who answered."""
+        if kind == "answered" and record.dial_id:
+            self.answered_by(record.dial_id, data["answered_by"])
+
     # ---- reading --------------------------------------------------------------------------
     def snapshot(self, dial_id: str) -> dict[str, Any] | None:
         """The dial and its status history if it is still in memory (the console's call view)."""
@@ -194,6 +215,10 @@ class Dialer:
     def add_status_listener(self, listener: Callable[[str, str], None]) -> None:
         """``listener(dial_id, status)`` on every change of a dial's status (campaigns)."""
         self._listeners.append(listener)
+
+    def add_answered_by_listener(self, listener: Callable[[str, str], None]) -> None:
+        """``listener(dial_id, answered_by)`` once a dial's call knows who answered (campaigns)."""
+        self._answer_listeners.append(listener)
 
     def stop(self) -> None:
         """The service stops: requests still waiting for the carrier are cancelled."""

@@ -22,9 +22,9 @@ configs/samples/amd.conf.sample; Twilio's answering-machine-detection docs):
     a hang-up, a machine taken for a person hears a greeting it records, so the call errs
     toward "human" and leaves the band between to the silence that follows.
   - initial_silence 2500 ms: Asterisk's initial_silence = 2500 (there: MACHINE; Twilio's
-    5000 ms MachineDetectionSilenceTimeout gives ``unknown``); equal to the outbound
-    greeting's hello timeout, so a callee who says nothing is greeted when they would be
-    without detection.
+    5000 ms MachineDetectionSilenceTimeout gives ``unknown``); a call sets it to its
+    ``--outbound-hello-timeout-ms`` (``voiced.call.machine.machine_settings``), so a callee
+    who says nothing is greeted when they would be without detection.
   - max_analysis 7000 ms: Asterisk's total_analysis_time = 5000 (then NOTSURE), plus the
     longer speech threshold here.
 

@@ -5,10 +5,11 @@ A call voiced places with ``MachineDetection=DetectMessageEnd``, ``AsyncAmd=true
 verdict here later: ``CallSid``, ``AccountSid``, ``AnsweredBy`` (human, machine_start,
 machine_end_beep, machine_end_silence, machine_end_other, fax, unknown) and
 ``MachineDetectionDuration`` (ms). It is signed like the voice webhook (X-Twilio-Signature
-over the public URL and the form), and checked exactly as ``/twiml`` is: a bad signature
-is a 403. The verdict goes to the live call whose id is the CallSid
-(``voiced.call.machine``); a CallSid no live call here has (the call ended, another
-worker carries it) is answered 200 and logged, since Twilio retrying it would change nothing.
+over the URL Twilio was given, ``--public-url`` plus the path and query, and the form), as
+the dial's status callback is checked: a bad signature is a 403. The verdict goes to the
+live call whose id is the CallSid (``voiced.call.machine``); a CallSid no live call here
+has (the call ended, another worker carries it) is answered 200 and logged, since Twilio
+retrying it would change nothing.
 """
 
 from __future__ import annotations
@@ -30,16 +31,17 @@ AMD_PATH = "twilio/amd"
 class TwilioAmdCallback(Resource):
     isLeaf = True
 
-    def __init__(self, auth_token: str, public_host: str, find_call: Callable[[str], Any]) -> None:
+    def __init__(self, auth_token: str, public_url: str, find_call: Callable[[str], Any]) -> None:
         super().__init__()
         self.auth_token = auth_token
-        self.public_host = public_host
+        # The base of the AsyncAmdStatusCallback voiced gave Twilio: its scheme and any path prefix are signed too.
+        self.public_url = public_url.rstrip("/")
         self.find_call = find_call  # VoicedService.call_by_id
 
     def render_POST(self, request: Request) -> bytes:
         form = parse_qs(request.content.getvalue().decode("utf-8", "replace"), keep_blank_values=True)
         if self.auth_token:
-            url = f"https://{self.public_host}" + request.uri.decode("utf-8", "replace")
+            url = self.public_url + request.uri.decode("utf-8", "replace")
             if not signature_matches(self.auth_token, url, form, request_signature(request.getHeader)):
                 log.warn("AMD_CALLBACK_REJECTED: bad or missing X-Twilio-Signature for {url} from {peer}", url=url,
                          peer=request.getClientAddress())
