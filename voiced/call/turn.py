@@ -42,6 +42,7 @@ from voiced.call.playback import END_MARK_GRACE_S, Playback
 from voiced.call.record import CallObserver, CallRecord
 from voiced.call.release import ReplyGate
 from voiced.call.reply import Reply
+from voiced.call.speech_to_speech import ModelEar, ModelTurns, model_session
 from voiced.call.transcript import Transcribing
 from voiced.call.utterance import Utterance
 from voiced.metrics import Metrics, TurnTimes
@@ -103,6 +104,10 @@ class Call:
         self._barge_in = BargeInJudge(info.call_id, clock, turns.barge_in, info.language, self._chronicle)
         self._false_interruptions = FalseInterruptions(clock, settings.false_interruption_ms / 1000, info.language,
                                                        self)
+        # Model mode: a speech-to-speech agent hears the caller's audio itself, in place of STT.
+        session = model_session(conversation)
+        if session is not None:
+            stt, stt_audio = ModelEar(session), MULAW_8K
         # What the STT stream is fed: the 8 kHz mu-law the call hears, or a wideband
         # carrier's 16 kHz PCM (on_media's stt_audio), as the service chose for this call.
         self.stt_audio = stt_audio
@@ -117,6 +122,8 @@ class Call:
                                           self._end_of_turn, self._utterance, self, self._answering)
         self._stt = self._transcribing.stream
         self._hearing = Hearing(clock, eou, self._stt, stt_audio, self._end_of_turn, self)
+        self._model = None if session is None else ModelTurns(info.call_id, clock, session, self, self._playback,
+                                                               self._chronicle, self._answering)
         self.state = State.GREETING
         self._turn = Turn()
         self._timer: IDelayedCall | None = None
@@ -146,11 +153,13 @@ class Call:
                  to=self.info.to_number)
         self._chronicle.tell("start", {})
         self._answering.greet()
+        if self._model is not None:
+            self._model.start()  # the model greets in its own voice
 
     def on_media(self, ulaw: bytes, stt_audio: bytes | None = None) -> None:
         """The caller's audio: 8 kHz mu-law, and for a call with wideband STT the same audio
         in ``self.stt_audio`` (the turn machine, VAD and barge-in stay at 8 kHz)."""
-        self._hearing.on_media(ulaw, stt_audio)
+        self._hearing.on_media(ulaw, stt_audio if self._model is None else None)
 
     def on_mark(self, name: str) -> None:
         self._playback.on_mark(name)
@@ -197,6 +206,8 @@ class Call:
         self._stt.close()
         self._eou.close()
         self._end_of_turn.close()
+        if self._model is not None:
+            self._model.close()
         self._chronicle.ended(reason)
 
     # ---- inputs from STT: the transcript's side of the call (voiced.call.transcript) -----------
@@ -248,6 +259,9 @@ class Call:
             self._stt.speech_started()
 
     def speech_ended(self, at: float) -> None:
+        if self._model is not None:
+            self._model.speech_ended(at)  # no transcript to wait for: the model has the audio
+            return
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
             self._turn.times.speech_end = at
             self.state = State.AWAITING_FINAL
@@ -266,6 +280,8 @@ class Call:
         eou = self._eou
         if not eou.sustained(self._settings.barge_in_ms) or self._answering.final_goodbye:
             return
+        if self._model is not None and not self._model.voiced_turns:
+            return  # the model's VAD leads: its speech_started is the barge-in (barge_in)
         if self.state in (State.GREETING, State.SPEAKING):
             if self._barge_in.interrupts(eou, self._utterance.partial):
                 self._interrupted()
@@ -338,6 +354,9 @@ class Call:
     def _resume_listening(self) -> None:
         """The caller went on talking before any reply audio was sent: drop the
         pending reply and keep listening to the same utterance."""
+        if self._model is not None:
+            self._model.caller_went_on()
+            return
         reply = self._playback.current
         if reply is not None:
             self._playback.drop(reply)
@@ -367,8 +386,18 @@ class Call:
         stopped = self._playback.current
         if stopped is not None:
             self._playback.interrupt(stopped)
+        if self._model is not None:
+            # What the caller did not hear is cut from the model's memory; nothing resumes it.
+            self._model.reply_cut(stopped, self.clock.seconds())
+            self.start_turn()
+            return
         self.start_turn()
         self._false_interruptions.interrupted(stopped)
+
+    def barge_in(self) -> None:
+        """The model's VAD heard the caller over the reply (``voiced.call.speech_to_speech``)."""
+        if self.state in (State.GREETING, State.SPEAKING):
+            self._interrupted()
 
     # ---- false interruptions (voiced.call.interruption) ------------------------------------
     def resume_reply(self, reply: Reply, reason: str) -> None:
@@ -387,6 +416,9 @@ class Call:
         self.cancel_wait()
         self._turn = Turn(event=event)
         self._utterance.clear()
+        if self._model is not None:
+            self._model.ask_event(self._turn)
+            return
         self._answering.ask(self._turn)
 
     def reply_playing(self, reply: Reply) -> None:
