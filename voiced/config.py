@@ -167,6 +167,11 @@ class Settings:
     deepgram_model: str = option("deepgram_model")
     deepgram_endpointing_ms: int = option("deepgram_endpointing_ms")
     deepgram_utterance_end_ms: int = option("deepgram_utterance_end_ms")
+    # realtime (issue 22)
+    openai_realtime_url: str = option("openai_realtime_url")
+    openai_realtime_model: str = option("openai_realtime_model")
+    openai_realtime_voice: str = option("openai_realtime_voice")
+    realtime_turn_detection: str = option("realtime_turn_detection")
 
     @classmethod
     def load(
@@ -237,6 +242,13 @@ class Settings:
             raise ConfigError(f"deepgram_url must be a wss:// (or loopback ws://) URL, not {self.deepgram_url!r}")
         if 0 < self.deepgram_utterance_end_ms < 1000:
             raise ConfigError("deepgram_utterance_end_ms must be 0 (off) or 1000 and more (Deepgram's minimum)")
+        # realtime (issue 22)
+        realtime_url = urlsplit(self.openai_realtime_url)
+        if realtime_url.scheme not in ("ws", "wss") or not realtime_url.hostname:
+            raise ConfigError(f"openai_realtime_url must be a wss:// (or loopback ws://) URL, "
+                              f"not {self.openai_realtime_url!r}")
+        if self.agent == "realtime" and not self.openai_api_key:
+            raise ConfigError("agent=realtime needs OPENAI_API_KEY")
 
     @property
     def call_limit(self) -> int:

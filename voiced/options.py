@@ -164,7 +164,8 @@ OPTIONS: list[Option] = [
     Option("stt", _stt_engines, "auto", "speech-to-text engine: local, google or deepgram, or a fallback chain "
            "such as deepgram,google (auto: google if configured)"),
     Option("tts", _choice("auto", "local", "google"), "auto", "text-to-speech engine (auto: google if configured)"),
-    Option("agent", _choice("script", "openai", "webhook"), "script", "reply agent: script, openai or webhook"),
+    Option("agent", _choice("script", "openai", "webhook", "realtime"), "script",
+           "reply agent: script, openai, webhook or realtime (OpenAI Realtime, speech to speech)"),
     Option("script", _str, "", "dialog file for the script agent (default: the built-in front desk)"),
     Option("greeting", _str, "", "what the openai and webhook agents say first (default: the language's "
            "phrase catalog; the script has its own)"),
@@ -308,6 +309,14 @@ OPTIONS: list[Option] = [
            "segment (0: off; voiced's own end of turn sends Finalize either way)"),
     Option("deepgram_utterance_end_ms", _int_range(0, 5000), 1000, "gap between words for Deepgram's "
            "UtteranceEnd (0: not asked for; Deepgram takes 1000 or more)"),
+    # realtime (issue 22): VOICED_AGENT=realtime, OpenAI Realtime speech to speech (key: OPENAI_API_KEY)
+    Option("openai_realtime_url", _str, "wss://api.openai.com/v1/realtime", "OpenAI Realtime WebSocket URL "
+           "(ws:// only for a loopback test server)"),
+    Option("openai_realtime_model", _str, "gpt-realtime", "the realtime agent's model"),
+    Option("openai_realtime_voice", _str, "", "the realtime agent's voice (alloy, ash, marin, ...; empty: "
+           "the model's default)"),
+    Option("realtime_turn_detection", _choice("voiced", "server"), "voiced", "who ends the caller's turn "
+           "for the realtime agent: voiced (its VAD and end of turn) or server (the model's server_vad)"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -83,7 +83,7 @@ class StreamedReply(Reply):
             if cut_at is not None and previous_echo is not None:
                 # It began playing once the audio before it had, or when it came if the line was idle.
                 began = max(previous_echo, sent_at)
-                heard += max(0, min(segment.audio_bytes, int((cut_at - began) * SAMPLE_RATE)))
+                heard += max(0, min(segment.audio_bytes, round((cut_at - began) * SAMPLE_RATE)))
             break
         return heard
 
