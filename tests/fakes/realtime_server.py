@@ -74,8 +74,9 @@ class FakeRealtimeSession(WebSocketServerProtocol):
 
     def onClose(self, wasClean, code, reason) -> None:  # noqa: N802
         self.closed_code = code
-        if self.response is not None and self.response.get("timer") is not None and self.response["timer"].active():
-            self.response["timer"].cancel()
+        response = getattr(self, "response", None)  # None: a refused handshake
+        if response is not None and response.get("timer") is not None and response["timer"].active():
+            response["timer"].cancel()
         self.factory.fake.changed()
 
     def send(self, event: dict) -> None:
@@ -183,7 +184,8 @@ class FakeRealtimeSession(WebSocketServerProtocol):
             self.response = None
             return
         if failure == 1011:
-            self.sendClose(1011, "keepalive ping timeout")
+            # 1011 as the server sends it (Autobahn keeps protocol codes from sendClose).
+            self.sendCloseFrame(code=1011, reasonUtf8=b"keepalive ping timeout", isReply=False)
             return
         outputs = [i for i in self.items if i.get("type") == "function_call_output"]
         if outputs and len(outputs) > fake.tool_outputs_answered:
