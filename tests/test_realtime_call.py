@@ -166,7 +166,7 @@ class ModelModeTests(NearTestCase):
         port.caller_transcript("item_c1", "When do you open?")
         self.frames(count=60)
         record = self.call.record.turns[0]
-        self.assertEqual((record.text, record.reply_text, record.heard_text),
+        self.assertEqual((record.caller_text, record.reply_text, record.heard_text),
                          ("When do you open?", "We open at nine.", "We open at nine."))
         [turn] = [e["line"] for e in turns if "turn=1" in e["line"]]
         # Speech end (240 ms of silence into the 12 frames, then the VAD's verdict) to first audio.

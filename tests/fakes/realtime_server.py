@@ -177,6 +177,8 @@ class FakeRealtimeSession(WebSocketServerProtocol):
         response_id = f"resp_{next(_ids)}"
         item_id = f"item_bot_{next(_ids)}"
         self.response = response = {"id": response_id, "item": item_id, "timer": None}
+        fake.responses.append({"id": response_id, "item": item_id, "first_delta_at": None, "ended_at": None,
+                               "status": None})
         self.send({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}})
         failure = fake.failures.pop(0) if fake.failures else None
         if failure == "error":
@@ -232,6 +234,8 @@ class FakeRealtimeSession(WebSocketServerProtocol):
             self.send({"type": "response.audio.delta", "response_id": response["id"], "item_id": response["item"],
                        "output_index": 0, "content_index": 0, "delta": base64.b64encode(chunk).decode()})
             self.audio_sent[response["item"]] += len(chunk)
+            log = fake.response_log(response["id"])
+            log["first_delta_at"] = log["first_delta_at"] or reactor.seconds()
             fake.deltas_sent += 1
             fake.changed()
             response["timer"] = reactor.callLater(fake.delta_ms / 1000 / fake.speed, self.stream)
@@ -246,6 +250,8 @@ class FakeRealtimeSession(WebSocketServerProtocol):
             return
         if response.get("timer") is not None and response["timer"].active():
             response["timer"].cancel()
+        log = self.factory.fake.response_log(response["id"])
+        log["ended_at"], log["status"] = reactor.seconds(), status
         self.send({"type": "response.done", "response": {"id": response["id"], "status": status,
                                                          "status_details": {"reason": "client_cancelled"}
                                                          if status == "cancelled" else None}})
@@ -275,6 +281,7 @@ class RealtimeFake:
         self.commits = 0
         self.deltas_sent = 0
         self.tool_outputs_answered = 0
+        self.responses: list[dict] = []  # per response: when its audio began and when it ended, how
         self._waiters: list[tuple[Callable[[], bool], Deferred]] = []
         self._port = None
 
@@ -311,6 +318,9 @@ class RealtimeFake:
         for _ in range(deltas):
             if self.held:
                 self.held.pop(0)()
+
+    def response_log(self, response_id: str) -> dict:
+        return next(r for r in self.responses if r["id"] == response_id)
 
     @property
     def truncates(self) -> list[dict]:

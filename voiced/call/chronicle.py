@@ -56,7 +56,7 @@ class Chronicle:
     def caller_transcript(self, turn: Turn, text: str) -> None:
         """The model's transcript of what the caller said in ``turn``."""
         if (record := self.record.turn(turn.number)) is not None:
-            record.text = text
+            record.caller_text = text
         self.tell("caller", {"turn": turn.number, "text": text, "event": None})
 
     def withdrawn(self, turn: Turn) -> None:

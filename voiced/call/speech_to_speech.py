@@ -298,8 +298,8 @@ class ModelTurns:
         """The call so far as the caller knows it: their words, and the replies as heard."""
         lines = []
         for record in self._chronicle.record.turns:
-            if record.text:
-                lines.append(Said("caller", record.text))
+            if record.caller_text:
+                lines.append(Said("caller", record.caller_text))
             if record.heard_text:
                 lines.append(Said("bot", record.heard_text, record.interrupted))
         return lines
