@@ -18,20 +18,19 @@ cannot come back ends the call politely. Never the daemon: everything stays in t
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from voiced.agent import realtime_wire as wire
-from voiced.agent.base import AgentError, CallInfo, EndCall, TransferCall, TurnRequest, ReplySink
+from voiced.agent.base import Action, AgentError, CallInfo, EndCall, ReplySink, Said, TransferCall, TurnRequest
 from voiced.agent.realtime_link import LinkEnd, RealtimeLink
 from voiced.agent.tools import END_CALL, TRANSFER_CALL, parse_arguments, tool_error
 
 if TYPE_CHECKING:
     from voiced.agent.realtime import RealtimeAgent
-    from voiced.call.speech_to_speech import ModelPort
 
 log = Logger(namespace="voiced.agent")
 
@@ -43,6 +42,25 @@ RECONNECT_BACKOFF_S = 0.5
 RECONNECTS = 2
 #: Statuses no new session mends: the key, the account, the permissions.
 FATAL_STATUSES = frozenset({401, 403})
+
+
+class ModelPort(Protocol):
+    """The call as its session sees it: a call in model mode (``voiced.call.speech_to_speech.ModelTurns``)."""
+
+    def model_speaking(self, response_id: str) -> None: ...
+    def model_audio(self, response_id: str, item_id: str, audio: bytes) -> None: ...
+    def model_transcript(self, response_id: str, text: str, done: bool) -> None: ...
+    def model_action(self, action: Action) -> None: ...
+    def model_done(self, response_id: str, status: str, more_coming: bool) -> None: ...
+    def caller_committed(self, item_id: str) -> None: ...
+    def caller_transcript(self, item_id: str, text: str) -> None: ...
+    def caller_speech_started(self) -> None: ...
+
+    def model_failed(self, reason: str, fatal: bool) -> None:
+        """The session is lost: ``fatal``, for the rest of the call; else it is coming back."""
+
+    def heard_history(self) -> list[Said]:
+        """The call so far as the caller knows it (re-sent to a new session)."""
 
 
 class RealtimeSession:
@@ -76,7 +94,7 @@ class RealtimeSession:
         raise AgentError("the realtime agent answers the caller's audio, not text")  # never asked in model mode
 
     # ---- ModelSession ---------------------------------------------------------------------------------
-    def open(self, port: "ModelPort") -> None:
+    def open(self, port: ModelPort) -> None:
         self._port = port
         self._connect()
         greeting = self._agent.settings.greeting
@@ -190,7 +208,7 @@ class RealtimeSession:
         self._open = False
         self._link = self._agent.connector.connect(self)
 
-    def _response_done(self, event: wire.ResponseDone, port: "ModelPort") -> None:
+    def _response_done(self, event: wire.ResponseDone, port: ModelPort) -> None:
         if event.response_id != self._response:
             port.model_done(event.response_id, event.status, more_coming=False)
             return
@@ -221,7 +239,7 @@ class RealtimeSession:
             await running
         self._tools_running = []
 
-    def _builtin(self, call: wire.FunctionCall, port: "ModelPort") -> Any:
+    def _builtin(self, call: wire.FunctionCall, port: ModelPort) -> Any:
         """A built-in tool's output (it becomes a call action), or None for the application's own."""
         if call.name == END_CALL:
             port.model_action(EndCall())
