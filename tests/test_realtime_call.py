@@ -11,10 +11,16 @@ from tests.turn_harness import (
 )
 from voiced.agent.base import CallInfo, EndCall, Said
 from voiced.audio import FRAME_MS, SAMPLE_RATE
+from voiced.call.chronicle import Chronicle
+from voiced.call.playback import Playback
+from voiced.call.record import CallRecord
+from voiced.call.reply import ReplyKind
+from voiced.call.streamed_reply import StreamedReply
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.metrics import Metrics
 from voiced.tts.speaker import PhraseCache, Speaker
 from voiced.turns.eou import EndOfUtterance
+from voiced.turns.levels import OutgoingLevel
 
 
 class RecordingSession:
@@ -254,3 +260,56 @@ class ModelModeTests(NearTestCase):
         self.make_call()
         self.call.close("caller hung up")
         self.assertTrue(self.session.closed)
+
+
+class HeardAudioTests(NearTestCase):
+    """What the caller heard of a streamed reply, in bytes: the truncate position."""
+
+    def reply(self):
+        clock = Clock()
+        clock.advance(100)
+        line = TimedLine(clock)
+
+        class Owner:
+            def reply_playing(self, reply): pass
+            def reply_finished(self, reply): pass
+            def filler_played(self, reply): pass
+
+        info = CallInfo("CA2", "MZ2")
+        chronicle = Chronicle(CallRecord.begin(info, 100, "carrier"), None, Metrics(), clock)
+        playback = Playback("CA2", clock, line, None, chronicle, OutgoingLevel(), [], Owner())
+        return clock, line, playback, playback.new_reply(ReplyKind.ANSWER, None, make=StreamedReply)
+
+    def echo(self, clock, line, playback, seconds):
+        for _ in range(round(seconds / 0.02)):
+            clock.advance(0.02)
+            for name in line.due():
+                playback.on_mark(name)
+
+    def test_heard_is_what_played_before_the_cut(self):
+        clock, line, playback, reply = self.reply()
+        for _ in range(5):
+            reply.audio(b"\x00" * 800, "item_1")  # 500 ms, sent at once
+        self.echo(clock, line, playback, 0.26)
+        # 0.26 s in: two chunks echoed (200 ms), 60 ms of the third.
+        self.assertEqual(reply.heard_in_item(clock.seconds()), ("item_1", 2080))
+
+    def test_a_line_that_ran_dry_counts_from_the_chunks_arrival(self):
+        clock, line, playback, reply = self.reply()
+        reply.audio(b"\x00" * 800, "item_1")
+        self.echo(clock, line, playback, 0.3)  # it played whole; the model was slow with the next
+        reply.audio(b"\x00" * 800, "item_1")
+        self.echo(clock, line, playback, 0.04)
+        self.assertEqual(reply.played_bytes(clock.seconds()), 800 + 320)
+
+    def test_a_second_item_counts_from_its_own_start(self):
+        clock, line, playback, reply = self.reply()
+        reply.audio(b"\x00" * 800, "item_1")
+        reply.audio(b"\x00" * 800, "item_2")  # a tool's answer: a new item in the same reply
+        self.echo(clock, line, playback, 0.14)
+        self.assertEqual(reply.heard_in_item(clock.seconds()), ("item_2", 320))
+
+    def test_nothing_heard_before_the_start_mark_echoes(self):
+        clock, line, playback, reply = self.reply()
+        reply.audio(b"\x00" * 800, "item_1")
+        self.assertEqual(reply.heard_in_item(clock.seconds()), ("item_1", 0))

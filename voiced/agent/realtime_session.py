@@ -285,7 +285,7 @@ class RealtimeSession:
         log.warn("REALTIME_RECONNECT call={call} reason={reason} in_s={delay}", call=self.call_id, reason=reason,
                  delay=delay)
         self._resumed = True
-        self._queued = [event for event in self._queued if b'"response.create"' not in event]
+        self._queued = []  # asked of the lost session (its items are gone); the caller's audio is kept
         if port is not None:
             port.model_failed(f"OpenAI Realtime: {reason}", fatal=False)
         self._reconnect = self._agent.clock.callLater(delay, self._connect)
