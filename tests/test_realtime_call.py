@@ -256,6 +256,12 @@ class ModelModeTests(NearTestCase):
         self.assertIn("5", self.session.told[0])
         self.assertEqual(self.call.state, State.THINKING)
 
+    def test_a_greeting_lost_before_it_played_waits_for_the_new_session(self):
+        self.make_call()
+        self.session.port.model_failed("OpenAI Realtime: closed with 1011", fatal=False)
+        self.assertEqual(self.tts.spoken, [], "no apology: the new session greets")
+        self.greet()
+
     def test_the_call_closes_its_session(self):
         self.make_call()
         self.call.close("caller hung up")

@@ -211,3 +211,13 @@ class SessionTests(TestCase):
         yield self.until(fake, lambda: len(self.port.dones()) == 4)
         self.assertEqual(self.port.actions, [EndCall()])
         self.assertEqual(self.port.dones()[-1][3], False)
+
+    @inlineCallbacks
+    def test_a_greeting_lost_with_its_session_is_asked_again(self):
+        fake = RealtimeFake(api_key=KEY, greeting="Hi, this is the front desk.")
+        fake.fail_next(1011)
+        self.start(fake)
+        yield self.until(fake, lambda: self.port.dones())
+        self.assertEqual(len(fake.sessions), 2)
+        self.assertEqual(self.port.transcripts, ["Hi, this is the front desk."])
+        self.assertEqual([f[1] for f in self.port.failures], [False])

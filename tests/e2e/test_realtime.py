@@ -119,6 +119,7 @@ class RealtimeCallTests(TestCase):
         print(f"\nREALTIME voiced turns: caller-observed speech end -> first reply audio "
               f"{[round(t.first_reply_audio_ms or -1) for t in report.turns]} ms; {turns}")
 
+        self.assertEqual(daemon.lines("REALTIME_REFUSED"), [], "no client event the model refused")
         # One connector for the process; the key never in the log.
         self.assertEqual(constructions(daemon).get("realtime_connector"), 1.0)
         self.assertNotIn(KEY, daemon.log())
@@ -141,6 +142,27 @@ class RealtimeCallTests(TestCase):
         self.assertEqual(len(turns), 2)
         print(f"\nREALTIME server turns: caller-observed speech end -> first reply audio "
               f"{[round(t.first_reply_audio_ms or -1) for t in report.turns]} ms; {turns}")
+
+    @inlineCallbacks
+    def test_a_session_lost_mid_call_comes_back_and_the_call_goes_on(self):
+        fake = RealtimeFake(api_key=KEY, greeting="Hello, front desk.", heard=[QUESTION, "Goodbye."],
+                            replies=["We open at nine."])
+        daemon = self.start(fake)
+        # Once the greeting is under way, the next response (the first turn's) closes the socket with 1011.
+        fake.when(lambda: fake.responses).addCallback(lambda _: fake.fail_next(1011))
+        report = yield place_call(reactor, daemon.media_url, [line(QUESTION), line("Goodbye.")], reply_timeout_s=15)
+        self.assertEqual(report.errors, [])
+        self.assertEqual(len(fake.sessions), 2)
+        [reconnect] = daemon.lines("REALTIME_RECONNECT")
+        self.assertIn(f"call={report.call_sid}", reconnect)
+        self.assertIn("1011", reconnect)
+        # The apology answered the lost turn; the new session heard the call so far and answered the next.
+        self.assertEqual(len(daemon.lines("REALTIME_APOLOGY")), 1)
+        resent = [(i["role"], i["content"][0]["text"]) for i in fake.sessions[1].items]
+        self.assertIn(("assistant", "Hello, front desk."), resent)
+        bot = [e for e in daemon.lines(" BOT ") if f"call={report.call_sid}" in e]
+        self.assertIn("We open at nine.", bot[-1])
+        self.assertEqual(daemon.get("/health")[0], 200, "the daemon is unharmed")
 
     @inlineCallbacks
     def test_a_refused_key_ends_the_call_politely(self):

@@ -85,6 +85,7 @@ class RealtimeSession:
         self._failures = 0
         self._reconnect: IDelayedCall | None = None
         self._resumed = False
+        self._greeted = False  # a response has completed: a session lost before that greets again
 
     # ---- Conversation (the text path; a call in model mode never asks) ----------------------------
     def greeting(self) -> list[str]:
@@ -97,9 +98,12 @@ class RealtimeSession:
     def open(self, port: ModelPort) -> None:
         self._port = port
         self._connect()
+        self._send(self._greeting())
+
+    def _greeting(self) -> bytes:
         greeting = self._agent.settings.greeting
-        self._send(wire.response_create(f"Greet the caller, in these words: {greeting}" if greeting else
-                                        "Greet the caller briefly and ask how you can help."))
+        return wire.response_create(f"Greet the caller, in these words: {greeting}" if greeting else
+                                    "Greet the caller briefly and ask how you can help.")
 
     def append(self, ulaw: bytes) -> None:
         if self._closed:
@@ -147,6 +151,8 @@ class RealtimeSession:
         if self._resumed and self._port is not None:
             for said in self._port.heard_history():
                 link.send_event(wire.history_item(said))
+            if not self._greeted:
+                self._queued.insert(0, self._greeting())
         while self._pending:
             link.send_event(wire.append_audio(self._pending.popleft()))
         queued, self._queued = self._queued, []
@@ -209,6 +215,7 @@ class RealtimeSession:
         self._link = self._agent.connector.connect(self)
 
     def _response_done(self, event: wire.ResponseDone, port: ModelPort) -> None:
+        self._greeted = self._greeted or event.status == "completed"
         if event.response_id != self._response:
             port.model_done(event.response_id, event.status, more_coming=False)
             return

@@ -122,6 +122,7 @@ class ModelTurns:
         self._streaming = False  # a response is in progress
         self._awaiting_item: Turn | None = None  # voiced committed this turn; its item id is coming
         self._turns_by_item: dict[str, Turn] = {}
+        self._greeting: StreamedReply | None = None
 
     @property
     def voiced_turns(self) -> bool:
@@ -130,7 +131,7 @@ class ModelTurns:
     # ---- the call's side -----------------------------------------------------------------------
     def start(self) -> None:
         """The call starts: the model greets (the session asks it to at open)."""
-        self._reply = self._new_reply(ReplyKind.GREETING, None)
+        self._reply = self._greeting = self._new_reply(ReplyKind.GREETING, None)
         self.session.open(self)
 
     def speech_ended(self, at: float) -> None:
@@ -277,12 +278,15 @@ class ModelTurns:
         if fatal:
             log.error("REALTIME_FAILED call={call}: {reason}; the call ends", call=self.call_id, reason=reason)
             self._apologize(reason, then_hang_up=True)
+        elif self._reply is self._greeting and self._reply is not None and not self._reply.audio_started:
+            log.info("REALTIME_GREETING_RETRY call={call}: {reason}", call=self.call_id, reason=reason)
         elif self._reply is not None and not self._reply.complete:
             self._apologize(reason)  # the reply the caller waits for is lost; the session comes back
 
     def heard_history(self) -> list[Said]:
         """The call so far as the caller knows it: their words, and the replies as heard."""
-        lines = []
+        greeting = self._greeting.heard() if self._greeting is not None else None  # as far as its marks echoed
+        lines = [greeting] if greeting is not None else []
         for record in self._chronicle.record.turns:
             if record.caller_text:
                 lines.append(Said("caller", record.caller_text))
