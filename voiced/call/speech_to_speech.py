@@ -56,7 +56,8 @@ class ModelSession(Protocol):
     def append(self, ulaw: bytes) -> None: ...
     def answer_turn(self) -> None: ...
     def tell(self, text: str) -> None: ...
-    def cancel(self) -> None: ...
+    def cancel(self) -> None:
+        """Stop the response in progress, if there is one (the session knows)."""
     def truncate(self, item_id: str, end_ms: int) -> None: ...
     def close(self) -> None: ...
 
@@ -119,7 +120,6 @@ class ModelTurns:
         self._reply: StreamedReply | None = None  # the reply the model is filling
         self._responses: set[str] = set()  # its responses (a tool's answer is a second one)
         self._transcript_base = ""  # the words of the reply's earlier responses (before a tool ran)
-        self._streaming = False  # a response is in progress
         self._awaiting_item: Turn | None = None  # voiced committed this turn; its item id is coming
         self._turns_by_item: dict[str, Turn] = {}
         self._greeting: StreamedReply | None = None
@@ -163,8 +163,7 @@ class ModelTurns:
         if reply is None or reply is not self._reply or not isinstance(reply, StreamedReply):
             return
         self._reply = None
-        if self._streaming:
-            self.session.cancel()
+        self.session.cancel()
         position = reply.heard_in_item(cut_at)
         if position is not None:
             item_id, heard_bytes = position
@@ -180,8 +179,7 @@ class ModelTurns:
         reply = self._reply
         if reply is not None and not reply.audio_started:
             self._reply = None
-            if self._streaming:
-                self.session.cancel()
+            self.session.cancel()
             self._playback.drop(reply)
             log.info("RESUME call={call}: caller kept talking, the model's reply dropped", call=self.call_id)
             self._host.start_turn()
@@ -191,7 +189,6 @@ class ModelTurns:
 
     # ---- the port the session talks to (voiced.agent.realtime_session.ModelPort) --------------------
     def model_speaking(self, response_id: str) -> None:
-        self._streaming = True
         reply = self._reply
         if reply is not None and not reply.complete and not reply.cancelled:
             # The reply the call waits on, or a tool's second response adding to it.
@@ -230,7 +227,6 @@ class ModelTurns:
             self._reply.action(action)
 
     def model_done(self, response_id: str, status: str, more_coming: bool) -> None:
-        self._streaming = more_coming
         reply = self._reply
         if reply is None or response_id not in self._responses or more_coming:
             return
@@ -274,7 +270,6 @@ class ModelTurns:
     def model_failed(self, reason: str, fatal: bool) -> None:
         if self._host.state in (State.HANGING_UP, State.ENDED):
             return
-        self._streaming = False
         if fatal:
             log.error("REALTIME_FAILED call={call}: {reason}; the call ends", call=self.call_id, reason=reason)
             self._apologize(reason, then_hang_up=True)
