@@ -85,13 +85,13 @@ class SessionTests(TestCase):
         self.addCleanup(globalLogPublisher.removeObserver, observer)
 
     def start(self, fake: RealtimeFake, key: str = KEY, tools: ToolRunner | None = None, tools_file: str = "",
-              server_turns: bool = False):
+              server_turns: bool = False, ga: bool = False):
         fake.listen()
         self.addCleanup(fake.stop)
         self.addCleanup(deferLater, reactor, 0.1, lambda: None)  # the link's close settles
         settings = RealtimeSettings(url=fake.url, model="gpt-realtime", api_key=key, voice="marin",
                                     instructions="You answer the phone.", greeting="Hi, this is the front desk.",
-                                    server_turns=server_turns, tools_file=tools_file)
+                                    server_turns=server_turns, tools_file=tools_file, ga=ga)
         self.agent = RealtimeAgent(reactor, settings, tools)
         self.session = self.agent.start_conversation(CallInfo("CA-s1", "MZ1"))
         self.addCleanup(self.session.close)
@@ -114,11 +114,25 @@ class SessionTests(TestCase):
         self.assertEqual(session.model, "gpt-realtime")
         self.assertEqual(fake.headers_seen[0]["authorization"], f"Bearer {KEY}")
         self.assertEqual(session.session["voice"], "marin")
+        self.assertEqual(session.beta_header, "realtime=v1")
         self.assertIsNone(session.session["turn_detection"])
         self.assertEqual(fake.received[:2], ["session.update", "response.create"])
         self.assertEqual(self.port.transcripts, ["Hi, this is the front desk."])
         self.assertGreater(sum(self.port.audio.values()), 0)
         self.assertFalse(any(KEY in line for line in self.logged), "the key is never logged")
+
+    @inlineCallbacks
+    def test_the_ga_interface(self):
+        fake = RealtimeFake(api_key=KEY, greeting="Hi, this is the front desk.")
+        self.start(fake, ga=True)
+        yield self.until(fake, lambda: self.port.dones())
+        [session] = fake.sessions
+        self.assertTrue(session.ga)
+        self.assertIsNone(session.beta_header)
+        self.assertEqual(session.session["audio"]["output"], {"format": {"type": "audio/pcmu"}, "voice": "marin"})
+        # GA's event names (response.output_audio.delta, ...) are read as the beta's.
+        self.assertEqual(self.port.transcripts, ["Hi, this is the front desk."])
+        self.assertGreater(sum(self.port.audio.values()), 0)
 
     @inlineCallbacks
     def test_a_turn_is_committed_transcribed_and_answered(self):

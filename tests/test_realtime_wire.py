@@ -31,6 +31,16 @@ class ClientEventTests(SynchronousTestCase):
         self.assertEqual(session["tools"][1]["parameters"]["properties"]["to"]["enum"], ["+15550100"])
         self.assertNotIn("function", session["tools"][0], "Realtime's tools are flat")
 
+    def test_the_ga_shape(self):
+        session = json.loads(wire.session_update("Be brief.", "marin", server_turns=True, tools=[], ga=True))["session"]
+        self.assertEqual(session["type"], "realtime")
+        self.assertEqual(session["audio"]["input"]["format"], {"type": "audio/pcmu"})
+        self.assertEqual(session["audio"]["output"], {"format": {"type": "audio/pcmu"}, "voice": "marin"})
+        self.assertEqual(session["audio"]["input"]["turn_detection"]["type"], "server_vad")
+        self.assertNotIn("input_audio_format", session)
+        bot = json.loads(wire.history_item(Said("bot", "Hello"), ga=True))["item"]
+        self.assertEqual(bot["content"][0]["type"], "output_text")
+
     def test_server_turns_ask_for_server_vad(self):
         session = json.loads(wire.session_update("", "", server_turns=True, tools=[]))["session"]
         self.assertEqual(session["turn_detection"]["type"], "server_vad")

@@ -172,6 +172,7 @@ class Settings:
     openai_realtime_model: str = option("openai_realtime_model")
     openai_realtime_voice: str = option("openai_realtime_voice")
     realtime_turn_detection: str = option("realtime_turn_detection")
+    openai_realtime_api: str = option("openai_realtime_api")
 
     @classmethod
     def load(

@@ -317,6 +317,8 @@ OPTIONS: list[Option] = [
            "the model's default)"),
     Option("realtime_turn_detection", _choice("voiced", "server"), "voiced", "who ends the caller's turn "
            "for the realtime agent: voiced (its VAD and end of turn) or server (the model's server_vad)"),
+    Option("openai_realtime_api", _choice("beta", "ga"), "beta", "the Realtime interface's event shapes: beta "
+           "(input_audio_format, OpenAI-Beta header) or ga (session.type, audio.input.format)"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -55,6 +55,7 @@ class FakeRealtimeSession(WebSocketServerProtocol):
         if fake.refusals:
             raise ConnectionDeny(fake.refusals.pop(0), "refused")
         self.model = request.params.get("model", [""])[-1]
+        self.beta_header = request.headers.get("openai-beta")
         self.session: dict[str, Any] = {}
         self.buffer = bytearray()
         self.appended = 0
@@ -66,6 +67,7 @@ class FakeRealtimeSession(WebSocketServerProtocol):
         self.speech_frames = self.silence_frames = 0
         self.in_speech = False
         self.closed_code = None
+        self.ga = False  # the GA interface's event names (session.type "realtime")
 
     def onOpen(self) -> None:  # noqa: N802
         self.factory.fake.sessions.append(self)
@@ -95,8 +97,18 @@ class FakeRealtimeSession(WebSocketServerProtocol):
         fake.received.append(kind)
         if kind == "session.update":
             session = event.get("session", {})
-            if session.get("input_audio_format") != "g711_ulaw" or session.get("output_audio_format") != "g711_ulaw":
-                self.error("this fake speaks g711_ulaw only", "invalid_value")
+            self.ga = session.get("type") == "realtime"
+            if self.ga:  # GA's shape: the audio's settings under audio.input / audio.output
+                audio = session.get("audio", {})
+                formats = (audio.get("input", {}).get("format"), audio.get("output", {}).get("format"))
+                ulaw = formats == ({"type": "audio/pcmu"}, {"type": "audio/pcmu"})
+                session = {**session, "turn_detection": audio.get("input", {}).get("turn_detection"),
+                           "voice": audio.get("output", {}).get("voice")}
+            else:
+                ulaw = session.get("input_audio_format") == session.get("output_audio_format") == "g711_ulaw"
+            if not ulaw or (self.beta_header == "realtime=v1") is self.ga:
+                self.error("this fake speaks g711_ulaw only, beta with its header or GA without",
+                           "invalid_value")
             else:
                 self.session.update(session)
                 self.send({"type": "session.updated", "session": self.session})
@@ -228,10 +240,11 @@ class FakeRealtimeSession(WebSocketServerProtocol):
             if response["words"]:
                 first = self.audio_sent[response["item"]] == 0
                 words = response["words"].pop(0)
-                self.send({"type": "response.audio_transcript.delta", "response_id": response["id"],
+                self.send({"type": "response.output_audio_transcript.delta" if self.ga else
+                           "response.audio_transcript.delta", "response_id": response["id"],
                            "item_id": response["item"], "output_index": 0, "content_index": 0,
                            "delta": words if first else f" {words}"})
-            self.send({"type": "response.audio.delta", "response_id": response["id"], "item_id": response["item"],
+            self.send({"type": "response.output_audio.delta" if self.ga else "response.audio.delta", "response_id": response["id"], "item_id": response["item"],
                        "output_index": 0, "content_index": 0, "delta": base64.b64encode(chunk).decode()})
             self.audio_sent[response["item"]] += len(chunk)
             log = fake.response_log(response["id"])
@@ -240,7 +253,8 @@ class FakeRealtimeSession(WebSocketServerProtocol):
             fake.changed()
             response["timer"] = reactor.callLater(fake.delta_ms / 1000 / fake.speed, self.stream)
             return
-        self.send({"type": "response.audio_transcript.done", "response_id": response["id"],
+        self.send({"type": "response.output_audio_transcript.done" if self.ga else
+                   "response.audio_transcript.done", "response_id": response["id"],
                    "item_id": response["item"], "output_index": 0, "content_index": 0, "transcript": response["text"]})
         self.finish("completed")
 

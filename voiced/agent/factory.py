@@ -70,5 +70,6 @@ def _realtime_agent(s: Settings, phrases: PhraseCatalog, http: Any, clock: IReac
         voice=s.openai_realtime_voice, server_turns=s.realtime_turn_detection == "server",
         instructions=prompt or default_system_prompt(s.language, phrases["language_name"]),
         greeting=phrases["greeting"], transfer_targets=s.transfer_targets, tools_file=s.tools_file,
+        ga=s.openai_realtime_api == "ga",
     )
     return RealtimeAgent(clock, settings, tools)

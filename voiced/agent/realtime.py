@@ -33,6 +33,7 @@ class RealtimeSettings:
     transfer_targets: Sequence[str] = ()
     tools_file: str = ""
     connect_timeout_s: float = 10.0
+    ga: bool = False  # the GA interface's session shape (else the beta's)
 
 
 class RealtimeAgent:
@@ -48,7 +49,7 @@ class RealtimeAgent:
         self.tool_names = frozenset(t["function"]["name"] for t in own_tools)
         self.realtime_tools = realtime_tools([*builtin_tools(settings.transfer_targets), *own_tools])
         self.connector = RealtimeConnector(reactor, settings.url, settings.model, settings.api_key,
-                                           settings.connect_timeout_s)
+                                           settings.connect_timeout_s, settings.ga)
 
     def start_conversation(self, call: CallInfo) -> RealtimeSession:
         return RealtimeSession(self, call)

@@ -64,14 +64,16 @@ class RealtimeLink(DeepgramLink):
 class RealtimeConnector:
     """Opens session links to one Realtime URL with one key."""
 
-    def __init__(self, reactor, url: str, model: str, api_key: str, connect_timeout_s: float = 10.0) -> None:
+    def __init__(self, reactor, url: str, model: str, api_key: str, connect_timeout_s: float = 10.0,
+                 ga: bool = False) -> None:
         self._reactor = reactor
         self._timeout_s = connect_timeout_s
         separator = "&" if "?" in url else "?"
         full_url = f"{url}{separator}model={model}" if model and "model=" not in url else url
         is_secure, host, port, _resource, _path, _params = parse_url(full_url)
-        # The beta event shapes (input_audio_format, response.audio.delta) are the ones voiced sends.
-        headers = {"Authorization": f"Bearer {api_key}", "OpenAI-Beta": "realtime=v1"}
+        headers = {"Authorization": f"Bearer {api_key}"}
+        if not ga:  # the beta interface is asked for by name; GA refuses the header
+            headers["OpenAI-Beta"] = "realtime=v1"
         self._factory = WebSocketClientFactory(full_url, headers=headers, useragent="voiced")
         self._factory.protocol = RealtimeLink
         # Audio deltas run to tens of KB; a reply's whole message must fit.

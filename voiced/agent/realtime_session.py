@@ -147,10 +147,10 @@ class RealtimeSession:
         self._open = True
         settings = self._agent.settings
         link.send_event(wire.session_update(settings.instructions, settings.voice, self.server_turns,
-                                            self._agent.realtime_tools))
+                                            self._agent.realtime_tools, ga=settings.ga))
         if self._resumed and self._port is not None:
             for said in self._port.heard_history():
-                link.send_event(wire.history_item(said))
+                link.send_event(wire.history_item(said, ga=settings.ga))
             if not self._greeted:
                 self._queued.insert(0, self._greeting())
         while self._pending:

@@ -58,7 +58,11 @@ def realtime_tools(chat_tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def session_update(instructions: str, voice: str, server_turns: bool, tools: Sequence[dict[str, Any]],
-                   transcription_model: str = "whisper-1") -> bytes:
+                   transcription_model: str = "whisper-1", ga: bool = False) -> bytes:
+    """The session's configuration, in the beta's shape or (``ga``) the GA interface's."""
+    if ga:
+        return _dump({"type": "session.update", "session": _ga_session(instructions, voice, server_turns, tools,
+                                                                         transcription_model)})
     session: dict[str, Any] = {
         "modalities": ["audio", "text"],
         "instructions": instructions,
@@ -73,6 +77,23 @@ def session_update(instructions: str, voice: str, server_turns: bool, tools: Seq
     if voice:
         session["voice"] = voice
     return _dump({"type": "session.update", "session": session})
+
+
+def _ga_session(instructions: str, voice: str, server_turns: bool, tools: Sequence[dict[str, Any]],
+                transcription_model: str) -> dict[str, Any]:
+    output: dict[str, Any] = {"format": {"type": "audio/pcmu"}}
+    if voice:
+        output["voice"] = voice
+    return {
+        "type": "realtime",
+        "instructions": instructions,
+        "output_modalities": ["audio"],
+        "audio": {"input": {"format": {"type": "audio/pcmu"}, "transcription": {"model": transcription_model},
+                            "turn_detection": dict(SERVER_VAD) if server_turns else None},
+                  "output": output},
+        "tools": list(tools),
+        "tool_choice": "auto" if tools else "none",
+    }
 
 
 def append_audio(ulaw: bytes) -> bytes:
@@ -115,12 +136,13 @@ def user_text(text: str) -> bytes:
                   "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
 
 
-def history_item(said: Said) -> bytes:
+def history_item(said: Said, ga: bool = False) -> bytes:
     """One line of the call so far, re-sent to a new session after a reconnect (the bot's as heard)."""
     if said.role == "caller":
         return user_text(said.text)
+    content = {"type": "output_text" if ga else "text", "text": said.text}
     return _dump({"type": "conversation.item.create",
-                  "item": {"type": "message", "role": "assistant", "content": [{"type": "text", "text": said.text}]}})
+                  "item": {"type": "message", "role": "assistant", "content": [content]}})
 
 
 # ---- server events ----------------------------------------------------------------------------
