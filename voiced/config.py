@@ -175,6 +175,12 @@ class Settings:
     amd: str = option("amd")
     # per-call profiles (issue 22)
     profiles: str = option("profiles")
+    # realtime (issue 22)
+    openai_realtime_url: str = option("openai_realtime_url")
+    openai_realtime_model: str = option("openai_realtime_model")
+    openai_realtime_voice: str = option("openai_realtime_voice")
+    realtime_turn_detection: str = option("realtime_turn_detection")
+    openai_realtime_api: str = option("openai_realtime_api")
 
     @classmethod
     def load(
@@ -245,6 +251,13 @@ class Settings:
             raise ConfigError(f"deepgram_url must be a wss:// (or loopback ws://) URL, not {self.deepgram_url!r}")
         if 0 < self.deepgram_utterance_end_ms < 1000:
             raise ConfigError("deepgram_utterance_end_ms must be 0 (off) or 1000 and more (Deepgram's minimum)")
+        # realtime (issue 22)
+        realtime_url = urlsplit(self.openai_realtime_url)
+        if realtime_url.scheme not in ("ws", "wss") or not realtime_url.hostname:
+            raise ConfigError(f"openai_realtime_url must be a wss:// (or loopback ws://) URL, "
+                              f"not {self.openai_realtime_url!r}")
+        if self.agent == "realtime" and not self.openai_api_key:
+            raise ConfigError("agent=realtime needs OPENAI_API_KEY")
 
     @property
     def call_limit(self) -> int:

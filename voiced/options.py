@@ -170,7 +170,8 @@ OPTIONS: list[Option] = [
     Option("stt", _stt_engines, "auto", "speech-to-text engine: local, google or deepgram, or a fallback chain "
            "such as deepgram,google (auto: google if configured)"),
     Option("tts", _choice("auto", "local", "google"), "auto", "text-to-speech engine (auto: google if configured)"),
-    Option("agent", _choice("script", "openai", "webhook"), "script", "reply agent: script, openai or webhook"),
+    Option("agent", _choice("script", "openai", "webhook", "realtime"), "script",
+           "reply agent: script, openai, webhook or realtime (OpenAI Realtime, speech to speech)"),
     Option("script", _str, "", "dialog file for the script agent (default: the built-in front desk)"),
     Option("greeting", _str, "", "what the openai and webhook agents say first (default: the language's "
            "phrase catalog; the script has its own)"),
@@ -328,6 +329,16 @@ OPTIONS: list[Option] = [
     # per-call profiles (issue 22): a stream's `profile` parameter picks one
     Option("profiles", _str, "", "a TOML file of named call profiles (language, voice, agent, engines) a "
            "stream's profile parameter or the called number chooses from (README: Profiles)"),
+    # realtime (issue 22): VOICED_AGENT=realtime, OpenAI Realtime speech to speech (key: OPENAI_API_KEY)
+    Option("openai_realtime_url", _str, "wss://api.openai.com/v1/realtime", "OpenAI Realtime WebSocket URL "
+           "(ws:// only for a loopback test server)"),
+    Option("openai_realtime_model", _str, "gpt-realtime", "the realtime agent's model"),
+    Option("openai_realtime_voice", _str, "", "the realtime agent's voice (alloy, ash, marin, ...; empty: "
+           "the model's default)"),
+    Option("realtime_turn_detection", _choice("voiced", "server"), "voiced", "who ends the caller's turn "
+           "for the realtime agent: voiced (its VAD and end of turn) or server (the model's server_vad)"),
+    Option("openai_realtime_api", _choice("beta", "ga"), "beta", "the Realtime interface's event shapes: beta "
+           "(input_audio_format, OpenAI-Beta header) or ga (session.type, audio.input.format)"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -25,6 +25,8 @@ def build_agent(s: Settings, phrases: PhraseCatalog, http: Any, clock: IReactorT
 
         return ScriptAgent(s.script, s.language)
     greeting = [phrases["greeting"]]
+    if s.agent == "realtime":
+        return _realtime_agent(s, phrases, http, clock)
     if s.agent == "webhook":
         from voiced.agent.webhook import WebhookAgent
 
@@ -50,3 +52,24 @@ def build_agent(s: Settings, phrases: PhraseCatalog, http: Any, clock: IReactorT
         transfer_targets=s.transfer_targets, goodbye_phrase=phrases["goodbye"], transfer_phrase=phrases["transfer"],
     )
     return OpenAIAgent(http, clock, llm, tools)
+
+
+def _realtime_agent(s: Settings, phrases: PhraseCatalog, http: Any, clock: IReactorTime) -> Agent:
+    """OpenAI Realtime: its connector (client factory, TLS context) is made here, once."""
+    from voiced.agent.llm_messages import default_system_prompt
+    from voiced.agent.realtime import RealtimeAgent, RealtimeSettings
+    from voiced.agent.tools import ToolRunner
+
+    prompt = s.system_prompt
+    if s.system_prompt_file:
+        with open(s.system_prompt_file, encoding="utf-8") as f:
+            prompt = f.read().strip()
+    tools = ToolRunner(http, clock, s.tools_url, s.webhook_secret, s.tools_timeout_ms / 1000) if s.tools_url else None
+    settings = RealtimeSettings(
+        url=s.openai_realtime_url, model=s.openai_realtime_model, api_key=s.openai_api_key,
+        voice=s.openai_realtime_voice, server_turns=s.realtime_turn_detection == "server",
+        instructions=prompt or default_system_prompt(s.language, phrases["language_name"]),
+        greeting=phrases["greeting"], transfer_targets=s.transfer_targets, tools_file=s.tools_file,
+        ga=s.openai_realtime_api == "ga",
+    )
+    return RealtimeAgent(clock, settings, tools)

@@ -122,10 +122,12 @@ class Answering:
 
     def greet(self) -> None:
         """The call starts: the greeting plays, and the call's time limit runs."""
-        greeting = self._playback.new_reply(ReplyKind.GREETING, turn=None)
-        for sentence in self._conversation.greeting():
-            greeting.say(sentence)
-        greeting.finish()
+        sentences = self._conversation.greeting()
+        if sentences:  # none: a speech-to-speech model greets in its own voice (voiced.call.speech_to_speech)
+            greeting = self._playback.new_reply(ReplyKind.GREETING, turn=None)
+            for sentence in sentences:
+                greeting.say(sentence)
+            greeting.finish()
         self.arm_time_limit()
 
     def arm_time_limit(self) -> None:

@@ -44,6 +44,21 @@ class Chronicle:
         self.record.turns.append(TurnRecord(turn.number, turn.text, event))
         self.tell("caller", {"turn": turn.number, "text": turn.text, "event": event})
 
+    def asked_by_voice(self, turn: Turn) -> None:
+        """A speech-to-speech model is asked ``turn`` as audio: its words come later
+        (``caller_transcript``), often while it is being answered."""
+        assert turn.number is not None
+        event = turn.event.as_json() if turn.event is not None else None
+        self.record.turns.append(TurnRecord(turn.number, turn.text, event))
+        if event is not None:
+            self.tell("caller", {"turn": turn.number, "text": "", "event": event})
+
+    def caller_transcript(self, turn: Turn, text: str) -> None:
+        """The model's transcript of what the caller said in ``turn``."""
+        if (record := self.record.turn(turn.number)) is not None:
+            record.caller_text = text
+        self.tell("caller", {"turn": turn.number, "text": text, "event": None})
+
     def withdrawn(self, turn: Turn) -> None:
         """``turn`` was asked too soon (the caller went on): it is asked again, whole, under its number."""
         self.record.turns = [t for t in self.record.turns if t.number != turn.number]

@@ -64,10 +64,11 @@ class Playback:
         self._closed = False
 
     def new_reply(self, kind: ReplyKind, turn: Turn | None, current: bool = True,
-                  gate: Deferred[None] | None = None) -> Reply:
-        """A reply put on the line; ``current``: the one the call waits on (a prompt is not)."""
+                  gate: Deferred[None] | None = None, make: type[Reply] = Reply) -> Reply:
+        """A reply put on the line; ``current``: the one the call waits on (a prompt is not);
+        ``make``: a kind of reply other than spoken text (a model's own audio: ``StreamedReply``)."""
         self._count += 1
-        reply = Reply(self, kind, self._count, turn, gate)
+        reply = make(self, kind, self._count, turn, gate)
         self.replies[reply.mark_prefix] = reply
         if current:
             self.current = reply

@@ -43,6 +43,7 @@ from voiced.call.playback import END_MARK_GRACE_S, Playback
 from voiced.call.record import CallObserver, CallRecord
 from voiced.call.release import ReplyGate
 from voiced.call.reply import Reply
+from voiced.call.speech_to_speech import ModelEar, ModelTurns, model_session
 from voiced.call.transcript import Transcribing
 from voiced.call.utterance import Utterance
 from voiced.metrics import Metrics, TurnTimes
@@ -105,6 +106,10 @@ class Call:
         self._barge_in = BargeInJudge(info.call_id, clock, turns.barge_in, info.language, self._chronicle)
         self._false_interruptions = FalseInterruptions(clock, settings.false_interruption_ms / 1000, info.language,
                                                        self)
+        # Model mode: a speech-to-speech agent hears the caller's audio itself, in place of STT.
+        session = model_session(conversation)
+        if session is not None:
+            stt, stt_audio = ModelEar(session), MULAW_8K
         # What the STT stream is fed: the 8 kHz mu-law the call hears, or a wideband
         # carrier's 16 kHz PCM (on_media's stt_audio), as the service chose for this call.
         self.stt_audio = stt_audio
@@ -119,13 +124,16 @@ class Call:
                                           self._end_of_turn, self._utterance, self, self._answering)
         self._stt = self._transcribing.stream
         self._hearing = Hearing(clock, eou, self._stt, stt_audio, self._end_of_turn, self)
+        self._model = None if session is None else ModelTurns(info.call_id, clock, session, self, self._playback,
+                                                               self._chronicle, self._answering)
         self.state = State.GREETING
         self._turn = Turn()
         self._timer: IDelayedCall | None = None
         self._dtmf_count = 0
         # An outbound call with answering-machine detection (--amd): who answered picks the opening.
-        self._machine = answering_machine(info, clock, amd, self,
-                                          machine_settings(settings.outbound_hello_timeout_ms))
+        # A speech-to-speech model opens the call itself (a limit: no detection in model mode).
+        self._machine = None if self._model is not None else answering_machine(
+            info, clock, amd, self, machine_settings(settings.outbound_hello_timeout_ms))
 
     @property
     def settings(self) -> TurnSettings:
@@ -150,7 +158,10 @@ class Call:
         log.info("CALL_START call={call} from={frm} to={to}", call=self.call_id, frm=self.info.from_number,
                  to=self.info.to_number)
         self._chronicle.tell("start", {})
-        if self._machine is not None:
+        if self._model is not None:
+            self._answering.greet()
+            self._model.start()  # the model greets in its own voice
+        elif self._machine is not None:
             self._answering.arm_time_limit()
             self._machine.start()
         else:
@@ -161,7 +172,7 @@ class Call:
         in ``self.stt_audio`` (the turn machine, VAD and barge-in stay at 8 kHz)."""
         if self._machine is not None and self._machine.listening:
             self._machine.audio(ulaw)
-        self._hearing.on_media(ulaw, stt_audio)
+        self._hearing.on_media(ulaw, stt_audio if self._model is None else None)
 
     def on_mark(self, name: str) -> None:
         self._playback.on_mark(name)
@@ -210,6 +221,8 @@ class Call:
         self._stt.close()
         self._eou.close()
         self._end_of_turn.close()
+        if self._model is not None:
+            self._model.close()
         self._chronicle.ended(reason)
 
     # ---- inputs from STT: the transcript's side of the call (voiced.call.transcript) -----------
@@ -266,6 +279,9 @@ class Call:
             self._stt.speech_started()
 
     def speech_ended(self, at: float) -> None:
+        if self._model is not None:
+            self._model.speech_ended(at)  # no transcript to wait for: the model has the audio
+            return
         if self._amd_listening:
             self._machine.speech_ended(at)  # type: ignore[union-attr]
             self._utterance.over_the_bot()  # what the callee said meanwhile is no turn
@@ -291,6 +307,8 @@ class Call:
         if not eou.sustained(self._settings.barge_in_ms) or self._answering.final_goodbye or \
                 self._answering.holding_greeting() or self._amd_listening:
             return
+        if self._model is not None and not self._model.voiced_turns:
+            return  # the model's VAD leads: its speech_started is the barge-in (barge_in)
         if self.state in (State.GREETING, State.SPEAKING):
             if self._barge_in.interrupts(eou, self._utterance.partial):
                 self._interrupted()
@@ -363,6 +381,9 @@ class Call:
     def _resume_listening(self) -> None:
         """The caller went on talking before any reply audio was sent: drop the
         pending reply and keep listening to the same utterance."""
+        if self._model is not None:
+            self._model.caller_went_on()
+            return
         reply = self._playback.current
         if reply is not None:
             self._playback.drop(reply)
@@ -392,8 +413,18 @@ class Call:
         stopped = self._playback.current
         if stopped is not None:
             self._playback.interrupt(stopped)
+        if self._model is not None:
+            # What the caller did not hear is cut from the model's memory; nothing resumes it.
+            self._model.reply_cut(stopped, self.clock.seconds())
+            self.start_turn()
+            return
         self.start_turn()
         self._false_interruptions.interrupted(stopped)
+
+    def barge_in(self) -> None:
+        """The model's VAD heard the caller over the reply (``voiced.call.speech_to_speech``)."""
+        if self.state in (State.GREETING, State.SPEAKING):
+            self._interrupted()
 
     # ---- false interruptions (voiced.call.interruption) ------------------------------------
     def resume_reply(self, reply: Reply, reason: str) -> None:
@@ -412,6 +443,9 @@ class Call:
         self.cancel_wait()
         self._turn = Turn(event=event)
         self._utterance.clear()
+        if self._model is not None:
+            self._model.ask_event(self._turn)
+            return
         self._answering.ask(self._turn)
 
     def reply_playing(self, reply: Reply) -> None:
