@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone, ResponseFailed
+from twisted.web.client import ResponseDone, ResponseFailed, ResponseNeverReceived
 from twisted.web.http import PotentialDataLoss
 
 from voiced.retry import Backoff, retry
@@ -99,7 +99,8 @@ class _BodyStream(Protocol):
 
 
 def is_retryable(failure: Failure) -> bool:
-    return bool(failure.check(TTSServerError, ConnectError, ConnectionLost, ResponseFailed, ReactorTimeout))
+    return bool(failure.check(TTSServerError, ConnectError, ConnectionLost, ResponseFailed, ResponseNeverReceived,
+                                ReactorTimeout))
 
 
 class HTTPStreamingEngine:
@@ -135,13 +136,12 @@ class HTTPStreamingEngine:
         def attempt(n: int) -> Deferred[None]:
             decode = self.decoder()
 
-            def deliver(data: bytes) -> None:
-                audio = decode(data)
+            def emit(audio: bytes) -> None:
                 if audio:
                     delivered[0] = True
                     on_audio(audio)
 
-            return self._post(request, deliver).addCallback(lambda _: deliver(decode.finish()))
+            return self._post(request, lambda data: emit(decode(data))).addCallback(lambda _: emit(decode.finish()))
 
         def retryable(failure: Failure) -> bool:
             # Audio already played cannot be taken back: a retry would repeat it.
