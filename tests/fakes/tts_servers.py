@@ -28,6 +28,7 @@ import json
 import math
 import re
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -46,9 +47,11 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def speech_pcm(text: str, rate: int) -> bytes:
-    """Stand-in speech for ``text``: a tone, 60 ms per character (a real voice's pace)."""
+    """Stand-in speech for ``text``: a tone of its own pitch (a test can tell whose audio it hears),
+    60 ms per character (a real voice's pace)."""
     samples = rate * 60 * max(1, len(text)) // 1000
-    return b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / rate))) for n in range(samples))
+    pitch = 300 + zlib.crc32(text.encode()) % 400
+    return b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * pitch * n / rate))) for n in range(samples))
 
 
 def speech_for(text: str, encoding: str) -> bytes:
@@ -146,6 +149,7 @@ class TTSFake(Resource):
         self._waiters: dict[int, list[Deferred[Exchange]]] = {}
         self._delayed: list[IDelayedCall] = []
         self._server: LoopbackServer | None = None
+        self.on_exchange: Callable[[Exchange], None] | None = None
 
     # -- test side ----------------------------------------------------------------------------
     def listen(self) -> str:
@@ -204,6 +208,8 @@ class TTSFake(Resource):
             return self._error(request, 400, "; ".join(exchange.problems))
         exchange.audio = speech_for(exchange.text, encoding)
         answer = self.answers.pop(0) if self.answers else self.default
+        if self.on_exchange is not None:
+            self.on_exchange(exchange)  # a test that changes the fake's health mid-call
         if answer.kind == "status":
             return self._error(request, answer.status_code, f"fake {answer.status_code}")
         request.setHeader("Content-Type", "audio/pcm" if encoding == "pcm24k" else "audio/basic")

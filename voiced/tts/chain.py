@@ -122,10 +122,10 @@ class TTSChain:
             except Exception as e:
                 self.breaker.failed(label)
                 error = str(e) or type(e).__name__
-                after = allowed[i + 1][0] if i + 1 < len(allowed) else "the fallback"
-                log.warn("TTS_FALLBACK call={call} engine={engine} error={error}: speaking with {next}",
-                         call=call_id, engine=label, error=error, next=after)
+                if i + 1 < len(allowed):  # after the last link, the Speaker's fallback says so
+                    log.warn("TTS_FALLBACK call={call} engine={engine} error={error}: speaking with {next}",
+                             call=call_id, engine=label, error=error, next=allowed[i + 1][0])
                 continue
             self.breaker.succeeded(label)
             return label
-        raise TTSChainFailed(f"{self.name}: {error}")
+        raise TTSChainFailed(error if len(allowed) == 1 else f"{allowed[-1][0]}: {error}")
