@@ -170,3 +170,38 @@ class PcmToUlawTests(TestCase):
                                                                                             signed=True))
                     for i in range(0, len(a), 2))
         self.assertLess(worst, 300)
+
+
+class TTSConfigTests(TestCase):
+    def load(self, **env: str) -> Settings:
+        return Settings.load({}, env)
+
+    def test_a_chain_names_engines_in_order_and_local_only_last(self):
+        from voiced.config import ConfigError
+
+        s = self.load(VOICED_TTS="elevenlabs, google,local", ELEVENLABS_API_KEY=KEY)
+        self.assertEqual(s.tts_engines, ("elevenlabs", "google", "local"))
+        for bad, why in (("local,elevenlabs", "last resort"), ("elevenlabs,elevenlabs", "twice"),
+                         ("polly", "not one of")):
+            with self.assertRaises(ConfigError) as caught:
+                self.load(VOICED_TTS=bad, ELEVENLABS_API_KEY=KEY)
+            self.assertIn(why, str(caught.exception))
+
+    def test_a_vendor_needs_its_key_read_from_its_own_variable_and_never_shown(self):
+        from voiced.config import ConfigError
+
+        with self.assertRaises(ConfigError) as caught:
+            self.load(VOICED_TTS="cartesia", VOICED_CARTESIA_VOICE_ID="v")
+        self.assertIn("CARTESIA_API_KEY", str(caught.exception))
+        s = self.load(VOICED_TTS="cartesia", CARTESIA_API_KEY=KEY, VOICED_CARTESIA_VOICE_ID="v")
+        self.assertEqual(s.cartesia_api_key, KEY)
+        self.assertNotIn(KEY, s.summary() + repr(s))
+
+    def test_openai_speech_needs_a_key_only_at_openai(self):
+        from voiced.config import ConfigError
+
+        with self.assertRaises(ConfigError):
+            self.load(VOICED_TTS="openai")
+        # A local server that speaks the API (Kokoro-FastAPI) takes no key.
+        s = self.load(VOICED_TTS="openai", VOICED_OPENAI_TTS_BASE_URL="http://127.0.0.1:8880/v1")
+        self.assertEqual(s.tts_engines, ("openai",))

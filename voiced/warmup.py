@@ -132,7 +132,8 @@ class WarmUp:
         if len(chain) == 1:
             self.stt_engine = self._stt_engine_named(chain[0], google, fallback, transcriber)
         elif getattr(self.stt_engine, "name", None) != s.stt_engine:
-            from voiced.stt.fallback import CircuitBreaker, FallbackSTTEngine
+            from voiced.breaker import CircuitBreaker
+            from voiced.stt.fallback import FallbackSTTEngine
 
             # Engines before the last move a failed stream on at once, to the next: no retries,
             # no Whisper of their own. The last one keeps both (issue 22).

@@ -21,7 +21,7 @@ from typing import AbstractSet, Callable, Sequence
 from twisted.logger import Logger
 
 from voiced.audio import MULAW_8K, AudioFormat
-from voiced.breaker import FAILURES_TO_OPEN, OPEN_S, WINDOW_S, CircuitBreaker  # noqa: F401 (the chain's breaker)
+from voiced.breaker import CircuitBreaker
 from voiced.stt.base import STTEngine, STTStream, TranscriptListener, check_format
 from voiced.stt.deepgram_ledger import PREROLL_MS, REPLAY_MAX_MS, AudioLog
 
