@@ -190,7 +190,7 @@ class Reply:
         for old in segments:
             segment = Segment(len(self.segments), old.text, old.in_history)
             self.segments.append(segment)
-            self._send_chain.addCallback(lambda _, audio=old.audio: self._send_segment(audio, segment))
+            self._send_chain.addCallback(lambda _, audio=old.audio, segment=segment: self._send_segment(audio, segment))
         self.actions.extend(actions)
 
     def unheard(self) -> list[Segment]:
