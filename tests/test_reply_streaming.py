@@ -152,3 +152,16 @@ class ReplyStreamingTests(TestCase):
         self.assertEqual(transport.marks, ["r1.start"])  # no mark for a sentence cut short
         heard = self.reply.heard(cut_at=reactor.seconds())
         self.assertIsNone(heard)  # the start was never echoed: nothing is known to be heard
+
+
+class ReplayTests(TestCase):
+    def test_a_replay_behind_a_closed_gate_keeps_each_sentence_apart(self):
+        from voiced.call.reply import Segment
+
+        host = Host(Speaker(None, None, PhraseCache()))  # type: ignore[arg-type]  (nothing is synthesized)
+        gate: Deferred[None] = Deferred()
+        reply = Reply(host, ReplyKind.ANSWER, 2, None, gate)
+        reply.replay([Segment(0, "One.", True, audio=b"\x01" * 10), Segment(1, "Two.", True, audio=b"\x02" * 20)], [])
+        gate.callback(None)
+        self.assertEqual(host.transport.marks, ["r2.start", "r2.s0", "r2.s1"])
+        self.assertEqual([(s.text, s.audio_bytes) for s in reply.segments], [("One.", 10), ("Two.", 20)])
