@@ -147,9 +147,9 @@ class WarmUp:
                                                 lambda engine: served.labels(engine=engine).inc())
 
         primary = self._tts_primary(google, local_tts)
-        served = self.metrics.tts_engine_served_total
+        spoken = self.metrics.tts_engine_served_total
         self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc,
-                               lambda engine: served.labels(engine=engine).inc())
+                               lambda engine: spoken.labels(engine=engine).inc())
         phrases = self.agent.fixed_phrases() + self.turn_settings.phrases()
         self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock, WARMUP_TTS_CONCURRENCY))
         self.ready = not self.stopping
