@@ -15,7 +15,8 @@ from tests.test_deepgram_stt import FRAME, KEY, Listener, tone_frame
 from voiced.config import Settings
 from voiced.retry import Backoff
 from voiced.stt.deepgram import DeepgramSTTEngine
-from voiced.stt.fallback import FAILURES_TO_OPEN, OPEN_S, WINDOW_S, CircuitBreaker, FallbackSTTEngine
+from voiced.breaker import FAILURES_TO_OPEN, OPEN_S, WINDOW_S, CircuitBreaker
+from voiced.stt.fallback import FallbackSTTEngine
 
 
 class CircuitBreakerTests(TestCase):

@@ -189,6 +189,8 @@ class TurnMachineTests(SynchronousTestCase):
         self.assertEqual(self.call.state, State.LISTENING)
         self.assertEqual(self.call.history[-1], Said("bot", "First answer. Second answer."))
         self.assertEqual(self.conversation.requests[0].history, (Said("bot", "Hello there."),))
+        # The record says which TTS engine spoke the turn's reply (issue 22).
+        self.assertEqual(self.call.record.turn(1).tts_engines, [self.tts.name])
 
     def test_turn_line_format(self):
         from voiced.metrics import TurnTimes, turn_line

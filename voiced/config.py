@@ -181,6 +181,20 @@ class Settings:
     openai_realtime_voice: str = option("openai_realtime_voice")
     realtime_turn_detection: str = option("realtime_turn_detection")
     openai_realtime_api: str = option("openai_realtime_api")
+    # streaming TTS vendors and TTS fallback chains (issue 22)
+    tts_first_audio_timeout_ms: int = option("tts_first_audio_timeout_ms")
+    elevenlabs_api_key: str = option("elevenlabs_api_key")
+    elevenlabs_voice_id: str = option("elevenlabs_voice_id")
+    elevenlabs_model: str = option("elevenlabs_model")
+    elevenlabs_base_url: str = option("elevenlabs_base_url")
+    cartesia_api_key: str = option("cartesia_api_key")
+    cartesia_voice_id: str = option("cartesia_voice_id")
+    cartesia_model: str = option("cartesia_model")
+    cartesia_base_url: str = option("cartesia_base_url")
+    openai_tts_base_url: str = option("openai_tts_base_url")
+    openai_tts_model: str = option("openai_tts_model")
+    openai_tts_voice: str = option("openai_tts_voice")
+    openai_tts_format: str = option("openai_tts_format")
 
     @classmethod
     def load(
@@ -212,6 +226,9 @@ class Settings:
         values["twilio_rest_token"] = environ.get("TWILIO_AUTH_TOKEN", "") or values.get("twilio_auth_token", "")
         # Deepgram's own variable, as its tools read it (issue 22).
         values["deepgram_api_key"] = values.get("deepgram_api_key") or environ.get("DEEPGRAM_API_KEY", "")
+        # The TTS vendors' own variables, as their tools read them (issue 22).
+        values["elevenlabs_api_key"] = values.get("elevenlabs_api_key") or environ.get("ELEVENLABS_API_KEY", "")
+        values["cartesia_api_key"] = values.get("cartesia_api_key") or environ.get("CARTESIA_API_KEY", "")
         settings = cls(**values)
         settings.validate()
         return settings
@@ -258,6 +275,26 @@ class Settings:
                               f"not {self.openai_realtime_url!r}")
         if self.agent == "realtime" and not self.openai_api_key:
             raise ConfigError("agent=realtime needs OPENAI_API_KEY")
+        # streaming TTS vendors (issue 22)
+        self._validate_tts_vendors()
+
+    def _validate_tts_vendors(self) -> None:
+        engines = self.tts_engines
+        if "elevenlabs" in engines and not self.elevenlabs_api_key:
+            raise ConfigError("tts=elevenlabs needs elevenlabs_api_key (VOICED_ELEVENLABS_API_KEY or ELEVENLABS_API_KEY)")
+        if "elevenlabs" in engines and not self.elevenlabs_voice_id:
+            raise ConfigError("tts=elevenlabs needs elevenlabs_voice_id")
+        if "cartesia" in engines and not self.cartesia_api_key:
+            raise ConfigError("tts=cartesia needs cartesia_api_key (VOICED_CARTESIA_API_KEY or CARTESIA_API_KEY)")
+        if "cartesia" in engines and not self.cartesia_voice_id:
+            raise ConfigError("tts=cartesia needs cartesia_voice_id (VOICED_CARTESIA_VOICE_ID)")
+        for name in ("elevenlabs_base_url", "cartesia_base_url", "openai_tts_base_url"):
+            url = getattr(self, name)
+            if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+                raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
+        speech_base = self.openai_tts_base_url or self.openai_base_url
+        if "openai" in engines and urlsplit(speech_base).hostname == "api.openai.com" and not self.openai_api_key:
+            raise ConfigError("tts=openai against api.openai.com needs OPENAI_API_KEY")
 
     @property
     def call_limit(self) -> int:
@@ -298,6 +335,11 @@ class Settings:
         if self.tts != "auto":
             return self.tts
         return "google" if self.google_configured else "local"
+
+    @property
+    def tts_engines(self) -> tuple[str, ...]:
+        """The TTS engines in fallback order (one, unless VOICED_TTS is a chain such as elevenlabs,google,local)."""
+        return tuple(self.tts_engine.split(","))
 
     @property
     def google_stt_model(self) -> str:

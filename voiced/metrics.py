@@ -151,6 +151,9 @@ class Metrics:
             "voiced_stt_retries", "STT stream retries (a 503 or reset retried on that call's stream)",
             registry=own,
         )
+        # issue 22: which TTS engine (a chain's link, local, cache excluded) spoke each sentence.
+        self.tts_engine_served_total = Counter("voiced_tts_engine_served", "Sentences spoken, by the TTS engine "
+                                               "that spoke them", labelnames=["engine"], registry=own)
         self.tts_fallbacks_total = Counter(
             "voiced_tts_fallbacks", "Sentences spoken by the fallback TTS engine", registry=own
         )

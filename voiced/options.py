@@ -92,6 +92,26 @@ def _stt_engines(value: str) -> str:
     return ",".join(names)
 
 
+TTS_ENGINES = ("local", "google", "elevenlabs", "cartesia", "openai")
+
+
+def _tts_engines(value: str) -> str:
+    """auto, one engine, or a fallback chain of them in order (elevenlabs,google,local): issue 22.
+    ``local`` (espeak) is the last resort behind every chain, so it can only come last."""
+    names = [name.strip() for name in value.split(",")]
+    if names == ["auto"]:
+        return "auto"
+    for name in names:
+        if name not in TTS_ENGINES:
+            raise ValueError(f"{name!r} is not one of auto, {', '.join(TTS_ENGINES)} (or a comma-separated "
+                             "fallback chain of them, e.g. elevenlabs,google,local)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{value!r} names an engine twice")
+    if "local" in names[:-1]:
+        raise ValueError(f"{value!r}: local is the last resort of a chain; it can only come last")
+    return ",".join(names)
+
+
 def _ed25519_public_key(value: str) -> str:
     """A base64 Ed25519 public key (32 bytes), as Telnyx shows it; empty stays empty."""
     import base64
@@ -169,9 +189,10 @@ OPTIONS: list[Option] = [
     Option("log_level", _choice("debug", "info", "warn", "error"), "info", "lowest log level written"),
     Option("stt", _stt_engines, "auto", "speech-to-text engine: local, google or deepgram, or a fallback chain "
            "such as deepgram,google (auto: google if configured)"),
-    Option("tts", _choice("auto", "local", "google"), "auto", "text-to-speech engine (auto: google if configured)"),
     Option("agent", _choice("script", "openai", "webhook", "realtime"), "script",
            "reply agent: script, openai, webhook or realtime (OpenAI Realtime, speech to speech)"),
+    Option("tts", _tts_engines, "auto", "text-to-speech engine: local, google, elevenlabs, cartesia or openai, or "
+           "a fallback chain such as elevenlabs,google,local (auto: google if configured)"),
     Option("script", _str, "", "dialog file for the script agent (default: the built-in front desk)"),
     Option("greeting", _str, "", "what the openai and webhook agents say first (default: the language's "
            "phrase catalog; the script has its own)"),
@@ -339,6 +360,26 @@ OPTIONS: list[Option] = [
            "for the realtime agent: voiced (its VAD and end of turn) or server (the model's server_vad)"),
     Option("openai_realtime_api", _choice("beta", "ga"), "beta", "the Realtime interface's event shapes: beta "
            "(input_audio_format, OpenAI-Beta header) or ga (session.type, audio.input.format)"),
+    # streaming TTS vendors and TTS fallback chains (issue 22): VOICED_TTS=elevenlabs,google,local
+    Option("tts_first_audio_timeout_ms", _int_range(100, 30000), 2000, "a TTS engine of a chain with no audio "
+           "of a sentence this long (or a stall as long) hands the sentence to the next engine"),
+    Option("elevenlabs_api_key", _str, "", "ElevenLabs API key for VOICED_TTS=elevenlabs (also read from "
+           "ELEVENLABS_API_KEY)", secret=True),
+    Option("elevenlabs_voice_id", _str, "JBFqnCBsd6RMkjVDRZzb", "ElevenLabs voice id"),
+    Option("elevenlabs_model", _str, "eleven_flash_v2_5", "ElevenLabs model (flash v2.5: the lowest latency)"),
+    Option("elevenlabs_base_url", _str, "https://api.elevenlabs.io", "ElevenLabs API base URL"),
+    Option("cartesia_api_key", _str, "", "Cartesia API key for VOICED_TTS=cartesia (also read from "
+           "CARTESIA_API_KEY)", secret=True),
+    Option("cartesia_voice_id", _str, "", "Cartesia voice id (required with VOICED_TTS=cartesia)"),
+    Option("cartesia_model", _str, "sonic-2", "Cartesia model"),
+    Option("cartesia_base_url", _str, "https://api.cartesia.ai", "Cartesia API base URL"),
+    Option("openai_tts_base_url", _str, "", "OpenAI-compatible speech API base for VOICED_TTS=openai (empty: "
+           "--openai-base-url)"),
+    Option("openai_tts_model", _str, "gpt-4o-mini-tts", "speech model of VOICED_TTS=openai (kokoro for "
+           "Kokoro-FastAPI)"),
+    Option("openai_tts_voice", _str, "alloy", "voice of VOICED_TTS=openai"),
+    Option("openai_tts_format", _choice("pcm", "wav"), "pcm", "response_format asked of the speech server: pcm "
+           "(24 kHz 16-bit) or wav"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

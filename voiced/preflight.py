@@ -40,7 +40,7 @@ def check(settings: Settings, environ: Mapping[str, str] | None = None, reactor:
     _check_files(settings)
     fetched = _check_whisper_model(settings, environ)
     profiles, profile_warnings = _check_profiles(settings)  # per-call profiles (issue 22)
-    if any("google" in s.stt_engines or s.tts_engine == "google" for s in (settings, *profiles)):
+    if any("google" in s.stt_engines or "google" in s.tts_engines for s in (settings, *profiles)):
         _check_google(settings, environ)
     return (unknown_env_warnings(environ) + fetched + _check_language(settings) + profile_warnings
             + _warnings(settings))
@@ -62,7 +62,7 @@ def _check_profiles(settings: Settings) -> tuple[list[Settings], list[str]]:
         try:
             p = profiles.settings_for(settings, name)
             _check_files(replace(p, journal="", log_file=""))  # the daemon's own, checked above
-            if ("google" in p.stt_engines or p.tts_engine == "google") and not p.google_configured:
+            if ("google" in p.stt_engines or "google" in p.tts_engines) and not p.google_configured:
                 raise ConfigError(f"{'stt' if 'google' in p.stt_engines else 'tts'}=google needs Google configured "
                                   "(GOOGLE_APPLICATION_CREDENTIALS, VOICED_GOOGLE_CREDENTIALS_JSON or "
                                   "VOICED_GOOGLE_ENDPOINT)")

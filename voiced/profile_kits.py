@@ -80,7 +80,7 @@ class ProfileKits:
         return {name: self.profiles.settings_for(self.settings, name) for name in self.profiles.profiles}
 
     def _needs_google(self) -> bool:
-        return any("google" in s.stt_engines or s.tts_engine == "google"
+        return any("google" in s.stt_engines or "google" in s.tts_engines
                    for s in (self.settings, *self.profile_settings().values()))
 
     def kit_for(self, start: CallStart) -> ProfileKit:

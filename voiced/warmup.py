@@ -65,11 +65,16 @@ def tts_language_problem(espeak: Any, settings: Settings) -> str | None:
     """The start-up line for an espeak-ng voice a caller would not understand, or None."""
     if espeak.language_problem is None:
         return None
-    if settings.tts_engine == "google":
-        what = "it is only the fallback voice, heard when Google TTS fails"
+    if settings.tts_engines != ("local",):
+        what = f"it is only the fallback voice, heard when {_tts_names(settings)} fails"
     else:
         what = "every reply is spoken with it (VOICED_TTS=local); fix: VOICED_TTS=google"
     return f"language={settings.language}: {espeak.language_problem}; {what}"
+
+
+def _tts_names(settings: Settings) -> str:
+    names = {"google": "Google TTS", "elevenlabs": "ElevenLabs", "cartesia": "Cartesia", "openai": "the speech server"}
+    return " and ".join(names[name] for name in settings.tts_engines if name != "local")
 
 
 class WarmUp(ProfileKits):
@@ -128,7 +133,8 @@ class WarmUp(ProfileKits):
         if len(chain) == 1:
             self.stt_engine = self._stt_engine_named(chain[0], google, fallback, transcriber)
         elif getattr(self.stt_engine, "name", None) != s.stt_engine:
-            from voiced.stt.fallback import CircuitBreaker, FallbackSTTEngine
+            from voiced.breaker import CircuitBreaker
+            from voiced.stt.fallback import FallbackSTTEngine
 
             # Engines before the last move a failed stream on at once, to the next: no retries,
             # no Whisper of their own. The last one keeps both (issue 22).
@@ -142,7 +148,9 @@ class WarmUp(ProfileKits):
                                                 lambda engine: served.labels(engine=engine).inc())
 
         primary = self._tts_primary(s, google, local_tts)
-        self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc)
+        spoken = self.metrics.tts_engine_served_total
+        self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc,
+                               lambda engine: spoken.labels(engine=engine).inc())
         phrases = self.agent.fixed_phrases() + self.turn_settings.phrases()
         self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock, WARMUP_TTS_CONCURRENCY))
         await self._warm_profiles(google)
@@ -157,12 +165,43 @@ class WarmUp(ProfileKits):
             self.speaker.recover(self.clock, TTS_RECOVERY_INTERVAL_S)
 
     def _tts_primary(self, s: Settings, google: Any, local_tts: Any) -> Any:
-        """The TTS engine VOICED_TTS (or a profile's tts) names; ``local_tts`` is the fallback voice."""
-        if s.tts_engine == "google":
+        """The TTS engine VOICED_TTS (or a profile's tts) names, or its chain (issue 22). espeak is not
+        a link of a chain: it is the Speaker's fallback, the last resort behind every engine, so
+        ``local`` in a chain is implied."""
+        links = [name for name in s.tts_engines if name != "local"]
+        if not links:
+            return local_tts
+        if links == ["google"]:
+            from voiced.google.tts import GoogleTTSEngine
+
+            return GoogleTTSEngine(google, s, self.clock)  # as before chains: Google has its own timeouts
+        built = getattr(self.speaker, "primary", None)
+        if s is self.settings and built is not None and built.name == ",".join(links):
+            return built  # a warm-up retry keeps the engines (and their breaker) it built
+        from voiced.breaker import CircuitBreaker
+        from voiced.tts.chain import TTSChain
+
+        engines = [(name, self._tts_engine_named(name, google, s)) for name in links]
+        return TTSChain(engines, CircuitBreaker(self.clock, kind="TTS"), self.clock,
+                        s.tts_first_audio_timeout_ms / 1000)
+
+    def _tts_engine_named(self, name: str, google: Any, s: Settings) -> Any:
+        """One link of a TTS chain; the vendors share the service's HTTP pool."""
+        if name == "google":
             from voiced.google.tts import GoogleTTSEngine
 
             return GoogleTTSEngine(google, s, self.clock)
-        return local_tts
+        if name == "elevenlabs":
+            from voiced.tts.elevenlabs import ElevenLabsTTSEngine
+
+            return ElevenLabsTTSEngine(self.http, s, self.clock)
+        if name == "cartesia":
+            from voiced.tts.cartesia import CartesiaTTSEngine
+
+            return CartesiaTTSEngine(self.http, s, self.clock)
+        from voiced.tts.openai_speech import OpenAISpeechEngine
+
+        return OpenAISpeechEngine(self.http, s, self.clock)
 
     def _stt_engine_named(self, name: str, google: Any, fallback: Any, transcriber: Any, retries: bool = True,
                           settings: Settings | None = None) -> Any:

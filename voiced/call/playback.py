@@ -150,6 +150,8 @@ class Playback:
     def reply_sent(self, reply: Reply) -> None:
         """All of a reply's audio is out (the BOT line): viewers see its text while it
         plays; the ``bot`` event follows once it has played or was cut."""
+        if reply.turn is not None and (record := self._chronicle.record.turn(reply.turn.number)) is not None:
+            record.tts_engines += [engine for engine in reply.tts_engines if engine not in record.tts_engines]
         self._chronicle.reply_sent(reply)
 
     def filler_played(self, reply: Reply) -> None:

@@ -32,6 +32,8 @@ class TurnRecord:
     filler: bool = False
     agent_error: str = ""  # the failed reply's reason (the apology played)
     metrics: dict[str, int | None] = field(default_factory=dict)  # the TURN line's values
+    #: Which TTS engines spoke the reply (issue 22: a fallback chain's link, "local", "cache").
+    tts_engines: list[str] = field(default_factory=list)
 
 
 #: How a record knows what the caller heard: from the carrier's playback echoes (marks), or

@@ -2,7 +2,8 @@
 
 A ``Reply`` is the ``ReplySink`` an agent writes into. Text is split into sentences
 as it streams; each sentence is synthesized as soon as it is complete (in parallel)
-and sent in order, followed by its mark ``<id>.s<k>``. Before the first audio goes
+and sent in order, followed by its mark ``<id>.s<k>``: a sentence's audio goes to the line
+as the TTS streams it, once the sentences before it are out (kept until then). Before the first audio goes
 the mark ``<id>.start``, after the last ``<id>.end``.
 
 What was heard comes from the carrier: Twilio echoes a mark once the audio queued
@@ -21,7 +22,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -96,6 +97,34 @@ class Segment:
     audio: bytes = b""  # kept while the reply lives: a falsely interrupted reply plays it again
 
 
+class _SentenceAudio:
+    """One sentence's audio as the TTS streams it: kept until the sentence's turn on the line
+    (the sentences before it still playing), then handed on chunk by chunk as it comes."""
+
+    def __init__(self) -> None:
+        self._kept: list[bytes] = []
+        self._send: Callable[[bytes], None] | None = None
+        self.finished: Deferred[None] = Deferred()
+
+    def arrived(self, chunk: bytes) -> None:
+        if self.finished.called:
+            return
+        if self._send is None:
+            self._kept.append(chunk)
+        else:
+            self._send(chunk)
+
+    def play(self, send: Callable[[bytes], None]) -> None:
+        kept, self._kept = self._kept, []
+        if kept:
+            send(b"".join(kept))
+        self._send = send
+
+    def ended(self) -> None:
+        if not self.finished.called:
+            self.finished.callback(None)
+
+
 class Reply:
     """One reply being synthesized and sent; every method runs on the reactor thread."""
 
@@ -118,7 +147,8 @@ class Reply:
         self._filler: IDelayedCall | None = None
         self._has_text = False
         self._last_mark = "start"
-        self._in_flight: list[Deferred[bytes]] = []
+        self._in_flight: list[Deferred[str]] = []
+        self.tts_engines: list[str] = []  # which engines spoke its sentences ("cache": a cached phrase)
         # Audio goes out in order, once the gate opens (the caller is surely done).
         self._send_chain: Deferred[None] = gate if gate is not None else succeed(None)
 
@@ -147,10 +177,12 @@ class Reply:
             self._has_text = True
             self._cancel_filler()
             self.call.reply_text_known(self)
-        synthesis = self.call.speaker.synthesize(segment.text, self.call.call_id)
-        self._in_flight.append(synthesis)
-        synthesis.addErrback(self._synthesis_failed, segment.text)
-        self._send_chain.addCallback(lambda _: synthesis).addCallback(self._send_segment, segment)
+        audio = _SentenceAudio()
+        speaking = self.call.speaker.speak(segment.text, self.call.call_id, audio.arrived)
+        self._in_flight.append(speaking)
+        speaking.addCallbacks(self._spoken, self._synthesis_failed, errbackArgs=(segment.text,))
+        speaking.addBoth(lambda _: audio.ended())
+        self._send_chain.addCallback(lambda _: self._play(segment, audio))
 
     def replay(self, segments: list[Segment], actions: list[Action]) -> None:
         """Play again the audio of another reply's ``segments`` (a reply the caller only
@@ -158,7 +190,7 @@ class Reply:
         for old in segments:
             segment = Segment(len(self.segments), old.text, old.in_history)
             self.segments.append(segment)
-            self._send_chain.addCallback(lambda _, audio=old.audio: audio).addCallback(self._send_segment, segment)
+            self._send_chain.addCallback(lambda _, audio=old.audio, segment=segment: self._send_segment(audio, segment))
         self.actions.extend(actions)
 
     def unheard(self) -> list[Segment]:
@@ -260,14 +292,27 @@ class Reply:
             self._filler.cancel()
         self._filler = None
 
-    def _synthesis_failed(self, failure: Failure, text: str) -> bytes:
+    def _spoken(self, engine: str) -> None:
+        if engine not in self.tts_engines:
+            self.tts_engines.append(engine)
+
+    def _synthesis_failed(self, failure: Failure, text: str) -> None:
         if not failure.check(CancelledError):
             log.failure("TTS failed call={call} text={text!r}", failure, call=self.call.call_id, text=text)
-        return b""
+
+    def _play(self, segment: Segment, audio: "_SentenceAudio") -> Deferred[None]:
+        """The sentence's turn on the line: what came of its audio goes now, the rest as it
+        arrives; the Deferred fires once its mark is sent."""
+        audio.play(lambda chunk: self._send_audio(chunk, segment))
+        return audio.finished.addCallback(lambda _: self._end_segment(segment))
 
     def _send_segment(self, audio: bytes, segment: Segment) -> None:
+        self._send_audio(audio, segment)
+        self._end_segment(segment)
+
+    def _send_audio(self, audio: bytes, segment: Segment) -> None:
         if self.cancelled or not audio:
-            return  # no audio, no mark: a sentence nobody could hear is never "heard"
+            return
         call, transport = self.call, self.call.transport
         if not self.audio_started:
             self.audio_started = True
@@ -278,10 +323,16 @@ class Reply:
             call.first_audio_ready(self)
         for i in range(0, len(audio), AUDIO_CHUNK_BYTES):
             transport.send_audio(audio[i : i + AUDIO_CHUNK_BYTES])
-        segment.audio_bytes, segment.sent, segment.audio = len(audio), True, audio
+        segment.audio_bytes += len(audio)
+        segment.audio += audio
+        segment.sent = True
         call.audio_queued(self, audio, first_sentence)
+
+    def _end_segment(self, segment: Segment) -> None:
+        if self.cancelled or not segment.sent:
+            return  # no audio, no mark: a sentence nobody could hear is never "heard"
         self._last_mark = f"s{segment.index}"
-        transport.send_mark(f"{self.mark_prefix}.{self._last_mark}")
+        self.call.transport.send_mark(f"{self.mark_prefix}.{self._last_mark}")
 
     def _send_end(self, _: object) -> None:
         if self.cancelled:

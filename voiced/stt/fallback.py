@@ -18,64 +18,14 @@ from __future__ import annotations
 
 from typing import AbstractSet, Callable, Sequence
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from voiced.audio import MULAW_8K, AudioFormat
+from voiced.breaker import CircuitBreaker
 from voiced.stt.base import STTEngine, STTStream, TranscriptListener, check_format
 from voiced.stt.deepgram_ledger import PREROLL_MS, REPLAY_MAX_MS, AudioLog
 
 log = Logger(namespace="voiced.stt.fallback")
-
-#: Failures (streams given up on) within WINDOW_S that open an engine's circuit.
-FAILURES_TO_OPEN = 3
-WINDOW_S = 60.0
-#: How long an open circuit keeps the engine out of new streams; then one failure reopens it.
-OPEN_S = 30.0
-
-
-class CircuitBreaker:
-    """Per engine: closed (in use), or open (skipped by new streams) for OPEN_S after
-    FAILURES_TO_OPEN failures within WINDOW_S. Pure: driven by ``clock``."""
-
-    def __init__(self, clock: IReactorTime, failures_to_open: int = FAILURES_TO_OPEN, window_s: float = WINDOW_S,
-                 open_s: float = OPEN_S) -> None:
-        self._clock = clock
-        self._threshold = failures_to_open
-        self._window_s = window_s
-        self._open_s = open_s
-        self._failures: dict[str, list[float]] = {}
-        self._open_until: dict[str, float] = {}
-
-    def allows(self, engine: str) -> bool:
-        until = self._open_until.get(engine)
-        if until is None:
-            return True
-        if self._clock.seconds() < until:
-            return False
-        # Half-open: let it try again; one more failure opens it at once.
-        del self._open_until[engine]
-        self._failures[engine] = [self._clock.seconds()] * (self._threshold - 1)
-        log.info("STT_CIRCUIT_HALF_OPEN engine={engine}: new streams try it again", engine=engine)
-        return True
-
-    def failed(self, engine: str) -> None:
-        now = self._clock.seconds()
-        recent = [at for at in self._failures.get(engine, []) if now - at < self._window_s] + [now]
-        self._failures[engine] = recent
-        if len(recent) >= self._threshold and engine not in self._open_until:
-            self._open_until[engine] = now + self._open_s
-            log.warn("STT_CIRCUIT_OPEN engine={engine} failures={failures} within {window:.0f} s: new streams skip "
-                     "it for {open:.0f} s", engine=engine, failures=len(recent), window=self._window_s,
-                     open=self._open_s)
-
-    def succeeded(self, engine: str) -> None:
-        self._failures.pop(engine, None)
-
-    def is_open(self, engine: str) -> bool:
-        until = self._open_until.get(engine)
-        return until is not None and self._clock.seconds() < until
-
 
 class FallbackSTTEngine:
     """STTEngine over a chain of engines, in order of preference."""

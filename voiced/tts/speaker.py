@@ -1,12 +1,17 @@
 """What calls use to turn text into audio: a phrase cache in front of the primary
 engine, and a fallback engine behind it so a failing TTS service never leaves
-the caller in silence."""
+the caller in silence.
+
+``speak`` is what replies use: the audio comes to ``on_audio`` as the engine streams it
+(``StreamingTTSEngine``), or whole from an engine that does not stream and from the cache.
+The primary engine may be a fallback chain (``voiced.tts.chain``); the fallback engine is
+the last resort behind it (espeak: ``local`` in ``VOICED_TTS=elevenlabs,google,local``)."""
 
 from __future__ import annotations
 
 from typing import Callable
 
-from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -49,11 +54,13 @@ class Speaker:
         fallback: TTSEngine | None,
         cache: PhraseCache,
         on_fallback: Callable[[], None] = lambda: None,
+        served: Callable[[str], None] = lambda engine: None,
     ) -> None:
         self.primary = primary
         self.fallback = fallback
         self.cache = cache
         self._on_fallback = on_fallback
+        self._served = served  # each sentence synthesized, by the engine that spoke it (not the cache)
         #: Cached phrases spoken by the fallback engine, waiting for the primary one to answer.
         self.on_fallback: dict[str, None] = {}
         self._recovery: LoopingCall | None = None
@@ -69,7 +76,39 @@ class Speaker:
             d.addErrback(self._use_fallback, text, call_id)
         return d
 
-    def _use_fallback(self, failure: Failure, text: str, call_id: str) -> Deferred[bytes]:
+    def speak(self, text: str, call_id: str, on_audio: Callable[[bytes], None]) -> Deferred[str]:
+        """Speak ``text`` into ``on_audio``, chunk by chunk; fires with the name of the engine that
+        spoke it (``cache`` for a cached phrase), or fails. Cancelling it stops the request."""
+        text = text.translate(_NO_BIDI_MARKS)
+        cached = self.cache.get(text)
+        if cached is not None:
+            on_audio(cached)
+            return succeed("cache")
+        d = self._speak_with(self.primary, text, call_id, on_audio)
+        if self.fallback is not None and self.fallback is not self.primary:
+            d.addErrback(self._speak_fallback, text, call_id, on_audio)
+        return d
+
+    def _speak_with(self, engine: TTSEngine, text: str, call_id: str,
+                    on_audio: Callable[[bytes], None]) -> Deferred[str]:
+        from voiced.tts.chain import stream_from
+
+        def spoken(label: object) -> str:
+            # A chain says which of its engines spoke; any other engine is itself.
+            name = label if isinstance(label, str) else engine.name
+            self._served(name)
+            return name
+
+        return stream_from(engine, text, on_audio, call_id).addCallback(spoken)
+
+    def _speak_fallback(self, failure: Failure, text: str, call_id: str,
+                        on_audio: Callable[[bytes], None]) -> Deferred[str] | Failure:
+        if failure.check(CancelledError):
+            return failure
+        self._log_fallback(failure, call_id)
+        return self._speak_with(self.fallback, text, call_id, on_audio)  # type: ignore[arg-type]
+
+    def _log_fallback(self, failure: Failure, call_id: str) -> None:
         log.warn(
             "TTS_FALLBACK call={call} engine={engine} error={error}: speaking with {fallback}",
             call=call_id,
@@ -78,6 +117,9 @@ class Speaker:
             fallback=self.fallback.name,  # type: ignore[union-attr]
         )
         self._on_fallback()
+
+    def _use_fallback(self, failure: Failure, text: str, call_id: str) -> Deferred[bytes]:
+        self._log_fallback(failure, call_id)
         return self.fallback.synthesize(text)  # type: ignore[union-attr]
 
     async def warm(self, phrases: list[str], clock: IReactorTime, concurrency: int = 4) -> float:
