@@ -152,6 +152,10 @@ class Settings:
     vonage_application_id: str = ""
     vonage_private_key_file: str = ""
     vonage_api_base: str = "https://api.nexmo.com"
+    # recordings (issue 21)
+    recordings: str = ""
+    recording_retention_days: int = 30
+    recording_announcement: str = ""
 
     @classmethod
     def load(
@@ -213,6 +217,8 @@ class Settings:
                                       "(terminate TLS in front of voiced)")
         if self.system_prompt and self.system_prompt_file:
             raise ConfigError("set system_prompt or system_prompt_file, not both")
+        if self.recording_announcement and not self.recordings:  # recordings (issue 21)
+            raise ConfigError("recording_announcement needs recordings (VOICED_RECORDINGS): it announces them")
 
     @property
     def call_limit(self) -> int:

@@ -279,6 +279,13 @@ OPTIONS: list[Option] = [
     Option("vonage_private_key_file", _str, "", "the Vonage application's private key (PEM) that signs its "
            "Voice API requests"),
     Option("vonage_api_base", _str, "https://api.nexmo.com", "Vonage Voice API base URL (hang-up and transfer)"),
+    # recordings (issue 21): every call in a stereo WAV, caller left, bot right.
+    Option("recordings", _str, "", "directory where every call is recorded as it goes, a stereo WAV file (caller "
+           "left, bot right) named in the call's record (empty: off)"),
+    Option("recording_retention_days", _int_range(0, 36500), 30,
+           "recordings older than this many days are deleted by a daily sweep (0: kept for ever)"),
+    Option("recording_announcement", _str, "", "spoken before the greeting of every call while recording "
+           "(a consent notice: \"This call is recorded.\"); empty: none"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

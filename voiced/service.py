@@ -95,6 +95,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             time_limit_phrase=self.phrases["time_limit"],
             drain_goodbye_phrase=self.phrases["drain_goodbye"],
             false_interruption_ms=settings.false_interruption_ms,
+            announcement_phrase=settings.recording_announcement if settings.recordings else "",
         )
         # Turn-taking: the policies are pure and shared by every call; a model-based VAD
         # or turn model replaces these in the warm-up (a model loads after the fork).
@@ -134,6 +135,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.http: Any = None  # the treq HTTPClient over the service's connection pool
         self.journal: Any = None  # voiced.journal.writer.JournalWriter, with VOICED_JOURNAL
         self.outbox: Any = None  # voiced.journal.outbox.Outbox, with VOICED_CALL_WEBHOOK_URL
+        self.recordings: Any = None  # voiced.recording.recordings.Recordings, with VOICED_RECORDINGS
         self._pools: list[ThreadPool] = []
         self._closers: list[Any] = []
         self._warming: Deferred[None] | None = None
@@ -211,6 +213,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.turn_pool = self._pool("voiced-turn-model", 1)
         self._start_http()
         self._start_journal()
+        self._start_recordings()
         if self.worker is not None:
             self._call_counts = counts = self.worker.open_call_counts()
             counts.publish(self.worker.index, 0)  # a restarted worker's predecessor's calls are gone
@@ -236,6 +239,20 @@ class VoicedService(MultiService, HealthReports, WarmUp):
                 log.warn("Call records are POSTed unsigned (no VOICED_WEBHOOK_SECRET)")
             self.outbox = Outbox(self.journal, self.http, self.clock, s.call_webhook_url, s.webhook_secret)
             self.journal.on_commit = self.outbox.kick
+
+    def _start_recordings(self) -> None:
+        """The recordings' writer thread and their daily retention sweep."""
+        if not self.settings.recordings:
+            return
+        from voiced.recording.recordings import Recordings
+
+        self.recordings = Recordings(self.settings.recordings, self.settings.recording_retention_days, self.clock)
+        self.recordings.start()
+
+    def open_recording(self, call: Call) -> Any:
+        """The call's recording (``voiced.recording.tap.CallRecording``), or None when calls are not recorded;
+        its ``CallLink`` asks as the call starts."""
+        return self.recordings.open(call) if self.recordings is not None else None
 
     def _stop_signal(self, signal_name: str) -> None:
         if not self.drain.draining:
@@ -304,13 +321,20 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             drained.callback(None)
         drained.addTimeout(CLOSE_WAIT_S, self.clock, onTimeoutCancel=lambda *_: None)
         # The calls just closed are committed before the journal closes.
-        return gatherResults([stopped, drained]).addBoth(self._close_journal).addBoth(self._release)
+        return (gatherResults([stopped, drained]).addBoth(self._close_journal).addBoth(self._close_recordings)
+                .addBoth(self._release))
 
     def _close_journal(self, _: object) -> Deferred[None] | None:
         if self.journal is None:
             return None
         self.call_hub.unsubscribe(self.journal)
         return self.journal.close().addErrback(lambda f: log.failure("Closing the journal", f))
+
+    def _close_recordings(self, _: object) -> Deferred[None] | None:
+        """Every recording written and closed (a call still open is closed where it got to)."""
+        if self.recordings is None:
+            return None
+        return self.recordings.stop().addErrback(lambda f: log.failure("Closing the recordings", f))
 
     def _release(self, _: object) -> None:
         self.calls.clear()

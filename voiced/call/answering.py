@@ -89,6 +89,9 @@ class Answering:
     def greet(self) -> None:
         """The call starts: the greeting plays, and the call's time limit runs."""
         greeting = self._playback.new_reply(ReplyKind.GREETING, turn=None)
+        if self.settings.announcement_phrase:  # the recording's notice comes first; it is not conversation
+            self._chronicle.phrase("announcement", self.settings.announcement_phrase)
+            greeting.say(self.settings.announcement_phrase, in_history=False)
         for sentence in self._conversation.greeting():
             greeting.say(sentence)
         greeting.finish()

@@ -53,11 +53,14 @@ class TurnSettings:
     max_call_s: int = 1800
     time_limit_phrase: str = _EN["time_limit"]
     drain_goodbye_phrase: str = _EN["drain_goodbye"]
+    #: Said before the greeting while calls are recorded (--recording-announcement); "": nothing.
+    announcement_phrase: str = ""
 
     def phrases(self) -> list[str]:
         """Every phrase the call itself may say: the phrase cache holds them from start-up."""
-        return [self.interim_phrase, self.interim_wait_phrase, self.ask_again_phrase, self.filler_phrase,
-                self.apology_phrase, self.idle_goodbye_phrase, self.time_limit_phrase, self.drain_goodbye_phrase]
+        phrases = [self.interim_phrase, self.interim_wait_phrase, self.ask_again_phrase, self.filler_phrase,
+                   self.apology_phrase, self.idle_goodbye_phrase, self.time_limit_phrase, self.drain_goodbye_phrase]
+        return phrases + [self.announcement_phrase] if self.announcement_phrase else phrases
 
 
 @dataclass

@@ -32,6 +32,10 @@ class TurnRecord:
     filler: bool = False
     agent_error: str = ""  # the failed reply's reason (the apology played)
     metrics: dict[str, int | None] = field(default_factory=dict)  # the TURN line's values
+    #: Seconds from the call's start (its recording's time zero) to the caller's first word
+    #: (the event, for an event turn) and to the first sentence of the reply playing.
+    caller_at_s: float | None = None
+    bot_at_s: float | None = None
 
 
 #: How a record knows what the caller heard: from the carrier's playback echoes (marks), or
@@ -59,6 +63,8 @@ class CallRecord:
     #: Caller sound over the bot, each decision: {"at_s": since the start, "decision":
     #: interrupt | ignore | resume, "reason": speech | echo | background | backchannel | no_words}.
     barge_ins: list[dict[str, Any]] = field(default_factory=list)
+    #: The call's recording (a WAV file, --recordings), "" when not recorded.
+    recording: str = ""
 
     @classmethod
     def begin(cls, info: CallInfo, started_at: float, playout: str = "carrier") -> "CallRecord":

@@ -8,7 +8,7 @@ fsync per ended call, on the writer thread: a few per second at hundreds of call
 One transaction per call: the call row and its turns are committed together or not
 at all, so a crash never leaves half a record.
 
-Schema version 2 (``PRAGMA user_version``)::
+Schema version 3 (``PRAGMA user_version``)::
 
   calls(id INTEGER PRIMARY KEY, call_sid, stream_sid (the carrier's own call and
         stream ids, whatever the carrier), from_number, to_number,
@@ -16,14 +16,15 @@ Schema version 2 (``PRAGMA user_version``)::
         stt_retries, stt_failures JSON, record JSON (the whole CallRecord),
         delivered_at REAL NULL (the outbox: NULL until the webhook took it),
         delivery_attempts, last_delivery_error,
-        carrier ("twilio", "telnyx", ...), playout ("carrier" | "local"))
+        carrier ("twilio", "telnyx", ...), playout ("carrier" | "local"),
+        recording (the call's WAV file, "" when not recorded))
   turns(call_id -> calls.id, seq, number, caller_text, event JSON, reply_text,
         heard_text, interrupted, actions JSON, filler, agent_error, metrics JSON)
 
 A journal is built by its history: schema 1's DDL, then each migration in turn, so
 a new journal and a migrated one are the same schema by construction. Version 2
 added ``carrier`` and ``playout`` at the end of ``calls`` (every schema-1 call was
-Twilio's, its playout the carrier's marks).
+Twilio's, its playout the carrier's marks); version 3 added ``recording``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import sqlite3
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Schema 1 exactly as it shipped: never edit it, add a migration.
 _SCHEMA_1 = """
@@ -99,8 +100,13 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
         last = rows[-1][0]
 
 
+def _migrate_add_recording(conn: sqlite3.Connection) -> None:
+    # Recordings (issue 21): the path of the call's WAV file; older calls were not recorded.
+    conn.execute("ALTER TABLE calls ADD COLUMN recording TEXT NOT NULL DEFAULT ''")
+
+
 #: From version N to N+1 (N is the key).
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_2}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_2, 2: _migrate_add_recording}
 
 
 class JournalError(Exception):
@@ -163,8 +169,9 @@ def _upgrade(path: str, conn: sqlite3.Connection) -> None:
 
 def open_read_only(path: str) -> sqlite3.Connection:
     """Open for reading only (``mode=ro``): safe beside the running daemon, never creates the
-    file, never migrates it. A schema-1 journal (a daemon not yet upgraded still writes it)
-    reads as if it were schema 2: every call in it was Twilio's, heard through its marks."""
+    file, never migrates it. An older journal (a daemon not yet upgraded still writes it)
+    reads as if it were the current schema: a schema-1 call was Twilio's, heard through its
+    marks, and no call before schema 3 was recorded."""
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None, timeout=10)
     conn.row_factory = sqlite3.Row
     try:
@@ -176,7 +183,9 @@ def open_read_only(path: str) -> sqlite3.Connection:
             # A temp view shadows the table of the same name for every unqualified query;
             # the temp schema is this connection's own, so the file is not written.
             conn.execute("CREATE TEMP VIEW calls AS "
-                         "SELECT *, 'twilio' AS carrier, 'carrier' AS playout FROM main.calls")
+                         "SELECT *, 'twilio' AS carrier, 'carrier' AS playout, '' AS recording FROM main.calls")
+        elif version == 2:  # before recordings: no call was recorded
+            conn.execute("CREATE TEMP VIEW calls AS SELECT *, '' AS recording FROM main.calls")
     except sqlite3.DatabaseError as e:
         conn.close()
         raise JournalError(f"{path}: {e}") from None
@@ -197,12 +206,12 @@ def write_call(conn: sqlite3.Connection, record: dict[str, Any]) -> int:
     try:
         cursor = conn.execute(
             "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, "
-            "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record, recording) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (record["call_sid"], record["stream_sid"], record["carrier"], record["playout"], record["from_number"],
              record["to_number"], _dumps(record["parameters"]), record["started_at"], record["ended_at"],
              record["end_reason"], len(turns), record["stt_retries"], _dumps(record["stt_failures"]),
-             _dumps(record)))
+             _dumps(record), record.get("recording") or ""))
         call_id = int(cursor.lastrowid or 0)
         conn.executemany(
             "INSERT INTO turns (call_id, seq, number, caller_text, event, reply_text, heard_text, interrupted, "
