@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from voiced.audio import SAMPLE_RATE, audioop
 from voiced.recording.recordings import Recordings, file_name
-from voiced.recording.tap import FLUSH_BYTES, CallRecording
+from voiced.recording.tap import FLUSH_BYTES
 from voiced.recording.timeline import DRIFT_LIMIT_S, Timeline
 from voiced.recording.wav import HEADER_BYTES, WavFile
 from voiced.recording.writer import RecordingWriter

@@ -5,9 +5,9 @@ borrows it.
 The reactor never touches the disk: it hands the thread work (open a file, append a
 second of audio, close, sweep old files) and goes on. The queue is bounded by the audio
 it holds (``max_pending_bytes``): when the disk cannot keep up with the calls, a chunk
-that does not fit is dropped and counted rather than letting memory grow, and the
-recording says so in the log (the file gets as much silence, so it stays in time). Opening and closing are never dropped, so no file is left
-open. Work runs in the order it was given; answers (a failure, a sweep's count, the
+that does not fit is dropped and counted rather than letting memory grow: the file gets
+as much silence instead (so what follows stays in time) and the recording says so in the
+log. Opening and closing are never dropped, so no file is left open. Work runs in the order it was given; answers (a failure, a sweep's count, the
 thread's end) come back on the reactor thread.
 """
 
