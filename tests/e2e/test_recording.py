@@ -162,3 +162,21 @@ class RecordingCallTests(TestCase):
         self.assertIn(f"  recording {path}\n", shown)
         with open(os.path.join(self.recordings, "result.json"), "w") as f:
             json.dump({"offset_s": offset_s, "clear_s": clear_s, "turns": turns, "log": finished}, f, indent=1)
+
+    @inlineCallbacks
+    def test_a_killed_daemon_leaves_a_playable_recording(self):
+        """kill -9 in the middle of a call: the file plays, up to about a second before the kill."""
+        calling = place_call(reactor, self.daemon.media_url, [line("What time do you open?"), line("Goodbye.")],
+                             max_duration_s=30)
+        yield deferLater(reactor, 6.0, lambda: None)
+        files = [os.path.join(folder, name) for folder, _, names in os.walk(self.recordings) for name in names]
+        self.assertEqual(len(files), 1, files)
+        self.daemon.process.kill()  # SIGKILL: nothing is closed, nothing flushed on the way out
+        self.daemon.process.wait()
+        yield calling
+        with wave.open(files[0]) as w:
+            seconds = w.getnframes() / w.getframerate()
+            self.assertEqual(w.getnchannels(), 2)
+            self.assertEqual(len(w.readframes(w.getnframes())), 4 * w.getnframes(), "every frame the header says")
+        self.assertGreater(seconds, 3.5, "the recording kept what was written up to the kill")
+        self.assertLess(seconds, 6.5)
