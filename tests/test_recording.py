@@ -192,6 +192,10 @@ class WavTests(SynchronousTestCase):
         with wave.open(self.path) as reader:
             self.assertEqual(reader.getnframes(), 1)
 
+    def test_only_voiceds_user_may_read_it(self) -> None:
+        WavFile(self.path).close()
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+
     def test_an_existing_file_is_never_overwritten(self) -> None:
         WavFile(self.path).close()
         self.assertRaises(FileExistsError, WavFile, self.path)

@@ -37,8 +37,10 @@ class WavFile:
     def __init__(self, path: str) -> None:
         self.path = path
         self.data_bytes = 0
-        # Exclusive creation: a recording never overwrites another one.
-        self._file: BinaryIO | None = open(path, "xb")  # noqa: SIM115 (kept open for the call)
+        # Exclusive creation (a recording never overwrites another one), readable by voiced's
+        # user only: a call's audio is personal data.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._file.write(header(0))
         self._file.flush()
 

@@ -131,7 +131,7 @@ class RecordingWriter:
 
     def _open(self, path: str) -> None:
         try:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
             self._files[path] = WavFile(path)
         except OSError as e:
             self._failed.add(path)
