@@ -81,11 +81,9 @@ class RecordingCallTests(TestCase):
 
     @inlineCallbacks
     def test_a_barge_in_call_recorded_as_the_caller_lived_it(self):
-        report = yield place_call(reactor, self.daemon.media_url, [
-            line("Where are you located?"),
-            line("Sorry, what time do you open on Saturday?", barge_in_ms=600),
-            line("Goodbye."),
-        ])
+        lines = [line("Where are you located?"), line("Sorry, what time do you open on Saturday?", barge_in_ms=600),
+                 line("Goodbye.")]
+        report = yield place_call(reactor, self.daemon.media_url, lines)
         self.assertEqual(report.errors, [])
         self.assertEqual(len(report.clears), 1, "one barge-in")
         self.assertTrue(report.hung_up_by_bot)
@@ -99,14 +97,22 @@ class RecordingCallTests(TestCase):
         length_s = len(caller) / SAMPLE_RATE
         self.assertNear(length_s, record["ended_at"] - record["started_at"], delta=0.1)
 
-        # The caller channel is the caller's audio, every frame, in one piece: where it sits in
-        # the file is the offset between the caller's clock and the recording's.
+        # The caller channel is the caller's audio: each line, sample for sample, where it was sent.
+        # Where the first sits in the file is the offset between the caller's clock (one frame
+        # every 20 ms from its zero) and the recording's; every line keeps it within 100 ms.
         sent = ulaw_to_pcm16(report.caller_audio)
         recorded = struct.pack(f"<{len(caller)}h", *caller)
-        at = recorded.find(sent)
-        self.assertNotEqual(at, -1, f"the caller's audio is not in the caller channel: {finished}")
-        offset_s = at / 2 / SAMPLE_RATE  # recording time of the caller's time zero
+        offsets = []
+        for said in lines:
+            speech = ulaw_to_pcm16(said.audio)
+            sent_at, found = sent.find(speech), recorded.find(speech)
+            self.assertNotEqual(sent_at, -1)
+            self.assertNotEqual(found, -1, f"{said.text!r} is not in the caller channel: {finished}")
+            offsets.append((found - sent_at) / 2 / SAMPLE_RATE)
+        offset_s = offsets[0]  # recording time of the caller's time zero
         self.assertLess(offset_s, 0.2)
+        for later in offsets[1:]:
+            self.assertNear(later, offset_s, ALIGNED_S, f"the caller channel drifted: {offsets}")
 
         # The barge-in: the daemon's clear (its record's interrupt) is where the caller got it,
         # and from there the bot channel is silent until the next reply starts.
