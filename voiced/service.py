@@ -248,6 +248,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
 
         self.recordings = Recordings(self.settings.recordings, self.settings.recording_retention_days, self.clock)
         self.recordings.start()
+        note_construction("recording_writer")
 
     def open_recording(self, call: Call) -> Any:
         """The call's recording (``voiced.recording.tap.CallRecording``), or None when calls are not recorded;
