@@ -265,12 +265,12 @@ def schema_3_journal(path, call_sid):
     """A journal as voiced wrote it before answering-machine detection (schema 3)."""
     conn = store.open_for_writing(path)
     conn.execute("BEGIN IMMEDIATE")
-    conn.execute("ALTER TABLE calls DROP COLUMN answered_by")
-    conn.execute("ALTER TABLE calls DROP COLUMN profile")
+    for column in ("answered_by", "profile", "recording"):
+        conn.execute(f"ALTER TABLE calls DROP COLUMN {column}")
     conn.execute("PRAGMA user_version=3")
     conn.execute("COMMIT")
     record = a_record(call_sid).as_json()
-    del record["answered_by"], record["profile"]
+    del record["answered_by"], record["profile"], record["recording"]
     conn.execute(
         "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, started_at, "
         "ended_at, end_reason, turn_count, stt_retries, stt_failures, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -462,7 +462,7 @@ class CliTests(SynchronousTestCase):
         self.add_asterisk_call()
         code, text = self.run_cli("export", "--format", "csv")
         rows = list(csv.DictReader(io.StringIO(text)))
-        self.assertEqual(list(rows[0])[-3:-1], ["carrier", "playout"])  # (new columns go after them)
+        self.assertEqual(list(rows[0])[-4:], ["carrier", "playout", "answered_by", "recording"])
         self.assertEqual([(r["call_sid"], r["carrier"], r["playout"]) for r in rows],
                          [("CAold", "twilio", "carrier"), ("CAnew", "twilio", "carrier"),
                           (AUDIOSOCKET_ID, "asterisk", "local")])
@@ -514,10 +514,11 @@ class ProfileColumnTests(SynchronousTestCase):
         conn = store.open_for_writing(path)
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ALTER TABLE calls DROP COLUMN profile")
+        conn.execute("ALTER TABLE calls DROP COLUMN recording")
         conn.execute("PRAGMA user_version=4")
         conn.execute("COMMIT")
         record = a_record("CAold").as_json()
-        del record["profile"]
+        del record["profile"], record["recording"]
         conn.execute(
             "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, "
             "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record) "

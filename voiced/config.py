@@ -195,6 +195,10 @@ class Settings:
     openai_tts_model: str = option("openai_tts_model")
     openai_tts_voice: str = option("openai_tts_voice")
     openai_tts_format: str = option("openai_tts_format")
+    # recordings (issue 21)
+    recordings: str = option("recordings")
+    recording_retention_days: int = option("recording_retention_days")
+    recording_announcement: str = option("recording_announcement")
 
     @classmethod
     def load(
@@ -275,6 +279,8 @@ class Settings:
                               f"not {self.openai_realtime_url!r}")
         if self.agent == "realtime" and not self.openai_api_key:
             raise ConfigError("agent=realtime needs OPENAI_API_KEY")
+        if self.recording_announcement and not self.recordings:  # recordings (issue 21)
+            raise ConfigError("recording_announcement needs recordings (VOICED_RECORDINGS): it announces them")
         # streaming TTS vendors (issue 22)
         self._validate_tts_vendors()
 

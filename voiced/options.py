@@ -380,6 +380,13 @@ OPTIONS: list[Option] = [
     Option("openai_tts_voice", _str, "alloy", "voice of VOICED_TTS=openai"),
     Option("openai_tts_format", _choice("pcm", "wav"), "pcm", "response_format asked of the speech server: pcm "
            "(24 kHz 16-bit) or wav"),
+    # recordings (issue 21): every call in a stereo WAV, caller left, bot right.
+    Option("recordings", _str, "", "directory where every call is recorded as it goes, a stereo WAV file (caller "
+           "left, bot right) named in the call's record (empty: off)"),
+    Option("recording_retention_days", _int_range(0, 36500), 30,
+           "recordings older than this many days are deleted by a daily sweep (0: kept for ever)"),
+    Option("recording_announcement", _str, "", "spoken before the greeting of every call while recording "
+           "(a consent notice: \"This call is recorded.\"); empty: none"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -99,6 +99,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             drain_goodbye_phrase=self.phrases["drain_goodbye"],
             false_interruption_ms=settings.false_interruption_ms,
             outbound_hello_timeout_ms=settings.outbound_hello_timeout_ms,
+            announcement_phrase=settings.recording_announcement if settings.recordings else "",
         )
         # Turn-taking: the policies are pure and shared by every call; a model-based VAD
         # or turn model replaces these in the warm-up (a model loads after the fork).
@@ -143,6 +144,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.journal: Any = None  # voiced.journal.writer.JournalWriter, with VOICED_JOURNAL
         self.outbox: Any = None  # voiced.journal.outbox.Outbox, with VOICED_CALL_WEBHOOK_URL
         self.dialer: Any = None  # voiced.outbound.dialer.Dialer, with Twilio's REST credentials
+        self.recordings: Any = None  # voiced.recording.recordings.Recordings, with VOICED_RECORDINGS
         self._pools: list[ThreadPool] = []
         self._closers: list[Any] = []
         self._warming: Deferred[None] | None = None
@@ -223,6 +225,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.dialer = build_dialer(self.settings, self.http, self.clock, self.journal)
         if self.dialer is not None:  # amde2e: a call's answering-machine verdict reaches its dial's row
             self.call_hub.subscribe(self.dialer)
+        self._start_recordings()
         if self.worker is not None:
             self._call_counts = counts = self.worker.open_call_counts()
             counts.publish(self.worker.index, 0)  # a restarted worker's predecessor's calls are gone
@@ -248,6 +251,21 @@ class VoicedService(MultiService, HealthReports, WarmUp):
                 log.warn("Call records are POSTed unsigned (no VOICED_WEBHOOK_SECRET)")
             self.outbox = Outbox(self.journal, self.http, self.clock, s.call_webhook_url, s.webhook_secret)
             self.journal.on_commit = self.outbox.kick
+
+    def _start_recordings(self) -> None:
+        """The recordings' writer thread and their daily retention sweep."""
+        if not self.settings.recordings:
+            return
+        from voiced.recording.recordings import Recordings
+
+        self.recordings = Recordings(self.settings.recordings, self.settings.recording_retention_days, self.clock)
+        self.recordings.start()
+        note_construction("recording_writer")
+
+    def open_recording(self, call: Call) -> Any:
+        """The call's recording (``voiced.recording.tap.CallRecording``), or None when calls are not recorded;
+        its ``CallLink`` asks as the call starts."""
+        return self.recordings.open(call) if self.recordings is not None else None
 
     def _stop_signal(self, signal_name: str) -> None:
         if not self.drain.draining:
@@ -318,13 +336,20 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             drained.callback(None)
         drained.addTimeout(CLOSE_WAIT_S, self.clock, onTimeoutCancel=lambda *_: None)
         # The calls just closed are committed before the journal closes.
-        return gatherResults([stopped, drained]).addBoth(self._close_journal).addBoth(self._release)
+        return (gatherResults([stopped, drained]).addBoth(self._close_journal).addBoth(self._close_recordings)
+                .addBoth(self._release))
 
     def _close_journal(self, _: object) -> Deferred[None] | None:
         if self.journal is None:
             return None
         self.call_hub.unsubscribe(self.journal)
         return self.journal.close().addErrback(lambda f: log.failure("Closing the journal", f))
+
+    def _close_recordings(self, _: object) -> Deferred[None] | None:
+        """Every recording written and closed (a call still open is closed where it got to)."""
+        if self.recordings is None:
+            return None
+        return self.recordings.stop().addErrback(lambda f: log.failure("Closing the recordings", f))
 
     def _release(self, _: object) -> None:
         self.calls.clear()

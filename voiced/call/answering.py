@@ -122,9 +122,14 @@ class Answering:
 
     def greet(self) -> None:
         """The call starts: the greeting plays, and the call's time limit runs."""
+        announcement = self.settings.announcement_phrase
         sentences = self._conversation.greeting()
-        if sentences:  # none: a speech-to-speech model greets in its own voice (voiced.call.speech_to_speech)
+        # No sentences: a speech-to-speech model greets in its own voice (voiced.call.speech_to_speech).
+        if sentences or announcement:
             greeting = self._playback.new_reply(ReplyKind.GREETING, turn=None)
+            if announcement:  # the recording's notice comes first; it is not conversation
+                self._chronicle.phrase("announcement", announcement)
+                greeting.say(announcement, in_history=False)
             for sentence in sentences:
                 greeting.say(sentence)
             greeting.finish()

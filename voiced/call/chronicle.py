@@ -41,7 +41,8 @@ class Chronicle:
         if again:  # one turn, not two
             self.record.turns = [t for t in self.record.turns if t.number != turn.number]
         event = turn.event.as_json() if turn.event is not None else None
-        self.record.turns.append(TurnRecord(turn.number, turn.text, event))
+        began = turn.times.speech_start if turn.times.speech_start is not None else self._clock.seconds()
+        self.record.turns.append(TurnRecord(turn.number, turn.text, event, caller_at_s=self._since_start(began)))
         self.tell("caller", {"turn": turn.number, "text": turn.text, "event": event})
 
     def asked_by_voice(self, turn: Turn) -> None:
@@ -71,6 +72,16 @@ class Chronicle:
         self.record.turns.append(TurnRecord(turn.number, "", {"unheard": reason}, reply_text=said))
         self.tell("caller", {"turn": turn.number, "text": "", "event": {"unheard": reason}})
         self.tell("bot", {"turn": turn.number, "text": said, "heard": "", "interrupted": False})
+
+    def reply_plays_at(self, turn: Turn, at: float) -> None:
+        """The first sentence of ``turn``'s reply starts playing at clock time ``at``."""
+        if turn.number is None:
+            return
+        if (record := self.record.turn(turn.number)) is not None and record.bot_at_s is None:
+            record.bot_at_s = self._since_start(at)
+
+    def _since_start(self, at: float) -> float:
+        return round(max(0.0, at - self.record.started_at), 3)
 
     def agent_failed(self, turn: Turn | None, error: str) -> None:
         self.metrics.agent_failures_total.inc()

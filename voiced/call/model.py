@@ -59,11 +59,14 @@ class TurnSettings:
     drain_goodbye_phrase: str = _EN["drain_goodbye"]
     #: An outbound call's greeting waits for the callee's "Hello?", at most this long (voiced.call.first_words).
     outbound_hello_timeout_ms: int = default("outbound_hello_timeout_ms")
+    #: Said before the greeting while calls are recorded (--recording-announcement); "": nothing.
+    announcement_phrase: str = ""
 
     def phrases(self) -> list[str]:
         """Every phrase the call itself may say: the phrase cache holds them from start-up."""
-        return [self.interim_phrase, self.interim_wait_phrase, self.ask_again_phrase, self.filler_phrase,
-                self.apology_phrase, self.idle_goodbye_phrase, self.time_limit_phrase, self.drain_goodbye_phrase]
+        phrases = [self.interim_phrase, self.interim_wait_phrase, self.ask_again_phrase, self.filler_phrase,
+                   self.apology_phrase, self.idle_goodbye_phrase, self.time_limit_phrase, self.drain_goodbye_phrase]
+        return phrases + [self.announcement_phrase] if self.announcement_phrase else phrases
 
 
 @dataclass

@@ -144,6 +144,7 @@ class Playback:
         self._until = plays_at + len(audio) / SAMPLE_RATE
         if first_sentence and reply.turn is not None:
             reply.turn.times.first_audio_sent = self.clock.seconds()
+            self._chronicle.reply_plays_at(reply.turn, plays_at)
         if reply is self.current:
             self._owner.reply_playing(reply)
 

@@ -34,6 +34,10 @@ class TurnRecord:
     metrics: dict[str, int | None] = field(default_factory=dict)  # the TURN line's values
     #: Which TTS engines spoke the reply (issue 22: a fallback chain's link, "local", "cache").
     tts_engines: list[str] = field(default_factory=list)
+    #: Seconds from the call's start (its recording's time zero) to the caller's first word
+    #: (the event, for an event turn) and to the first sentence of the reply playing.
+    caller_at_s: float | None = None
+    bot_at_s: float | None = None
 
 
 #: How a record knows what the caller heard: from the carrier's playback echoes (marks), or
@@ -70,6 +74,8 @@ class CallRecord:
     #: The call's profile (--profiles; "" without) and the language it ran in.
     profile: str = ""
     language: str = ""
+    #: The call's recording (a WAV file, --recordings), "" when not recorded.
+    recording: str = ""
 
     @classmethod
     def begin(cls, info: CallInfo, started_at: float, playout: str = "carrier") -> "CallRecord":

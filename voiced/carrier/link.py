@@ -10,6 +10,10 @@ mu-law; when the service gave a wideband call 16 kHz STT (the call's ``stt_audio
 each frame also goes to the call at 16 kHz for its STT stream. Whatever goes wrong with
 one call (a malformed message, an exception in the call) closes that call's stream
 only, with one of the close codes below and a log line naming the call.
+
+With recordings on, the link is also the call's recording tap: it sees the caller's
+audio (as the call's 8 kHz mu-law) and the bot's audio as sent, and the clears, for
+every carrier alike (``voiced.recording``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from voiced.carrier.playout import Playout
 
 if TYPE_CHECKING:
     from voiced.call.turn import Call
+    from voiced.recording.tap import CallRecording
 
 log = Logger(namespace="voiced.carrier")
 
@@ -66,6 +71,7 @@ class CallLink:
         self._flood_logged = False
         self._end_reason = ""  # why voiced or the carrier ended the stream, in words (for the record)
         self._carry = b""  # audio_chunk's tail short of a whole 20 ms frame
+        self.recording: "CallRecording | None" = None  # with --recordings
 
     # ---- from the carrier -------------------------------------------------------------
     def opened(self) -> None:
@@ -83,6 +89,9 @@ class CallLink:
             self.playout = Playout(self.clock, codec.frame_bytes, self.wire.write_audio, self.played)
         self.call = call = self.core.new_call(start, self, "carrier" if self.echoes_marks else "local")
         self.wideband_stt = call.stt_audio != MULAW_8K
+        # A core that records (the service with --recordings) has open_recording; test cores need not.
+        open_recording = getattr(self.core, "open_recording", None)
+        self.recording = open_recording(call) if open_recording is not None else None
         log.info("CARRIER call={call} carrier={carrier} audio={audio} playout={playout} stt_audio={stt}",
                  call=self.call_id, carrier=self.carrier, audio=str(start.audio),
                  playout="carrier" if self.echoes_marks else "local", stt=str(call.stt_audio))
@@ -108,11 +117,17 @@ class CallLink:
             return
         codec = self.codec
         if codec is None or codec.passthrough:
-            call.on_media(payload)
+            ulaw, wide = payload, None
         elif self.wideband_stt:
-            call.on_media(*codec.decode_wideband(payload))
+            ulaw, wide = codec.decode_wideband(payload)
         else:
-            call.on_media(codec.decode(payload))
+            ulaw, wide = codec.decode(payload), None
+        if self.recording is not None:
+            self.recording.caller(ulaw)
+        if wide is None:
+            call.on_media(ulaw)
+        else:
+            call.on_media(ulaw, wide)
 
     def audio_chunk(self, payload: bytes) -> None:
         """The caller's audio from a carrier whose messages need not end on a 20 ms frame
@@ -168,6 +183,8 @@ class CallLink:
             try:
                 call.close(reason=reason)
             finally:
+                if self.recording is not None:
+                    self.recording.close()
                 self.core.call_ended(call)
 
     # ---- closing ------------------------------------------------------------------------------
@@ -201,6 +218,8 @@ class CallLink:
 
     # ---- CallTransport: what the call asks of the carrier -------------------------------------
     def send_audio(self, ulaw: bytes) -> None:
+        if self.recording is not None:
+            self.recording.bot(ulaw)
         payload = ulaw if self.codec is None or self.codec.passthrough else self.codec.encode(ulaw)
         if self.playout is not None:
             self.playout.audio(payload)
@@ -214,6 +233,8 @@ class CallLink:
             self.wire.write_mark(name)
 
     def send_clear(self) -> None:
+        if self.recording is not None:
+            self.recording.clear()
         if self.playout is not None:
             self.playout.clear()
         self.wire.write_clear()

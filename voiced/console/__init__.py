@@ -112,6 +112,15 @@ class Console(Service):
             raise ConnectionDeny(403, "invalid console media token")
 
     # ---- data -------------------------------------------------------------------------------
+    def recording_file(self, call_sid: str) -> str | None:
+        """The recording of a live or recent call, if calls are recorded and its file is there."""
+        recordings = getattr(self.service, "recordings", None)
+        record = self.calls.record(call_sid)
+        if recordings is None or record is None:
+            return None
+        path: str | None = recordings.readable(record.recording)
+        return path
+
     def _live_states(self) -> dict[str, str]:
         """Each live call's turn-machine state, by CallSid (read, never changed)."""
         states = {}

@@ -9,6 +9,7 @@ console changing.
 from __future__ import annotations
 
 from typing import Any, Callable, Protocol
+from urllib.parse import quote
 
 from voiced.call.record import CallHub, CallRecord
 
@@ -82,6 +83,10 @@ class CallsView:
             "recent": [summary(r, now, "ended") for r in self.recent.recent_calls(limit)],
         }
 
+    def record(self, call_sid: str) -> CallRecord | None:
+        """A live call's record, else a recent one's."""
+        return self.hub.live.get(call_sid) or self.recent.find(call_sid)
+
     def call(self, call_sid: str) -> dict[str, Any] | None:
         record = self.hub.live.get(call_sid)
         live = record is not None
@@ -91,5 +96,7 @@ class CallsView:
             return None
         state = self.live_states().get(call_sid, "starting") if live else "ended"
         dial = self.dial_of(record.dial_id) if record.dial_id else None
+        # The page plays it and seeks to each line's time in it (record.turns' caller_at_s, bot_at_s).
+        recording_url = f"/console/api/calls/{quote(call_sid, safe='')}/recording" if record.recording else None
         return {"summary": summary(record, self.clock(), state), "live": live, "language": self.language,
-                "record": record.as_json(), "dial": dial}
+                "record": record.as_json(), "dial": dial, "recording_url": recording_url}

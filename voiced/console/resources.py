@@ -8,12 +8,14 @@
     /console/api/calls             JSON: {"live": [...], "recent": [...]}
     /console/api/calls/<sid>       JSON: one call's summary and whole record
     /console/api/calls/<sid>/events  SSE: that call's events (see voiced.console.stream)
+    /console/api/calls/<sid>/recording  the call's recording (audio/wav, Range requests), 404 when none
     /console/api/events            SSE: every call's events
     /console/api/media-token       POST: a short-lived token for the softphone's /media upgrade
 
 Every route but the login form (and the stylesheet it uses) passes ``ConsoleAuth``
-first: 401 without a credential, 403 with a wrong one. Nothing here blocks: files are
-read at start-up, and the JSON is built from records already in memory.
+first: 401 without a credential, 403 with a wrong one. Nothing here blocks on more than a
+stat: files are read at start-up, the JSON is built from records already in memory, and a
+recording is streamed by twisted's static.File, a piece at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.static import File
 
 from voiced.console.auth import SESSION_COOKIE, SESSION_TTL_S, safe_next
 
@@ -208,12 +211,27 @@ class CallsApi(_Leaf):
             return _json(request, body, 200) if body else _json(request, {"error": "no such call"}, 404)
         if len(parts) == 2 and parts[1] == "events":
             return _open_stream(self.console, request, parts[0])
+        if len(parts) == 2 and parts[1] == "recording":
+            return _recording(self.console, request, parts[0])
         return _json(request, {"error": "not found"}, 404)
 
 
 class EventsApi(_Leaf):
     def render_GET(self, request: Request) -> bytes | int:
         return _open_stream(self.console, request, None)
+
+
+def _recording(console: "Console", request: Request, call_sid: str) -> bytes | int:
+    """The call's WAV file as far as it is written (a live call's too): static.File answers
+    Range requests, so the player seeks without downloading the whole call."""
+    path = console.recording_file(call_sid)
+    if path is None:
+        return _json(request, {"error": "no recording of this call"}, 404)
+    for name, value in ((b"content-security-policy", CSP), (b"x-content-type-options", b"nosniff"),
+                        (b"referrer-policy", b"no-referrer"), (b"cache-control", b"no-store")):
+        request.setHeader(name, value)
+    audio = File(path, defaultType="audio/wav")
+    return audio.render(request)
 
 
 def _open_stream(console: "Console", request: Request, call_sid: str | None) -> bytes | int:

@@ -24,7 +24,7 @@ LATENCIES = ("STT_FINAL_MS", "AGENT_FIRST_SENTENCE_MS", "TTS_READY_MS", "TOTAL_L
 # New columns go at the end: a spreadsheet or script reading the columns by position keeps working.
 CSV_FIELDS = ("call_sid", "stream_sid", "from_number", "to_number", "started_at", "ended_at", "duration_s",
               "end_reason", "turn_count", "stt_retries", "delivered_at", "delivery_attempts", "carrier", "playout",
-              "answered_by")
+              "answered_by", "recording")
 
 
 def _when(ts: float | None) -> str:
@@ -56,17 +56,24 @@ def parse_since(text: str, now: float | None = None) -> float:
     return parsed.timestamp()
 
 
+def _recording_state(path: str) -> str:
+    """A recording as the list shows it: there, deleted (the retention sweep), or none."""
+    if not path:
+        return "-"
+    return "yes" if os.path.exists(path) else "deleted"
+
+
 def cmd_list(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) -> int:
     rows = store.recent_calls(conn, args.limit, args.carrier)
     # The call id is never cut short (it is what `show` takes); a longer one than a UUID shifts its line.
     out.write(f"{'ended':19}  {'carrier':11}  {'call id':36}  {'from':14}  {'turns':>5}  {'secs':>6}  "
-              f"{'delivered':9}  reason\n")
+              f"{'delivered':9}  {'recorded':8}  reason\n")
     for row in rows:
         delivered = "yes" if row["delivered_at"] is not None else ("no" if row["delivery_attempts"] else "-")
         duration = _duration(row)
         out.write(f"{_when(row['ended_at']):19}  {row['carrier'][:11]:11}  {row['call_sid']:36}  "
                   f"{row['from_number'][:14]:14}  {row['turn_count']:>5}  {'-' if duration is None else duration:>6}  "
-                  f"{delivered:9}  {row['end_reason']}\n")
+                  f"{delivered:9}  {_recording_state(row['recording']):8}  {row['end_reason']}\n")
     of_carrier = f" {args.carrier}" if args.carrier else ""
     out.write(f"{len(rows)}{of_carrier} calls (of {store.count(conn)} in {args.journal})\n")
     return 0
@@ -108,6 +115,9 @@ def cmd_show(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) ->
         if row["last_delivery_error"]:
             delivery += f" (last error: {row['last_delivery_error']})"
         out.write(f"  delivery: {delivery}\n")
+        if row["recording"]:
+            state = "" if os.path.exists(row["recording"]) else "  (deleted: older than the retention)"
+            out.write(f"  recording {row['recording']}{state}\n")
         for turn in store.turns_of(conn, row["id"]):
             _write_turn(turn, out)
     return 0
@@ -161,6 +171,7 @@ def cmd_export(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) 
             record.setdefault("carrier", row["carrier"])
             record.setdefault("playout", row["playout"])
             record.setdefault("answered_by", row["answered_by"])
+            record.setdefault("recording", row["recording"])
             out.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
         return 0
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")

@@ -19,7 +19,8 @@ Schema version 3 (``PRAGMA user_version``)::
         carrier ("twilio", "telnyx", ...), playout ("carrier" | "local"),
         direction ("inbound" | "outbound"), dial_id (the dial that placed it, or ""),
         answered_by ("" | "human" | "machine" | "unknown": who took an outbound call),
-        profile (--profiles: the call's profile, or ''))
+        profile (--profiles: the call's profile, or ''),
+        recording (the call's WAV file, "" when not recorded))
   turns(call_id -> calls.id, seq, number, caller_text, event JSON, reply_text,
         heard_text, interrupted, actions JSON, filler, agent_error, metrics JSON)
   dials(dial_id PK, carrier, to_number, from_number, variables JSON, call_sid,
@@ -35,8 +36,8 @@ added ``carrier`` and ``playout`` at the end of ``calls`` (every schema-1 call w
 Twilio's, its playout the carrier's marks). Version 3 added outbound calls: the
 ``dials`` voiced placed with their status history (``voiced.journal.dials``), and each
 call's ``direction`` and ``dial_id`` (every earlier call was inbound). Version 4 added
-``answered_by`` (answering-machine detection on outbound calls; "" for every call before it), and 5
-``profile`` (--profiles; "" before it).
+``answered_by`` (answering-machine detection on outbound calls; "" for every call before it),
+5 ``profile`` (--profiles; "" before it) and 6 ``recording`` (no call before it was recorded).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import sqlite3
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Schema 1 exactly as it shipped: never edit it, add a migration.
 _SCHEMA_1 = """
@@ -163,9 +164,14 @@ def _migrate_to_5(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE calls ADD COLUMN profile TEXT NOT NULL DEFAULT ''")
 
 
+def _migrate_to_6(conn: sqlite3.Connection) -> None:
+    # Recordings (issue 21): the path of the call's WAV file; older calls were not recorded.
+    conn.execute("ALTER TABLE calls ADD COLUMN recording TEXT NOT NULL DEFAULT ''")
+
+
 #: From version N to N+1 (N is the key).
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _migrate_to_2, 2: _migrate_to_3, 3: _migrate_to_4, 4: _migrate_to_5}
+    1: _migrate_to_2, 2: _migrate_to_3, 3: _migrate_to_4, 4: _migrate_to_5, 5: _migrate_to_6}
 
 
 class JournalError(Exception):
@@ -231,7 +237,7 @@ def open_read_only(path: str) -> sqlite3.Connection:
     file, never migrates it. A schema-1 journal (a daemon not yet upgraded still writes it)
     reads as if it were schema 2: every call in it was Twilio's, heard through its marks; one
     older than 3 as if every call were inbound (it has no dials); one older than 4 with an empty
-    ``answered_by``; no call before schema 5 had a profile."""
+    ``answered_by``; no call before schema 5 had a profile, none before 6 was recorded."""
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None, timeout=10)
     conn.row_factory = sqlite3.Row
     try:
@@ -245,7 +251,8 @@ def open_read_only(path: str) -> sqlite3.Connection:
             older = ", 'twilio' AS carrier, 'carrier' AS playout" if version == 1 else ""
             older += ", 'inbound' AS direction, '' AS dial_id" if version < 3 else ""
             older += ", '' AS answered_by" if version < 4 else ""
-            conn.execute(f"CREATE TEMP VIEW calls AS SELECT *{older}, '' AS profile FROM main.calls")
+            older += ", '' AS profile" if version < 5 else ""
+            conn.execute(f"CREATE TEMP VIEW calls AS SELECT *{older}, '' AS recording FROM main.calls")
     except sqlite3.DatabaseError as e:
         conn.close()
         raise JournalError(f"{path}: {e}") from None
@@ -267,12 +274,12 @@ def write_call(conn: sqlite3.Connection, record: dict[str, Any]) -> int:
         cursor = conn.execute(
             "INSERT INTO calls (call_sid, stream_sid, carrier, playout, from_number, to_number, parameters, "
             "started_at, ended_at, end_reason, turn_count, stt_retries, stt_failures, record, direction, dial_id, "
-            "answered_by, profile) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "answered_by, profile, recording) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (record["call_sid"], record["stream_sid"], record["carrier"], record["playout"], record["from_number"],
              record["to_number"], _dumps(record["parameters"]), record["started_at"], record["ended_at"],
              record["end_reason"], len(turns), record["stt_retries"], _dumps(record["stt_failures"]),
              _dumps(record), record.get("direction", "inbound"), record.get("dial_id", ""),
-             record.get("answered_by", ""), record.get("profile", "")))
+             record.get("answered_by", ""), record.get("profile", ""), record.get("recording") or ""))
         call_id = int(cursor.lastrowid or 0)
         conn.executemany(
             "INSERT INTO turns (call_id, seq, number, caller_text, event, reply_text, heard_text, interrupted, "

@@ -75,9 +75,31 @@ async function showCall(callSid) {
   $("detail-state").textContent = call.live ? `live, ${call.summary.state}` : `ended: ${call.record.end_reason}`;
   $("detail-dial").textContent = dialLabel(call.dial);
   transcript.renderRecord(call.record, call.language);
+  showRecording(call.recording_url);
   renderChart($("chart"), call.record.turns.map((t) => ({ turn: t.number, metrics: t.metrics })));
   return call;
 }
+
+// The call's recording, when calls are recorded: its transcript lines are seek points.
+function showRecording(url) {
+  const player = $("recording");
+  player.hidden = !url;
+  if (!url) {
+    player.removeAttribute("src");
+    delete player.dataset.src;
+  } else if (player.dataset.src !== url) {
+    player.dataset.src = url;
+    player.src = url;
+  }
+}
+
+$("transcript").addEventListener("click", (e) => {
+  const line = e.target.closest("[data-at]");
+  const player = $("recording");
+  if (!line || player.hidden) return;
+  player.currentTime = Number(line.dataset.at);
+  player.play().catch(() => {}); // a browser that will not play unasked still seeks
+});
 
 async function select(callSid) {
   selected = callSid;

@@ -57,6 +57,7 @@ export class Transcript {
   caller(turn, text, event) {
     const item = this.line("caller", text || eventText(event), turn, !!text);
     if (!text) item.classList.add("event");
+    return item;
   }
 
   /** The bot's line, shown while it plays; `bot` later says whether it was cut. */
@@ -81,6 +82,7 @@ export class Transcript {
       badge.textContent = "cut";
       item.appendChild(badge);
     }
+    return item;
   }
 
   openBotLine(turn) {
@@ -94,10 +96,18 @@ export class Transcript {
     this.setLanguage(language);
     this.clear();
     for (const turn of record.turns || []) {
-      this.caller(turn.number, turn.caller_text, turn.event);
-      if (turn.reply_text) this.bot(turn.number, turn.reply_text, turn.heard_text, turn.interrupted);
+      seekPoint(this.caller(turn.number, turn.caller_text, turn.event), turn.caller_at_s);
+      if (turn.reply_text) seekPoint(this.bot(turn.number, turn.reply_text, turn.heard_text, turn.interrupted), turn.bot_at_s);
     }
   }
+}
+
+/** A line said `at` seconds into the call (and its recording): a click there plays from it. */
+function seekPoint(item, at) {
+  if (at === null || at === undefined) return;
+  item.dataset.at = String(at);
+  item.classList.add("seekable");
+  item.title = item.title || `${at.toFixed(1)} s into the call: click to play from here`;
 }
 
 /** Turns with metrics -> a chart in `container` (or a note while there are none). */
