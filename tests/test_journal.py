@@ -201,7 +201,7 @@ class MigrationTests(SynchronousTestCase):
         path = journal_path(self)
         schema_1_journal(path, [("CAone", 5.0), ("CAtwo", None)])
         conn = store.open_for_writing(path)
-        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], 2)
+        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], store.SCHEMA_VERSION)
         conn.row_factory = sqlite3.Row
         rows = store.recent_calls(conn, 10)
         self.assertEqual([(r["call_sid"], r["carrier"], r["playout"], r["delivered_at"]) for r in rows],
@@ -224,7 +224,7 @@ class MigrationTests(SynchronousTestCase):
                          "a migrated journal is the same schema as a new one")
         fresh.close()
         store.open_for_writing(path).close()  # opening it again changes nothing
-        self.assertEqual(user_version(path), 2)
+        self.assertEqual(user_version(path), store.SCHEMA_VERSION)
 
     def test_a_failed_migration_leaves_schema_1_untouched(self):
         path = journal_path(self)
