@@ -25,7 +25,8 @@ def check_admin_token(request: Request, token: str) -> bytes | None:
     """None if the request carries the token; else the refusal's body, its status set."""
     if not token:
         return _refuse(request, 403, "the admin API is off: set VOICED_ADMIN_TOKEN to use it")
-    header = request.getHeader(b"authorization")
+    raw = request.getHeader(b"authorization")
+    header = raw.decode("latin-1") if isinstance(raw, bytes) else raw
     if not header:
         return _refuse(request, 401, "an Authorization: Bearer <VOICED_ADMIN_TOKEN> header is required")
     scheme, _, value = header.partition(" ")

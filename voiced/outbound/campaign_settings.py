@@ -60,6 +60,8 @@ class CallingWindow:
         h1, m1, h2, m2 = (int(g) for g in m.groups())
         if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
             raise CampaignError(f"window {text!r} has a time that does not exist")
+        if (h1, m1, h2) == (0, 0, 24):
+            return None  # the whole day
         start, end = time(h1, m1), time(0, 0) if h2 == 24 else time(h2, m2)
         if start == end:
             raise CampaignError(f"window {text!r} is empty (use no window to call at any time)")
