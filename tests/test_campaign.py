@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes.campaign_dialer import HOLD, Carrier, CarrierRefused, InTestDialer, make_request
 from voiced.journal import store as journal_store
-from voiced.outbound.campaign import StartLimiter
+from voiced.outbound.campaign import STATUS_CHECK_S, StartLimiter
 from voiced.outbound.campaign_settings import (
     CallingWindow, CampaignError, CampaignSettings, check_row)
 from voiced.outbound.campaign_store import CampaignStore, DirectRunner
@@ -157,8 +157,9 @@ class WindowTests(SynchronousTestCase):
         cid = h.create(CampaignSettings(window="09:00-20:00", tz="UTC", cps=10, concurrency=5), campaign_rows)
         campaign = h.campaigns.running[cid]
         self.assertEqual(h.starts(), [])
-        self.assertEqual(len(h.clock.getDelayedCalls()), 1, "one wake-up, at the next opening: no polling")
-        self.assertEqual(h.clock.getDelayedCalls()[0].getTime(), at("2026-12-07T09:00:00", "Asia/Jerusalem"))
+        # One wake-up, at the next opening (no polling), beside the periodic check of calls in flight.
+        self.assertEqual(sorted(c.getTime() for c in h.clock.getDelayedCalls()),
+                         [at("2026-12-07T09:00:00", "Asia/Jerusalem"), start + STATUS_CHECK_S])
         h.clock.advance(at("2026-12-07T09:00:00", "Asia/Jerusalem") - h.clock.seconds())
         self.assertEqual([r.to for _, r in h.dialer.requests], ["+97250000001"])
         h.clock.advance(at("2026-12-07T09:00:00", "UTC") - h.clock.seconds())
@@ -243,6 +244,17 @@ class RetryTests(SynchronousTestCase):
         h.dialer.report(dial_id, "busy")  # the callback outran the REST answer
         held.callback(dial_id)
         self.assertEqual(h.progress(cid)["outcomes"], {"busy": 1})
+
+    def test_a_lost_status_callback_does_not_hold_its_slot_for_ever(self):
+        h = Harness(self, plan=lambda r: [])  # the carrier's callbacks never come
+        cid = h.create(CampaignSettings(retries=0, cps=10), rows(2))
+        h.run(1)
+        dial_id = next(iter(h.carrier.calls))
+        h.carrier.calls[dial_id].status = "completed"  # ended; its callback was lost
+        self.assertEqual(len(h.starts()), 1)
+        h.clock.advance(STATUS_CHECK_S)
+        self.assertEqual(len(h.starts()), 2, "its status was asked, its slot freed")
+        self.assertEqual(h.progress(cid)["outcomes"], {"answered": 1})
 
 
 class CancelTests(SynchronousTestCase):

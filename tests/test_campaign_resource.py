@@ -111,6 +111,17 @@ class ResourceTests(TestCase):
         self.assertEqual(code, 403)
         self.assertIn("set VOICED_ADMIN_TOKEN", answer["error"])
 
+    async def test_without_the_journal_there_are_no_campaigns(self):
+        root = Resource()
+        root.putChild(b"campaigns", CampaignsResource(None, TOKEN))
+        port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        response = await self.http.request("POST", f"http://127.0.0.1:{port.getHost().port}/campaigns",
+                                           data=json.dumps(body()).encode(),
+                                           headers={"Authorization": f"Bearer {TOKEN}"})
+        self.assertEqual(response.code, 503)
+        self.assertIn("campaigns need the journal", json.loads(await treq.content(response))["error"])
+
     async def test_bad_requests_say_why(self):
         cases = [(None, b"{nope", "the body is not JSON"),
                  (body(rows=[{"number": "0501234567"}]), None, "row 1: number '0501234567' is not an E.164"),

@@ -9,7 +9,7 @@ import tempfile
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.fakes.campaign_dialer import HOLD, LOST, Carrier
+from tests.fakes.campaign_dialer import HOLD, LOST
 from tests.test_campaign import Harness, rows
 from voiced.journal.writer import JournalWriter
 from voiced.outbound import campaign_store

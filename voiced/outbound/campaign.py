@@ -20,6 +20,7 @@ from collections import OrderedDict, deque
 from typing import Any, Callable, Protocol
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -31,6 +32,9 @@ log = Logger(namespace="voiced.campaign")
 FINAL_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled", "completed"})
 # An unreachable dialer (find_dial, dial_status) is asked again after this; the row waits.
 LOOKUP_RETRY_S = 30.0
+# A call whose end was never reported (a status callback lost) would hold its slot for ever:
+# the calls in flight have their status asked this often.
+STATUS_CHECK_S = 300.0
 # Statuses that arrive before the dial's id is known (a fast "busy" racing the REST answer).
 MAX_EARLY_STATUSES = 1000
 _EPSILON = 1e-6
@@ -125,6 +129,8 @@ class Campaign:
         self._wake: Any = None
         self._lookups: set[Any] = set()  # lookups to ask again, cancelled by stop
         self._stopped = False
+        self._status_checks = LoopingCall(self._check_active)
+        self._status_checks.clock = clock
         self.done = sum(1 for row in rows if row.state == DONE)
         self.in_flight = 0
         self.dials_started = 0
@@ -146,12 +152,15 @@ class Campaign:
             elif row.state == ACTIVE:
                 self.in_flight += 1
                 self._track(row)
+        self._status_checks.start(STATUS_CHECK_S, now=False)
         self._pump()
 
     def stop(self) -> None:
         """The service is stopping: dial nothing more and write nothing more; the journal keeps
         each row where it is, for the next start."""
         self._stopped = True
+        if self._status_checks.running:
+            self._status_checks.stop()
         for call in [self._wake, *self._lookups]:
             if call is not None and call.active():
                 call.cancel()
@@ -353,6 +362,10 @@ class Campaign:
         elif status in FINAL_STATUSES or status == "answered":
             self.on_status(row.dial_id, status)
 
+    def _check_active(self) -> None:
+        for row in list(self._by_dial.values()):
+            self._track(row)
+
     def _lookup_failed(self, failure: Failure, row: CampaignRow, again: Callable[[CampaignRow], None]) -> None:
         if self._stopped:
             return
@@ -380,6 +393,8 @@ class Campaign:
             self._store.set_state(self.campaign_id, FINISHED).addErrback(self._write_failed)
         if self._wake is not None and self._wake.active():
             self._wake.cancel()
+        if self._status_checks.running:
+            self._status_checks.stop()
         self.finished.callback(self.state)
 
     def _write_failed(self, failure: Failure) -> None:

@@ -67,7 +67,7 @@ def _more(body: dict[str, Any]) -> bool:
 class CampaignsResource(Resource):
     isLeaf = True
 
-    def __init__(self, campaigns: Campaigns, token: str) -> None:
+    def __init__(self, campaigns: Campaigns | None, token: str) -> None:
         super().__init__()
         self.campaigns = campaigns
         self._token = token
@@ -76,6 +76,8 @@ class CampaignsResource(Resource):
         refusal = check_admin_token(request, self._token)
         if refusal is not None:
             return refusal
+        if self.campaigns is None:
+            return _json(request, 503, {"error": "campaigns need the journal (VOICED_JOURNAL): it is their queue"})
         path = [p.decode("utf-8", "replace") for p in request.postpath if p]
         method = request.method
         if not path and method == b"POST":
