@@ -159,7 +159,7 @@ class WindowTests(SynchronousTestCase):
         self.assertEqual(h.starts(), [])
         # One wake-up, at the next opening (no polling), beside the periodic check of calls in flight.
         self.assertEqual(sorted(c.getTime() for c in h.clock.getDelayedCalls()),
-                         [at("2026-12-07T09:00:00", "Asia/Jerusalem"), start + STATUS_CHECK_S])
+                         [start + STATUS_CHECK_S, at("2026-12-07T09:00:00", "Asia/Jerusalem")])
         h.clock.advance(at("2026-12-07T09:00:00", "Asia/Jerusalem") - h.clock.seconds())
         self.assertEqual([r.to for _, r in h.dialer.requests], ["+97250000001"])
         h.clock.advance(at("2026-12-07T09:00:00", "UTC") - h.clock.seconds())
