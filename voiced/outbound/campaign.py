@@ -99,9 +99,11 @@ class StartLimiter:
         self._starts: deque[float] = deque(maxlen=self.count)
 
     def next_allowed(self, now: float) -> float:
-        if len(self._starts) < self.count:
-            return now
-        allowed = self._starts[0] + self.period
+        """``now``, or when the next start is allowed: never before a start already recorded
+        (one may be booked ahead), nor within ``period`` of the ``count``-th last."""
+        allowed = self._starts[-1] if self._starts else now
+        if len(self._starts) == self.count:
+            allowed = max(allowed, self._starts[0] + self.period)
         return now if allowed <= now + _EPSILON else allowed
 
     def record(self, at: float) -> None:
@@ -127,7 +129,8 @@ class Campaign:
         self._early: OrderedDict[str, str] = OrderedDict()
         self._awaiting_id = 0  # dial requests sent, not yet answered
         self._wake: Any = None
-        self._lookups: set[Any] = set()  # lookups to ask again, cancelled by stop
+        self._send_limiter = StartLimiter(settings.cps)
+        self._timers: set[Any] = set()  # requests and lookups to come, cancelled by stop
         self._stopped = False
         self._status_checks = LoopingCall(self._check_active)
         self._status_checks.clock = clock
@@ -161,11 +164,11 @@ class Campaign:
         self._stopped = True
         if self._status_checks.running:
             self._status_checks.stop()
-        for call in [self._wake, *self._lookups]:
+        for call in [self._wake, *self._timers]:
             if call is not None and call.active():
                 call.cancel()
         self._wake = None
-        self._lookups.clear()
+        self._timers.clear()
 
     def add_rows(self, rows: list[CampaignRow], more: bool) -> None:
         for row in rows:
@@ -241,6 +244,23 @@ class Campaign:
         marked.addCallbacks(self._send, self._mark_failed, (row, request), None, (row,))
 
     def _send(self, _: object, row: CampaignRow, request: Any) -> None:
+        # The journal's commit takes a varying time: the requests are spaced again as they go,
+        # so that the carrier, not only the scheduler, never sees more than cps.
+        now = self._clock.seconds()
+        at = self._send_limiter.next_allowed(now)
+        self._send_limiter.record(at)
+        if at <= now:
+            self._send_now(row, request)
+            return
+
+        def send_later() -> None:
+            self._timers.discard(call)
+            self._send_now(row, request)
+
+        call = self._clock.callLater(at - now, send_later)
+        self._timers.add(call)
+
+    def _send_now(self, row: CampaignRow, request: Any) -> None:
         if self._stopped:
             self._awaiting_id -= 1
             return  # committed dialling, never sent: the next start finds no call and dials it
@@ -372,11 +392,11 @@ class Campaign:
         log.warn("CAMPAIGN_LOOKUP_FAILED campaign={c} row={row}, asking again in {s:g} s: {error}",
                  c=self.campaign_id, row=row.row_no, s=LOOKUP_RETRY_S, error=failure.getErrorMessage())
         def ask_again() -> None:
-            self._lookups.discard(call)
+            self._timers.discard(call)
             again(row)
 
         call = self._clock.callLater(LOOKUP_RETRY_S, ask_again)
-        self._lookups.add(call)
+        self._timers.add(call)
 
     # ---- the end -------------------------------------------------------------------------------
     def _set_done(self, row: CampaignRow, outcome: str) -> None:
