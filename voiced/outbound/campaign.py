@@ -99,11 +99,9 @@ class StartLimiter:
         self._starts: deque[float] = deque(maxlen=self.count)
 
     def next_allowed(self, now: float) -> float:
-        """``now``, or when the next start is allowed: never before a start already recorded
-        (one may be booked ahead), nor within ``period`` of the ``count``-th last."""
-        allowed = self._starts[-1] if self._starts else now
-        if len(self._starts) == self.count:
-            allowed = max(allowed, self._starts[0] + self.period)
+        if len(self._starts) < self.count:
+            return now
+        allowed = self._starts[0] + self.period
         return now if allowed <= now + _EPSILON else allowed
 
     def record(self, at: float) -> None:
@@ -130,6 +128,8 @@ class Campaign:
         self._awaiting_id = 0  # dial requests sent, not yet answered
         self._wake: Any = None
         self._send_limiter = StartLimiter(settings.cps)
+        self._outbox: deque[tuple[CampaignRow, Any]] = deque()  # committed, waiting for their send slot
+        self._send_timer: Any = None
         self._timers: set[Any] = set()  # requests and lookups to come, cancelled by stop
         self._stopped = False
         self._status_checks = LoopingCall(self._check_active)
@@ -164,7 +164,7 @@ class Campaign:
         self._stopped = True
         if self._status_checks.running:
             self._status_checks.stop()
-        for call in [self._wake, *self._timers]:
+        for call in [self._wake, self._send_timer, *self._timers]:
             if call is not None and call.active():
                 call.cancel()
         self._wake = None
@@ -188,6 +188,17 @@ class Campaign:
                 self._set_done(row, row.outcome or "skipped")
         self._queue.clear()
         d = self._store.cancel_pending(self.campaign_id)
+        while self._outbox:  # committed dialling, not sent yet: never will be
+            row, _ = self._outbox.popleft()
+            self._awaiting_id -= 1
+            self.in_flight -= 1
+            row.attempts -= 1
+            self._set_done(row, row.outcome or "skipped")
+            self._store.mark_pending(self.campaign_id, row.row_no, row.attempts, row.next_at, row.outcome)
+            self._store.mark_done(self.campaign_id, row.row_no, row.outcome).addErrback(self._write_failed)
+        if self._send_timer is not None and self._send_timer.active():
+            self._send_timer.cancel()
+        self._send_timer = None
         self._check_finished()
         return d
 
@@ -244,21 +255,23 @@ class Campaign:
         marked.addCallbacks(self._send, self._mark_failed, (row, request), None, (row,))
 
     def _send(self, _: object, row: CampaignRow, request: Any) -> None:
-        # The journal's commit takes a varying time: the requests are spaced again as they go,
-        # so that the carrier, not only the scheduler, never sees more than cps.
-        now = self._clock.seconds()
-        at = self._send_limiter.next_allowed(now)
-        self._send_limiter.record(at)
-        if at <= now:
-            self._send_now(row, request)
-            return
+        # The journal's commit takes a varying time, and a timer fires late: the requests are
+        # spaced again by the moment each really goes, so the carrier never sees more than cps.
+        self._outbox.append((row, request))
+        if self._send_timer is None:
+            self._send_due()
 
-        def send_later() -> None:
-            self._timers.discard(call)
+    def _send_due(self) -> None:
+        self._send_timer = None
+        while self._outbox:
+            now = self._clock.seconds()
+            allowed = self._send_limiter.next_allowed(now)
+            if allowed > now:
+                self._send_timer = self._clock.callLater(allowed - now, self._send_due)
+                return
+            row, request = self._outbox.popleft()
+            self._send_limiter.record(now)
             self._send_now(row, request)
-
-        call = self._clock.callLater(at - now, send_later)
-        self._timers.add(call)
 
     def _send_now(self, row: CampaignRow, request: Any) -> None:
         if self._stopped:
