@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from voiced.journal.store import JournalError
 from voiced.outbound.admin_auth import check_admin_token
 from voiced.outbound.campaign_settings import CampaignError, CampaignRow, CampaignSettings, check_row
 from voiced.outbound.campaigns import Campaigns, UnknownCampaign
@@ -132,6 +133,8 @@ class CampaignsResource(Resource):
         def refuse(failure: Failure) -> None:
             if failure.check(UnknownCampaign):
                 body = _json(request, 404, {"error": "no such campaign"})
+            elif failure.check(JournalError):
+                body = _json(request, 503, {"error": f"the journal is not ready: {failure.value}"})
             elif failure.check(CampaignError):
                 # A batch out of order is a conflict with the campaign's rows, not a bad request.
                 conflict = "first_row" in str(failure.value) or "takes no more rows" in str(failure.value)
