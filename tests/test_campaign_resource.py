@@ -113,7 +113,8 @@ class ResourceTests(TestCase):
 
     async def test_without_the_journal_there_are_no_campaigns(self):
         root = Resource()
-        root.putChild(b"campaigns", CampaignsResource(None, TOKEN))
+        off = "campaigns need the journal (VOICED_JOURNAL): it is their queue"
+        root.putChild(b"campaigns", CampaignsResource(lambda: off, TOKEN))
         port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         response = await self.http.request("POST", f"http://127.0.0.1:{port.getHost().port}/campaigns",

@@ -68,32 +68,35 @@ def _more(body: dict[str, Any]) -> bool:
 class CampaignsResource(Resource):
     isLeaf = True
 
-    def __init__(self, campaigns: Campaigns | None, token: str) -> None:
+    def __init__(self, campaigns: "Campaigns | str | Callable[[], Campaigns | str]", token: str) -> None:
+        """``campaigns``: the service's, or why there are none (503), or a function giving either
+        (the site is built before the service starts and makes its Campaigns)."""
         super().__init__()
-        self.campaigns = campaigns
+        self._source = campaigns if callable(campaigns) else (lambda: campaigns)
         self._token = token
 
     def render(self, request: Request) -> bytes | int:
         refusal = check_admin_token(request, self._token)
         if refusal is not None:
             return refusal
-        if self.campaigns is None:
-            return _json(request, 503, {"error": "campaigns need the journal (VOICED_JOURNAL): it is their queue"})
+        campaigns = self._source()
+        if isinstance(campaigns, str):
+            return _json(request, 503, {"error": campaigns})
         path = [p.decode("utf-8", "replace") for p in request.postpath if p]
         method = request.method
         if not path and method == b"POST":
-            return self._answer(request, self._create, 201)
+            return self._answer(request, lambda body: self._create(campaigns, body), 201)
         if len(path) == 1 and method in (b"GET", b"HEAD"):
-            return self._answer(request, lambda _: self.campaigns.progress(path[0]), 200, with_body=False)
+            return self._answer(request, lambda _: campaigns.progress(path[0]), 200, with_body=False)
         if len(path) == 2 and path[1] == "cancel" and method == b"POST":
-            return self._answer(request, lambda _: self.campaigns.cancel(path[0]), 200, with_body=False)
+            return self._answer(request, lambda _: campaigns.cancel(path[0]), 200, with_body=False)
         if len(path) == 2 and path[1] == "rows" and method == b"POST":
-            return self._answer(request, lambda body: self._append(path[0], body), 200)
+            return self._answer(request, lambda body: self._append(campaigns, path[0], body), 200)
         if len(path) > 2 or (len(path) == 2 and path[1] not in ("cancel", "rows")):
             return _json(request, 404, {"error": "no such resource"})
         return _json(request, 405, {"error": f"{method.decode()} is not allowed here"})
 
-    def _create(self, body: dict[str, Any]) -> Deferred[dict[str, Any]]:
+    def _create(self, campaigns: Campaigns, body: dict[str, Any]) -> Deferred[dict[str, Any]]:
         unknown = sorted(set(body) - {"settings", "rows", "more"})
         if unknown:
             raise CampaignError(f"unknown field(s): {', '.join(unknown)} (known: settings, rows, more)")
@@ -101,16 +104,16 @@ class CampaignsResource(Resource):
         rows, more = _rows(body, 1), _more(body)
         if not rows and not more:
             raise CampaignError("a campaign needs at least one row")
-        d = self.campaigns.create(settings, rows, more)
+        d = campaigns.create(settings, rows, more)
         return d.addCallback(lambda cid: {"campaign_id": cid, "rows": len(rows),
                                           "state": "loading" if more else "running"})
 
-    def _append(self, campaign_id: str, body: dict[str, Any]) -> Deferred[dict[str, Any]]:
+    def _append(self, campaigns: Campaigns, campaign_id: str, body: dict[str, Any]) -> Deferred[dict[str, Any]]:
         first_row = body.get("first_row")
         if isinstance(first_row, bool) or not isinstance(first_row, int) or first_row < 1:
             raise CampaignError("first_row must be the number of the batch's first row (1 and up)")
         rows, more = _rows(body, first_row), _more(body)
-        d = self.campaigns.append(campaign_id, first_row, rows, more)
+        d = campaigns.append(campaign_id, first_row, rows, more)
         return d.addCallback(lambda _: {"campaign_id": campaign_id, "rows": len(rows), "more": more})
 
     def _answer(self, request: Request, work: Callable[[dict[str, Any]], Any], status: int,
