@@ -124,8 +124,8 @@ class CommandTests(TestCase):
     async def test_a_large_file_goes_in_batches(self):
         server = AdminServer(self, plan=lambda request: HOLD)
         text = "number,note\n" + "".join(f"+1212555{n:04d},{'x' * 60}\n" for n in range(1200))
-        code, out, err = await self.run_command(["--csv", csv_file(self, text), "--concurrency", "3", "--cps", "50", "--no-wait",
-                                                 "--admin-url", server.url, "--admin-token", TOKEN])
+        code, out, err = await self.run_command(["--csv", csv_file(self, text), "--concurrency", "3", "--cps", "50",
+                                                 "--no-wait", "--admin-url", server.url, "--admin-token", TOKEN])
         self.assertEqual((code, err), (0, ""))
         campaign_id = out.splitlines()[-1]
         progress = server.campaigns.store.progress(campaign_id)

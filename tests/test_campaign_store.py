@@ -13,6 +13,7 @@ from tests.fakes.campaign_dialer import HOLD, LOST
 from tests.test_campaign import Harness, rows
 from voiced.journal.writer import JournalWriter
 from voiced.outbound import campaign_store
+from voiced.outbound.campaign import LOOKUP_RETRY_S
 from voiced.outbound.campaign_settings import CampaignError, CampaignSettings
 from voiced.outbound.campaign_store import CampaignStore, journal_runner
 
@@ -72,6 +73,22 @@ class RestartTests(SynchronousTestCase):
                          "each number called once, twice only for its retry")
         progress = h.progress(cid)
         self.assertEqual((progress["state"], progress["retried"], progress["outcomes"]), ("done", 2, {"answered": 10}))
+
+    def test_an_unreachable_carrier_is_asked_again_never_dialled_blindly(self):
+        h = Harness(self, plan=lambda request: HOLD)
+        cid = h.create(CampaignSettings(cps=100, retries=0), rows(1))
+        path, carrier, killed_at = h.path, h.carrier, h.clock.seconds()
+        del h
+        h = Harness(self, plan=lambda request: [(1.0, "completed")], start=killed_at + 5, path=path, carrier=carrier,
+                    unreachable=2)
+        self.assertEqual(states(h, cid)[1], ("dialling", 1, "", ""), "not resolved while the carrier is down")
+        h.clock.advance(LOOKUP_RETRY_S)
+        self.assertEqual(states(h, cid)[1], ("dialling", 1, "", ""))
+        h.clock.advance(LOOKUP_RETRY_S)
+        self.assertEqual(states(h, cid)[1], ("active", 1, "id", ""), "found at the carrier: not dialled again")
+        h.dialer.report(next(iter(carrier.calls)), "completed")
+        self.assertEqual(states(h, cid)[1], ("done", 1, "id", "answered"))
+        self.assertEqual((len(carrier.calls), h.dialer.requests), (1, []))
 
     def test_a_stopped_service_writes_nothing_and_resumes_alike(self):
         h = Harness(self, plan=lambda request: [(5.0, "completed")])

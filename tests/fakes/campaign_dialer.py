@@ -84,6 +84,7 @@ class InTestDialer:
         self.requests: list[tuple[float, DialRequest]] = []
         self.live_peak = 0
         self.held: list[Deferred[str]] = []
+        self.unreachable = 0  # lookups (find_dial, dial_status) that fail: the carrier's API is down
 
     def dial(self, request: DialRequest) -> Deferred[str]:
         self.requests.append((self.clock.seconds(), request))
@@ -116,9 +117,19 @@ class InTestDialer:
     def add_status_listener(self, listener: Callable[[str, str], None]) -> None:
         self.listeners.append(listener)
 
+    def _down(self) -> bool:
+        if self.unreachable:
+            self.unreachable -= 1
+            return True
+        return False
+
     def find_dial(self, campaign_id: str, row_no: int, attempt: int) -> Deferred[str | None]:
+        if self._down():
+            return fail(ConnectionRefusedError("the carrier's API is unreachable"))
         return succeed(self.carrier.by_key.get(dial_key(campaign_id, row_no, attempt)))
 
     def dial_status(self, dial_id: str) -> Deferred[str | None]:
+        if self._down():
+            return fail(ConnectionRefusedError("the carrier's API is unreachable"))
         call = self.carrier.calls.get(dial_id)
         return succeed(None if call is None else call.status)
