@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 
 from tests.fakes.campaign_dialer import make_request
 from voiced.journal.writer import JournalWriter
-from voiced.outbound.campaign import FINAL_STATUSES, dial_key
+from voiced.outbound.campaign_protocol import FINAL_STATUSES, dial_key
 from voiced.outbound.campaign_settings import CampaignSettings, check_row
 from voiced.outbound.campaign_store import CampaignStore, journal_runner
 from voiced.outbound.campaigns import Campaigns

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from voiced.outbound.campaign import FINAL_STATUSES, dial_key
+from voiced.outbound.campaign_protocol import FINAL_STATUSES, dial_key
 
 HOLD, LOST = "hold", "lost"
 

@@ -14,7 +14,8 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from voiced.outbound.campaign import Campaign, Dialer, default_request
+from voiced.outbound.campaign import Campaign
+from voiced.outbound.campaign_protocol import Dialer, default_request
 from voiced.outbound.campaign_settings import DONE, FINISHED, CampaignRow, CampaignSettings
 from voiced.outbound.campaign_store import CampaignStore
 
