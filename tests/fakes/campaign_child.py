@@ -53,11 +53,12 @@ class FileCarrierDialer:
             os.fsync(f.fileno())
 
     def dial(self, request: Any) -> Deferred[str]:
+        sent_at = reactor.seconds()  # first: the campaign's limiter counted this moment
         events = self._events()
         dial_id = f"d-{os.getpid():08x}{len(events):08x}"
         attempt = int(request.campaign_id.rsplit("/", 1)[1])
         self._write({"event": "dial", "dial_id": dial_id, "key": request.campaign_id, "to": request.to,
-                     "pid": os.getpid(), "t": reactor.seconds()})
+                     "pid": os.getpid(), "t": sent_at})
         self.mine.add(dial_id)
         print(f"dialled {request.to}", flush=True)
         reactor.callLater(CALL_S, self._status, dial_id, planned_end(request.to, attempt))
