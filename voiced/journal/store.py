@@ -8,7 +8,7 @@ fsync per ended call, on the writer thread: a few per second at hundreds of call
 One transaction per call: the call row and its turns are committed together or not
 at all, so a crash never leaves half a record.
 
-Schema version 3 (``PRAGMA user_version``)::
+Schema version 5 (``PRAGMA user_version``)::
 
   calls(id INTEGER PRIMARY KEY, call_sid, stream_sid (the carrier's own call and
         stream ids, whatever the carrier), from_number, to_number,
@@ -24,6 +24,9 @@ Schema version 3 (``PRAGMA user_version``)::
   dials(dial_id PK, carrier, to_number, from_number, variables JSON, call_sid,
         campaign_id, status, answered_by, created_at REAL, updated_at REAL)
   dial_events(dial_id -> dials.dial_id, status, at REAL, detail)
+  campaigns(campaign_id PK, created_at REAL, settings JSON, state)
+  campaign_rows(campaign_id, row_no, number, variables JSON, tz, state, attempts,
+        next_at REAL, dial_id, outcome) (the campaign's queue: voiced.outbound.campaign_store)
 
 A journal is built by its history: schema 1's DDL, then each migration in turn, so
 a new journal and a migrated one are the same schema by construction. Version 2
@@ -32,6 +35,7 @@ Twilio's, its playout the carrier's marks). Version 3 added outbound calls: the
 ``dials`` voiced placed with their status history (``voiced.journal.dials``), and each
 call's ``direction`` and ``dial_id`` (every earlier call was inbound). Version 4 added
 ``answered_by`` (answering-machine detection on outbound calls; "" for every call before it).
+Version 5 added the outbound campaigns' tables (``_add_campaign_tables``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import sqlite3
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Schema 1 exactly as it shipped: never edit it, add a migration.
 _SCHEMA_1 = """
@@ -152,9 +156,23 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE calls ADD COLUMN answered_by TEXT NOT NULL DEFAULT ''")
 
 
+def _add_campaign_tables(conn: sqlite3.Connection) -> None:
+    """Outbound campaigns (voiced.outbound.campaign_store): the journal is their queue, so
+    a row's state is committed before its call is placed and survives a kill."""
+    conn.execute("CREATE TABLE IF NOT EXISTS campaigns (campaign_id TEXT PRIMARY KEY, created_at REAL NOT NULL, "
+                 "settings TEXT NOT NULL, state TEXT NOT NULL)")
+    conn.execute("CREATE TABLE IF NOT EXISTS campaign_rows (campaign_id TEXT NOT NULL REFERENCES campaigns "
+                 "(campaign_id), row_no INTEGER NOT NULL, number TEXT NOT NULL, variables TEXT NOT NULL, "
+                 "tz TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+                 "next_at REAL NOT NULL DEFAULT 0, dial_id TEXT NOT NULL DEFAULT '', "
+                 "outcome TEXT NOT NULL DEFAULT '', PRIMARY KEY (campaign_id, row_no))")
+    conn.execute("CREATE INDEX IF NOT EXISTS campaigns_by_state ON campaigns (state)")
+    conn.execute("CREATE INDEX IF NOT EXISTS campaign_rows_by_dial ON campaign_rows (dial_id) WHERE dial_id != ''")
+
+
 #: From version N to N+1 (N is the key).
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _migrate_to_2, 2: _migrate_to_3, 3: _migrate_to_4}
+    1: _migrate_to_2, 2: _migrate_to_3, 3: _migrate_to_4, 4: _add_campaign_tables}
 
 
 class JournalError(Exception):
