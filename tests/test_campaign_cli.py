@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes.campaign_dialer import HOLD
 from tests.test_campaign_resource import TOKEN, AdminServer
-from voiced.outbound import campaign_cli
+from voiced.outbound import campaign_cli, cli
 from voiced.outbound.campaign_settings import CampaignError
 
 
@@ -26,11 +26,7 @@ def csv_file(test, text: str) -> str:
 
 
 def parse(argv):
-    parser = campaign_cli.argparse.ArgumentParser()
-    campaign_cli.add_campaign_arguments(parser)
-    parser.add_argument("--admin-url", default="")
-    parser.add_argument("--admin-token", default="")
-    return parser.parse_args(argv)
+    return cli.parser().parse_args(argv)  # voiced-dial's own
 
 
 CSV = ("number,name,appointment,tz\n"
@@ -102,7 +98,7 @@ class CommandTests(TestCase):
         server = AdminServer(self, plan=plan)
         code, out, err = await self.run_command(
             ["--csv", csv_file(self, CSV), "--concurrency", "2", "--cps", "50", "--window", "00:00-24:00",
-             "--retries", "1", "--retry-delay", "0", "--admin-url", server.url, "--admin-token", TOKEN])
+             "--retries", "1", "--retry-delay", "0", "--admin-url", server.url, "--token", TOKEN])
         self.assertEqual((code, err), (0, ""))
         lines = out.splitlines()
         self.assertRegex(lines[0], r"^campaign c-[0-9a-f]{16}: 3 rows, at most 2 at once, 50 a second, "
@@ -117,7 +113,7 @@ class CommandTests(TestCase):
     async def test_a_progress_bar_on_a_terminal(self):
         server = AdminServer(self)
         code, out, _ = await self.run_command(["--csv", csv_file(self, CSV), "--cps", "50", "--admin-url",
-                                               server.url, "--admin-token", TOKEN], tty=True)
+                                               server.url, "--token", TOKEN], tty=True)
         self.assertEqual(code, 0)
         self.assertIn("\r[" + "#" * 30 + "] 3/3  answered 3\033[K\n", out)
 
@@ -125,7 +121,7 @@ class CommandTests(TestCase):
         server = AdminServer(self, plan=lambda request: HOLD)
         text = "number,note\n" + "".join(f"+1212555{n:04d},{'x' * 60}\n" for n in range(1200))
         code, out, err = await self.run_command(["--csv", csv_file(self, text), "--concurrency", "3", "--cps", "50",
-                                                 "--no-wait", "--admin-url", server.url, "--admin-token", TOKEN])
+                                                 "--no-wait", "--admin-url", server.url, "--token", TOKEN])
         self.assertEqual((code, err), (0, ""))
         campaign_id = out.splitlines()[-1]
         progress = server.campaigns.store.progress(campaign_id)
@@ -136,21 +132,21 @@ class CommandTests(TestCase):
     async def test_errors(self):
         server = AdminServer(self)
         code, out, err = await self.run_command(["--csv", csv_file(self, "number\n+9725\n"), "--admin-url",
-                                                 server.url, "--admin-token", TOKEN])
+                                                 server.url, "--token", TOKEN])
         self.assertEqual((code, out), (2, ""))
         self.assertIn("line 2: number '+9725' is not an E.164 number", err)
         code, _, err = await self.run_command(["--csv", csv_file(self, CSV), "--admin-url", server.url,
-                                               "--admin-token", "wrong"])
+                                               "--token", "wrong"])
         self.assertEqual(code, 1)
-        self.assertIn("POST /campaigns: 403 wrong admin token", err)
+        self.assertIn("POST /campaigns: 401 missing or wrong bearer token", err)
         code, _, err = await self.run_command(["--csv", csv_file(self, CSV), "--window", "late", "--admin-url",
-                                               server.url, "--admin-token", TOKEN])
+                                               server.url, "--token", TOKEN])
         self.assertEqual(code, 2)
         self.assertIn("window 'late' is not HH:MM-HH:MM", err)
         url = server.url
         await server.stop()
         code, _, err = await self.run_command(["--csv", csv_file(self, CSV), "--admin-url", url,
-                                               "--admin-token", TOKEN])
+                                               "--token", TOKEN])
         self.assertEqual(code, 1)
         self.assertIn("cannot reach voiced's admin API", err)
         self.assertEqual(server.dialer.requests, [])

@@ -137,6 +137,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.journal: Any = None  # voiced.journal.writer.JournalWriter, with VOICED_JOURNAL
         self.outbox: Any = None  # voiced.journal.outbox.Outbox, with VOICED_CALL_WEBHOOK_URL
         self.dialer: Any = None  # voiced.outbound.dialer.Dialer, with Twilio's REST credentials
+        self.campaigns: Any = None  # voiced.outbound.campaigns.Campaigns: journal, dialer, one worker
         self._pools: list[ThreadPool] = []
         self._closers: list[Any] = []
         self._warming: Deferred[None] | None = None
@@ -215,6 +216,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self._start_http()
         self._start_journal()
         self.dialer = build_dialer(self.settings, self.http, self.clock, self.journal)
+        self._build_campaigns()
         if self.worker is not None:
             self._call_counts = counts = self.worker.open_call_counts()
             counts.publish(self.worker.index, 0)  # a restarted worker's predecessor's calls are gone
@@ -240,6 +242,16 @@ class VoicedService(MultiService, HealthReports, WarmUp):
                 log.warn("Call records are POSTed unsigned (no VOICED_WEBHOOK_SECRET)")
             self.outbox = Outbox(self.journal, self.http, self.clock, s.call_webhook_url, s.webhook_secret)
             self.journal.on_commit = self.outbox.kick
+
+    def _build_campaigns(self) -> None:
+        """Campaigns keep their queue in the journal; under --workers each worker would run
+        every campaign, so they run only in a single process. Started after the warm-up."""
+        if self.journal is None or self.dialer is None or self.settings.workers != 1:
+            return
+        from voiced.outbound.campaign_store import CampaignStore, journal_runner
+        from voiced.outbound.campaigns import Campaigns
+
+        self.campaigns = Campaigns(CampaignStore(journal_runner(self.journal)), self.dialer, self.clock)
 
     def _stop_signal(self, signal_name: str) -> None:
         if not self.drain.draining:
@@ -297,6 +309,8 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             self._warming.cancel()
         if self.outbox is not None:
             self.outbox.stop()
+        if self.campaigns is not None:
+            self.campaigns.stop()  # writes nothing: the next start resumes from the journal
         if self.dialer is not None:
             self.dialer.stop()
         # Each call's socket gets a proper close (1000); the engines go only once the
@@ -391,12 +405,20 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             self.metrics, self.turn_settings, self.call_controls.get(start.carrier), self.call_hub, playout,
             stt_audio=stt_input(start.audio, self.stt_engine.formats), turns=self.turn_detection, amd=s.amd,
         )
+        if info.dial_id:
+            call.on_answered = self._dial_answered
         if self.worker is not None:
             self.worker.call_started(info.call_id)  # CALL_WORKER: which worker process carries it
         self.calls.add(call)
         self.metrics.calls_total.inc()
         self._calls_changed()
         return call
+
+    def _dial_answered(self, dial_id: str, answered_by: str) -> None:
+        if self.dialer is not None:
+            self.dialer.set_answered_by(dial_id, answered_by)
+        if self.campaigns is not None:
+            self.campaigns.on_answered_by(dial_id, answered_by)
 
     def call_by_id(self, call_id: str) -> Call | None:
         """The live call whose carrier call id is ``call_id`` (Twilio's CallSid), if this process carries it."""

@@ -158,6 +158,9 @@ class WarmUp:
                  engines_ms=self.engine_warmup_ms)
         if self.speaker.on_fallback:
             self.speaker.recover(self.clock, TTS_RECOVERY_INTERVAL_S)
+        if self.campaigns is not None and self.ready:
+            # The journal is open now: every unfinished campaign is taken up again.
+            self.campaigns.start().addErrback(lambda f: log.failure("Resuming the campaigns", f))
 
     def _stt_engine_named(self, name: str, google: Any, fallback: Any, transcriber: Any, retries: bool = True) -> Any:
         """One STT engine of VOICED_STT (alone, or a link of its fallback chain)."""

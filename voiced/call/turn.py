@@ -85,6 +85,8 @@ class Call:
     ) -> None:
         self.info = info
         self.call_id = info.call_id
+        # The service's: an outbound call's answering-machine verdict reaches its dial (and campaign).
+        self.on_answered: Callable[[str, str], None] | None = None
         self.clock = clock
         self.transport = transport
         self.speaker = speaker
@@ -438,6 +440,8 @@ class Call:
     def answered(self, answered_by: str, source: str, reason: str) -> None:
         self.record.answered_by = answered_by
         self.metrics.answered_by_total.labels(answered_by, source).inc()
+        if self.on_answered is not None and self.info.dial_id:
+            self.on_answered(self.info.dial_id, answered_by)
 
     def open_with_greeting(self) -> None:
         if not self._answering.final_goodbye:  # (the time limit or a drain said goodbye first)

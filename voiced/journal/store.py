@@ -168,6 +168,8 @@ def _add_campaign_tables(conn: sqlite3.Connection) -> None:
                  "outcome TEXT NOT NULL DEFAULT '', PRIMARY KEY (campaign_id, row_no))")
     conn.execute("CREATE INDEX IF NOT EXISTS campaigns_by_state ON campaigns (state)")
     conn.execute("CREATE INDEX IF NOT EXISTS campaign_rows_by_dial ON campaign_rows (dial_id) WHERE dial_id != ''")
+    # After a kill, a row's dial is found by the key it was requested under.
+    conn.execute("CREATE INDEX IF NOT EXISTS dials_by_campaign ON dials (campaign_id) WHERE campaign_id != ''")
 
 
 #: From version N to N+1 (N is the key).

@@ -239,7 +239,7 @@ def run_campaign(args: argparse.Namespace, *, out: TextIO | None = None, err: Te
     err = err or sys.stderr
     tty = out.isatty() if tty is None else tty
     url = getattr(args, "admin_url", "") or os.environ.get("VOICED_ADMIN_URL", "") or DEFAULT_ADMIN_URL
-    token = getattr(args, "admin_token", "") or os.environ.get("VOICED_ADMIN_TOKEN", "")
+    token = getattr(args, "token", "") or os.environ.get("VOICED_ADMIN_TOKEN", "")
     api = AdminAPI(url, token)
     try:
         if bool(args.csv) == bool(args.campaign):
@@ -273,16 +273,3 @@ def run_campaign(args: argparse.Namespace, *, out: TextIO | None = None, err: Te
     out.write(summary(final) + "\n")
     return 0 if final["state"] == "done" else 1
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="voiced-dial", description="Run a calling campaign in voiced.")
-    add_campaign_arguments(parser)
-    parser.add_argument("--admin-url", default="", help=f"voiced's admin API (VOICED_ADMIN_URL; {DEFAULT_ADMIN_URL})")
-    parser.add_argument("--from", dest="from_number", default="", help="the caller id (default: --dial-from)")
-    parser.add_argument("--machine-detection", action="store_true", help="ask the carrier's answering-machine "
-                                                                         "detection")
-    return run_campaign(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

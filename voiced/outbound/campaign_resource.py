@@ -22,9 +22,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from voiced.journal.store import JournalError
-from voiced.outbound.admin_auth import check_admin_token
 from voiced.outbound.campaign_settings import CampaignError, CampaignRow, CampaignSettings, check_row
 from voiced.outbound.campaigns import Campaigns, UnknownCampaign
+from voiced.outbound.resources import refusal as admin_refusal
 
 log = Logger(namespace="voiced.campaign")
 
@@ -76,7 +76,7 @@ class CampaignsResource(Resource):
         self._token = token
 
     def render(self, request: Request) -> bytes | int:
-        refusal = check_admin_token(request, self._token)
+        refusal = admin_refusal(request, self._token)
         if refusal is not None:
             return refusal
         campaigns = self._source()

@@ -42,13 +42,8 @@ class DirectRunner:
 
 
 def journal_runner(journal: Any) -> Runner:
-    """Statements on the ``JournalWriter``'s thread and connection, in order with its commits.
-    (The writer has no public hook for another table's statements yet; the lead may add
-    ``JournalWriter.run(statement)`` and use it here.)"""
-    run = getattr(journal, "run", None)
-    if run is not None:
-        return run  # type: ignore[no-any-return]
-    return lambda statement: journal._run(lambda: statement(journal._db()))
+    """Statements on the ``JournalWriter``'s thread and connection, in order with its commits."""
+    return journal.run  # type: ignore[no-any-return]
 
 
 def _dumps(value: Any) -> str:
