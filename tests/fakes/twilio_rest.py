@@ -107,6 +107,7 @@ class FakeTwilio(Resource):
         self.busy = dict(busy or {})
         # (time received, To, calls live with it) of every Calls POST
         self.posts: list[tuple[float, str, int]] = []
+        self.on_post: Any = None  # on_post(number of calls POSTed so far), before the answer is written
         self.received: list[Received] = []
         self.calls: list[PlacedCall] = []
         self._failures: deque[tuple[int, dict[str, Any]]] = deque()
@@ -188,6 +189,8 @@ class FakeTwilio(Resource):
             call.busy = True
         self.calls.append(call)
         self.posts.append((time.time(), to, len(self.live)))
+        if self.on_post is not None:
+            self.on_post(len(self.posts))
         for waiter in self._waiters.pop(len(self.calls) - 1, []):
             waiter.callback(call)
         if self.connect:
