@@ -58,6 +58,13 @@ class AmdCallbackTests(OutboundCall):
         self.play_out()
         self.assertEqual(self.transport.sent[-1], ("hangup",))
 
+    def test_the_verdict_reaches_the_calls_dial(self):
+        told: list[tuple[str, str]] = []
+        self.call.on_answered = lambda dial_id, answered_by: told.append((dial_id, answered_by))  # the service's
+        self.monologue(2.0)
+        self.post(callback_form(answered_by="machine_end_beep"))
+        self.assertEqual(told, [("d-1", "machine")])
+
     def test_the_signature_may_name_the_default_port(self):
         form = callback_form(answered_by="unknown")
         self.assertEqual(self.post(form, sign_url=f"https://{HOST}:443/twilio/amd")[0], 200)
