@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from twilio.rest import Client as TwilioClient
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
@@ -70,6 +71,22 @@ class ReadBackTests(TestCase):
         self.assertEqual(await dialed, dial_id)
         await self.writer.run(lambda conn: None)
         self.assertEqual((await self.row(dial_id))[5], "CAfirst")
+
+    async def test_the_carrier_is_asked_only_when_the_campaigns_slot_comes(self):
+        carrier = CarrierAtHand()
+        dialer = Dialer(carrier, reactor, "+15550111", self.writer)
+        slot: Deferred[None] = Deferred()
+        asked: list[int] = []
+
+        def ready() -> Deferred[None]:
+            asked.append(len(carrier.placed))
+            return slot
+
+        dialer.dial(self.campaign_request(), ready)
+        await self.writer.run(lambda conn: None)
+        self.assertEqual((asked, carrier.placed), ([0], []), "written, then waiting for its slot")
+        slot.callback(None)
+        self.assertEqual(len(carrier.placed), 1)
 
     async def test_a_failure_is_retryable_only_when_twilio_surely_created_no_call(self):
         self.twilio.fail_with((400, {"code": 21211, "message": "bad number"}))

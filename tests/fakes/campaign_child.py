@@ -52,7 +52,12 @@ class FileCarrierDialer:
             f.flush()
             os.fsync(f.fileno())
 
-    def dial(self, request: Any) -> Deferred[str]:
+    def dial(self, request: Any, ready: Any = None) -> Deferred[str]:
+        if ready is not None:  # the campaign's send slot, as the Dialer waits for it
+            return ready().addCallback(lambda _: self._dial(request))
+        return self._dial(request)
+
+    def _dial(self, request: Any) -> Deferred[str]:
         sent_at = reactor.seconds()  # first: the campaign's limiter counted this moment
         events = self._events()
         dial_id = f"d-{os.getpid():08x}{len(events):08x}"

@@ -86,7 +86,12 @@ class InTestDialer:
         self.held: list[Deferred[str]] = []
         self.unreachable = 0  # lookups (find_dial, dial_status) that fail: the carrier's API is down
 
-    def dial(self, request: DialRequest) -> Deferred[str]:
+    def dial(self, request: DialRequest, ready: Callable[[], Deferred[None]] | None = None) -> Deferred[str]:
+        if ready is not None:  # the campaign's send slot, as the Dialer waits for it
+            return ready().addCallback(lambda _: self._dial(request))
+        return self._dial(request)
+
+    def _dial(self, request: DialRequest) -> Deferred[str]:
         self.requests.append((self.clock.seconds(), request))
         plan = self.plan(request)
         if isinstance(plan, Exception):

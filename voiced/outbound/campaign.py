@@ -19,7 +19,7 @@ import heapq
 from collections import OrderedDict, deque
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -78,7 +78,8 @@ class Campaign:
         self._awaiting_id = 0  # dial requests sent, not yet answered
         self._wake: Any = None
         self._send_limiter = StartLimiter(settings.cps)
-        self._outbox: deque[tuple[CampaignRow, Any]] = deque()  # committed, waiting for their send slot
+        self._outbox: deque[tuple[CampaignRow, Deferred[None]]] = deque()  # dials written, waiting to be sent
+        self._unsent: set[int] = set()  # rows whose send slot a cancel took away
         self._send_timer: Any = None
         self._timers: set[Any] = set()  # requests and lookups to come, cancelled by stop
         self._stopped = False
@@ -117,6 +118,8 @@ class Campaign:
         for call in [self._wake, self._send_timer, *self._timers]:
             if call is not None and call.active():
                 call.cancel()
+        while self._outbox:  # the dials waiting to be sent never are: the next start finds no call
+            self._outbox.popleft()[1].cancel()
         self._wake = None
         self._timers.clear()
 
@@ -138,17 +141,13 @@ class Campaign:
                 self._set_done(row, row.outcome or "skipped")
         self._queue.clear()
         d = self._store.cancel_pending(self.campaign_id)
-        while self._outbox:  # committed dialling, not sent yet: never will be
-            row, _ = self._outbox.popleft()
-            self._awaiting_id -= 1
-            self.in_flight -= 1
-            row.attempts -= 1
-            self._set_done(row, row.outcome or "skipped")
-            self._store.mark_pending(self.campaign_id, row.row_no, row.attempts, row.next_at, row.outcome)
-            self._store.mark_done(self.campaign_id, row.row_no, row.outcome).addErrback(self._write_failed)
         if self._send_timer is not None and self._send_timer.active():
             self._send_timer.cancel()
         self._send_timer = None
+        while self._outbox:  # committed dialling, not sent yet: never will be (see _refused)
+            row, slot = self._outbox.popleft()
+            self._unsent.add(row.row_no)
+            slot.errback(CancelledError("the campaign was cancelled before this call was requested"))
         self._check_finished()
         return d
 
@@ -205,11 +204,22 @@ class Campaign:
         marked.addCallbacks(self._send, self._mark_failed, (row, request), None, (row,))
 
     def _send(self, _: object, row: CampaignRow, request: Any) -> None:
-        # The journal's commit takes a varying time, and a timer fires late: the requests are
-        # spaced again by the moment each really goes, so the carrier never sees more than cps.
-        self._outbox.append((row, request))
+        if self._stopped:
+            self._awaiting_id -= 1
+            return  # committed dialling, never sent: the next start finds no call and dials it
+        d = maybeDeferred(self._dialer.dial, request, lambda: self._send_slot(row))
+        d.addCallbacks(self._accepted, self._refused, (row,), None, (row,))
+        d.addErrback(lambda f: log.failure("Campaign dial bookkeeping", f))
+
+    def _send_slot(self, row: CampaignRow) -> Deferred[None]:
+        # The dialer calls this once its dial is written, just before it asks the carrier: the
+        # commits before (ours, the dialer's) take a varying time and a timer fires late, so the
+        # requests are spaced again by the moment each really goes: the carrier never sees more than cps.
+        slot: Deferred[None] = Deferred()
+        self._outbox.append((row, slot))
         if self._send_timer is None:
             self._send_due()
+        return slot
 
     def _send_due(self) -> None:
         self._send_timer = None
@@ -219,17 +229,9 @@ class Campaign:
             if allowed > now:
                 self._send_timer = self._clock.callLater(allowed - now, self._send_due)
                 return
-            row, request = self._outbox.popleft()
+            _, slot = self._outbox.popleft()
             self._send_limiter.record(now)
-            self._send_now(row, request)
-
-    def _send_now(self, row: CampaignRow, request: Any) -> None:
-        if self._stopped:
-            self._awaiting_id -= 1
-            return  # committed dialling, never sent: the next start finds no call and dials it
-        d = maybeDeferred(self._dialer.dial, request)
-        d.addCallbacks(self._accepted, self._refused, (row,), None, (row,))
-        d.addErrback(lambda f: log.failure("Campaign dial bookkeeping", f))
+            slot.callback(None)
 
     def _mark_failed(self, failure: Failure, row: CampaignRow) -> None:
         # Not committed, so not dialled: the row waits and is tried again, its attempt not counted.
@@ -259,6 +261,15 @@ class Campaign:
     def _refused(self, failure: Failure, row: CampaignRow) -> None:
         self._awaiting_id -= 1
         if self._stopped:
+            return
+        if row.row_no in self._unsent:  # cancelled while it waited for its send slot: not an attempt
+            self._unsent.discard(row.row_no)
+            self.in_flight -= 1
+            row.attempts -= 1
+            self._set_done(row, row.outcome or "skipped")
+            self._store.mark_pending(self.campaign_id, row.row_no, row.attempts, row.next_at, row.outcome)
+            self._store.mark_done(self.campaign_id, row.row_no, row.outcome).addErrback(self._write_failed)
+            self._check_finished()
             return
         retryable = bool(getattr(failure.value, "retryable", False))
         log.warn("CAMPAIGN_DIAL_FAILED campaign={c} row={row} attempt={attempt} retryable={retryable}: {error}",

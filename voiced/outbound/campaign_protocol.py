@@ -17,8 +17,9 @@ FINAL_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled", "complete
 class Dialer(Protocol):
     """What a campaign needs of ``voiced.outbound.dialer.Dialer`` (dial21)."""
 
-    def dial(self, request: Any) -> "Deferred[str]":
-        """Fires with the dial id once the carrier accepted the call. A failure whose exception
+    def dial(self, request: Any, ready: "Callable[[], Deferred[None]] | None" = None) -> "Deferred[str]":
+        """Fires with the dial id once the carrier accepted the call. ``ready`` is called when the
+        dial is recorded, and the carrier is asked when its Deferred fires (the campaign's cps). A failure whose exception
         has ``retryable = True`` promises the carrier created no call (a refused connection, a 429
         or 503): the row may be tried again. Any other failure ends the row ``failed``."""
 

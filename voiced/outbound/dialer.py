@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.journal import dials as journal_dials
+from voiced.outbound.campaign_protocol import dial_key
 from voiced.outbound.request import DIAL_STATUSES, FINAL_STATUSES, DialRequest, new_dial_id
 from voiced.outbound.twilio_dial import created_at, surely_not_placed
 
@@ -109,9 +110,10 @@ class Dialer:
         self._listeners: list[Callable[[str, str], None]] = []
 
     # ---- placing ---------------------------------------------------------------------------
-    def dial(self, request: DialRequest) -> Deferred[str]:
+    def dial(self, request: DialRequest, ready: Callable[[], Deferred[None]] | None = None) -> Deferred[str]:
         """Place ``request``; fires with the dial id once the carrier accepted the call, fails
-        with ``DialError`` otherwise."""
+        with ``DialError`` otherwise. ``ready`` (a campaign's pacing) is called once the dial is
+        written, and the carrier is asked only when its Deferred fires."""
         from_number = request.from_number or self._default_from
         if not from_number:
             raise DialError("no caller id to dial from: give \"from\", or set --dial-from (VOICED_DIAL_FROM)")
@@ -121,9 +123,18 @@ class Dialer:
         dial = Dial(dial_id, request, self.carrier.carrier, from_number, self._clock.seconds())
         dial.history.append(("queued", dial.created_at, ""))
         self._remember(dial)
-        log.info("DIAL dial={dial} carrier={carrier} to={to} from={frm} variables={names}", dial=dial_id,
-                 carrier=dial.carrier, to=request.to, frm=from_number, names=",".join(sorted(request.variables)) or "-")
-        placing = self._write_first(dial).addCallback(lambda _: self.carrier.place(dial_id, request, from_number))
+
+        def ask_the_carrier(_: object) -> Deferred[str]:
+            # Logged as the request goes: its time is what a carrier's calls-per-second counts.
+            log.info("DIAL dial={dial} carrier={carrier} to={to} from={frm} variables={names}", dial=dial_id,
+                     carrier=dial.carrier, to=request.to, frm=from_number,
+                     names=",".join(sorted(request.variables)) or "-")
+            return self.carrier.place(dial_id, request, from_number)
+
+        placing = self._write_first(dial)
+        if ready is not None:
+            placing.addCallback(lambda _: ready())
+        placing.addCallback(ask_the_carrier)
         self._placing.add(placing)
         placing.addBoth(self._placed, dial, placing)
         return placing
@@ -268,7 +279,7 @@ class Dialer:
         carrier cannot be asked: only a sure None lets the row be dialled again."""
         if self._journal is None or not self._journal.is_open:
             return succeed(None)
-        key = f"{campaign_id}/{row_no}/{attempt}"
+        key = dial_key(campaign_id, row_no, attempt)
         return self._journal.run(lambda conn: journal_dials.latest_for_campaign_key(conn, key)).addCallback(
             self._found_row)
 
