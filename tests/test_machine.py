@@ -31,7 +31,7 @@ VOICEMAIL = list(AGENT.dialog.voicemail)
 
 
 class OutboundCall(NearTestCase):
-    def make_call(self, amd="voiced", direction="outbound", carrier="twilio", vad=voiced_by_energy,
+    def make_call(self, amd="voiced", direction="outbound", carrier="twilio", vad=voiced_by_energy, observer=None,
                   **settings) -> Call:
         """``settings``: TurnSettings fields other than the defaults here."""
         self.clock = Clock()
@@ -46,7 +46,7 @@ class OutboundCall(NearTestCase):
                          AGENT.start_conversation(info), self.eou, self.metrics,
                          TurnSettings(**{"barge_in_ms": 160, "final_timeout_ms": 1500, "fallback_timeout_ms": 4000,
                                          **settings}),
-                         turns=TurnDetection(), amd=amd)
+                         observer=observer, turns=TurnDetection(), amd=amd)
         self.call.start()
         return self.call
 

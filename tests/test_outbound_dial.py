@@ -123,12 +123,19 @@ class TwilioDialerTests(TestCase):
         self.assertEqual(str(e), "HTTP 400: code=21211 The 'To' number +1555 is not a valid phone number.")
         self.assertEqual(len(self.twilio.received), 1)
 
-    async def test_5xx_until_the_retries_run_out_fails(self):
-        self.twilio.fail_with(500, 500, 500)
+    async def test_503_until_the_retries_run_out_fails(self):
+        self.twilio.fail_with(503, 503, 503)
         e = await self.assertFailure(self.dialer(Backoff(0.01, 0.02, attempts=2)).place(
             DIAL, DialRequest("+15550100"), "+15550111"), TwilioDialError)
-        self.assertEqual(e.status, 500)
+        self.assertEqual(e.status, 503)
         self.assertEqual(len(self.twilio.received), 3)
+
+    async def test_a_500_is_not_sent_again_twilio_may_have_placed_the_call(self):
+        self.twilio.fail_with(500)
+        e = await self.assertFailure(self.dialer().place(DIAL, DialRequest("+15550100"), "+15550111"),
+                                     TwilioDialError)
+        self.assertEqual(e.status, 500)
+        self.assertEqual(len(self.twilio.received), 1, "a second request could ring the callee twice")
 
     async def test_wrong_credentials_are_refused(self):
         dialer = TwilioDialer(make_http_client(self), reactor, ACCOUNT, "not-the-token",
@@ -187,7 +194,8 @@ class DialerTests(SynchronousTestCase):
                          ["queued", "initiated", "ringing", "answered", "ringing", "completed"])
         self.assertEqual(view["status"], "completed")
         self.assertEqual(view["direction"], "outbound")
-        self.assertEqual(self.told, [(dial_id, s) for s in ("queued", "ringing", "answered", "completed")])
+        # The early "initiated" is told once the dial is accepted (a campaign must hear an early "busy").
+        self.assertEqual(self.told, [(dial_id, s) for s in ("queued", "initiated", "ringing", "answered", "completed")])
         self.assertFalse(self.dialer.status(dial_id, "ringing", call_sid="CA-someone-else"))
         self.assertFalse(self.dialer.status("d-ffffffffffffffff", "ringing"))
 

@@ -125,6 +125,8 @@ class DialerJournalTests(TestCase):
         carrier = CarrierAtHand()
         dialer = Dialer(carrier, reactor, "+15550111", writer)
         dialed = dialer.dial(DialRequest("+15550100", {"name": "Dana"}))
+        await writer.run(lambda conn: None)  # the dial is written before the carrier is asked
+        self.assertEqual(len(carrier.placed), 1)
         dial_id, _, _, placed = carrier.placed[0]
         placed.callback("CAout")
         await dialed
@@ -147,6 +149,7 @@ class DialerJournalTests(TestCase):
         heard = []
         dialer.add_answered_by_listener(lambda dial_id, who: heard.append((dial_id, who)))
         dialed = dialer.dial(DialRequest("+15550100", {}))
+        await writer.run(lambda conn: None)  # the dial's row is written before the carrier is asked
         dial_id, _, _, placed = carrier.placed[0]
         placed.callback("CAout")
         await dialed

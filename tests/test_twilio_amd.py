@@ -29,7 +29,16 @@ def callback_form(call_sid: str = "CA1", answered_by: str = "human") -> dict[str
 
 class AmdCallbackTests(OutboundCall):
     def setUp(self):
-        self.make_call(amd="carrier")
+        # The service's CallHub tells the Dialer of each "answered" (voiced.outbound.dialer.Dialer.call_event).
+        self.told: list[tuple[str, str]] = []
+        told = self.told
+
+        class Observer:
+            def call_event(self, record, kind, data):
+                if kind == "answered":
+                    told.append((record.dial_id, data["answered_by"]))
+
+        self.make_call(amd="carrier", observer=Observer())
         self.live = {"CA1": self.call}
         self.resource = TwilioAmdCallback(TOKEN, f"https://{HOST}", self.live.get)
 
@@ -57,6 +66,11 @@ class AmdCallbackTests(OutboundCall):
         self.assertEqual(self.tts.spoken, VOICEMAIL)
         self.play_out()
         self.assertEqual(self.transport.sent[-1], ("hangup",))
+
+    def test_the_verdict_reaches_the_calls_dial(self):
+        self.monologue(2.0)
+        self.post(callback_form(answered_by="machine_end_beep"))
+        self.assertEqual(self.told, [("d-1", "machine")])
 
     def test_the_signature_may_name_the_default_port(self):
         form = callback_form(answered_by="unknown")

@@ -145,6 +145,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.outbox: Any = None  # voiced.journal.outbox.Outbox, with VOICED_CALL_WEBHOOK_URL
         self.dialer: Any = None  # voiced.outbound.dialer.Dialer, with Twilio's REST credentials
         self.recordings: Any = None  # voiced.recording.recordings.Recordings, with VOICED_RECORDINGS
+        self.campaigns: Any = None  # voiced.outbound.campaigns.Campaigns: journal, dialer, one worker
         self._pools: list[ThreadPool] = []
         self._closers: list[Any] = []
         self._warming: Deferred[None] | None = None
@@ -226,6 +227,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         if self.dialer is not None:  # amde2e: a call's answering-machine verdict reaches its dial's row
             self.call_hub.subscribe(self.dialer)
         self._start_recordings()
+        self._build_campaigns()
         if self.worker is not None:
             self._call_counts = counts = self.worker.open_call_counts()
             counts.publish(self.worker.index, 0)  # a restarted worker's predecessor's calls are gone
@@ -266,6 +268,16 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         """The call's recording (``voiced.recording.tap.CallRecording``), or None when calls are not recorded;
         its ``CallLink`` asks as the call starts."""
         return self.recordings.open(call) if self.recordings is not None else None
+    def _build_campaigns(self) -> None:
+        """Campaigns keep their queue in the journal; under --workers each worker would run
+        every campaign, so they run only in a single process. Started after the warm-up."""
+        if self.journal is None or self.dialer is None or self.settings.workers != 1:
+            return
+        from voiced.outbound.campaign_store import CampaignStore, journal_runner
+        from voiced.outbound.campaigns import Campaigns
+
+        self.campaigns = Campaigns(CampaignStore(journal_runner(self.journal)), self.dialer, self.clock)
+        self.dialer.add_answered_by_listener(self.campaigns.on_answered_by)  # a voicemail is the row's outcome
 
     def _stop_signal(self, signal_name: str) -> None:
         if not self.drain.draining:
@@ -323,6 +335,8 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             self._warming.cancel()
         if self.outbox is not None:
             self.outbox.stop()
+        if self.campaigns is not None:
+            self.campaigns.stop()  # writes nothing: the next start resumes from the journal
         if self.dialer is not None:
             self.dialer.stop()
         # Each call's socket gets a proper close (1000); the engines go only once the

@@ -163,6 +163,9 @@ class WarmUp(ProfileKits):
                  engines_ms=self.engine_warmup_ms)
         if self.speaker.on_fallback:
             self.speaker.recover(self.clock, TTS_RECOVERY_INTERVAL_S)
+        if self.campaigns is not None and self.ready:
+            # The journal is open now: every unfinished campaign is taken up again.
+            self.campaigns.start().addErrback(lambda f: log.failure("Resuming the campaigns", f))
 
     def _tts_primary(self, s: Settings, google: Any, local_tts: Any) -> Any:
         """The TTS engine VOICED_TTS (or a profile's tts) names, or its chain (issue 22). espeak is not

@@ -161,6 +161,11 @@ def add_admin_routes(root: Resource, service: "VoicedService") -> Resource:
     from voiced.outbound.resources import Calls
 
     root.putChild(b"calls", Calls(service))  # POST /calls, GET /calls/{id}: bearer token (--admin-token)
+    from voiced.outbound.campaign_resource import CampaignsResource
+
+    root.putChild(b"campaigns", CampaignsResource(  # POST /campaigns, GET /campaigns/{id}: the same token
+        lambda: service.campaigns or "campaigns need VOICED_JOURNAL, outbound dialling and --workers 1",
+        service.settings.admin_token))
     return root
 
 

@@ -27,6 +27,13 @@ POSTed, signed, to the request's ``AsyncAmdStatusCallback`` with ``AccountSid``,
 ``CallSid``, ``AnsweredBy`` and ``MachineDetectionDuration`` as Twilio sends them
 (``PlacedCall.amd_callbacks``). ``POST .../Calls/{CallSid}.json`` updates a call as
 Twilio's API does (``PlacedCall.updates``): ``Status=completed`` ends its media stream.
+For campaigns: ``talk_s`` (no media stream: the call is ``in-progress`` that long, then
+``completed``), ``busy`` (a number's first N calls are ``busy`` after ringing), ``posts``
+(every Calls POST: its time and To), ``live`` (the calls not yet ended), ``drop_all()``
+(Twilio hangs up every live call and tells nobody: the daemon it would tell is dead), and
+the reads Twilio answers: ``GET Calls/{Sid}.json`` and ``GET Calls.json`` filtered by ``To``,
+``From`` and ``StartTime``/``StartTime>``/``StartTime<`` (dates or ISO 8601, as the official
+package sends them), newest first.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
+from datetime import datetime, timezone
+from email.utils import format_datetime
 import xml.etree.ElementTree as ET
 from collections import deque
 from dataclasses import dataclass, field
@@ -65,6 +75,19 @@ class PlacedCall:
     updates: list[dict[str, str]] = field(default_factory=list)  # the call's REST updates (Status=completed)
     times: StreamTimes = field(default_factory=StreamTimes)  # a Callee's stream, as the fake's side saw it
     done: Deferred[CallReport | None] = field(default_factory=Deferred)
+    created: float = field(default_factory=time.time)
+    status: str = "queued"
+    started: float | None = None
+    busy: bool = False  # this call ends busy (FakeTwilio.busy)
+
+    def resource(self, account_sid: str) -> dict[str, Any]:
+        """The call as Twilio's REST API shows it."""
+        def rfc2822(at: float | None) -> str | None:
+            return None if at is None else format_datetime(datetime.fromtimestamp(int(at), timezone.utc))
+
+        return {"sid": self.sid, "account_sid": account_sid, "status": self.status, "to": self.field("To"),
+                "from": self.field("From"), "direction": "outbound-api", "date_created": rfc2822(self.created),
+                "start_time": rfc2822(self.started), "uri": f"/2010-04-01/Accounts/{account_sid}/Calls/{self.sid}.json"}
 
     def field(self, name: str) -> str:
         return self.form[name][0]
@@ -82,7 +105,8 @@ class FakeTwilio(Resource):
     isLeaf = True
 
     def __init__(self, account_sid: str, auth_token: str, media_url: str = "", lines: list[CallerLine] | None = None,
-                 connect: bool = True, reply_timeout_s: float = 8.0, callees: dict[str, Callee] | None = None) -> None:
+                 connect: bool = True, reply_timeout_s: float = 8.0, callees: dict[str, Callee] | None = None,
+                 talk_s: float | None = None, busy: dict[str, int] | None = None) -> None:
         super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -91,6 +115,11 @@ class FakeTwilio(Resource):
         self.connect = connect
         self.reply_timeout_s = reply_timeout_s
         self.callees = callees or {}  # To number -> who picks up (else the simulated caller speaks ``lines``)
+        self.talk_s = talk_s
+        self.busy = dict(busy or {})
+        # (time received, To, calls live with it) of every Calls POST
+        self.posts: list[tuple[float, str, int]] = []
+        self.on_post: Any = None  # on_post(number of calls POSTed so far), before the answer is written
         self.received: list[Received] = []
         self.calls: list[PlacedCall] = []
         self._failures: deque[tuple[int, dict[str, Any]]] = deque()
@@ -112,6 +141,38 @@ class FakeTwilio(Resource):
 
     def stop(self) -> None:
         pass
+
+    @property
+    def live(self) -> list[PlacedCall]:
+        return [call for call in self.calls if call.status not in _FINAL]
+
+    def drop_all(self) -> None:
+        """Every live call ends, and no callback tells of it."""
+        for call in self.live:
+            call.status = "busy" if call.busy else "completed"
+
+    # ---- reading calls back ------------------------------------------------------------------
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        headers = {name.decode().lower(): b", ".join(values).decode()
+                   for name, values in request.requestHeaders.getAllRawHeaders()}
+        received = Received("GET", request.uri.decode(), headers, b"")
+        self.received.append(received)
+        if received.basic_auth() != (self.account_sid, self.auth_token):
+            return self._error(request, 401, 20003, "Authenticate")
+        path = request.path.decode()
+        base = f"/2010-04-01/Accounts/{self.account_sid}/Calls"
+        if path == base + ".json":
+            query = {k.decode(): v[0].decode() for k, v in request.args.items()}
+            calls = [c.resource(self.account_sid) for c in reversed(self.calls) if _matches(c, query)]
+            size = int(query.get("PageSize", "50"))
+            return json.dumps({"calls": calls[:size], "page": 0, "page_size": size, "start": 0,
+                               "end": min(size, len(calls)) - 1, "next_page_uri": None,
+                               "uri": request.uri.decode()}).encode()
+        for call in self.calls:
+            if path == f"{base}/{call.sid}.json":
+                return json.dumps(call.resource(self.account_sid)).encode()
+        return self._error(request, 404, 20404, f"The requested resource {path} was not found")
 
     # ---- the REST API ---------------------------------------------------------------------
     def render_POST(self, request: Request) -> bytes:
@@ -136,11 +197,19 @@ class FakeTwilio(Resource):
             if required not in form:
                 return self._error(request, 400, 21201, f"Required parameter {required} missing")
         call = PlacedCall("CA" + os.urandom(16).hex(), form)
+        to = call.field("To")
+        if self.busy.get(to, 0) > 0:
+            self.busy[to] -= 1
+            call.busy = True
         self.calls.append(call)
+        self.posts.append((time.time(), to, len(self.live)))
+        if self.on_post is not None:
+            self.on_post(len(self.posts))
         for waiter in self._waiters.pop(len(self.calls) - 1, []):
             waiter.callback(call)
         if self.connect:
-            reactor.callLater(0, lambda: Deferred.fromCoroutine(self._live(call)).addErrback(call.done.errback))
+            life = self._live if self.talk_s is None else self._talk
+            reactor.callLater(0, lambda: Deferred.fromCoroutine(life(call)).addErrback(call.done.errback))
         request.setResponseCode(201)
         return json.dumps({"sid": call.sid, "account_sid": self.account_sid, "status": "queued",
                            "to": form["To"][0], "from": form["From"][0], "direction": "outbound-api",
@@ -202,16 +271,78 @@ class FakeTwilio(Resource):
         await response.content()
         call.amd_callbacks.append((answered_by, response.code))
 
-    async def _status(self, call: PlacedCall, status: str, **extra: str) -> None:
+    async def _talk(self, call: PlacedCall) -> None:
+        """A call without a media stream: busy (a number's first calls, if asked), or answered
+        for ``talk_s`` and completed. A call dropped meanwhile (``drop_all``) says nothing more."""
+        for status in ("initiated", "ringing"):
+            if not await self._status(call, status):
+                return
+        await _sleep(0.05)
+        if call.busy:
+            await self._status(call, "busy")
+            call.done.callback(None)
+            return
+        call.started = time.time()
+        if not await self._status(call, "in-progress"):
+            return
+        await _sleep(self.talk_s or 0.0)
+        await self._status(call, "completed", CallDuration="1")
+        call.done.callback(None)
+
+    async def _status(self, call: PlacedCall, status: str, **extra: str) -> bool:
+        """Tell the call's status callback; False (nothing told) once the call was dropped."""
+        if call.status in _FINAL:
+            return False
+        call.status = status
         url = call.field("StatusCallback")
         params = {"AccountSid": self.account_sid, "CallSid": call.sid, "CallStatus": status,
                   "From": call.field("From"), "To": call.field("To"), "Direction": "outbound-api",
                   "ApiVersion": "2010-04-01", "CallbackSource": "call-progress-events",
                   "SequenceNumber": str(len(call.callbacks)), **extra}
         signature = self._validator.compute_signature(url, params)
-        response = await treq.post(url, data=params, headers={"X-Twilio-Signature": signature}, persistent=False)
-        await response.content()
+        try:
+            response = await treq.post(url, data=params, headers={"X-Twilio-Signature": signature},
+                                       persistent=False)
+            await response.content()
+        except Exception:  # the daemon is gone (killed): Twilio gives up on the callback
+            call.callbacks.append((status, -1))
+            if self.talk_s is None:
+                raise
+            return True
         call.callbacks.append((status, response.code))
+        return True
+
+
+_FINAL = {"busy", "no-answer", "failed", "canceled", "completed"}
+
+
+def _sleep(seconds: float) -> Deferred[None]:
+    from twisted.internet.task import deferLater
+
+    return deferLater(reactor, seconds, lambda: None)
+
+
+def _twilio_time(text: str) -> float:
+    """A StartTime filter's value: a date (2026-12-07) or an ISO 8601 time, UTC."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def _matches(call: PlacedCall, query: dict[str, str]) -> bool:
+    if "To" in query and call.field("To") != query["To"]:
+        return False
+    if "From" in query and call.field("From") != query["From"]:
+        return False
+    started = call.started
+    for name, test in (("StartTime", lambda t, v: int(t) // 86400 == int(v) // 86400 if len(query["StartTime"]) == 10
+                        else int(t) == int(v)),
+                       ("StartTime>", lambda t, v: t >= v), ("StartTime<", lambda t, v: t <= v)):
+        if name in query:
+            if started is None or not test(started, _twilio_time(query[name])):
+                return False
+    return True
 
 
 def basic_auth_header(user: str, password: str) -> str:

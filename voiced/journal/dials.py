@@ -76,3 +76,26 @@ def recent_dials(conn: sqlite3.Connection, limit: int) -> list[Any]:
     if not _has_dials(conn):
         return []
     return conn.execute("SELECT * FROM dials ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+
+
+def set_call_sid(conn: sqlite3.Connection, dial_id: str, call_sid: str) -> None:
+    """The carrier's call id, once known (the dial row is written before the carrier is asked)."""
+    conn.execute("UPDATE dials SET call_sid=? WHERE dial_id=? AND call_sid=''", (call_sid, dial_id))
+
+
+def latest_for_campaign_key(conn: sqlite3.Connection, key: str) -> sqlite3.Row | tuple | None:
+    """The newest dial a campaign requested under ``key`` (``campaign_id/row/attempt``)."""
+    if not key or not _has_dials(conn):
+        return None
+    return conn.execute("SELECT * FROM dials WHERE campaign_id=? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                        (key,)).fetchone()
+
+
+def known_sids(conn: sqlite3.Connection, sids: list[str]) -> set[str]:
+    """Which of ``sids`` some dial already holds."""
+    if not sids or not _has_dials(conn):
+        return set()
+    marks = ",".join("?" * len(sids))
+    return {row[0] for row in conn.execute(f"SELECT call_sid FROM dials WHERE call_sid IN ({marks})", sids)}
+
+

@@ -8,7 +8,7 @@ fsync per ended call, on the writer thread: a few per second at hundreds of call
 One transaction per call: the call row and its turns are committed together or not
 at all, so a crash never leaves half a record.
 
-Schema version 3 (``PRAGMA user_version``)::
+Schema version 5 (``PRAGMA user_version``)::
 
   calls(id INTEGER PRIMARY KEY, call_sid, stream_sid (the carrier's own call and
         stream ids, whatever the carrier), from_number, to_number,
@@ -26,6 +26,9 @@ Schema version 3 (``PRAGMA user_version``)::
   dials(dial_id PK, carrier, to_number, from_number, variables JSON, call_sid,
         campaign_id, status, answered_by, created_at REAL, updated_at REAL)
   dial_events(dial_id -> dials.dial_id, status, at REAL, detail)
+  campaigns(campaign_id PK, created_at REAL, settings JSON, state)
+  campaign_rows(campaign_id, row_no, number, variables JSON, tz, state, attempts,
+        next_at REAL, dial_id, outcome) (the campaign's queue: voiced.outbound.campaign_store)
 
 Version 3 added ``profile`` at the end of ``calls`` (the call's profile, --profiles;
 '' for a call without one).
@@ -37,7 +40,8 @@ Twilio's, its playout the carrier's marks). Version 3 added outbound calls: the
 ``dials`` voiced placed with their status history (``voiced.journal.dials``), and each
 call's ``direction`` and ``dial_id`` (every earlier call was inbound). Version 4 added
 ``answered_by`` (answering-machine detection on outbound calls; "" for every call before it),
-5 ``profile`` (--profiles; "" before it) and 6 ``recording`` (no call before it was recorded).
+5 ``profile`` (--profiles; "" before it), 6 ``recording`` (no call before it was recorded) and 7
+the outbound campaigns' tables (``_migrate_to_7``).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import sqlite3
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Schema 1 exactly as it shipped: never edit it, add a migration.
 _SCHEMA_1 = """
@@ -169,9 +173,25 @@ def _migrate_to_6(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE calls ADD COLUMN recording TEXT NOT NULL DEFAULT ''")
 
 
+def _migrate_to_7(conn: sqlite3.Connection) -> None:
+    """Outbound campaigns (voiced.outbound.campaign_store): the journal is their queue, so
+    a row's state is committed before its call is placed and survives a kill."""
+    conn.execute("CREATE TABLE IF NOT EXISTS campaigns (campaign_id TEXT PRIMARY KEY, created_at REAL NOT NULL, "
+                 "settings TEXT NOT NULL, state TEXT NOT NULL)")
+    conn.execute("CREATE TABLE IF NOT EXISTS campaign_rows (campaign_id TEXT NOT NULL REFERENCES campaigns "
+                 "(campaign_id), row_no INTEGER NOT NULL, number TEXT NOT NULL, variables TEXT NOT NULL, "
+                 "tz TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+                 "next_at REAL NOT NULL DEFAULT 0, dial_id TEXT NOT NULL DEFAULT '', "
+                 "outcome TEXT NOT NULL DEFAULT '', PRIMARY KEY (campaign_id, row_no))")
+    conn.execute("CREATE INDEX IF NOT EXISTS campaigns_by_state ON campaigns (state)")
+    conn.execute("CREATE INDEX IF NOT EXISTS campaign_rows_by_dial ON campaign_rows (dial_id) WHERE dial_id != ''")
+    # After a kill, a row's dial is found by the key it was requested under.
+    conn.execute("CREATE INDEX IF NOT EXISTS dials_by_campaign ON dials (campaign_id) WHERE campaign_id != ''")
+
+
 #: From version N to N+1 (N is the key).
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _migrate_to_2, 2: _migrate_to_3, 3: _migrate_to_4, 4: _migrate_to_5, 5: _migrate_to_6}
+    1: _migrate_to_2, 2: _migrate_to_3, 3: _migrate_to_4, 4: _migrate_to_5, 5: _migrate_to_6, 6: _migrate_to_7}
 
 
 class JournalError(Exception):
@@ -245,7 +265,7 @@ def open_read_only(path: str) -> sqlite3.Connection:
         _check_not_newer(path, version)
         if version < 1:
             raise JournalError(f"{path} has schema version {version}: an empty journal, or not voiced's")
-        if version < SCHEMA_VERSION:
+        if version < 6:  # the last schema to add a column of calls (7 added tables only)
             # A temp view shadows the table of the same name for every unqualified query;
             # the temp schema is this connection's own, so the file is not written.
             older = ", 'twilio' AS carrier, 'carrier' AS playout" if version == 1 else ""

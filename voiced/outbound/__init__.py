@@ -5,4 +5,5 @@ agent on it when the carrier opens the call's media stream.
 (Twilio's Calls resource and its status callbacks), ``dialer`` (the service-owned
 ``Dialer``: dials, their status history, matching a stream to its dial), ``resources``
 (``POST /calls``, ``GET /calls/{id}``, ``POST /twilio/status``) and ``cli`` (``voiced-dial``).
+Campaigns (``voiced-dial --csv``) are the ``campaign*`` modules: the journal is their queue.
 """

@@ -3,6 +3,8 @@
     voiced-dial +15550100 --var name=Dana --var appointment="Tuesday 10:00" \\
         --admin-url http://127.0.0.1:8080 --token "$VOICED_ADMIN_TOKEN" [--wait]
 
+    voiced-dial --csv numbers.csv --concurrency 4 --cps 5   (a campaign: voiced.outbound.campaign_cli)
+
 It is a client of the daemon's ``POST /calls`` (the daemon holds the carrier's
 credentials, dials, and runs the agent on the call): it prints the call's id, and with
 ``--wait`` each status the carrier reports until a final one. Exit status: 0 placed
@@ -21,6 +23,7 @@ import urllib.request
 from datetime import datetime
 from typing import Any, Callable, TextIO
 
+from voiced.outbound.campaign_cli import add_campaign_arguments, run_campaign
 from voiced.outbound.request import FINAL_STATUSES, BadDialRequest, check_number, check_variables
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8080"
@@ -53,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
                    help="the daemon's --admin-token (env VOICED_ADMIN_TOKEN)")
     p.add_argument("--wait", action="store_true", help="print each status until the call is over")
     p.add_argument("--wait-timeout", type=float, default=600.0, metavar="S", help="give up waiting after S seconds")
+    add_campaign_arguments(p)
     return p
 
 
@@ -107,6 +111,11 @@ def wait(admin_url: str, token: str, dial_id: str, out: TextIO, timeout_s: float
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = parser().parse_args(argv)
+    if args.csv or args.campaign:
+        if args.to:
+            sys.stderr.write("voiced-dial: give a NUMBER or --csv/--campaign, not both\n")
+            return 2
+        return run_campaign(args, out=out)
     try:
         if not args.to:
             raise BadDialRequest("give the number to call (E.164, +14155550100)")

@@ -2,8 +2,9 @@
 dial's status history (in memory for the API, in the journal for good) and tells a new
 media stream whether it is one of its dials.
 
-A dial's life: ``dial`` asks the carrier; once the carrier accepted it (its call id is
-known) the dial is ``queued`` and written to the journal. The carrier's status callbacks
+A dial's life: ``dial`` writes it to the journal (``queued``, no call id yet), then asks
+the carrier, so a kill at any moment leaves a trace of every call that may exist; once the
+carrier accepted it, its call id is recorded. The carrier's status callbacks
 (``status``) add to its history; its current status only moves forward (a late
 ``ringing`` after ``answered`` is history, not news), and a final status is final. When
 the carrier opens the call's media stream, ``claim`` matches the stream to the dial once:
@@ -23,17 +24,32 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.journal import dials as journal_dials
+from voiced.outbound.campaign_protocol import dial_key
 from voiced.outbound.request import DIAL_STATUSES, FINAL_STATUSES, DialRequest, new_dial_id
+from voiced.outbound.twilio_dial import created_at, surely_not_placed
 
 log = Logger(namespace="voiced.outbound")
 
 #: Dials kept in memory for ``GET /calls/{id}`` and stream matching; older ones are in the journal.
 REMEMBERED_DIALS = 1000
 _RANK = {status: rank for rank, status in enumerate(DIAL_STATUSES)}
+#: How far the carrier's clock may be behind ours when a dial's call is looked for by its time.
+CARRIER_CLOCK_SKEW_S = 5
+_DIAL_COLUMNS = ("dial_id", "carrier", "to_number", "from_number", "variables", "call_sid", "campaign_id", "status",
+                 "answered_by", "created_at", "updated_at")
 
 
 class DialError(Exception):
-    """A call voiced could not place; the message says why (never a credential)."""
+    """A call voiced could not place; the message says why (never a credential).
+    ``retryable``: the carrier surely created no call, so asking again cannot ring twice."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class _NotWritten(Exception):
+    """The dial's row could not be written: the carrier was not asked."""
 
 
 class CarrierDialer(Protocol):
@@ -43,6 +59,12 @@ class CarrierDialer(Protocol):
 
     def place(self, dial_id: str, request: DialRequest, from_number: str) -> Deferred[str]:
         """Ask the carrier to place the call; fires with the carrier's call id."""
+
+    def fetch_status(self, call_sid: str) -> Deferred[str | None]:
+        """The call's status now (a DIAL_STATUS), None when the carrier has no such call."""
+
+    def find_calls(self, to: str, from_number: str) -> Deferred[list[dict[str, Any]]]:
+        """The carrier's latest calls between these numbers (``sid``, ``date_created``...)."""
 
 
 @dataclass
@@ -89,9 +111,10 @@ class Dialer:
         self._answer_listeners: list[Callable[[str, str], None]] = []
 
     # ---- placing ---------------------------------------------------------------------------
-    def dial(self, request: DialRequest) -> Deferred[str]:
+    def dial(self, request: DialRequest, ready: Callable[[], Deferred[None]] | None = None) -> Deferred[str]:
         """Place ``request``; fires with the dial id once the carrier accepted the call, fails
-        with ``DialError`` otherwise."""
+        with ``DialError`` otherwise. ``ready`` (a campaign's pacing) is called once the dial is
+        written, and the carrier is asked only when its Deferred fires."""
         from_number = request.from_number or self._default_from
         if not from_number:
             raise DialError("no caller id to dial from: give \"from\", or set --dial-from (VOICED_DIAL_FROM)")
@@ -101,12 +124,33 @@ class Dialer:
         dial = Dial(dial_id, request, self.carrier.carrier, from_number, self._clock.seconds())
         dial.history.append(("queued", dial.created_at, ""))
         self._remember(dial)
-        log.info("DIAL dial={dial} carrier={carrier} to={to} from={frm} variables={names}", dial=dial_id,
-                 carrier=dial.carrier, to=request.to, frm=from_number, names=",".join(sorted(request.variables)) or "-")
-        placing = self.carrier.place(dial_id, request, from_number)
+
+        def ask_the_carrier(_: object) -> Deferred[str]:
+            # Logged as the request goes: its time is what a carrier's calls-per-second counts.
+            log.info("DIAL dial={dial} carrier={carrier} to={to} from={frm} variables={names}", dial=dial_id,
+                     carrier=dial.carrier, to=request.to, frm=from_number,
+                     names=",".join(sorted(request.variables)) or "-")
+            return self.carrier.place(dial_id, request, from_number)
+
+        placing = self._write_first(dial)
+        if ready is not None:
+            placing.addCallback(lambda _: ready())
+        placing.addCallback(ask_the_carrier)
         self._placing.add(placing)
         placing.addBoth(self._placed, dial, placing)
         return placing
+
+    def _write_first(self, dial: Dial) -> Deferred[None]:
+        if self._journal is None or not self._journal.is_open:
+            return succeed(None)
+        row = {"dial_id": dial.dial_id, "carrier": dial.carrier, "to": dial.request.to, "from": dial.from_number,
+               "variables": dial.request.variables, "call_sid": "", "campaign_id": dial.request.campaign_id,
+               "status": "queued", "at": dial.created_at}
+
+        def not_written(failure: Failure) -> None:
+            raise _NotWritten(failure.getErrorMessage())
+
+        return self._journal.run(lambda conn: journal_dials.insert_dial(conn, row)).addErrback(not_written)
 
     def _placed(self, result: str | Failure, dial: Dial, placing: Deferred[str]) -> str:
         self._placing.discard(placing)
@@ -114,17 +158,19 @@ class Dialer:
             self._dials.pop(dial.dial_id, None)
             reason = "cancelled" if result.check(CancelledError) else result.getErrorMessage()
             log.warn("DIAL_FAILED dial={dial} to={to}: {reason}", dial=dial.dial_id, to=dial.request.to, reason=reason)
-            raise DialError(f"{dial.carrier} did not place the call: {reason}")
+            if result.check(_NotWritten):
+                raise DialError(f"the journal could not record the dial: {reason}", retryable=True)
+            self._write(journal_dials.add_event, dial.dial_id, "failed", self._clock.seconds(), reason[:200], "failed")
+            raise DialError(f"{dial.carrier} did not place the call: {reason}", retryable=surely_not_placed(result))
         dial.call_sid, dial.accepted = result, True
         log.info("DIAL_ACCEPTED dial={dial} call={call}", dial=dial.dial_id, call=result)
-        self._write(journal_dials.insert_dial, {
-            "dial_id": dial.dial_id, "carrier": dial.carrier, "to": dial.request.to, "from": dial.from_number,
-            "variables": dial.request.variables, "call_sid": dial.call_sid, "campaign_id": dial.request.campaign_id,
-            "status": "queued", "at": dial.created_at})
+        self._write(journal_dials.set_call_sid, dial.dial_id, dial.call_sid)
         # Callbacks that came before the carrier's answer (it may call back at once).
         for status, at, detail in dial.history[1:]:
             self._write(journal_dials.add_event, dial.dial_id, status, at, detail, dial.status, dial.answered_by)
         self._tell(dial.dial_id, "queued")
+        if dial.status != "queued":
+            self._tell(dial.dial_id, dial.status)
         return dial.dial_id
 
     # ---- the carrier's callbacks ------------------------------------------------------------
@@ -219,6 +265,90 @@ class Dialer:
     def add_answered_by_listener(self, listener: Callable[[str, str], None]) -> None:
         """``listener(dial_id, answered_by)`` once a dial's call knows who answered (campaigns)."""
         self._answer_listeners.append(listener)
+    # ---- campaigns: what a restart left unknown ------------------------------------------------
+    def dial_status(self, dial_id: str) -> Deferred[str | None]:
+        """The dial's status now: the journal's when final, else the carrier's (a lost callback,
+        or a restart: the dial is taken up again so its later callbacks count); None for a dial
+        never recorded. Fails when the carrier cannot be asked."""
+        dial = self._dials.get(dial_id)
+        if dial is not None:
+            return self._carrier_status(dial)
+        if self._journal is None or not self._journal.is_open:
+            return succeed(None)
+        return self._journal.run(lambda conn: journal_dials.dial(conn, dial_id)).addCallback(self._status_of_row)
+
+    def _status_of_row(self, row: Any) -> Deferred[str | None]:
+        if row is None:
+            return succeed(None)
+        return self._carrier_status(self._adopt(row))
+
+    def _carrier_status(self, dial: Dial) -> Deferred[str | None]:
+        if dial.status in FINAL_STATUSES or not dial.call_sid:
+            return succeed(dial.status)
+
+        def known(status: str | None) -> str:
+            if status is None:  # the carrier never had it: it cannot ring any more
+                status = "failed"
+            if status != dial.status:
+                self.status(dial.dial_id, status, "read back from the carrier", dial.call_sid)
+            return dial.status
+
+        return self.carrier.fetch_status(dial.call_sid).addCallback(known)
+
+    def find_dial(self, campaign_id: str, row_no: int, attempt: int) -> Deferred[str | None]:
+        """The dial a campaign requested for row ``row_no``'s ``attempt`` (its DialRequest's
+        campaign_id is ``campaign_id/row/attempt``), or None when the carrier has no such call.
+        A dial with no call id yet (killed before the carrier's answer) is looked for among the
+        carrier's calls to that number, created since the dial was written. Fails when the
+        carrier cannot be asked: only a sure None lets the row be dialled again."""
+        if self._journal is None or not self._journal.is_open:
+            return succeed(None)
+        key = dial_key(campaign_id, row_no, attempt)
+        return self._journal.run(lambda conn: journal_dials.latest_for_campaign_key(conn, key)).addCallback(
+            self._found_row)
+
+    def _found_row(self, row: Any) -> Deferred[str | None]:
+        if row is None:
+            return succeed(None)  # never written, so never requested
+        dial = self._adopt(row)
+        if dial.call_sid:
+            return succeed(dial.dial_id)
+
+        def match(calls: list[dict[str, Any]]) -> Deferred[str | None]:
+            since = int(dial.created_at) - CARRIER_CLOCK_SKEW_S
+            fresh = [c for c in calls if isinstance(c.get("sid"), str) and (created_at(c) or 0) >= since]
+            sids = [c["sid"] for c in fresh]
+            known = self._journal.run(lambda conn: journal_dials.known_sids(conn, sids))
+            return known.addCallback(lambda taken: self._take_call([c for c in fresh if c["sid"] not in taken],
+                                                                   dial))
+
+        return self.carrier.find_calls(dial.request.to, dial.from_number).addCallback(match)
+
+    def _take_call(self, calls: list[dict[str, Any]], dial: Dial) -> str | None:
+        if not calls:
+            self._dials.pop(dial.dial_id, None)
+            self._write(journal_dials.add_event, dial.dial_id, "failed", self._clock.seconds(),
+                        "the carrier has no such call", "failed")
+            return None
+        call = calls[-1]  # the oldest since the dial was written: the carrier lists newest first
+        dial.call_sid = call["sid"]
+        self._write(journal_dials.set_call_sid, dial.dial_id, dial.call_sid)
+        log.info("DIAL_FOUND dial={dial} call={call}: the carrier had it", dial=dial.dial_id, call=dial.call_sid)
+        return dial.dial_id
+
+    def _adopt(self, row: Any) -> Dial:
+        """A dial the journal holds, remembered again (this process did not place it)."""
+        values = dict(zip(_DIAL_COLUMNS, row))
+        known = self._dials.get(values["dial_id"])
+        if known is not None:
+            return known
+        request = DialRequest(values["to_number"], json.loads(values["variables"]),
+                              campaign_id=values["campaign_id"])
+        dial = Dial(values["dial_id"], request, values["carrier"], values["from_number"], values["created_at"],
+                    call_sid=values["call_sid"], status=values["status"], accepted=True,
+                    answered_by=values["answered_by"])
+        self._remember(dial)
+        return dial
 
     def stop(self) -> None:
         """The service stops: requests still waiting for the carrier are cancelled."""

@@ -13,15 +13,22 @@ either). Twilio answers 201 with the call resource, whose ``sid`` is the CallSid
 
 Status callbacks are form POSTs (``CallSid``, ``CallStatus``, ``SequenceNumber``,
 ``CallDuration``, ``ErrorCode``...); Twilio's ``in-progress`` is voiced's ``answered``.
+
+A request is sent again only when Twilio surely created no call (the connection refused,
+429, 503): after a lost answer or a 500 the call may exist, and a second request would ring
+the callee twice. Campaigns read calls back (``GET Calls/{Sid}.json``, ``GET Calls.json``
+by To and From) to learn what a restart left unknown.
 """
 
 from __future__ import annotations
 
 import json
+from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
 from urllib.parse import quote, urlencode
 
 from treq.client import HTTPClient
+from twisted.internet import error
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -31,7 +38,7 @@ from twisted.web.iweb import IResponse
 from voiced.httpbody import read_body
 from voiced.carrier import media_token
 from voiced.carrier.rest import (DEFAULT_BACKOFF, MAX_BODY, REQUEST_TIMEOUT_S, USER_AGENT, CarrierRestError,
-                                 attempt_status, cancelled_as_cancelled, error_detail, is_retryable)
+                                 attempt_status, cancelled_as_cancelled, error_detail)
 from voiced.carrier.twilio.wire import twiml_connect_stream
 from voiced.outbound.request import DIAL_STATUSES, DialRequest
 from voiced.retry import Backoff, retry
@@ -54,6 +61,22 @@ def _error_detail(body: bytes) -> str:
 
 def calls_url(api_base: str, account_sid: str) -> str:
     return f"{api_base.rstrip('/')}/2010-04-01/Accounts/{quote(account_sid, safe='')}/Calls.json"
+
+
+def surely_not_placed(failure: Failure) -> bool:
+    """Whether Twilio surely created no call: it was never reached, or it said so (429, 503).
+    Only then may the request be sent again."""
+    if failure.check(CarrierRestError):
+        return failure.value.status in (429, 503)
+    return failure.check(error.ConnectError, error.DNSLookupError) is not None
+
+
+def created_at(call: Mapping[str, Any]) -> float | None:
+    """A call resource's ``date_created`` (RFC 2822, whole seconds) as epoch seconds."""
+    try:
+        return parsedate_to_datetime(str(call.get("date_created") or "")).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def dial_form(request: DialRequest, dial_id: str, from_number: str, public_url: str, auth_token: str,
@@ -153,7 +176,41 @@ class TwilioDialer:
             log.warn("DIAL_RETRY dial={dial} status={status} attempt={attempt} delay_ms={delay_ms}", dial=dial_id,
                      status=attempt_status(failure), attempt=number, delay_ms=round(delay_s * 1000))
 
-        return retry(self._clock, attempt, self._backoff, is_retryable, on_retry)
+        return retry(self._clock, attempt, self._backoff, surely_not_placed, on_retry)
+
+    # ---- reading calls back ----------------------------------------------------------------
+    def fetch_status(self, call_sid: str) -> Deferred[str | None]:
+        """The call's status now (voiced's name for it), None when Twilio has no such call."""
+        url = self._url[:-len(".json")] + f"/{quote(call_sid, safe='')}.json"
+        return self._get(url, {}).addCallback(lambda call: None if call is None else dial_status(
+            str(call.get("status", ""))))
+
+    def find_calls(self, to: str, from_number: str) -> Deferred[list[dict[str, Any]]]:
+        """The latest calls from ``from_number`` to ``to``, newest first (Twilio's order)."""
+        query = {"To": to, "From": from_number, "PageSize": "50"}
+        return self._get(self._url, query).addCallback(lambda page: list((page or {}).get("calls") or []))
+
+    def _get(self, url: str, query: dict[str, str]) -> Deferred[dict[str, Any] | None]:
+        def answer(response: IResponse) -> Deferred[dict[str, Any] | None]:
+            def check(body: bytes) -> dict[str, Any] | None:
+                if response.code == 404:
+                    return None
+                if not 200 <= response.code < 300:
+                    raise TwilioDialError(response.code, _error_detail(body))
+                try:
+                    document = json.loads(body)
+                except ValueError:
+                    raise TwilioDialError(response.code, "the answer is not JSON") from None
+                if not isinstance(document, dict):
+                    raise TwilioDialError(response.code, "the answer is not a JSON object")
+                return document
+
+            return read_body(response, MAX_BODY).addCallback(check)
+
+        sent = self._http.get(url, params=query, auth=self._auth, headers={
+            b"User-Agent": [USER_AGENT.encode()], b"Accept": [b"application/json"]})
+        sent.addCallbacks(answer, cancelled_as_cancelled)
+        return sent.addTimeout(self._timeout_s, self._clock)
 
     def _call_sid(self, response: IResponse) -> Deferred[str]:
         def check(body: bytes | Failure) -> str:
