@@ -9,15 +9,12 @@ import time
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from tests.fakes.http_apps import Canned, RecordingApp, make_http_client, start_server
-from tests.fakes.openai_server import FakeOpenAIServer
-from voiced.agent.base import (
-    AgentError, CallInfo, Dtmf, EndCall, Idle, Said, TransferCall, TurnRequest,
-)
+from tests.fakes.http_apps import Canned, make_http_client
+from voiced.agent.base import Dtmf, EndCall, Idle, Said, TransferCall
 from voiced.agent.llm import LLMSettings, OpenAIAgent
 from voiced.agent.factory import build_agent
 from voiced.agent.llm_messages import build_messages
@@ -28,81 +25,10 @@ GOODBYE_PHRASE = english()["goodbye"]
 from voiced.agent.tools import ToolRunner
 from voiced.signing import SIGNATURE_HEADER, verify
 
-CALL = CallInfo("CA123", "MZ456", "+15550001111", "+15550002222", {"customer": "42"})
+from tests.testing import AgentTestCase, CALL, RecordingSink, turn
+
 SECRET = "tool-secret"
 KEY = "sk-test-very-secret-key-0123456789"
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.sentences: list[str] = []
-        self.actions: list[Any] = []
-        self.first_text: Deferred[float] = Deferred()
-
-    def text(self, delta: str) -> None:
-        self.texts.append(delta)
-        if not self.first_text.called:
-            self.first_text.callback(time.monotonic())
-
-    def sentence(self, text: str) -> None:
-        self.sentences.append(text)
-
-    def action(self, action: Any) -> None:
-        self.actions.append(action)
-
-    @property
-    def said(self) -> str:
-        return "".join(self.texts)
-
-
-def turn(text: str = "Hello?", history: tuple[Said, ...] = (), event: Any = None, number: int = 1) -> TurnRequest:
-    return TurnRequest(number, text, event, history)
-
-
-class AgentTestCase(TestCase):
-    timeout = 10
-
-    def serve(self, script: dict[str, Any]) -> FakeOpenAIServer:
-        server = FakeOpenAIServer(script)
-        server.listen(reactor)
-        self.addCleanup(server.stop)
-        return server
-
-    def agent(self, server: FakeOpenAIServer, tools: ToolRunner | None = None, **settings: Any) -> OpenAIAgent:
-        settings.setdefault("first_token_timeout_s", 2.0)
-        settings.setdefault("reply_timeout_s", 5.0)
-        # The client is made after the server, so its pool closes first at cleanup.
-        self.http = make_http_client(self)
-        return OpenAIAgent(self.http, reactor, LLMSettings(base_url=server.base_url, **settings), tools)
-
-    def tools_server(self, *answers: Canned) -> tuple[RecordingApp, str]:
-        app = RecordingApp()
-        app.answer(*answers)
-        return app, start_server(self, app).url("/tools")
-
-    def tools_file(self, *names: str) -> str:
-        fd, path = tempfile.mkstemp(suffix=".json")
-        self.addCleanup(os.unlink, path)
-        with os.fdopen(fd, "w") as f:
-            json.dump([{"type": "function", "function": {
-                "name": name, "description": "test tool",
-                "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}}
-                for name in names], f)
-        return path
-
-    async def respond(self, agent: OpenAIAgent, request: TurnRequest | None = None) -> RecordingSink:
-        sink = RecordingSink()
-        await agent.start_conversation(CALL).respond(request or turn(), sink)
-        return sink
-
-    async def fails(self, agent: OpenAIAgent, sink: RecordingSink | None = None) -> AgentError:
-        sink = sink if sink is not None else RecordingSink()
-        try:
-            await agent.start_conversation(CALL).respond(turn(), sink)
-        except AgentError as e:
-            return e
-        self.fail("the reply did not fail")
 
 
 class StreamingTests(AgentTestCase):

@@ -13,7 +13,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.test_caller import run_until, tone
+from tests.testing import run_until, tone
 from voiced.audio import silence_ulaw
 from voiced.caller.carriers.audiosocket import AudioSocketCall
 from voiced.caller.carriers.base import CallSetup, DaemonEvent, Outbound, SendBack

@@ -6,7 +6,6 @@ emulator's own seam) so fault and limit behaviour is fast and deterministic.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import signal
@@ -30,18 +29,8 @@ from voiced.emulator.main import is_loopback, main, parse_listen
 from voiced.emulator.recognizer import RecognitionSession, SpeechEvent, Transcript
 from voiced.emulator.server import Emulator, Rejected, check_recognition_config
 from voiced.lifecycle import construction_counts
-from voiced.tts.local import EspeakSynthesizer
 
-PHRASE = "what time do you open"
-CHUNK = 800  # 100 ms of 8 kHz mu-law
-TIMEOUT = 15.0
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@functools.cache
-def utterance() -> bytes:
-    """Espeak saying PHRASE with silence around it, 8 kHz mu-law (~2.2 s)."""
-    return silence_ulaw(300) + EspeakSynthesizer("en-US").synthesize_blocking(PHRASE) + silence_ulaw(600)
+from tests.testing import audio_requests, finals, interims, ROOT, streaming_config, TIMEOUT, utterance
 
 
 class ScriptedRecognizer:
@@ -54,18 +43,6 @@ class ScriptedRecognizer:
     def transcribe(self, ulaw: bytes, language_code: str) -> str:
         self.calls.append((len(ulaw), language_code))
         return self.text
-
-
-def streaming_config(
-    language: str = "en-US", model: str = "phone_call", encoding: str = "MULAW", rate: int = 8000, **kw: bool
-) -> speech.StreamingRecognitionConfig:
-    config = speech.RecognitionConfig(encoding=encoding, sample_rate_hertz=rate, language_code=language, model=model)
-    return speech.StreamingRecognitionConfig(config=config, **kw)
-
-
-def audio_requests(audio: bytes, chunk: int = CHUNK) -> Iterator[speech.StreamingRecognizeRequest]:
-    for i in range(0, len(audio), chunk):
-        yield speech.StreamingRecognizeRequest(audio_content=audio[i : i + chunk])
 
 
 class EmulatorCase(SynchronousTestCase):
@@ -104,14 +81,6 @@ class EmulatorCase(SynchronousTestCase):
             timeout=TIMEOUT,
         )
         return response.audio_content
-
-
-def finals(responses: list[speech.StreamingRecognizeResponse]) -> list[str]:
-    return [r.results[0].alternatives[0].transcript for r in responses if r.results and r.results[0].is_final]
-
-
-def interims(responses: list[speech.StreamingRecognizeResponse]) -> list[str]:
-    return [r.results[0].alternatives[0].transcript for r in responses if r.results and not r.results[0].is_final]
 
 
 class RealRecognitionTests(EmulatorCase):
