@@ -19,6 +19,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 from typing import Any, Callable, Iterator
 
@@ -766,3 +767,26 @@ def finals(responses: list[Any]) -> list[str]:
 
 def interims(responses: list[Any]) -> list[str]:
     return [r.results[0].alternatives[0].transcript for r in responses if r.results and not r.results[0].is_final]
+
+
+class StatsWatch:
+    """Waits for the emulator's counters to reach a state, woken by each change (the server
+    updates them from its own threads), instead of polling on a timer."""
+
+    def __init__(self, test: Any, stats: Any) -> None:
+        self._stats = stats
+        self._changed = threading.Condition()
+        add = stats.add
+
+        def add_and_notify(**deltas: int) -> None:
+            add(**deltas)
+            with self._changed:
+                self._changed.notify_all()
+
+        test.patch(stats, "add", add_and_notify)
+
+    def until(self, predicate: Callable[[Any], bool], timeout: float = TIMEOUT) -> None:
+        """Return once ``predicate(stats)`` holds; fail with the counters if it never does."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: predicate(self._stats), timeout):
+                raise AssertionError(f"the emulator's counters never got there: {self._stats.snapshot()}")
