@@ -30,6 +30,8 @@ from hypothesis import HealthCheck, settings, strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import MemoryReactorClock
+from twisted.test.iosim import ConnectionCompleter
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -404,7 +406,8 @@ class ScriptedBot(WebSocketServerProtocol):
         self.request = request
 
     def onOpen(self) -> None:  # noqa: N802
-        self.t0 = reactor.seconds()
+        self.clock = self.factory.clock
+        self.t0 = self.clock.seconds()
         self.inbox: list[tuple[float, dict]] = []
         self.sent_marks: dict[str, float] = {}
         self.echoes: dict[str, float] = {}
@@ -420,7 +423,7 @@ class ScriptedBot(WebSocketServerProtocol):
         self.factory.bots.append(self)
 
     def now(self) -> float:
-        return reactor.seconds() - self.t0
+        return self.clock.seconds() - self.t0
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
         msg = json.loads(payload)
@@ -454,7 +457,7 @@ class ScriptedBot(WebSocketServerProtocol):
             if self.in_speech and self.silent == self.factory.end_silence_frames:
                 self.in_speech = False
                 if self.replies:
-                    self.timers.append(reactor.callLater(self.factory.reply_delay_s, self.say, self.replies.pop(0)))
+                    self.timers.append(self.clock.callLater(self.factory.reply_delay_s, self.say, self.replies.pop(0)))
 
     def say(self, audio: bytes) -> None:
         name = f"r{self.said}"
@@ -491,19 +494,76 @@ class ScriptedBot(WebSocketServerProtocol):
 
 
 def serve_scripted_bot(
-    test: TestCase, greeting: bytes, replies: tuple[bytes, ...], hang_up_after: int | None = None, deny: bool = False
+    test: TestCase,
+    greeting: bytes,
+    replies: tuple[bytes, ...],
+    hang_up_after: int | None = None,
+    deny: bool = False,
+    on: Any = reactor,
 ) -> tuple[WebSocketServerFactory, str]:
-    """A ScriptedBot listening on loopback until ``test`` ends: its factory and URL."""
+    """A ScriptedBot listening on loopback until ``test`` ends: its factory and URL. ``on`` is
+    the reactor it listens and keeps time on (a MemoryNetwork's, for a call on a Clock)."""
     factory = WebSocketServerFactory()
+    factory.clock = on
     factory.protocol = ScriptedBot
     factory.setProtocolOptions(closeHandshakeTimeout=1)
     factory.greeting, factory.replies, factory.hang_up_after, factory.deny = greeting, replies, hang_up_after, deny
     factory.reply_delay_s = 0.1
     factory.end_silence_frames = 6
     factory.bots = []
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    port = on.listenTCP(MemoryNetwork.PORT if isinstance(on, MemoryReactorClock) else 0, factory,
+                        interface="127.0.0.1")
     test.addCleanup(port.stopListening)
     return factory, f"ws://127.0.0.1:{port.getHost().port}/media"
+
+
+class MemoryNetwork:
+    """A reactor whose TCP connections are made in memory and whose time is a Clock, and the
+    loop that runs it: bytes move whenever they can, and time moves on only when nothing else
+    can, straight to the next timer. A call on it takes no wall-clock time and comes out the
+    same on any machine, however loaded. Autobahn keeps its timers (handshake and close
+    timeouts) on it too while the test runs."""
+
+    PORT = 8000  # what a server listens on in memory: no socket is opened
+
+    def __init__(self, test: TestCase, start: float = 50.0) -> None:
+        import txaio
+
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(start)
+        self._completer = ConnectionCompleter(self.reactor)
+        self._pumps: list[Any] = []
+        test.patch(txaio.config, "loop", self.reactor)
+
+    def settle(self) -> None:
+        """Complete pending connections and move bytes until nothing moves at this instant."""
+        moved = True
+        while moved:
+            moved = False
+            while (pump := self._completer.succeedOnce()) is not None:
+                self._pumps.append(pump)
+                moved = True
+            for pump in self._pumps:
+                moved = pump.flush() or moved
+
+    def run(self, d: Deferred[Any], limit_s: float = 600.0) -> Any:
+        """Run until ``d`` fires; its result (or its failure, raised)."""
+        deadline = self.reactor.seconds() + limit_s
+        while True:
+            self.settle()
+            if d.called:
+                break
+            due = [call.getTime() for call in self.reactor.getDelayedCalls()]
+            if not due:
+                raise AssertionError("nothing left to happen, and the Deferred has not fired")
+            if min(due) > deadline:
+                raise AssertionError(f"still running after {limit_s} s on the clock")
+            self.reactor.advance(max(0.0, min(due) - self.reactor.seconds()))
+        results: list[Any] = []
+        d.addBoth(results.append)
+        if isinstance(results[0], Failure):
+            results[0].raiseException()
+        return results[0]
 
 # -- the openai agent --------------------------------------------------------------------------------
 
