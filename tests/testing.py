@@ -572,16 +572,32 @@ CALL = CallInfo("CA123", "MZ456", "+15550001111", "+15550002222", {"customer": "
 
 
 class RecordingSink:
-    def __init__(self) -> None:
+    """An agent's ReplySink that keeps what it was given; ``first_text`` fires with the
+    ``clock``'s time of the first words, ``texts_reached(n)`` once ``n`` deltas are in."""
+
+    def __init__(self, clock: Any = reactor) -> None:
+        self.clock = clock
         self.texts: list[str] = []
         self.sentences: list[str] = []
         self.actions: list[Any] = []
         self.first_text: Deferred[float] = Deferred()
+        self._waiting: list[tuple[int, Deferred[None]]] = []
 
     def text(self, delta: str) -> None:
         self.texts.append(delta)
         if not self.first_text.called:
-            self.first_text.callback(time.monotonic())
+            self.first_text.callback(self.clock.seconds())
+        reached = [w for w in self._waiting if len(self.texts) >= w[0]]
+        self._waiting = [w for w in self._waiting if w not in reached]
+        for _, d in reached:
+            d.callback(None)
+
+    def texts_reached(self, n: int) -> Deferred[None]:
+        if len(self.texts) >= n:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append((n, d))
+        return d
 
     def sentence(self, text: str) -> None:
         self.sentences.append(text)
