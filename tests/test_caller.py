@@ -154,9 +154,9 @@ class SessionTests(SynchronousTestCase):
         # Irregular reactor wake-ups, including a 100 ms stall, never add up to drift.
         for step in [0.013, 0.031, 0.1, 0.007, 0.019] + [0.021] * 40:
             clock.advance(step)
-        elapsed = clock.seconds() - 50.0
+        clock_s = clock.seconds() - 50.0
         media = link.events("media")
-        self.assertEqual(len(media), math.floor(elapsed / 0.02 + 1e-9) + 1)
+        self.assertEqual(len(media), math.floor(clock_s / 0.02 + 1e-9) + 1)
         for n, (_, m) in enumerate(media):
             self.assertEqual(m["media"]["chunk"], str(n + 1))
             self.assertEqual(m["media"]["timestamp"], str(n * 20))
