@@ -59,10 +59,11 @@ class MeteredStream(GatedStream):
 
     def open_fully(self):
         self.gate.set()
-        self.permits.release(1_000_000)
+        self.permits.release()  # the one writer, if it waits for a permit now
 
     def write(self, text):
-        self.permits.acquire(timeout=10)
+        if not self.gate.is_set():
+            self.permits.acquire(timeout=10)
         super().write(text)
 
 

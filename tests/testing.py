@@ -299,7 +299,7 @@ def settle(clock: Clock, pool: ManualThreadPool) -> None:
             pool.run_next()
         clock.advance(0)
 
-# -- connections in memory, on a Clock --------------------------------------------------------------
+# -- connections in memory, on a Clock ---------------------------------------------------------------
 
 
 class MemoryNetwork:
