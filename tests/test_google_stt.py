@@ -22,7 +22,7 @@ from voiced.google.stt_session import AudioLog
 from voiced.lifecycle import construction_counts
 from voiced.retry import Backoff
 
-from tests.testing import buzz, FallbackTranscriber, GoogleEmulatorCase, until
+from tests.testing import buzz, FallbackTranscriber, GoogleEmulatorCase, Recorder, until
 
 
 def utterance(n: int, speech_ms: int = 1000, silence_ms: int = 1000) -> bytes:
@@ -84,7 +84,7 @@ class StreamingTests(GoogleEmulatorCase):
         opened = stream.streams_opened
         stream.feed(silence_ulaw(1000))
         self.assertEqual(stream.streams_opened, opened)  # audio after close opens no stream
-        await self.responses_settled()
+        # Both ends have ended the one stream: nothing is left that could deliver.
         self.assertEqual(listener.events, before)
         self.assertEqual(self.clients.speech_loads, [0] * self.settings.google_channels)
 
@@ -344,6 +344,14 @@ class MisbehavingServerTests(GoogleEmulatorCase):
 class LongCallTests(GoogleEmulatorCase):
     timeout = 60
 
+    async def last_word(self, stream, listener: Recorder, n: int, speed: float) -> None:
+        """Say utterance ``n`` and wait for its final, then for every earlier stream to end: a
+        late or repeated final of anything said before would have come first (a stream answers
+        its audio in order), and a stream that has ended delivers nothing more."""
+        await feed_paced(stream, utterance(n), speed=speed)
+        await until(lambda: f"utterance {n}" in listener.of("final"), what=f"final {n}")
+        await until(lambda: self.clients.speech_loop.active <= 1, what="the earlier streams' end")
+
     async def test_ten_minutes_across_rollovers_lose_and_repeat_nothing(self) -> None:
         # 300 utterances under a 20 s stream limit, rolling over at 15 s: about 40 streams.
         engine = self.start_engine(FaultPlan(max_stream_s=20), rollover_s=15)
@@ -353,8 +361,8 @@ class LongCallTests(GoogleEmulatorCase):
             await until(lambda: len(listener.of("final")) >= n - 2, what=f"final {n - 2}")
             await feed_paced(stream, utterance(n), speed=150)
         await until(lambda: len(listener.of("final")) >= 300, what="300 finals")
-        await self.responses_settled()  # a late repeat would be in by now
-        self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 301)])
+        await self.last_word(stream, listener, 301, speed=150)
+        self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 302)])
         self.assertGreaterEqual(stream.streams_opened, 38)
         self.assertEqual(self.emulator.stats.streams_failed, 0)  # rolled over before the limit every time
 
@@ -382,8 +390,8 @@ class LongCallTests(GoogleEmulatorCase):
         await feed_paced(stream, silence_ulaw(1000), speed=100)  # a call's audio goes on: no batch waits
         await until(lambda: len(listener.of("final")) >= 100, timeout=30,
                     what=lambda: f"100 finals (have {len(listener.of('final'))})")  # a loaded CI
-        await self.responses_settled()  # a late repeat would be in by now
-        self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 101)])
+        await self.last_word(stream, listener, 101, speed=100)
+        self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 102)])
         self.assertGreaterEqual(self.emulator.stats.streams_failed, 8)
         self.assertEqual(len(self.logs.starting("STT_REOPEN")), self.emulator.stats.streams_failed)
         self.assertEqual(self.logs.starting("STT_RETRY"), [])

@@ -777,21 +777,10 @@ class GoogleEmulatorCase(TestCase):
         **settings,
     ) -> Any:
         from voiced.emulator.server import Emulator
-        from voiced.google import stt_stream
         from voiced.google.clients import GoogleClients
         from voiced.google.stt import GoogleSTTEngine
         from voiced.retry import Backoff
 
-        # Every response the client read, retired streams' too (counted on the speech loop's
-        # thread, before the hop to the reactor): see responses_settled.
-        self.responses_read = 0
-        from_loop = stt_stream.GoogleSTTStream._from_loop
-
-        def counted(stream: Any, session: Any, response: Any) -> None:
-            from_loop(stream, session, response)
-            self.responses_read += 1
-
-        self.patch(stt_stream.GoogleSTTStream, "_from_loop", counted)
         self.emulator = Emulator(faults=faults, recognizer=self.recognizer)
         port = self.emulator.start()
         self.addCleanup(self.emulator.stop)
@@ -814,12 +803,6 @@ class GoogleEmulatorCase(TestCase):
         self.addCleanup(stream.close)
         return stream, listener
 
-    async def responses_settled(self) -> None:
-        """Return once every response the emulator sent has been read and handled: nothing is
-        in flight that could still reach a listener (no fixed wait for late arrivals)."""
-        await until(lambda: self.responses_read == self.emulator.stats.responses_sent,
-                    what=lambda: f"{self.emulator.stats.responses_sent} responses read (have {self.responses_read})")
-        await deferLater(reactor, 0)  # the reactor runs what the reads handed it before this
 
 # -- the Google emulator -----------------------------------------------------------------------------
 
