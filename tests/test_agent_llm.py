@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
-import time
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.task import Cooperator
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
+from treq.client import HTTPClient
 
-from tests.fakes.http_apps import Canned, RecordingApp, make_http_client, start_server
+from tests.fakes.http_apps import Canned, make_http_client
 from tests.fakes.openai_server import FakeOpenAIServer
-from voiced.agent.base import (
-    AgentError, CallInfo, Dtmf, EndCall, Idle, Said, TransferCall, TurnRequest,
-)
+from voiced.agent.base import AgentError, Dtmf, EndCall, Idle, Said, TransferCall
 from voiced.agent.llm import LLMSettings, OpenAIAgent
 from voiced.agent.factory import build_agent
 from voiced.agent.llm_messages import build_messages
@@ -28,81 +29,10 @@ GOODBYE_PHRASE = english()["goodbye"]
 from voiced.agent.tools import ToolRunner
 from voiced.signing import SIGNATURE_HEADER, verify
 
-CALL = CallInfo("CA123", "MZ456", "+15550001111", "+15550002222", {"customer": "42"})
+from tests.testing import AgentTestCase, CALL, MemoryNetwork, RecordingSink, turn
+
 SECRET = "tool-secret"
 KEY = "sk-test-very-secret-key-0123456789"
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.sentences: list[str] = []
-        self.actions: list[Any] = []
-        self.first_text: Deferred[float] = Deferred()
-
-    def text(self, delta: str) -> None:
-        self.texts.append(delta)
-        if not self.first_text.called:
-            self.first_text.callback(time.monotonic())
-
-    def sentence(self, text: str) -> None:
-        self.sentences.append(text)
-
-    def action(self, action: Any) -> None:
-        self.actions.append(action)
-
-    @property
-    def said(self) -> str:
-        return "".join(self.texts)
-
-
-def turn(text: str = "Hello?", history: tuple[Said, ...] = (), event: Any = None, number: int = 1) -> TurnRequest:
-    return TurnRequest(number, text, event, history)
-
-
-class AgentTestCase(TestCase):
-    timeout = 10
-
-    def serve(self, script: dict[str, Any]) -> FakeOpenAIServer:
-        server = FakeOpenAIServer(script)
-        server.listen(reactor)
-        self.addCleanup(server.stop)
-        return server
-
-    def agent(self, server: FakeOpenAIServer, tools: ToolRunner | None = None, **settings: Any) -> OpenAIAgent:
-        settings.setdefault("first_token_timeout_s", 2.0)
-        settings.setdefault("reply_timeout_s", 5.0)
-        # The client is made after the server, so its pool closes first at cleanup.
-        self.http = make_http_client(self)
-        return OpenAIAgent(self.http, reactor, LLMSettings(base_url=server.base_url, **settings), tools)
-
-    def tools_server(self, *answers: Canned) -> tuple[RecordingApp, str]:
-        app = RecordingApp()
-        app.answer(*answers)
-        return app, start_server(self, app).url("/tools")
-
-    def tools_file(self, *names: str) -> str:
-        fd, path = tempfile.mkstemp(suffix=".json")
-        self.addCleanup(os.unlink, path)
-        with os.fdopen(fd, "w") as f:
-            json.dump([{"type": "function", "function": {
-                "name": name, "description": "test tool",
-                "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}}
-                for name in names], f)
-        return path
-
-    async def respond(self, agent: OpenAIAgent, request: TurnRequest | None = None) -> RecordingSink:
-        sink = RecordingSink()
-        await agent.start_conversation(CALL).respond(request or turn(), sink)
-        return sink
-
-    async def fails(self, agent: OpenAIAgent, sink: RecordingSink | None = None) -> AgentError:
-        sink = sink if sink is not None else RecordingSink()
-        try:
-            await agent.start_conversation(CALL).respond(turn(), sink)
-        except AgentError as e:
-            return e
-        self.fail("the reply did not fail")
 
 
 class StreamingTests(AgentTestCase):
@@ -111,21 +41,6 @@ class StreamingTests(AgentTestCase):
         sink = await self.respond(self.agent(server))
         self.assertEqual(sink.texts, ["Hello", " there,", " friend.", " How", " are", " you?"])
         self.assertEqual(sink.actions, [])
-
-    async def test_first_text_arrives_before_the_server_has_finished(self) -> None:
-        server = self.serve({"default": {"say": ["First sentence.", "Second one.", "Third."],
-                                         "sentence_gap_ms": 150}})
-        agent = self.agent(server)
-        sink = RecordingSink()
-        started = time.monotonic()
-        d = agent.start_conversation(CALL).respond(turn(), sink)
-        first = await sink.first_text
-        self.assertFalse(server.requests[0]["completed"])
-        self.assertEqual(sink.texts, ["First"])
-        await d
-        self.assertLess(first - started, 0.15)
-        self.assertGreaterEqual(time.monotonic() - started, 0.3)
-        self.assertEqual(sink.said, "First sentence. Second one. Third.")
 
     async def test_awkward_but_valid_streams(self) -> None:
         # Every event written in pieces (mid-line, mid-UTF-8), keep-alive comments,
@@ -374,49 +289,94 @@ class FailureTests(AgentTestCase):
         server = self.serve({"default": {"inject": ["data: {not json\n\n"]}})
         self.assertIn("not JSON", str(await self.fails(self.agent(server))))
 
-    async def test_first_token_timeout(self) -> None:
+class ClockedTests(SynchronousTestCase):
+    """Streaming, timeouts and cancels, with the fake server and the agent on one Clock and
+    HTTP over a connection in memory: the times asserted are what the code makes of them."""
+
+    def setUp(self) -> None:
+        self.network = MemoryNetwork(self)
+        self.clock = self.network.reactor
+
+    def serve(self, script: dict[str, Any]) -> FakeOpenAIServer:
+        server = FakeOpenAIServer(script)
+        server.listen(self.clock, MemoryNetwork.PORT)
+        return server
+
+    def agent(self, server: FakeOpenAIServer, **settings: Any) -> OpenAIAgent:
+        settings.setdefault("first_token_timeout_s", 2.0)
+        settings.setdefault("reply_timeout_s", 5.0)
+        # Request bodies are produced on the Clock too (treq's default cooperates on the reactor).
+        on_the_clock = Cooperator(scheduler=lambda work: self.clock.callLater(0, work))
+        http = HTTPClient(Agent(self.clock, pool=HTTPConnectionPool(self.clock, persistent=False)),
+                          data_to_body_producer=lambda data: FileBodyProducer(io.BytesIO(data), on_the_clock))
+        return OpenAIAgent(http, self.clock, LLMSettings(base_url=server.base_url, **settings))
+
+    def respond(self, agent: OpenAIAgent, sink: RecordingSink) -> Deferred[None]:
+        return agent.start_conversation(CALL).respond(turn(), sink)
+
+    def failure_of(self, d: Deferred[Any]) -> AgentError:
+        with self.assertRaises(AgentError) as caught:
+            self.network.run(d)
+        return caught.exception
+
+    def test_first_text_arrives_before_the_server_has_finished(self) -> None:
+        server = self.serve({"default": {"say": ["First sentence.", "Second one.", "Third."],
+                                         "sentence_gap_ms": 150}})
+        sink = RecordingSink(self.clock)
+        started = self.clock.seconds()
+        d = self.respond(self.agent(server), sink)
+        # What stood when the first words arrived (the run goes on to the end of that instant).
+        sink.first_text.addCallback(lambda at: (at, list(sink.texts), server.requests[0]["completed"]))
+        first, texts, completed = self.network.run(sink.first_text)
+        self.assertFalse(completed)
+        self.assertEqual(texts, ["First"])
+        self.network.run(d)
+        self.assertLess(first - started, 0.15)
+        self.assertAlmostEqual(self.clock.seconds() - started, 0.3, places=6)  # two 150 ms gaps
+        self.assertEqual(sink.said, "First sentence. Second one. Third.")
+
+    def test_first_token_timeout(self) -> None:
         server = self.serve({"default": {"say": ["Late."], "first_token_ms": 2000, "keepalive": True}})
-        started = time.monotonic()
-        error = await self.fails(self.agent(server, first_token_timeout_s=0.1))
-        self.assertLess(time.monotonic() - started, 1.0)
+        started = self.clock.seconds()
+        error = self.failure_of(self.respond(self.agent(server, first_token_timeout_s=0.1), RecordingSink()))
+        self.assertAlmostEqual(self.clock.seconds() - started, 0.1, places=6)  # not the server's 2 s
         self.assertIn("within 0.1 s", str(error))
-        await server.until(lambda: server.requests[0]["disconnected"])
+        self.network.run(server.until(lambda: server.requests[0]["disconnected"]))
 
-    async def test_first_token_timeout_on_a_server_that_never_answers(self) -> None:
+    def test_first_token_timeout_on_a_server_that_never_answers(self) -> None:
         server = self.serve({"default": {"hang": True}})
-        self.assertIn("within 0.1 s", str(await self.fails(self.agent(server, first_token_timeout_s=0.1))))
-        await server.until(lambda: server.requests[0]["disconnected"])
+        error = self.failure_of(self.respond(self.agent(server, first_token_timeout_s=0.1), RecordingSink()))
+        self.assertIn("within 0.1 s", str(error))
+        self.network.run(server.until(lambda: server.requests[0]["disconnected"]))
 
-    async def test_reply_timeout(self) -> None:
+    def test_reply_timeout(self) -> None:
         server = self.serve({"default": {"say": ["Slow words " * 20], "word_gap_ms": 30}})
-        sink = RecordingSink()
-        error = await self.fails(self.agent(server, reply_timeout_s=0.2), sink)
+        sink = RecordingSink(self.clock)
+        error = self.failure_of(self.respond(self.agent(server, reply_timeout_s=0.2), sink))
         self.assertIn("within 0.2 s", str(error))
         self.assertTrue(sink.texts)
-        await server.until(lambda: server.requests[0]["disconnected"])
+        self.network.run(server.until(lambda: server.requests[0]["disconnected"]))
+
+    def test_cancel_mid_stream_closes_the_connection(self) -> None:
+        server = self.serve({"default": {"say": ["One.", "Two.", "Three."], "sentence_gap_ms": 500}})
+        sink = RecordingSink(self.clock)
+        d = self.respond(self.agent(server), sink)
+        self.network.run(sink.first_text)
+        d.cancel()
+        self.assertRaises(CancelledError, self.network.run, d)
+        self.network.run(server.until(lambda: server.requests[0]["disconnected"]))
+        self.assertEqual(sink.texts, ["One."])
+
+    def test_cancel_before_any_answer(self) -> None:
+        server = self.serve({"default": {"hang": True}})
+        d = self.respond(self.agent(server), RecordingSink())
+        self.network.run(server.until(lambda: len(server.requests) == 1))
+        d.cancel()
+        self.assertRaises(CancelledError, self.network.run, d)
+        self.network.run(server.until(lambda: server.requests[0]["disconnected"]))
 
 
 class CancelTests(AgentTestCase):
-    async def test_cancel_mid_stream_closes_the_connection(self) -> None:
-        server = self.serve({"default": {"say": ["One.", "Two.", "Three."], "sentence_gap_ms": 500}})
-        sink = RecordingSink()
-        d = self.agent(server).start_conversation(CALL).respond(turn(), sink)
-        await sink.first_text
-        d.cancel()
-        with self.assertRaises(CancelledError):
-            await d
-        await server.until(lambda: server.requests[0]["disconnected"])
-        self.assertEqual(sink.texts, ["One."])
-
-    async def test_cancel_before_any_answer(self) -> None:
-        server = self.serve({"default": {"hang": True}})
-        d = self.agent(server).start_conversation(CALL).respond(turn(), RecordingSink())
-        await server.until(lambda: len(server.requests) == 1)
-        d.cancel()
-        with self.assertRaises(CancelledError):
-            await d
-        await server.until(lambda: server.requests[0]["disconnected"])
-
     async def test_cancel_during_a_tool_run(self) -> None:
         server = self.serve({"replies": [{"tool_calls": [{"name": "book", "arguments": {}}]}]})
         app, url = self.tools_server(Canned(hang=True))

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import time
-
 from twisted.internet import reactor
+from twisted.internet.defer import CancelledError
 
 from tests.fakes.http_apps import make_http_client
 from tests.fakes.third_party_llm import LLMock, start_llmock
-from tests.test_agent_llm import CALL, AgentTestCase, RecordingSink, turn
+
+from tests.testing import CALL, AgentTestCase, RecordingSink, turn
+
 from voiced.agent.base import AgentError, EndCall, Said
 from voiced.agent.llm import LLMSettings, OpenAIAgent
 
@@ -29,16 +30,25 @@ class LLMockTests(AgentTestCase):
 
     async def test_slow_reply_streams_into_the_sink(self) -> None:
         server = self.llmock(chunk_delay_ms=40)
-        server.reply_always(SENTENCES)
+        # The first request stalls after a few words for far longer than the test may take: its
+        # first words can reach the sink only if they are streamed, never if the body is read whole.
+        server.script({"type": "reply", "text": " ".join(SENTENCES), "times": None},
+                      {"type": "stream_fault", "kind": "stall", "after_chunks": 5, "stall_seconds": 60})
+        agent = self.openai_agent(server)
         sink = RecordingSink()
-        started = time.monotonic()
-        d = self.openai_agent(server).start_conversation(CALL).respond(turn(), sink)
-        first = await sink.first_text
-        await d
-        total = time.monotonic() - started
+        stalled = agent.start_conversation(CALL).respond(turn(), sink)
+        await sink.texts_reached(3)
+        self.assertTrue(" ".join(SENTENCES).startswith(sink.said))
+        self.assertLess(len(sink.said), len(" ".join(SENTENCES)))
+        stalled.cancel()  # as a barge-in would
+        with self.assertRaises(CancelledError):
+            await stalled
+        # The next reply is slow (40 ms a word) but whole.
+        sink = await self.respond(agent)
         self.assertEqual(sink.said, " ".join(SENTENCES))
-        self.assertGreater(total, 0.5)  # 15 words, 40 ms apart
-        self.assertLess(first - started, total / 3)
+        stalled_request, whole_request = server.requests()
+        self.assertEqual((stalled_request["completed"], whole_request["completed"]), (False, True))
+        self.assertLess(stalled_request["chunks_sent"], whole_request["chunks_sent"])
 
     async def test_history_and_settings_reach_the_server(self) -> None:
         server = self.llmock()

@@ -12,25 +12,11 @@ from voiced.call.reply import words_reached
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.tts.speaker import PhraseCache, Speaker
 
-from tests.test_turn import SILENT, VOICED, VOICED_PCM, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport
+from tests.testing import SILENT, VOICED, VOICED_PCM, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport
+
+from tests.testing import ScriptedConversation
 
 WORD_BYTES = 1600  # FakeTTS: 200 ms of audio per word
-
-
-class ScriptedConversation:
-    """Answers each request with what the test queued (a callable taking the sink)."""
-
-    def __init__(self):
-        self.requests = []
-        self.answers = []
-
-    def greeting(self):
-        return ["Hello there."]
-
-    def respond(self, request, sink):
-        self.requests.append(request)
-        answer = self.answers.pop(0) if self.answers else (lambda sink: sink.sentence("Okay."))
-        return answer(sink) or succeed(None)
 
 
 class RecordingControl:

@@ -1,6 +1,7 @@
-"""The carrier port's TCP path (Asterisk AudioSocket's kind of carrier), on a Clock and
-over a real loopback socket, with voiced-call's AudioSocket wire
-(``voiced.caller.carriers.audiosocket``): no playback markers, as AudioSocket has none.
+"""The carrier port's TCP path (Asterisk AudioSocket's kind of carrier), on a Clock (whole
+calls over a connection in memory; a refused one on a real loopback socket), with
+voiced-call's AudioSocket wire (``voiced.caller.carriers.audiosocket``): no playback
+markers, as AudioSocket has none.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.test_caller import run_until, tone
+from tests.testing import MemoryNetwork, run_until, tone
 from voiced.audio import silence_ulaw
 from voiced.caller.carriers.audiosocket import AudioSocketCall
 from voiced.caller.carriers.base import CallSetup, DaemonEvent, Outbound, SendBack
@@ -154,26 +155,25 @@ class AudioSocketBot(Protocol):
         self.closed.callback(None)
 
 
-class LiveTcpCallTests(TestCase):
-    timeout = 30
+class TcpCallTests(SynchronousTestCase):
+    """Whole calls through place_call's TCP path, over a connection in memory on a Clock."""
 
     def serve(self, greeting: bytes, hang_up_after_frames: int = -1) -> str:
+        self.network = MemoryNetwork(self)
         factory = Factory.forProtocol(AudioSocketBot)
         factory.greeting, factory.hang_up_after_frames, factory.bots = greeting, hang_up_after_frames, []
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
+        self.network.reactor.listenTCP(MemoryNetwork.PORT, factory, interface="127.0.0.1")
         self.factory = factory
-        return f"tcp://127.0.0.1:{port.getHost().port}"
+        return f"tcp://127.0.0.1:{MemoryNetwork.PORT}"
 
-    @inlineCallbacks
     def test_a_call_over_plain_tcp_ending_with_the_caller_hanging_up(self):
         url = self.serve(slin(tone(200)))
         call_id = str(uuid.uuid4())
         lines = [CallerLine(tone(200) + silence_ulaw(100), "hello"), CallerLine(b"", "[dtmf 5]", dtmf="5")]
-        report = yield place_call(reactor, url, lines, carrier=AudioSocketCall, call_sid=call_id, pause_ms=200,
-                                  reply_timeout_s=0.3, hangup_grace_s=0.3)
+        report = self.network.run(place_call(self.network.reactor, url, lines, carrier=AudioSocketCall,
+                                             call_sid=call_id, pause_ms=200, reply_timeout_s=0.3, hangup_grace_s=0.3))
         bot = self.factory.bots[0]
-        yield bot.closed
+        self.network.run(bot.closed)
         self.assertEqual(report.errors, [])
         self.assertTrue(report.connected and report.completed)
         self.assertFalse(report.hung_up_by_bot)
@@ -186,15 +186,20 @@ class LiveTcpCallTests(TestCase):
         self.assertEqual(len(heard), report.frames_sent)
         self.assertEqual(Codec(SLIN_8K).decode(b"".join(heard)), report.caller_audio)
 
-    @inlineCallbacks
     def test_the_daemon_hanging_up_in_a_message(self):
         url = self.serve(slin(tone(100)), hang_up_after_frames=10)
-        report = yield place_call(reactor, url, [], carrier=AudioSocketCall, reply_timeout_s=5.0)
-        yield self.factory.bots[0].closed
+        report = self.network.run(place_call(self.network.reactor, url, [], carrier=AudioSocketCall,
+                                             reply_timeout_s=5.0))
+        self.network.run(self.factory.bots[0].closed)
         self.assertEqual(report.errors, [])
         self.assertTrue(report.hung_up_by_bot)
         self.assertIsNone(report.closed_code)
         self.assertEqual(report.replies[0].audio, tone(100))
+
+
+
+class RefusedTcpCallTests(TestCase):
+    timeout = 30
 
     @inlineCallbacks
     def test_a_refused_tcp_connection_is_reported(self):

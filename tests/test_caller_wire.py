@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_caller import FakeLink, run_until, tone
+from tests.testing import FakeLink, run_until, tone
 from voiced.audio import SAMPLE_RATE, silence_ulaw, ulaw_to_pcm16
 from voiced.carrier import media_token
 from voiced.carrier.twilio.wire import Connected, Dtmf, Mark, Media, Start, Stop, clear_message, mark_message

@@ -6,7 +6,7 @@ emulator's own seam) so fault and limit behaviour is fast and deterministic.
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import os
 import re
 import signal
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import grpc
 from google.api_core import exceptions
@@ -25,23 +25,54 @@ from google.cloud.texttospeech_v1.services.text_to_speech.transports import Text
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.audio import WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM, parse_wav, resample_pcm16, silence_ulaw, ulaw_to_pcm16
+import voiced.emulator.tts
 from voiced.emulator.faults import FaultPlan, FaultSchedule, parse_status
 from voiced.emulator.main import is_loopback, main, parse_listen
 from voiced.emulator.recognizer import RecognitionSession, SpeechEvent, Transcript
 from voiced.emulator.server import Emulator, Rejected, check_recognition_config
 from voiced.lifecycle import construction_counts
-from voiced.tts.local import EspeakSynthesizer
 
-PHRASE = "what time do you open"
-CHUNK = 800  # 100 ms of 8 kHz mu-law
-TIMEOUT = 15.0
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.testing import StatsWatch, audio_requests, finals, interims, ROOT, streaming_config, TIMEOUT, utterance
 
 
-@functools.cache
-def utterance() -> bytes:
-    """Espeak saying PHRASE with silence around it, 8 kHz mu-law (~2.2 s)."""
-    return silence_ulaw(300) + EspeakSynthesizer("en-US").synthesize_blocking(PHRASE) + silence_ulaw(600)
+class RecordingSleep:
+    """``time`` for the threaded emulator's TTS: its sleeps are recorded, and take no time."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+class AllWaitTogether:
+    """``asyncio`` for the scripted emulator's TTS: each delay starts only once ``parties``
+    calls are all in one, then is waited in full; ``most_waiting`` says how many overlapped."""
+
+    def __init__(self, parties: int) -> None:
+        self.parties = parties
+        self.delays: list[float] = []
+        self.waiting = self.most_waiting = 0
+        self._all_in: asyncio.Event | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float) -> None:
+        # Every call runs on the server's one event loop: no lock needed.
+        if self._all_in is None:
+            self._all_in = asyncio.Event()
+        self.delays.append(delay)
+        self.waiting += 1
+        self.most_waiting = max(self.most_waiting, self.waiting)
+        if self.waiting == self.parties:
+            self._all_in.set()
+        await asyncio.wait_for(self._all_in.wait(), TIMEOUT)
+        await asyncio.sleep(delay)
+        self.waiting -= 1
 
 
 class ScriptedRecognizer:
@@ -54,18 +85,6 @@ class ScriptedRecognizer:
     def transcribe(self, ulaw: bytes, language_code: str) -> str:
         self.calls.append((len(ulaw), language_code))
         return self.text
-
-
-def streaming_config(
-    language: str = "en-US", model: str = "phone_call", encoding: str = "MULAW", rate: int = 8000, **kw: bool
-) -> speech.StreamingRecognitionConfig:
-    config = speech.RecognitionConfig(encoding=encoding, sample_rate_hertz=rate, language_code=language, model=model)
-    return speech.StreamingRecognitionConfig(config=config, **kw)
-
-
-def audio_requests(audio: bytes, chunk: int = CHUNK) -> Iterator[speech.StreamingRecognizeRequest]:
-    for i in range(0, len(audio), chunk):
-        yield speech.StreamingRecognizeRequest(audio_content=audio[i : i + chunk])
 
 
 class EmulatorCase(SynchronousTestCase):
@@ -104,14 +123,6 @@ class EmulatorCase(SynchronousTestCase):
             timeout=TIMEOUT,
         )
         return response.audio_content
-
-
-def finals(responses: list[speech.StreamingRecognizeResponse]) -> list[str]:
-    return [r.results[0].alternatives[0].transcript for r in responses if r.results and r.results[0].is_final]
-
-
-def interims(responses: list[speech.StreamingRecognizeResponse]) -> list[str]:
-    return [r.results[0].alternatives[0].transcript for r in responses if r.results and not r.results[0].is_final]
 
 
 class RealRecognitionTests(EmulatorCase):
@@ -309,10 +320,12 @@ class FaultTests(EmulatorCase):
 
     def test_audio_timeout_is_out_of_range(self) -> None:
         self.emulator.set_faults(FaultPlan(audio_timeout_s=0.3))
+        stalled = threading.Event()  # the client has nothing more to say until the test ends
+        self.addCleanup(stalled.set)
 
         def stalling() -> Iterator[speech.StreamingRecognizeRequest]:
             yield speech.StreamingRecognizeRequest(audio_content=silence_ulaw(100))
-            time.sleep(1.0)
+            stalled.wait(TIMEOUT)
             yield speech.StreamingRecognizeRequest(audio_content=silence_ulaw(100))
 
         with self.assertRaises(exceptions.OutOfRange) as cm:
@@ -321,17 +334,18 @@ class FaultTests(EmulatorCase):
 
     def test_client_deadline_counts_as_cancelled(self) -> None:
         self.emulator.set_faults(FaultPlan())
+        watch = StatsWatch(self, self.emulator.stats)
+        stalled = threading.Event()
+        self.addCleanup(stalled.set)
 
         def slow() -> Iterator[speech.StreamingRecognizeRequest]:
             yield speech.StreamingRecognizeRequest(audio_content=silence_ulaw(100))
-            time.sleep(1.0)
+            stalled.wait(TIMEOUT)
 
         with self.assertRaises(exceptions.DeadlineExceeded):
             list(self.speech.streaming_recognize(streaming_config(), slow(), retry=None, timeout=0.3))
         stats = self.emulator.stats
-        deadline = time.monotonic() + 3
-        while stats.active_streams and time.monotonic() < deadline:
-            time.sleep(0.02)
+        watch.until(lambda stats: stats.streams_cancelled == 1)
         self.assertEqual((stats.streams_cancelled, stats.active_streams), (1, 0))
 
 
@@ -354,11 +368,10 @@ class CapacityTests(SynchronousTestCase):
             list(client.streaming_recognize(streaming_config(), held(), retry=None, timeout=TIMEOUT))
 
         holders = [threading.Thread(target=hold, daemon=True) for _ in range(2)]
+        watch = StatsWatch(self, emulator.stats)
         for t in holders:
             t.start()
-        deadline = time.monotonic() + 5
-        while emulator.stats.active_streams < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        watch.until(lambda stats: stats.active_streams == 2)
         with self.assertRaises(exceptions.ResourceExhausted):
             list(client.streaming_recognize(streaming_config(), iter(()), retry=None, timeout=TIMEOUT))
         release.set()
@@ -386,9 +399,10 @@ class TextToSpeechTests(EmulatorCase):
 
     def test_every_nth_synthesis_fails_and_latency_is_added(self) -> None:
         self.emulator.set_faults(FaultPlan(tts_fail_every_nth=2, latency_ms=150))
-        started = time.monotonic()
+        sleeps = RecordingSleep()
+        self.patch(voiced.emulator.tts, "time", sleeps)
         self.synthesize("one")
-        self.assertGreaterEqual(time.monotonic() - started, 0.15)
+        self.assertEqual(sleeps.slept, [0.15])  # the worker thread waits it before the answer
         with self.assertRaises(exceptions.ServiceUnavailable):
             self.synthesize("two")
         self.synthesize("three")
@@ -565,10 +579,13 @@ class ScriptedServerTests(SynchronousTestCase):
 
     def test_audio_timeout_and_client_deadline(self) -> None:
         self.emulator.set_faults(FaultPlan(audio_timeout_s=0.3))
+        watch = StatsWatch(self, self.emulator.stats)
+        stalled = threading.Event()  # the client has nothing more to say until the test ends
+        self.addCleanup(stalled.set)
 
         def stalling() -> Iterator[speech.StreamingRecognizeRequest]:
             yield speech.StreamingRecognizeRequest(audio_content=silence_ulaw(100))
-            time.sleep(1.0)
+            stalled.wait(TIMEOUT)
 
         with self.assertRaises(exceptions.OutOfRange) as cm:
             list(self.speech.streaming_recognize(streaming_config(), stalling(), retry=None, timeout=TIMEOUT))
@@ -577,9 +594,7 @@ class ScriptedServerTests(SynchronousTestCase):
         with self.assertRaises(exceptions.DeadlineExceeded):
             list(self.speech.streaming_recognize(streaming_config(), stalling(), retry=None, timeout=0.3))
         stats = self.emulator.stats
-        deadline = time.monotonic() + 3
-        while stats.active_streams and time.monotonic() < deadline:
-            time.sleep(0.02)
+        watch.until(lambda stats: stats.streams_cancelled == 1)
         self.assertEqual((stats.streams_failed, stats.streams_cancelled, stats.active_streams), (1, 1, 0))
         self.assertEqual(finals(self.recognize(self.loud + silence_ulaw(400))), ["hello there"])  # still serving
 
@@ -590,19 +605,20 @@ class ScriptedServerTests(SynchronousTestCase):
             audio_config=texttospeech.AudioConfig(audio_encoding="MULAW", sample_rate_hertz=8000),
         )
         results: list[bytes] = []
+        # Each delay is waited only once all four syntheses are in theirs: calls served one
+        # after the other would never all get there, and would fail instead of being slow.
+        delays = AllWaitTogether(4)
+        self.patch(voiced.emulator.tts, "asyncio", delays)
 
         def one() -> None:
             results.append(self.tts.synthesize_speech(**request, retry=None, timeout=TIMEOUT).audio_content)
 
-        started = time.monotonic()
         workers = [threading.Thread(target=one) for _ in range(4)]
         for t in workers:
             t.start()
         for t in workers:
             t.join(TIMEOUT)
-        elapsed = time.monotonic() - started
-        self.assertGreaterEqual(elapsed, 0.3)
-        self.assertLess(elapsed, 1.2)  # 4 x 300 ms one after the other would be 1.2 s
+        self.assertEqual((delays.delays, delays.most_waiting), ([0.3] * 4, 4))
         self.assertEqual(len(results), 4)
         self.assertEqual(parse_wav(results[0]).format_tag, WAVE_FORMAT_MULAW)
         self.assertEqual(self.emulator.stats.syntheses, 4)
@@ -628,13 +644,12 @@ class ScriptedServerTests(SynchronousTestCase):
             self.tts.synthesize_speech(**request, retry=None, timeout=TIMEOUT)
 
         self.emulator.set_faults(FaultPlan(hang=True))
+        watch = StatsWatch(self, self.emulator.stats)
         with self.assertRaises(exceptions.DeadlineExceeded):  # audio taken, nothing answered
             list(self.speech.streaming_recognize(streaming_config(), audio_requests(self.loud + silence_ulaw(400)),
                                                  retry=None, timeout=0.5))  # fmt: skip
         stats = self.emulator.stats
-        deadline = time.monotonic() + 3
-        while stats.active_streams and time.monotonic() < deadline:
-            time.sleep(0.02)
+        watch.until(lambda stats: stats.streams_cancelled == 1)
         self.assertEqual((stats.streams_completed, stats.streams_failed, stats.streams_cancelled), (1, 1, 1))
         self.assertEqual((stats.syntheses, stats.syntheses_failed), (1, 1))
 
@@ -656,11 +671,10 @@ class ScriptedServerTests(SynchronousTestCase):
 
         holders = [threading.Thread(target=lambda: list(client.streaming_recognize(
             streaming_config(), held(), retry=None, timeout=TIMEOUT)), daemon=True) for _ in range(2)]  # fmt: skip
+        watch = StatsWatch(self, emulator.stats)
         for t in holders:
             t.start()
-        deadline = time.monotonic() + 5
-        while emulator.stats.active_streams < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        watch.until(lambda stats: stats.active_streams == 2)
         with self.assertRaises(exceptions.ResourceExhausted):
             list(client.streaming_recognize(streaming_config(), iter(()), retry=None, timeout=TIMEOUT))
         release.set()

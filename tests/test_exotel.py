@@ -15,8 +15,10 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_exotel_wire import FAST, exotel_like
-from tests.test_protocol import RecordingService, client_frame, server_frames
+from tests.testing import FAST, exotel_like
+
+from tests.testing import RecordingService, client_frame, server_frames
+
 from voiced.audio import AudioFormat
 from voiced.carrier.exotel import carrier
 from voiced.carrier.exotel.auth import basic_authorization

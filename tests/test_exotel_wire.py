@@ -6,7 +6,7 @@ import base64
 import json
 import unittest
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.audio import AudioFormat, UnsupportedAudio
@@ -16,7 +16,8 @@ from voiced.carrier.exotel.chunks import MAX_BYTES, MIN_BYTES, STEP_BYTES, Rechu
 from voiced.caller.carriers.base import Audio, CallSetup, Clear, Marker, Problem
 from voiced.caller.carriers.exotel import ExotelStream
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from tests.testing import exotel_json_values as json_values, exotel_like, FAST
+
 PCM_8K = AudioFormat("pcm_s16le", 8000)
 
 # Exotel's documented examples (developer.exotel.com/docs/agentstream/websocket-protocol).
@@ -181,29 +182,6 @@ class RechunkerTests(SynchronousTestCase):
             padding = len(message) - len(message.rstrip(chunks.silence))
             self.assertLess(padding, MIN_BYTES)
         self.assertEqual(b"".join(sent).replace(chunks.silence, b""), bytes(given_audio))
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=12)
-
-
-@st.composite
-def exotel_like(draw):
-    """Messages shaped like Exotel's, with any field missing, retyped or garbled."""
-    message = {"event": draw(st.sampled_from(["connected", "start", "media", "mark", "dtmf", "stop", "x"]))}
-    for key in draw(st.sets(st.sampled_from(["sequence_number", "stream_sid", "streamSid", "start", "media",
-                                              "mark", "dtmf", "stop"]))):
-        message[key] = draw(json_values)
-    if message["event"] == "start" and draw(st.booleans()):
-        message["start"] = {"call_sid": draw(json_values), "media_format": {
-            k: draw(json_values) for k in draw(st.sets(st.sampled_from(["encoding", "sample_rate", "bit_rate"])))},
-            "custom_parameters": draw(json_values)}
-    if message["event"] == "media" and draw(st.booleans()):
-        message["media"] = {"payload": base64.b64encode(draw(st.binary(max_size=400))).decode(),
-                            "chunk": draw(json_values)}
-    return json.dumps(message)
 
 
 class ParserProperties(unittest.TestCase):

@@ -7,39 +7,22 @@ reads the numbers back, so a test knows exactly which words each final carries.
 
 from __future__ import annotations
 
-import time
 
-import numpy as np
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
-from twisted.logger import formatEvent, globalLogPublisher
-from twisted.python.threadpool import ThreadPool
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.audio import FRAME_BYTES, SAMPLE_RATE, pcm16_to_ulaw, silence_ulaw
-from voiced.audio import MULAW_8K, AudioFormat
+from voiced.audio import FRAME_BYTES, SAMPLE_RATE, silence_ulaw
+from voiced.audio import MULAW_8K
 from voiced.config import Settings
 from voiced.emulator.faults import FaultPlan
-from voiced.emulator.server import Emulator
-from voiced.google.clients import GoogleClients
 from voiced.google import stt as google_stt, stt_ledger, stt_session, stt_stream
-from voiced.google.stt import GoogleSTTEngine, recognition_config
+from voiced.google.stt import recognition_config
 from voiced.google.stt_session import AudioLog
 from voiced.lifecycle import construction_counts
 from voiced.retry import Backoff
 
-_PERIOD = 64  # samples: a 125 Hz voice
-
-
-def buzz(n: int, ms: int) -> bytes:
-    """A voice-like tone whose harmonics' phases are seeded by ``n`` (distinct per utterance)."""
-    rng = np.random.default_rng(n)
-    t = np.arange(_PERIOD)
-    wave = sum((1.0 / h) * np.sin(2 * np.pi * h * t / _PERIOD + rng.uniform(0, 2 * np.pi)) for h in range(1, 20))
-    wave = wave / np.abs(wave).max() * 8000
-    samples = SAMPLE_RATE * ms // 1000
-    return pcm16_to_ulaw(np.tile(wave, samples // _PERIOD + 1)[:samples].astype(np.int16).tobytes())
+from tests.testing import buzz, FallbackTranscriber, GoogleEmulatorCase, Recorder, until
 
 
 def utterance(n: int, speech_ms: int = 1000, silence_ms: int = 1000) -> bytes:
@@ -48,83 +31,6 @@ def utterance(n: int, speech_ms: int = 1000, silence_ms: int = 1000) -> bytes:
 
 def conversation(first: int, last: int) -> bytes:
     return b"".join(utterance(n) for n in range(first, last + 1))
-
-
-class NumberedRecognizer:
-    """The emulator's Recognizer: "utterance N" for each numbered buzz found in the audio."""
-
-    def __init__(self, count: int = 400) -> None:
-        # One period, taken whole: it occurs in any stretch of two periods of that utterance.
-        self._signatures = {n: buzz(n, 100)[_PERIOD * 3 : _PERIOD * 4] for n in range(1, count + 1)}
-
-    def transcribe(self, ulaw: bytes, language_code: str) -> str:
-        return " ".join(f"utterance {n}" for n, sig in self._signatures.items() if sig in ulaw)
-
-
-class Recorder:
-    """A TranscriptListener that keeps everything in order."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, object]] = []
-        self.retries: list[str] = []
-
-    def on_transcript(self, text: str, is_final: bool) -> None:
-        self.events.append(("final" if is_final else "partial", text))
-
-    def on_stt_failure(self, reason: str, answer_coming: bool = False) -> None:
-        self.events.append(("failure", reason))
-
-    def on_fallback_transcript(self, text: str) -> None:
-        self.events.append(("final", text))
-
-    def on_stt_retry(self, error: str) -> None:
-        self.retries.append(error)
-
-    def of(self, kind: str) -> list[object]:
-        return [value for k, value in self.events if k == kind]
-
-
-class FallbackTranscriber:
-    """A Transcriber double: says how much audio it got, or never answers when told to hang."""
-
-    def __init__(self, hang: bool = False) -> None:
-        self.hang = hang
-        self.calls: list[bytes] = []
-        self.formats: list[AudioFormat] = []
-        self.cancelled = 0
-
-    def transcribe(self, audio: bytes, fmt: AudioFormat = MULAW_8K) -> Deferred[str]:
-        self.calls.append(audio)
-        self.formats.append(fmt)
-        if self.hang:
-            return Deferred(lambda d: setattr(self, "cancelled", self.cancelled + 1))
-        return succeed(f"fallback heard {len(audio)} bytes")
-
-
-class LogLines:
-    """Formatted voiced.google.* log lines, with hooks run as each line arrives."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.hooks: list = []
-
-    def __call__(self, event: dict) -> None:
-        if str(event.get("log_namespace", "")).startswith("voiced.google") and event.get("log_format"):
-            line = formatEvent(event)
-            self.lines.append(line)
-            for hook in list(self.hooks):
-                hook(line)
-
-    def starting(self, prefix: str) -> list[str]:
-        return [line for line in self.lines if line.startswith(prefix)]
-
-
-async def until(predicate, timeout: float = 10.0, what="condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        await deferLater(reactor, 0.005)
 
 
 async def feed_paced(stream, audio: bytes, speed: float) -> None:
@@ -137,50 +43,7 @@ async def feed_paced(stream, audio: bytes, speed: float) -> None:
         await deferLater(reactor, 0.005)
 
 
-class EmulatorCase(TestCase):
-    timeout = 30
-
-    def setUp(self) -> None:
-        self.recognizer = NumberedRecognizer()
-        self.logs = LogLines()
-        globalLogPublisher.addObserver(self.logs)
-        self.addCleanup(globalLogPublisher.removeObserver, self.logs)
-        self.pool = ThreadPool(minthreads=0, maxthreads=1, name="test-stt")  # the speech loop's thread
-        self.pool.start()
-        self.addCleanup(self.pool.stop)  # last: the clients have stopped the loop by then
-
-    def start_engine(
-        self,
-        faults: FaultPlan | None = None,
-        fallback=None,
-        backoff: Backoff | None = None,
-        rollover_s: float = 240.0,
-        **settings,
-    ) -> GoogleSTTEngine:
-        self.emulator = Emulator(faults=faults, recognizer=self.recognizer)
-        port = self.emulator.start()
-        self.addCleanup(self.emulator.stop)
-        self.settings = Settings(google_endpoint=f"127.0.0.1:{port}", google_insecure=True, **settings)
-        self.clients = GoogleClients(self.settings, reactor)
-        self.clients.start(self.pool)
-        self.addCleanup(self.clients.stop)
-        return GoogleSTTEngine(
-            self.clients,
-            self.settings,
-            reactor,
-            fallback,
-            rollover_s=rollover_s,
-            backoff=backoff or Backoff.from_ms(200, 1600, 4),
-        )
-
-    def open(self, engine: GoogleSTTEngine, call_id: str = "CA1"):
-        listener = Recorder()
-        stream = engine.open_stream(call_id, listener)
-        self.addCleanup(stream.close)
-        return stream, listener
-
-
-class StreamingTests(EmulatorCase):
+class StreamingTests(GoogleEmulatorCase):
     async def test_partials_then_finals(self) -> None:
         engine = self.start_engine()
         self.assertEqual((engine.name, engine.streaming), ("google", True))
@@ -218,8 +81,10 @@ class StreamingTests(EmulatorCase):
         before = list(listener.events)
         await until(lambda: self.emulator.stats.active_streams == 0, what="the stream to end")
         await until(lambda: not self.clients.speech_loop.active, what="the stream's task done")
+        opened = stream.streams_opened
         stream.feed(silence_ulaw(1000))
-        await deferLater(reactor, 0.1)
+        self.assertEqual(stream.streams_opened, opened)  # audio after close opens no stream
+        # Both ends have ended the one stream: nothing is left that could deliver.
         self.assertEqual(listener.events, before)
         self.assertEqual(self.clients.speech_loads, [0] * self.settings.google_channels)
 
@@ -262,7 +127,9 @@ class StreamingTests(EmulatorCase):
         for i in range(0, len(audio), FRAME_BYTES):
             stream.feed(audio[i : i + FRAME_BYTES])
         await until(lambda: listener.of("failure"), what="the failure")
-        await deferLater(reactor, 0.2)
+        # Until the cool-down after the give-up ends: a retry scheduled anyway, never longer than
+        # the longest backoff, would have run by then.
+        await until(lambda: stream._waiting is None, what="the cool-down's end")
         self.assertEqual(len(listener.of("failure")), 1)
         self.assertIn("InternalServerError", listener.of("failure")[0])
         self.assertEqual(self.emulator.stats.streams_started, 5)  # the first try and 4 retries
@@ -324,7 +191,7 @@ class StreamingTests(EmulatorCase):
         self.assertEqual(listener.of("final"), [""])
 
 
-class FailurePathTests(EmulatorCase):
+class FailurePathTests(GoogleEmulatorCase):
     async def test_streams_that_each_die_after_a_partial_end_in_the_give_up(self) -> None:
         # A proxy resetting every stream right after its first answer: a partial is no
         # progress, so the budget runs out and the fallback answers the utterance.
@@ -336,7 +203,7 @@ class FailurePathTests(EmulatorCase):
         stream.feed(utterance(1))
         stream.flush()
         await until(lambda: listener.of("failure"), what="the give-up")
-        await deferLater(reactor, 0.3)
+        await until(lambda: stream._waiting is None, what="the cool-down's end")  # no stray retry ran
         self.assertEqual(stream.streams_opened, 5)  # the first try and 4 retries, no more
         self.assertEqual([line.split()[3] for line in self.logs.starting("STT_RETRY")],
                          ["attempt=1", "attempt=2", "attempt=3", "attempt=4"])
@@ -387,14 +254,14 @@ class FailurePathTests(EmulatorCase):
         self.assertEqual([kind for kind, _ in listener.events], ["failure", "final"])  # the phrase, then the answer
 
 
-class MisbehavingServerTests(EmulatorCase):
+class MisbehavingServerTests(GoogleEmulatorCase):
     async def test_close_ends_a_stream_never_answered(self) -> None:
         engine = self.start_engine(FaultPlan(hang=True))
         stream, listener = self.open(engine, "CA-wedged")
         stream.speech_started()
         stream.feed(buzz(1, 400))
         await until(lambda: self.emulator.stats.active_streams == 1 and self.clients.speech_loop.active, what="a stream")
-        await deferLater(reactor, 0.2)  # the stream now waits for a first response that never comes
+        # Both ends hold the stream open, and it waits for a first response that never comes.
         stream.close()
         await until(lambda: not self.clients.speech_loop.active, timeout=1.0, what="the stream's task done")
         await until(lambda: sum(self.clients.speech_loads) == 0, timeout=1.0, what="the channel lease back")
@@ -419,7 +286,7 @@ class MisbehavingServerTests(EmulatorCase):
         stream, listener = self.open(engine, "CA-oor")
         stream.feed(buzz(1, 200))
         await until(lambda: listener.of("failure"), what="the give-up")
-        await deferLater(reactor, 0.3)
+        await until(lambda: stream._waiting is None, what="the cool-down's end")  # no stray retry ran
         self.assertEqual(stream.streams_opened, 3)  # one, then two retries: no hot loop
         self.assertEqual(len(self.logs.starting("STT_RETRY")), 2)
 
@@ -474,24 +341,30 @@ class MisbehavingServerTests(EmulatorCase):
         self.assertIn("error=ResponseTimeout", self.logs.starting("STT_RETRY")[0])
 
 
-class LongCallTests(EmulatorCase):
+class LongCallTests(GoogleEmulatorCase):
     timeout = 60
+
+    async def last_word(self, stream, listener: Recorder, n: int, speed: float) -> None:
+        """Say utterance ``n`` and wait for its final, then for every earlier stream to end: a
+        late or repeated final of anything said before would have come first (a stream answers
+        its audio in order), and a stream that has ended delivers nothing more."""
+        await feed_paced(stream, utterance(n), speed=speed)
+        await until(lambda: f"utterance {n}" in listener.of("final"), what=f"final {n}")
+        await until(lambda: self.clients.speech_loop.active <= 1, what="the earlier streams' end")
 
     async def test_ten_minutes_across_rollovers_lose_and_repeat_nothing(self) -> None:
         # 300 utterances under a 20 s stream limit, rolling over at 15 s: about 40 streams.
         engine = self.start_engine(FaultPlan(max_stream_s=20), rollover_s=15)
         stream, listener = self.open(engine)
-        started = time.monotonic()
         for n in range(1, 301):
             # Fast, but never more than two utterances ahead of the finals, however slow the machine.
             await until(lambda: len(listener.of("final")) >= n - 2, what=f"final {n - 2}")
             await feed_paced(stream, utterance(n), speed=150)
         await until(lambda: len(listener.of("final")) >= 300, what="300 finals")
-        await deferLater(reactor, 0.2)
-        self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 301)])
+        await self.last_word(stream, listener, 301, speed=150)
+        self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 302)])
         self.assertGreaterEqual(stream.streams_opened, 38)
         self.assertEqual(self.emulator.stats.streams_failed, 0)  # rolled over before the limit every time
-        self.assertLess(time.monotonic() - started, 45)  # 10 minutes of call, far faster than real time
 
     async def test_long_silence_rolls_over_without_hitting_the_limit(self) -> None:
         # Nothing said for 2 minutes: no final to roll over at, and no result at all.
@@ -517,15 +390,15 @@ class LongCallTests(EmulatorCase):
         await feed_paced(stream, silence_ulaw(1000), speed=100)  # a call's audio goes on: no batch waits
         await until(lambda: len(listener.of("final")) >= 100, timeout=30,
                     what=lambda: f"100 finals (have {len(listener.of('final'))})")  # a loaded CI
-        await deferLater(reactor, 0.2)
-        self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 101)])
+        await self.last_word(stream, listener, 101, speed=100)
+        self.assertEqual(listener.of("final"), [f"utterance {n}" for n in range(1, 102)])
         self.assertGreaterEqual(self.emulator.stats.streams_failed, 8)
         self.assertEqual(len(self.logs.starting("STT_REOPEN")), self.emulator.stats.streams_failed)
         self.assertEqual(self.logs.starting("STT_RETRY"), [])
         self.assertEqual(listener.of("failure"), [])
 
 
-class ConstructionTests(EmulatorCase):
+class ConstructionTests(GoogleEmulatorCase):
     async def test_streams_borrow_and_construct_nothing(self) -> None:
         engine = self.start_engine()
         before = construction_counts()

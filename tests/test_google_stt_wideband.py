@@ -15,7 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_google_stt import EmulatorCase, FallbackTranscriber, Recorder, until
+from tests.testing import GoogleEmulatorCase, FallbackTranscriber, Recorder, until
 from voiced.audio import ulaw_to_pcm16
 from voiced.config import Settings
 from voiced.emulator.faults import FaultPlan
@@ -73,7 +73,7 @@ async def feed_paced(stream, audio: bytes, speed: float) -> None:
         await deferLater(reactor, 0.005)
 
 
-class WidebandStreamingTests(EmulatorCase):
+class WidebandStreamingTests(GoogleEmulatorCase):
     def setUp(self) -> None:
         super().setUp()
         self.recognizer = PitchRecognizer()

@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_protocol import HANDSHAKE, RecordingService, twilio_factory, client_frame, server_frames, start_message
+from tests.testing import HANDSHAKE, RecordingService, twilio_factory, client_frame, server_frames, start_message
 from voiced.carrier import media_token
 from voiced.carrier.limits import MAX_OUTBOUND_BYTES, MediaRate, outbound_backlog
 from voiced.config import Settings

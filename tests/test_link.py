@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_protocol import RecordingService
+from tests.testing import RecordingService
 from voiced.audio import MULAW_8K, AudioFormat
 from voiced.carrier.base import CallStart
 from voiced.carrier.link import CLOSE_NO_START, CLOSE_POLICY_VIOLATION, CallLink

@@ -5,7 +5,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 from twisted.logger import ILogObserver, Logger, LoggingFile, LogLevel, LogPublisher
 from twisted.python.failure import Failure
@@ -47,29 +46,41 @@ class GatedStream:
         return "".join(self.parts).splitlines()
 
 
-class SlowStream(GatedStream):
-    def __init__(self, delay):
+class MeteredStream(GatedStream):
+    """A slow stream that does not depend on the machine's speed: each write waits for a
+    permit the test hands out (``allow``), until ``open_fully``."""
+
+    def __init__(self):
         super().__init__()
+        self.permits = threading.Semaphore(0)
+
+    def allow(self, writes=1):
+        self.permits.release(writes)
+
+    def open_fully(self):
         self.gate.set()
-        self.delay = delay
+        self.permits.release()  # the one writer, if it waits for a permit now
 
     def write(self, text):
-        time.sleep(self.delay)
+        if not self.gate.is_set():
+            self.permits.acquire(timeout=10)
         super().write(text)
 
 
 class LockingPipeStream:
-    """Writes to a pipe under its own lock, slowly (like a BufferedWriter on a slow pipe)."""
+    """Writes to a pipe under its own lock, and holds it until ``release`` is set (a
+    BufferedWriter stuck on a slow pipe)."""
 
     def __init__(self, fd):
         self.fd = fd
         self.lock = threading.Lock()
         self.entered = threading.Event()
+        self.release = threading.Event()
 
     def write(self, text):
         with self.lock:
             self.entered.set()
-            time.sleep(0.2)
+            self.release.wait(10)
             os.write(self.fd, text.encode())
 
     def flush(self):
@@ -210,11 +221,14 @@ class NonBlockingTests(SynchronousTestCase):
         self.assertEqual(stream.lines(), expected)
 
     def test_slow_stream_batches_and_stop_drains_everything(self):
-        stream = SlowStream(delay=0.01)
+        stream = MeteredStream()
+        self.addCleanup(stream.open_fully)
         observer = make_observer("json", "info", stream)
         for burst in range(5):
             for i in range(1000):
                 observer(event("line {n}", n=burst * 1000 + i))
+            stream.allow()  # the stream takes one write per burst while the bursts come
+        stream.open_fully()
         self.assertTrue(observer.stop(timeout=10))
         self.assertEqual([json.loads(line)["n"] for line in stream.lines()], list(range(5000)))
         # 5000 lines took far fewer writes than lines (one per momentarily-full queue).
@@ -255,8 +269,18 @@ class NonBlockingTests(SynchronousTestCase):
         read_fd, write_fd = os.pipe()
         stream = LockingPipeStream(write_fd)
         observer = make_observer("text", "info", stream)
+        self.addCleanup(stream.release.set)
         observer(event("parent"))
         self.assertTrue(stream.entered.wait(5))
+        # The fork is called while the writer is inside its write; the write may finish
+        # only once the fork has begun (its hook then waits for it).
+        before_fork = observer._before_fork
+
+        def fork_begins():
+            stream.release.set()
+            before_fork()
+
+        self.patch(observer, "_before_fork", fork_begins)
         pid = os.fork()
         if pid == 0:
             code = 1

@@ -9,14 +9,15 @@ import random
 import unittest
 import xml.etree.ElementTree as ET
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.telnyx import wire
 from voiced.caller.carriers import carrier_wire
 from voiced.caller.carriers.base import Audio, CallSetup, Clear, Marker, Problem
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from tests.testing import FAST, telnyx_json_values as json_values, telnyx_like
+
 
 # The start frame of Telnyx's AsyncAPI page ("Stream call media over WebSocket"), as published.
 DOCUMENTED_START = {
@@ -100,29 +101,6 @@ class ParseTests(unittest.TestCase):
             with self.assertRaises(wire.ProtocolError, msg=text) as caught:
                 wire.parse_message(text)
             self.assertIn(problem, str(caught.exception), text)
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=12)
-
-
-@st.composite
-def telnyx_like(draw):
-    """Messages shaped like Telnyx's, with any field missing, retyped or garbled."""
-    message = {"event": draw(st.sampled_from(["connected", "start", "media", "mark", "dtmf", "stop", "error",
-                                              "other"]))}
-    for key in draw(st.sets(st.sampled_from(["sequence_number", "stream_id", "start", "media", "mark", "dtmf",
-                                              "stop", "payload"]))):
-        message[key] = draw(json_values)
-    if message["event"] == "media" and draw(st.booleans()):
-        message["media"] = {"payload": base64.b64encode(draw(st.binary(max_size=400))).decode(),
-                            "chunk": draw(st.integers(-5, 50) | st.text(max_size=3) | json_values)}
-    if message["event"] == "start" and draw(st.booleans()):
-        message["start"] = {"call_control_id": draw(json_values), "media_format": draw(json_values),
-                            "custom_parameters": draw(json_values)}
-    return json.dumps(message)
 
 
 class ParserProperties(unittest.TestCase):

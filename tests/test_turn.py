@@ -5,91 +5,13 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from voiced.agent.base import CallInfo, EndCall, Said
-from voiced.audio import ulaw_to_pcm16
 from voiced.audio import MULAW_8K
 from voiced.stt.base import PCM_16K
 from voiced.turns.eou import EndOfUtterance
 from voiced.call.turn import Call, State, TurnSettings
-from voiced.metrics import Metrics
 from voiced.tts.speaker import PhraseCache, Speaker
 
-VOICED, SILENT = b"\x01" * 160, b"\xff" * 160
-VOICED_PCM = ulaw_to_pcm16(VOICED)
-
-
-class RecordingTransport:
-    def __init__(self):
-        self.sent = []
-
-    def send_audio(self, ulaw):
-        self.sent.append(("media", len(ulaw)))
-
-    def send_mark(self, name):
-        self.sent.append(("mark", name))
-
-    def send_clear(self):
-        self.sent.append(("clear",))
-
-    def hang_up(self):
-        self.sent.append(("hangup",))
-
-    def marks(self):
-        return [m[1] for m in self.sent if m[0] == "mark"]
-
-
-class RecordingStream:
-    def __init__(self, streaming):
-        self.streaming = streaming
-        self.fed = 0
-        self.fed_audio = []
-        self.speech_starts = 0
-        self.flushes = 0
-        self.pause_hints = []
-        self.closed = False
-
-    def feed(self, audio):
-        self.fed += 1
-        self.fed_audio.append(audio)
-
-    def speech_started(self):
-        self.speech_starts += 1
-
-    def flush(self):
-        self.flushes += 1
-
-    def caller_pausing(self, paused):
-        self.pause_hints.append(paused)
-
-    def close(self):
-        self.closed = True
-
-
-class FakeSTT:
-    name = "fake"
-
-    def __init__(self, streaming):
-        self.streaming = streaming
-        self.stream = RecordingStream(streaming)
-
-    def open_stream(self, call_id, listener, audio=MULAW_8K):
-        self.stream.audio = audio
-        return self.stream
-
-
-class FakeTTS:
-    name = "fake-tts"
-
-    def __init__(self):
-        self.pending = None  # when set, synthesis waits on Deferreds the test fires
-        self.spoken = []
-
-    def synthesize(self, text):
-        self.spoken.append(text)
-        if self.pending is not None:
-            d = Deferred()
-            self.pending.append(d)
-            return d
-        return succeed(b"\x00" * 1600 * len(text.split()))
+from tests.testing import FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport, SILENT, VOICED, VOICED_PCM
 
 
 class FakeConversation:
@@ -108,16 +30,6 @@ class FakeConversation:
         if "bye" in request.text:
             sink.action(EndCall())
         return succeed(None)
-
-
-class RecordingMetrics(Metrics):
-    def __init__(self):
-        super().__init__()
-        self.turns = []
-
-    def record_turn(self, call_id, turn, times):
-        self.turns.append((turn, times.intervals_ms()))
-        return super().record_turn(call_id, turn, times)
 
 
 class TurnMachineTests(SynchronousTestCase):

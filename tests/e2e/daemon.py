@@ -1,16 +1,21 @@
-"""Start a real voiced daemon (twistd, a separate process) for end-to-end tests."""
+"""The processes of end-to-end tests: a real voiced daemon (twistd), the Google emulator
+(``voiced-emulator``), and the caller's spoken lines (espeak-ng)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
+from voiced.caller.session import CallerLine
 from voiced.config import Settings
 from voiced.demo import free_port
 
@@ -115,3 +120,64 @@ class Daemon:
                 self.process.wait()
         self.log_file.close()
         return self.process.returncode
+
+
+@functools.cache
+def _speech() -> Any:
+    from voiced.tts.local import EspeakSynthesizer
+
+    return EspeakSynthesizer("en-US")
+
+
+def line(text: str, barge_in_ms: int | None = None) -> CallerLine:
+    """``text`` as the caller says it (espeak-ng, 8 kHz mu-law)."""
+    return CallerLine(audio=_speech().synthesize_blocking(text), text=text, barge_in_ms=barge_in_ms)
+
+
+def constructions(daemon: Daemon) -> dict[str, float]:
+    _, body = daemon.get("/metrics")
+    found = re.findall(r'^voiced_constructions_total\{kind="([^"]+)"\} (\S+)$', body.decode(), re.M)
+    return {kind: float(value) for kind, value in found}
+
+
+class EmulatorProcess:
+    """``voiced-emulator`` (Google's Speech and Text-to-Speech APIs) on a free loopback port;
+    ``kill`` and ``start`` again to take it away and bring it back mid-call."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.args = list(args)
+        self.log_file = tempfile.NamedTemporaryFile("w+", prefix="voiced-emulator-", suffix=".log", delete=False)
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [os.path.join(BIN, "voiced-emulator"), "--listen", f"127.0.0.1:{self.port}", *self.args],
+            stdout=self.log_file, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while "listening" not in self.log() and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"emulator exited:\n{self.log()}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        with open(self.log_file.name) as f:
+            return f.read()
+
+    def google_env(self, **extra: str) -> dict[str, str]:
+        return {
+            "VOICED_STT": "google", "VOICED_TTS": "google", "VOICED_GOOGLE_ENDPOINT": f"127.0.0.1:{self.port}",
+            "VOICED_GOOGLE_INSECURE": "1",
+            # The emulator recognizes with Whisper on the same two cores as the rest of the suite:
+            # on a loaded machine its final can come later than production's 1.5 s, and a partial
+            # answered instead ("What time do") is a different turn. These tests are about
+            # resilience, not latency.
+            "VOICED_STT_FINAL_TIMEOUT_MS": "4000", **extra,
+        }

@@ -4,7 +4,6 @@ local engines, calls placed by voiced-call's library with Twilio's timing."""
 from __future__ import annotations
 
 import json
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,22 +15,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon
+from tests.e2e.daemon import BARGE_IN_MS, Daemon, constructions, line
 from voiced.caller.client import place_call
-from voiced.caller.session import CallerLine
-from voiced.tts.local import EspeakSynthesizer
-
-_speech = EspeakSynthesizer("en-US")
-
-
-def line(text: str, barge_in_ms: int | None = None) -> CallerLine:
-    return CallerLine(audio=_speech.synthesize_blocking(text), text=text, barge_in_ms=barge_in_ms)
-
-
-def constructions(daemon: Daemon) -> dict[str, float]:
-    _, body = daemon.get("/metrics")
-    found = re.findall(r'^voiced_constructions_total\{kind="([^"]+)"\} (\S+)$', body.decode(), re.M)
-    return {kind: float(value) for kind, value in found}
 
 
 class LocalEngineCallTests(TestCase):

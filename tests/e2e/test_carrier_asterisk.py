@@ -14,8 +14,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon
-from tests.e2e.test_calls import line
+from tests.e2e.daemon import BARGE_IN_MS, Daemon, line
 from voiced.caller.carriers.asterisk import AsteriskWebSocket
 from voiced.caller.carriers.base import HangUp
 from voiced.caller.client import place_call

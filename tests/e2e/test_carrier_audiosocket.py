@@ -20,8 +20,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, BIN, Daemon
-from tests.e2e.test_calls import line
+from tests.e2e.daemon import BARGE_IN_MS, BIN, Daemon, line
 from voiced.caller.carriers.audiosocket import AudioSocketCall
 from voiced.caller.client import place_call
 from voiced.caller.session import CallerLine

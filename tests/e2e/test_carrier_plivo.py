@@ -20,8 +20,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon
-from tests.e2e.test_calls import line
+from tests.e2e.daemon import BARGE_IN_MS, Daemon, line
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.caller.client import place_call
 from voiced.caller.session import CallerLine

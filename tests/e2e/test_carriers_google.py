@@ -14,9 +14,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.test_calls import line
-from tests.e2e.test_google import EmulatorProcess
+from tests.e2e.daemon import Daemon, EmulatorProcess, line
 from voiced.caller.client import place_call
 from voiced.demo import free_port
 

@@ -18,8 +18,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.test_calls import line
+from tests.e2e.daemon import Daemon, line
 from voiced.caller.client import place_call
 
 TWILIO = {"VOICED_TWILIO_AUTH_TOKEN": "e2e-twilio-token", "VOICED_PUBLIC_URL": "https://voice.example.com"}

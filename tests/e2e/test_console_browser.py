@@ -23,8 +23,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.e2e.chromium import INSTALL_HINT, Chromium, find_chromium
-from tests.e2e.daemon import REPO, Daemon
-from tests.e2e.test_google import EmulatorProcess
+from tests.e2e.daemon import REPO, Daemon, EmulatorProcess
 from voiced.audio import resample_pcm16, ulaw_to_pcm16
 from voiced.tts.local import EspeakSynthesizer
 

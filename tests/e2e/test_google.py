@@ -9,59 +9,16 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
 import tempfile
-import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BIN, Daemon, free_port
-from tests.e2e.test_calls import constructions, line
+from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line
 from voiced.caller.client import place_call
 from voiced.config import Settings
-
-
-class EmulatorProcess:
-    def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.args = list(args)
-        self.log_file = tempfile.NamedTemporaryFile("w+", prefix="voiced-emulator-", suffix=".log", delete=False)
-        self.process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [os.path.join(BIN, "voiced-emulator"), "--listen", f"127.0.0.1:{self.port}", *self.args],
-            stdout=self.log_file, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while "listening" not in self.log() and time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"emulator exited:\n{self.log()}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        with open(self.log_file.name) as f:
-            return f.read()
-
-    def google_env(self, **extra: str) -> dict[str, str]:
-        return {
-            "VOICED_STT": "google", "VOICED_TTS": "google", "VOICED_GOOGLE_ENDPOINT": f"127.0.0.1:{self.port}",
-            "VOICED_GOOGLE_INSECURE": "1",
-            # The emulator recognizes with Whisper on the same two cores as the rest of the suite:
-            # on a loaded machine its final can come later than production's 1.5 s, and a partial
-            # answered instead ("What time do") is a different turn. These tests are about
-            # resilience, not latency.
-            "VOICED_STT_FINAL_TIMEOUT_MS": "4000", **extra,
-        }
 
 
 class GoogleEngineCallTests(TestCase):

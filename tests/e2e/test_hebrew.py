@@ -19,9 +19,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.test_calls import line
-from tests.e2e.test_google import EmulatorProcess
+from tests.e2e.daemon import Daemon, EmulatorProcess, line
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.agent.dialog import load_dialog
 from voiced.caller.client import place_call

@@ -19,8 +19,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.test_calls import line
+from tests.e2e.daemon import Daemon, line
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.third_party_llm import start_llmock

@@ -17,8 +17,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BIN, Daemon
-from tests.e2e.test_calls import line
+from tests.e2e.daemon import BIN, Daemon, line
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.caller.client import place_call
 from voiced.signing import verify

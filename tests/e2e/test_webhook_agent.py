@@ -7,8 +7,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.test_calls import line
+from tests.e2e.daemon import Daemon, line
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.caller.client import place_call
 from voiced.signing import verify

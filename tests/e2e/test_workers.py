@@ -12,9 +12,7 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.test_calls import line
-from tests.e2e.test_google import EmulatorProcess
+from tests.e2e.daemon import Daemon, EmulatorProcess, line
 from voiced.caller.client import new_sid, place_call
 
 

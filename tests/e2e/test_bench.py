@@ -8,7 +8,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.testing import REPO
 
 
 class FrameCostBenchTests(SynchronousTestCase):
