@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from tests.test_link import SLIN_16K, RecordingWire
-from tests.test_protocol import RecordingCall, RecordingService
+from tests.testing import RecordingCall, RecordingService
 from tests.test_recording import LOUD, channels, first_sound, last_sound
 from voiced.audio import MULAW_8K, SAMPLE_RATE
 from voiced.carrier.base import CallStart
