@@ -18,6 +18,8 @@ from treq.client import HTTPClient
 
 from tests.fakes.http_apps import Canned, make_http_client
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.testing.agents import AgentTestCase, CALL, RecordingSink, turn
+from tests.testing.network import MemoryNetwork
 from voiced.agent.base import AgentError, Dtmf, EndCall, Idle, Said, TransferCall
 from voiced.agent.llm import LLMSettings, OpenAIAgent
 from voiced.agent.factory import build_agent
@@ -29,7 +31,6 @@ GOODBYE_PHRASE = english()["goodbye"]
 from voiced.agent.tools import ToolRunner
 from voiced.signing import SIGNATURE_HEADER, verify
 
-from tests.testing import AgentTestCase, CALL, MemoryNetwork, RecordingSink, turn
 
 SECRET = "tool-secret"
 KEY = "sk-test-very-secret-key-0123456789"

@@ -9,7 +9,7 @@ from twisted.internet.defer import CancelledError
 from tests.fakes.http_apps import make_http_client
 from tests.fakes.third_party_llm import LLMock, start_llmock
 
-from tests.testing import CALL, AgentTestCase, RecordingSink, turn
+from tests.testing.agents import CALL, AgentTestCase, RecordingSink, turn
 
 from voiced.agent.base import AgentError, EndCall, Said
 from voiced.agent.llm import LLMSettings, OpenAIAgent

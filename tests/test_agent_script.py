@@ -1,5 +1,6 @@
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.testing.agents import SentenceSink
 from voiced.agent.base import CallInfo, Dtmf, EndCall, Idle, TransferCall, TurnRequest
 from voiced.agent.dialog import split_sentences
 from voiced.agent.script import ScriptAgent
@@ -9,26 +10,6 @@ CALL = CallInfo(call_id="CA1", stream_id="MZ1")
 HOURS = "We are open Monday to Friday from 8 AM to 6 PM, and Saturday from 9 AM to 1 PM."
 
 
-class RecordingSink:
-    def __init__(self):
-        self.sentences = []
-        self.actions = []
-
-    def text(self, delta):
-        raise AssertionError("the script speaks whole sentences")
-
-    def sentence(self, text):
-        assert not self.actions, "sentence after an action"
-        self.sentences.append(text)
-
-    def action(self, action):
-        self.actions.append(action)
-
-    @property
-    def hang_up(self):
-        return EndCall() in self.actions
-
-
 def ask(text="", event=None):
     return TurnRequest(1, text, event, ())
 
@@ -36,7 +17,7 @@ def ask(text="", event=None):
 class DialogAsserts:
     def reply(self, text, conversation=None):
         conversation = conversation or self.agent.start_conversation(CALL)
-        sink = RecordingSink()
+        sink = SentenceSink()
         self.assertIsNone(self.successResultOf(conversation.respond(ask(text), sink)))
         return sink
 
@@ -155,20 +136,20 @@ class FrontDeskTests(DialogAsserts, SynchronousTestCase):
 
     def test_idle_and_keys(self):
         conversation = self.agent.start_conversation(CALL)
-        idle, sink = conversation.respond(ask(event=Idle(1)), RecordingSink()), None
+        idle, sink = conversation.respond(ask(event=Idle(1)), SentenceSink()), None
         self.successResultOf(idle)
-        sink = RecordingSink()
+        sink = SentenceSink()
         conversation.respond(ask(event=Idle(2)), sink)
         self.assertEqual(sink.sentences[0], "Are you still there?")
-        sink = RecordingSink()
+        sink = SentenceSink()
         conversation.respond(ask(event=Dtmf("0")), sink)
         self.assertEqual(sink.sentences[0], "Sure, I will connect you to a receptionist.")
-        sink = RecordingSink()
+        sink = SentenceSink()
         conversation.respond(ask(event=Dtmf("7")), sink)  # a key the script does not know
         self.assertEqual(sink.sentences[0], "Sorry, I didn't catch that.")
 
     def test_failing_sink_fails_the_deferred(self):
-        class BrokenSink(RecordingSink):
+        class BrokenSink(SentenceSink):
             def sentence(self, text):
                 raise RuntimeError("socket gone")
 
@@ -215,7 +196,7 @@ class ScriptFileTests(SynchronousTestCase):
         return ScriptAgent(self.write(text), language)
 
     def answer(self, agent, text):
-        sink = RecordingSink()
+        sink = SentenceSink()
         agent.start_conversation(CALL).respond(ask(text), sink)
         return sink.sentences, sink.hang_up
 
@@ -300,10 +281,10 @@ class ScriptFileTests(SynchronousTestCase):
     def test_transfer_and_key_sections(self):
         agent = self.agent(self.BASE + "[intent person]\nmatch = person\nsay = Connecting.\ntransfer = +15551230000\n"
                            "[dtmf 9]\nsay = Bye.\nhangup = yes\n[idle]\nsay = Hello?\n")
-        sink = RecordingSink()
+        sink = SentenceSink()
         agent.start_conversation(CALL).respond(ask("a person please"), sink)
         self.assertEqual(sink.actions, [TransferCall("+15551230000")])
-        sink = RecordingSink()
+        sink = SentenceSink()
         agent.start_conversation(CALL).respond(ask(event=Dtmf("9")), sink)
         self.assertEqual((sink.sentences, sink.actions), (["Bye."], [EndCall()]))
         self.assertIn("Hello?", agent.fixed_phrases())

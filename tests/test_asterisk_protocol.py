@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from tests.testing import RecordingService, client_frame, server_frames
+from tests.testing.carriers import RecordingService, client_frame, server_frames
 from voiced.carrier import asterisk
 from voiced.carrier.asterisk.admission import authorization_header
 from voiced.carrier.asterisk.protocol import AsteriskAdmission, AsteriskMediaFactory, call_parameters

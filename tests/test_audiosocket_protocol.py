@@ -14,7 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import RecordingService
+from tests.testing.carriers import RecordingService
 from voiced.carrier import audiosocket
 from voiced.carrier.audiosocket import call_uuid, wire
 from voiced.carrier.audiosocket.protocol import FORMAT_WAIT_S, IDLE_CHECK_S, AudioSocketAdmission, AudioSocketFactory

@@ -10,9 +10,9 @@ from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.testing.threads import ManualThreadPool, settle, ThreadedClock
 from voiced.turns.batching import BatchResultMismatch, BatchRunner, RunnerStopped
 
-from tests.testing import ManualThreadPool, settle, ThreadedClock
 
 
 class BatchRunnerTests(SynchronousTestCase):

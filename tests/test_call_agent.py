@@ -2,19 +2,13 @@
 fillers, apologies, actions, DTMF, idle and the call's time limit."""
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.testing.turn import CallWithAgent
 from voiced.agent.base import AgentError, CallInfo, Dtmf, EndCall, Idle, Said, TransferCall
-from voiced.turns.eou import EndOfUtterance
 from voiced.call.record import CallRecord
 from voiced.call.reply import words_reached
-from voiced.call.turn import Call, State, TurnSettings
-from voiced.tts.speaker import PhraseCache, Speaker
-
-from tests.testing import SILENT, VOICED, VOICED_PCM, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport
-
-from tests.testing import ScriptedConversation
+from voiced.call.turn import State
 
 WORD_BYTES = 1600  # FakeTTS: 200 ms of audio per word
 
@@ -33,41 +27,7 @@ class RecordingControl:
         return succeed(self.ok)
 
 
-class CallWithAgentTests(SynchronousTestCase):
-    def make_call(self, control=None, **settings):
-        self.clock = Clock()
-        self.clock.advance(1000)
-        self.transport = RecordingTransport()
-        self.tts = FakeTTS()
-        self.conversation = ScriptedConversation()
-        self.metrics = RecordingMetrics()
-        eou = EndOfUtterance(self.clock, lambda pcm: pcm == VOICED_PCM, eou_silence_ms=240, min_speech_ms=60)
-        defaults = dict(barge_in_ms=160, interim_phrase="Oops.", filler_phrase="One moment.",
-                        apology_phrase="Sorry about that.")
-        defaults.update(settings)
-        self.call = Call(
-            CallInfo("CA1", "MZ1", "+15550001", "+15550002"), self.clock, self.transport, FakeSTT(False),
-            Speaker(self.tts, None, PhraseCache()), self.conversation, eou, self.metrics, TurnSettings(**defaults),
-            control,
-        )
-        self.call.start()
-        self.echo_all_marks()
-        self.transport.sent.clear()
-        return self.call
-
-    def frames(self, pattern):
-        for ch in pattern:
-            self.clock.advance(0.02)
-            self.call.on_media(VOICED if ch == "v" else SILENT)
-
-    def echo_all_marks(self):
-        for name in self.transport.marks():
-            self.call.on_mark(name)
-
-    def say(self, text):
-        self.frames("v" * 10 + "." * 12)
-        self.call.on_transcript(text, True)
-
+class CallWithAgentTests(CallWithAgent, SynchronousTestCase):
     # ---- what the agent is asked ----------------------------------------------------------
     def test_history_holds_what_was_said_and_heard(self):
         self.make_call()

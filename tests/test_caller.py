@@ -25,6 +25,8 @@ from twisted.internet.task import Clock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.testing.caller import FakeLink, REPO, run_until, serve_scripted_bot, tone
+from tests.testing.network import MemoryNetwork
 from voiced.audio import SAMPLE_RATE, silence_ulaw, write_ulaw_as_wav
 from voiced.caller.client import place_call
 from voiced.caller.main import build_parser, check_address, load_lines, run as run_cli
@@ -35,7 +37,6 @@ from voiced.caller.playback import Playback
 from voiced.carrier.twilio.signature import twilio_signature
 from voiced.carrier.twilio.wire import Media, Start, Stop, clear_message, mark_message, media_message, parse_message
 
-from tests.testing import FakeLink, MemoryNetwork, REPO, run_until, serve_scripted_bot, tone
 
 
 def stream() -> TwilioStream:

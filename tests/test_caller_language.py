@@ -12,7 +12,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.testing import REPO, serve_scripted_bot
+from tests.testing.caller import REPO, serve_scripted_bot
 from voiced.audio import silence_ulaw
 from voiced.caller.main import build_parser, transcribe_all
 from voiced.caller.report import BotReply, CallReport, format_conversation, report_dict, transcribe_calls

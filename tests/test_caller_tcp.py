@@ -14,7 +14,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.testing import MemoryNetwork, run_until, tone
+from tests.testing.caller import run_until, tone
+from tests.testing.network import MemoryNetwork
 from voiced.audio import silence_ulaw
 from voiced.caller.carriers.audiosocket import AudioSocketCall
 from voiced.caller.carriers.base import CallSetup, DaemonEvent, Outbound, SendBack

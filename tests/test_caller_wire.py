@@ -11,13 +11,12 @@ import contextlib
 import io
 import json
 
-import numpy as np
 from twilio.request_validator import RequestValidator
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import FakeLink, run_until, tone
-from voiced.audio import SAMPLE_RATE, silence_ulaw, ulaw_to_pcm16
+from tests.testing.caller import FakeLink, run_until, tone
+from voiced.audio import silence_ulaw
 from voiced.carrier import media_token
 from voiced.carrier.twilio.wire import Connected, Dtmf, Mark, Media, Start, Stop, clear_message, mark_message
 from voiced.carrier.twilio.wire import media_message, parse_message

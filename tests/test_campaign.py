@@ -3,78 +3,17 @@ midnight and DST), retries, cancel; over the real store on a real journal file."
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.fakes.campaign_dialer import HOLD, Carrier, CarrierRefused, InTestDialer, make_request
-from voiced.journal import store as journal_store
+from tests.fakes.campaign_dialer import HOLD, CarrierRefused
+from tests.testing.campaigns import Harness, at, rows
 from voiced.outbound.campaign import STATUS_CHECK_S, StartLimiter
 from voiced.outbound.campaign_settings import (
     CallingWindow, CampaignError, CampaignSettings, check_row)
-from voiced.outbound.campaign_store import CampaignStore, DirectRunner
-from voiced.outbound.campaigns import Campaigns
-
-
-def at(text: str, tz: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz)).timestamp()
-
-
-def rows(count: int, tz: str = "") -> list:
-    return [check_row(n, {"number": f"+1555010{n:04d}", "variables": {"name": f"N{n}"}, "tz": tz})
-            for n in range(1, count + 1)]
-
-
-class Harness:
-    """A journal file, a Clock, the in-test carrier and dialer, and the service's Campaigns."""
-
-    def __init__(self, test: SynchronousTestCase, plan=lambda request: [], start: float = 1_000_000.0,
-                 path: str | None = None, carrier: Carrier | None = None, unreachable: int = 0) -> None:
-        if path is None:
-            fd, path = tempfile.mkstemp(suffix=".sqlite3")
-            os.close(fd)
-            os.unlink(path)
-            test.addCleanup(lambda: [os.unlink(p) for p in (path, path + "-wal", path + "-shm")
-                                     if os.path.exists(p)])
-        self.path = path
-        self.conn = journal_store.open_for_writing(path)
-        test.addCleanup(self.conn.close)
-        self.clock = Clock()
-        self.clock.advance(start)
-        self.carrier = carrier or Carrier()
-        self.dialer = InTestDialer(self.carrier, self.clock, plan)
-        self.dialer.unreachable = unreachable
-        self.store = CampaignStore(DirectRunner(self.conn))
-        self.campaigns = Campaigns(self.store, self.dialer, self.clock, make_request=make_request)
-        self.campaigns.start()
-
-    def create(self, settings: CampaignSettings, campaign_rows: list, more: bool = False) -> str:
-        d = self.campaigns.create(settings, campaign_rows, more)
-        return self._result(d)
-
-    def progress(self, campaign_id: str) -> dict:
-        return self._result(self.store.progress(campaign_id))
-
-    @staticmethod
-    def _result(d):
-        found = []
-        d.addBoth(found.append)
-        assert found, "DirectRunner answers at once"
-        if hasattr(found[0], "raiseException"):
-            found[0].raiseException()
-        return found[0]
-
-    def run(self, seconds: float, step: float = 0.125) -> None:
-        for _ in range(int(seconds / step)):
-            self.clock.advance(step)
-
-    def starts(self) -> list[float]:
-        return [t for t, _ in self.dialer.requests]
 
 
 class LimitsTests(SynchronousTestCase):

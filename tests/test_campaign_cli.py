@@ -12,7 +12,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes.campaign_dialer import HOLD
-from tests.test_campaign_resource import TOKEN, AdminServer
+from tests.testing.campaigns import TOKEN, AdminServer
 from voiced.outbound import campaign_cli, cli
 from voiced.outbound.campaign_settings import CampaignError
 

@@ -4,67 +4,16 @@
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import tempfile
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from tests.fakes.campaign_dialer import Carrier, InTestDialer, make_request
-from tests.fakes.http_apps import _TrackingFactory, make_http_client
-from voiced.journal import store as journal_store
+from tests.fakes.http_apps import make_http_client
+from tests.testing.campaigns import AdminServer, TOKEN
 from voiced.outbound.campaign_resource import CampaignsResource
-from voiced.outbound.campaign_store import CampaignStore, DirectRunner
-from voiced.outbound.campaigns import Campaigns
-from voiced.web import BoundedRequest
-
-TOKEN = "s3cret-admin"
-
-
-class AdminServer:
-    """The campaigns resource on loopback, as the admin site mounts it, its daemon side running
-    on the real reactor; stopped (campaigns, connections, port) when the test ends."""
-
-    def __init__(self, test: TestCase, plan=lambda request: [(0.0, "ringing"), (0.0, "completed")],
-                 token: str = TOKEN) -> None:
-        fd, path = tempfile.mkstemp(suffix=".sqlite3")
-        os.close(fd)
-        os.unlink(path)
-        test.addCleanup(lambda: [os.unlink(p) for p in (path, path + "-wal", path + "-shm") if os.path.exists(p)])
-        self.conn: sqlite3.Connection = journal_store.open_for_writing(path)
-        test.addCleanup(self.conn.close)
-        self.carrier = Carrier()
-        self.dialer = InTestDialer(self.carrier, reactor, plan)
-        self.campaigns = Campaigns(CampaignStore(DirectRunner(self.conn)), self.dialer, reactor,
-                                   make_request=make_request)
-        self.campaigns.start()
-        root = Resource()
-        root.putChild(b"campaigns", CampaignsResource(self.campaigns, token))
-        site = Site(root, requestFactory=BoundedRequest)
-        site.noisy = False
-        self.factory = _TrackingFactory(site)
-        self.factory.noisy = False
-        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
-        self._stopped: Deferred | None = None
-        test.addCleanup(self.stop)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port.getHost().port}"
-
-    def stop(self) -> Deferred:
-        if self._stopped is None:
-            self.campaigns.stop()
-            self._stopped = self.port.stopListening()
-            self._stopped.addCallback(lambda _: self.factory.close_all())
-        done: Deferred = Deferred()
-        self._stopped.addBoth(lambda result: (done.callback(None), result)[1])
-        return done
 
 
 def body(rows=None, **settings):

@@ -10,7 +10,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes.campaign_dialer import HOLD, LOST
-from tests.test_campaign import Harness, rows
+from tests.testing.campaigns import Harness, rows
 from voiced.journal.writer import JournalWriter
 from voiced.outbound import campaign_store
 from voiced.outbound.campaign import LOOKUP_RETRY_S

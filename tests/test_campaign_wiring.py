@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
-from tests.test_outbound_dial import CarrierAtHand
+from tests.testing.outbound import CarrierAtHand
 from voiced.config import Settings
 from voiced.journal.writer import JournalWriter
 from voiced.outbound.campaigns import Campaigns

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import tone
+from tests.testing.caller import tone
 from voiced.audio import SAMPLE_RATE, pcm16_to_ulaw, ulaw_to_pcm16
 from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.codec import Codec

@@ -11,24 +11,17 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.agent.base import CallInfo
+from tests.testing.console import TWILIO, fake_service, record, settings
 from voiced.call.record import CallHub, CallRecord, TurnRecord
 from voiced.carrier.twilio.signature import twilio_signature
 from voiced.config import Settings
-from voiced.console import Console, console_urls
+from voiced.console import console_urls
 from voiced.console.auth import (
     OFF, OPEN, TOKEN, ConsoleAuth, MediaTokens, console_mode, safe_next,
 )
 from voiced.endpoints import is_loopback_endpoint
 from voiced.console.stream import CallEventStreams, encode_event
-from voiced.service import VoicedService
 from voiced.web import build_site
-
-TWILIO = {"VOICED_TWILIO_AUTH_TOKEN": "twilio-secret", "VOICED_PUBLIC_URL": "https://voice.example.com"}
-
-
-def settings(env: dict[str, str] | None = None, listen: list[str] | None = None) -> Settings:
-    return Settings.load({"listen": listen} if listen else {}, env or {})
 
 
 class ModeTests(SynchronousTestCase):
@@ -107,11 +100,6 @@ class MediaTokenTests(SynchronousTestCase):
         self.assertEqual(tokens.redeem("garbage", now=110), "malformed")
         other = MediaTokens(ttl_s=60)  # another process's key
         self.assertEqual(tokens.redeem(other.mint(now=100), now=110), "bad signature")
-
-
-def record(call_sid: str = "CA1", carrier: str = "twilio", playout: str = "carrier") -> CallRecord:
-    return CallRecord.begin(CallInfo(call_sid, "MZ1", "+1555", "+1666", {"From": "+1555"}, carrier=carrier),
-                            started_at=50.0, playout=playout)
 
 
 class FakeStreamRequest:
@@ -221,13 +209,6 @@ class EventStreamTests(SynchronousTestCase):
 
     def test_one_line_per_event(self) -> None:
         self.assertEqual(encode_event("bot", {"text": "a\nb"}), b'event: bot\ndata: {"text":"a\\nb"}\n\n')
-
-
-def fake_service(env: dict[str, str] | None = None, listen: list[str] | None = None) -> SimpleNamespace:
-    service = SimpleNamespace(settings=settings(env, listen), clock=MemoryReactorClock(), call_hub=CallHub(),
-                              calls=set())
-    service.console = Console(service)
-    return service
 
 
 def http(service: SimpleNamespace, path: str, method: str = "GET", headers: dict[str, str] | None = None,

@@ -3,8 +3,8 @@
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.testing.turn import CallWithAgent
 from voiced.drain import Drain
-from tests import test_call_agent
 
 
 class FakeCall:
@@ -80,13 +80,7 @@ class DrainTests(SynchronousTestCase):
         self.assertEqual(self.stops, [5])
 
 
-class DrainGoodbyeTests(SynchronousTestCase):
-    # The call harness of test_call_agent, without running its tests again.
-    make_call = test_call_agent.CallWithAgentTests.make_call
-    frames = test_call_agent.CallWithAgentTests.frames
-    echo_all_marks = test_call_agent.CallWithAgentTests.echo_all_marks
-    say = test_call_agent.CallWithAgentTests.say
-
+class DrainGoodbyeTests(CallWithAgent, SynchronousTestCase):
     def test_drain_goodbye_cuts_the_reply_and_hangs_up_after_the_cached_phrase(self):
         self.make_call(idle_reprompt_ms=0)
         self.conversation.answers.append(lambda sink: sink.text("A very long story begins here. And goes on."))

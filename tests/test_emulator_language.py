@@ -18,7 +18,7 @@ from google.cloud import speech
 from google.cloud.speech_v1.services.speech.transports import SpeechGrpcTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import ROOT, TIMEOUT, audio_requests, finals, interims, streaming_config, utterance
+from tests.testing.emulator import ROOT, TIMEOUT, audio_requests, finals, interims, streaming_config, utterance
 from voiced.audio import pcm16_to_ulaw, silence_ulaw, ulaw_to_pcm16
 from voiced.emulator.main import main
 from voiced.emulator.scripted import DEFAULT_TRANSCRIPT, EnergySession, ScriptedPlan, parse_transcripts

@@ -15,9 +15,9 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import FAST, exotel_like
+from tests.testing.messages import FAST, exotel_like
 
-from tests.testing import RecordingService, client_frame, server_frames
+from tests.testing.carriers import RecordingService, client_frame, server_frames
 
 from voiced.audio import AudioFormat
 from voiced.carrier.exotel import carrier

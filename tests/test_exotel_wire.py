@@ -9,6 +9,7 @@ import unittest
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.testing.messages import exotel_json_values as json_values, exotel_like, FAST
 from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.exotel import wire
 from voiced.carrier.exotel.auth import basic_authorization, credentials_problem
@@ -16,7 +17,6 @@ from voiced.carrier.exotel.chunks import MAX_BYTES, MIN_BYTES, STEP_BYTES, Rechu
 from voiced.caller.carriers.base import Audio, CallSetup, Clear, Marker, Problem
 from voiced.caller.carriers.exotel import ExotelStream
 
-from tests.testing import exotel_json_values as json_values, exotel_like, FAST
 
 PCM_8K = AudioFormat("pcm_s16le", 8000)
 

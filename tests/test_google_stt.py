@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.testing.google import buzz, FallbackTranscriber, GoogleEmulatorCase, Recorder, until
 from voiced.audio import FRAME_BYTES, SAMPLE_RATE, silence_ulaw
 from voiced.audio import MULAW_8K
 from voiced.config import Settings
@@ -22,7 +23,6 @@ from voiced.google.stt_session import AudioLog
 from voiced.lifecycle import construction_counts
 from voiced.retry import Backoff
 
-from tests.testing import buzz, FallbackTranscriber, GoogleEmulatorCase, Recorder, until
 
 
 def utterance(n: int, speech_ms: int = 1000, silence_ms: int = 1000) -> bytes:

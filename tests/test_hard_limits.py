@@ -5,13 +5,11 @@ StringTransport, a Clock. Also the per-call media token (1008 without a valid on
 import base64
 import json
 
-import txaio
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import HANDSHAKE, RecordingService, twilio_factory, client_frame, server_frames, start_message
+from tests.testing.carriers import start_message
+from tests.testing.carriers import Harness, start_with
 from voiced.carrier import media_token
 from voiced.carrier.limits import MAX_OUTBOUND_BYTES, MediaRate, outbound_backlog
 from voiced.config import Settings
@@ -21,44 +19,6 @@ def media(seq, chunk, payload=b"\xff" * 160, stream="MZ1"):
     return json.dumps({"event": "media", "sequenceNumber": str(seq), "streamSid": stream,
                        "media": {"track": "inbound", "chunk": str(chunk), "timestamp": str(chunk * 20),
                                  "payload": base64.b64encode(payload).decode()}}).encode()
-
-
-def start_with(params):
-    message = json.loads(start_message())
-    message["start"]["customParameters"] = params
-    return json.dumps(message).encode()
-
-
-class Harness(SynchronousTestCase):
-    settings = Settings()
-
-    def setUp(self):
-        self.patch(txaio.config, "loop", Clock())
-        self.clock = Clock()
-        self.clock.advance(1_700_000_000)
-        self.service = RecordingService(self.settings)
-        self.proto = twilio_factory(self.service, self.clock).buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-        self.transport = StringTransport()
-        self.proto.makeConnection(self.transport)
-        handshake = HANDSHAKE
-        if self.settings.twilio_auth_token:  # the upgrade Twilio signs, as it would
-            from voiced.carrier.twilio.signature import twilio_signature
-
-            signature = twilio_signature(self.settings.twilio_auth_token, f"wss://{self.settings.public_host}/media")
-            handshake = handshake.replace(b"\r\n\r\n", f"\r\nX-Twilio-Signature: {signature}\r\n\r\n".encode())
-        self.proto.dataReceived(handshake)
-        self.assertIn(b"101 Switching Protocols", self.transport.value())
-        self.transport.clear()
-
-    def send(self, payload, opcode=0x1):
-        self.proto.dataReceived(client_frame(payload, opcode))
-
-    def close_code(self):
-        closes = [p for op, p in server_frames(self.transport.value()) if op == 0x8]
-        return int.from_bytes(closes[0][:2], "big") if closes else None
-
-    def media_events(self):
-        return [e for e in self.service.calls[0][2].events if isinstance(e, tuple) and e[0] == "media"]
 
 
 class BadInputTests(Harness):

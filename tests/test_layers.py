@@ -114,3 +114,46 @@ class LayerTests(SynchronousTestCase):
         # The carriers' contract names the same check, not a copy of it.
         self.assertIs(control.check_transfer_target, transfer.check_transfer_target)
         self.assertTrue(callable(httpbody.read_body))
+
+
+TESTS = ROOT / "tests"
+
+
+def is_test_module(name: str) -> bool:
+    """``tests.test_x`` or ``tests.e2e.test_x`` (or a name in one): a module trial and pytest
+    run, which shares nothing; what tests share lives in tests/testing/, tests/fakes/ and
+    tests/e2e/daemon.py."""
+    parts = name.split(".")
+    if parts[0] != "tests" or len(parts) < 2:
+        return False
+    if parts[1] == "e2e":
+        return len(parts) > 2 and parts[2].startswith("test_")
+    return parts[1].startswith("test_")
+
+
+def imports_of_test_modules() -> list[str]:
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        module = module_name(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        names = imported_names(path.read_text(encoding="utf-8"), package)
+        found.extend(f"{path.relative_to(ROOT)}:{line} imports {name}" for line, name in names if is_test_module(name))
+    return found
+
+
+class SharedDoublesTests(SynchronousTestCase):
+    def test_no_test_module_imports_another(self):
+        # A double shared through a test module drags that module's tests into the importer
+        # (trial collects the TestCases it finds) and hides where the double lives.
+        self.assertEqual(imports_of_test_modules(), [],
+                         "move what is shared into tests/testing/<area>.py (or tests/e2e/daemon.py)")
+
+    def test_the_check_sees_test_modules_only(self):
+        self.assertEqual([n for n in ("tests.test_turn.FakeSTT", "tests.test_turn", "tests.e2e.test_calls.line",
+                                      "tests.testing.turn.FakeSTT", "tests.e2e.daemon.line", "tests.turn_harness.Line",
+                                      "tests.fakes.twilio_rest.FakeTwilio", "tests", "voiced.test_x")
+                          if is_test_module(n)],
+                         ["tests.test_turn.FakeSTT", "tests.test_turn", "tests.e2e.test_calls.line"])
+        # ``from tests import test_turn`` and a relative import inside tests/e2e are both seen.
+        names = imported_names("from tests import test_turn\nfrom .test_calls import line\n", "tests.e2e")
+        self.assertEqual([n for _, n in names if is_test_module(n)], ["tests.test_turn", "tests.e2e.test_calls.line"])

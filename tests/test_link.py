@@ -5,34 +5,12 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import RecordingService
+from tests.testing.carriers import RecordingService
+from tests.testing.carriers import RecordingWire, SLIN_16K
 from voiced.audio import MULAW_8K, AudioFormat
 from voiced.carrier.base import CallStart
 from voiced.carrier.link import CLOSE_NO_START, CLOSE_POLICY_VIOLATION, CallLink
 from voiced.stt.base import PCM_16K, STT_FORMATS
-
-
-class RecordingWire:
-    def __init__(self) -> None:
-        self.sent: list[tuple] = []
-
-    def write_audio(self, payload: bytes) -> None:
-        self.sent.append(("audio", len(payload)))
-
-    def write_mark(self, name: str) -> None:
-        self.sent.append(("mark", name))
-
-    def write_clear(self) -> None:
-        self.sent.append(("clear",))
-
-    def end_call(self) -> None:
-        self.sent.append(("end",))
-
-    def close(self, code: int, reason: str) -> None:
-        self.sent.append(("close", code))
-
-
-SLIN_16K = AudioFormat("pcm_s16le", 16000)
 
 
 class LinkTests(SynchronousTestCase):

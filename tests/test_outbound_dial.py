@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from twilio.rest import Client as TwilioClient
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes.http_apps import make_http_client, start_server
 from tests.fakes.rest_control import FAST, capture_log_lines
 from tests.fakes.twilio_rest import FakeTwilio, parse_twiml
-from tests.test_twilio_rest import RecordingTwilioHttp
+from tests.testing.rest import RecordingTwilioHttp
+from tests.testing.outbound import CarrierAtHand
 from voiced.carrier import media_token
 from voiced.carrier.base import CallStart
 from voiced.outbound.dialer import Dialer, DialError, call_direction, moves_to
@@ -143,20 +143,6 @@ class TwilioDialerTests(TestCase):
         e = await self.assertFailure(dialer.place(DIAL, DialRequest("+15550100"), "+15550111"), TwilioDialError)
         self.assertIn("HTTP 401", str(e))
         self.assertFalse([line for line in self.logs if "not-the-token" in line])
-
-
-class CarrierAtHand:
-    """A CarrierDialer whose every placement the test answers."""
-
-    carrier = "twilio"
-
-    def __init__(self):
-        self.placed: list[tuple[str, DialRequest, str, Deferred]] = []
-
-    def place(self, dial_id, request, from_number):
-        d = Deferred()
-        self.placed.append((dial_id, request, from_number, d))
-        return d
 
 
 class DialerTests(SynchronousTestCase):

@@ -11,8 +11,8 @@ import sqlite3
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.test_journal import columns, indexes, journal_path, schema_1_journal, user_version
-from tests.test_outbound_dial import CarrierAtHand
+from tests.testing.journal import columns, indexes, journal_path, schema_1_journal, user_version
+from tests.testing.outbound import CarrierAtHand
 from voiced.agent.base import CallInfo
 from voiced.call.record import CallRecord
 from voiced.journal import cli, dials, store

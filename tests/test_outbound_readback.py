@@ -15,8 +15,8 @@ from twisted.trial.unittest import TestCase
 from tests.fakes.http_apps import make_http_client, start_server
 from tests.fakes.rest_control import FAST
 from tests.fakes.twilio_rest import FakeTwilio
-from tests.test_journal import journal_path
-from tests.test_outbound_dial import CarrierAtHand
+from tests.testing.journal import journal_path
+from tests.testing.outbound import CarrierAtHand
 from voiced.demo import free_port
 from voiced.journal import dials
 from voiced.journal.writer import JournalWriter

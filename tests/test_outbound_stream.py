@@ -4,7 +4,7 @@ dial and no other. Real Autobahn framing on a StringTransport, a Clock."""
 
 from __future__ import annotations
 
-from tests.test_hard_limits import Harness, start_with
+from tests.testing.carriers import Harness, start_with
 from voiced.carrier import media_token
 from voiced.config import Settings
 

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from tests.testing import RecordingService, client_frame, server_frames
+from tests.testing.carriers import RecordingService, client_frame, server_frames
 from voiced.carrier import media_token
 from voiced.audio import AudioFormat
 from voiced.carrier.link import MAX_PROTOCOL_ERRORS

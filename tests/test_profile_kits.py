@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.test_profiles import TWO_LANGUAGES, settings, write
+from tests.testing.profiles import TWO_LANGUAGES, settings, write
 from voiced.agent.dialog import load_dialog
 from voiced.audio import MULAW_8K
 from voiced.call.model import TurnSettings

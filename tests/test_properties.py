@@ -15,11 +15,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from tests.testing import ScriptedConversation
+from tests.testing.turn import ScriptedConversation
 
-from tests.testing import HANDSHAKE, RecordingService, twilio_factory, client_frame, start_message
+from tests.testing.carriers import HANDSHAKE, RecordingService, twilio_factory, client_frame, start_message
 
-from tests.testing import SILENT, VOICED, VOICED_PCM, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport
+from tests.testing.turn import SILENT, VOICED, VOICED_PCM, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport
 from voiced.agent.base import CallInfo, EndCall
 from voiced.turns.eou import EndOfUtterance
 from voiced.call.turn import HISTORY_LIMIT, MAX_QUEUED_EVENTS, Call, State, TurnSettings

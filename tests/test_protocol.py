@@ -10,10 +10,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.testing.carriers import client_frame, HANDSHAKE, RecordingService, server_frames, start_message, twilio_factory
 from voiced.carrier.link import MAX_PROTOCOL_ERRORS
 from voiced.carrier.twilio.protocol import MAX_SEQUENCE_WARNINGS
 
-from tests.testing import client_frame, HANDSHAKE, RecordingService, server_frames, start_message, twilio_factory
 
 
 def media_message(seq, chunk):

@@ -14,30 +14,15 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from voiced.audio import SAMPLE_RATE, audioop
+from tests.testing.recording import FRAME, LOUD, channels, first_sound, last_sound
+from voiced.audio import SAMPLE_RATE
 from voiced.recording.recordings import Recordings, file_name
 from voiced.recording.tap import FLUSH_BYTES
 from voiced.recording.timeline import DRIFT_LIMIT_S, Timeline
 from voiced.recording.wav import HEADER_BYTES, WavFile
 from voiced.recording.writer import RecordingWriter
 
-FRAME = 160  # 20 ms of 8 kHz mu-law
-LOUD = audioop.lin2ulaw(struct.pack("<h", 8000) * FRAME, 2)  # a steady tone's level: not silence
 QUIET = b"\xff" * FRAME  # mu-law silence
-
-
-def channels(stereo: bytes) -> tuple[list[int], list[int]]:
-    samples = struct.unpack(f"<{len(stereo) // 2}h", stereo)
-    return list(samples[0::2]), list(samples[1::2])
-
-
-def first_sound(samples: list[int], level: int = 1000) -> int | None:
-    return next((i for i, s in enumerate(samples) if abs(s) > level), None)
-
-
-def last_sound(samples: list[int], level: int = 1000) -> int | None:
-    index = next((i for i in range(len(samples) - 1, -1, -1) if abs(samples[i]) > level), None)
-    return index
 
 
 class TimelineTests(SynchronousTestCase):

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted.internet.testing import StringTransport
 
-from tests.test_console import TWILIO, fake_service, record
+from tests.testing.console import TWILIO, fake_service, record
 from voiced.call.record import TurnRecord
 from voiced.recording.recordings import Recordings
 from voiced.recording.wav import WavFile

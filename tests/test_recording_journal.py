@@ -10,7 +10,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_journal import a_record, journal_path, user_version
+from tests.testing.journal import a_record, journal_path, user_version
 from voiced.journal import cli, store
 
 

@@ -14,9 +14,9 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from tests.test_link import SLIN_16K, RecordingWire
-from tests.testing import RecordingCall, RecordingService
-from tests.test_recording import LOUD, channels, first_sound, last_sound
+from tests.testing.carriers import SLIN_16K, RecordingWire
+from tests.testing.carriers import RecordingCall, RecordingService
+from tests.testing.recording import LOUD, channels, first_sound, last_sound
 from voiced.audio import MULAW_8K, SAMPLE_RATE
 from voiced.carrier.base import CallStart
 from voiced.carrier.link import CallLink

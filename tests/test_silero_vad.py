@@ -18,7 +18,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from tests.testing import ManualThreadPool, ThreadedClock, settle
+from tests.testing.threads import ManualThreadPool, ThreadedClock, settle
 from voiced.audio import ulaw_to_pcm16
 from voiced.turns.silero import (
     FRAME_BYTES,

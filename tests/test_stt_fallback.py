@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from tests.fakes.deepgram_server import DeepgramFake
-from tests.test_deepgram_stt import FRAME, KEY, Listener, tone_frame
+from tests.testing.deepgram import FRAME, KEY, Listener, tone_frame
 from voiced.config import Settings
 from voiced.retry import Backoff
 from voiced.stt.deepgram import DeepgramSTTEngine

@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import HANDSHAKE, RecordingService, client_frame, server_frames
+from tests.testing.carriers import HANDSHAKE, RecordingService, client_frame, server_frames
 from voiced.carrier import media_token
 from voiced.audio import AudioFormat
 from voiced.carrier.gate import CarrierOff
@@ -287,7 +287,7 @@ class SocketProperties(SynchronousTestCase):
     def test_the_media_socket_never_raises(self):
         from hypothesis import HealthCheck, given, settings, strategies as st
 
-        from tests.testing import telnyx_like
+        from tests.testing.messages import telnyx_like
 
         @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
         @given(st.lists(telnyx_like() | st.just(start_message().decode()) | st.integers(1, 9).map(

@@ -11,12 +11,12 @@ import xml.etree.ElementTree as ET
 
 from hypothesis import given, strategies as st
 
+from tests.testing.messages import FAST, telnyx_json_values as json_values, telnyx_like
 from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.telnyx import wire
 from voiced.caller.carriers import carrier_wire
 from voiced.caller.carriers.base import Audio, CallSetup, Clear, Marker, Problem
 
-from tests.testing import FAST, telnyx_json_values as json_values, telnyx_like
 
 
 # The start frame of Telnyx's AsyncAPI page ("Stream call media over WebSocket"), as published.

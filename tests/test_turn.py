@@ -4,32 +4,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.agent.base import CallInfo, EndCall, Said
+from tests.testing.turn import FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport, SILENT, VOICED, VOICED_PCM
+from tests.testing.turn import FakeConversation
+from voiced.agent.base import CallInfo, Said
 from voiced.audio import MULAW_8K
 from voiced.stt.base import PCM_16K
 from voiced.turns.eou import EndOfUtterance
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.tts.speaker import PhraseCache, Speaker
 
-from tests.testing import FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport, SILENT, VOICED, VOICED_PCM
-
-
-class FakeConversation:
-    def __init__(self):
-        self.asked = []
-        self.requests = []
-
-    def greeting(self):
-        return ["Hello there."]
-
-    def respond(self, request, sink):
-        self.asked.append(request.text)
-        self.requests.append(request)
-        sink.sentence("First answer.")
-        sink.sentence("Second answer.")
-        if "bye" in request.text:
-            sink.action(EndCall())
-        return succeed(None)
 
 
 class TurnMachineTests(SynchronousTestCase):

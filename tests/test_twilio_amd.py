@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from twilio.request_validator import RequestValidator
 from twisted.web.test.requesthelper import DummyRequest
 
-from tests.test_machine import GREETING, VOICEMAIL, OutboundCall
+from tests.testing.machine import GREETING, VOICEMAIL, OutboundCall
 from tests.turn_harness import logged
 from voiced.app import mount_twilio_amd
 from voiced.carrier.twilio.amd import TwilioAmdCallback

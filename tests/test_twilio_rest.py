@@ -3,11 +3,8 @@ checked against what the official ``twilio`` package sends for the same updates.
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlsplit
 
-from twilio.http import HttpClient as TwilioHttpClientBase
-from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
 from twilio.twiml.voice_response import Dial, VoiceResponse
 from twisted.internet import reactor
@@ -15,27 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes.http_apps import Canned
 from tests.fakes.rest_control import FAST, RestControlTestCase
+from tests.testing.rest import ACCOUNT, CALL, CALL_RESOURCE, RecordingTwilioHttp, TOKEN
 from voiced.call.control import CallControl, check_transfer_target
 from voiced.carrier.twilio.rest import DEFAULT_API_BASE, DEFAULT_BACKOFF, TwilioCallControl, dial_twiml
 from voiced.retry import Backoff
-
-ACCOUNT = "AC" + "0123456789abcdef" * 2
-TOKEN = "tok-9f8e7d6c5b4a"
-CALL = "CA" + "fedcba9876543210" * 2
-CALL_RESOURCE = {"sid": CALL, "account_sid": ACCOUNT, "status": "completed"}
-
-
-class RecordingTwilioHttp(TwilioHttpClientBase):
-    """What the twilio package would put on the wire, without a network."""
-
-    def __init__(self) -> None:
-        super().__init__(logger=None, is_async=False)
-        self.requests: list[dict] = []
-
-    def request(self, method, uri, params=None, data=None, headers=None, auth=None, timeout=None,
-                allow_redirects=False):
-        self.requests.append({"method": method, "uri": uri, "data": data, "headers": headers, "auth": auth})
-        return TwilioResponse(200, json.dumps(CALL_RESOURCE))
 
 
 def what_twilio_sends(**update: str) -> dict:

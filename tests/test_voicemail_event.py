@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_agent_script import RecordingSink
+from tests.testing.agents import SentenceSink
 from voiced.agent.base import CallInfo, EndCall, Said, TurnRequest, Voicemail
 from voiced.agent.dialog import Dialog, parse_dialog
 from voiced.agent.llm import LLMSettings
@@ -27,8 +27,8 @@ def voicemail_turn(history=()):
 
 
 class ScriptVoicemailTests(SynchronousTestCase):
-    def respond(self, agent: ScriptAgent) -> RecordingSink:
-        sink = RecordingSink()
+    def respond(self, agent: ScriptAgent) -> SentenceSink:
+        sink = SentenceSink()
         agent.start_conversation(CallInfo("CA1", "MZ1")).respond(voicemail_turn(), sink)
         return sink
 

@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from tests.testing import RecordingService
+from tests.testing.carriers import RecordingService
 from voiced.carrier import media_token
 from voiced.audio import AudioFormat
 from voiced.carrier.gate import CarrierOff

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import RecordingService, client_frame, server_frames
+from tests.testing.carriers import RecordingService, client_frame, server_frames
 from voiced.audio import silence_ulaw
 from voiced.caller.carriers import carrier_wire
 from voiced.caller.carriers.base import Audio, CallSetup, Clear, Marker, Problem, SendBack

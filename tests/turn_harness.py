@@ -20,7 +20,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import FakeSTT
+from tests.testing.turn import FakeSTT
 from voiced.agent.base import CallInfo, EndCall
 from voiced.audio import FRAME_MS, SAMPLE_RATE, audioop, pcm16_to_ulaw, silence_ulaw, ulaw_to_pcm16
 from voiced.call.turn import Call, State, TurnSettings

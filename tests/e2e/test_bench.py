@@ -8,7 +8,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import REPO
+from tests.testing.caller import REPO
 
 
 class FrameCostBenchTests(SynchronousTestCase):

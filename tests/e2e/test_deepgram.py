@@ -10,9 +10,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.test_calls import constructions, line
-from tests.e2e.test_google import EmulatorProcess
+from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line
 from tests.fakes.deepgram_server import DeepgramFake
 from voiced.caller.client import place_call
 

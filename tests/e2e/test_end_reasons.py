@@ -24,8 +24,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.test_calls import line
+from tests.e2e.daemon import Daemon, line
 from voiced.caller.carriers.base import CallSetup
 from voiced.caller.carriers.twilio import TwilioStream
 from voiced.caller.client import place_call

@@ -21,9 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BIN, Daemon
-from tests.e2e.test_calls import constructions
-from tests.e2e.test_google import EmulatorProcess
+from tests.e2e.daemon import BIN, Daemon, EmulatorProcess, constructions
 from voiced.agent.dialog import load_dialog
 
 PROFILES = """

@@ -21,8 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon
-from tests.e2e.test_calls import constructions, line
+from tests.e2e.daemon import BARGE_IN_MS, Daemon, constructions, line
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from tests.fakes.realtime_server import RealtimeFake
 from voiced.caller.client import place_call

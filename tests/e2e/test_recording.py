@@ -23,8 +23,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.test_calls import line
+from tests.e2e.daemon import Daemon, line
 from voiced.audio import SAMPLE_RATE, ulaw_to_pcm16
 from voiced.caller.client import place_call
 from voiced.journal import cli

@@ -17,8 +17,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.e2e.chromium import INSTALL_HINT, Chromium, find_chromium
-from tests.e2e.daemon import REPO, Daemon
-from tests.e2e.test_calls import line
+from tests.e2e.daemon import REPO, Daemon, line
 from voiced.caller.client import place_call
 
 PLAYER = "document.getElementById('recording')"

@@ -12,8 +12,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.test_calls import constructions, line
+from tests.e2e.daemon import Daemon, constructions, line
 from tests.fakes.tts_servers import Answer, TTSFake, speech_for
 from voiced.caller.client import place_call
 
