@@ -18,7 +18,7 @@ from treq.client import HTTPClient
 
 from tests.fakes.http_apps import Canned, make_http_client
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.testing.agents import AgentTestCase, CALL, RecordingSink, turn
+from tests.testing.agents import CALL, AgentTestCase, RecordingSink, turn
 from tests.testing.network import MemoryNetwork
 from voiced.agent.base import AgentError, Dtmf, EndCall, Idle, Said, TransferCall
 from voiced.agent.llm import LLMSettings, OpenAIAgent

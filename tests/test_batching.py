@@ -10,9 +10,8 @@ from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.testing.threads import ManualThreadPool, settle, ThreadedClock
+from tests.testing.threads import ManualThreadPool, ThreadedClock, settle
 from voiced.turns.batching import BatchResultMismatch, BatchRunner, RunnerStopped
-
 
 
 class BatchRunnerTests(SynchronousTestCase):

@@ -25,7 +25,7 @@ from twisted.internet.task import Clock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.testing.caller import FakeLink, REPO, run_until, serve_scripted_bot, tone
+from tests.testing.caller import REPO, FakeLink, run_until, serve_scripted_bot, tone
 from tests.testing.network import MemoryNetwork
 from voiced.audio import SAMPLE_RATE, silence_ulaw, write_ulaw_as_wav
 from voiced.caller.client import place_call
@@ -36,7 +36,6 @@ from voiced.caller.carriers.twilio import TwilioStream
 from voiced.caller.playback import Playback
 from voiced.carrier.twilio.signature import twilio_signature
 from voiced.carrier.twilio.wire import Media, Start, Stop, clear_message, mark_message, media_message, parse_message
-
 
 
 def stream() -> TwilioStream:

@@ -198,7 +198,6 @@ class TcpCallTests(SynchronousTestCase):
         self.assertEqual(report.replies[0].audio, tone(100))
 
 
-
 class RefusedTcpCallTests(TestCase):
     timeout = 30
 

@@ -12,7 +12,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from tests.fakes.http_apps import make_http_client
-from tests.testing.campaigns import AdminServer, TOKEN
+from tests.testing.campaigns import TOKEN, AdminServer
 from voiced.outbound.campaign_resource import CampaignsResource
 
 

@@ -24,7 +24,9 @@ from google.cloud.speech_v1.services.speech.transports import SpeechGrpcTranspor
 from google.cloud.texttospeech_v1.services.text_to_speech.transports import TextToSpeechGrpcTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.emulator import StatsWatch, audio_requests, finals, interims, ROOT, streaming_config, TIMEOUT, utterance
+from tests.testing.emulator import (
+    ROOT, TIMEOUT, StatsWatch, audio_requests, finals, interims, streaming_config, utterance,
+)
 from voiced.audio import WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM, parse_wav, resample_pcm16, silence_ulaw, ulaw_to_pcm16
 import voiced.emulator.tts
 from voiced.emulator.faults import FaultPlan, FaultSchedule, parse_status
@@ -32,7 +34,6 @@ from voiced.emulator.main import is_loopback, main, parse_listen
 from voiced.emulator.recognizer import RecognitionSession, SpeechEvent, Transcript
 from voiced.emulator.server import Emulator, Rejected, check_recognition_config
 from voiced.lifecycle import construction_counts
-
 
 
 class RecordingSleep:

@@ -9,7 +9,7 @@ import unittest
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.messages import exotel_json_values as json_values, exotel_like, FAST
+from tests.testing.messages import FAST, exotel_json_values as json_values, exotel_like
 from voiced.audio import AudioFormat, UnsupportedAudio
 from voiced.carrier.exotel import wire
 from voiced.carrier.exotel.auth import basic_authorization, credentials_problem

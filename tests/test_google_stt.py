@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.google import buzz, FallbackTranscriber, GoogleEmulatorCase, Recorder, until
+from tests.testing.google import FallbackTranscriber, GoogleEmulatorCase, Recorder, buzz, until
 from voiced.audio import FRAME_BYTES, SAMPLE_RATE, silence_ulaw
 from voiced.audio import MULAW_8K
 from voiced.config import Settings
@@ -22,7 +22,6 @@ from voiced.google.stt import recognition_config
 from voiced.google.stt_session import AudioLog
 from voiced.lifecycle import construction_counts
 from voiced.retry import Backoff
-
 
 
 def utterance(n: int, speech_ms: int = 1000, silence_ms: int = 1000) -> bytes:

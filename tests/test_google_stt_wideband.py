@@ -15,7 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.google import GoogleEmulatorCase, FallbackTranscriber, Recorder, until
+from tests.testing.google import FallbackTranscriber, GoogleEmulatorCase, Recorder, until
 from voiced.audio import ulaw_to_pcm16
 from voiced.config import Settings
 from voiced.emulator.faults import FaultPlan

@@ -8,8 +8,7 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.carriers import start_message
-from tests.testing.carriers import Harness, start_with
+from tests.testing.carriers import Harness, start_message, start_with
 from voiced.carrier import media_token
 from voiced.carrier.limits import MAX_OUTBOUND_BYTES, MediaRate, outbound_backlog
 from voiced.config import Settings

@@ -5,8 +5,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.carriers import RecordingService
-from tests.testing.carriers import RecordingWire, SLIN_16K
+from tests.testing.carriers import SLIN_16K, RecordingService, RecordingWire
 from voiced.audio import MULAW_8K, AudioFormat
 from voiced.carrier.base import CallStart
 from voiced.carrier.link import CLOSE_NO_START, CLOSE_POLICY_VIOLATION, CallLink

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 
 from tests.turn_harness import NearTestCase, logged, tone, voice
-from tests.testing.machine import GREETING, OutboundCall, VOICEMAIL
+from tests.testing.machine import GREETING, VOICEMAIL, OutboundCall
 from voiced.options import default
 from voiced.agent.base import CallInfo, Voicemail
 import os

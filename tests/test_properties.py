@@ -15,11 +15,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from tests.testing.turn import ScriptedConversation
+from tests.testing.turn import (
+    SILENT, VOICED, VOICED_PCM, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport, ScriptedConversation,
+)
 
-from tests.testing.carriers import HANDSHAKE, RecordingService, twilio_factory, client_frame, start_message
+from tests.testing.carriers import HANDSHAKE, RecordingService, client_frame, start_message, twilio_factory
 
-from tests.testing.turn import SILENT, VOICED, VOICED_PCM, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport
 from voiced.agent.base import CallInfo, EndCall
 from voiced.turns.eou import EndOfUtterance
 from voiced.call.turn import HISTORY_LIMIT, MAX_QUEUED_EVENTS, Call, State, TurnSettings

@@ -10,10 +10,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.carriers import client_frame, HANDSHAKE, RecordingService, server_frames, start_message, twilio_factory
+from tests.testing.carriers import (
+    HANDSHAKE, RecordingService, client_frame, server_frames, start_message, twilio_factory,
+)
 from voiced.carrier.link import MAX_PROTOCOL_ERRORS
 from voiced.carrier.twilio.protocol import MAX_SEQUENCE_WARNINGS
-
 
 
 def media_message(seq, chunk):

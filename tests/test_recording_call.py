@@ -8,7 +8,9 @@ from twisted.internet.task import Clock
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.turn import SILENT, VOICED, VOICED_PCM, FakeConversation, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport
+from tests.testing.turn import (
+    SILENT, VOICED, VOICED_PCM, FakeConversation, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport,
+)
 from voiced.agent.base import CallInfo, Said
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.config import ConfigError, Settings

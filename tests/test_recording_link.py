@@ -14,8 +14,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from tests.testing.carriers import SLIN_16K, RecordingWire
-from tests.testing.carriers import RecordingCall, RecordingService
+from tests.testing.carriers import SLIN_16K, RecordingCall, RecordingService, RecordingWire
 from tests.testing.recording import LOUD, channels, first_sound, last_sound
 from voiced.audio import MULAW_8K, SAMPLE_RATE
 from voiced.carrier.base import CallStart

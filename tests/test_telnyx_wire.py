@@ -18,7 +18,6 @@ from voiced.caller.carriers import carrier_wire
 from voiced.caller.carriers.base import Audio, CallSetup, Clear, Marker, Problem
 
 
-
 # The start frame of Telnyx's AsyncAPI page ("Stream call media over WebSocket"), as published.
 DOCUMENTED_START = {
     "event": "start", "sequence_number": "1", "stream_id": "32DE0DEA-53CB-4B21-89A4-9E1819C043BC",

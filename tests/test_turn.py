@@ -4,15 +4,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.turn import FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport, SILENT, VOICED, VOICED_PCM
-from tests.testing.turn import FakeConversation
+from tests.testing.turn import (
+    SILENT, VOICED, VOICED_PCM, FakeConversation, FakeSTT, FakeTTS, RecordingMetrics, RecordingTransport,
+)
 from voiced.agent.base import CallInfo, Said
 from voiced.audio import MULAW_8K
 from voiced.stt.base import PCM_16K
 from voiced.turns.eou import EndOfUtterance
 from voiced.call.turn import Call, State, TurnSettings
 from voiced.tts.speaker import PhraseCache, Speaker
-
 
 
 class TurnMachineTests(SynchronousTestCase):

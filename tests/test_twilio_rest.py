@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes.http_apps import Canned
 from tests.fakes.rest_control import FAST, RestControlTestCase
-from tests.testing.rest import ACCOUNT, CALL, CALL_RESOURCE, RecordingTwilioHttp, TOKEN
+from tests.testing.rest import ACCOUNT, CALL, CALL_RESOURCE, TOKEN, RecordingTwilioHttp
 from voiced.call.control import CallControl, check_transfer_target
 from voiced.carrier.twilio.rest import DEFAULT_API_BASE, DEFAULT_BACKOFF, TwilioCallControl, dial_twiml
 from voiced.retry import Backoff
