@@ -8,7 +8,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.caller import REPO
+from tests.e2e.daemon import REPO
 
 
 class FrameCostBenchTests(SynchronousTestCase):
