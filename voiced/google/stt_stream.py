@@ -63,39 +63,11 @@ class GoogleSTTStream(RecoveringSTTStream):
     def __init__(
         self, engine: GoogleSTTEngine, call_id: str, listener: TranscriptListener, audio: AudioFormat = MULAW_8K
     ) -> None:
-        super().__init__(engine, engine.reactor, call_id, listener, audio, Ledger(audio), log)
+        super().__init__(engine, engine.reactor, call_id, listener, audio, Ledger(audio), log,
+                         request_ms=REQUEST_MS, idle_request_ms=IDLE_REQUEST_MS)
         self._reactor = engine.reactor  # also carries the responses from the speech loop
-        self._request_bytes = audio.bytes_per_ms() * REQUEST_MS
-        self._idle_request_bytes = audio.bytes_per_ms() * IDLE_REQUEST_MS
 
     # -- the STTStream contract ------------------------------------------------------------
-
-    def feed(self, audio: bytes) -> None:
-        if self._closed:
-            return
-        if self._degraded:
-            if self._local is not None:
-                self._local.feed(audio)
-            return
-        ledger = self._ledger
-        ledger.audio.append(audio)
-        session = self._session
-        if session is not None:
-            # Batched while the caller speaks; frame by frame while a pause may be the end of
-            # the turn, or a final is owed: the service counts the silence it has received.
-            urgent = self._caller_paused or ledger.owed_from is not None
-            batch = self._request_bytes if ledger.speech_at is not None else self._idle_request_bytes
-            if (urgent or ledger.audio.end - session.sent_upto >= batch) and not self._rolled_over(session):
-                self._send_pending(session)
-        elif self._waiting is None:
-            self._open_session()
-        ledger.forget_old_audio()
-
-    def caller_pausing(self, paused: bool) -> None:
-        """VAD hint: the caller went quiet mid-utterance (or spoke again)."""
-        self._caller_paused = paused
-        if paused and self._session is not None and not self._closed and not self._degraded:
-            self._send_pending(self._session)
 
     def flush(self) -> None:
         if self._closed:

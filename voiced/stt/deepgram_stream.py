@@ -76,42 +76,13 @@ class DeepgramSTTStream(RecoveringSTTStream):
 
     def __init__(self, engine: DeepgramSTTEngine, call_id: str, listener: TranscriptListener,
                  audio: AudioFormat = MULAW_8K) -> None:
-        super().__init__(engine, engine.clock, call_id, listener, audio, Ledger(audio), log)
-        per_ms = audio.bytes_per_ms()
-        self._request_bytes = per_ms * REQUEST_MS
-        self._idle_request_bytes = per_ms * IDLE_REQUEST_MS
-        self._replay_request_bytes = per_ms * REPLAY_REQUEST_MS
+        super().__init__(engine, engine.clock, call_id, listener, audio, Ledger(audio), log,
+                         request_ms=REQUEST_MS, idle_request_ms=IDLE_REQUEST_MS)
+        self._replay_request_bytes = audio.bytes_per_ms() * REPLAY_REQUEST_MS
         self._keepalive = None  # an IDelayedCall
         self.keepalives_sent = 0
 
     # -- the STTStream contract ------------------------------------------------------------
-
-    def feed(self, audio: bytes) -> None:
-        if self._closed:
-            return
-        if self._degraded:
-            if self._local is not None:
-                self._local.feed(audio)
-            return
-        ledger = self._ledger
-        ledger.audio.append(audio)
-        session = self._session
-        if session is not None:
-            if session.open:
-                urgent = self._caller_paused or ledger.owed_from is not None
-                batch = self._request_bytes if ledger.speech_at is not None else self._idle_request_bytes
-                if urgent or ledger.audio.end - session.sent_upto >= batch:
-                    self._send_pending(session)
-        elif self._waiting is None:
-            self._open_session()
-        ledger.forget_old_audio()
-
-    def caller_pausing(self, paused: bool) -> None:
-        """VAD hint: the caller went quiet mid-utterance (or spoke again)."""
-        self._caller_paused = paused
-        session = self._session
-        if paused and session is not None and session.open and not self._closed and not self._degraded:
-            self._send_pending(session)
 
     def flush(self) -> None:
         if self._closed:
@@ -149,6 +120,9 @@ class DeepgramSTTStream(RecoveringSTTStream):
         self.streams_opened += 1
         link = engine.connector.connect(self.format, self)
         self._session = _Session(link, base, self._clock.seconds())
+
+    def _ready(self, session: _Session) -> bool:
+        return session.open
 
     def _send_pending(self, session: _Session) -> None:
         audio = self._ledger.audio

@@ -37,9 +37,11 @@ class RecoveringSTTStream:
     service = ""
 
     def __init__(self, engine: Any, clock: IReactorTime, call_id: str, listener: TranscriptListener,
-                 audio: AudioFormat, ledger: StreamLedger, log: Logger) -> None:
+                 audio: AudioFormat, ledger: StreamLedger, log: Logger, *, request_ms: int,
+                 idle_request_ms: int) -> None:
         """``engine`` gives ``backoff``, ``fallback`` and ``settings``; ``log`` is the engine's
-        namespace, so a stream's lines read as its engine's."""
+        namespace, so a stream's lines read as its engine's. Audio goes in requests of
+        ``request_ms`` while the caller speaks, ``idle_request_ms`` between utterances."""
         self._engine = engine
         self._clock = clock
         self._call_id = call_id
@@ -55,6 +57,8 @@ class RecoveringSTTStream:
         self._closed = False
         self._caller_paused = False
         self._watchdog: Any = None  # an IDelayedCall: a final is owed and must come
+        self._request_bytes = audio.bytes_per_ms() * request_ms
+        self._idle_request_bytes = audio.bytes_per_ms() * idle_request_ms
         self.streams_opened = 0
 
     @property
@@ -68,7 +72,48 @@ class RecoveringSTTStream:
         """The call is over: end the current session, if any, without caring how it ends."""
         raise NotImplementedError
 
+    def _send_pending(self, session: Any) -> None:
+        """Send the session all the call's audio it has not had yet."""
+        raise NotImplementedError
+
+    def _ready(self, session: Any) -> bool:
+        """Whether the session takes audio now (a WebSocket not open yet does not)."""
+        return True
+
+    def _rolled_over(self, session: Any) -> bool:
+        """Whether the session was just replaced by a fresh one (its age: the service's limit)."""
+        return False
+
     # -- the STTStream contract's shared half -------------------------------------------------
+
+    def feed(self, audio: bytes) -> None:
+        if self._closed:
+            return
+        if self._degraded:
+            if self._local is not None:
+                self._local.feed(audio)
+            return
+        ledger = self._ledger
+        ledger.audio.append(audio)
+        session = self._session
+        if session is not None:
+            # Batched while the caller speaks; frame by frame while a pause may be the end of
+            # the turn, or a final is owed: the service counts the silence it has received.
+            urgent = self._caller_paused or ledger.owed_from is not None
+            batch = self._request_bytes if ledger.speech_at is not None else self._idle_request_bytes
+            if (self._ready(session) and (urgent or ledger.audio.end - session.sent_upto >= batch)
+                    and not self._rolled_over(session)):
+                self._send_pending(session)
+        elif self._waiting is None:
+            self._open_session()
+        ledger.forget_old_audio()
+
+    def caller_pausing(self, paused: bool) -> None:
+        """VAD hint: the caller went quiet mid-utterance (or spoke again)."""
+        self._caller_paused = paused
+        session = self._session
+        if paused and session is not None and self._ready(session) and not self._closed and not self._degraded:
+            self._send_pending(session)
 
     def speech_started(self) -> None:
         if self._closed:
