@@ -1,14 +1,15 @@
-"""What a streaming engine's call does when its streams fail (``RecoveringSTTStream``).
+"""What Google's and Deepgram's per-call streams share (``RecoveringSTTStream``): how the
+call's audio is batched to a stream, and what happens when streams fail.
 
-Google's and Deepgram's per-call streams (``voiced.google.stt_stream``,
-``voiced.stt.deepgram_stream``) share these rules; each keeps its own transport and what
-its service's failures mean. A failure a retry may cure is retried after a backoff (the
-new stream replays what no final settled, ``voiced.stt.ledger``); retries exhausted hand
-that audio to the fallback transcriber aside, tell the call, and start afresh with a new
-budget after one more longest wait; a refusal no retry cures degrades the call to whole
-utterances transcribed by the fallback (or none) for the rest of the call. A final owed
-after the caller's turn that never comes (a hung server) is a failure too. Every method
-runs on the reactor thread.
+Each stream (``voiced.google.stt_stream``, ``voiced.stt.deepgram_stream``) keeps its own
+transport and what its service's results and failures mean. Audio goes in batches while
+the caller speaks, frame by frame once a pause may end the turn. A failure a retry may
+cure is retried after a backoff (the new stream replays what no final settled,
+``voiced.stt.ledger``); retries exhausted hand that audio to the fallback transcriber
+aside, tell the call, and start afresh with a new budget after one more longest wait; a
+refusal no retry cures degrades the call to whole utterances transcribed by the fallback
+(or none) for the rest of the call. A final owed after the caller's turn that never comes
+(a hung server) is a failure too. Every method runs on the reactor thread.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from voiced.stt.local import LocalSTTStream
 
 
 class RecoveringSTTStream:
-    """The shared half of a streaming engine's call stream. A subclass opens its sessions
-    (``_open_session``), ends one on purpose (``_retire_session``), and says which of its
-    failures to retry (``_retry_or_give_up``) and which to degrade on (``_degrade``)."""
+    """The shared half of a streaming engine's call stream. A subclass opens, feeds and ends
+    its sessions (``_open_session``, ``_send_pending``, ``_retire_session``; ``_ready`` and
+    ``_rolled_over`` where its sessions have such states), finalizes a turn (``flush``),
+    handles a watchdog that fired (``_no_response``), and says which of its failures to
+    retry (``_retry_or_give_up``) and which degrade the call (``_degrade_call``)."""
 
     #: The service's name in the reasons the call is told ("Google", "Deepgram").
     service = ""
