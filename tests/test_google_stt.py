@@ -17,9 +17,10 @@ from voiced.audio import FRAME_BYTES, SAMPLE_RATE, silence_ulaw
 from voiced.audio import MULAW_8K
 from voiced.config import Settings
 from voiced.emulator.faults import FaultPlan
-from voiced.google import stt as google_stt, stt_ledger, stt_session, stt_stream
+from voiced.google import stt as google_stt, stt_session, stt_stream
 from voiced.google.stt import recognition_config
-from voiced.google.stt_session import AudioLog
+from voiced.stt.audio_log import AudioLog
+from voiced.stt.ledger import UNANSWERED_MS
 from voiced.lifecycle import construction_counts
 from voiced.retry import Backoff
 
@@ -224,7 +225,7 @@ class FailurePathTests(GoogleEmulatorCase):
         stream.flush()
         await until(lambda: listener.of("failure"), what="the give-up")
         # As at a rollover: the latest 5 s (here more than the utterance and its pre-roll), not 14 s.
-        unanswered = stt_ledger.UNANSWERED_MS * SAMPLE_RATE // 1000
+        unanswered = UNANSWERED_MS * SAMPLE_RATE // 1000
         self.assertEqual([len(a) for a in fallback.calls], [unanswered])
         self.assertEqual(replays[-2:], [unanswered] * 2)  # each retry's replay
 

@@ -19,10 +19,11 @@ from tests.testing.google import FallbackTranscriber, GoogleEmulatorCase, Record
 from voiced.audio import ulaw_to_pcm16
 from voiced.config import Settings
 from voiced.emulator.faults import FaultPlan
-from voiced.google import stt_ledger, stt_session
+from voiced.google import stt_session
 from voiced.google.stt import recognition_config
 from voiced.retry import Backoff
 from voiced.stt.base import PCM_16K, silence
+from voiced.stt.ledger import UNANSWERED_MS
 
 RATE = 16000
 FRAME = 640  # 20 ms of 16 kHz PCM
@@ -129,7 +130,7 @@ class WidebandStreamingTests(GoogleEmulatorCase):
         stream.flush()
         await until(lambda: listener.of("failure"), what="the give-up")
         # The latest 5 s of 16 kHz PCM, as the fallback's Whisper takes it.
-        self.assertEqual([len(a) for a in fallback.calls], [stt_ledger.UNANSWERED_MS * BYTES_PER_MS])
+        self.assertEqual([len(a) for a in fallback.calls], [UNANSWERED_MS * BYTES_PER_MS])
         self.assertEqual(fallback.formats, [PCM_16K])
 
 

@@ -174,6 +174,20 @@ def schema_3_journal(path, call_sid):
     conn.close()
 
 
+def assert_migrated_keeps_new_calls(test, path, column, value):
+    """An old journal (its one call CAold) opened for writing is migrated: a new call keeps
+    ``column`` as ``value``, the old one reads it as ""."""
+    conn = store.open_for_writing(path)
+    test.assertEqual(user_version(path), store.SCHEMA_VERSION)
+    record = a_record("CAnew")
+    setattr(record, column, value)
+    store.write_call(conn, record.as_json())
+    conn.row_factory = sqlite3.Row
+    test.assertEqual([(r["call_sid"], r[column]) for r in store.recent_calls(conn, 10)],
+                     [("CAnew", value), ("CAold", "")])
+    conn.close()
+
+
 class AnsweredByTests(SynchronousTestCase):
     def test_an_outbound_calls_answered_by_is_kept_and_shown(self):
         path = journal_path(self)
@@ -208,15 +222,7 @@ class AnsweredByTests(SynchronousTestCase):
         out = io.StringIO()
         self.assertEqual(cli.main(["--journal", path, "export", "--format", "jsonl"], out), 0)
         self.assertEqual(json.loads(out.getvalue())["answered_by"], "")
-        conn = store.open_for_writing(path)
-        self.assertEqual(user_version(path), store.SCHEMA_VERSION)
-        record = a_record("CAnew")
-        record.answered_by = "human"
-        store.write_call(conn, record.as_json())
-        conn.row_factory = sqlite3.Row
-        self.assertEqual([(r["call_sid"], r["answered_by"]) for r in store.recent_calls(conn, 10)],
-                         [("CAnew", "human"), ("CAold", "")])
-        conn.close()
+        assert_migrated_keeps_new_calls(self, path, "answered_by", "human")
 
 
 class WriterAndOutboxTests(TestCase):
@@ -438,12 +444,4 @@ class ProfileColumnTests(SynchronousTestCase):
         self.assertEqual([r["profile"] for r in store.recent_calls(reader, 10)], [""])
         reader.close()
         self.assertEqual(user_version(path), 4)
-        conn = store.open_for_writing(path)
-        self.assertEqual(user_version(path), store.SCHEMA_VERSION)
-        record = a_record("CAnew")
-        record.profile = "english"
-        store.write_call(conn, record.as_json())
-        conn.row_factory = sqlite3.Row
-        self.assertEqual([(r["call_sid"], r["profile"]) for r in store.recent_calls(conn, 10)],
-                         [("CAnew", "english"), ("CAold", "")])
-        conn.close()
+        assert_migrated_keeps_new_calls(self, path, "profile", "english")

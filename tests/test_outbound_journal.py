@@ -117,13 +117,16 @@ class DialStatementsTests(SynchronousTestCase):
 class DialerJournalTests(TestCase):
     timeout = 30
 
-    async def test_the_dialer_writes_the_dial_and_each_status_and_reads_it_back_when_forgotten(self):
-        path = journal_path(self)
-        writer = JournalWriter(path, reactor)
+    async def dialer_on_a_journal(self) -> tuple[JournalWriter, CarrierAtHand, Dialer]:
+        """A dialer writing to a new journal, on a carrier the test answers for."""
+        writer = JournalWriter(journal_path(self), reactor)
         await writer.open()
         self.addCleanup(writer.close)
         carrier = CarrierAtHand()
-        dialer = Dialer(carrier, reactor, "+15550111", writer)
+        return writer, carrier, Dialer(carrier, reactor, "+15550111", writer)
+
+    async def test_the_dialer_writes_the_dial_and_each_status_and_reads_it_back_when_forgotten(self):
+        writer, carrier, dialer = await self.dialer_on_a_journal()
         dialed = dialer.dial(DialRequest("+15550100", {"name": "Dana"}))
         await writer.run(lambda conn: None)  # the dial is written before the carrier is asked
         self.assertEqual(len(carrier.placed), 1)
@@ -140,12 +143,7 @@ class DialerJournalTests(TestCase):
         self.assertEqual((view["status"], view["call_sid"], view["variables"]), ("completed", "CAout", {"name": "Dana"}))
 
     async def test_a_calls_answering_machine_verdict_reaches_its_dial_and_listeners(self):
-        path = journal_path(self)
-        writer = JournalWriter(path, reactor)
-        await writer.open()
-        self.addCleanup(writer.close)
-        carrier = CarrierAtHand()
-        dialer = Dialer(carrier, reactor, "+15550111", writer)
+        writer, carrier, dialer = await self.dialer_on_a_journal()
         heard = []
         dialer.add_answered_by_listener(lambda dial_id, who: heard.append((dial_id, who)))
         dialed = dialer.dial(DialRequest("+15550100", {}))

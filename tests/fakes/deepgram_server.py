@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Callable
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 
+from tests.fakes.ws_server import JsonServerProtocol, LoopbackWebSocketFake
 from voiced.audio import audioop
 
 SPEECH_RMS = 300  # of 16-bit samples: far above mu-law silence (0xff), far below speech
@@ -40,7 +37,7 @@ _DENIALS = {
 }
 
 
-class FakeDeepgramStream(WebSocketServerProtocol):
+class FakeDeepgramStream(JsonServerProtocol):
     """One /v1/listen connection."""
 
     def onConnect(self, request: ConnectionRequest):  # noqa: N802 - Autobahn's name
@@ -124,7 +121,7 @@ class FakeDeepgramStream(WebSocketServerProtocol):
                 self.close_stream = True
                 if self.segment_speech:
                     self.fake_final(from_finalize=False, speech_final=True)
-                self.fake_send({"type": "Metadata", "transaction_key": "deprecated", "request_id": self.request_id,
+                self.send_json({"type": "Metadata", "transaction_key": "deprecated", "request_id": self.request_id,
                             "sha256": "0" * 64, "created": "2026-12-07T00:00:00.000Z",
                             "duration": self.frames * FRAME_MS / 1000, "channels": 1})
                 self.sendClose(code=1000)
@@ -153,7 +150,7 @@ class FakeDeepgramStream(WebSocketServerProtocol):
             self.in_utterance = False
             fake.utterance_over()
             if not fake.muted:
-                self.fake_send({"type": "UtteranceEnd", "channel": [0, 1],
+                self.send_json({"type": "UtteranceEnd", "channel": [0, 1],
                             "last_word_end": self.last_word_end * FRAME_MS / 1000})
 
     # -- what it answers ------------------------------------------------------------------------
@@ -184,53 +181,27 @@ class FakeDeepgramStream(WebSocketServerProtocol):
                 "name": self.query.get("model", ""), "version": "fake", "arch": "fake"}},
         }
         (self.finals if is_final else self.interim_texts).append(message if is_final else text)
-        self.fake_send(message)
-
-    def fake_send(self, message: dict) -> None:
-        if self.state == self.STATE_OPEN:
-            self.sendMessage(json.dumps(message).encode(), isBinary=False)
+        self.send_json(message)
 
 
-class DeepgramFake:
+class DeepgramFake(LoopbackWebSocketFake):
     """The server and what it saw; ``listen()`` starts it on a free loopback port."""
 
+    protocol = FakeDeepgramStream
+    path = "/v1/listen"
+
     def __init__(self, api_key: str = "test-deepgram-key", script: list[str] | None = None) -> None:
+        super().__init__()
         self.api_key = api_key
         self.script = list(script or [])
         self._line = 0  # the script line of the current utterance
         self._line_given = False  # its text went out in a final already
-        self.refusals: list[int] = []
         self._failures: list[tuple[int, int | str]] = []
         self.muted = False
         self.handshakes = 0
-        self.headers_seen: list[dict] = []
         self.streams: list[FakeDeepgramStream] = []
-        self._waiters: list[tuple[Callable[[], bool], Deferred]] = []
-        self._port = None
-
-    def listen(self) -> str:
-        factory = WebSocketServerFactory()
-        factory.protocol = FakeDeepgramStream
-        factory.fake = self
-        factory.setProtocolOptions(closeHandshakeTimeout=1)
-        self._port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        return self.url
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self._port.getHost().port}/v1/listen"
-
-    def stop(self) -> Deferred:
-        for stream in self.streams:
-            if stream.transport is not None:
-                stream.transport.abortConnection()
-        return self._port.stopListening()
 
     # -- faults ---------------------------------------------------------------------------------
-
-    def refuse(self, *statuses: int) -> None:
-        """The next handshakes are refused with these HTTP statuses, in order."""
-        self.refusals.extend(statuses)
 
     def fail_after(self, audio_bytes: int, how: int | str = 1011) -> None:
         """The next stream ends after ``audio_bytes`` of audio: a close ``how`` (1011 is
@@ -261,22 +232,8 @@ class DeepgramFake:
             self._line += 1
             self._line_given = False
 
-    # -- waiting for what it sees, without sleeping ----------------------------------------------
-
-    def when(self, predicate: Callable[[], bool]) -> Deferred:
-        """Fires once ``predicate()`` holds (checked now and after everything the server sees)."""
-        d: Deferred = Deferred()
-        if predicate():
-            d.callback(None)
-        else:
-            self._waiters.append((predicate, d))
-        return d
-
-    def changed(self) -> None:
-        ready = [(p, d) for p, d in self._waiters if p()]
-        self._waiters = [(p, d) for p, d in self._waiters if (p, d) not in ready]
-        for _, d in ready:
-            d.callback(None)
+    def connections(self) -> list[FakeDeepgramStream]:
+        return self.streams
 
     @property
     def speech_frames_finalized(self) -> int:

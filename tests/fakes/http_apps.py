@@ -32,6 +32,8 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from tests.fakes.arrivals import Arrivals
+
 
 @dataclass
 class Canned:
@@ -79,10 +81,9 @@ class RecordingApp(Resource):
     def __init__(self, clock: Any = reactor) -> None:
         super().__init__()
         self.clock = clock
-        self.received: list[Received] = []
+        self.received: Arrivals[Received] = Arrivals()
         self.answers: deque[Canned] = deque()
         self.default = Canned(status=500, body=b"no canned answer left")
-        self._waiters: dict[int, list[Deferred[Received]]] = {}
         self._delayed: list[IDelayedCall] = []
 
     def answer(self, *canned: Canned) -> None:
@@ -90,11 +91,7 @@ class RecordingApp(Resource):
 
     def request(self, index: int) -> Deferred[Received]:
         """The request number ``index`` (from 0), now or once it arrives."""
-        if index < len(self.received):
-            return succeed(self.received[index])
-        waiter: Deferred[Received] = Deferred()
-        self._waiters.setdefault(index, []).append(waiter)
-        return waiter
+        return self.received.nth(index)
 
     def render(self, request: Request) -> bytes | int:
         headers = {name.decode().lower(): b", ".join(values).decode()
@@ -103,8 +100,7 @@ class RecordingApp(Resource):
         request.notifyFinish().addErrback(lambda _: received.lost.callback(None))
         self.received.append(received)
         canned = self.answers.popleft() if self.answers else self.default
-        for waiter in self._waiters.pop(len(self.received) - 1, []):
-            waiter.callback(received)
+        self.received.notify()
         if canned.hang:
             return NOT_DONE_YET
         if canned.partial is not None:

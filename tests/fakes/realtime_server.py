@@ -26,11 +26,10 @@ import json
 import math
 from typing import Any, Callable
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 
+from tests.fakes.ws_server import JsonServerProtocol, LoopbackWebSocketFake
 from voiced.audio import audioop, pcm16_to_ulaw
 
 SPEECH_RMS = 300
@@ -44,7 +43,7 @@ def tone(ms: int) -> bytes:
     return pcm16_to_ulaw(b"".join(s.to_bytes(2, "little", signed=True) for s in samples))
 
 
-class FakeRealtimeSession(WebSocketServerProtocol):
+class FakeRealtimeSession(JsonServerProtocol):
     def onConnect(self, request: ConnectionRequest):  # noqa: N802 - Autobahn's name
         fake: RealtimeFake = self.factory.fake
         fake.headers_seen.append(dict(request.headers))
@@ -84,7 +83,7 @@ class FakeRealtimeSession(WebSocketServerProtocol):
     def send(self, event: dict) -> None:
         if self.state == self.STATE_OPEN:
             event.setdefault("event_id", f"event_{next(_ids)}")
-            self.sendMessage(json.dumps(event).encode(), isBinary=False)
+            self.send_json(event)
 
     def error(self, message: str, code: str = "", kind: str = "invalid_request_error") -> None:
         self.send({"type": "error", "error": {"type": kind, "code": code, "message": message}})
@@ -272,12 +271,16 @@ class FakeRealtimeSession(WebSocketServerProtocol):
         self.factory.fake.changed()
 
 
-class RealtimeFake:
+class RealtimeFake(LoopbackWebSocketFake):
     """The server and what it saw; ``listen()`` starts it on a free loopback port."""
+
+    protocol = FakeRealtimeSession
+    path = "/v1/realtime"
 
     def __init__(self, api_key: str = "test-openai-key", replies: list[Any] | None = None,
                  greeting: str = "Hello, how can I help?", heard: list[str] | None = None,
                  ms_per_word: int = 300, delta_ms: int = 100, speed: float = 2.0) -> None:
+        super().__init__()
         self.api_key = api_key
         self.replies = list(replies or [])
         self.greeting = greeting
@@ -287,41 +290,19 @@ class RealtimeFake:
         self.speed = speed
         self.hold = False  # True: each audio delta waits for release()
         self.held: list[Callable[[], None]] = []
-        self.refusals: list[int] = []
         self.failures: list[Any] = []
-        self.headers_seen: list[dict] = []
         self.received: list[str] = []
         self.sessions: list[FakeRealtimeSession] = []
         self.commits = 0
         self.deltas_sent = 0
         self.tool_outputs_answered = 0
         self.responses: list[dict] = []  # per response: when its audio began and when it ended, how
-        self._waiters: list[tuple[Callable[[], bool], Deferred]] = []
-        self._port = None
 
     def reply_ms(self, line: str) -> int:
         return max(self.delta_ms, len(line.split()) * self.ms_per_word)
 
-    def listen(self) -> str:
-        factory = WebSocketServerFactory()
-        factory.protocol = FakeRealtimeSession
-        factory.fake = self
-        factory.setProtocolOptions(closeHandshakeTimeout=1)
-        self._port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        return self.url
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self._port.getHost().port}/v1/realtime"
-
-    def stop(self) -> Deferred:
-        for session in self.sessions:
-            if session.transport is not None:
-                session.transport.abortConnection()
-        return self._port.stopListening()
-
-    def refuse(self, *statuses: int) -> None:
-        self.refusals.extend(statuses)
+    def connections(self) -> list[FakeRealtimeSession]:
+        return self.sessions
 
     def fail_next(self, how: Any) -> None:
         """The next response fails: ``"error"`` (a server_error event) or ``1011`` (a close)."""
@@ -339,17 +320,3 @@ class RealtimeFake:
     @property
     def truncates(self) -> list[dict]:
         return [t for s in self.sessions for t in s.truncates]
-
-    def when(self, predicate: Callable[[], bool]) -> Deferred:
-        d: Deferred = Deferred()
-        if predicate():
-            d.callback(None)
-        else:
-            self._waiters.append((predicate, d))
-        return d
-
-    def changed(self) -> None:
-        ready = [(p, d) for p, d in self._waiters if p()]
-        self._waiters = [(p, d) for p, d in self._waiters if (p, d) not in ready]
-        for _, d in ready:
-            d.callback(None)

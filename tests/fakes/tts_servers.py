@@ -39,6 +39,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from tests.fakes.arrivals import Arrivals
 from tests.fakes.http_apps import LoopbackServer, RecordingApp
 from voiced.audio import WAVE_FORMAT_PCM, pcm16_to_ulaw, wav_bytes
 
@@ -145,8 +146,7 @@ class TTSFake(Resource):
         self.clock = clock
         self.answers: list[Answer] = []
         self.default = Answer.speak()
-        self.exchanges: list[Exchange] = []
-        self._waiters: dict[int, list[Deferred[Exchange]]] = {}
+        self.exchanges: Arrivals[Exchange] = Arrivals()
         self._delayed: list[IDelayedCall] = []
         self._server: LoopbackServer | None = None
         self.on_exchange: Callable[[Exchange], None] | None = None
@@ -174,11 +174,7 @@ class TTSFake(Resource):
         self.answers.extend(answers)
 
     def exchange(self, index: int) -> Deferred[Exchange]:
-        if index < len(self.exchanges):
-            return succeed(self.exchanges[index])
-        waiter: Deferred[Exchange] = Deferred()
-        self._waiters.setdefault(index, []).append(waiter)
-        return waiter
+        return self.exchanges.nth(index)
 
     @property
     def problems(self) -> list[str]:
@@ -197,8 +193,7 @@ class TTSFake(Resource):
         exchange = Exchange(request, url.path, parse_qs(url.query), headers, body, [])
         request.notifyFinish().addErrback(lambda _: exchange.lost.callback(None))
         self.exchanges.append(exchange)
-        for waiter in self._waiters.pop(len(self.exchanges) - 1, []):
-            waiter.callback(exchange)
+        self.exchanges.notify()
         if not self._authorized(headers):
             return self._error(request, 401, "invalid api key")
         check = {"elevenlabs": self._check_elevenlabs, "cartesia": self._check_cartesia,

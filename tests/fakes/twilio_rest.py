@@ -53,10 +53,11 @@ from urllib.parse import parse_qs
 import treq
 from twilio.request_validator import RequestValidator
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from tests.fakes.arrivals import Arrivals
 from tests.fakes.http_apps import Received
 from tests.fakes.twilio_callee import Callee, StreamTimes, stream_callee
 from voiced.caller.client import place_call
@@ -121,9 +122,8 @@ class FakeTwilio(Resource):
         self.posts: list[tuple[float, str, int]] = []
         self.on_post: Any = None  # on_post(number of calls POSTed so far), before the answer is written
         self.received: list[Received] = []
-        self.calls: list[PlacedCall] = []
+        self.calls: Arrivals[PlacedCall] = Arrivals()
         self._failures: deque[tuple[int, dict[str, Any]]] = deque()
-        self._waiters: dict[int, list[Deferred[PlacedCall]]] = {}
         self._validator = RequestValidator(auth_token)
 
     def fail_with(self, *failures: int | tuple[int, dict[str, Any]]) -> None:
@@ -133,11 +133,7 @@ class FakeTwilio(Resource):
                                                          "status": status}))
 
     def call(self, index: int) -> Deferred[PlacedCall]:
-        if index < len(self.calls):
-            return succeed(self.calls[index])
-        waiter: Deferred[PlacedCall] = Deferred()
-        self._waiters.setdefault(index, []).append(waiter)
-        return waiter
+        return self.calls.nth(index)
 
     def stop(self) -> None:
         pass
@@ -205,8 +201,7 @@ class FakeTwilio(Resource):
         self.posts.append((time.time(), to, len(self.live)))
         if self.on_post is not None:
             self.on_post(len(self.posts))
-        for waiter in self._waiters.pop(len(self.calls) - 1, []):
-            waiter.callback(call)
+        self.calls.notify()
         if self.connect:
             life = self._live if self.talk_s is None else self._talk
             reactor.callLater(0, lambda: Deferred.fromCoroutine(life(call)).addErrback(call.done.errback))

@@ -14,7 +14,6 @@ from typing import Protocol
 
 from autobahn.twisted.websocket import WebSocketClientFactory
 from autobahn.websocket.util import parse_url
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import optionsForClientTLS
 
@@ -37,6 +36,9 @@ class RealtimeHandler(Protocol):
 class RealtimeLink(DeepgramLink):
     """One call's session socket; every method runs on the reactor thread."""
 
+    parse_frame = staticmethod(parse)
+    wire_error = WireError
+
     def send_event(self, frame: bytes) -> None:
         self.send_text(frame)
 
@@ -48,17 +50,6 @@ class RealtimeLink(DeepgramLink):
             self._grace = clock.callLater(CLOSE_GRACE_S, self.abort)
         else:
             self.abort()
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802 - Autobahn's name
-        handler = self.handler
-        if handler is None or isBinary:
-            return  # Realtime speaks JSON text frames only
-        try:
-            message = parse(payload)
-        except WireError as e:
-            handler.link_garbled(self, str(e))
-            return
-        handler.link_message(self, message)
 
 
 class RealtimeConnector:
@@ -87,10 +78,5 @@ class RealtimeConnector:
         link: RealtimeLink = self._factory.buildProtocol(None)
         link.handler = handler
         host, port = self._address
-        endpoint = HostnameEndpoint(self._reactor, host, port, timeout=self._timeout_s)
-        if self._tls is not None:
-            endpoint = wrapClientTLS(self._tls, endpoint)
-        connecting = connectProtocol(endpoint, link)
-        link._connecting = connecting
-        connecting.addCallbacks(link._connected, link._connect_failed)
+        link.dial(self._reactor, host, port, self._tls, self._timeout_s)
         return link

@@ -1,4 +1,4 @@
-"""One Google streaming_recognize RPC (``Session``) and a call's recent audio (``AudioLog``).
+"""One Google streaming_recognize RPC (``Session``).
 
 ``voiced.google.stt_stream`` decides when a stream is opened, replaced or given up on; this
 module is the stream itself: a ``grpc.aio`` call on the speech event loop
@@ -24,8 +24,6 @@ from voiced.google.channels import Lease
 
 #: Replays go in bigger requests (Google takes up to 25 KB each: 16 KB of 16 kHz PCM).
 REPLAY_REQUEST_MS = 500
-#: Dead audio is cut off the buffer in slices, not per frame (a bytearray shifts on every cut).
-_TRIM_SLACK_BYTES = 8000
 #: A stream that went on answering this long after its first response proved the service
 #: works (longer than any replay takes to fail): its failure starts a fresh retry budget.
 HEALTHY_STREAM_S = 5.0
@@ -200,27 +198,3 @@ async def _server_status(
         await asyncio.sleep(0.005)
         code, details = await call.code(), await call.details()
     return code, details or ""
-
-
-class AudioLog:
-    """The call's recent audio, addressed by absolute offsets since the call began."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.start = 0
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self._buf)
-
-    def append(self, audio: bytes) -> None:
-        self._buf += audio
-
-    def since(self, offset: int) -> bytes:
-        return bytes(self._buf[max(offset, self.start) - self.start :])
-
-    def forget_before(self, offset: int) -> None:
-        if offset - self.start >= _TRIM_SLACK_BYTES:
-            cut = min(offset - self.start, len(self._buf))
-            del self._buf[:cut]
-            self.start += cut

@@ -6,7 +6,8 @@ one replays what is not settled), watches for a final owed after the caller's tu
 gives up to the fallback transcriber when retries run out, and degrades the call to
 whole utterances when the service refuses it. What the results have settled and still
 owe is the ``Ledger``'s (``voiced.google.stt_ledger``), the RPC is the ``Session``'s
-(``voiced.google.stt_session``); why it is built this way is in ``voiced.google.stt``.
+(``voiced.google.stt_session``), the retry, give-up and degrade rules it shares with
+Deepgram's are ``voiced.stt.recovery``'s; why it is built this way is in ``voiced.google.stt``.
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ from typing import TYPE_CHECKING
 
 from google.api_core import exceptions as gexc
 from google.cloud import speech_v1
-from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.audio import MULAW_8K, AudioFormat
 from voiced.google.clients import is_transient
 from voiced.google.stt_ledger import Ledger
-from voiced.google.stt_session import HEALTHY_STREAM_S, AudioLog as _AudioLog, Session as _Session
+from voiced.google.stt_session import HEALTHY_STREAM_S, Session as _Session
 from voiced.stt.base import TranscriptListener
-from voiced.stt.local import LocalSTTStream
+from voiced.stt.recovery import RecoveringSTTStream
 
 if TYPE_CHECKING:
     from voiced.google.stt import GoogleSTTEngine
@@ -54,70 +53,21 @@ _HINTS = {
 }
 
 
-class GoogleSTTStream:
+class GoogleSTTStream(RecoveringSTTStream):
     """One call's recognition; every method runs on the reactor thread."""
 
-    @property
-    def streaming(self) -> bool:
-        return not self._degraded  # degraded: whole utterances, one final per flush
+    service = "Google"
+    _session: _Session | None
+    _ledger: Ledger
 
     def __init__(
         self, engine: GoogleSTTEngine, call_id: str, listener: TranscriptListener, audio: AudioFormat = MULAW_8K
     ) -> None:
-        self._engine = engine
-        self._reactor = engine.reactor
-        self._call_id = call_id
-        self._listener = listener
-        self.format = audio  # what the call feeds, and the recognition config says
-        self._request_bytes = audio.bytes_per_ms() * REQUEST_MS
-        self._idle_request_bytes = audio.bytes_per_ms() * IDLE_REQUEST_MS
-        self._ledger = Ledger(audio)  # the call's audio, what results settled of it and still owe
-        self._session: _Session | None = None
-        self._attempt = 0  # failures since the last real progress (see _Session.healthy)
-        self._waiting: Deferred[None] | None = None  # the backoff before the next stream
-        self._degraded = False
-        self._local: LocalSTTStream | None = None  # whole-utterance fallback once degraded
-        self._closed = False
-        self._caller_paused = False
-        self.streams_opened = 0
-        self._watchdog = None  # an IDelayedCall: a final is owed and must come
+        super().__init__(engine, engine.reactor, call_id, listener, audio, Ledger(audio), log,
+                         request_ms=REQUEST_MS, idle_request_ms=IDLE_REQUEST_MS)
+        self._reactor = engine.reactor  # also carries the responses from the speech loop
 
     # -- the STTStream contract ------------------------------------------------------------
-
-    def feed(self, audio: bytes) -> None:
-        if self._closed:
-            return
-        if self._degraded:
-            if self._local is not None:
-                self._local.feed(audio)
-            return
-        ledger = self._ledger
-        ledger.audio.append(audio)
-        session = self._session
-        if session is not None:
-            # Batched while the caller speaks; frame by frame while a pause may be the end of
-            # the turn, or a final is owed: the service counts the silence it has received.
-            urgent = self._caller_paused or ledger.owed_from is not None
-            batch = self._request_bytes if ledger.speech_at is not None else self._idle_request_bytes
-            if (urgent or ledger.audio.end - session.sent_upto >= batch) and not self._rolled_over(session):
-                self._send_pending(session)
-        elif self._waiting is None:
-            self._open_session()
-        ledger.forget_old_audio()
-
-    def caller_pausing(self, paused: bool) -> None:
-        """VAD hint: the caller went quiet mid-utterance (or spoke again)."""
-        self._caller_paused = paused
-        if paused and self._session is not None and not self._closed and not self._degraded:
-            self._send_pending(self._session)
-
-    def speech_started(self) -> None:
-        if self._closed:
-            return
-        if self._local is not None:
-            self._local.speech_started()
-        else:
-            self._ledger.speech_started()
 
     def flush(self) -> None:
         if self._closed:
@@ -135,24 +85,12 @@ class GoogleSTTStream:
                 # shorter than the pause hint leaves the hint no frame to fire on).
                 self._send_pending(self._session)
                 if owed:
-                    # A hung server (no error, no response; keepalive would notice only after
-                    # ~40 s) must not leave the call deaf.
-                    self._cancel_watchdog()
-                    self._watchdog = self._reactor.callLater(RESPONSE_WATCHDOG_S, self._no_response,
-                                                             self._session)
+                    # (Keepalive would notice a hung server only after ~40 s.)
+                    self._arm_watchdog(self._session, RESPONSE_WATCHDOG_S)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._cancel_watchdog()
-        if self._waiting is not None:
-            self._waiting.cancel()
+    def _retire_session(self) -> None:
         if self._session is not None:
             self._session.retire()
-        if self._local is not None:
-            self._local.close()
-        self._ledger.audio = _AudioLog()
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -203,11 +141,6 @@ class GoogleSTTStream:
             if partial:
                 self._listener.on_transcript(partial, False)
         self._rolled_over(session)
-
-    def _cancel_watchdog(self) -> None:
-        if self._watchdog is not None and self._watchdog.active():
-            self._watchdog.cancel()
-        self._watchdog = None
 
     def _no_response(self, session: _Session) -> None:
         self._watchdog = None
@@ -270,64 +203,6 @@ class GoogleSTTStream:
 
     # -- failure ------------------------------------------------------------------------------
 
-    def _retry_or_give_up(self, error: str, message: str) -> None:
-        backoff = self._engine.backoff
-        self._attempt += 1
-        if self._attempt > backoff.attempts:
-            self._give_up(error, message)
-            return
-        delay = backoff.delay(self._attempt)
-        log.info(
-            "STT_RETRY call={call_id} error={error} attempt={attempt} delay_ms={delay_ms}",
-            call_id=self._call_id,
-            error=error,
-            attempt=self._attempt,
-            delay_ms=int(round(delay * 1000)),
-        )
-        self._listener.on_stt_retry(error)
-        self._waiting = deferLater(self._reactor, delay)
-        self._waiting.addCallbacks(self._retry_now, lambda f: None)
-
-    def _retry_now(self, _: None) -> None:
-        self._waiting = None
-        if not self._closed and not self._degraded:
-            self._open_session()
-
-    def _give_up(self, error: str, message: str) -> None:
-        """Retries exhausted: tell the call, try the fallback aside, and start afresh with a
-        new budget on the audio that follows one more longest wait."""
-        self._attempt = 0
-        audio = self._ledger.hand_over()
-        reason = f"Google STT failed after {self._engine.backoff.attempts} retries: {error}: {message}"
-        log.warn("STT_GAVE_UP call={call_id} {reason}", call_id=self._call_id, reason=reason)
-        # A cool-down before the next audio may open a stream: no tight reopen cycle.
-        self._waiting = deferLater(self._reactor, self._engine.backoff.max_s)
-        self._waiting.addCallbacks(self._cooled_down, lambda f: None)
-        fallback = self._engine.fallback
-        self._listener.on_stt_failure(reason, answer_coming=fallback is not None and bool(audio))
-        if fallback is None or not audio or self._closed:
-            return
-        timeout_s = self._engine.settings.stt_fallback_timeout_ms / 1000
-        d = fallback.transcribe(audio, self.format)
-        d.addTimeout(timeout_s, self._reactor)
-        d.addCallbacks(self._fallback_text, self._fallback_failed)
-
-    def _cooled_down(self, _: None) -> None:
-        self._waiting = None
-
-    def _fallback_text(self, text: str) -> None:
-        text = text.strip()
-        if text and not self._closed:
-            self._listener.on_fallback_transcript(text)
-
-    def _fallback_failed(self, failure: Failure) -> None:
-        if not self._closed:
-            log.warn(
-                "STT fallback gave nothing for call {call_id}: {error}",
-                call_id=self._call_id,
-                error=failure.getErrorMessage() or failure.type.__name__,
-            )
-
     def _degrade(self, error: str, message: str) -> None:
         """A non-retryable error: report it once, then transcribe whole utterances for the rest of the call."""
         settings = self._engine.settings
@@ -336,24 +211,4 @@ class GoogleSTTStream:
             f"Google STT refused the stream (model={settings.google_stt_model}, language={settings.language}): "
             f"{error}: {message}" + (f" -- {hint}" if hint else "")
         )
-        fallback = self._engine.fallback
-        log.error(
-            "STT_DEGRADED call={call_id} {reason}; {mode} for the rest of the call",
-            call_id=self._call_id,
-            reason=reason,
-            mode="whole-utterance fallback" if fallback else "no transcription (no fallback)",
-        )
-        self._degraded = True
-        ledger = self._ledger
-        owed = ledger.owed_from is not None and ledger.speech_at is None
-        if fallback is not None:
-            self._local = LocalSTTStream(self._call_id, self._listener, fallback, self.format)
-            audio, utterance = ledger.fallback_start()
-            if utterance:
-                self._local.speech_started()
-            self._local.feed(audio)
-        ledger.audio = _AudioLog()
-        ledger.owed_from = None
-        self._listener.on_stt_failure(reason, answer_coming=fallback is not None)
-        if owed and not self._closed:
-            self.flush()  # the one final the turn waits for (empty without a fallback)
+        self._degrade_call(reason)

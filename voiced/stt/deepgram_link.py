@@ -68,6 +68,19 @@ class DeepgramLink(WebSocketClientProtocol):
     _ended = False
     _connecting: Deferred | None = None
     _grace = None  # an IDelayedCall: the server's time to close after CloseStream
+    #: The service's wire: a text frame to a message, or WireError (a subclass speaks another).
+    parse_frame = staticmethod(parse)
+    wire_error = WireError
+
+    def dial(self, reactor, host: str, port: int, tls, timeout_s: float) -> None:
+        """Connect (through ``tls``, a client TLS context, unless None); the opening and the
+        end reach the handler."""
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout_s)
+        if tls is not None:
+            endpoint = wrapClientTLS(tls, endpoint)
+        connecting = connectProtocol(endpoint, self)
+        self._connecting = connecting
+        connecting.addCallbacks(self._connected, self._connect_failed)
 
     # -- what the stream does with it ---------------------------------------------------------
 
@@ -117,10 +130,10 @@ class DeepgramLink(WebSocketClientProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         handler = self.handler
         if handler is None or isBinary:
-            return  # Deepgram answers in text frames only
+            return  # both services answer in text frames only
         try:
-            message = parse(payload)
-        except WireError as e:
+            message = self.parse_frame(payload)
+        except self.wire_error as e:
             handler.link_garbled(self, str(e))
             return
         handler.link_message(self, message)
@@ -167,10 +180,5 @@ class Connector:
         link: DeepgramLink = self._factories[audio].buildProtocol(None)
         link.handler = handler
         _secure, host, port = self._address
-        endpoint = HostnameEndpoint(self._reactor, host, port, timeout=self._timeout_s)
-        if self._tls is not None:
-            endpoint = wrapClientTLS(self._tls, endpoint)
-        connecting = connectProtocol(endpoint, link)
-        link._connecting = connecting
-        connecting.addCallbacks(link._connected, link._connect_failed)
+        link.dial(self._reactor, host, port, self._tls, self._timeout_s)
         return link

@@ -8,26 +8,24 @@ while the bot talks: Deepgram closes a stream after 10 s of nothing), and ``Clos
 at the end of the call. A failed stream is replaced after a backoff and the new one
 replays what no final settled (``voiced.stt.deepgram_ledger``); retries exhausted hand
 that audio to the fallback; a refusal no retry cures degrades the call to whole
-utterances. Why: ``voiced.stt.deepgram``. Every method runs on the reactor thread.
+utterances (the rules it shares with Google's: ``voiced.stt.recovery``). Why:
+``voiced.stt.deepgram``. Every method runs on the reactor thread.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from voiced.audio import MULAW_8K, AudioFormat
 from voiced.stt.base import TranscriptListener
-from voiced.stt.deepgram_ledger import AudioLog, Ledger
+from voiced.stt.deepgram_ledger import Ledger
 from voiced.stt.deepgram_link import DeepgramLink, LinkEnd
 from voiced.stt.deepgram_wire import (
     FINALIZE, KEEPALIVE, REFUSAL_HINTS, Message, Metadata, Results, ServerError, is_fatal,
 )
-from voiced.stt.local import LocalSTTStream
+from voiced.stt.recovery import RecoveringSTTStream
 
 if TYPE_CHECKING:
     from voiced.stt.deepgram import DeepgramSTTEngine
@@ -69,73 +67,22 @@ class _Session:
         return bool(self.finals) or (self.first_answer_at is not None and now - self.first_answer_at >= HEALTHY_STREAM_S)
 
 
-class DeepgramSTTStream:
+class DeepgramSTTStream(RecoveringSTTStream):
     """One call's recognition over Deepgram."""
 
-    @property
-    def streaming(self) -> bool:
-        return not self._degraded  # degraded: whole utterances, one final per flush
+    service = "Deepgram"
+    _session: _Session | None
+    _ledger: Ledger
 
     def __init__(self, engine: DeepgramSTTEngine, call_id: str, listener: TranscriptListener,
                  audio: AudioFormat = MULAW_8K) -> None:
-        self._engine = engine
-        self._clock = engine.clock
-        self._call_id = call_id
-        self._listener = listener
-        self.format = audio
-        per_ms = audio.bytes_per_ms()
-        self._request_bytes = per_ms * REQUEST_MS
-        self._idle_request_bytes = per_ms * IDLE_REQUEST_MS
-        self._replay_request_bytes = per_ms * REPLAY_REQUEST_MS
-        self._ledger = Ledger(audio)
-        self._session: _Session | None = None
-        self._attempt = 0  # failures since the last real progress
-        self._waiting: Deferred[None] | None = None  # the backoff before the next stream
-        self._degraded = False
-        self._local: LocalSTTStream | None = None  # whole-utterance fallback once degraded
-        self._closed = False
-        self._caller_paused = False
+        super().__init__(engine, engine.clock, call_id, listener, audio, Ledger(audio), log,
+                         request_ms=REQUEST_MS, idle_request_ms=IDLE_REQUEST_MS)
+        self._replay_request_bytes = audio.bytes_per_ms() * REPLAY_REQUEST_MS
         self._keepalive = None  # an IDelayedCall
-        self._watchdog = None  # an IDelayedCall: a final is owed and must come
-        self.streams_opened = 0
         self.keepalives_sent = 0
 
     # -- the STTStream contract ------------------------------------------------------------
-
-    def feed(self, audio: bytes) -> None:
-        if self._closed:
-            return
-        if self._degraded:
-            if self._local is not None:
-                self._local.feed(audio)
-            return
-        ledger = self._ledger
-        ledger.audio.append(audio)
-        session = self._session
-        if session is not None:
-            if session.open:
-                urgent = self._caller_paused or ledger.owed_from is not None
-                batch = self._request_bytes if ledger.speech_at is not None else self._idle_request_bytes
-                if urgent or ledger.audio.end - session.sent_upto >= batch:
-                    self._send_pending(session)
-        elif self._waiting is None:
-            self._open_session()
-        ledger.forget_old_audio()
-
-    def caller_pausing(self, paused: bool) -> None:
-        """VAD hint: the caller went quiet mid-utterance (or spoke again)."""
-        self._caller_paused = paused
-        session = self._session
-        if paused and session is not None and session.open and not self._closed and not self._degraded:
-            self._send_pending(session)
-
-    def speech_started(self) -> None:
-        if self._closed:
-            return
-        if self._local is not None:
-            self._local.speech_started()
-        else:
-            self._ledger.speech_started()
 
     def flush(self) -> None:
         if self._closed:
@@ -157,22 +104,13 @@ class DeepgramSTTStream:
             self._send_pending(session)
             self._send(session, FINALIZE)
             if owed:
-                self._arm_watchdog(session)
+                self._arm_watchdog(session, RESPONSE_WATCHDOG_S)
         # Not open yet: the stream finalizes as soon as it is (see link_opened).
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._cancel_timers()
-        if self._waiting is not None:
-            self._waiting.cancel()
+    def _retire_session(self) -> None:
         session, self._session = self._session, None
         if session is not None:
             session.link.finish(self._clock)
-        if self._local is not None:
-            self._local.close()
-        self._ledger.audio = AudioLog()
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -182,6 +120,9 @@ class DeepgramSTTStream:
         self.streams_opened += 1
         link = engine.connector.connect(self.format, self)
         self._session = _Session(link, base, self._clock.seconds())
+
+    def _ready(self, session: _Session) -> bool:
+        return session.open
 
     def _send_pending(self, session: _Session) -> None:
         audio = self._ledger.audio
@@ -209,7 +150,7 @@ class DeepgramSTTStream:
         if self._ledger.owed_from is not None:
             # The turn ended while this stream was not up: its final is still owed.
             self._send(session, FINALIZE)
-            self._arm_watchdog(session)
+            self._arm_watchdog(session, RESPONSE_WATCHDOG_S)
         self._schedule_keepalive(session)
 
     def link_message(self, link: DeepgramLink, message: Message) -> None:
@@ -234,7 +175,7 @@ class DeepgramSTTStream:
         if not result.is_final:
             text = ledger.interim(result.transcript)
             if ledger.owed_from is not None and self._watchdog is not None:
-                self._arm_watchdog(session)  # working on it: the final is still to come
+                self._arm_watchdog(session, RESPONSE_WATCHDOG_S)  # working on it: the final is still to come
             if text:
                 self._listener.on_transcript(text, False)
             return
@@ -286,11 +227,6 @@ class DeepgramSTTStream:
             self.keepalives_sent += 1
         self._schedule_keepalive(session)
 
-    def _arm_watchdog(self, session: _Session) -> None:
-        # A hung server (no error, no answer) must not leave the call deaf.
-        self._cancel_watchdog()
-        self._watchdog = self._clock.callLater(RESPONSE_WATCHDOG_S, self._no_response, session)
-
     def _no_response(self, session: _Session) -> None:
         self._watchdog = None
         if self._closed or session is not self._session:
@@ -301,68 +237,13 @@ class DeepgramSTTStream:
         self._retry_or_give_up("ResponseTimeout",
                                f"no final within {RESPONSE_WATCHDOG_S:.0f} s of the caller's turn")
 
-    def _cancel_watchdog(self) -> None:
-        if self._watchdog is not None and self._watchdog.active():
-            self._watchdog.cancel()
-        self._watchdog = None
-
     def _cancel_timers(self) -> None:
-        self._cancel_watchdog()
+        super()._cancel_timers()
         if self._keepalive is not None and self._keepalive.active():
             self._keepalive.cancel()
         self._keepalive = None
 
     # -- failure ------------------------------------------------------------------------------
-
-    def _retry_or_give_up(self, error: str, message: str) -> None:
-        backoff = self._engine.backoff
-        self._attempt += 1
-        if self._attempt > backoff.attempts:
-            self._give_up(error, message)
-            return
-        delay = backoff.delay(self._attempt)
-        log.info("STT_RETRY call={call_id} error={error} attempt={attempt} delay_ms={delay_ms}",
-                 call_id=self._call_id, error=error, attempt=self._attempt, delay_ms=int(round(delay * 1000)))
-        self._listener.on_stt_retry(error)
-        self._waiting = deferLater(self._clock, delay)
-        self._waiting.addCallbacks(self._retry_now, lambda f: None)
-
-    def _retry_now(self, _: None) -> None:
-        self._waiting = None
-        if not self._closed and not self._degraded and self._session is None:
-            self._open_session()
-
-    def _give_up(self, error: str, message: str) -> None:
-        """Retries exhausted: tell the call, try the fallback aside, and start afresh with a
-        new budget on the audio that follows one more longest wait."""
-        self._attempt = 0
-        audio = self._ledger.hand_over()
-        attempts = self._engine.backoff.attempts  # 0 in a fallback chain: the next engine is the retry
-        reason = f"Deepgram STT failed{f' after {attempts} retries' if attempts else ''}: {error}: {message}"
-        log.warn("STT_GAVE_UP call={call_id} {reason}", call_id=self._call_id, reason=reason)
-        # A cool-down before the next audio may open a stream: no tight reopen cycle.
-        self._waiting = deferLater(self._clock, self._engine.backoff.max_s)
-        self._waiting.addCallbacks(self._cooled_down, lambda f: None)
-        fallback = self._engine.fallback
-        self._listener.on_stt_failure(reason, answer_coming=fallback is not None and bool(audio))
-        if fallback is None or not audio or self._closed:
-            return
-        d = fallback.transcribe(audio, self.format)
-        d.addTimeout(self._engine.settings.stt_fallback_timeout_ms / 1000, self._clock)
-        d.addCallbacks(self._fallback_text, self._fallback_failed)
-
-    def _cooled_down(self, _: None) -> None:
-        self._waiting = None
-
-    def _fallback_text(self, text: str) -> None:
-        text = text.strip()
-        if text and not self._closed:
-            self._listener.on_fallback_transcript(text)
-
-    def _fallback_failed(self, failure: Failure) -> None:
-        if not self._closed:
-            log.warn("STT fallback gave nothing for call {call_id}: {error}", call_id=self._call_id,
-                     error=failure.getErrorMessage() or failure.type.__name__)
 
     def _degrade(self, end: LinkEnd) -> None:
         """A refusal no retry cures: say it once, then whole utterances for the rest of the call."""
@@ -370,25 +251,7 @@ class DeepgramSTTStream:
         hint = REFUSAL_HINTS.get(end.status or 0, "Deepgram could not decode the audio" if end.code == 1008 else "")
         reason = (f"Deepgram STT refused the stream (host={self._engine.host} model={settings.deepgram_model} "
                   f"language={self._engine.language}): {end.describe()}" + (f" -- {hint}" if hint else ""))
-        fallback = self._engine.fallback
-        log.error("STT_DEGRADED call={call_id} {reason}; {mode} for the rest of the call", call_id=self._call_id,
-                  reason=reason, mode="whole-utterance fallback" if fallback else "no transcription (no fallback)")
-        self._degraded = True
-        ledger = self._ledger
-        owed = ledger.owed_from is not None and ledger.speech_at is None
-        if fallback is not None:
-            self._local = LocalSTTStream(self._call_id, self._listener, fallback, self.format)
-            if ledger.speech_at is not None:
-                self._local.speech_started()  # mid-utterance: the call's flush transcribes it
-                self._local.feed(ledger.utterance_audio())
-            elif owed:
-                self._local.speech_started()  # the turn already ended: its audio, flushed below
-                self._local.feed(ledger.hand_over())
-        ledger.audio = AudioLog()
-        ledger.owed_from = None
-        self._listener.on_stt_failure(reason, answer_coming=fallback is not None)
-        if owed and not self._closed:
-            self.flush()  # the one final the turn waits for (empty without a fallback)
+        self._degrade_call(reason)
 
 
 def _error_name(end: LinkEnd) -> str:

@@ -22,8 +22,10 @@ from twisted.logger import Logger
 
 from voiced.audio import MULAW_8K, AudioFormat
 from voiced.breaker import CircuitBreaker
+from voiced.stt.audio_log import AudioLog
 from voiced.stt.base import STTEngine, STTStream, TranscriptListener, check_format
-from voiced.stt.deepgram_ledger import PREROLL_MS, REPLAY_MAX_MS, AudioLog
+from voiced.stt.ledger import REPLAY_MAX_MS
+from voiced.stt.local import PREROLL_MS
 
 log = Logger(namespace="voiced.stt.fallback")
 
