@@ -1,0 +1,90 @@
+"""The status callbacks of the calls voiced places through Plivo, Vonage and Telnyx (Twilio's
+are ``resources.TwilioStatus``), on the carriers' site. Each is checked as that carrier's
+answer route checks its requests (403 when wrong), names its dial in the URL voiced gave
+(``?dial=d-...``; Telnyx: the call's ``client_state``), and moves the dial's status."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import parse_qs
+
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from voiced.carrier.plivo.signature import NONCE_HEADER, SIGNATURE_HEADERS, signature_matches
+from voiced.outbound.request import is_dial_id
+
+if TYPE_CHECKING:
+    from voiced.service import VoicedService
+
+log = Logger(namespace="voiced.outbound")
+
+
+def report_status(service: "VoicedService", carrier: str, dial_id: str, status: str, detail: str,
+                  call_id: str = "") -> None:
+    dialer = service.dialer
+    known = dialer is not None and dialer.status(dial_id, status, detail, call_id)
+    if not known:
+        log.info("STATUS_IGNORED carrier={carrier} dial={dial} status={status}: not a dial this process knows",
+                 carrier=carrier, dial=dial_id, status=status)
+
+
+def _reject(request: Request, carrier: str, what: str) -> bytes:
+    log.warn("STATUS_REJECTED carrier={carrier}: {what} from {peer}", carrier=carrier, what=what,
+             peer=request.getClientAddress())
+    request.setResponseCode(403)
+    return b"invalid signature\n"
+
+
+class _StatusRoute(Resource):
+    isLeaf = True
+    carrier = ""
+
+    def __init__(self, service: "VoicedService") -> None:
+        super().__init__()
+        self.service = service
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"POST")
+        return f"POST only ({self.carrier} status callback)\n".encode()
+
+    def dial_id(self, request: Request) -> str:
+        return (request.args.get(b"dial") or [b""])[0].decode("utf-8", "replace")
+
+    def public_url(self, request: Request) -> str:
+        return self.service.settings.public_url.rstrip("/") + request.uri.decode("utf-8", "replace")
+
+
+class PlivoStatus(_StatusRoute):
+    """``POST /plivo/status?dial=d-...``: Plivo's ring and hang-up callbacks, X-Plivo-Signature-V3."""
+
+    carrier = "plivo"
+
+    def render_POST(self, request: Request) -> bytes:
+        from voiced.outbound.plivo_dial import dial_status, status_detail
+
+        token = self.service.settings.plivo_auth_token
+        params = parse_qs(request.content.getvalue().decode("utf-8", "replace"), keep_blank_values=True)
+        if token:
+            url = self.public_url(request)
+            signatures = [request.getHeader(name) for name in SIGNATURE_HEADERS]
+            if not signature_matches(token, "POST", url, params, request.getHeader(NONCE_HEADER), signatures):
+                return _reject(request, self.carrier, f"bad or missing X-Plivo-Signature-V3 for {url[:200]}")
+        form = {name: values[0] for name, values in params.items()}
+        dial_id = self.dial_id(request)
+        status = dial_status(form.get("CallStatus", ""))
+        if not is_dial_id(dial_id) or status is None:
+            request.setResponseCode(400)
+            return b"expected ?dial=d-... and a CallStatus\n"
+        # The dial's call id is Plivo's request_uuid until the answer names the call: not compared here.
+        report_status(self.service, self.carrier, dial_id, status, status_detail(form))
+        request.setResponseCode(204)
+        return b""
+
+
+def status_routes() -> dict[str, Callable[[Any], Resource]]:
+    """Where each carrier's status callbacks are mounted on the carriers' site."""
+    routes: dict[str, Callable[[Any], Resource]] = {"plivo/status": PlivoStatus}
+    return routes
