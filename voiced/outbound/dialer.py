@@ -204,7 +204,7 @@ class Dialer:
         dial = self._dials.get(dial_id)
         if dial is not None and dial.accepted and not dial.connected and call_id and dial.call_sid != call_id:
             dial.call_sid = call_id
-            self._write(journal_dials.set_call_sid, dial_id, call_id)
+            self._write(journal_dials.rename_call_sid, dial_id, call_id)
 
     def claim(self, dial_id: str, call_id: str, carrier: str = "twilio") -> Dial | None:
         """The dial a new media stream (carrier call ``call_id``) says it belongs to, once;
