@@ -84,7 +84,45 @@ class PlivoStatus(_StatusRoute):
         return b""
 
 
+class VonageStatus(_StatusRoute):
+    """``POST /vonage/status?dial=d-...``: Vonage's call events (JSON), signed-webhook JWT."""
+
+    carrier = "vonage"
+
+    def render_POST(self, request: Request) -> bytes:
+        import json
+
+        import voiced.carrier.vonage.signature as signature
+        from voiced.outbound.vonage_dial import dial_status, status_detail
+
+        body = request.content.getvalue()
+        secret = self.service.settings.vonage_signature_secret
+        if secret:
+            try:
+                claims = signature.verify(secret, request.getHeader("authorization"), self.service.clock.seconds())
+                problem = signature.payload_problem(claims, body)
+            except signature.SignatureError as e:
+                problem = str(e)
+            if problem is not None:
+                return _reject(request, self.carrier, problem)
+        try:
+            event = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            event = None
+        dial_id = self.dial_id(request)
+        if not is_dial_id(dial_id) or not isinstance(event, dict) or not isinstance(event.get("status"), str):
+            request.setResponseCode(400)
+            return b"expected ?dial=d-... and a JSON event with a status\n"
+        status = dial_status(event["status"])
+        if status is not None:  # human/machine verdicts, disconnected...: not a call status
+            report_status(self.service, self.carrier, dial_id, status, status_detail(event),
+                          str(event.get("uuid") or ""))
+        request.setResponseCode(204)
+        return b""
+
+
 def status_routes() -> dict[str, Callable[[Any], Resource]]:
     """Where each carrier's status callbacks are mounted on the carriers' site."""
-    routes: dict[str, Callable[[Any], Resource]] = {"plivo/status": PlivoStatus}
+    routes: dict[str, Callable[[Any], Resource]] = {"plivo/status": PlivoStatus,
+                                                      "vonage/status": VonageStatus}
     return routes
