@@ -14,6 +14,8 @@ import sys
 import tempfile
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 from twisted.internet.task import deferLater
@@ -26,6 +28,7 @@ import tests.e2e.daemon as daemon_module
 from tests.e2e.daemon import REPO, Daemon
 from tests.fakes.http_apps import _TrackingFactory
 from tests.fakes.plivo_rest import FakePlivo
+from tests.fakes.vonage_rest import FakeVonage
 from voiced.caller.session import CallerLine
 from voiced.demo import free_port
 from voiced.journal import dials, store
@@ -33,6 +36,8 @@ from voiced.tts.local import EspeakSynthesizer
 
 ADMIN = "admin-token-e2e"
 PLIVO_ID, PLIVO_TOKEN = "MAE2EPLIVODIAL000000", "plivo-auth-token-e2e"
+VONAGE_APP, VONAGE_SECRET = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab", "vonage-signature-secret-e2e-0123"
+VONAGE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 DIALOG = """[greeting]
 say = Hello {name}, this is Riverside Clinic calling about your appointment.
 [reprompt]
@@ -72,6 +77,10 @@ class Shared:
         with open(script, "w", encoding="utf-8") as f:
             f.write(DIALOG)
         api = f"http://127.0.0.1:{self.api_port}"
+        key_file = os.path.join(rundir, "vonage.key")
+        with open(key_file, "wb") as f:
+            f.write(VONAGE_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
         port = free_port()
         self.admin_url = f"http://127.0.0.1:{port}"  # the public URL must name the daemon's port
         real_free_port, daemon_module.free_port = daemon_module.free_port, lambda: port
@@ -83,6 +92,8 @@ class Shared:
                 "VOICED_OUTBOUND_HELLO_TIMEOUT_MS": "10000", "VOICED_AMD": "off",
                 "VOICED_PLIVO_AUTH_ID": PLIVO_ID, "VOICED_PLIVO_AUTH_TOKEN": PLIVO_TOKEN,
                 "VOICED_PLIVO_API_BASE": api,
+                "VOICED_VONAGE_APPLICATION_ID": VONAGE_APP, "VOICED_VONAGE_PRIVATE_KEY_FILE": key_file,
+                "VOICED_VONAGE_SIGNATURE_SECRET": VONAGE_SECRET, "VOICED_VONAGE_API_BASE": api,
             })
         finally:
             daemon_module.free_port = real_free_port
@@ -109,7 +120,9 @@ class OutboundCarrierTests(TestCase):
         hello = EspeakSynthesizer("en-US").synthesize_blocking("Hello?")
         lines = [CallerLine(hello, "Hello?")]
         self.plivo = FakePlivo(PLIVO_ID, PLIVO_TOKEN, lines=lines, reply_timeout_s=1.5)
-        site = Site(CarrierApis({"/v1/Account/": self.plivo}))
+        self.vonage = FakeVonage(VONAGE_APP, VONAGE_KEY.public_key(), VONAGE_SECRET, lines=lines,
+                                 reply_timeout_s=1.5)
+        site = Site(CarrierApis({"/v1/Account/": self.plivo, "/v1/calls": self.vonage}))
         site.noisy = False
         factory = _TrackingFactory(site)
         factory.noisy = False
@@ -161,3 +174,16 @@ class OutboundCarrierTests(TestCase):
         self.assertEqual([status for status, _ in call.callbacks], ["ringing", "completed"])
         self.assertEqual([code for _, code in call.callbacks], [204, 204], "every signed callback accepted")
         self.assertEqual(call.answer_status, 200)
+
+    async def test_vonage(self):
+        async def done():
+            call = await self.vonage.call(0)
+            return await call.done
+
+        dial_id = await self.dial_and_check("vonage", done, lambda: self.vonage.calls[0].uuid,
+                                            ["queued", "initiated", "ringing", "answered", "completed"])
+        call = self.vonage.calls[0]
+        self.assertEqual((call.body["to"][0]["number"], call.body["from"]["number"]), ("15550100", "15550111"))
+        self.assertEqual(call.endpoint["headers"]["voiced_dial"], dial_id)
+        self.assertEqual([status for status, _ in call.events], ["started", "ringing", "answered", "completed"])
+        self.assertEqual([code for _, code in call.events], [204] * 4, "every signed event accepted")
