@@ -121,8 +121,61 @@ class VonageStatus(_StatusRoute):
         return b""
 
 
+class TelnyxStatus(_StatusRoute):
+    """``POST /telnyx/status?dial=d-...``: Call Control webhooks (JSON), Ed25519-signed."""
+
+    carrier = "telnyx"
+
+    def __init__(self, service: "VoicedService") -> None:
+        super().__init__(service)
+        from voiced.carrier.telnyx.signature import public_key
+
+        text = service.settings.telnyx_public_key
+        self.public_key, self.key_problem = None, ""
+        try:
+            self.public_key = public_key(text) if text else None
+        except ValueError as e:  # start-up says so for the carrier; every webhook is refused meanwhile
+            self.key_problem = str(e)
+
+    def render_POST(self, request: Request) -> bytes:
+        import json
+
+        import voiced.carrier.telnyx.signature as signature
+        from voiced.outbound.telnyx_dial import dial_of_client_state, dial_status, status_detail
+
+        body = request.content.getvalue()
+        if self.key_problem:
+            return _reject(request, self.carrier, self.key_problem)
+        if self.public_key is not None:
+            problem = signature.problem(self.public_key, body, request.getHeader(signature.SIGNATURE_HEADER),
+                                        request.getHeader(signature.TIMESTAMP_HEADER), self.service.clock.seconds())
+            if problem is not None:
+                return _reject(request, self.carrier, problem)
+        try:
+            data = json.loads(body).get("data")
+        except (ValueError, UnicodeDecodeError, RecursionError, AttributeError):
+            data = None
+        payload = data.get("payload") if isinstance(data, dict) else None
+        if not isinstance(payload, dict) or not isinstance(data.get("event_type"), str):
+            request.setResponseCode(400)
+            return b"expected a Call Control webhook: {\"data\": {\"event_type\", \"payload\"}}\n"
+        # The signature covers the body, not the URL: the signed client_state names the dial.
+        dial_id = dial_of_client_state(payload.get("client_state")) if payload.get("client_state") else \
+            self.dial_id(request)
+        if not is_dial_id(dial_id):
+            request.setResponseCode(400)
+            return b"expected the dial's client_state (or ?dial=d-...)\n"
+        status = dial_status(data["event_type"], payload)
+        if status is not None:  # streaming.*, call.machine.*...: not a call status
+            report_status(self.service, self.carrier, dial_id, status, status_detail(data["event_type"], payload),
+                          str(payload.get("call_control_id") or ""))
+        request.setResponseCode(204)
+        return b""
+
+
 def status_routes() -> dict[str, Callable[[Any], Resource]]:
     """Where each carrier's status callbacks are mounted on the carriers' site."""
     routes: dict[str, Callable[[Any], Resource]] = {"plivo/status": PlivoStatus,
-                                                      "vonage/status": VonageStatus}
+                                                      "vonage/status": VonageStatus,
+                                                      "telnyx/status": TelnyxStatus}
     return routes
