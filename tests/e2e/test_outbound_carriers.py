@@ -9,6 +9,7 @@ history."""
 from __future__ import annotations
 
 import atexit
+import base64
 import os
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 from twisted.internet.task import deferLater
@@ -28,6 +30,7 @@ import tests.e2e.daemon as daemon_module
 from tests.e2e.daemon import REPO, Daemon
 from tests.fakes.http_apps import _TrackingFactory
 from tests.fakes.plivo_rest import FakePlivo
+from tests.fakes.telnyx_rest import FakeTelnyx
 from tests.fakes.vonage_rest import FakeVonage
 from voiced.caller.session import CallerLine
 from voiced.demo import free_port
@@ -38,6 +41,10 @@ ADMIN = "admin-token-e2e"
 PLIVO_ID, PLIVO_TOKEN = "MAE2EPLIVODIAL000000", "plivo-auth-token-e2e"
 VONAGE_APP, VONAGE_SECRET = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab", "vonage-signature-secret-e2e-0123"
 VONAGE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+TELNYX_API_KEY, TELNYX_CONNECTION = "KEYE2E0123456789_telnyx", "1684641123236054244"
+TELNYX_SIGNING = Ed25519PrivateKey.generate()
+TELNYX_PUBLIC_KEY = base64.b64encode(TELNYX_SIGNING.public_key().public_bytes(
+    serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
 DIALOG = """[greeting]
 say = Hello {name}, this is Riverside Clinic calling about your appointment.
 [reprompt]
@@ -94,6 +101,8 @@ class Shared:
                 "VOICED_PLIVO_API_BASE": api,
                 "VOICED_VONAGE_APPLICATION_ID": VONAGE_APP, "VOICED_VONAGE_PRIVATE_KEY_FILE": key_file,
                 "VOICED_VONAGE_SIGNATURE_SECRET": VONAGE_SECRET, "VOICED_VONAGE_API_BASE": api,
+                "VOICED_TELNYX_API_KEY": TELNYX_API_KEY, "VOICED_TELNYX_CONNECTION_ID": TELNYX_CONNECTION,
+                "VOICED_TELNYX_PUBLIC_KEY": TELNYX_PUBLIC_KEY, "VOICED_TELNYX_API_BASE": api,
             })
         finally:
             daemon_module.free_port = real_free_port
@@ -122,7 +131,9 @@ class OutboundCarrierTests(TestCase):
         self.plivo = FakePlivo(PLIVO_ID, PLIVO_TOKEN, lines=lines, reply_timeout_s=1.5)
         self.vonage = FakeVonage(VONAGE_APP, VONAGE_KEY.public_key(), VONAGE_SECRET, lines=lines,
                                  reply_timeout_s=1.5)
-        site = Site(CarrierApis({"/v1/Account/": self.plivo, "/v1/calls": self.vonage}))
+        self.telnyx = FakeTelnyx(TELNYX_API_KEY, TELNYX_CONNECTION, TELNYX_SIGNING, lines=lines,
+                                 reply_timeout_s=1.5)
+        site = Site(CarrierApis({"/v1/Account/": self.plivo, "/v1/calls": self.vonage, "/v2/calls": self.telnyx}))
         site.noisy = False
         factory = _TrackingFactory(site)
         factory.noisy = False
@@ -187,3 +198,16 @@ class OutboundCarrierTests(TestCase):
         self.assertEqual(call.endpoint["headers"]["voiced_dial"], dial_id)
         self.assertEqual([status for status, _ in call.events], ["started", "ringing", "answered", "completed"])
         self.assertEqual([code for _, code in call.events], [204] * 4, "every signed event accepted")
+
+    async def test_telnyx(self):
+        async def done():
+            call = await self.telnyx.call(0)
+            return await call.done
+
+        dial_id = await self.dial_and_check("telnyx", done, lambda: self.telnyx.calls[0].call_control_id,
+                                            ["queued", "initiated", "answered", "completed"])
+        call = self.telnyx.calls[0]
+        self.assertEqual((call.body["to"], call.body["from"]), ("+15550100", "+15550111"))
+        self.assertIn(f"voiced_dial={dial_id}", call.body["stream_url"])
+        self.assertEqual([event for event, _ in call.webhooks], ["call.initiated", "call.answered", "call.hangup"])
+        self.assertEqual([code for _, code in call.webhooks], [204] * 3, "every signed webhook accepted")
