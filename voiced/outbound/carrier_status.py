@@ -126,16 +126,19 @@ class TelnyxStatus(_StatusRoute):
 
     carrier = "telnyx"
 
-    def __init__(self, service: "VoicedService") -> None:
-        super().__init__(service)
-        from voiced.carrier.telnyx.signature import public_key
+    _key: tuple[Any, str] | None = None
 
-        text = service.settings.telnyx_public_key
-        self.public_key, self.key_problem = None, ""
-        try:
-            self.public_key = public_key(text) if text else None
-        except ValueError as e:  # start-up says so for the carrier; every webhook is refused meanwhile
-            self.key_problem = str(e)
+    def _public_key(self) -> tuple[Any, str]:
+        """The account's Ed25519 key (None: unsigned) and, when it cannot be read, why; read once."""
+        if self._key is None:
+            from voiced.carrier.telnyx.signature import public_key
+
+            text = self.service.settings.telnyx_public_key
+            try:
+                self._key = (public_key(text) if text else None, "")
+            except ValueError as e:  # start-up says so for the carrier; every webhook is refused meanwhile
+                self._key = (None, str(e))
+        return self._key
 
     def render_POST(self, request: Request) -> bytes:
         import json
@@ -144,10 +147,11 @@ class TelnyxStatus(_StatusRoute):
         from voiced.outbound.telnyx_dial import dial_of_client_state, dial_status, status_detail
 
         body = request.content.getvalue()
-        if self.key_problem:
-            return _reject(request, self.carrier, self.key_problem)
-        if self.public_key is not None:
-            problem = signature.problem(self.public_key, body, request.getHeader(signature.SIGNATURE_HEADER),
+        key, key_problem = self._public_key()
+        if key_problem:
+            return _reject(request, self.carrier, key_problem)
+        if key is not None:
+            problem = signature.problem(key, body, request.getHeader(signature.SIGNATURE_HEADER),
                                         request.getHeader(signature.TIMESTAMP_HEADER), self.service.clock.seconds())
             if problem is not None:
                 return _reject(request, self.carrier, problem)
