@@ -10,18 +10,24 @@ from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import treq
+import txaio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes.http_apps import make_http_client, start_server
 from tests.fakes.rest_control import FAST, capture_log_lines
 from tests.fakes.telnyx_rest import FakeTelnyx, TelnyxCall, webhook, webhook_headers
 from tests.test_outbound_routes import Root
+from tests.test_telnyx import CALL, start_message
+from tests.testing import HANDSHAKE, RecordingService, client_frame, server_frames
 from voiced.carrier import media_token
+from voiced.carrier.telnyx.protocol import TelnyxAdmission, TelnyxMediaStreamFactory
 from voiced.config import Settings
 from voiced.outbound.carrier_status import TelnyxStatus
 from voiced.outbound.dialer import Dialer
@@ -34,6 +40,7 @@ CONNECTION = "1684641123236054244"
 SECRET = "telnyx-media-secret-0123"
 PUBLIC = "https://voice.example.com"
 DIAL = "d-0123456789abcdef"
+NOW = 1_700_000_000
 SIGNING = Ed25519PrivateKey.generate()
 PUBLIC_KEY = base64.b64encode(SIGNING.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
@@ -135,3 +142,46 @@ class TelnyxWebhookTests(TestCase):
                                    persistent=False)
         await response.content()
         self.assertEqual(response.code, 400)
+
+
+class DialStreamTests(SynchronousTestCase):
+    """The Telnyx socket in process: a dialled call's stream URL brings its dial and token."""
+
+    def connect(self, query: str):
+        self.patch(txaio.config, "loop", Clock())
+        clock = Clock()
+        clock.advance(NOW)
+        self.service = RecordingService(clock=clock)
+        factory = TelnyxMediaStreamFactory(self.service, TelnyxAdmission(media_secret=SECRET))
+        self.proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
+                                         peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.proto.makeConnection(self.transport)
+        self.proto.dataReceived(HANDSHAKE.replace(b"/media", b"/media/telnyx?" + query.encode()))
+        self.assertIn(b"101 Switching Protocols", self.transport.value())
+        self.transport.clear()
+
+    def start(self, params=None):
+        self.proto.dataReceived(client_frame(start_message(params), 0x1))
+
+    def close_code(self):
+        closes = [p for op, p in server_frames(self.transport.value()) if op == 0x8]
+        return int.from_bytes(closes[0][:2], "big") if closes else None
+
+    def test_the_dials_token_admits_the_stream_and_names_the_dial(self):
+        self.connect(f"voiced_dial={DIAL}&{media_token.PARAMETER}={media_token.issue(SECRET, DIAL, NOW, 300)}")
+        self.start()
+        self.assertIsNone(self.close_code())
+        self.assertEqual(self.service.calls[0][0].custom_parameters, {"voiced_dial": DIAL})
+
+    def test_another_dials_token_or_none_closes_1008(self):
+        other = media_token.issue(SECRET, "d-ffffffffffffffff", NOW, 300)
+        self.connect(f"voiced_dial={DIAL}&{media_token.PARAMETER}={other}")
+        self.start()
+        self.assertEqual((self.service.calls, self.close_code()), ([], 1008))
+
+    def test_a_dial_named_in_the_start_alone_is_not_taken(self):
+        self.connect("x=1")
+        self.start({"voiced_dial": DIAL, media_token.PARAMETER: media_token.issue(SECRET, CALL, NOW, 300)})
+        self.assertIsNone(self.close_code())
+        self.assertEqual(self.service.calls[0][0].custom_parameters, {})
