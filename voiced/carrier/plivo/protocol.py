@@ -61,8 +61,9 @@ class PlivoMediaStream(CarrierWebSocket):
         auth_token = self.factory.config.auth_token
         if not auth_token:
             return
-        problem = media_token.problem(auth_token, wire.token_subject(self._call_id, self._from, self._to, self._dial_id),
-                                      query.get(media_token.PARAMETER), self.factory.clock.seconds())
+        subject = wire.token_subject(self._call_id, self._from, self._to, self._dial_id)
+        problem = media_token.problem(auth_token, subject, query.get(media_token.PARAMETER),
+                                      self.factory.clock.seconds())
         if problem is not None:
             log.warn("MEDIA_REJECTED carrier=plivo call={call}: {problem} in the stream URL from {peer}",
                      call=self._call_id or "-", problem=problem, peer=request.peer)
