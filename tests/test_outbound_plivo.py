@@ -153,5 +153,8 @@ class PlivoRoutesTests(TestCase):
         view = self.service.dialer.snapshot(dial_id)
         self.assertEqual([h["status"] for h in view["history"]], ["queued", "ringing", "completed"])
         self.assertEqual(view["history"][-1]["detail"], "duration_s=42 cause=NORMAL_CLEARING")
+        machine = {**base, "Event": "MachineDetection", "Machine": "true", "IfMachine": "continue"}
+        self.assertEqual((await self.post(path, machine))[0], 204)
+        self.assertEqual(self.service.dialer.snapshot(dial_id)["answered_by"], "machine")
         self.assertEqual((await self.post(path, {**base, "CallStatus": "exploded"}))[0], 400)
         self.assertEqual((await self.post("/plivo/status?dial=nope", {**base, "CallStatus": "busy"}))[0], 400)

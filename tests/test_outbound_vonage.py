@@ -130,6 +130,7 @@ class VonageEventTests(TestCase):
         self.assertEqual([h["status"] for h in view["history"]],
                          ["queued", "initiated", "ringing", "answered", "completed"])
         self.assertEqual(view["history"][-1]["detail"], "duration_s=42")
+        self.assertEqual(view["answered_by"], "human", "machine_detection's verdict")
         self.assertEqual(await self.post(path, {"uuid": uuid}), 400)
         self.assertEqual(await self.post("/vonage/status?dial=nope", completed), 400)
 

@@ -30,6 +30,13 @@ def report_status(service: "VoicedService", carrier: str, dial_id: str, status: 
                  carrier=carrier, dial=dial_id, status=status)
 
 
+def answered_by(service: "VoicedService", dial_id: str, who: str) -> None:
+    """The carrier's answering-machine verdict on a dial's call."""
+    dialer = service.dialer
+    if dialer is not None and dialer.known(dial_id):
+        dialer.answered_by(dial_id, who)
+
+
 def _reject(request: Request, carrier: str, what: str) -> bytes:
     log.warn("STATUS_REJECTED carrier={carrier}: {what} from {peer}", carrier=carrier, what=what,
              peer=request.getClientAddress())
@@ -74,6 +81,11 @@ class PlivoStatus(_StatusRoute):
                 return _reject(request, self.carrier, f"bad or missing X-Plivo-Signature-V3 for {url[:200]}")
         form = {name: values[0] for name, values in params.items()}
         dial_id = self.dial_id(request)
+        if form.get("Event") == "MachineDetection" and is_dial_id(dial_id):
+            # Plivo's machine_detection_url (the same route): a machine answered.
+            answered_by(self.service, dial_id, "machine" if form.get("Machine") == "true" else "human")
+            request.setResponseCode(204)
+            return b""
         status = dial_status(form.get("CallStatus", ""))
         if not is_dial_id(dial_id) or status is None:
             request.setResponseCode(400)
@@ -114,6 +126,8 @@ class VonageStatus(_StatusRoute):
             request.setResponseCode(400)
             return b"expected ?dial=d-... and a JSON event with a status\n"
         status = dial_status(event["status"])
+        if event["status"] in ("human", "machine"):  # machine_detection's verdict
+            answered_by(self.service, dial_id, event["status"])
         if status is not None:  # human/machine verdicts, disconnected...: not a call status
             report_status(self.service, self.carrier, dial_id, status, status_detail(event),
                           str(event.get("uuid") or ""))
