@@ -199,6 +199,9 @@ class Settings:
     recordings: str = option("recordings")
     recording_retention_days: int = option("recording_retention_days")
     recording_announcement: str = option("recording_announcement")
+    # dialling through Telnyx, Plivo, Vonage (issue 21)
+    dial_carrier: str = option("dial_carrier")
+    telnyx_connection_id: str = option("telnyx_connection_id")
 
     @classmethod
     def load(

@@ -387,6 +387,12 @@ OPTIONS: list[Option] = [
            "recordings older than this many days are deleted by a daily sweep (0: kept for ever)"),
     Option("recording_announcement", _str, "", "spoken before the greeting of every call while recording "
            "(a consent notice: \"This call is recorded.\"); empty: none"),
+    # dialling through Telnyx, Plivo, Vonage (issue 21)
+    Option("dial_carrier", _choice("", "twilio", "telnyx", "plivo", "vonage"), "",
+           "the carrier POST /calls dials through when the request names none (empty: the first configured of "
+           "twilio, telnyx, plivo, vonage)"),
+    Option("telnyx_connection_id", _str, "", "the Telnyx Call Control application (connection_id) outbound "
+           "calls are placed on; with telnyx_api_key, voiced can dial through Telnyx"),
 ]
 
 BY_NAME = {o.name: o for o in OPTIONS}

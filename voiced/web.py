@@ -183,6 +183,10 @@ def build_site(service: "VoicedService", carriers: "list[Carrier]", console: "Co
     from voiced.outbound.resources import TwilioStatus
 
     mount(root, "twilio/status", TwilioStatus(service))  # the status callbacks of the calls voiced places
+    from voiced.outbound.carrier_status import status_routes
+
+    for path, route in status_routes().items():  # /plivo/status, /vonage/status, /telnyx/status
+        mount(root, path, route(service))
     if console is not None and console.enabled:  # off: /console is a 404 like any unknown path
         root.putChild(b"console", console.resource())
     if with_admin:

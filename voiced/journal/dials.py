@@ -83,6 +83,11 @@ def set_call_sid(conn: sqlite3.Connection, dial_id: str, call_sid: str) -> None:
     conn.execute("UPDATE dials SET call_sid=? WHERE dial_id=? AND call_sid=''", (call_sid, dial_id))
 
 
+def rename_call_sid(conn: sqlite3.Connection, dial_id: str, call_sid: str) -> None:
+    """The carrier named the call it placed for the dial (Plivo accepts a dial with a request id)."""
+    conn.execute("UPDATE dials SET call_sid=? WHERE dial_id=?", (call_sid, dial_id))
+
+
 def latest_for_campaign_key(conn: sqlite3.Connection, key: str) -> sqlite3.Row | tuple | None:
     """The newest dial a campaign requested under ``key`` (``campaign_id/row/attempt``)."""
     if not key or not _has_dials(conn):

@@ -3,6 +3,8 @@
     voiced-dial +15550100 --var name=Dana --var appointment="Tuesday 10:00" \\
         --admin-url http://127.0.0.1:8080 --token "$VOICED_ADMIN_TOKEN" [--wait]
 
+    voiced-dial --carrier plivo +15550100 --var name=Dana   (default: the daemon's --dial-carrier)
+
     voiced-dial --csv numbers.csv --concurrency 4 --cps 5   (a campaign: voiced.outbound.campaign_cli)
 
 It is a client of the daemon's ``POST /calls`` (the daemon holds the carrier's
@@ -49,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
                    help="a variable for the agent ({NAME} in the prompt or the dialog); repeatable")
     p.add_argument("--from", dest="from_number", default="", metavar="NUMBER",
                    help="the caller id to show (default: the daemon's --dial-from)")
+    p.add_argument("--carrier", choices=("twilio", "telnyx", "plivo", "vonage"), default="",
+                   help="the carrier to dial through (default: the daemon's --dial-carrier)")
     p.add_argument("--machine-detection", action="store_true", help="ask the carrier's answering-machine detection")
     p.add_argument("--admin-url", default=os.environ.get("VOICED_ADMIN_URL", DEFAULT_ADMIN_URL),
                    help=f"the daemon's operators' routes (env VOICED_ADMIN_URL; default {DEFAULT_ADMIN_URL})")
@@ -125,6 +129,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             body["from"] = check_number(args.from_number, "--from")
         if args.machine_detection:
             body["machine_detection"] = True
+        if args.carrier:
+            body["carrier"] = args.carrier
     except BadDialRequest as e:
         sys.stderr.write(f"voiced-dial: {e}\n")
         return 2

@@ -121,7 +121,7 @@ class Dialer:
         if self._carrier_amd and not request.machine_detection:
             request = replace(request, machine_detection=True)
         dial_id = new_dial_id()
-        dial = Dial(dial_id, request, self.carrier.carrier, from_number, self._clock.seconds())
+        dial = Dial(dial_id, request, request.carrier or self.carrier.carrier, from_number, self._clock.seconds())
         dial.history.append(("queued", dial.created_at, ""))
         self._remember(dial)
 
@@ -197,6 +197,14 @@ class Dialer:
             if moved:
                 self._tell(dial_id, status)
         return True
+
+    def call_named(self, dial_id: str, call_id: str) -> None:
+        """The carrier names the call it placed for the dial (Plivo accepts a dial with a
+        request id and names the call only when it fetches the answer)."""
+        dial = self._dials.get(dial_id)
+        if dial is not None and dial.accepted and not dial.connected and call_id and dial.call_sid != call_id:
+            dial.call_sid = call_id
+            self._write(journal_dials.rename_call_sid, dial_id, call_id)
 
     def claim(self, dial_id: str, call_id: str, carrier: str = "twilio") -> Dial | None:
         """The dial a new media stream (carrier call ``call_id``) says it belongs to, once;
@@ -390,16 +398,16 @@ def _from_journal(conn: Any, dial_id: str) -> dict[str, Any] | None:
 
 
 def build_dialer(settings: Any, http: Any, clock: IReactorTime, journal: Any) -> Dialer | None:
-    """The service's dialer: Twilio's when its REST credentials and the public URL are set."""
-    if not settings.twilio_rest_configured or not settings.public_url:
-        log.info("OUTBOUND off: POST /calls needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and --public-url")
-        return None
-    from voiced.outbound.twilio_dial import twilio_dialer
+    """The service's dialer: every carrier whose REST credentials are set (and the public URL)."""
+    from voiced.outbound.carriers import carrier_dialers
 
-    log.info("OUTBOUND carrier=twilio from={frm} admin_token={token}", frm=settings.dial_from or "-",
+    carriers = carrier_dialers(settings, http, clock)
+    if carriers is None:
+        return None
+    log.info("OUTBOUND carrier={carrier} carriers={names} from={frm} admin_token={token}", carrier=carriers.carrier,
+             names=",".join(carriers.names), frm=settings.dial_from or "-",
              token="set" if settings.admin_token else "unset (POST /calls answers 503)")
-    return Dialer(twilio_dialer(settings, http, clock), clock, settings.dial_from, journal,
-                  carrier_amd=settings.amd == "carrier")
+    return Dialer(carriers, clock, settings.dial_from, journal, carrier_amd=settings.amd == "carrier")
 
 
 def call_direction(dialer: Dialer | None, start: Any) -> dict[str, Any]:

@@ -72,13 +72,14 @@ class DialRequest:
     # Ask the carrier's answering-machine detection (Twilio: DetectMessageEnd, asynchronous).
     machine_detection: bool = False
     campaign_id: str = ""  # set by campaigns
+    carrier: str = ""  # twilio, telnyx, plivo, vonage; empty: the daemon's --dial-carrier
 
     @classmethod
     def parse(cls, body: Any) -> "DialRequest":
         """The request ``POST /calls`` was given (its JSON), checked."""
         if not isinstance(body, Mapping):
             raise BadDialRequest('the body must be a JSON object like {"to": "+14155550100", "variables": {}}')
-        unknown = sorted(set(body) - {"to", "from", "variables", "machine_detection"})
+        unknown = sorted(set(body) - {"to", "from", "variables", "machine_detection", "carrier"})
         if unknown:
             raise BadDialRequest(f"unknown field(s): {', '.join(map(str, unknown))}")
         if "to" not in body:
@@ -87,8 +88,11 @@ class DialRequest:
         machine_detection = body.get("machine_detection", False)
         if not isinstance(machine_detection, bool):
             raise BadDialRequest('"machine_detection" must be true or false')
+        carrier = body.get("carrier") or ""
+        if carrier not in ("", "twilio", "telnyx", "plivo", "vonage"):
+            raise BadDialRequest('"carrier" must be one of twilio, telnyx, plivo, vonage')
         return cls(check_number(body["to"], '"to"'), check_variables(body.get("variables")),
-                   check_number(from_number, '"from"') if from_number else "", machine_detection)
+                   check_number(from_number, '"from"') if from_number else "", machine_detection, carrier=carrier)
 
 
 def is_final(status: str) -> bool:

@@ -81,14 +81,17 @@ class Calls(Resource):
             return _json(request, 503, {"error": "voiced is not ready to take calls (warming up or stopping)"})
         dialer = self.service.dialer
         if dialer is None:
-            return _json(request, 503, {"error": "no carrier to dial with: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN "
-                                                 "and --public-url (README: Outbound calls)"})
+            return _json(request, 503, {"error": "no carrier to dial with: set --public-url and a carrier's REST "
+                                                 "credentials (README: Outbound calls)"})
         try:
             body = json.loads(request.content.getvalue() or b"null")
         except ValueError as e:
             return _json(request, 400, {"error": f"the body is not JSON: {e}"})
         try:
             dial_request = DialRequest.parse(body)
+            choose = getattr(dialer.carrier, "dialer_for", None)
+            if choose is not None:
+                choose(dial_request.carrier)  # a carrier this daemon has no credentials for: 400
             placing = dialer.dial(dial_request)
         except (BadDialRequest, DialError) as e:
             return _json(request, 400, {"error": str(e)})

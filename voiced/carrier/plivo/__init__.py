@@ -31,8 +31,13 @@ def carrier(core: CallCore, settings: Settings, console: Any = None) -> Carrier:
                         "behind a proxy that rewrites it, set VOICED_PUBLIC_URL")
     factory = PlivoMediaStreamFactory(core, PlivoAdmission(token, settings.plivo_content_type),
                                       url="ws://localhost/media/plivo")
+    def dial_answered(dial_id: str, call_uuid: str) -> None:
+        from voiced.outbound.plivo_dial import dial_answered as answered
+
+        answered(core, dial_id, call_uuid)
+
     answer = PlivoAnswer(token, settings.public_url, core.clock, settings.media_token_ttl_s,
-                         settings.plivo_content_type)
+                         settings.plivo_content_type, dial_answered)
     def rest_control(http: Any, clock: Any) -> Any:
         from voiced.carrier.plivo.rest import PlivoCallControl
 

@@ -6,12 +6,14 @@ the call's id and numbers and, with an auth token, a short-lived media token ove
 (``voiced.carrier.media_token``): Plivo does not sign its WebSocket upgrade, so the token
 is what admits the stream. The same resource answers a transfer: Plivo fetches
 ``/answer/plivo?transfer=<target>`` (voiced's REST control asked it to, signed the same
-way) and gets the <Dial> that moves the call.
+way) and gets the <Dial> that moves the call. A call voiced placed is answered at
+``/answer/plivo?voiced_dial=d-...`` (voiced.outbound.plivo_dial): the dial id goes into the
+stream URL under the media token, and ``dial_answered(dial_id, call_uuid)`` tells the dialer.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.logger import Logger
@@ -33,8 +35,10 @@ class PlivoAnswer(Resource):
     isLeaf = True
 
     def __init__(self, auth_token: str, public_url: str, clock: Any, media_token_ttl_s: float,
-                 content_type: str = wire.DEFAULT_CONTENT_TYPE) -> None:
+                 content_type: str = wire.DEFAULT_CONTENT_TYPE,
+                 dial_answered: Callable[[str, str], None] | None = None) -> None:
         super().__init__()
+        self.dial_answered = dial_answered
         self.auth_token = auth_token
         self.public_url = public_url.rstrip("/")
         self.clock = clock
@@ -75,14 +79,17 @@ class PlivoAnswer(Resource):
             return self._transfer(request, query[TRANSFER_PARAMETER][0])
         call, from_number, to_number = (form_field(request, b"CallUUID"), form_field(request, b"From"),
                                         form_field(request, b"To"))
+        dial_id = query.get(wire.DIAL_PARAMETER, [""])[0][:MAX_LOGGED_FIELD]
+        if dial_id and self.dial_answered is not None:
+            self.dial_answered(dial_id, call)
         base = self._public_base(request)
         scheme = "ws" if base.startswith("http://") else "wss"
         stream_base = f"{scheme}://{urlsplit(base).netloc}{MEDIA_PATH}"
         token = ""
         if self.auth_token:
-            token = media_token.issue(self.auth_token, wire.token_subject(call, from_number, to_number),
+            token = media_token.issue(self.auth_token, wire.token_subject(call, from_number, to_number, dial_id),
                                       self.clock.seconds(), self.media_token_ttl_s)
-        url = wire.stream_url(stream_base, call, from_number, to_number, token, media_token.PARAMETER)
+        url = wire.stream_url(stream_base, call, from_number, to_number, token, media_token.PARAMETER, dial_id)
         log.info("ANSWER carrier=plivo call={call} from={from} to={to} stream={stream}", call=call or "-",
                  to=to_number, stream=stream_base, **{"from": from_number})
         return wire.stream_xml(url, self.content_type).encode("utf-8")

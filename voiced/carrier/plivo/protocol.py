@@ -48,6 +48,7 @@ class PlivoMediaStream(CarrierWebSocket):
         self.stream_id = ""
         self._call_id = ""  # the call the stream URL names (and its token was made for)
         self._from = self._to = ""
+        self._dial_id = ""  # the dial voiced placed this call for (token-bound), if any
         self._last_chunk = 0
         self._play_audio = wire.play_audio_encoder("", wire.DEFAULT_CONTENT_TYPE)
 
@@ -56,11 +57,13 @@ class PlivoMediaStream(CarrierWebSocket):
         query = {name: values[0][:_MAX_QUERY_FIELD] for name, values in request.params.items() if values}
         self._call_id = query.get(wire.CALL_PARAMETER, "")
         self._from, self._to = query.get(wire.FROM_PARAMETER, ""), query.get(wire.TO_PARAMETER, "")
+        self._dial_id = query.get(wire.DIAL_PARAMETER, "")
         auth_token = self.factory.config.auth_token
         if not auth_token:
             return
-        problem = media_token.problem(auth_token, wire.token_subject(self._call_id, self._from, self._to),
-                                      query.get(media_token.PARAMETER), self.factory.clock.seconds())
+        subject = wire.token_subject(self._call_id, self._from, self._to, self._dial_id)
+        problem = media_token.problem(auth_token, subject, query.get(media_token.PARAMETER),
+                                      self.factory.clock.seconds())
         if problem is not None:
             log.warn("MEDIA_REJECTED carrier=plivo call={call}: {problem} in the stream URL from {peer}",
                      call=self._call_id or "-", problem=problem, peer=request.peer)
@@ -139,6 +142,9 @@ class PlivoMediaStream(CarrierWebSocket):
         out_type = "audio/x-mulaw;rate=8000" if audio.encoding == "mulaw" else f"audio/x-l16;rate={audio.sample_rate}"
         self._play_audio = wire.play_audio_encoder(start.stream_id, out_type)
         parameters = {**start.extra_headers, "From": self._from, "To": self._to}  # the token-bound numbers win
+        parameters.pop(wire.DIAL_PARAMETER, None)  # only the stream URL (under the token) names a dial
+        if self._dial_id:
+            parameters[wire.DIAL_PARAMETER] = self._dial_id
         link.started(CallStart("plivo", start.call_id, start.stream_id, self._from, self._to, parameters, audio))
 
     # ---- CarrierWire -----------------------------------------------------------------------

@@ -293,17 +293,23 @@ def b64(audio: bytes) -> str:
 # ---- the answer: Plivo XML and the stream URL ----------------------------------------------------
 #: The stream URL's query: the call it was made for and who called whom, bound by the token.
 CALL_PARAMETER, FROM_PARAMETER, TO_PARAMETER = "call", "from", "to"
+#: The dial a call voiced placed belongs to (voiced.outbound), in the stream URL beside the call.
+DIAL_PARAMETER = "voiced_dial"
 
 
-def token_subject(call_id: str, from_number: str, to_number: str) -> str:
-    """What the per-call media token signs: the call and its numbers, unambiguously joined."""
-    return json.dumps([call_id, from_number, to_number], separators=(",", ":"))
+def token_subject(call_id: str, from_number: str, to_number: str, dial_id: str = "") -> str:
+    """What the per-call media token signs: the call and its numbers (and the dial voiced
+    placed it for), unambiguously joined."""
+    fields = [call_id, from_number, to_number] + ([dial_id] if dial_id else [])
+    return json.dumps(fields, separators=(",", ":"))
 
 
 def stream_url(base: str, call_id: str, from_number: str, to_number: str, token: str = "",
-               token_parameter: str = "") -> str:
+               token_parameter: str = "", dial_id: str = "") -> str:
     """``base`` (wss://host/media/plivo) with the call's query; the token last when there is one."""
     query = {CALL_PARAMETER: call_id, FROM_PARAMETER: from_number, TO_PARAMETER: to_number}
+    if dial_id:
+        query[DIAL_PARAMETER] = dial_id
     if token:
         query[token_parameter] = token
     return base + "?" + urlencode(query, quote_via=quote)

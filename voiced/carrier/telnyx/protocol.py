@@ -30,6 +30,9 @@ from voiced.carrier.websocket import CarrierWebSocket, CarrierWebSocketFactory
 
 log = Logger(namespace="voiced.carrier")
 
+#: The stream URL's query of a call voiced dialled: the dial id and its media token.
+DIAL_PARAMETER = "voiced_dial"
+MAX_QUERY_FIELD = 200
 # A lossy or hostile peer must not turn into a log line per frame.
 MAX_ORDER_WARNINGS = 10
 #: After a REST hang-up, how long Telnyx has to end the stream before voiced closes it.
@@ -55,9 +58,16 @@ class TelnyxMediaStream(CarrierWebSocket):
         self._order = wire.ChunkOrder()
         self._order_warnings = 0
         self._hangup_timer: IDelayedCall | None = None
+        self._dial_id = ""  # the dial voiced placed this call for, from the stream URL
+        self._dial_token: str | None = None
 
     def admit(self, request: ConnectionRequest) -> None:
-        """Nothing to check at the upgrade: Telnyx signs none. The media token in ``start`` is the check."""
+        """Nothing to check at the upgrade: Telnyx signs none. The media token in ``start`` is the
+        check; a call voiced dialled through Call Control (voiced.outbound.telnyx_dial) brings its
+        dial id and the token made for it in the stream URL's query instead."""
+        query = {name: values[0][:MAX_QUERY_FIELD] for name, values in request.params.items() if values}
+        self._dial_id = query.get(DIAL_PARAMETER, "")
+        self._dial_token = query.get(media_token.PARAMETER)
 
     # ---- inbound -------------------------------------------------------------------------
     def received(self, payload: bytes | str, is_binary: bool) -> None:
@@ -150,9 +160,14 @@ class TelnyxMediaStream(CarrierWebSocket):
         secret = self.factory.config.media_secret
         params = dict(start.custom_parameters)
         presented = params.pop(media_token.PARAMETER, None)
+        subject = start.call_control_id
+        params.pop(DIAL_PARAMETER, None)  # only the stream URL (under its token) names a dial
+        if self._dial_id:
+            params[DIAL_PARAMETER] = subject = self._dial_id
+            presented = self._dial_token
         if not secret:
             return params
-        problem = media_token.problem(secret, start.call_control_id, presented, self.factory.clock.seconds())
+        problem = media_token.problem(secret, subject, presented, self.factory.clock.seconds())
         if problem is None:
             return params
         log.warn("MEDIA_REJECTED call={call}: {problem}; closing 1008 before any speech stream opens",

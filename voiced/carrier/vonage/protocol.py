@@ -93,11 +93,18 @@ class VonageMediaStream(CarrierWebSocket):
         headers = dict(connected.headers)
         token = headers.pop(media_token.PARAMETER, None)
         uuid = headers.get("uuid", "")
+        # A call voiced placed (voiced.outbound.vonage_dial): its NCCO was written before Vonage
+        # named the call, so its headers name the dial, and the token was made for the dial.
+        dial_id = headers.get(wire.DIAL_HEADER, "")
+        if dial_id and not uuid:
+            from voiced.outbound.vonage_dial import dial_call_id
+
+            uuid = dial_call_id(self.factory.core, dial_id)
         # An operator's own NCCO may leave out the headers: the call still gets an id of its own.
         link.call_id = uuid or headers.get("conversation_uuid", "") or f"vonage-{uuid4().hex}"
         secret = self.factory.config.secret
         if secret:
-            problem = media_token.problem(secret, uuid, token, self.factory.clock.seconds())
+            problem = media_token.problem(secret, dial_id or uuid, token, self.factory.clock.seconds())
             if problem is not None:
                 log.warn("MEDIA_REJECTED call={call}: {problem}; closing 1008 before any speech stream opens",
                          call=link.call_id, problem=problem)

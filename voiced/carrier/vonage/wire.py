@@ -75,6 +75,10 @@ class Unknown:
 InboundMessage = Union[Connected, Dtmf, Notify, Cleared, Unknown]
 
 
+#: The header naming the dial of a call voiced placed (voiced.outbound.vonage_dial).
+DIAL_HEADER = "voiced_dial"
+
+
 def content_type(sample_rate: int) -> str:
     return f"audio/l16;rate={sample_rate}"
 
