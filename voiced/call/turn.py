@@ -13,12 +13,13 @@ States:
   HANGING_UP      the goodbye has played; the stream is being closed
   ENDED           the call is over; everything else is ignored
 
-``Call`` holds the state and the turn, and decides when a turn starts and ends and
-what a barge-in does. Its parts each have one job and talk back through a small
-protocol the call implements: ``voiced.call.hearing`` (the caller's audio in, VAD
-events), ``voiced.call.transcript`` (what STT says the caller said),
-``voiced.call.answering`` (the agent, what the call says itself, actions, idle, time
-limit) and ``voiced.call.playback`` (the replies on the line, what the caller heard).
+``Call`` holds the state and the turn, and decides when a turn starts and ends. Its
+parts each have one job and talk back through a small protocol the call implements:
+``voiced.call.hearing`` (the caller's audio in, VAD events), ``voiced.call.transcript``
+(what STT says the caller said), ``voiced.call.answering`` (the agent, what the call
+says itself, actions, idle, time limit), ``voiced.call.playback`` (the replies on the
+line, what the caller heard), ``voiced.call.opening`` (who speaks first) and
+``voiced.call.barge_in`` (what the caller's voice over the bot does).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from twisted.logger import Logger
 from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
 from voiced.audio import FRAME_MS, MULAW_8K, AudioFormat
 from voiced.call.answering import MAX_QUEUED_EVENTS, Answering
-from voiced.call.barge_in import BargeInJudge
+from voiced.call.barge_in import BargeInJudge, BargeIns
 from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
 from voiced.call.hearing import Hearing
@@ -133,6 +134,9 @@ class Call:
         # Who speaks first: the bot, the callee, answering-machine detection's verdict (--amd), the model.
         self._opening = Opening(info, clock, amd, settings.outbound_hello_timeout_ms, self, self._answering,
                                 self._chronicle, self._model)
+        self._barge_ins = BargeIns(info.call_id, clock, self._barge_in, eou, self._utterance, self._playback,
+                                   self._answering, self._opening, self._false_interruptions, self._model, metrics,
+                                   self)
 
     @property
     def settings(self) -> TurnSettings:
@@ -257,7 +261,7 @@ class Call:
             self._stt.speech_started()
         elif self.state is State.THINKING and self._gate.holding:
             # The caller went on before the held reply could play: same utterance, reply dropped.
-            self._resume_listening()
+            self.resume_listening()
         elif self.state is State.AWAITING_FINAL:
             # The caller only paused: the same utterance goes on.
             self.cancel_wait()
@@ -288,22 +292,7 @@ class Call:
             self._utterance.over_the_bot()
 
     def caller_voicing(self) -> None:
-        # Per frame while the caller voices: sustained() is false until the sound is long enough.
-        eou = self._eou
-        if not eou.sustained(self._settings.barge_in_ms) or self._answering.final_goodbye or \
-                self._opening.holding_greeting() or self._opening.deciding:
-            return
-        if self._model is not None and not self._model.voiced_turns:
-            return  # the model's VAD leads: its speech_started is the barge-in (barge_in)
-        if self.state in (State.GREETING, State.SPEAKING):
-            if self._barge_in.interrupts(eou, self._utterance.partial):
-                self._interrupted()
-        else:
-            # Look only if anything plays (the interim phrase plays while the machine listens).
-            if self._playback.replies and self._barge_in.interrupts(eou, self._utterance.partial):
-                self._interrupt_prompts()
-            if self.state is State.THINKING:
-                self._resume_listening()
+        self._barge_ins.caller_voicing()  # (voiced.call.barge_in)
 
     # ---- turn lifecycle --------------------------------------------------------------
     def decide_end(self) -> None:
@@ -364,7 +353,7 @@ class Call:
         self._barge_in.caller.utterance(self._eou.last_level)
         self._answering.ask(turn)
 
-    def _resume_listening(self) -> None:
+    def resume_listening(self) -> None:
         """The caller went on talking before any reply audio was sent: drop the
         pending reply and keep listening to the same utterance."""
         if self._model is not None:
@@ -383,34 +372,9 @@ class Call:
         self.state = State.LISTENING
         self._stt.speech_started()
 
-    def _interrupt_prompts(self) -> None:
-        """The caller talks over an interim phrase: stop it as any bot audio is stopped.
-        The caller's speech is already the utterance being listened to; no turn restarts."""
-        prompts = self._playback.prompts()
-        if any(reply.audio_started for reply in prompts):
-            self.metrics.barge_ins_total.inc()
-            log.info("BARGE_IN call={call} voiced_ms={ms} reply=interim", call=self.call_id, ms=self._eou.voiced_ms)
-        for reply in prompts:
-            self._playback.interrupt(reply)
-
-    def _interrupted(self) -> None:
-        self.metrics.barge_ins_total.inc()
-        log.info("BARGE_IN call={call} voiced_ms={ms}", call=self.call_id, ms=self._eou.voiced_ms)
-        stopped = self._playback.current
-        if stopped is not None:
-            self._playback.interrupt(stopped)
-        if self._model is not None:
-            # What the caller did not hear is cut from the model's memory; nothing resumes it.
-            self._model.reply_cut(stopped, self.clock.seconds())
-            self.start_turn()
-            return
-        self.start_turn()
-        self._false_interruptions.interrupted(stopped)
-
     def barge_in(self) -> None:
         """The model's VAD heard the caller over the reply (``voiced.call.speech_to_speech``)."""
-        if self.state in (State.GREETING, State.SPEAKING):
-            self._interrupted()
+        self._barge_ins.model_heard_caller()
 
     # ---- false interruptions (voiced.call.interruption) ------------------------------------
     def resume_reply(self, reply: Reply, reason: str) -> None:
