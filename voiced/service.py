@@ -227,8 +227,8 @@ class VoicedService(MultiService, HealthReports, WarmUp, CallRecords, OutboundSi
         self.turn_pool = self._pool("voiced-turn-model", 1)
         self._start_http()
         self._start_journal()  # (voiced.service_records)
-        self._start_recordings()
         self._start_outbound()  # the dialer and campaigns (voiced.service_outbound), with the journal
+        self._start_recordings()
         if self.worker is not None:
             self._call_counts = counts = self.worker.open_call_counts()
             counts.publish(self.worker.index, 0)  # a restarted worker's predecessor's calls are gone
