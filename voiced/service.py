@@ -5,8 +5,10 @@ pool, the agent, the journal, the phrase cache and the metrics registry are crea
 here, in ``startService`` (after twistd has forked), and released in ``stopService``.
 A call only borrows references: this file (with ``voiced/warmup.py``, the warm-up
 ``startService`` begins, which builds the engines, ``voiced/profile_kits.py``, which
-builds what each call profile names, and ``voiced/agent/factory.py``, which only the
-warm-up calls) is the only place that constructs them, so the rule
+builds what each call profile names, ``voiced/agent/factory.py``, which only the
+warm-up calls, ``voiced/service_records.py``, the journal and the recordings, and
+``voiced/service_outbound.py``, the dialer and the campaigns) is the only place that
+constructs them, so the rule
 "nothing process-wide per call or per turn" can be checked by reading it. Health
 reports are in ``voiced/health.py``. The service knows nothing of HTTP or of any
 carrier: ``voiced/app.py`` gives it its web face and its carriers, which start calls
@@ -42,8 +44,10 @@ from voiced.health import HealthReports
 from voiced.lag import LagMonitor
 from voiced.lifecycle import note_construction
 from voiced.metrics import Metrics
-from voiced.outbound.dialer import build_dialer, call_direction
+from voiced.outbound.dialer import call_direction
 from voiced.profiles import load_profiles
+from voiced.service_outbound import OutboundSide
+from voiced.service_records import CallRecords
 from voiced.signals import SignalHandlers
 from voiced.stt.base import STTEngine, stt_input
 from voiced.tts.speaker import Speaker
@@ -66,7 +70,7 @@ def _stdout_is_devnull() -> bool:
     return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
 
 
-class VoicedService(MultiService, HealthReports, WarmUp):
+class VoicedService(MultiService, HealthReports, WarmUp, CallRecords, OutboundSide):
     name = "voiced"
 
     def __init__(self, settings: Settings, reactor: Any = None, startup_warnings: Any = (),
@@ -222,12 +226,9 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self.vad_pool = self._pool("voiced-vad", 1)
         self.turn_pool = self._pool("voiced-turn-model", 1)
         self._start_http()
-        self._start_journal()
-        self.dialer = build_dialer(self.settings, self.http, self.clock, self.journal)
-        if self.dialer is not None:  # amde2e: a call's answering-machine verdict reaches its dial's row
-            self.call_hub.subscribe(self.dialer)
+        self._start_journal()  # (voiced.service_records)
+        self._start_outbound()  # the dialer and campaigns (voiced.service_outbound), with the journal
         self._start_recordings()
-        self._build_campaigns()
         if self.worker is not None:
             self._call_counts = counts = self.worker.open_call_counts()
             counts.publish(self.worker.index, 0)  # a restarted worker's predecessor's calls are gone
@@ -235,49 +236,6 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         self._lag.start()
         super().startService()  # the listeners: /health answers while engines warm up
         self._warming = self._start_warm_up()
-
-    def _start_journal(self) -> None:
-        """The journal's writer thread and connection (opened by the warm-up, before ready)
-        and the outbox that delivers its records."""
-        s = self.settings
-        if not s.journal:
-            return
-        from voiced.journal.writer import JournalWriter
-
-        self.journal = JournalWriter(s.journal, self.clock)
-        self.call_hub.subscribe(self.journal)
-        if s.call_webhook_url:
-            from voiced.journal.outbox import Outbox
-
-            if not s.webhook_secret:
-                log.warn("Call records are POSTed unsigned (no VOICED_WEBHOOK_SECRET)")
-            self.outbox = Outbox(self.journal, self.http, self.clock, s.call_webhook_url, s.webhook_secret)
-            self.journal.on_commit = self.outbox.kick
-
-    def _start_recordings(self) -> None:
-        """The recordings' writer thread and their daily retention sweep."""
-        if not self.settings.recordings:
-            return
-        from voiced.recording.recordings import Recordings
-
-        self.recordings = Recordings(self.settings.recordings, self.settings.recording_retention_days, self.clock)
-        self.recordings.start()
-        note_construction("recording_writer")
-
-    def open_recording(self, call: Call) -> Any:
-        """The call's recording (``voiced.recording.tap.CallRecording``), or None when calls are not recorded;
-        its ``CallLink`` asks as the call starts."""
-        return self.recordings.open(call) if self.recordings is not None else None
-    def _build_campaigns(self) -> None:
-        """Campaigns keep their queue in the journal; under --workers each worker would run
-        every campaign, so they run only in a single process. Started after the warm-up."""
-        if self.journal is None or self.dialer is None or self.settings.workers != 1:
-            return
-        from voiced.outbound.campaign_store import CampaignStore, journal_runner
-        from voiced.outbound.campaigns import Campaigns
-
-        self.campaigns = Campaigns(CampaignStore(journal_runner(self.journal)), self.dialer, self.clock)
-        self.dialer.add_answered_by_listener(self.campaigns.on_answered_by)  # a voicemail is the row's outcome
 
     def _stop_signal(self, signal_name: str) -> None:
         if not self.drain.draining:
@@ -335,10 +293,7 @@ class VoicedService(MultiService, HealthReports, WarmUp):
             self._warming.cancel()
         if self.outbox is not None:
             self.outbox.stop()
-        if self.campaigns is not None:
-            self.campaigns.stop()  # writes nothing: the next start resumes from the journal
-        if self.dialer is not None:
-            self.dialer.stop()
+        self._stop_outbound()
         # Each call's socket gets a proper close (1000); the engines go only once the
         # closes are out, or after a bound if a peer does not answer.
         drained: Deferred[None] = Deferred()
@@ -352,18 +307,6 @@ class VoicedService(MultiService, HealthReports, WarmUp):
         # The calls just closed are committed before the journal closes.
         return (gatherResults([stopped, drained]).addBoth(self._close_journal).addBoth(self._close_recordings)
                 .addBoth(self._release))
-
-    def _close_journal(self, _: object) -> Deferred[None] | None:
-        if self.journal is None:
-            return None
-        self.call_hub.unsubscribe(self.journal)
-        return self.journal.close().addErrback(lambda f: log.failure("Closing the journal", f))
-
-    def _close_recordings(self, _: object) -> Deferred[None] | None:
-        """Every recording written and closed (a call still open is closed where it got to)."""
-        if self.recordings is None:
-            return None
-        return self.recordings.stop().addErrback(lambda f: log.failure("Closing the recordings", f))
 
     def _release(self, _: object) -> None:
         self.calls.clear()

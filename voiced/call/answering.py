@@ -23,7 +23,6 @@ from voiced.agent.base import (AgentError, Conversation, EndCall, Event, Idle, S
                                Voicemail)
 from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
-from voiced.call.first_words import FirstWords
 from voiced.call.interruption import FalseInterruptions
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.playback import Playback
@@ -87,41 +86,11 @@ class Answering:
         #: Who ended the call and why, in words, once the call itself decided it (the bot's goodbye,
         #: a transfer): the record says this rather than how the carrier's stream closed.
         self.ending = ""
-        #: An outbound call's held greeting (None: not held, or already played).
-        self.first_words: FirstWords | None = None
         #: The reply in progress is a message an answering machine records: the call hangs up after it.
         self.voicemail = False
 
-    def start(self, outbound: bool = False) -> None:
-        """The call starts. The one decision of who speaks first when no answering-machine
-        detection runs (voiced.call.machine decides otherwise): the bot greets an inbound
-        caller at once; an outbound call's greeting waits for the callee's first words."""
-        timeout_ms = self.settings.outbound_hello_timeout_ms
-        if outbound and timeout_ms > 0:
-            self.first_words = FirstWords(self.call_id, self._clock, timeout_ms / 1000, self.greet)
-        else:
-            self.greet()
-
-    def holding_greeting(self) -> bool:
-        """The callee's first words are awaited: their speech is not a turn (nor a barge-in)."""
-        return self.first_words is not None and self.first_words.holding
-
-    def first_words_started(self, at: float) -> bool:
-        """The callee began speaking: True when it is their first words (the greeting waits on)."""
-        if self.first_words is None or not self.first_words.holding:
-            return False
-        self.first_words.speech_started(at)
-        return True
-
-    def first_words_ended(self, at: float) -> bool:
-        """The callee stopped speaking: True when those were their first words (the greeting plays)."""
-        if self.first_words is None or not self.first_words.holding:
-            return False
-        self.first_words.speech_ended(at)
-        return True
-
     def greet(self) -> None:
-        """The call starts: the greeting plays, and the call's time limit runs."""
+        """The call opens (``voiced.call.opening``): the greeting plays, and the call's time limit runs."""
         announcement = self.settings.announcement_phrase
         sentences = self._conversation.greeting()
         # No sentences: a speech-to-speech model greets in its own voice (voiced.call.speech_to_speech).
@@ -387,8 +356,6 @@ class Answering:
         self._say_goodbye(kind, phrase)
 
     def close(self) -> None:
-        if self.first_words is not None:
-            self.first_words.close()
         self.cancel_idle()
         if self._time_limit is not None and self._time_limit.active():
             self._time_limit.cancel()

@@ -13,12 +13,13 @@ States:
   HANGING_UP      the goodbye has played; the stream is being closed
   ENDED           the call is over; everything else is ignored
 
-``Call`` holds the state and the turn, and decides when a turn starts and ends and
-what a barge-in does. Its parts each have one job and talk back through a small
-protocol the call implements: ``voiced.call.hearing`` (the caller's audio in, VAD
-events), ``voiced.call.transcript`` (what STT says the caller said),
-``voiced.call.answering`` (the agent, what the call says itself, actions, idle, time
-limit) and ``voiced.call.playback`` (the replies on the line, what the caller heard).
+``Call`` holds the state and the turn, and decides when a turn starts and ends. Its
+parts each have one job and talk back through a small protocol the call implements:
+``voiced.call.hearing`` (the caller's audio in, VAD events), ``voiced.call.transcript``
+(what STT says the caller said), ``voiced.call.answering`` (the agent, what the call
+says itself, actions, idle, time limit), ``voiced.call.playback`` (the replies on the
+line, what the caller heard), ``voiced.call.opening`` (who speaks first) and
+``voiced.call.barge_in`` (what the caller's voice over the bot does).
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ from twisted.logger import Logger
 from voiced.agent.base import CallInfo, Conversation, Dtmf, Event, Said
 from voiced.audio import FRAME_MS, MULAW_8K, AudioFormat
 from voiced.call.answering import MAX_QUEUED_EVENTS, Answering
-from voiced.call.barge_in import BargeInJudge
+from voiced.call.barge_in import BargeInJudge, BargeIns
 from voiced.call.chronicle import Chronicle
 from voiced.call.control import CallControl
 from voiced.call.hearing import Hearing
 from voiced.call.interruption import FalseInterruptions
-from voiced.call.machine import answering_machine, machine_settings
 from voiced.call.model import CallTransport, State, Turn, TurnSettings
+from voiced.call.opening import Opening
 from voiced.call.playback import END_MARK_GRACE_S, Playback
 from voiced.call.record import CallObserver, CallRecord
 from voiced.call.release import ReplyGate
@@ -130,10 +131,12 @@ class Call:
         self._turn = Turn()
         self._timer: IDelayedCall | None = None
         self._dtmf_count = 0
-        # An outbound call with answering-machine detection (--amd): who answered picks the opening.
-        # A speech-to-speech model opens the call itself (a limit: no detection in model mode).
-        self._machine = None if self._model is not None else answering_machine(
-            info, clock, amd, self, machine_settings(settings.outbound_hello_timeout_ms))
+        # Who speaks first: the bot, the callee, answering-machine detection's verdict (--amd), the model.
+        self._opening = Opening(info, clock, amd, settings.outbound_hello_timeout_ms, self, self._answering,
+                                self._chronicle, self._model)
+        self._barge_ins = BargeIns(info.call_id, clock, self._barge_in, eou, self._utterance, self._playback,
+                                   self._answering, self._opening, self._false_interruptions, self._model, metrics,
+                                   self)
 
     @property
     def settings(self) -> TurnSettings:
@@ -158,20 +161,12 @@ class Call:
         log.info("CALL_START call={call} from={frm} to={to}", call=self.call_id, frm=self.info.from_number,
                  to=self.info.to_number)
         self._chronicle.tell("start", {})
-        if self._model is not None:
-            self._answering.greet()
-            self._model.start()  # the model greets in its own voice
-        elif self._machine is not None:
-            self._answering.arm_time_limit()
-            self._machine.start()
-        else:
-            self._answering.start(outbound=self.info.direction == "outbound")
+        self._opening.start()
 
     def on_media(self, ulaw: bytes, stt_audio: bytes | None = None) -> None:
         """The caller's audio: 8 kHz mu-law, and for a call with wideband STT the same audio
         in ``self.stt_audio`` (the turn machine, VAD and barge-in stay at 8 kHz)."""
-        if self._machine is not None and self._machine.listening:
-            self._machine.audio(ulaw)
+        self._opening.audio(ulaw)
         self._hearing.on_media(ulaw, stt_audio if self._model is None else None)
 
     def on_mark(self, name: str) -> None:
@@ -181,7 +176,7 @@ class Call:
         self._dtmf_count += 1
         if self._dtmf_count <= MAX_LOGGED_DTMF:  # a keypad, not a flood, is worth a line each
             log.info("DTMF call={call} digit={digit}", call=self.call_id, digit=digit[:4])
-        if self.state in (State.ENDED, State.HANGING_UP) or self._answering.final_goodbye or self._amd_listening:
+        if self.state in (State.ENDED, State.HANGING_UP) or self._answering.final_goodbye or self._opening.deciding:
             return
         event = Dtmf(digit[:4])
         if self.state in (State.GREETING, State.SPEAKING) or self.caller_is_quiet():
@@ -211,8 +206,7 @@ class Call:
                  turns=self._answering.turns_answered, reason=reason or "-")
         self.state = State.ENDED
         self.cancel_wait()
-        if self._machine is not None:
-            self._machine.close()
+        self._opening.close()
         self._answering.close()
         self._hearing.close()
         self._playback.close()
@@ -249,11 +243,8 @@ class Call:
 
     # ---- speech events (voiced.call.hearing) ---------------------------------------------
     def speech_started(self, at: float) -> None:
-        if self._amd_listening:
-            self._machine.speech_started(at)  # type: ignore[union-attr]
-            return  # nobody is answered before the opening is chosen
-        if self._answering.first_words_started(at):  # an outbound callee's "Hello?" (voiced.call.first_words)
-            return
+        if self._opening.speech_started(at):
+            return  # nobody is answered before the opening is chosen (an outbound callee's "Hello?", AMD)
         # A backchannel's final that has not come by now is not coming before new words.
         self._utterance.drop_next_final = False
         self._answering.cancel_idle()
@@ -270,7 +261,7 @@ class Call:
             self._stt.speech_started()
         elif self.state is State.THINKING and self._gate.holding:
             # The caller went on before the held reply could play: same utterance, reply dropped.
-            self._resume_listening()
+            self.resume_listening()
         elif self.state is State.AWAITING_FINAL:
             # The caller only paused: the same utterance goes on.
             self.cancel_wait()
@@ -282,11 +273,10 @@ class Call:
         if self._model is not None:
             self._model.speech_ended(at)  # no transcript to wait for: the model has the audio
             return
-        if self._amd_listening:
-            self._machine.speech_ended(at)  # type: ignore[union-attr]
-            self._utterance.over_the_bot()  # what the callee said meanwhile is no turn
-            return
-        if self._answering.first_words_ended(at):
+        deciding = self._opening.deciding
+        if self._opening.speech_ended(at):
+            if deciding:
+                self._utterance.over_the_bot()  # what the callee said while AMD listened is no turn
             return
         if self.state is State.LISTENING and self._turn.times.speech_start is not None:
             self._turn.times.speech_end = at
@@ -302,22 +292,7 @@ class Call:
             self._utterance.over_the_bot()
 
     def caller_voicing(self) -> None:
-        # Per frame while the caller voices: sustained() is false until the sound is long enough.
-        eou = self._eou
-        if not eou.sustained(self._settings.barge_in_ms) or self._answering.final_goodbye or \
-                self._answering.holding_greeting() or self._amd_listening:
-            return
-        if self._model is not None and not self._model.voiced_turns:
-            return  # the model's VAD leads: its speech_started is the barge-in (barge_in)
-        if self.state in (State.GREETING, State.SPEAKING):
-            if self._barge_in.interrupts(eou, self._utterance.partial):
-                self._interrupted()
-        else:
-            # Look only if anything plays (the interim phrase plays while the machine listens).
-            if self._playback.replies and self._barge_in.interrupts(eou, self._utterance.partial):
-                self._interrupt_prompts()
-            if self.state is State.THINKING:
-                self._resume_listening()
+        self._barge_ins.caller_voicing()  # (voiced.call.barge_in)
 
     # ---- turn lifecycle --------------------------------------------------------------
     def decide_end(self) -> None:
@@ -378,7 +353,7 @@ class Call:
         self._barge_in.caller.utterance(self._eou.last_level)
         self._answering.ask(turn)
 
-    def _resume_listening(self) -> None:
+    def resume_listening(self) -> None:
         """The caller went on talking before any reply audio was sent: drop the
         pending reply and keep listening to the same utterance."""
         if self._model is not None:
@@ -397,34 +372,9 @@ class Call:
         self.state = State.LISTENING
         self._stt.speech_started()
 
-    def _interrupt_prompts(self) -> None:
-        """The caller talks over an interim phrase: stop it as any bot audio is stopped.
-        The caller's speech is already the utterance being listened to; no turn restarts."""
-        prompts = self._playback.prompts()
-        if any(reply.audio_started for reply in prompts):
-            self.metrics.barge_ins_total.inc()
-            log.info("BARGE_IN call={call} voiced_ms={ms} reply=interim", call=self.call_id, ms=self._eou.voiced_ms)
-        for reply in prompts:
-            self._playback.interrupt(reply)
-
-    def _interrupted(self) -> None:
-        self.metrics.barge_ins_total.inc()
-        log.info("BARGE_IN call={call} voiced_ms={ms}", call=self.call_id, ms=self._eou.voiced_ms)
-        stopped = self._playback.current
-        if stopped is not None:
-            self._playback.interrupt(stopped)
-        if self._model is not None:
-            # What the caller did not hear is cut from the model's memory; nothing resumes it.
-            self._model.reply_cut(stopped, self.clock.seconds())
-            self.start_turn()
-            return
-        self.start_turn()
-        self._false_interruptions.interrupted(stopped)
-
     def barge_in(self) -> None:
         """The model's VAD heard the caller over the reply (``voiced.call.speech_to_speech``)."""
-        if self.state in (State.GREETING, State.SPEAKING):
-            self._interrupted()
+        self._barge_ins.model_heard_caller()
 
     # ---- false interruptions (voiced.call.interruption) ------------------------------------
     def resume_reply(self, reply: Reply, reason: str) -> None:
@@ -458,33 +408,10 @@ class Call:
     def filler_played(self, reply: Reply) -> None:
         self._answering.filler_played(reply)
 
-    # ---- answering machines (voiced.call.machine) ---------------------------------------------
-    @property
-    def _amd_listening(self) -> bool:
-        return self._machine is not None and self._machine.listening and self.state is not State.ENDED
-
+    # ---- the opening (voiced.call.opening) ---------------------------------------------------
     def carrier_amd(self, answered_by: str) -> bool:
         """The carrier's answering-machine verdict (Twilio's AnsweredBy); False when this call has no detection."""
-        if self._machine is None or self.state is State.ENDED:
-            return False
-        self._machine.carrier_verdict(answered_by)
-        return True
-
-    def answered(self, answered_by: str, source: str, reason: str) -> None:
-        self.record.answered_by = answered_by
-        self.metrics.answered_by_total.labels(answered_by, source).inc()
-        self._chronicle.tell("answered", {"answered_by": answered_by, "source": source})  # the dial's row too
-
-    def open_with_greeting(self) -> None:
-        if not self._answering.final_goodbye:  # (the time limit or a drain said goodbye first)
-            self._answering.greet()
-
-    def leave_voicemail(self) -> None:
-        if not self._answering.final_goodbye:
-            self._answering.leave_voicemail()
-
-    def hang_up_on_fax(self) -> None:
-        self._answering.hang_up("fax answered")
+        return self._opening.carrier_amd(answered_by)
 
     # ---- timers --------------------------------------------------------------------------
     def wait(self, ms: int, then: Callable[[], None]) -> None:
