@@ -290,12 +290,14 @@ class HealthTests(SynchronousTestCase):
         public = build_site(service, carriers, console, with_admin=False).resource
         admin = build_admin_site(service).resource
         # The web console (on here: loopback, no Twilio token) stays beside /media, never on the admin port.
-        # /twilio/status: the status callbacks of the calls voiced places; /calls, /campaigns: placing them (admin).
-        self.assertEqual(set(public.children), {b"media", b"twiml", b"answer", b"console", b"twilio"})
+        # /twilio/status, /telnyx/status, /plivo/status, /vonage/status: the status callbacks of the calls voiced
+        # places; /calls, /campaigns: placing them (admin).
+        self.assertEqual(set(public.children), {b"media", b"twiml", b"answer", b"console", b"twilio", b"telnyx", b"plivo",
+                                               b"vonage"})
         self.assertEqual(set(admin.children), {b"health", b"metrics", b"calls", b"campaigns"})
         self.assertEqual(set(build_site(service, carriers, console).resource.children),
                          {b"media", b"twiml", b"answer", b"health", b"metrics", b"console", b"twilio", b"calls",
-                          b"campaigns"})
+                          b"campaigns", b"telnyx", b"plivo", b"vonage"})
 
 
 class EmulatorBehindTests(SynchronousTestCase):

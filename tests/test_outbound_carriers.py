@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes.http_apps import start_server
 from tests.fakes.rest_control import capture_log_lines
-from tests.test_outbound_routes import Root
+from tests.testing.outbound import Root
 from voiced.config import Settings
 from voiced.outbound.carriers import CarrierDialers, carrier_dialers
 from voiced.outbound.dialer import Dialer

@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from tests.fakes.http_apps import make_http_client, start_server
 from tests.fakes.plivo_rest import FakePlivo, stream_url_of
 from tests.fakes.rest_control import FAST, capture_log_lines
-from tests.test_outbound_routes import Root
+from tests.testing.outbound import Root
 from voiced.carrier import media_token
 from voiced.carrier.plivo import wire
 from voiced.carrier.plivo.answer import PlivoAnswer

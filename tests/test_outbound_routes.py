@@ -12,10 +12,10 @@ from twilio.request_validator import RequestValidator
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.resource import Resource
 
 from tests.fakes.http_apps import start_server
 from tests.fakes.rest_control import capture_log_lines
+from tests.testing.outbound import Root
 from voiced.agent.base import CallInfo
 from voiced.call.record import CallHub, CallRecord
 from voiced.config import Settings
@@ -45,11 +45,6 @@ class Carrier:
             d.errback(answer)
             return d
         return succeed(answer)
-
-
-class Root(Resource):
-    def stop(self):
-        pass
 
 
 class RoutesTestCase(TestCase):

@@ -23,9 +23,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tests.fakes.http_apps import make_http_client, start_server
 from tests.fakes.rest_control import FAST, capture_log_lines
 from tests.fakes.telnyx_rest import FakeTelnyx, TelnyxCall, webhook, webhook_headers
-from tests.test_outbound_routes import Root
-from tests.test_telnyx import CALL, start_message
-from tests.testing import HANDSHAKE, RecordingService, client_frame, server_frames
+from tests.testing.outbound import Root
+from tests.testing.carriers import TELNYX_CALL as CALL, telnyx_start as start_message
+from tests.testing.carriers import HANDSHAKE, RecordingService, client_frame, server_frames
 from voiced.carrier import media_token
 from voiced.carrier.telnyx.protocol import TelnyxAdmission, TelnyxMediaStreamFactory
 from voiced.config import Settings

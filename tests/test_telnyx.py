@@ -12,6 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.testing.carriers import HANDSHAKE, RecordingService, client_frame, server_frames
+from tests.testing.carriers import TELNYX_CALL as CALL, telnyx_start as start_message
 from voiced.carrier import media_token
 from voiced.audio import AudioFormat
 from voiced.carrier.gate import CarrierOff
@@ -22,15 +23,7 @@ from voiced.carrier.telnyx.answer import TexmlAnswer
 from voiced.carrier.telnyx.protocol import HANGUP_GRACE_S, TelnyxAdmission, TelnyxMediaStreamFactory
 from voiced.config import Settings
 
-CALL = "v3:T02llQxIyaRkhfRKxgAP8nY511EhFLizdvdUKJiSw8d6A9BborherQ"
 NOW = 1_700_000_000
-
-
-def start_message(params=None, encoding="PCMU", rate=8000, call=CALL, stream="S1"):
-    return json.dumps({"event": "start", "sequence_number": "1", "stream_id": stream,
-                       "start": {"user_id": "u1", "call_control_id": call, "from": "+13122010094",
-                                 "to": "+13122123456", "custom_parameters": params or {},
-                                 "media_format": {"encoding": encoding, "sample_rate": rate, "channels": 1}}}).encode()
 
 
 def media(chunk, payload=b"\xff" * 160, stream="S1", track="inbound"):

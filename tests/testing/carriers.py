@@ -165,3 +165,14 @@ class RecordingWire:
 
 
 SLIN_16K = AudioFormat("pcm_s16le", 16000)
+
+
+# ---- Telnyx ----
+TELNYX_CALL = "v3:T02llQxIyaRkhfRKxgAP8nY511EhFLizdvdUKJiSw8d6A9BborherQ"
+
+
+def telnyx_start(params=None, encoding="PCMU", rate=8000, call=TELNYX_CALL, stream="S1"):
+    return json.dumps({"event": "start", "sequence_number": "1", "stream_id": stream,
+                       "start": {"user_id": "u1", "call_control_id": call, "from": "+13122010094",
+                                 "to": "+13122123456", "custom_parameters": params or {},
+                                 "media_format": {"encoding": encoding, "sample_rate": rate, "channels": 1}}}).encode()

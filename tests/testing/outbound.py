@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 
 from voiced.outbound.request import DialRequest
+from twisted.web.resource import Resource
 
 
 class CarrierAtHand:
@@ -19,3 +20,10 @@ class CarrierAtHand:
         d = Deferred()
         self.placed.append((dial_id, request, from_number, d))
         return d
+
+
+class Root(Resource):
+    """A site root the routes mount on (a test server stops it as it stops a site)."""
+
+    def stop(self):
+        pass
