@@ -204,7 +204,8 @@ class RealtimeDaemonTests(TestCase):
         self.assertEqual(construction_counts().get("stt_whisper_model", 0), before, "Whisper was loaded")
         self.assertIsNone(service.stt_engine)
         self.assertNotIn("stt_whisper", service.engine_warmup_ms)
-        call = service.new_call(CallStart("twilio", "CArt1", "MZrt1", "+15550001", "+15550002", {}), LineTransport())
+        start = CallStart("twilio", "CArt1", "MZrt1", "+15550001", "+15550002", {})
+        call = service.new_call(start, LineTransport())
         self.assertEqual((call.stt_audio, call._transcribing.stream.name), (MULAW_8K, "model"))
 
     @inlineCallbacks

@@ -144,7 +144,8 @@ class WarmUp(ProfileKits):
         self.ready = not self.stopping
         self.warmup_error = None
         log.info("READY stt={stt} tts={tts} agent={agent} tts_warmup_ms={tts_warmup_ms} phrases={phrases} "
-                 "phrases_on_fallback={phrases_on_fallback} engines_ms={engines_ms}", stt=self.stt_engine.name if self.stt_engine else "model",
+                 "phrases_on_fallback={phrases_on_fallback} engines_ms={engines_ms}",
+                 stt=self.stt_engine.name if self.stt_engine else "model",
                  tts=primary.name, agent=self.agent.name, tts_warmup_ms=self.tts_warmup_ms,
                  phrases=len(self.speaker.cache), phrases_on_fallback=len(self.speaker.on_fallback),
                  engines_ms=self.engine_warmup_ms)
