@@ -14,11 +14,12 @@ Python runs on the same two cores: an upper bound). From the TURN lines:
     turn = TOTAL_LATENCY_MS (caller speech end -> first reply audio frame sent)
     own  = turn - VOICED_EOU_SILENCE_MS (the silence that ends the turn, a policy, not work)
 
-The semantic turn model is off (VOICED_TURN_MODEL=off) so that no hold blurs the comparison.
+The semantic turn model and its hold are off (VOICED_TURN_MODEL=off, VOICED_TURN_HOLD_MS=0: a
+reply plays at the end of the turn) so that no policy wait but the end-of-turn silence is in a turn.
 ``local`` (Whisper tiny.en + espeak-ng, the defaults) is there for comparison: its own share
 is Whisper's and espeak's work. The TTS vendors are measured with Deepgram's fake as the STT,
 so that only the TTS differs from the ``deepgram`` row (espeak-ng). Run from the repository
-root (~3 min)::
+root (~5 min on an idle 2-core machine, 7 under load)::
 
     .venv/bin/python bench/providers.py [--calls 2] [--providers local,deepgram,...] [--out FILE]
 """
@@ -58,7 +59,7 @@ class Setup:
     def __init__(self, provider: str, calls: int) -> None:
         self.provider = provider
         self.fakes: list[Any] = []
-        self.env = {"VOICED_TURN_MODEL": "off"}
+        self.env = {"VOICED_TURN_MODEL": "off", "VOICED_TURN_HOLD_MS": "0"}
         if provider == "realtime":
             fake = RealtimeFake(api_key=KEY, heard=list(QUESTIONS) * calls,
                                 replies=[f"You asked: {q}" for q in QUESTIONS] * calls)
@@ -169,8 +170,9 @@ async def run(args: argparse.Namespace) -> None:
         results.append(result)
         print(f"{provider}: {result['turns']} turns, errors={result['errors'] or 'none'}", file=sys.stderr)
     text = (f"voiced's own share of a turn, per provider (ms; {args.calls} calls x {len(lines)} turns each, "
-            f"loopback fakes answering at once, VOICED_TURN_MODEL=off; own = turn - eou_silence_ms "
-            f"{EOU_SILENCE_MS}); {round(time.monotonic() - started)} s\n\n{table(results)}\n")
+            f"loopback fakes answering at once, VOICED_TURN_MODEL=off, VOICED_TURN_HOLD_MS=0; "
+            f"own = turn - eou_silence_ms {EOU_SILENCE_MS}); {round(time.monotonic() - started)} s\n\n"
+            f"{table(results)}\n")
     print(text)
     if args.out:
         with open(args.out, "w") as f:
