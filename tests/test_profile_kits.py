@@ -163,3 +163,56 @@ class ProfileEnginesTests(SynchronousTestCase):
         engine = self.service._stt_engine_named("deepgram", None, None, None, settings=self.hebrew_deepgram)
         self.assertEqual(engine.language, "he")
         self.assertIn("language=he&", engine.urls[MULAW_8K] + "&")
+
+    def test_the_tts_vendors_speak_the_profiles_language(self):
+        # Each profile's chain is built with that profile's settings: its language reaches each vendor.
+        base = settings(VOICED_ELEVENLABS_API_KEY="el", VOICED_CARTESIA_API_KEY="ca", VOICED_CARTESIA_VOICE_ID="v1",
+                        VOICED_TTS="elevenlabs,cartesia,openai", OPENAI_API_KEY="sk")
+        profiles = parse_profiles({"profiles": {"he": {"language": "he-IL"}, "en": {}}, "default": "en"}, "p.toml")
+        service = VoicedService(base, reactor=Clock())
+        bodies = {}
+        for name in ("he", "en"):
+            chain = service._tts_primary(profiles.settings_for(base, name), None, "local")
+            bodies[name] = {label: engine.request_for("text").body for label, engine in chain.engines}
+        self.assertEqual((bodies["he"]["elevenlabs"]["language_code"], bodies["he"]["cartesia"]["language"]),
+                         ("he", "he"))
+        self.assertEqual((bodies["en"]["elevenlabs"]["language_code"], bodies["en"]["cartesia"]["language"]),
+                         ("en", "en"))
+        # OpenAI's /v1/audio/speech takes no language: the model speaks the text's.
+        self.assertFalse({"language", "language_code"} & set(bodies["he"]["openai"]))
+
+
+class RealtimeDaemonTests(TestCase):
+    """VOICED_AGENT=realtime: the model hears the caller itself, so no STT engine and no Whisper."""
+
+    timeout = 60
+
+    def service(self, **env: str) -> VoicedService:
+        service = VoicedService(settings(VOICED_AGENT="realtime", VOICED_OPENAI_REALTIME_URL="ws://127.0.0.1:9/", OPENAI_API_KEY="sk",
+                                         VOICED_STT="local", VOICED_TTS="local", **env), reactor=reactor)
+        for name, size in (("whisper_pool", 1), ("stt_pool", 1), ("tts_pool", 2), ("vad_pool", 1), ("turn_pool", 1)):
+            setattr(service, name, service._pool(f"test-{name}", size))
+        self.addCleanup(service._release, None)
+        return service
+
+    @inlineCallbacks
+    def test_no_whisper_and_a_call_hears_through_the_model(self):
+        service = self.service()
+        before = construction_counts().get("stt_whisper_model", 0)
+        yield Deferred.fromCoroutine(service._warm_up())
+        self.assertTrue(service.ready)
+        self.assertEqual(construction_counts().get("stt_whisper_model", 0), before, "Whisper was loaded")
+        self.assertIsNone(service.stt_engine)
+        self.assertNotIn("stt_whisper", service.engine_warmup_ms)
+        start = CallStart("twilio", "CArt1", "MZrt1", "+15550001", "+15550002", {})
+        call = service.new_call(start, LineTransport())
+        self.assertEqual((call.stt_audio, call._transcribing.stream.name), (MULAW_8K, "model"))
+
+    @inlineCallbacks
+    def test_a_profile_that_transcribes_still_gets_whisper(self):
+        path = write(self, 'default = "model"\n[profiles.model]\n[profiles.scripted]\nagent = "script"\n')
+        service = self.service(VOICED_PROFILES=path)
+        yield Deferred.fromCoroutine(service._warm_up())
+        self.assertIsNotNone(service._whisper)
+        self.assertIsNone(service.kits["model"].stt)
+        self.assertEqual(service.kits["scripted"].stt.name, "local")

@@ -85,15 +85,16 @@ class SessionTests(TestCase):
         self.addCleanup(globalLogPublisher.removeObserver, observer)
 
     def start(self, fake: RealtimeFake, key: str = KEY, tools: ToolRunner | None = None, tools_file: str = "",
-              server_turns: bool = False, ga: bool = False):
+              server_turns: bool = False, ga: bool = False, call: CallInfo | None = None,
+              instructions: str = "You answer the phone.", greeting: str = "Hi, this is the front desk."):
         fake.listen()
         self.addCleanup(fake.stop)
         self.addCleanup(deferLater, reactor, 0.1, lambda: None)  # the link's close settles
         settings = RealtimeSettings(url=fake.url, model="gpt-realtime", api_key=key, voice="marin",
-                                    instructions="You answer the phone.", greeting="Hi, this is the front desk.",
+                                    instructions=instructions, greeting=greeting,
                                     server_turns=server_turns, tools_file=tools_file, ga=ga)
         self.agent = RealtimeAgent(reactor, settings, tools)
-        self.session = self.agent.start_conversation(CallInfo("CA-s1", "MZ1"))
+        self.session = self.agent.start_conversation(call or CallInfo("CA-s1", "MZ1"))
         self.addCleanup(self.session.close)
         self.port = RecordingPort()
         self.session.open(self.port)
@@ -120,6 +121,31 @@ class SessionTests(TestCase):
         self.assertEqual(self.port.transcripts, ["Hi, this is the front desk."])
         self.assertGreater(sum(self.port.audio.values()), 0)
         self.assertFalse(any(KEY in line for line in self.logged), "the key is never logged")
+
+    @inlineCallbacks
+    def test_an_outbound_calls_variables_fill_the_instructions_and_the_greeting(self):
+        fake = RealtimeFake(api_key=KEY, greeting="Hi Dana.")
+        call = CallInfo("CA-o1", "MZ1", to_number="+15550002", direction="outbound",
+                        variables={"name": "Dana", "day": "Tuesday"})
+        self.start(fake, call=call, instructions="Remind {name} of the {day} visit. Keep {unknown} and {{braces}}.",
+                   greeting="Hi {name}, this is the clinic.")
+        yield self.until(fake, lambda: fake.sessions and fake.sessions[0].asked and self.port.dones())
+        [session] = fake.sessions
+        instructions = session.session["instructions"]
+        self.assertTrue(instructions.startswith("Remind Dana of the Tuesday visit. Keep {unknown} and {braces}."),
+                        instructions)
+        self.assertIn("You placed this call", instructions)
+        self.assertIn("They called +15550002.", instructions)
+        self.assertIn("Call variables: day=Tuesday, name=Dana.", instructions)
+        self.assertEqual(session.asked[0]["instructions"],
+                         "Greet the caller, in these words: Hi Dana, this is the clinic.")
+
+    @inlineCallbacks
+    def test_an_inbound_calls_instructions_are_the_prompt_as_written(self):
+        fake = RealtimeFake(api_key=KEY, greeting="Hi.")
+        self.start(fake, instructions="Answer {name}'s questions.")
+        yield self.until(fake, lambda: fake.sessions and fake.sessions[0].session)
+        self.assertEqual(fake.sessions[0].session["instructions"], "Answer {name}'s questions.")
 
     @inlineCallbacks
     def test_the_ga_interface(self):

@@ -43,7 +43,7 @@ class ProfileKit:
 
     name: str  # "" without --profiles
     settings: Settings
-    stt: STTEngine
+    stt: STTEngine | None  # None when the agent hears the caller itself (VOICED_AGENT=realtime)
     speaker: Speaker
     agent: Agent
     turn_settings: TurnSettings
@@ -100,7 +100,9 @@ class ProfileKits:
         s = self.settings
         parts = self._profile_parts
         # The daemon's own engines serve every profile that asks for the same.
-        parts.update({stt_key(s): self.stt_engine, speaker_key(s): self.speaker, agent_key(s): self.agent})
+        parts.update({speaker_key(s): self.speaker, agent_key(s): self.agent})
+        if self.stt_engine is not None:
+            parts[stt_key(s)] = self.stt_engine
         kits: dict[str, ProfileKit] = {}
         for name, p in self.profile_settings().items():
             catalog = p.phrase_catalog()
@@ -109,7 +111,8 @@ class ProfileKits:
                                                                                                  phrases)
             agent = await self._part(agent_key(p), lambda: self._timed(
                 f"agent_{p.agent}_{name}", self.tts_pool, self._build_agent_for, p, phrases))
-            stt = await self._part(stt_key(p), lambda: self._profile_stt(name, p, google))
+            stt = None if p.agent == "realtime" else await self._part(stt_key(p),
+                                                                       lambda: self._profile_stt(name, p, google))
             speaker = await self._part(speaker_key(p), lambda: self._profile_speaker(p, google))
             todo = [t for t in agent.fixed_phrases() + turn_settings.phrases() if speaker.cache.get(t) is None]
             if todo:
@@ -122,7 +125,7 @@ class ProfileKits:
         self.kits = kits
         log.info("PROFILES file={path} default={default} numbers={numbers} {profiles}", path=self.profiles.path,
                  default=self.profiles.default, numbers=len(self.profiles.numbers),
-                 profiles=" ".join(f"{k.name}=(language={k.settings.language} stt={k.stt.name} "
+                 profiles=" ".join(f"{k.name}=(language={k.settings.language} stt={k.stt.name if k.stt else 'model'} "
                                    f"tts={k.speaker.primary.name} agent={k.agent.name})" for k in kits.values()))
 
     async def _part(self, key: Hashable, build: Callable[[], Awaitable[Any]]) -> Any:

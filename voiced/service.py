@@ -363,7 +363,8 @@ class VoicedService(MultiService, HealthReports, WarmUp, CallRecords, OutboundSi
             log.info("CALLS_ACCEPTED active_calls={active}: accepting calls again", active=active)
 
     def new_call(self, start: CallStart, transport: CallTransport, playout: str = "carrier") -> Call:
-        assert self.stt_engine is not None and self.speaker is not None and self.agent is not None
+        # No STT engine when the agent hears the caller itself (VOICED_AGENT=realtime: the call's ModelEar).
+        assert self.speaker is not None and self.agent is not None
         kit = self.kit_for(start)  # the call's profile (--profiles), else the daemon's own engines
         info = CallInfo(
             call_id=start.call_id,
@@ -380,7 +381,7 @@ class VoicedService(MultiService, HealthReports, WarmUp, CallRecords, OutboundSi
         call = Call(
             info, self.clock, transport, kit.stt, kit.speaker, kit.agent.start_conversation(info), eou,
             self.metrics, kit.turn_settings, self.call_controls.get(start.carrier), self.call_hub, playout,
-            stt_audio=stt_input(start.audio, kit.stt.formats), turns=self.turn_detection, amd=s.amd,
+            stt_audio=stt_input(start.audio, kit.stt.formats if kit.stt else ()), turns=self.turn_detection, amd=s.amd,
         )
         call.record.profile = kit.name  # before call.start() tells the journal and the console
         if self.worker is not None:

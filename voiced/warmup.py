@@ -89,11 +89,12 @@ class WarmUp(ProfileKits):
         """Build the engines and fill the phrase cache. Retried on a transient failure,
         so each step keeps what an earlier attempt built."""
         s = self.settings
-        from voiced.stt.local import LocalTranscriber, WhisperTranscriber
+        from voiced.stt.local import WhisperTranscriber
         from voiced.tts.local import EspeakSynthesizer, LocalTTSEngine
 
-        # Whisper is the local STT and, with Google, the fallback: load it either way.
-        if self._whisper is None:
+        # Whisper is the local STT and, with Google, the fallback: load it either way, unless no
+        # call will transcribe (VOICED_AGENT=realtime hears the caller itself, and so does every profile).
+        if self._whisper is None and self._needs_stt():
             self._whisper = await self._timed(
                 "stt_whisper", self.whisper_pool, WhisperTranscriber, s.whisper_model, 1, s.whisper_workers,
                 s.language,
@@ -102,7 +103,6 @@ class WarmUp(ProfileKits):
             if problem:
                 log.warn("WHISPER_LANGUAGE {problem}", problem=problem)
         whisper = self._whisper
-        transcriber = LocalTranscriber(whisper, self.whisper_pool, self.clock)
         if self._espeak is None:
             self._espeak = await self._timed("tts_espeak", self.tts_pool, EspeakSynthesizer, s.language)
             problem = tts_language_problem(self._espeak, s)
@@ -127,6 +127,43 @@ class WarmUp(ProfileKits):
             await self._timed("google_connect", self.tts_pool, google.wait_connected, GOOGLE_CONNECT_TIMEOUT_S,
                               any("google" in p.stt_engines for p in (s, *self.profile_settings().values())))
 
+        if s.agent == "realtime":
+            # The model hears the caller's audio itself (voiced.call.speech_to_speech.ModelEar, per call):
+            # the daemon's calls have no STT engine to borrow.
+            self.stt_engine = None
+        else:
+            self._build_stt(s, google, whisper)
+
+        primary = self._tts_primary(s, google, local_tts)
+        spoken = self.metrics.tts_engine_served_total
+        self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc,
+                               lambda engine: spoken.labels(engine=engine).inc())
+        phrases = self.agent.fixed_phrases() + self.turn_settings.phrases()
+        self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock, WARMUP_TTS_CONCURRENCY))
+        await self._warm_profiles(google)
+        self.ready = not self.stopping
+        self.warmup_error = None
+        log.info("READY stt={stt} tts={tts} agent={agent} tts_warmup_ms={tts_warmup_ms} phrases={phrases} "
+                 "phrases_on_fallback={phrases_on_fallback} engines_ms={engines_ms}",
+                 stt=self.stt_engine.name if self.stt_engine else "model",
+                 tts=primary.name, agent=self.agent.name, tts_warmup_ms=self.tts_warmup_ms,
+                 phrases=len(self.speaker.cache), phrases_on_fallback=len(self.speaker.on_fallback),
+                 engines_ms=self.engine_warmup_ms)
+        if self.speaker.on_fallback:
+            self.speaker.recover(self.clock, TTS_RECOVERY_INTERVAL_S)
+        if self.campaigns is not None and self.ready:
+            # The journal is open now: every unfinished campaign is taken up again.
+            self.campaigns.start().addErrback(lambda f: log.failure("Resuming the campaigns", f))
+
+    def _needs_stt(self) -> bool:
+        """Some call transcribes: the daemon's agent, or a profile's, is not a speech-to-speech model."""
+        return any(p.agent != "realtime" for p in (self.settings, *self.profile_settings().values()))
+
+    def _build_stt(self, s: Settings, google: Any, whisper: Any) -> None:
+        """The daemon's STT engine (VOICED_STT), or its fallback chain."""
+        from voiced.stt.local import LocalTranscriber
+
+        transcriber = LocalTranscriber(whisper, self.whisper_pool, self.clock)
         # A fallback that answers in the wrong language is worse than none.
         fallback = transcriber if whisper.serves_language else None
         chain = s.stt_engines
@@ -146,26 +183,6 @@ class WarmUp(ProfileKits):
             served = self.metrics.stt_engine_served_total
             self.stt_engine = FallbackSTTEngine(engines, CircuitBreaker(self.clock),
                                                 lambda engine: served.labels(engine=engine).inc())
-
-        primary = self._tts_primary(s, google, local_tts)
-        spoken = self.metrics.tts_engine_served_total
-        self.speaker = Speaker(primary, local_tts, PhraseCache(), self.metrics.tts_fallbacks_total.inc,
-                               lambda engine: spoken.labels(engine=engine).inc())
-        phrases = self.agent.fixed_phrases() + self.turn_settings.phrases()
-        self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock, WARMUP_TTS_CONCURRENCY))
-        await self._warm_profiles(google)
-        self.ready = not self.stopping
-        self.warmup_error = None
-        log.info("READY stt={stt} tts={tts} agent={agent} tts_warmup_ms={tts_warmup_ms} phrases={phrases} "
-                 "phrases_on_fallback={phrases_on_fallback} engines_ms={engines_ms}", stt=self.stt_engine.name,
-                 tts=primary.name, agent=self.agent.name, tts_warmup_ms=self.tts_warmup_ms,
-                 phrases=len(self.speaker.cache), phrases_on_fallback=len(self.speaker.on_fallback),
-                 engines_ms=self.engine_warmup_ms)
-        if self.speaker.on_fallback:
-            self.speaker.recover(self.clock, TTS_RECOVERY_INTERVAL_S)
-        if self.campaigns is not None and self.ready:
-            # The journal is open now: every unfinished campaign is taken up again.
-            self.campaigns.start().addErrback(lambda f: log.failure("Resuming the campaigns", f))
 
     def _tts_primary(self, s: Settings, google: Any, local_tts: Any) -> Any:
         """The TTS engine VOICED_TTS (or a profile's tts) names, or its chain (issue 22). espeak is not

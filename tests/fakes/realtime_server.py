@@ -60,6 +60,7 @@ class FakeRealtimeSession(JsonServerProtocol):
         self.appended = 0
         self.items: list[dict] = []  # conversation.item.create's items
         self.truncates: list[dict] = []
+        self.asked: list[dict] = []  # response.create's response objects (their instructions)
         self.cancels = 0
         self.response: dict | None = None  # the one streaming
         self.audio_sent: dict[str, int] = {}  # bytes sent per assistant item
@@ -125,6 +126,7 @@ class FakeRealtimeSession(JsonServerProtocol):
         elif kind == "conversation.item.create":
             self.items.append(event["item"])
         elif kind == "response.create":
+            self.asked.append(event.get("response", {}))
             self.respond(event.get("response", {}))
         elif kind == "response.cancel":
             self.cancels += 1

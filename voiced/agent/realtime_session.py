@@ -28,6 +28,7 @@ from voiced.agent import realtime_wire as wire
 from voiced.agent.base import Action, AgentError, CallInfo, EndCall, ReplySink, Said, TransferCall, TurnRequest
 from voiced.agent.realtime_link import LinkEnd, RealtimeLink
 from voiced.agent.tools import END_CALL, TRANSFER_CALL, parse_arguments, tool_error
+from voiced.agent.variables import fill
 
 if TYPE_CHECKING:
     from voiced.agent.realtime import RealtimeAgent
@@ -100,8 +101,27 @@ class RealtimeSession:
         self._connect()
         self._send(self._greeting())
 
+    def instructions(self) -> str:
+        """The session's instructions: the prompt is a template an outbound call's variables fill, and
+        the call's context follows it, as the text LLM's system message (voiced.agent.llm_messages)."""
+        call = self._call
+        context = []
+        if call.direction == "outbound":
+            context.append("You placed this call: the person answering did not call you.")
+        if call.from_number:
+            context.append(f"The caller's number is {call.from_number}.")
+        if call.to_number:
+            context.append(f"They called {call.to_number}.")
+        if call.custom_parameters:
+            pairs = ", ".join(f"{k}={v}" for k, v in sorted(call.custom_parameters.items()))
+            context.append(f"Call parameters: {pairs}.")
+        if call.variables:
+            context.append("Call variables: " + ", ".join(f"{k}={v}" for k, v in sorted(call.variables.items())) + ".")
+        parts = [fill(self._agent.settings.instructions, call.variables).strip(), " ".join(context)]
+        return "\n\n".join(part for part in parts if part)
+
     def _greeting(self) -> bytes:
-        greeting = self._agent.settings.greeting
+        greeting = fill(self._agent.settings.greeting, self._call.variables)
         return wire.response_create(f"Greet the caller, in these words: {greeting}" if greeting else
                                     "Greet the caller briefly and ask how you can help.")
 
@@ -146,7 +166,7 @@ class RealtimeSession:
             return
         self._open = True
         settings = self._agent.settings
-        link.send_event(wire.session_update(settings.instructions, settings.voice, self.server_turns,
+        link.send_event(wire.session_update(self.instructions(), settings.voice, self.server_turns,
                                             self._agent.realtime_tools, ga=settings.ga))
         if self._resumed and self._port is not None:
             for said in self._port.heard_history():
