@@ -6,7 +6,7 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing import REPO
+from tests.e2e.daemon import REPO
 
 
 class ProvidersBenchTests(SynchronousTestCase):
