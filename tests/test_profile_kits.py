@@ -19,7 +19,8 @@ from voiced.call.model import TurnSettings
 from voiced.carrier.base import CallStart
 from voiced.lifecycle import construction_counts
 from voiced.phrases import load_catalog
-from voiced.profile_kits import turn_settings_in
+from voiced.options import default
+from voiced.profile_kits import speaker_key, turn_settings_in
 from voiced.profiles import parse_profiles
 from voiced.service import VoicedService
 
@@ -168,7 +169,8 @@ class ProfileEnginesTests(SynchronousTestCase):
         # Each profile's chain is built with that profile's settings: its language reaches each vendor.
         base = settings(VOICED_ELEVENLABS_API_KEY="el", VOICED_CARTESIA_API_KEY="ca", VOICED_CARTESIA_VOICE_ID="v1",
                         VOICED_TTS="elevenlabs,cartesia,openai", OPENAI_API_KEY="sk")
-        profiles = parse_profiles({"profiles": {"he": {"language": "he-IL"}, "en": {}}, "default": "en"}, "p.toml")
+        profiles = parse_profiles({"profiles": {"he": {"language": "he-IL", "cartesia_voice_id": "v-he"}, "en": {}},
+                                   "default": "en"}, "p.toml")
         service = VoicedService(base, reactor=Clock())
         bodies = {}
         for name in ("he", "en"):
@@ -180,6 +182,23 @@ class ProfileEnginesTests(SynchronousTestCase):
                          ("en", "en"))
         # OpenAI's /v1/audio/speech takes no language: the model speaks the text's.
         self.assertFalse({"language", "language_code"} & set(bodies["he"]["openai"]))
+
+    def test_a_profile_names_each_vendors_voice_and_another_language_does_not_inherit_it(self):
+        base = settings(VOICED_ELEVENLABS_API_KEY="el", VOICED_CARTESIA_API_KEY="ca", VOICED_CARTESIA_VOICE_ID="v-en",
+                        VOICED_TTS="elevenlabs,cartesia,openai", OPENAI_API_KEY="sk", VOICED_OPENAI_TTS_VOICE="alloy")
+        profiles = parse_profiles({"profiles": {
+            "he": {"language": "he-IL", "elevenlabs_voice_id": "el-he", "cartesia_voice_id": "v-he",
+                   "openai_tts_voice": "nova"},
+            "fr": {"language": "fr-FR", "cartesia_voice_id": "v-fr"},
+            "en": {}}, "default": "en"}, "p.toml")
+        hebrew, french, english = (profiles.settings_for(base, name) for name in ("he", "fr", "en"))
+        self.assertEqual((hebrew.elevenlabs_voice_id, hebrew.cartesia_voice_id, hebrew.openai_tts_voice),
+                         ("el-he", "v-he", "nova"))
+        self.assertEqual((english.cartesia_voice_id, english.openai_tts_voice), ("v-en", "alloy"))
+        # Another language starts from the options' defaults, not the daemon's (English) voices.
+        self.assertEqual((french.cartesia_voice_id, french.openai_tts_voice),
+                         ("v-fr", default("openai_tts_voice")))
+        self.assertNotEqual(speaker_key(hebrew), speaker_key(english))  # each gets its own engines
 
 
 class RealtimeDaemonTests(TestCase):

@@ -59,7 +59,8 @@ def stt_key(s: Settings) -> Hashable:
 
 
 def speaker_key(s: Settings) -> Hashable:
-    return ("tts", s.tts_engine, s.language, s.tts_voice)
+    return ("tts", s.tts_engine, s.language, s.tts_voice, s.elevenlabs_voice_id, s.cartesia_voice_id,
+            s.openai_tts_voice)
 
 
 def agent_key(s: Settings) -> Hashable:

@@ -62,10 +62,15 @@ PROFILE_KEYS: Mapping[str, str] = {
     "stt": "stt",
     "tts": "tts",
     "greeting": "greeting",
+    # The TTS vendors' voices, each its own id space (a profile's "voice" is Google's voice name).
+    "elevenlabs_voice_id": "elevenlabs_voice_id",
+    "cartesia_voice_id": "cartesia_voice_id",
+    "openai_tts_voice": "openai_tts_voice",
 }
 
 #: Options written in one language: a profile in another language does not inherit them.
 LANGUAGE_BOUND = ("greeting", "phrases_file", *(f"{key}_phrase" for key in PHRASE_OPTIONS), "tts_voice",
+                  "elevenlabs_voice_id", "cartesia_voice_id", "openai_tts_voice",
                   "script", "system_prompt", "system_prompt_file", "stt_model")
 
 #: Stream parameters that would choose what only a profile may (the caller's side may be
