@@ -12,7 +12,6 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.daemon import BARGE_IN_MS, Daemon, constructions, line
@@ -82,8 +81,6 @@ class LocalEngineCallTests(TestCase):
              for _ in range(20)],
             consumeErrors=True,
         )
-        # Autobahn's client close-handshake timers outlive the calls by up to 2 s.
-        yield deferLater(reactor, 2.5, lambda: None)
         completed = [r for ok, r in reports if ok and r.hung_up_by_bot]
         self.assertEqual(len(completed), 20, [r.errors for ok, r in reports if ok])
         self.assertEqual(constructions(self.daemon), before)

@@ -81,7 +81,6 @@ class GoogleEngineCallTests(TestCase):
             for _ in range(3)
         ]
         results = yield DeferredList(calls, consumeErrors=True)
-        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
         reports = [report for ok, report in results if ok]
         self.assertEqual(len(reports), 3)
         for report in reports:
@@ -126,7 +125,6 @@ class GoogleEngineCallTests(TestCase):
                                       VOICED_LANGUAGE="he-IL", VOICED_STT_RETRY_ATTEMPTS="1", VOICED_JOURNAL=journal)
         report = yield place_call(reactor, daemon.media_url, [line("Shalom."), line("Ma nishma?"), line("Toda.")],
                                   reply_timeout_s=15, hangup_grace_s=1)
-        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
         self.assertTrue(report.connected, report.errors)
         self.assertEqual(len(report.turns), 3)
         for turn in report.turns:
@@ -164,7 +162,6 @@ class GoogleEngineCallTests(TestCase):
         emulator, daemon = self.start("--scripted", "--transcript", "he-IL=שלום", VOICED_LANGUAGE="he-IL")
         report = yield place_call(reactor, daemon.media_url, [line("Shalom.")], reply_timeout_s=10,
                                   hangup_grace_s=1)
-        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
         self.assertTrue(report.connected and report.replies, report.errors)
         self.assertFalse(daemon.lines("STT_DEGRADED"), daemon.log()[-3000:])
         self.assertIn("language=he-IL", "".join(daemon.lines("APP_START")))
@@ -182,7 +179,6 @@ class GoogleEngineCallTests(TestCase):
         lines = [line("What time do you open?")]
         # The caller stays on the line (idle) until STT has given up on its utterance.
         report = yield place_call(reactor, daemon.media_url, lines, reply_timeout_s=10, hangup_grace_s=10)
-        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
         self.assertTrue(report.connected, report.errors)
         self.assertEqual(len(report.turns), 1)
         for turn in report.turns:
