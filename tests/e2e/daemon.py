@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -120,6 +121,27 @@ class Daemon:
                 self.process.wait()
         self.log_file.close()
         return self.process.returncode
+
+
+_shared: dict[str, Daemon] = {}
+
+
+def shared_daemon(**options: Any) -> Daemon:
+    """One running daemon per set of ``Daemon`` options, for the tests of a module that agree on
+    them (trial has no setUpClass): the first test to ask starts it, the process's exit stops it.
+    Its tests pick out their own calls (by call sid) and count log lines from where they begin."""
+    key = json.dumps(options, sort_keys=True)
+    daemon = _shared.get(key)
+    if daemon is None or daemon.process.poll() is not None:
+        daemon = Daemon(**options)
+        try:
+            daemon.wait_ready()
+        except BaseException:
+            daemon.stop()
+            raise
+        atexit.register(daemon.stop)
+        _shared[key] = daemon
+    return daemon
 
 
 @functools.cache
