@@ -12,6 +12,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.daemon import BARGE_IN_MS, Daemon, constructions, line, logged, shared_daemon
@@ -83,6 +84,11 @@ class LocalEngineCallTests(TestCase):
         self.assertEqual(len(completed), 20, [r.errors for ok, r in reports if ok])
         self.assertEqual(constructions(self.daemon), before)
         self.assertEqual(len(self.daemon.lines("APP_START")), 1)
+        # Each call ends on the daemon's side as the caller hears its close, or a moment after.
+        for _ in range(50):
+            if self.daemon.get_json("/health")["active_calls"] == 0:
+                break
+            yield deferLater(reactor, 0.1, lambda: None)
         self.assertEqual(self.daemon.get_json("/health")["active_calls"], 0)
 
 

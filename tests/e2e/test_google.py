@@ -16,9 +16,23 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line
+from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line, logged
 from voiced.caller.client import place_call
 from voiced.config import Settings
+
+
+@inlineCallbacks
+def journal_turns(journal: str, count: int, timeout_s: float = 10.0):
+    """The journal's turns once there are ``count`` (or the deadline's)."""
+    for _ in range(int(timeout_s / 0.1)):
+        turns = []
+        if os.path.exists(journal):
+            with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+                turns = db.execute("SELECT caller_text, event, reply_text FROM turns ORDER BY seq").fetchall()
+        if len(turns) >= count:
+            return turns
+        yield deferLater(reactor, 0.1, lambda: None)
+    return turns
 
 
 class GoogleEngineCallTests(TestCase):
@@ -136,9 +150,10 @@ class GoogleEngineCallTests(TestCase):
         for entry in phrases:
             self.assertTrue(any(repr(text) in entry for text in hebrew), entry)
         self.assertEqual(len([e for e in daemon.lines("UNHEARD") if report.call_sid in e]), 3)
-        self.assertIn("turns=3", "".join(e for e in daemon.lines("CALL_END") if report.call_sid in e))
-        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-            turns = db.execute("SELECT caller_text, event, reply_text FROM turns ORDER BY seq").fetchall()
+        # The caller hung up: the daemon's end of the call, and its journal commit, follow.
+        ended = yield logged(daemon, f"CALL_END call={report.call_sid}", 1)
+        self.assertIn("turns=3", "".join(ended))
+        turns = yield journal_turns(journal, 3)
         self.assertEqual(len(turns), 3)
         for caller_text, event, reply_text in turns:
             self.assertEqual(caller_text, "")
