@@ -139,8 +139,11 @@ def shared_journal(name: str) -> str:
 def shared_daemon(**options: Any) -> Daemon:
     """One running daemon per set of ``Daemon`` options, for the tests of a module that agree on
     them (trial has no setUpClass): the first test to ask starts it, the process's exit stops it.
-    Its tests pick out their own calls (by call sid) and count log lines from where they begin."""
+    Its tests pick out their own calls (by call sid) and count log lines from where they begin.
+    Only the latest is kept running (each holds a few hundred MB): tests run module by module."""
     key = json.dumps(options, sort_keys=True)
+    for other in [k for k in _shared if k != key]:
+        _shared.pop(other).stop()
     daemon = _shared.get(key)
     if daemon is None or daemon.process.poll() is not None:
         daemon = Daemon(**options)
