@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -14,6 +15,9 @@ import time
 import urllib.error
 import urllib.request
 from typing import Any
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import deferLater
 
 from voiced.caller.session import CallerLine
 from voiced.config import Settings
@@ -120,6 +124,52 @@ class Daemon:
                 self.process.wait()
         self.log_file.close()
         return self.process.returncode
+
+
+_shared: dict[str, Daemon] = {}
+
+
+@functools.cache
+def shared_journal(name: str) -> str:
+    """A journal's path in a directory of its own, the same for every test that names it
+    (the journal of a shared daemon)."""
+    return os.path.join(tempfile.mkdtemp(prefix=f"voiced-e2e-{name}-"), "calls.db")
+
+
+def shared_daemon(**options: Any) -> Daemon:
+    """One running daemon per set of ``Daemon`` options, for the tests of a module that agree on
+    them (trial has no setUpClass): the first test to ask starts it, the process's exit stops it.
+    Its tests pick out their own calls (by call sid) and count log lines from where they begin.
+    Only the latest is kept running (each holds a few hundred MB): tests run module by module."""
+    key = json.dumps(options, sort_keys=True)
+    for other in [k for k in _shared if k != key]:
+        _shared.pop(other).stop()
+    daemon = _shared.get(key)
+    if daemon is None or daemon.process.poll() is not None:
+        daemon = Daemon(**options)
+        try:
+            daemon.wait_ready()
+        except BaseException:
+            daemon.stop()
+            raise
+        atexit.register(daemon.stop)
+        _shared[key] = daemon
+    return daemon
+
+
+def logged(daemon: Daemon, word: str, count: int, timeout_s: float = 5.0) -> Deferred[list[str]]:
+    """The daemon's lines with ``word`` once there are ``count`` (or the deadline's): its log
+    writer is a thread of its own, a moment behind what the caller saw."""
+    from twisted.internet import reactor
+
+    @inlineCallbacks
+    def poll():
+        deadline = time.monotonic() + timeout_s
+        while len(daemon.lines(word)) < count and time.monotonic() < deadline:
+            yield deferLater(reactor, 0.1, lambda: None)
+        return daemon.lines(word)
+
+    return poll()
 
 
 @functools.cache

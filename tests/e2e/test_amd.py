@@ -142,7 +142,6 @@ class _AmdCalls:
         calls = {c.field("To"): c for c in self.twilio.calls}
         reports = {to: await calls[to].done for to in numbers}
         await self.until(lambda: calls[MACHINE].updates and calls[SILENT_MACHINE].updates, "the REST hang-ups")
-        await deferLater(reactor, 2.5, lambda: None)  # Autobahn's client close-handshake timers
         for out, err, code in dialled:
             self.assertEqual(code, 0, (out.decode(), err.decode(), self.daemon.log()[-3000:]))
         dial_ids = {to: calls[to].parameters["voiced_dial"] for to in calls}

@@ -15,19 +15,17 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon, constructions, line
+from tests.e2e.daemon import BARGE_IN_MS, Daemon, constructions, line, logged, shared_daemon
 from voiced.caller.client import place_call
 
 
 class LocalEngineCallTests(TestCase):
-    """A daemon on the local engines per test (start-up takes about a second)."""
+    """One daemon on the local engines for these tests: each looks at its own calls."""
 
     timeout = 180
 
     def setUp(self) -> None:
-        self.daemon = Daemon()
-        self.addCleanup(self.daemon.stop)
-        self.daemon.wait_ready()
+        self.daemon = shared_daemon()
 
     def bot_lines(self, call_sid: str) -> list[str]:
         return [entry for entry in self.daemon.lines(" BOT ") if f"call={call_sid}" in entry]
@@ -82,12 +80,15 @@ class LocalEngineCallTests(TestCase):
              for _ in range(20)],
             consumeErrors=True,
         )
-        # Autobahn's client close-handshake timers outlive the calls by up to 2 s.
-        yield deferLater(reactor, 2.5, lambda: None)
         completed = [r for ok, r in reports if ok and r.hung_up_by_bot]
         self.assertEqual(len(completed), 20, [r.errors for ok, r in reports if ok])
         self.assertEqual(constructions(self.daemon), before)
         self.assertEqual(len(self.daemon.lines("APP_START")), 1)
+        # Each call ends on the daemon's side as the caller hears its close, or a moment after.
+        for _ in range(50):
+            if self.daemon.get_json("/health")["active_calls"] == 0:
+                break
+            yield deferLater(reactor, 0.1, lambda: None)
         self.assertEqual(self.daemon.get_json("/health")["active_calls"], 0)
 
 
@@ -139,17 +140,17 @@ class HttpAndProtocolTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        self.daemon = Daemon(env={"VOICED_PUBLIC_URL": "https://voice.example.com:8443"})
-        self.addCleanup(self.daemon.stop)
-        self.daemon.wait_ready()
+        self.daemon = shared_daemon(env={"VOICED_PUBLIC_URL": "https://voice.example.com:8443"})
 
     @inlineCallbacks
     def test_malformed_json_is_logged_and_the_call_survives(self):
+        start = START.replace(b"CAbad", b"CAmalformed")  # the daemon is shared: this call's own sid
         code, received = yield raw_session(self.daemon.media_url, self.daemon.port,
-                                           [START, b"{not json", b'{"event":"media","media":{}}'], linger_s=1.5)
+                                           [start, b"{not json", b'{"event":"media","media":{}}'], linger_s=1.5)
         self.assertEqual(code, 1000)  # closed by us after lingering, not by the daemon
         self.assertTrue(any(b'"event":"media"' in m for m in received), "the greeting still arrives")
-        self.assertTrue(any("PROTOCOL_ERROR call=CAbad" in entry for entry in self.daemon.lines("PROTOCOL_ERROR")))
+        self.assertTrue(any("PROTOCOL_ERROR call=CAmalformed" in entry
+                            for entry in self.daemon.lines("PROTOCOL_ERROR")))
 
     @inlineCallbacks
     def test_binary_frames_close_with_4002(self):
@@ -223,12 +224,11 @@ class SignatureTests(TestCase):
     public = "https://voice.example.com"
 
     def setUp(self) -> None:
-        self.daemon = Daemon(env={"VOICED_TWILIO_AUTH_TOKEN": self.token, "VOICED_PUBLIC_URL": self.public})
-        self.addCleanup(self.daemon.stop)
-        self.daemon.wait_ready()
+        self.daemon = shared_daemon(env={"VOICED_TWILIO_AUTH_TOKEN": self.token, "VOICED_PUBLIC_URL": self.public})
 
     @inlineCallbacks
     def test_media_upgrade_needs_a_valid_signature(self):
+        rejected_before = len(self.daemon.lines("MEDIA_REJECTED"))  # the daemon is shared
         unsigned = yield place_call(reactor, self.daemon.media_url, [line("Goodbye.")])
         self.assertFalse(unsigned.connected)
         self.assertIn("403", " ".join(unsigned.errors))
@@ -238,7 +238,8 @@ class SignatureTests(TestCase):
         signed = yield place_call(reactor, self.daemon.media_url, [line("Goodbye.")], auth_token=self.token,
                                   signed_url="wss://voice.example.com/media")
         self.assertTrue(signed.hung_up_by_bot, signed.errors)
-        self.assertEqual(len(self.daemon.lines("MEDIA_REJECTED")), 2)
+        refused = yield logged(self.daemon, "MEDIA_REJECTED", rejected_before + 2)
+        self.assertEqual(len(refused) - rejected_before, 2)
 
     def test_twiml_webhook_needs_a_valid_signature(self):
         from twilio.request_validator import RequestValidator

@@ -7,16 +7,14 @@ journal's record naming the carrier; wrong credentials refused with 403."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon, line
+from tests.e2e.daemon import BARGE_IN_MS, line, logged, shared_daemon, shared_journal
 from voiced.audio import silence_ulaw
 from voiced.caller.carriers.exotel import CHUNK_MS
 from voiced.caller.client import place_call
@@ -29,10 +27,9 @@ class ExotelCallTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        self.journal = os.path.join(tempfile.mkdtemp(prefix="voiced-exotel-"), "calls.db")
-        self.daemon = Daemon(env={"VOICED_EXOTEL_SECRET": SECRET, "VOICED_JOURNAL": self.journal})
-        self.addCleanup(self.daemon.stop)
-        self.daemon.wait_ready()
+        # One daemon for these tests: each looks at its own calls, and counts from where it begins.
+        self.journal = shared_journal("exotel")
+        self.daemon = shared_daemon(env={"VOICED_EXOTEL_SECRET": SECRET, "VOICED_JOURNAL": self.journal})
         self.url = f"ws://127.0.0.1:{self.daemon.port}/media/exotel"
 
     def lines_of(self, word: str, call_sid: str) -> list[str]:
@@ -80,8 +77,10 @@ class ExotelCallTests(TestCase):
 
     @inlineCallbacks
     def test_wrong_credentials_are_refused_403(self):
+        rejected = len(self.daemon.lines("MEDIA_REJECTED carrier=exotel"))
         report = yield place_call(reactor, self.url, [line("Hello?")], carrier="exotel", auth_token="voiced-e2e:guess")
         self.assertFalse(report.connected)
         self.assertIn("403", " ".join(report.errors))
-        self.assertEqual(len(self.daemon.lines("MEDIA_REJECTED carrier=exotel")), 1)
+        refused = yield logged(self.daemon, "MEDIA_REJECTED carrier=exotel", rejected + 1)
+        self.assertEqual(len(refused) - rejected, 1)
         self.assertEqual(self.daemon.get_json("/health")["active_calls"], 0)

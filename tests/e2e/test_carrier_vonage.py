@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -20,7 +18,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon, line
+from tests.e2e.daemon import BARGE_IN_MS, line, logged, shared_daemon, shared_journal
 from voiced.caller.client import place_call
 from voiced.caller.session import CallerLine
 from voiced.carrier import media_token
@@ -33,10 +31,9 @@ class VonageCallTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        self.journal = os.path.join(tempfile.mkdtemp(prefix="voiced-vonage-"), "calls.db")
-        self.daemon = Daemon(env={"VOICED_VONAGE_SIGNATURE_SECRET": SECRET, "VOICED_JOURNAL": self.journal})
-        self.addCleanup(self.daemon.stop)
-        self.daemon.wait_ready()
+        # One daemon for these tests: each looks at its own calls, and counts from where it begins.
+        self.journal = shared_journal("vonage")
+        self.daemon = shared_daemon(env={"VOICED_VONAGE_SIGNATURE_SECRET": SECRET, "VOICED_JOURNAL": self.journal})
         self.url = f"ws://127.0.0.1:{self.daemon.port}/media/vonage"
 
     def call_lines(self, word: str, call_id: str) -> list[str]:
@@ -87,6 +84,8 @@ class VonageCallTests(TestCase):
 
     @inlineCallbacks
     def test_only_what_vonage_signed_gets_in(self):
+        media_rejected = len(self.daemon.lines("MEDIA_REJECTED"))
+        answer_rejected = len(self.daemon.lines("ANSWER_REJECTED"))
         # The NCCO answer: 403 without Vonage's JWT; with it, the NCCO and a media token for the call.
         query = {"to": "447700900000", "from": "447700900001", "uuid": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
                  "conversation_uuid": "CON-3fa85f64-5717-4562-b3fc-2c963f66afa6"}
@@ -116,6 +115,7 @@ class VonageCallTests(TestCase):
         signed = yield place_call(reactor, self.url, [line("Goodbye.")], carrier="vonage", auth_token=SECRET,
                                   call_sid=query["uuid"], custom_parameters={media_token.PARAMETER: token})
         self.assertTrue(signed.hung_up_by_bot, signed.errors)
-        self.assertEqual(len(self.daemon.lines("MEDIA_REJECTED")), 2)
-        self.assertEqual(len(self.daemon.lines("ANSWER_REJECTED")), 1)
+        refused = yield logged(self.daemon, "MEDIA_REJECTED", media_rejected + 2)
+        self.assertEqual(len(refused) - media_rejected, 2)
+        self.assertEqual(len(self.daemon.lines("ANSWER_REJECTED")) - answer_rejected, 1)
         self.assertEqual(self.daemon.get_json("/health")["active_calls"], 0)

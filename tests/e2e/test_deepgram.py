@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line
@@ -24,8 +23,6 @@ class DeepgramCallTests(TestCase):
     def start(self, fake: DeepgramFake, **env: str) -> Daemon:
         fake.listen()
         self.addCleanup(fake.stop)
-        # Last cleanup: Autobahn's client close-handshake timers outlive a call by up to 2 s.
-        self.addCleanup(deferLater, reactor, 2.5, lambda: None)
         # DEEPGRAM_API_KEY, Deepgram's own variable: the daemon reads it as --deepgram-api-key.
         daemon = Daemon(env={"VOICED_STT": "deepgram", "VOICED_DEEPGRAM_URL": fake.url, "DEEPGRAM_API_KEY": KEY,
                              **env})

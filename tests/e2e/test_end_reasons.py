@@ -113,14 +113,6 @@ def eventually(read, *args, timeout_s: float = 5.0):
     return read(*args)
 
 
-def autobahn_timers_done() -> Deferred[None]:
-    """A caller that closes first arms Autobahn's batched close-handshake timer, whose reactor
-    call (a txaio bucket, on a whole second) outlives its cancel: wait it out, since trial
-    wants a clean reactor at the end of a test."""
-    buckets = [c.getTime() for c in reactor.getDelayedCalls() if "_notify_bucket" in repr(c)]
-    return deferLater(reactor, max(buckets, default=reactor.seconds()) - reactor.seconds() + 0.01, lambda: None)
-
-
 @inlineCallbacks
 def assert_recorded(test: TestCase, daemon: Daemon, journal: str, call_sid: str, reason: str):
     """The console's calls API and the journal both give ``reason``."""
@@ -146,7 +138,6 @@ class EndReasonTests(TestCase):
         report = yield place_call(reactor, daemon.media_url, [], hangup_grace_s=0.2)
         self.assertFalse(report.hung_up_by_bot)
         yield assert_recorded(self, daemon, journal, report.call_sid, "carrier ended the stream")
-        yield autobahn_timers_done()
 
     @inlineCallbacks
     def test_caller_hung_up(self):
@@ -156,7 +147,6 @@ class EndReasonTests(TestCase):
                                   auth_token=VONAGE_SECRET, hangup_grace_s=0.2)
         self.assertEqual((report.errors, report.hung_up_by_bot), ([], False))
         yield assert_recorded(self, daemon, journal, report.call_sid, "caller hung up (close 1000)")
-        yield autobahn_timers_done()
 
     @inlineCallbacks
     def test_idle_timeout(self):

@@ -16,9 +16,23 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line
+from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line, logged
 from voiced.caller.client import place_call
 from voiced.config import Settings
+
+
+@inlineCallbacks
+def journal_turns(journal: str, count: int, timeout_s: float = 10.0):
+    """The journal's turns once there are ``count`` (or the deadline's)."""
+    for _ in range(int(timeout_s / 0.1)):
+        turns = []
+        if os.path.exists(journal):
+            with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+                turns = db.execute("SELECT caller_text, event, reply_text FROM turns ORDER BY seq").fetchall()
+        if len(turns) >= count:
+            return turns
+        yield deferLater(reactor, 0.1, lambda: None)
+    return turns
 
 
 class GoogleEngineCallTests(TestCase):
@@ -81,7 +95,6 @@ class GoogleEngineCallTests(TestCase):
             for _ in range(3)
         ]
         results = yield DeferredList(calls, consumeErrors=True)
-        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
         reports = [report for ok, report in results if ok]
         self.assertEqual(len(reports), 3)
         for report in reports:
@@ -126,7 +139,6 @@ class GoogleEngineCallTests(TestCase):
                                       VOICED_LANGUAGE="he-IL", VOICED_STT_RETRY_ATTEMPTS="1", VOICED_JOURNAL=journal)
         report = yield place_call(reactor, daemon.media_url, [line("Shalom."), line("Ma nishma?"), line("Toda.")],
                                   reply_timeout_s=15, hangup_grace_s=1)
-        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
         self.assertTrue(report.connected, report.errors)
         self.assertEqual(len(report.turns), 3)
         for turn in report.turns:
@@ -138,9 +150,10 @@ class GoogleEngineCallTests(TestCase):
         for entry in phrases:
             self.assertTrue(any(repr(text) in entry for text in hebrew), entry)
         self.assertEqual(len([e for e in daemon.lines("UNHEARD") if report.call_sid in e]), 3)
-        self.assertIn("turns=3", "".join(e for e in daemon.lines("CALL_END") if report.call_sid in e))
-        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-            turns = db.execute("SELECT caller_text, event, reply_text FROM turns ORDER BY seq").fetchall()
+        # The caller hung up: the daemon's end of the call, and its journal commit, follow.
+        ended = yield logged(daemon, f"CALL_END call={report.call_sid}", 1)
+        self.assertIn("turns=3", "".join(ended))
+        turns = yield journal_turns(journal, 3)
         self.assertEqual(len(turns), 3)
         for caller_text, event, reply_text in turns:
             self.assertEqual(caller_text, "")
@@ -164,7 +177,6 @@ class GoogleEngineCallTests(TestCase):
         emulator, daemon = self.start("--scripted", "--transcript", "he-IL=שלום", VOICED_LANGUAGE="he-IL")
         report = yield place_call(reactor, daemon.media_url, [line("Shalom.")], reply_timeout_s=10,
                                   hangup_grace_s=1)
-        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
         self.assertTrue(report.connected and report.replies, report.errors)
         self.assertFalse(daemon.lines("STT_DEGRADED"), daemon.log()[-3000:])
         self.assertIn("language=he-IL", "".join(daemon.lines("APP_START")))
@@ -182,7 +194,6 @@ class GoogleEngineCallTests(TestCase):
         lines = [line("What time do you open?")]
         # The caller stays on the line (idle) until STT has given up on its utterance.
         report = yield place_call(reactor, daemon.media_url, lines, reply_timeout_s=10, hangup_grace_s=10)
-        yield deferLater(reactor, 2.5, lambda: None)  # let Autobahn's client close timers run out
         self.assertTrue(report.connected, report.errors)
         self.assertEqual(len(report.turns), 1)
         for turn in report.turns:

@@ -15,7 +15,6 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.daemon import Daemon, line
@@ -30,8 +29,6 @@ LONG_REPLY = ["We are open every weekday morning.", "Our doors open at eight sha
 
 
 def openai_daemon(test: TestCase, base_url: str, **env: str) -> Daemon:
-    # Last cleanup: Autobahn's client close-handshake timers outlive a call by up to 2 s.
-    test.addCleanup(deferLater, reactor, 2.5, lambda: None)
     daemon = Daemon(env={"VOICED_AGENT": "openai", "VOICED_OPENAI_BASE_URL": base_url,
                          "OPENAI_API_KEY": "sk-test-not-a-real-key", "VOICED_OPENAI_MODEL": "test-model", **env})
     test.addCleanup(daemon.stop)

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
@@ -97,8 +97,10 @@ class ProfilesTests(TestCase):
 
         calls = [("CAhebrew", "--param", "profile=hebrew"), ("CAenglish",), ("CAnope", "--param", "profile=nope"),
                  ("CAnumber", "--to", "+97225550100")]
-        for call_sid, *args in calls:
-            report = yield deferToThread(voiced_call, self.daemon, call_sid, *args)
+        # At once, as calls come: each is its own voiced-call process, and the daemon keeps them apart.
+        reports = yield gatherResults([deferToThread(voiced_call, self.daemon, call_sid, *args)
+                                       for call_sid, *args in calls], consumeErrors=True)
+        for report in reports:
             self.assertEqual(report["calls"][0]["errors"], [], report)
 
         self.assertEqual(constructions(self.daemon), before, "a call only borrows what the warm-up built")
@@ -133,9 +135,12 @@ class ProfilesOnGoogleTests(TestCase):
         daemon = Daemon(env=emulator.google_env(VOICED_PROFILES=profiles_file(PROFILES)))
         self.addCleanup(daemon.stop)
         daemon.wait_ready()
-        for call_sid, *args in (("CAhe", "--param", "profile=hebrew"), ("CAen",)):
-            # The scripted emulator hears speech by its energy: any voice asks the scripted question.
-            report = yield deferToThread(voiced_call, daemon, call_sid, "--say", "What time do you open?", *args)
+        # The scripted emulator hears speech by its energy: any voice asks the scripted question.
+        reports = yield gatherResults([deferToThread(voiced_call, daemon, call_sid, "--say", "What time do you open?",
+                                                     *args)
+                                       for call_sid, *args in (("CAhe", "--param", "profile=hebrew"), ("CAen",))],
+                                      consumeErrors=True)
+        for report in reports:
             self.assertEqual(report["calls"][0]["errors"], [], report)
 
         def bot(call_sid: str) -> list[str]:

@@ -17,7 +17,6 @@ import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
@@ -39,7 +38,6 @@ class RealtimeCallTests(TestCase):
     def start(self, fake: RealtimeFake, **env: str) -> Daemon:
         fake.listen()
         self.addCleanup(fake.stop)
-        self.addCleanup(deferLater, reactor, 2.5, lambda: None)  # Autobahn's close timers outlive a call
         self.journal = os.path.join(tempfile.mkdtemp(prefix="voiced-realtime-"), "calls.db")
         daemon = Daemon(env={"VOICED_AGENT": "realtime", "VOICED_OPENAI_REALTIME_URL": fake.url,
                              "OPENAI_API_KEY": KEY, "VOICED_JOURNAL": self.journal, **env})

@@ -52,8 +52,6 @@ class TTSVendorCallTests(TestCase):
         fake = TTSFake("elevenlabs", api_key=KEY)
         fake.listen()
         self.addCleanup(fake.stop)
-        # Last cleanup: Autobahn's client close-handshake timers outlive a call by up to 2 s.
-        self.addCleanup(deferLater, reactor, 2.5, lambda: None)
         daemon = Daemon(env={"VOICED_TTS": "elevenlabs,local", "VOICED_ELEVENLABS_BASE_URL": fake.url,
                              "ELEVENLABS_API_KEY": KEY})
         self.addCleanup(daemon.stop)

@@ -22,6 +22,19 @@ def metric(text: bytes, name: str) -> float:
     return float(match.group(1))
 
 
+@inlineCallbacks
+def metrics_reach(daemon: Daemon, expected: dict[str, float], timeout_s: float = 10.0):
+    """Once /metrics reads ``expected`` (or the deadline passes: the asserts that follow say
+    what it read): the daemon ends its side of a call a moment after the caller hears the close."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = daemon.get("/metrics")[1].decode()
+        read = {name: re.search(rf"^{name} (\S+)$", text, re.M) for name in expected}
+        if all(m and float(m.group(1)) == expected[name] for name, m in read.items()):
+            return
+        yield deferLater(reactor, 0.1, lambda: None)
+
+
 class WorkersTests(TestCase):
     timeout = 180
 
@@ -41,7 +54,7 @@ class WorkersTests(TestCase):
         reports = yield DeferredList([place_call(reactor, daemon.media_url, [line("Goodbye.")], reply_timeout_s=30)
                                       for _ in range(4)], consumeErrors=True)
         self.assertEqual([ok and r.hung_up_by_bot for ok, r in reports], [True] * 4)
-        yield deferLater(reactor, 2.5, lambda: None)
+        yield metrics_reach(daemon, {"voiced_calls_total": 4.0})
         # Whichever worker answers /metrics, it counts every worker's calls.
         for _ in range(6):
             self.assertEqual(metric(daemon.get("/metrics")[1], "voiced_calls_total"), 4.0)
@@ -56,7 +69,7 @@ class WorkersTests(TestCase):
         self.assertIn("signal=SIGKILL", daemon.lines("WORKER_EXIT")[0])
         report = yield place_call(reactor, daemon.media_url, [line("Goodbye.")], reply_timeout_s=30)
         self.assertTrue(report.hung_up_by_bot, report.errors)
-        yield deferLater(reactor, 2.5, lambda: None)
+        yield metrics_reach(daemon, {"voiced_calls_total": 5.0, "voiced_calls_active": 0.0})
         # The dead worker's counts stay in the sum (counters are cumulative); the new call adds one.
         self.assertEqual(metric(daemon.get("/metrics")[1], "voiced_calls_total"), 5.0)
         self.assertEqual(metric(daemon.get("/metrics")[1], "voiced_calls_active"), 0.0)
@@ -210,8 +223,7 @@ class WorkerKilledMidCallTests(WorkerSteering, TestCase):
         self.assertTrue(report.hung_up_by_bot)
         self.assertEqual(turns_answered(daemon, sid), [1])
 
-        # Autobahn's client close-handshake timers outlive the calls by up to 2 s.
-        yield deferLater(reactor, 2.5, lambda: None)
+        yield metrics_reach(daemon, {"voiced_calls_total": 5.0, "voiced_calls_active": 0.0})
         # Every call counted, the dead worker's included; none still active (its gauge died with it).
         self.assertEqual(metric(daemon.get("/metrics")[1], "voiced_calls_total"), 5.0)
         self.assertEqual(metric(daemon.get("/metrics")[1], "voiced_calls_active"), 0.0)

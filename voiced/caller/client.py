@@ -62,6 +62,16 @@ class _WebSocketLink(WebSocketClientProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.session.closed(wasClean, code, reason)
 
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        # When the daemon drops the TCP before answering our close (as when the caller hangs up
+        # first), Autobahn's connectionLost leaves its close-handshake timer armed: a no-op by
+        # then, but it holds the reactor (a test's, trial's clean-reactor check) up to 2 s.
+        timer = getattr(self, "closeHandshakeTimeoutCall", None)
+        if timer is not None:
+            timer.cancel()
+            self.closeHandshakeTimeoutCall = None
+        super().connectionLost(reason)
+
     def send(self, message: Outbound) -> None:
         if self.state == self.STATE_OPEN:
             if type(message) is str:
