@@ -231,3 +231,22 @@ class EmulatorProcess:
             # resilience, not latency.
             "VOICED_STT_FINAL_TIMEOUT_MS": "4000", **extra,
         }
+
+
+def dialling_through(test: Any, twilio: Any, admin_token: str, prefix: str) -> tuple[str, dict[str, str]]:
+    """Serve ``twilio`` (``tests.fakes.twilio_rest.FakeTwilio``) on loopback for the outbound tests,
+    and fix the port the test's daemons listen on: the public URL voiced gives Twilio names it.
+    Returns a run directory and the daemon's environment for dialling through the fake."""
+    from tests.fakes.http_apps import start_server
+
+    fake = start_server(test, twilio)
+    port = free_port()
+    test.patch(sys.modules[__name__], "free_port", lambda: port)
+    twilio.media_url = f"ws://127.0.0.1:{port}/media"
+    rundir = tempfile.mkdtemp(prefix=prefix)
+    return rundir, {
+        "VOICED_PUBLIC_URL": f"http://127.0.0.1:{port}", "VOICED_TWILIO_AUTH_TOKEN": twilio.auth_token,
+        "TWILIO_ACCOUNT_SID": twilio.account_sid, "VOICED_TWILIO_API_BASE": fake.url("").rstrip("/"),
+        "VOICED_ADMIN_TOKEN": admin_token, "VOICED_DIAL_FROM": "+15550111",
+        "VOICED_JOURNAL": os.path.join(rundir, "journal.db"),
+    }

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import wave
 
 import numpy as np
@@ -35,13 +34,10 @@ from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-import tests.e2e.daemon as daemon_module
-from tests.e2e.daemon import REPO, Daemon
-from tests.fakes.http_apps import start_server
+from tests.e2e.daemon import REPO, Daemon, dialling_through
 from tests.fakes.twilio_callee import Callee
 from tests.fakes.twilio_rest import FakeTwilio, PlacedCall
 from voiced.audio import FRAME_MS, read_wav_as_ulaw, silence_ulaw
-from voiced.demo import free_port
 from voiced.journal import dials, store
 
 DATA = os.path.join(REPO, "tests", "data")
@@ -111,22 +107,12 @@ class _AmdCalls:
             PERSON: Callee(read_wav_as_ulaw(os.path.join(DATA, "callee_hello.wav")),
                            "human", verdict_frame=self.hello_last + 1 + 60),
         })
-        self.fake = start_server(self, self.twilio)
-        port = free_port()
-        self.patch(daemon_module, "free_port", lambda: port)  # the public URL must name the daemon's port
-        self.twilio.media_url = f"ws://127.0.0.1:{port}/media"
-        rundir = tempfile.mkdtemp(prefix="voiced-e2e-amd-")
-        self.journal = os.path.join(rundir, "journal.db")
+        rundir, env = dialling_through(self, self.twilio, ADMIN, "voiced-e2e-amd-")
+        self.journal, self.admin_url = env["VOICED_JOURNAL"], env["VOICED_PUBLIC_URL"]
         script = os.path.join(rundir, "reminder.dialog")
         with open(script, "w", encoding="utf-8") as f:
             f.write(DIALOG)
-        self.admin_url = f"http://127.0.0.1:{port}"
-        self.daemon = Daemon(env={
-            "VOICED_PUBLIC_URL": self.admin_url, "VOICED_TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT,
-            "VOICED_TWILIO_API_BASE": self.fake.url("").rstrip("/"), "VOICED_ADMIN_TOKEN": ADMIN,
-            "VOICED_DIAL_FROM": "+15550111", "VOICED_JOURNAL": self.journal, "VOICED_SCRIPT": script,
-            "VOICED_AMD": self.amd,
-        })
+        self.daemon = Daemon(env={**env, "VOICED_SCRIPT": script, "VOICED_AMD": self.amd})
         self.addCleanup(self.daemon.stop)
         self.daemon.wait_ready()
 

@@ -15,7 +15,6 @@ import os
 import signal
 from datetime import datetime, timezone
 import sys
-import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -23,11 +22,8 @@ from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-import tests.e2e.daemon as daemon_module
-from tests.e2e.daemon import REPO, Daemon
-from tests.fakes.http_apps import start_server
+from tests.e2e.daemon import REPO, Daemon, dialling_through
 from tests.fakes.twilio_rest import FakeTwilio
-from voiced.demo import free_port
 
 ACCOUNT = "AC" + "7a" * 16
 TOKEN = "twilio-auth-token-campaign"
@@ -58,19 +54,11 @@ class CampaignKillTests(TestCase):
 
     def setUp(self) -> None:
         self.twilio = FakeTwilio(ACCOUNT, TOKEN, talk_s=0.3, busy={n: 1 for n in BUSY})
-        self.fake = start_server(self, self.twilio)
-        self.port = free_port()
-        self.patch(daemon_module, "free_port", lambda: self.port)  # both daemons on the public URL's port
-        rundir = tempfile.mkdtemp(prefix="voiced-e2e-campaign-")
+        rundir, self.env = dialling_through(self, self.twilio, ADMIN, "voiced-e2e-campaign-")  # both daemons
+        self.admin_url = self.env["VOICED_PUBLIC_URL"]
         self.csv = os.path.join(rundir, "numbers.csv")
         with open(self.csv, "w", encoding="utf-8") as f:
             f.write("number,name\n" + "".join(f"{n},Caller {i}\n" for i, n in enumerate(NUMBERS)))
-        self.admin_url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            "VOICED_PUBLIC_URL": self.admin_url, "VOICED_TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT,
-            "VOICED_TWILIO_API_BASE": self.fake.url("").rstrip("/"), "VOICED_ADMIN_TOKEN": ADMIN,
-            "VOICED_DIAL_FROM": "+15550111", "VOICED_JOURNAL": os.path.join(rundir, "journal.db"),
-        }
 
     async def start_daemon(self) -> Daemon:
         daemon = Daemon(env=self.env)

@@ -10,17 +10,13 @@ from __future__ import annotations
 import io
 import os
 import sys
-import tempfile
 
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-import tests.e2e.daemon as daemon_module
-from tests.e2e.daemon import REPO, Daemon
-from tests.fakes.http_apps import start_server
+from tests.e2e.daemon import REPO, Daemon, dialling_through
 from tests.fakes.twilio_rest import FakeTwilio
 from voiced.caller.session import CallerLine
-from voiced.demo import free_port
 from voiced.journal import cli as records
 from voiced.journal import dials, store
 from voiced.tts.local import EspeakSynthesizer
@@ -48,20 +44,13 @@ class OutboundCallTests(TestCase):
         hello = EspeakSynthesizer("en-US").synthesize_blocking("Hello?")
         # The callee picks up and, hearing nothing, says "Hello?" after 1.5 s; then listens.
         self.twilio = FakeTwilio(ACCOUNT, TOKEN, lines=[CallerLine(hello, "Hello?")], reply_timeout_s=1.5)
-        self.fake = start_server(self, self.twilio)
-        port = free_port()
-        self.patch(daemon_module, "free_port", lambda: port)  # the public URL must name the daemon's port
-        self.twilio.media_url = f"ws://127.0.0.1:{port}/media"
-        rundir = tempfile.mkdtemp(prefix="voiced-e2e-outbound-")
-        self.journal = os.path.join(rundir, "journal.db")
+        rundir, env = dialling_through(self, self.twilio, ADMIN, "voiced-e2e-outbound-")
+        self.journal, self.admin_url = env["VOICED_JOURNAL"], env["VOICED_PUBLIC_URL"]
         script = os.path.join(rundir, "reminder.dialog")
         with open(script, "w", encoding="utf-8") as f:
             f.write(DIALOG)
-        self.admin_url = f"http://127.0.0.1:{port}"
         self.daemon = Daemon(env={
-            "VOICED_PUBLIC_URL": self.admin_url, "VOICED_TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT,
-            "VOICED_TWILIO_API_BASE": self.fake.url("").rstrip("/"), "VOICED_ADMIN_TOKEN": ADMIN,
-            "VOICED_DIAL_FROM": "+15550111", "VOICED_JOURNAL": self.journal, "VOICED_SCRIPT": script,
+            **env, "VOICED_SCRIPT": script,
             # Long enough that only the callee's "Hello?" can release the greeting.
             "VOICED_OUTBOUND_HELLO_TIMEOUT_MS": "10000",
             # Who speaks first without answering-machine detection (FirstWords); tests/e2e/test_amd.py has it on.

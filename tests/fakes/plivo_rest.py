@@ -31,10 +31,11 @@ from urllib.parse import urlencode
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from tests.fakes.arrivals import Arrivals
 from tests.fakes.http_apps import Received
 from voiced.caller.client import place_call
 from voiced.caller.report import CallReport
@@ -73,19 +74,14 @@ class FakePlivo(Resource):
         self.connect = connect
         self.reply_timeout_s = reply_timeout_s
         self.received: list[Received] = []
-        self.calls: list[PlivoCall] = []
+        self.calls: Arrivals[PlivoCall] = Arrivals()
         self._failures: deque[int] = deque()
-        self._waiters: dict[int, list[Deferred[PlivoCall]]] = {}
 
     def fail_with(self, *statuses: int) -> None:
         self._failures.extend(statuses)
 
     def call(self, index: int) -> Deferred[PlivoCall]:
-        if index < len(self.calls):
-            return succeed(self.calls[index])
-        waiter: Deferred[PlivoCall] = Deferred()
-        self._waiters.setdefault(index, []).append(waiter)
-        return waiter
+        return self.calls.nth(index)
 
     def stop(self) -> None:
         pass
@@ -115,8 +111,7 @@ class FakePlivo(Resource):
                 return self._error(request, 400, f"{required} parameter is required")
         call = PlivoCall(str(uuid.uuid4()), body)
         self.calls.append(call)
-        for waiter in self._waiters.pop(len(self.calls) - 1, []):
-            waiter.callback(call)
+        self.calls.notify()
         if self.connect:
             reactor.callLater(0, lambda: Deferred.fromCoroutine(self._live(call)).addErrback(call.done.errback))
         request.setResponseCode(201)

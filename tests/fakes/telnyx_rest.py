@@ -27,10 +27,11 @@ from typing import Any
 import treq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from tests.fakes.arrivals import Arrivals
 from tests.fakes.http_apps import Received
 from voiced.caller.client import place_call
 from voiced.caller.report import CallReport
@@ -74,19 +75,14 @@ class FakeTelnyx(Resource):
         self.connect = connect
         self.reply_timeout_s = reply_timeout_s
         self.received: list[Received] = []
-        self.calls: list[TelnyxCall] = []
+        self.calls: Arrivals[TelnyxCall] = Arrivals()
         self._failures: deque[int] = deque()
-        self._waiters: dict[int, list[Deferred[TelnyxCall]]] = {}
 
     def fail_with(self, *statuses: int) -> None:
         self._failures.extend(statuses)
 
     def call(self, index: int) -> Deferred[TelnyxCall]:
-        if index < len(self.calls):
-            return succeed(self.calls[index])
-        waiter: Deferred[TelnyxCall] = Deferred()
-        self._waiters.setdefault(index, []).append(waiter)
-        return waiter
+        return self.calls.nth(index)
 
     def stop(self) -> None:
         pass
@@ -119,8 +115,7 @@ class FakeTelnyx(Resource):
             return self._error(request, 422, "90018", "Invalid connection_id")
         call = TelnyxCall("v3:" + uuid.uuid4().hex, body)
         self.calls.append(call)
-        for waiter in self._waiters.pop(len(self.calls) - 1, []):
-            waiter.callback(call)
+        self.calls.notify()
         if self.connect:
             reactor.callLater(0, lambda: Deferred.fromCoroutine(self._live(call)).addErrback(call.done.errback))
         return json.dumps({"data": {"call_control_id": call.call_control_id, "call_leg_id": str(uuid.uuid4()),

@@ -33,10 +33,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from tests.fakes.arrivals import Arrivals
 from tests.fakes.http_apps import Received
 from voiced.caller.client import place_call
 from voiced.caller.report import CallReport
@@ -103,19 +104,14 @@ class FakeVonage(Resource):
         self.connect = connect
         self.reply_timeout_s = reply_timeout_s
         self.received: list[Received] = []
-        self.calls: list[VonageCall] = []
+        self.calls: Arrivals[VonageCall] = Arrivals()
         self._failures: deque[int] = deque()
-        self._waiters: dict[int, list[Deferred[VonageCall]]] = {}
 
     def fail_with(self, *statuses: int) -> None:
         self._failures.extend(statuses)
 
     def call(self, index: int) -> Deferred[VonageCall]:
-        if index < len(self.calls):
-            return succeed(self.calls[index])
-        waiter: Deferred[VonageCall] = Deferred()
-        self._waiters.setdefault(index, []).append(waiter)
-        return waiter
+        return self.calls.nth(index)
 
     def stop(self) -> None:
         pass
@@ -153,8 +149,7 @@ class FakeVonage(Resource):
             return self._error(request, 400, "Bad Request", "to, from and ncco or answer_url are required")
         call = VonageCall(str(uuid.uuid4()), body)
         self.calls.append(call)
-        for waiter in self._waiters.pop(len(self.calls) - 1, []):
-            waiter.callback(call)
+        self.calls.notify()
         if self.connect:
             reactor.callLater(0, lambda: Deferred.fromCoroutine(self._live(call)).addErrback(call.done.errback))
         request.setResponseCode(201)
