@@ -19,6 +19,8 @@ from voiced.config import ConfigError, Settings
 from voiced.lifecycle import construction_counts
 from voiced.stt.base import PCM_16K, STT_FORMATS, stt_input
 from voiced.stt.local import (
+    LOOKBACK_MS,
+    PREROLL_MS,
     LanguageNotServed,
     LocalSTTEngine,
     LocalSTTStream,
@@ -140,6 +142,25 @@ class StreamContractTests(SynchronousTestCase):
         self.stream.flush()
         [(audio, _)] = self.transcriber.calls
         self.assertEqual(audio, tone(300, 0x20) + tone(500, 0x30))
+
+    def test_a_start_told_late_reaches_back_to_the_speech(self) -> None:
+        # A barge-in is decided several hundred ms into the caller's words: their first word
+        # is in the capture, with the pre-roll before it.
+        self.feed(tone(1000, 0x10))
+        self.feed(tone(300, 0x20))
+        self.feed(tone(460, 0x30))
+        self.stream.speech_started(ms_ago=460)
+        self.feed(tone(500, 0x40))
+        self.stream.flush()
+        [(audio, _)] = self.transcriber.calls
+        self.assertEqual(audio, tone(300, 0x20) + tone(460, 0x30) + tone(500, 0x40))
+
+    def test_a_late_start_reaches_back_no_further_than_the_lookback(self) -> None:
+        self.feed(tone(3000, 0x10))
+        self.stream.speech_started(ms_ago=60_000)
+        self.stream.flush()
+        [(audio, _)] = self.transcriber.calls
+        self.assertEqual(len(audio), len(tone(PREROLL_MS + LOOKBACK_MS, 0x10)))
 
     def test_exactly_one_final_per_flush(self) -> None:
         self.stream.speech_started()

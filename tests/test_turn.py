@@ -111,6 +111,9 @@ class TurnMachineTests(SynchronousTestCase):
         self.assertIn(("clear",), self.transport.sent)
         self.assertLessEqual(self.clock.seconds() - onset, 0.160 + 1e-9)
         self.assertEqual(self.call.state, State.LISTENING)
+        # The new turn's words began when the caller did, not when the barge-in was decided:
+        # an utterance engine's capture must reach back that far.
+        self.assertEqual(self.stt.stream.started_ms_ago[-1], round((self.clock.seconds() - onset) * 1000))
         # The second sentence had played for less than its first word: only the first was heard.
         self.assertEqual(self.call.history[-1], Said("bot", "First answer.", interrupted=True))
         # Twilio echoes the discarded marks after a clear: they change nothing.

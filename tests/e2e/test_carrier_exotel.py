@@ -49,6 +49,9 @@ class ExotelCallTests(TestCase):
         self.assertIn("Riverside Clinic", bot[0], "the greeting")
         self.assertTrue(report.replies[0].audio, "the greeting was heard")
         self.assertTrue(any("8 AM" in entry for entry in bot), "the turn is answered")
+        # The question's first words came before the barge-in was decided (Exotel's chunks make
+        # that 100 ms later than on other carriers): the transcript still begins with them.
+        self.assertTrue(any("River Road" in entry for entry in bot), "the interrupting question is answered")
         self.assertEqual(len(report.clears), 1, "the barge-in stops the bot with Exotel's clear")
         self.assertTrue(any(r.interrupted for r in report.replies))
         barge = report.turns[1]
@@ -73,12 +76,6 @@ class ExotelCallTests(TestCase):
         self.assertEqual(rows[0][:2], ("exotel", report.stream_sid))
         self.assertEqual(rows[0][3], "bot hung up after goodbye")
         self.assertIn("e2e", rows[0][2])
-        # Last, so that every check above has passed when this known failure is reported.
-        self.assertTrue(any("River Road" in entry for entry in bot), "the interrupting question is answered")
-
-    test_a_call_over_exotel.todo = (  # type: ignore[attr-defined]
-        "open: since 2026-12-07 the question said over the bot reaches Whisper garbled on this machine (\"Where are "
-        "you located?\" heard as \"Okay, you're okay, then.\"), at c9b77fa too, whose CI had passed")
 
     @inlineCallbacks
     def test_wrong_credentials_are_refused_403(self):

@@ -44,6 +44,7 @@ class RecordingStream:
         self.fed = 0
         self.fed_audio = []
         self.speech_starts = 0
+        self.started_ms_ago: list[int] = []
         self.flushes = 0
         self.pause_hints = []
         self.closed = False
@@ -52,8 +53,9 @@ class RecordingStream:
         self.fed += 1
         self.fed_audio.append(audio)
 
-    def speech_started(self):
+    def speech_started(self, ms_ago=0):
         self.speech_starts += 1
+        self.started_ms_ago.append(ms_ago)
 
     def flush(self):
         self.flushes += 1

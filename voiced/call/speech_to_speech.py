@@ -83,7 +83,7 @@ class ModelEar:
     def feed(self, audio: bytes) -> None:
         self._session.append(audio)
 
-    def speech_started(self) -> None:
+    def speech_started(self, ms_ago: int = 0) -> None:
         pass
 
     def flush(self) -> None:

@@ -329,9 +329,10 @@ class Call:
         if self._eou.in_speech and self._barge_in.is_echo(self._eou):
             self._eou.end_speech_now()  # the echo of the reply that just ended is no one's turn
         elif self._eou.in_speech:
-            # The caller is already talking (e.g. they barged in).
+            # The caller is already talking (e.g. they barged in): their words began a
+            # barge-in's judgement ago, and the STT's capture must start there.
             self._turn.times.speech_start = self._eou.speech_started_at
-            self._stt.speech_started()
+            self._stt.speech_started(self._eou.speech_ms)
 
     def finish_turn(self) -> None:
         self.cancel_wait()
@@ -370,7 +371,7 @@ class Call:
         self._turn.times = TurnTimes(speech_start=self._turn.times.speech_start)
         self._utterance.finals = [self._turn.text]
         self.state = State.LISTENING
-        self._stt.speech_started()
+        self._stt.speech_started(self._eou.speech_ms if self._eou.in_speech else 0)
 
     def barge_in(self) -> None:
         """The model's VAD heard the caller over the reply (``voiced.call.speech_to_speech``)."""

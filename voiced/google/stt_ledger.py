@@ -26,10 +26,10 @@ class Ledger(StreamLedger):
         self.partial_open = False  # a partial came after the last final: an utterance is under way
         self.heard_since_speech = False  # any response since the caller last began speaking
 
-    def speech_started(self) -> None:
+    def speech_started(self, ms_ago: int = 0) -> None:
         if self.speech_at is None:
             self.heard_since_speech = False
-        super().speech_started()
+        super().speech_started(ms_ago)
 
     def owe_final(self, speech_at: int | None) -> bool:
         """The caller spoke and stopped: a final is owed, unless one came since the last

@@ -68,8 +68,10 @@ class STTStream(Protocol):
         """Caller audio in the format the stream was opened with, every frame of the call
         (also while the bot speaks)."""
 
-    def speech_started(self) -> None:
-        """VAD hint: the caller began speaking (engines that capture per utterance start here)."""
+    def speech_started(self, ms_ago: int = 0) -> None:
+        """VAD hint: the caller began speaking ``ms_ago`` before the latest audio fed (a start
+        known late: a barge-in is judged over several hundred ms of the caller's speech).
+        Engines that capture per utterance start there."""
 
     def flush(self) -> None:
         """The caller's turn is over: deliver a final for the audio heard so far as soon

@@ -126,14 +126,15 @@ class FallbackSTTStream:
         if pausing is not None and not self._closed:
             pausing(paused)
 
-    def speech_started(self) -> None:
+    def speech_started(self, ms_ago: int = 0) -> None:
         if self._closed:
             return
         if not self._in_speech:
             self._in_speech = True
             if self._utterance_at is None:
-                self._utterance_at = max(self._audio.start, self._audio.end - self._preroll_bytes)
-        self._stream.speech_started()
+                back = self._preroll_bytes + self.format.bytes_per_ms() * ms_ago
+                self._utterance_at = max(self._audio.start, self._audio.end - back)
+        self._stream.speech_started(ms_ago)
 
     def flush(self) -> None:
         if self._closed:

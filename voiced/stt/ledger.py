@@ -43,9 +43,9 @@ class StreamLedger:
 
     # -- the caller's side (VAD hints) --------------------------------------------------------
 
-    def speech_started(self) -> None:
+    def speech_started(self, ms_ago: int = 0) -> None:
         if self.speech_at is None:
-            self.speech_at = self.audio.end
+            self.speech_at = max(self.audio.start, self.audio.end - self.format.bytes_per_ms() * ms_ago)
 
     def utterance_over(self) -> int | None:
         """The caller stopped speaking: where that utterance began (None without a VAD hint)."""

@@ -37,6 +37,9 @@ log = Logger()
 
 WHISPER_RATE = 16000
 PREROLL_MS = 300  # the VAD fires a little after the first syllable
+#: How late a speech start may be told (``speech_started(ms_ago)``): a barge-in's judgement
+#: of the caller's sound over the bot, with a carrier's chunking, takes well under this.
+LOOKBACK_MS = 2000
 MAX_CAPTURE_MS = 30_000  # one Whisper window
 # Whisper invents text ("Thank you.") on near-silence; below this loudest-20-ms RMS
 # (about -46 dBFS) the audio is not worth the model.
@@ -306,6 +309,7 @@ class LocalSTTStream:
         self._transcriber = transcriber
         self.format = audio
         self._preroll_bytes = audio.bytes_per_ms() * PREROLL_MS
+        self._kept_bytes = audio.bytes_per_ms() * (PREROLL_MS + LOOKBACK_MS)
         self._max_capture_bytes = audio.bytes_per_ms() * MAX_CAPTURE_MS
         self._preroll = bytearray()
         self._capture: bytearray | None = None  # None = not capturing
@@ -317,17 +321,18 @@ class LocalSTTStream:
             return
         if self._capture is None:
             self._preroll += audio
-            del self._preroll[: -self._preroll_bytes]
+            del self._preroll[: -self._kept_bytes]
         else:
             self._capture += audio
             # A turn that never ends keeps its latest 30 s: the words nearest the flush.
             if len(self._capture) > self._max_capture_bytes:
                 del self._capture[: -self._max_capture_bytes]
 
-    def speech_started(self) -> None:
+    def speech_started(self, ms_ago: int = 0) -> None:
         if self._closed or self._capture is not None:
             return  # a second start before the flush is the same utterance
-        self._capture = self._preroll
+        start = self._preroll_bytes + self.format.bytes_per_ms() * min(ms_ago, LOOKBACK_MS)
+        self._capture = self._preroll[-start:]
         self._preroll = bytearray()
 
     def flush(self) -> None:

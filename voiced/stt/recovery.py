@@ -118,13 +118,13 @@ class RecoveringSTTStream:
         if paused and session is not None and self._ready(session) and not self._closed and not self._degraded:
             self._send_pending(session)
 
-    def speech_started(self) -> None:
+    def speech_started(self, ms_ago: int = 0) -> None:
         if self._closed:
             return
         if self._local is not None:
-            self._local.speech_started()
+            self._local.speech_started(ms_ago)
         else:
-            self._ledger.speech_started()
+            self._ledger.speech_started(ms_ago)
 
     def close(self) -> None:
         if self._closed:
