@@ -38,7 +38,7 @@ class BargeInPolicyTests(SynchronousTestCase):
         self.assertEqual(self.policy.decide(sound(sustained=False, level_db=-60)).action, Action.WAIT)
 
     def test_the_callers_own_voice_over_the_bot_interrupts(self):
-        self.assertEqual(self.policy.decide(sound()), BargeInDecision(Action.INTERRUPT, "speech", "-20 dBFS"))
+        self.assertEqual(self.policy.decide(sound()), BargeInDecision(Action.INTERRUPT, "speech", "-20 dBFS, caller -20 dBFS"))
 
     def test_sound_echo_margin_under_the_bot_is_its_echo(self):
         self.assertEqual(self.policy.decide(sound(level_db=-36, caller_level_db=None)),

@@ -43,6 +43,7 @@ class BargeInJudge:
         self.caller = CallerLevel()
         self._ignored_run: float | None = None  # the speech start of the sound last ignored
         self._echo_run: float | None = None  # the speech start of the sound last taken for echo
+        self.last_detail = ""  # what the latest decision saw (levels), for the BARGE_IN line
 
     def interrupts(self, eou: EndOfUtterance, words: str) -> bool:
         """The caller's sustained sound now (``words``: what a streaming engine heard of it)."""
@@ -53,6 +54,7 @@ class BargeInJudge:
             sound_level_db=None if self._echo_run == eou.speech_started_at else dbfs(eou.speech_level())))
         if decision.reason == "echo":
             self._echo_run = eou.speech_started_at
+        self.last_detail = decision.detail
         if decision.action is Action.INTERRUPT:
             self._chronicle.barge_in(decision.action.value, decision.reason)
             return True
@@ -112,7 +114,7 @@ class BargeIns:
             return  # the model's VAD leads: its speech_started is the barge-in (model_heard_caller)
         if self._host.state in (State.GREETING, State.SPEAKING):
             if self._judge.interrupts(eou, self._utterance.partial):
-                self._interrupted()
+                self._interrupted(self._judge.last_detail)
         else:
             # Look only if anything plays (the interim phrase plays while the machine listens).
             if self._playback.replies and self._judge.interrupts(eou, self._utterance.partial):
@@ -123,7 +125,7 @@ class BargeIns:
     def model_heard_caller(self) -> None:
         """The model's VAD heard the caller over the reply (``voiced.call.speech_to_speech``)."""
         if self._host.state in (State.GREETING, State.SPEAKING):
-            self._interrupted()
+            self._interrupted("the model heard the caller")
 
     def _interrupt_prompts(self) -> None:
         """The caller talks over an interim phrase: stop it as any bot audio is stopped.
@@ -135,9 +137,10 @@ class BargeIns:
         for reply in prompts:
             self._playback.interrupt(reply)
 
-    def _interrupted(self) -> None:
+    def _interrupted(self, detail: str) -> None:
         self._metrics.barge_ins_total.inc()
-        log.info("BARGE_IN call={call} voiced_ms={ms}", call=self.call_id, ms=self._eou.voiced_ms)
+        log.info("BARGE_IN call={call} voiced_ms={ms} ({detail})", call=self.call_id, ms=self._eou.voiced_ms,
+                 detail=detail)
         stopped = self._playback.current
         if stopped is not None:
             self._playback.interrupt(stopped)

@@ -84,4 +84,5 @@ class BargeInPolicy:
                                    f"{quiet:.0f} dBFS, caller {sound.caller_level_db:.0f} dBFS")
         if sound.words and only_backchannel(sound.words, sound.language):
             return BargeInDecision(Action.IGNORE, "backchannel", repr(sound.words))
-        return BargeInDecision(Action.INTERRUPT, "speech", f"{sound.level_db:.0f} dBFS")
+        caller = "unknown" if sound.caller_level_db is None else f"{sound.caller_level_db:.0f} dBFS"
+        return BargeInDecision(Action.INTERRUPT, "speech", f"{quiet:.0f} dBFS, caller {caller}")
