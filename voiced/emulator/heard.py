@@ -11,9 +11,12 @@ Finding a phrase: each has key snippets, 32 ms from its loud parts (the loudest 
 each 200 ms of it), and each snippet carries the phrase's words around it (by their
 share of the phrase's letters), so that an utterance holding only part of a phrase gets
 only that part's words. A snippet is found where the utterance's audio equals it to
-within ``MATCH_RESIDUAL`` of its energy (10 dB): line hiss and mu-law's rounding on
-the way are far under that, while other speech, or the same speech 15 dB down as
-background talk, is far over it. The search (FFT correlation, over the audio not
+within ``MATCH_RESIDUAL`` of its energy (13 dB): line hiss and mu-law's rounding on
+the way are far under that (30-40 dB), while other speech, or the same speech 15 dB
+down as background talk, is far over it. A snippet that fits anywhere else in the
+table's audio even within ``AMBIGUOUS_RESIDUAL`` is no key: noise could tip such a
+place under the match. Fits closer than ``PLACE_SAMPLES`` are one place (a steady vowel
+fits itself a few pitch periods on). The search (FFT correlation, over the audio not
 searched yet) runs only when a partial or a final is due, never per frame.
 
 The file is JSON: ``{"phrases": [{"text": "...", "ulaw": "<base64>"}, ...]}``, audio
@@ -32,7 +35,7 @@ import numpy as np
 
 from voiced.audio import FRAME_MS, SAMPLE_RATE, ulaw_to_pcm16
 
-SNIPPET_SAMPLES = SAMPLE_RATE * 32 // 1000
+SNIPPET_SAMPLES = SAMPLE_RATE * 64 // 1000
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 SNIPPET_EVERY = SAMPLE_RATE * 200 // 1000  # one key snippet per this much of a phrase
 SNIPPET_STEP = SAMPLE_RATE * 5 // 1000  # candidate snippets start this far apart
@@ -40,7 +43,11 @@ SNIPPET_STEP = SAMPLE_RATE * 5 // 1000  # candidate snippets start this far apar
 #: LOUD_RMS (200) twice over, so that a key is speech, not its fading edge.
 KEY_MIN_RMS = 400.0
 #: Found: the audio differs from the snippet by at most this share of the snippet's energy.
-MATCH_RESIDUAL = 0.1
+MATCH_RESIDUAL = 0.02
+#: A snippet that fits another place this well is too like it to be a key.
+AMBIGUOUS_RESIDUAL = 0.1
+#: A key's fits closer together than this are one place (the best fit of them).
+PLACE_SAMPLES = SNIPPET_EVERY
 FFT_SIZE = 4096
 #: The utterance's audio starts this long before its first loud frame (a key may begin there).
 PREROLL_SAMPLES = SAMPLE_RATE * 100 // 1000
@@ -72,8 +79,8 @@ class HeardTable:
         own = set(keys)
         ambiguous: set[int] = set()
         for number, phrase in enumerate(phrases):
-            for at, key in _find(self, phrase.pcm.astype(np.float64), 0):
-                if (self._key_phrase[key], self._key_start[key]) != (number, at):
+            for at, key in _find(self, phrase.pcm.astype(np.float64), 0, AMBIGUOUS_RESIDUAL):
+                if self._key_phrase[key] != number or abs(self._key_start[key] - at) >= PLACE_SAMPLES:
                     ambiguous.add(key)
         kept = [k for i, k in enumerate(keys) if i not in ambiguous]
         lost = sorted({p for p, _ in keys} - {p for p, _ in kept})
@@ -133,9 +140,10 @@ def _words_of_keys(phrases: Sequence[Phrase], keys: list[tuple[int, int]]) -> li
     return words_of
 
 
-def _find(table: HeardTable, audio: np.ndarray, first: int) -> list[tuple[int, int]]:
-    """(position, key) of every key found in ``audio`` (float samples) starting at or after
-    ``first``; one position per place (the best fit where neighbouring samples fit too)."""
+def _find(table: HeardTable, audio: np.ndarray, first: int, within: float = MATCH_RESIDUAL
+          ) -> list[tuple[int, int]]:
+    """(position, key) of every key found (fitting ``within``) in ``audio`` (float samples) starting
+    at or after ``first``; one position per place (the best fit where neighbouring samples fit too)."""
     n = SNIPPET_SAMPLES
     hits: dict[int, tuple[float, int]] = {}  # key -> its latest place (residual share, position)
     found: list[tuple[int, int]] = []
@@ -147,10 +155,10 @@ def _find(table: HeardTable, audio: np.ndarray, first: int) -> list[tuple[int, i
         squares = np.concatenate([[0.0], np.cumsum(block ** 2)])
         window = squares[n: n + valid] - squares[:valid]
         residual = (window[None, :] - 2 * correlation[:, :valid] + table.energy[:, None]) / table.energy[:, None]
-        for key, at in zip(*np.nonzero(residual <= MATCH_RESIDUAL)):
+        for key, at in zip(*np.nonzero(residual <= within)):
             position, share = lo + int(at), float(residual[key, at])
             previous = hits.get(int(key))
-            if previous is not None and position - found[previous[1]][0] < n:
+            if previous is not None and position - found[previous[1]][0] < PLACE_SAMPLES:
                 if share < previous[0]:
                     found[previous[1]] = (position, int(key))
                     hits[int(key)] = (share, previous[1])
@@ -196,7 +204,7 @@ class Listening:
                               offset=2 * (first - self._base)).astype(np.float64)
         for at, key in _find(self._table, audio, 0):
             # A place that fits over a few samples may show its first ones to the previous search.
-            if not any(k == key and abs(first + at - a) < SNIPPET_SAMPLES for a, k in self._hits):
+            if not any(k == key and abs(first + at - a) < PLACE_SAMPLES for a, k in self._hits):
                 self._hits.append((first + at, key))
         self._searched = max(first, sample - SNIPPET_SAMPLES + 1)
         self._hits.sort()
