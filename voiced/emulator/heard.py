@@ -7,14 +7,14 @@ found in it, in the order they were said, as a real recognizer's would be: the f
 half of a paused sentence gets a final of its own words ("what's the username and"),
 not a fixed script. Audio the table does not know gets the script, as before.
 
-Finding a phrase: each has key snippets, 32 ms from its loud parts (the loudest in
+Finding a phrase: each has key snippets, 64 ms from its loud parts (the loudest in
 each 200 ms of it), and each snippet carries the phrase's words around it (by their
 share of the phrase's letters), so that an utterance holding only part of a phrase gets
 only that part's words. A snippet is found where the utterance's audio equals it to
-within ``MATCH_RESIDUAL`` of its energy (13 dB): line hiss and mu-law's rounding on
-the way are far under that (30-40 dB), while other speech, or the same speech 15 dB
+within ``MATCH_RESIDUAL`` of its energy (17 dB): line hiss and mu-law's rounding on
+the way are far under that (25-40 dB), while other speech, or the same speech 15 dB
 down as background talk, is far over it. A snippet that fits anywhere else in the
-table's audio even within ``AMBIGUOUS_RESIDUAL`` is no key: noise could tip such a
+table's audio even within ``AMBIGUOUS_RESIDUAL`` (10 dB) is no key: noise could tip such a
 place under the match. Fits closer than ``PLACE_SAMPLES`` are one place (a steady vowel
 fits itself a few pitch periods on). The search (FFT correlation, over the audio not
 searched yet) runs only when a partial or a final is due, never per frame.
@@ -35,7 +35,8 @@ import numpy as np
 
 from voiced.audio import FRAME_MS, SAMPLE_RATE, ulaw_to_pcm16
 
-SNIPPET_SAMPLES = SAMPLE_RATE * 64 // 1000
+SNIPPET_MS = 64  # long enough to span more than a steady vowel's few pitch periods
+SNIPPET_SAMPLES = SAMPLE_RATE * SNIPPET_MS // 1000
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 SNIPPET_EVERY = SAMPLE_RATE * 200 // 1000  # one key snippet per this much of a phrase
 SNIPPET_STEP = SAMPLE_RATE * 5 // 1000  # candidate snippets start this far apart
@@ -69,17 +70,16 @@ class HeardTable:
         for number, phrase in enumerate(phrases):
             starts = _key_starts(phrase.pcm)
             if not starts:
-                raise ValueError(f"phrase {number + 1} ({phrase.text!r}) has no 32 ms of audio louder than "
+                raise ValueError(f"phrase {number + 1} ({phrase.text!r}) has no {SNIPPET_MS} ms of audio louder than "
                                  f"RMS {KEY_MIN_RMS:g}: nothing the scripted mode would hear as speech")
             keys += [(number, start) for start in starts]
         self.phrases = tuple(phrases)
         self._set_keys(keys)
         # A key found anywhere but its own place (a phrase that repeats itself, or two phrases
         # sharing audio) would put words where they were not said: such keys are left out.
-        own = set(keys)
         ambiguous: set[int] = set()
         for number, phrase in enumerate(phrases):
-            for at, key in _find(self, phrase.pcm.astype(np.float64), 0, AMBIGUOUS_RESIDUAL):
+            for at, key in _find(self, phrase.pcm.astype(np.float64), AMBIGUOUS_RESIDUAL):
                 if self._key_phrase[key] != number or abs(self._key_start[key] - at) >= PLACE_SAMPLES:
                     ambiguous.add(key)
         kept = [k for i, k in enumerate(keys) if i not in ambiguous]
@@ -104,7 +104,7 @@ class HeardTable:
 
 
 def _key_starts(pcm: np.ndarray) -> list[int]:
-    """The loudest 32 ms in each 200 ms of ``pcm`` that has one loud enough."""
+    """The start of the loudest key-long stretch in each 200 ms of ``pcm`` that has one loud enough."""
     if len(pcm) < SNIPPET_SAMPLES:
         return []
     squares = np.concatenate([[0.0], np.cumsum(pcm.astype(np.float64) ** 2)])
@@ -140,15 +140,14 @@ def _words_of_keys(phrases: Sequence[Phrase], keys: list[tuple[int, int]]) -> li
     return words_of
 
 
-def _find(table: HeardTable, audio: np.ndarray, first: int, within: float = MATCH_RESIDUAL
-          ) -> list[tuple[int, int]]:
-    """(position, key) of every key found (fitting ``within``) in ``audio`` (float samples) starting
-    at or after ``first``; one position per place (the best fit where neighbouring samples fit too)."""
+def _find(table: HeardTable, audio: np.ndarray, within: float = MATCH_RESIDUAL) -> list[tuple[int, int]]:
+    """(position, key) of every key found (fitting ``within``) in ``audio`` (float samples); one
+    position per place (the best of the fits closer together than ``PLACE_SAMPLES``)."""
     n = SNIPPET_SAMPLES
     hits: dict[int, tuple[float, int]] = {}  # key -> its latest place (residual share, position)
     found: list[tuple[int, int]] = []
     step = FFT_SIZE - n + 1
-    for lo in range(first, len(audio) - n + 1, step):
+    for lo in range(0, len(audio) - n + 1, step):
         block = audio[lo: lo + FFT_SIZE]
         valid = min(step, len(block) - n + 1)
         correlation = np.fft.irfft(np.fft.rfft(block, FFT_SIZE)[None, :] * table.spectra, FFT_SIZE, axis=1)
@@ -202,8 +201,8 @@ class Listening:
         first = self._searched
         audio = np.frombuffer(self._audio, dtype="<i2", count=max(0, sample - first),
                               offset=2 * (first - self._base)).astype(np.float64)
-        for at, key in _find(self._table, audio, 0):
-            # A place that fits over a few samples may show its first ones to the previous search.
+        for at, key in _find(self._table, audio):
+            # A place whose fits straddle the previous search's end was found by that search.
             if not any(k == key and abs(first + at - a) < PLACE_SAMPLES for a, k in self._hits):
                 self._hits.append((first + at, key))
         self._searched = max(first, sample - SNIPPET_SAMPLES + 1)
