@@ -274,6 +274,36 @@ def build_cases(labels: Sequence[Utterance], kinds: Sequence[str] = TURN_KINDS +
     return cases
 
 
+# ---- what the callers say, for the scripted emulator -------------------------------------------------
+def split_text(text: str, after: str) -> tuple[str, str]:
+    """``text`` split after its first word ``after`` (as ``find_break`` places the break). A comma
+    there is the writing's, not the speaker's: a recognizer ends an utterance's final without one."""
+    words = text.split()
+    k = next((i for i, w in enumerate(words) if plain_words(w) == [after.lower()]), None)
+    if k is None or k == len(words) - 1:
+        raise ValueError(f"{text!r} has no word {after!r} with words after it")
+    return " ".join(words[: k + 1]).rstrip(",;:"), " ".join(words[k + 1:])
+
+
+def heard_phrases(labels: Sequence[Utterance]) -> list[tuple[str, bytes]]:
+    """(text, 8 kHz mu-law) of everything a caller says, for ``voiced-emulator --heard``
+    (voiced.emulator.heard): each sentence as its two halves, split at its break (a paused
+    sentence's first half is an utterance of its own, and the complete sentence is the halves
+    back to back), each interruption and backchannel whole. Background talk and noise bursts
+    get none: the emulator answers them with its script, as it answers any audio it was not told of."""
+    breaks = {pick[0]: pick[5] for pick in PICKS}
+    phrases: list[tuple[str, bytes]] = []
+    for u in labels:
+        ulaw = read_wav_as_ulaw(os.path.join(CLIPS, f"{u.id}.wav"))
+        if u.kind == "sentence" and u.break_at is not None:
+            cut = round(u.break_at * SAMPLE_RATE)  # as with_pause cuts the clip
+            first, rest = split_text(u.text, breaks[u.id])
+            phrases += [(first, ulaw[:cut]), (rest, ulaw[cut:])]
+        elif u.kind in ("sentence", "interruption", "backchannel"):
+            phrases.append((u.text, ulaw))
+    return phrases
+
+
 # ---- labelling (run once; needs the 16 kHz recordings and faster-whisper) ---------------------------
 LABEL_RATE = 16000
 

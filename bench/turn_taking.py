@@ -3,7 +3,8 @@
     .venv/bin/python bench/turn_taking.py                              # the default configuration, local engines (~4 min)
     .venv/bin/python bench/turn_taking.py --config before --config default --plot turn.png
     .venv/bin/python bench/turn_taking.py --config mine=VOICED_VAD=silero,VOICED_VAD_THRESHOLD=0.25
-    .venv/bin/python bench/turn_taking.py --engines google   # the scripted emulator: final 300 ms after speech
+    .venv/bin/python bench/turn_taking.py --engines google   # the scripted emulator: final 300 ms after speech,
+                                                             # saying the words the caller said
 
 For each configuration (a name and VOICED_* variables) it starts ``twistd voiced`` on the bench's
 script (``data/turn_bench.dialog``: fixed replies, a 30 s one to talk over) and places real-time
@@ -11,6 +12,11 @@ Twilio Media Streams calls over WebSockets, several at once, each one case (``tu
 who speaks a labelled sentence from real recordings, whole or with a pause cut in, or who says
 something over the bot's long reply (a backchannel, a line-noise burst, background talk, a real
 interruption), or whose line echoes the bot back at -20 dB. Between its words the line carries hiss.
+With ``--engines google`` the emulator is told what every clip says (``turn_cases.heard_phrases``:
+each sentence's halves, interruptions, backchannels), so its partials and finals carry the words
+said so far, as Google's do: a paused sentence's first final is its first half ("What's the
+username and"), which the daemon's end-of-turn policy reads as unfinished; background talk and
+noise get the emulator's fixed script.
 Each caller frame's send time and each media/clear message's arrival are timestamped, and:
 
 - a false cut-off is reply audio arriving before the caller's real end of speech (a reply voiced
@@ -28,6 +34,7 @@ stretches overlap (``--no-isolate`` turns that off); the calls around them overl
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -47,6 +54,7 @@ from twisted.internet.threads import deferToThread
 from benchlib import nearest_rank
 from turn_caller import Booking, Outcome, place
 from tests.e2e.daemon import BIN, Daemon, free_port
+from voiced.emulator.heard import heard_document
 
 DIALOG = os.path.join(tc.DATA, "turn_bench.dialog")
 BUILT_IN = {
@@ -63,22 +71,30 @@ BUILT_IN = {
 # ---- one configuration --------------------------------------------------------------------------
 class Engines:
     """The daemon for one configuration: on the local engines, or on the Google engines against
-    ``voiced-emulator --scripted --final-delay-ms 300``: recognition by energy, its final (a fixed
-    text) 300 ms of audio after the last loud frame, a quiet tone for speech. (The emulator's
-    Whisper mode is no substitute: its final waits for 300 ms of webrtcvad silence and then for
-    Whisper behind the interim transcriptions, 0.9-1.7 s after speech on this machine.)"""
+    ``voiced-emulator --scripted --final-delay-ms 300 --heard FILE``: recognition by energy, its
+    final 300 ms of audio after the last loud frame, a quiet tone for speech. FILE tells it the
+    words of every clip the callers play (``turn_cases.heard_phrases``), so a partial or final says
+    the words in its utterance's audio (a paused sentence's first half gets "What's the username
+    and", its second "password?"); audio it was not told of (background talk, a noise burst) gets
+    its fixed script, "What time do you open?". (The emulator's Whisper mode is no substitute: its
+    final waits for 300 ms of webrtcvad silence and then for Whisper behind the interim
+    transcriptions, 0.9-1.7 s after speech on this machine.)"""
 
     def __init__(self, engines: str, env: dict[str, str]) -> None:
         self.emulator: subprocess.Popen | None = None
+        self.heard_file = ""
         # The daemon runs the voiced of the checkout this bench is in, not the one the venv installed.
         path = os.pathsep.join(p for p in (tc.REPO, os.environ.get("PYTHONPATH", "")) if p)
         base = {"VOICED_SCRIPT": DIALOG, "VOICED_IDLE_REPROMPT_MS": "0", "PYTHONPATH": path}
         if engines != "local":
             port = free_port()
+            with tempfile.NamedTemporaryFile("w", prefix="turn-heard-", suffix=".json", delete=False) as heard:
+                json.dump(heard_document(tc.heard_phrases(tc.load_labels())), heard)
+            self.heard_file = heard.name
             self.emulator_log = tempfile.NamedTemporaryFile("w+", prefix="turn-emulator-", suffix=".log", delete=False)
             self.emulator = subprocess.Popen(
                 [os.path.join(BIN, "voiced-emulator"), "--listen", f"127.0.0.1:{port}", "--max-workers", "64",
-                 "--scripted", "--final-delay-ms", "300"],
+                 "--scripted", "--final-delay-ms", "300", "--heard", self.heard_file],
                 stdout=self.emulator_log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": path})
             deadline = time.monotonic() + 60
             while "listening" not in open(self.emulator_log.name).read():
@@ -105,6 +121,8 @@ class Engines:
                 self.emulator.terminate()
                 self.emulator.wait(10)
             os.unlink(self.emulator_log.name)
+        if self.heard_file:
+            os.unlink(self.heard_file)
 
 
 async def run_cases(url: str, cases: list[tc.Case], parallel: int, isolate: bool) -> list[Outcome]:

@@ -3,6 +3,7 @@
     voiced-emulator --listen 127.0.0.1:50051 --fail-status UNAVAILABLE --fail-every 3
     voiced-emulator --scripted --final-delay-ms 300 --max-workers 1200   # load tests: no models
     voiced-emulator --scripted --transcript "he-IL=שלום" --transcript "he-IL=מתי אתם פותחים?"
+    voiced-emulator --scripted --heard phrases.json   # known audio gets its own words (voiced.emulator.heard)
     voiced-emulator --whisper-model DIR   # a multilingual Whisper: recognizes the request's language_code
 
 Point voiced (or any Google client on an insecure channel) at the listen address.
@@ -20,6 +21,7 @@ import threading
 from types import FrameType
 
 from voiced.emulator.faults import FAULT_STATUSES, GOOGLE_AUDIO_TIMEOUT_S, GOOGLE_MAX_STREAM_S, FaultPlan
+from voiced.emulator.heard import load_heard
 from voiced.emulator.recognizer import WhisperRecognizer
 from voiced.emulator.scripted import DEFAULT_TRANSCRIPT, ScriptedPlan, parse_transcripts
 from voiced.emulator.server import Emulator
@@ -71,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--final-delay-ms", type=int, default=300,
                    help="--scripted: audio after the speech's last loud frame before its final (default 300)")
     p.add_argument("--tts-delay-ms", type=int, default=0, help="--scripted: time before each synthesis answers")
+    p.add_argument("--heard", default="", metavar="FILE",
+                   help='--scripted: known audio and its words, JSON {"phrases": [{"text": ..., "ulaw": base64 '
+                        '8 kHz}, ...]}: an utterance holding some gets those words instead of the script')
     p.add_argument("--whisper-model", default="", help="Whisper CTranslate2 model directory (default: bundled)")
     p.add_argument("--whisper-threads", type=int, default=1, help="CPU threads per transcription (default 1)")
     return p  # fmt: skip
@@ -98,14 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         scripted = None
         if args.scripted:
             every, by_language = parse_transcripts(args.transcript)
-            scripted = ScriptedPlan(every, args.final_delay_ms, args.tts_delay_ms, by_language)
-        elif args.transcript:
-            raise ValueError("--transcript applies to --scripted")
+            heard = load_heard(args.heard) if args.heard else None
+            scripted = ScriptedPlan(every, args.final_delay_ms, args.tts_delay_ms, by_language, heard)
+        elif args.transcript or args.heard:
+            raise ValueError("--transcript and --heard apply to --scripted")
     except ValueError as e:
         parser.error(str(e))
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s voiced-emulator: %(message)s")
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every transcription
+    if scripted is not None and scripted.heard is not None:
+        logging.getLogger("voiced.emulator").info(
+            "heard table %s: %d phrases, %d keys", args.heard, len(scripted.heard.phrases), scripted.heard.keys)
 
     emulator = Emulator(
         faults=plan,

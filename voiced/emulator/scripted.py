@@ -8,7 +8,10 @@ contract): a 20 ms frame is speech when its RMS exceeds ``LOUD_RMS``; the final
 stream) is sent once ``final_delay_ms`` of audio has been *received*
 after the last loud frame, as Google counts end-of-speech silence in the audio it
 has, so audio a client still holds back delays the final by as much. A partial goes
-out every ``INTERIM_EVERY_MS`` of speech. Synthesis returns ``SCRIPTED_TTS_MS`` of a
+out every ``INTERIM_EVERY_MS`` of speech. With a heard table (``--heard``,
+voiced.emulator.heard) an utterance whose audio the table knows gets the words said in
+it instead of the script (a sentence's first half: its own words); without one, no
+audio is kept and nothing is searched. Synthesis returns ``SCRIPTED_TTS_MS`` of a
 quiet tone after ``tts_delay_ms``. No model is loaded.
 
 ``is_loud`` is public: the load generator uses the same rule to know where its own
@@ -23,6 +26,7 @@ from typing import Mapping, Sequence
 
 from voiced.audio import FRAME_MS, SAMPLE_RATE, audioop
 from voiced.emulator.common import LANGUAGE_RE
+from voiced.emulator.heard import HeardTable, Listening
 from voiced.emulator.recognizer import Output, SpeechEvent, Transcript
 
 FRAME_BYTES_PCM16 = SAMPLE_RATE * FRAME_MS // 1000 * 2
@@ -55,6 +59,8 @@ class ScriptedPlan:
     final_delay_ms: int = 300  # audio after the last loud frame before the final
     tts_delay_ms: int = 0  # wall time before each synthesis answers
     by_language: Mapping[str, str | Sequence[str]] = field(default_factory=dict, hash=False)
+    #: Known audio and the words said in it: an utterance holding some gets those words.
+    heard: HeardTable | None = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.final_delay_ms < FRAME_MS or self.tts_delay_ms < 0:
@@ -116,6 +122,7 @@ class EnergySession:
         self._in_speech = False
         self._quiet_ms = 0
         self._next_interim_ms = 0
+        self._listening = Listening(plan.heard) if plan.heard is not None else None
         self.done = False
 
     @property
@@ -127,6 +134,8 @@ class EnergySession:
         if self.done:
             return out
         self._pending += pcm16
+        if self._listening is not None:
+            self._listening.keep(pcm16)
         usable = len(self._pending) - len(self._pending) % FRAME_BYTES_PCM16
         # Frames as views, not copies: this runs for every request of hundreds of streams.
         with memoryview(self._pending) as view:
@@ -148,6 +157,8 @@ class EnergySession:
             if not self._in_speech:
                 self._in_speech = True
                 self._next_interim_ms = self._now_ms + INTERIM_EVERY_MS
+                if self._listening is not None:
+                    self._listening.speech_started(_samples(self._now_ms - FRAME_MS))
             self._quiet_ms = 0
         elif self._in_speech:
             self._quiet_ms += FRAME_MS
@@ -159,6 +170,10 @@ class EnergySession:
         return []
 
     def _text(self) -> str:
+        if self._listening is not None:
+            heard = self._listening.words_until(_samples(self._now_ms))
+            if heard:
+                return heard
         return self._script[min(self._utterance, len(self._script) - 1)]
 
     def _final(self) -> list[Output]:
@@ -170,7 +185,13 @@ class EnergySession:
             self.done = True
         out.append(Transcript(self._text(), True, self._now_ms))
         self._utterance += 1
+        if self._listening is not None:
+            self._listening.utterance_ended(_samples(self._now_ms))
         return out
+
+
+def _samples(ms: int) -> int:
+    return ms * SAMPLE_RATE // 1000
 
 
 @functools.lru_cache(maxsize=8)
