@@ -100,7 +100,7 @@ class NullStream:
     def feed(self, ulaw: bytes) -> None:
         pass
 
-    def speech_started(self) -> None:
+    def speech_started(self, ms_ago: int = 0) -> None:
         pass
 
     def flush(self) -> None:
