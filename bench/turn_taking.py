@@ -72,9 +72,9 @@ BUILT_IN = {
 class Engines:
     """The daemon for one configuration: on the local engines, or on the Google engines against
     ``voiced-emulator --scripted --final-delay-ms 300 --heard FILE``: recognition by energy, its
-    final 300 ms of audio after the last loud frame, a quiet tone for speech. FILE tells it the
-    words of every clip the callers play (``turn_cases.heard_phrases``), so a partial or final says
-    the words in its utterance's audio (a paused sentence's first half gets "What's the username
+    final 300 ms of audio after the last loud frame, a tone at a voice's level for speech. FILE
+    tells it the words of every clip the callers play (``turn_cases.heard_phrases``), so a partial
+    or final says the words in its utterance's audio (a paused sentence's first half gets "What's the username
     and", its second "password?"); audio it was not told of (background talk, a noise burst) gets
     its fixed script, "What time do you open?". (The emulator's Whisper mode is no substitute: its
     final waits for 300 ms of webrtcvad silence and then for Whisper behind the interim

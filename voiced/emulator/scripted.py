@@ -12,7 +12,7 @@ out every ``INTERIM_EVERY_MS`` of speech. With a heard table (``--heard``,
 voiced.emulator.heard) an utterance whose audio the table knows gets the words said in
 it instead of the script (a sentence's first half: its own words); without one, no
 audio is kept and nothing is searched. Synthesis returns ``SCRIPTED_TTS_MS`` of a
-quiet tone after ``tts_delay_ms``. No model is loaded.
+tone at a voice's level after ``tts_delay_ms``. No model is loaded.
 
 ``is_loud`` is public: the load generator uses the same rule to know where its own
 line's speech ends.
@@ -34,6 +34,10 @@ FRAME_BYTES_PCM16 = SAMPLE_RATE * FRAME_MS // 1000 * 2
 LOUD_RMS = 200
 INTERIM_EVERY_MS = 700
 SCRIPTED_TTS_MS = 1000
+#: The tone's level: -16 dBFS, where TTS voices are normalized (Google's, espeak-ng's), so that
+#: the daemon's echo guard and barge-in judge weigh the caller's sound against a bot as loud
+#: as a real one.
+SCRIPTED_TTS_AMPLITUDE = 5200
 DEFAULT_TRANSCRIPT = "What time do you open?"
 
 
@@ -196,10 +200,11 @@ def _samples(ms: int) -> int:
 
 @functools.lru_cache(maxsize=8)
 def scripted_speech_pcm16(sample_rate: int) -> bytes:
-    """What scripted synthesis says: a quiet tone, PCM16 (the same for every call: made once per rate).
+    """What scripted synthesis says: a tone at a voice's level, PCM16 (the same for every call: made once per rate).
     The plan's ``tts_delay_ms`` is the server's to wait, without blocking (voiced.emulator.tts)."""
     n = SCRIPTED_TTS_MS * sample_rate // 1000
     period = max(2, sample_rate // 400)
-    pcm = b"".join((1000 if (i % period) < period // 2 else -1000).to_bytes(2, "little", signed=True)
+    level = SCRIPTED_TTS_AMPLITUDE
+    pcm = b"".join((level if (i % period) < period // 2 else -level).to_bytes(2, "little", signed=True)
                    for i in range(period))
     return (pcm * (n // period + 1))[: n * 2]
