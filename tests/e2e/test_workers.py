@@ -53,7 +53,8 @@ class WorkersTests(TestCase):
 
         reports = yield DeferredList([place_call(reactor, daemon.media_url, [line("Goodbye.")], reply_timeout_s=30)
                                       for _ in range(4)], consumeErrors=True)
-        self.assertEqual([ok and r.hung_up_by_bot for ok, r in reports], [True] * 4)
+        self.assertEqual([ok and r.hung_up_by_bot for ok, r in reports], [True] * 4,
+                         [(r.call_sid, r.closed_code, r.errors) if ok else r for ok, r in reports])
         yield metrics_reach(daemon, {"voiced_calls_total": 4.0})
         # Whichever worker answers /metrics, it counts every worker's calls.
         for _ in range(6):
