@@ -21,6 +21,7 @@ from voiced.google import stt as google_stt, stt_session, stt_stream
 from voiced.google.stt import recognition_config
 from voiced.stt.audio_log import AudioLog
 from voiced.stt.ledger import UNANSWERED_MS
+from voiced.stt.recovery import OWED_URGENT_MS
 from voiced.lifecycle import construction_counts
 from voiced.retry import Backoff
 
@@ -71,6 +72,26 @@ class StreamingTests(GoogleEmulatorCase):
         stream.flush()
         self.assertIsNone(stream._ledger.owed_from)
         self.assertEqual(session.sent_upto, stream._ledger.audio.end)
+
+    async def test_a_final_owed_for_a_second_gets_its_audio_in_small_batches(self) -> None:
+        # Frame by frame while the final is due; once it is late (the service, or this process,
+        # is behind), 100 ms batches: fifty messages a second per late call would feed the lag.
+        engine = self.start_engine()
+        stream, _ = self.open(engine)
+        stream.feed(silence_ulaw(20))  # opens the stream
+        await until(lambda: stream._session is not None, what="a stream")
+        session, ledger = stream._session, stream._ledger
+        stream.speech_started()
+        stream.flush()  # the turn ended before any answer: its final is owed
+        self.assertIsNotNone(ledger.owed_from)
+        for _ in range(OWED_URGENT_MS // 20):
+            stream.feed(silence_ulaw(20))
+            self.assertEqual(session.sent_upto, ledger.audio.end)  # each frame as it comes
+        behind = []
+        for _ in range(10):
+            stream.feed(silence_ulaw(20))
+            behind.append((ledger.audio.end - session.sent_upto) // 160)
+        self.assertEqual(behind, [1, 2, 3, 4, 0, 1, 2, 3, 4, 0])  # a request per 100 ms
 
     async def test_close_ends_the_stream_and_delivers_nothing_more(self) -> None:
         engine = self.start_engine()

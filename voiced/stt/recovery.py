@@ -28,6 +28,14 @@ from voiced.stt.base import TranscriptListener
 from voiced.stt.ledger import StreamLedger
 from voiced.stt.local import LocalSTTStream
 
+#: A final owed for this long of audio is late (the service is slow, or this process is):
+#: from then on the audio goes in small batches instead of frame by frame. The messages of
+#: frame-by-frame sending are what an overloaded service or speech loop can least afford,
+#: and a later final would otherwise hold every late call in that mode, a feedback loop.
+OWED_URGENT_MS = 1000
+#: The batch for a final that is late: it delays that final by at most this, less a frame.
+LATE_FINAL_REQUEST_MS = 100
+
 
 class RecoveringSTTStream:
     """The shared half of a streaming engine's call stream. A subclass opens, feeds and ends
@@ -62,6 +70,10 @@ class RecoveringSTTStream:
         self._watchdog: Any = None  # an IDelayedCall: a final is owed and must come
         self._request_bytes = audio.bytes_per_ms() * request_ms
         self._idle_request_bytes = audio.bytes_per_ms() * idle_request_ms
+        self._owed_urgent_bytes = audio.bytes_per_ms() * OWED_URGENT_MS
+        self._late_final_request_bytes = audio.bytes_per_ms() * LATE_FINAL_REQUEST_MS
+        # The final owed (its owed_from) and where in the call's audio it became owed.
+        self._owed: tuple[int, int] | None = None
         self.streams_opened = 0
 
     @property
@@ -102,14 +114,28 @@ class RecoveringSTTStream:
         if session is not None:
             # Batched while the caller speaks; frame by frame while a pause may be the end of
             # the turn, or a final is owed: the service counts the silence it has received.
-            urgent = self._caller_paused or ledger.owed_from is not None
-            batch = self._request_bytes if ledger.speech_at is not None else self._idle_request_bytes
+            # A final owed for long is late: small batches then (OWED_URGENT_MS).
+            owed_for = self._owed_for(ledger)
+            urgent = self._caller_paused or (owed_for is not None and owed_for < self._owed_urgent_bytes)
+            if owed_for is not None and not urgent:
+                batch = self._late_final_request_bytes
+            else:
+                batch = self._request_bytes if ledger.speech_at is not None else self._idle_request_bytes
             if (self._ready(session) and (urgent or ledger.audio.end - session.sent_upto >= batch)
                     and not self._rolled_over(session)):
                 self._send_pending(session)
         elif self._waiting is None:
             self._open_session()
         ledger.forget_old_audio()
+
+    def _owed_for(self, ledger: StreamLedger) -> int | None:
+        """How much audio has come since the final now owed became owed (None: none is owed)."""
+        if ledger.owed_from is None:
+            self._owed = None
+            return None
+        if self._owed is None or self._owed[0] != ledger.owed_from:
+            self._owed = (ledger.owed_from, ledger.audio.end)
+        return ledger.audio.end - self._owed[1]
 
     def caller_pausing(self, paused: bool) -> None:
         """VAD hint: the caller went quiet mid-utterance (or spoke again)."""
