@@ -73,18 +73,23 @@ def _str(value: str) -> str:
 STT_ENGINES = ("local", "google", "deepgram")
 
 
-def _stt_engines(value: str) -> str:
-    """auto, one engine, or a fallback chain of them in order (deepgram,google): issue 22."""
+def _engine_chain(value: str, engines: tuple[str, ...], example: str) -> list[str]:
+    """auto, or the names of a fallback chain, each one of ``engines`` and named once."""
     names = [name.strip() for name in value.split(",")]
     if names == ["auto"]:
-        return "auto"
+        return names
     for name in names:
-        if name not in STT_ENGINES:
-            raise ValueError(f"{name!r} is not one of auto, {', '.join(STT_ENGINES)} (or a comma-separated "
-                             "fallback chain of them, e.g. deepgram,google)")
+        if name not in engines:
+            raise ValueError(f"{name!r} is not one of auto, {', '.join(engines)} (or a comma-separated "
+                             f"fallback chain of them, e.g. {example})")
     if len(set(names)) != len(names):
         raise ValueError(f"{value!r} names an engine twice")
-    return ",".join(names)
+    return names
+
+
+def _stt_engines(value: str) -> str:
+    """auto, one engine, or a fallback chain of them in order (deepgram,google): issue 22."""
+    return ",".join(_engine_chain(value, STT_ENGINES, "deepgram,google"))
 
 
 TTS_ENGINES = ("local", "google", "elevenlabs", "cartesia", "openai")
@@ -93,15 +98,7 @@ TTS_ENGINES = ("local", "google", "elevenlabs", "cartesia", "openai")
 def _tts_engines(value: str) -> str:
     """auto, one engine, or a fallback chain of them in order (elevenlabs,google,local): issue 22.
     ``local`` (espeak) is the last resort behind every chain, so it can only come last."""
-    names = [name.strip() for name in value.split(",")]
-    if names == ["auto"]:
-        return "auto"
-    for name in names:
-        if name not in TTS_ENGINES:
-            raise ValueError(f"{name!r} is not one of auto, {', '.join(TTS_ENGINES)} (or a comma-separated "
-                             "fallback chain of them, e.g. elevenlabs,google,local)")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{value!r} names an engine twice")
+    names = _engine_chain(value, TTS_ENGINES, "elevenlabs,google,local")
     if "local" in names[:-1]:
         raise ValueError(f"{value!r}: local is the last resort of a chain; it can only come last")
     return ",".join(names)

@@ -52,10 +52,9 @@ VOICEMAIL_NOTE = (
 )
 
 
-def build_messages(settings: LLMSettings, call: CallInfo, request: TurnRequest) -> list[dict[str, Any]]:
-    """The chat messages for one turn (see the module docstring)."""
-    # The prompt is a template: an outbound call's variables fill its {name}s (voiced.agent.variables).
-    system = [fill(settings.system_prompt, call.variables).strip()]
+def call_context(call: CallInfo) -> str:
+    """What the model is told of the call after its prompt: who placed it, the numbers, the
+    carrier's parameters and an outbound call's variables (the Realtime agent's too)."""
     context = []
     if call.direction == "outbound":
         context.append("You placed this call: the person answering did not call you.")
@@ -69,7 +68,13 @@ def build_messages(settings: LLMSettings, call: CallInfo, request: TurnRequest) 
     if call.variables:
         pairs = ", ".join(f"{k}={v}" for k, v in sorted(call.variables.items()))
         context.append(f"Call variables: {pairs}.")
-    system.append(" ".join(context))
+    return " ".join(context)
+
+
+def build_messages(settings: LLMSettings, call: CallInfo, request: TurnRequest) -> list[dict[str, Any]]:
+    """The chat messages for one turn (see the module docstring)."""
+    # The prompt is a template: an outbound call's variables fill its {name}s (voiced.agent.variables).
+    system = [fill(settings.system_prompt, call.variables).strip(), call_context(call)]
     system.append(INTERRUPTED_NOTE)
     messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(s for s in system if s)}]
     turns = [_history_message(said) for said in request.history]

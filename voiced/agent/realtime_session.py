@@ -26,6 +26,7 @@ from twisted.logger import Logger
 
 from voiced.agent import realtime_wire as wire
 from voiced.agent.base import Action, AgentError, CallInfo, EndCall, ReplySink, Said, TransferCall, TurnRequest
+from voiced.agent.llm_messages import call_context
 from voiced.agent.realtime_link import LinkEnd, RealtimeLink
 from voiced.agent.tools import END_CALL, TRANSFER_CALL, parse_arguments, tool_error
 from voiced.agent.variables import fill
@@ -105,19 +106,7 @@ class RealtimeSession:
         """The session's instructions: the prompt is a template an outbound call's variables fill, and
         the call's context follows it, as the text LLM's system message (voiced.agent.llm_messages)."""
         call = self._call
-        context = []
-        if call.direction == "outbound":
-            context.append("You placed this call: the person answering did not call you.")
-        if call.from_number:
-            context.append(f"The caller's number is {call.from_number}.")
-        if call.to_number:
-            context.append(f"They called {call.to_number}.")
-        if call.custom_parameters:
-            pairs = ", ".join(f"{k}={v}" for k, v in sorted(call.custom_parameters.items()))
-            context.append(f"Call parameters: {pairs}.")
-        if call.variables:
-            context.append("Call variables: " + ", ".join(f"{k}={v}" for k, v in sorted(call.variables.items())) + ".")
-        parts = [fill(self._agent.settings.instructions, call.variables).strip(), " ".join(context)]
+        parts = [fill(self._agent.settings.instructions, call.variables).strip(), call_context(call)]
         return "\n\n".join(part for part in parts if part)
 
     def _greeting(self) -> bytes:

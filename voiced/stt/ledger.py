@@ -40,6 +40,8 @@ class StreamLedger:
         self.words_open = False  # words came after the last final (across streams: a retry keeps it)
         # Where the utterance began that the call ended (flush) and whose final has not come yet.
         self.owed_from: int | None = None
+        # Where the call's audio had got to when that final became owed (read only while one is).
+        self.owed_since = 0
 
     # -- the caller's side (VAD hints) --------------------------------------------------------
 
@@ -56,6 +58,8 @@ class StreamLedger:
         """A final is owed for the turn that began at ``speech_at`` (without a VAD hint: all
         that is not settled), and for any earlier one still owed."""
         began = speech_at if speech_at is not None else self.settled_at
+        if self.owed_from is None:
+            self.owed_since = self.audio.end
         self.owed_from = began if self.owed_from is None else min(self.owed_from, began)
 
     # -- the service's side (finals) ------------------------------------------------------------

@@ -72,8 +72,6 @@ class RecoveringSTTStream:
         self._idle_request_bytes = audio.bytes_per_ms() * idle_request_ms
         self._owed_urgent_bytes = audio.bytes_per_ms() * OWED_URGENT_MS
         self._late_final_request_bytes = audio.bytes_per_ms() * LATE_FINAL_REQUEST_MS
-        # The final owed (its owed_from) and where in the call's audio it became owed.
-        self._owed: tuple[int, int] | None = None
         self.streams_opened = 0
 
     @property
@@ -115,8 +113,8 @@ class RecoveringSTTStream:
             # Batched while the caller speaks; frame by frame while a pause may be the end of
             # the turn, or a final is owed: the service counts the silence it has received.
             # A final owed for long is late: small batches then (OWED_URGENT_MS).
-            owed_for = self._owed_for(ledger)
-            urgent = self._caller_paused or (owed_for is not None and owed_for < self._owed_urgent_bytes)
+            owed_for = None if ledger.owed_from is None else ledger.audio.end - ledger.owed_since
+            urgent = self._caller_paused or (owed_for is not None and owed_for <= self._owed_urgent_bytes)
             if owed_for is not None and not urgent:
                 batch = self._late_final_request_bytes
             else:
@@ -127,15 +125,6 @@ class RecoveringSTTStream:
         elif self._waiting is None:
             self._open_session()
         ledger.forget_old_audio()
-
-    def _owed_for(self, ledger: StreamLedger) -> int | None:
-        """How much audio has come since the final now owed became owed (None: none is owed)."""
-        if ledger.owed_from is None:
-            self._owed = None
-            return None
-        if self._owed is None or self._owed[0] != ledger.owed_from:
-            self._owed = (ledger.owed_from, ledger.audio.end)
-        return ledger.audio.end - self._owed[1]
 
     def caller_pausing(self, paused: bool) -> None:
         """VAD hint: the caller went quiet mid-utterance (or spoke again)."""
