@@ -24,7 +24,6 @@ import json
 import os
 import re
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -32,11 +31,9 @@ from urllib.parse import urlencode
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from tests.fakes.arrivals import Arrivals
-from tests.fakes.http_apps import Received
+from tests.fakes.carrier_rest import CarrierRest
 from voiced.caller.client import place_call
 from voiced.caller.report import CallReport
 from voiced.caller.session import CallerLine
@@ -62,40 +59,19 @@ def stream_url_of(xml: str) -> str:
     return match.group(1).replace("&amp;", "&")
 
 
-class FakePlivo(Resource):
-    isLeaf = True
-
+class FakePlivo(CarrierRest[PlivoCall]):
     def __init__(self, auth_id: str, auth_token: str, lines: list[CallerLine] | None = None, connect: bool = True,
                  reply_timeout_s: float = 8.0) -> None:
-        super().__init__()
+        super().__init__(lines, connect, reply_timeout_s)
         self.auth_id = auth_id
         self.auth_token = auth_token
-        self.lines = lines or []
-        self.connect = connect
-        self.reply_timeout_s = reply_timeout_s
-        self.received: list[Received] = []
-        self.calls: Arrivals[PlivoCall] = Arrivals()
-        self._failures: deque[int] = deque()
-
-    def fail_with(self, *statuses: int) -> None:
-        self._failures.extend(statuses)
-
-    def call(self, index: int) -> Deferred[PlivoCall]:
-        return self.calls.nth(index)
-
-    def stop(self) -> None:
-        pass
 
     def _error(self, request: Request, status: int, message: str) -> bytes:
         request.setResponseCode(status)
         return json.dumps({"api_id": str(uuid.uuid4()), "error": message}).encode()
 
     def render_POST(self, request: Request) -> bytes:
-        headers = {name.decode().lower(): b", ".join(values).decode()
-                   for name, values in request.requestHeaders.getAllRawHeaders()}
-        received = Received("POST", request.uri.decode(), headers, request.content.read())
-        self.received.append(received)
-        request.setHeader(b"content-type", b"application/json")
+        received = self.receive(request)
         if received.path != f"/v1/Account/{self.auth_id}/Call/":
             return self._error(request, 404, "not found")
         if received.basic_auth() != (self.auth_id, self.auth_token):

@@ -20,7 +20,6 @@ import base64
 import json
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +27,9 @@ import treq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from tests.fakes.arrivals import Arrivals
-from tests.fakes.http_apps import Received
+from tests.fakes.carrier_rest import CarrierRest
 from voiced.caller.client import place_call
 from voiced.caller.report import CallReport
 from voiced.caller.session import CallerLine
@@ -62,30 +59,13 @@ class TelnyxCall:
     done: Deferred[CallReport | None] = field(default_factory=Deferred)
 
 
-class FakeTelnyx(Resource):
-    isLeaf = True
-
+class FakeTelnyx(CarrierRest[TelnyxCall]):
     def __init__(self, api_key: str, connection_id: str, signing_key: Ed25519PrivateKey,
                  lines: list[CallerLine] | None = None, connect: bool = True, reply_timeout_s: float = 8.0) -> None:
-        super().__init__()
+        super().__init__(lines, connect, reply_timeout_s)
         self.api_key = api_key
         self.connection_id = connection_id
         self.signing_key = signing_key
-        self.lines = lines or []
-        self.connect = connect
-        self.reply_timeout_s = reply_timeout_s
-        self.received: list[Received] = []
-        self.calls: Arrivals[TelnyxCall] = Arrivals()
-        self._failures: deque[int] = deque()
-
-    def fail_with(self, *statuses: int) -> None:
-        self._failures.extend(statuses)
-
-    def call(self, index: int) -> Deferred[TelnyxCall]:
-        return self.calls.nth(index)
-
-    def stop(self) -> None:
-        pass
 
     @staticmethod
     def _error(request: Request, status: int, code: str, title: str, detail: str = "") -> bytes:
@@ -93,14 +73,10 @@ class FakeTelnyx(Resource):
         return json.dumps({"errors": [{"code": code, "title": title, "detail": detail}]}).encode()
 
     def render_POST(self, request: Request) -> bytes:
-        headers = {name.decode().lower(): b", ".join(values).decode()
-                   for name, values in request.requestHeaders.getAllRawHeaders()}
-        received = Received("POST", request.uri.decode(), headers, request.content.read())
-        self.received.append(received)
-        request.setHeader(b"content-type", b"application/json")
+        received = self.receive(request)
         if received.path != "/v2/calls":
             return self._error(request, 404, "10005", "Resource not found")
-        if headers.get("authorization") != f"Bearer {self.api_key}":
+        if received.headers.get("authorization") != f"Bearer {self.api_key}":
             return self._error(request, 401, "10009", "Authentication failed")
         if self._failures:
             return self._error(request, self._failures.popleft(), "10011", "Please retry")

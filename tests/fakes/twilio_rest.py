@@ -45,7 +45,6 @@ import time
 from datetime import datetime, timezone
 from email.utils import format_datetime
 import xml.etree.ElementTree as ET
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -54,11 +53,9 @@ import treq
 from twilio.request_validator import RequestValidator
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from tests.fakes.arrivals import Arrivals
-from tests.fakes.http_apps import Received
+from tests.fakes.carrier_rest import CarrierRest
 from tests.fakes.twilio_callee import Callee, StreamTimes, stream_callee
 from voiced.caller.client import place_call
 from voiced.caller.report import CallReport
@@ -102,41 +99,28 @@ def parse_twiml(twiml: str) -> tuple[str, dict[str, str]]:
     return stream.get("url", ""), {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
 
 
-class FakeTwilio(Resource):
-    isLeaf = True
-
+class FakeTwilio(CarrierRest[PlacedCall]):
     def __init__(self, account_sid: str, auth_token: str, media_url: str = "", lines: list[CallerLine] | None = None,
                  connect: bool = True, reply_timeout_s: float = 8.0, callees: dict[str, Callee] | None = None,
                  talk_s: float | None = None, busy: dict[str, int] | None = None) -> None:
-        super().__init__()
+        super().__init__(lines, connect, reply_timeout_s)
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.media_url = media_url  # where the TwiML's wss:// stream URL really is (a ws:// on loopback)
-        self.lines = lines or []
-        self.connect = connect
-        self.reply_timeout_s = reply_timeout_s
         self.callees = callees or {}  # To number -> who picks up (else the simulated caller speaks ``lines``)
         self.talk_s = talk_s
         self.busy = dict(busy or {})
         # (time received, To, calls live with it) of every Calls POST
         self.posts: list[tuple[float, str, int]] = []
         self.on_post: Any = None  # on_post(number of calls POSTed so far), before the answer is written
-        self.received: list[Received] = []
-        self.calls: Arrivals[PlacedCall] = Arrivals()
-        self._failures: deque[tuple[int, dict[str, Any]]] = deque()
         self._validator = RequestValidator(auth_token)
 
-    def fail_with(self, *failures: int | tuple[int, dict[str, Any]]) -> None:
+    def fail_with(self, *failures: int | tuple[int, dict[str, Any]]) -> None:  # type: ignore[override]
+        """Each a status, or a (status, error document) pair."""
         for failure in failures:
             status, document = failure if isinstance(failure, tuple) else (failure, {})
             self._failures.append((status, document or {"code": 20500, "message": "Internal Server Error",
                                                          "status": status}))
-
-    def call(self, index: int) -> Deferred[PlacedCall]:
-        return self.calls.nth(index)
-
-    def stop(self) -> None:
-        pass
 
     @property
     def live(self) -> list[PlacedCall]:
@@ -149,11 +133,7 @@ class FakeTwilio(Resource):
 
     # ---- reading calls back ------------------------------------------------------------------
     def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
-        headers = {name.decode().lower(): b", ".join(values).decode()
-                   for name, values in request.requestHeaders.getAllRawHeaders()}
-        received = Received("GET", request.uri.decode(), headers, b"")
-        self.received.append(received)
+        received = self.receive(request)
         if received.basic_auth() != (self.account_sid, self.auth_token):
             return self._error(request, 401, 20003, "Authenticate")
         path = request.path.decode()
@@ -172,11 +152,7 @@ class FakeTwilio(Resource):
 
     # ---- the REST API ---------------------------------------------------------------------
     def render_POST(self, request: Request) -> bytes:
-        headers = {name.decode().lower(): b", ".join(values).decode()
-                   for name, values in request.requestHeaders.getAllRawHeaders()}
-        received = Received("POST", request.uri.decode(), headers, request.content.read())
-        self.received.append(received)
-        request.setHeader(b"content-type", b"application/json")
+        received = self.receive(request)
         calls_path = f"/2010-04-01/Accounts/{self.account_sid}/Calls"
         if received.path != calls_path + ".json" and not received.path.startswith(calls_path + "/"):
             return self._error(request, 404, 20404, f"The requested resource {received.path} was not found")

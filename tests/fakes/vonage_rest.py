@@ -24,7 +24,6 @@ import hmac
 import json
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +33,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from tests.fakes.arrivals import Arrivals
-from tests.fakes.http_apps import Received
+from tests.fakes.carrier_rest import CarrierRest
 from voiced.caller.client import place_call
 from voiced.caller.report import CallReport
 from voiced.caller.session import CallerLine
@@ -91,30 +88,13 @@ class VonageCall:
     done: Deferred[CallReport | None] = field(default_factory=Deferred)
 
 
-class FakeVonage(Resource):
-    isLeaf = True
-
+class FakeVonage(CarrierRest[VonageCall]):
     def __init__(self, application_id: str, public_key: rsa.RSAPublicKey, signature_secret: str,
                  lines: list[CallerLine] | None = None, connect: bool = True, reply_timeout_s: float = 8.0) -> None:
-        super().__init__()
+        super().__init__(lines, connect, reply_timeout_s)
         self.application_id = application_id
         self.public_key = public_key
         self.secret = signature_secret
-        self.lines = lines or []
-        self.connect = connect
-        self.reply_timeout_s = reply_timeout_s
-        self.received: list[Received] = []
-        self.calls: Arrivals[VonageCall] = Arrivals()
-        self._failures: deque[int] = deque()
-
-    def fail_with(self, *statuses: int) -> None:
-        self._failures.extend(statuses)
-
-    def call(self, index: int) -> Deferred[VonageCall]:
-        return self.calls.nth(index)
-
-    def stop(self) -> None:
-        pass
 
     @staticmethod
     def _error(request: Request, status: int, title: str, detail: str = "") -> bytes:
@@ -123,14 +103,10 @@ class FakeVonage(Resource):
                            "instance": str(uuid.uuid4())}).encode()
 
     def render_POST(self, request: Request) -> bytes:
-        headers = {name.decode().lower(): b", ".join(values).decode()
-                   for name, values in request.requestHeaders.getAllRawHeaders()}
-        received = Received("POST", request.uri.decode(), headers, request.content.read())
-        self.received.append(received)
-        request.setHeader(b"content-type", b"application/json")
+        received = self.receive(request)
         if received.path != "/v1/calls":
             return self._error(request, 404, "Not Found")
-        scheme, _, token = headers.get("authorization", "").partition(" ")
+        scheme, _, token = received.headers.get("authorization", "").partition(" ")
         problem = "no bearer token" if scheme != "Bearer" else jwt_problem(token, self.public_key,
                                                                            self.application_id)
         if problem is not None:
