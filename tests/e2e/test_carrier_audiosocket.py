@@ -20,7 +20,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, BIN, Daemon, line
+from tests.e2e.daemon import BARGE_IN_MS, BIN, Daemon, line, logged
 from voiced.caller.carriers.audiosocket import AudioSocketCall
 from voiced.caller.client import place_call
 from voiced.caller.session import CallerLine
@@ -97,7 +97,7 @@ class AudioSocketCallTests(TestCase):
         refused = out["calls"][0]
         self.assertEqual((code, refused["hung_up_by_bot"]), (1, True))
         self.assertEqual(refused["errors"], [f"daemon sent an error frame (code {wire.ERROR_REFUSED:02x})"])
-        self.assertTrue(any(unsigned in entry for entry in daemon.lines("MEDIA_REJECTED")))
+        self.assertTrue(any(unsigned in entry for entry in (yield logged(daemon, f"MEDIA_REJECTED carrier=audiosocket uuid={unsigned}", 1))))
         self.assertEqual(len((yield deferToThread(self.journal_rows))), 1)
 
     def journal_rows(self, at_least: int = 0) -> list[tuple]:

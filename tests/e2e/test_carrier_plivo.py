@@ -20,7 +20,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon, line
+from tests.e2e.daemon import BARGE_IN_MS, Daemon, line, logged
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.caller.client import place_call
 from voiced.caller.session import CallerLine
@@ -130,5 +130,5 @@ class PlivoCallTests(TestCase):
         for report in (no_token, forged):
             self.assertFalse(report.connected)
             self.assertIn("403", " ".join(report.errors))
-        self.assertEqual(len(self.daemon.lines("MEDIA_REJECTED carrier=plivo")), 2)
+        self.assertEqual(len((yield logged(self.daemon, "MEDIA_REJECTED carrier=plivo", 2))), 2)
         self.assertEqual(len(self.daemon.lines("ANSWER_REJECTED carrier=plivo")), 2)

@@ -25,7 +25,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon, line
+from tests.e2e.daemon import BARGE_IN_MS, Daemon, line, logged
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.caller.client import place_call
 from voiced.caller.session import CallerLine
@@ -124,7 +124,7 @@ class TelnyxCallTests(TestCase):
         report = yield place_call(reactor, self.media_url, [line("Hello")], carrier="telnyx")
         self.assertEqual(report.closed_code, 1008)
         self.assertEqual(report.replies, [])
-        self.assertTrue(self.daemon.lines("MEDIA_REJECTED"))
+        self.assertTrue((yield logged(self.daemon, "MEDIA_REJECTED", 1)))
         forged = yield place_call(reactor, self.media_url, [line("Hello")], carrier="telnyx",
                                   auth_token="not-the-media-secret")
         self.assertEqual(forged.closed_code, 1008)

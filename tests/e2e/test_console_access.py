@@ -15,10 +15,9 @@ from urllib.parse import quote
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon, line, shared_daemon
+from tests.e2e.daemon import Daemon, line, logged, shared_daemon
 from voiced.caller.client import place_call
 
 TWILIO = {"VOICED_TWILIO_AUTH_TOKEN": "e2e-twilio-token", "VOICED_PUBLIC_URL": "https://voice.example.com"}
@@ -78,11 +77,7 @@ class ConsoleTokenTests(TestCase):
         self.assertTrue(admitted.hung_up_by_bot, admitted.errors)
         again = yield place_call(reactor, url, [line("Goodbye.")])
         self.assertFalse(again.connected, "a media token admits one call")
-        for _ in range(20):  # the daemon's log writer is a thread of its own
-            rejected = self.daemon.lines("MEDIA_REJECTED")[before:]
-            if len(rejected) >= 3:
-                break
-            yield deferLater(reactor, 0.1, lambda: None)
+        rejected = (yield logged(self.daemon, "MEDIA_REJECTED", before + 3))[before:]
         self.assertEqual(len(rejected), 3, rejected)
         self.assertIn("console media token already used", rejected[-1])
         self.assertFalse(any(json.loads(body)["token"] in entry for entry in self.daemon.log().splitlines()),

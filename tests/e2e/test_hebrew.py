@@ -19,7 +19,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon, EmulatorProcess, line
+from tests.e2e.daemon import Daemon, EmulatorProcess, line, logged
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.agent.dialog import load_dialog
 from voiced.caller.client import place_call
@@ -63,7 +63,7 @@ class HebrewLineTests(TestCase):
         self.assertIn(" ".join(DIALOG.greeting), greeting)
         self.assertIn(DIALOG.intents[0].reply[0], hours)  # [intent hours]
         self.assertIn("להתראות", goodbye)
-        self.assertIn("turns=2", "".join(daemon.lines("CALL_END")))
+        self.assertIn("turns=2", "".join((yield logged(daemon, "CALL_END", 1))))
         turns = journal_turns(self.journal)
         self.assertEqual([t[0] for t in turns], [HOURS_QUESTION, GOODBYE])
         self.assertEqual(turns[0][1], " ".join(DIALOG.intents[0].reply))

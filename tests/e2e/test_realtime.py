@@ -20,7 +20,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon, constructions, line
+from tests.e2e.daemon import BARGE_IN_MS, Daemon, constructions, line, logged
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from tests.fakes.realtime_server import RealtimeFake
 from voiced.caller.client import place_call
@@ -167,7 +167,7 @@ class RealtimeCallTests(TestCase):
         daemon = self.start(fake)
         report = yield place_call(reactor, daemon.media_url, [line(QUESTION)], reply_timeout_s=15)
         self.assertTrue(report.hung_up_by_bot, "the apology, then the hang-up")
-        [failed] = daemon.lines("REALTIME_FAILED")
+        [failed] = yield logged(daemon, "REALTIME_FAILED", 1)
         self.assertIn(f"call={report.call_sid}", failed)
         self.assertIn("HTTP 401", failed)
         self.assertNotIn(KEY, daemon.log())
