@@ -105,14 +105,20 @@ class BargeIns:
         self._host = host
 
     def caller_voicing(self) -> None:
-        # Per frame while the caller voices: sustained() is false until the sound is long enough.
+        # Per frame while the caller voices. Mostly the call listens with nothing playing: no
+        # barge-in and nothing to resume, whatever the sound.
+        state = self._host.state
+        if state is not State.SPEAKING and state is not State.GREETING and state is not State.THINKING \
+                and not self._playback.replies:
+            return
+        # sustained() is false until the sound is long enough.
         eou = self._eou
         if not eou.sustained(self._host.settings.barge_in_ms) or self._answering.final_goodbye or \
                 self._opening.holding_greeting() or self._opening.deciding:
             return
         if self._model is not None and not self._model.voiced_turns:
             return  # the model's VAD leads: its speech_started is the barge-in (model_heard_caller)
-        if self._host.state in (State.GREETING, State.SPEAKING):
+        if state is State.GREETING or state is State.SPEAKING:
             if self._judge.interrupts(eou, self._utterance.partial):
                 self._interrupted(self._judge.last_detail)
         else:

@@ -54,6 +54,7 @@ class Hearing:
         self._caller_paused = False
         self._last_media_at = clock.seconds()
         self._gap_timer: IDelayedCall | None = None
+        self._model_hears = end_of_turn.hears_audio  # fixed for the call: looked up once, not per frame
         eou.on_late_events = self.speech_events  # a detector batched off the reactor answers later
 
     def on_media(self, ulaw: bytes, stt_audio: bytes | None = None) -> None:
@@ -65,10 +66,13 @@ class Hearing:
         eou = self._eou
         self._last_media_at = self._clock.seconds()
         self._stt.feed(ulaw if stt_audio is None else stt_audio)
-        if self._end_of_turn.hears_audio:  # only a semantic model listens: no work per frame without one
+        if self._model_hears:  # only a semantic model listens: no work per frame without one
             # Until its reply plays the caller may go on with the same utterance (THINKING resumes it).
             self._end_of_turn.hear(ulaw, eou.in_speech or host.state in (State.AWAITING_FINAL, State.THINKING))
-        self.speech_events(eou.push(ulaw))
+        events = eou.push(ulaw)
+        # Most frames are quiet between utterances: no event, no pause to lift, nothing voicing.
+        if events or eou.in_speech or self._caller_paused:
+            self.speech_events(events)
 
     def speech_events(self, events: list[SpeechEvent]) -> None:
         """What the VAD decided of the frames so far (at once, or later for a batched detector)."""

@@ -8,7 +8,7 @@ before it.
 from __future__ import annotations
 
 #: Dead audio is cut off the buffer in slices, not per frame (a bytearray shifts on every cut).
-_TRIM_SLACK_BYTES = 8000
+TRIM_SLACK_BYTES = 8000
 
 
 class AudioLog:
@@ -29,7 +29,7 @@ class AudioLog:
         return bytes(self._buf[max(offset, self.start) - self.start :])
 
     def forget_before(self, offset: int) -> None:
-        if offset - self.start >= _TRIM_SLACK_BYTES:
+        if offset - self.start >= TRIM_SLACK_BYTES:
             cut = min(offset - self.start, len(self._buf))
             del self._buf[:cut]
             self.start += cut

@@ -15,7 +15,7 @@ with a burst of 30 s. The streams act; this keeps the books and never calls anyo
 from __future__ import annotations
 
 from voiced.audio import MULAW_8K, AudioFormat
-from voiced.stt.audio_log import AudioLog
+from voiced.stt.audio_log import TRIM_SLACK_BYTES, AudioLog
 from voiced.stt.local import PREROLL_MS
 
 #: The most audio kept for a replay: longer than any utterance, short enough to resend in a blink.
@@ -126,6 +126,9 @@ class StreamLedger:
         self.settled_at = max(self.settled_at, unanswered)
 
     def forget_old_audio(self) -> None:
+        audio = self.audio
+        if max(self.settled_at, audio.end - self.replay_max_bytes) - audio.start < TRIM_SLACK_BYTES:
+            return  # per frame: nothing could be cut yet (the cut only goes further back than this)
         needed = self.settled_at
         utterances_at = self.utterances_at()
         if utterances_at is not None:

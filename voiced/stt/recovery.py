@@ -107,20 +107,23 @@ class RecoveringSTTStream:
                 self._local.feed(audio)
             return
         ledger = self._ledger
-        ledger.audio.append(audio)
+        log = ledger.audio
+        log.append(audio)
         session = self._session
         if session is not None:
             # Batched while the caller speaks; frame by frame while a pause may be the end of
             # the turn, or a final is owed: the service counts the silence it has received.
             # A final owed for long is late: small batches then (OWED_URGENT_MS).
-            owed_for = None if ledger.owed_from is None else ledger.audio.end - ledger.owed_since
-            urgent = self._caller_paused or (owed_for is not None and owed_for <= self._owed_urgent_bytes)
-            if owed_for is not None and not urgent:
-                batch = self._late_final_request_bytes
+            end = log.end
+            if self._caller_paused:
+                send = True
+            elif ledger.owed_from is not None:
+                send = (end - ledger.owed_since <= self._owed_urgent_bytes
+                        or end - session.sent_upto >= self._late_final_request_bytes)
             else:
                 batch = self._request_bytes if ledger.speech_at is not None else self._idle_request_bytes
-            if (self._ready(session) and (urgent or ledger.audio.end - session.sent_upto >= batch)
-                    and not self._rolled_over(session)):
+                send = end - session.sent_upto >= batch
+            if send and self._ready(session) and not self._rolled_over(session):
                 self._send_pending(session)
         elif self._waiting is None:
             self._open_session()
