@@ -6,17 +6,17 @@ import signal
 import sys
 import threading
 
-from twisted.logger import ILogObserver, Logger, LoggingFile, LogLevel, LogPublisher
+from twisted.logger import ILogObserver, Logger, LoggingFile, LogLevel, LogPublisher, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.logging import QueueLogObserver, json_observer, make_observer, text_observer
+from voiced.logging import QueueLogObserver, format_message, json_observer, make_observer, text_observer
 
 WHEN = calendar.timegm((2026, 11, 25, 9, 30, 1)) + 0.123
 
 
-def event(fmt="call {call_id} started", level=LogLevel.info, namespace="voiced.service", **keys):
-    return dict(log_format=fmt, log_level=level, log_namespace=namespace, log_time=WHEN, **keys)
+def event(fmt="call {call_id} started", level=LogLevel.info, namespace="voiced.service", log_time=WHEN, **keys):
+    return dict(log_format=fmt, log_level=level, log_namespace=namespace, log_time=log_time, **keys)
 
 
 def a_failure():
@@ -121,6 +121,40 @@ class FormatTests(SynchronousTestCase):
         out = self.written("text", event("caller said {text}", text="hi\n2026-01-01T00:00:00.000Z error [x] forged"))
         self.assertEqual(out.count("\n"), 2)
         self.assertIn("\n\t2026-01-01", out)
+
+    def test_message_is_what_twisted_would_say(self):
+        class Caller:
+            name = "Ann"
+
+            def greet(self):
+                return "hello"
+
+        cases = [
+            event("EOT call={call} reason={reason}{detail} {measure}={waited}", call="CA1", reason="hold",
+                  detail="", measure="silence_ms", waited=0),
+            event("{text!r} at {ms:>6.1f} ms {{braces}}", text="it's", ms=3.14159),
+            event("{who.name} said {words[0]}", who=Caller(), words=["yes", "no"]),
+            event("{who.greet()} from {who.name}", who=Caller()),  # twisted's call syntax
+            event("{missing} is not there"),
+            event("{} positional"),
+            event("{0} positional"),
+            event("unbalanced {"),
+            event(b"bytes {call_id}", call_id="CA1"),
+            event(None),
+            event(42),
+            {"log_level": LogLevel.info},
+        ]
+        for e in cases:
+            self.assertEqual(format_message(e), formatEvent(e), e.get("log_format"))
+        self.assertEqual(format_message(cases[1]), "\"it's\" at    3.1 ms {braces}")
+        self.assertIn("Unable to format event", format_message(cases[4]))
+
+    def test_timestamps_of_lines_in_one_second_and_the_next(self):
+        out = self.written("text", event("a", log_time=WHEN), event("b", log_time=WHEN + 0.5),
+                           event("c", log_time=WHEN + 0.877), event("d", log_time=WHEN - 1))
+        self.assertEqual([line.split(" ")[0] for line in out.splitlines()],
+                         ["2026-11-25T09:30:01.123Z", "2026-11-25T09:30:01.623Z", "2026-11-25T09:30:02.000Z",
+                          "2026-11-25T09:30:00.123Z"])
 
     def test_text_skips_empty_event(self):
         self.assertEqual(self.written("text", {"log_level": LogLevel.info, "log_time": WHEN}), "")

@@ -54,12 +54,22 @@ _FORK_WAIT_S = 2.0
 _LEGACY_KEYS = frozenset({"message", "isError", "failure", "why", "format", "time", "system"})
 
 
+# The last second's text: lines come many a second, and strftime is most of a timestamp's
+# cost. One tuple, replaced whole: safe for events logged from other threads too.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(when: float | None) -> str:
+    global _last_second
     if when is None:
         when = time.time()
     # Round on whole milliseconds: float seconds like 1795599001.123 are a hair below .123.
     seconds, millis = divmod(round(when * 1000), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    cached_second, text = _last_second
+    if seconds != cached_second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, text)
+    return f"{text}.{millis:03d}Z"
 
 
 def _level_name(event: LogEvent) -> str:
@@ -77,9 +87,24 @@ def _traceback(event: LogEvent) -> str:
         return f"(unable to format traceback: {e!r})"
 
 
+def format_message(event: LogEvent) -> str:
+    """The event's message: what twisted's ``formatEvent`` says, an order of magnitude
+    sooner for the usual event (a str format whose fields are the event's keys): the
+    daemon logs every turn's decisions, and twisted formats through ``string.Formatter``
+    in Python. A format with twisted's own syntax (``{key()}``), an event flattened by
+    twisted, or one that does not format goes to ``formatEvent``, which also words errors."""
+    fmt = event.get("log_format")
+    if fmt.__class__ is str and "()" not in fmt and "log_flattened" not in event:
+        try:
+            return fmt.format_map(event)
+        except Exception:
+            pass
+    return formatEvent(event)
+
+
 def format_text(event: LogEvent) -> str | None:
     """One text line (newline-terminated), or None for an event with nothing to say."""
-    message = formatEvent(event)
+    message = format_message(event)
     failure = _traceback(event)
     if failure:
         message = f"{message}\n{failure}" if message else failure
@@ -110,7 +135,7 @@ def format_json(event: LogEvent) -> str:
         "time": _timestamp(event.get("log_time")),
         "level": _level_name(event),
         "namespace": event.get("log_namespace") or "-",
-        "message": formatEvent(event),
+        "message": format_message(event),
     }
     failure = _traceback(event)
     if failure:
