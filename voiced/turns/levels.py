@@ -16,42 +16,87 @@ def dbfs(rms: float) -> float:
     return 20 * math.log10(rms / 32768) if rms > 0 else -math.inf
 
 
+class _Chunk:
+    """Audio sent in one piece: its frames play one after another from ``start``."""
+
+    __slots__ = ("start", "audio", "first", "count", "levels")
+
+    def __init__(self, start: float, audio: bytes, count: int) -> None:
+        self.start = start
+        self.audio = audio
+        self.first = 0  # frames before it are forgotten
+        self.count = count  # frames after it never played (cleared)
+        self.levels: list[float | None] = [None] * count  # rms, measured when first asked
+
+    def at(self, frame: int) -> float:
+        return self.start + frame * _FRAME_S
+
+    def level(self, frame: int) -> float:
+        rms = self.levels[frame]
+        if rms is None:
+            i = frame * FRAME_BYTES
+            rms = self.levels[frame] = audioop.rms(audioop.ulaw2lin(self.audio[i:i + FRAME_BYTES], 2), 2)
+        return rms
+
+
 class OutgoingLevel:
     """The level of the bot's audio as it plays: each chunk sent is placed on the playout
     timeline (the carrier plays what it is sent in order, in real time) frame by frame.
     An echo of it reaches the caller's stream a round trip later, so the reference is the
-    loudest frame of the last ``window_s``."""
+    loudest frame of the last ``window_s``.
+
+    A frame's level is measured only when it is asked for: the bot's audio is queued a
+    sentence at a time, on the way to the caller hearing it, and most of it plays with
+    nobody talking over it."""
 
     def __init__(self, window_s: float = 0.6) -> None:
         self._window_s = window_s
-        self._frames: deque[tuple[float, float]] = deque()  # (play time, rms), in time order
+        self._chunks: deque[_Chunk] = deque()  # in time order
+
+    def __len__(self) -> int:
+        """Frames kept."""
+        return sum(chunk.count - chunk.first for chunk in self._chunks)
 
     def queued(self, ulaw: bytes, plays_at: float, now: float | None = None) -> None:
         if now is not None:
             self._forget(now)  # a call whose bot talks for minutes unheard must not grow this
-        for i in range(0, len(ulaw) - FRAME_BYTES + 1, FRAME_BYTES):
-            rms = audioop.rms(audioop.ulaw2lin(ulaw[i:i + FRAME_BYTES], 2), 2)
-            self._frames.append((plays_at + (i // FRAME_BYTES) * _FRAME_S, rms))
+        count = len(ulaw) // FRAME_BYTES
+        if count:
+            self._chunks.append(_Chunk(plays_at, ulaw, count))
 
     def cleared(self, now: float) -> None:
         """The carrier dropped what it had not played."""
-        while self._frames and self._frames[-1][0] > now:
-            self._frames.pop()
+        chunks = self._chunks
+        while chunks:
+            last = chunks[-1]
+            while last.count > last.first and last.at(last.count - 1) > now:
+                last.count -= 1
+            if last.count > last.first:
+                return
+            chunks.pop()
 
     def recent(self, now: float) -> float:
         """The loudest bot frame played within the window before ``now`` (0: none)."""
         self._forget(now)
         loudest = 0.0
-        for at, rms in self._frames:
-            if at > now:
-                break
-            loudest = max(loudest, rms)
+        for chunk in self._chunks:
+            for frame in range(chunk.first, chunk.count):
+                if chunk.at(frame) > now:
+                    return loudest
+                loudest = max(loudest, chunk.level(frame))
         return loudest
 
     def _forget(self, now: float) -> None:
-        frames = self._frames
-        while frames and frames[0][0] < now - self._window_s:
-            frames.popleft()
+        chunks = self._chunks
+        oldest = now - self._window_s
+        while chunks:
+            chunk = chunks[0]
+            if chunk.at(chunk.count - 1) < oldest:
+                chunks.popleft()
+                continue
+            while chunk.at(chunk.first) < oldest:
+                chunk.first += 1
+            return
 
 
 class CallerLevel:
