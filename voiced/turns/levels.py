@@ -4,6 +4,7 @@ how loud this caller usually speaks. Pure: times are handed in."""
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import deque
 
 from voiced.audio import FRAME_BYTES, FRAME_MS, audioop
@@ -69,8 +70,7 @@ class OutgoingLevel:
         chunks = self._chunks
         while chunks:
             last = chunks[-1]
-            while last.count > last.first and last.at(last.count - 1) > now:
-                last.count -= 1
+            last.count = bisect_right(range(last.count), now, lo=last.first, key=last.at)
             if last.count > last.first:
                 return
             chunks.pop()
@@ -94,8 +94,7 @@ class OutgoingLevel:
             if chunk.at(chunk.count - 1) < oldest:
                 chunks.popleft()
                 continue
-            while chunk.at(chunk.first) < oldest:
-                chunk.first += 1
+            chunk.first = bisect_left(range(chunk.count), oldest, lo=chunk.first, key=chunk.at)
             return
 
 
