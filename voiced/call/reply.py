@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -94,7 +94,13 @@ class Segment:
     audio_bytes: int = 0
     sent: bool = False
     echoed_at: float | None = None
-    audio: bytes = b""  # kept while the reply lives: a falsely interrupted reply plays it again
+    #: Its audio as sent, kept while the reply lives: a falsely interrupted reply plays it again.
+    #: Chunks, joined only for that: a streamed sentence comes in many.
+    chunks: list[bytes] = field(default_factory=list)
+
+    @property
+    def audio(self) -> bytes:
+        return b"".join(self.chunks)
 
 
 class _SentenceAudio:
@@ -324,7 +330,7 @@ class Reply:
         for i in range(0, len(audio), AUDIO_CHUNK_BYTES):
             transport.send_audio(audio[i : i + AUDIO_CHUNK_BYTES])
         segment.audio_bytes += len(audio)
-        segment.audio += audio
+        segment.chunks.append(audio)
         segment.sent = True
         call.audio_queued(self, audio, first_sentence)
 
