@@ -306,10 +306,13 @@ class Reply:
         if not failure.check(CancelledError):
             log.failure("TTS failed call={call} text={text!r}", failure, call=self.call.call_id, text=text)
 
-    def _play(self, segment: Segment, audio: "_SentenceAudio") -> Deferred[None]:
+    def _play(self, segment: Segment, audio: "_SentenceAudio") -> Deferred[None] | None:
         """The sentence's turn on the line: what came of its audio goes now, the rest as it
         arrives; the Deferred fires once its mark is sent."""
         audio.play(lambda chunk: self._send_audio(chunk, segment))
+        if audio.finished.called:  # all of it was there (a cached phrase, a whole synthesis): no hop
+            self._end_segment(segment)
+            return None
         return audio.finished.addCallback(lambda _: self._end_segment(segment))
 
     def _send_segment(self, audio: bytes, segment: Segment) -> None:
