@@ -4,7 +4,6 @@ how loud this caller usually speaks. Pure: times are handed in."""
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from collections import deque
 
 from voiced.audio import FRAME_BYTES, FRAME_MS, audioop
@@ -20,24 +19,38 @@ def dbfs(rms: float) -> float:
 class _Chunk:
     """Audio sent in one piece: its frames play one after another from ``start``."""
 
-    __slots__ = ("start", "audio", "first", "count", "levels")
+    __slots__ = ("start", "audio", "first", "count", "levels", "measured")
 
     def __init__(self, start: float, audio: bytes, count: int) -> None:
         self.start = start
         self.audio = audio
         self.first = 0  # frames before it are forgotten
-        self.count = count  # frames after it never played (cleared)
-        self.levels: list[float | None] = [None] * count  # rms, measured when first asked
+        self.count = count  # frames from it on never played (cleared)
+        self.levels = [0] * count  # each frame's rms, once measured
+        self.measured = 0  # the frames from ``first`` up to this one are
 
     def at(self, frame: int) -> float:
         return self.start + frame * _FRAME_S
 
-    def level(self, frame: int) -> float:
-        rms = self.levels[frame]
-        if rms is None:
+    def first_at_or_after(self, t: float, strictly: bool = False) -> int:
+        """The first kept frame that plays at ``t`` or later (``strictly``: after ``t``);
+        ``count`` when none does. Found by arithmetic, then made exact against ``at``."""
+        first, count = self.first, self.count
+        frame = min(count, max(first, int((t - self.start) / _FRAME_S)))
+        while frame > first and (self.at(frame - 1) > t if strictly else self.at(frame - 1) >= t):
+            frame -= 1
+        while frame < count and (self.at(frame) <= t if strictly else self.at(frame) < t):
+            frame += 1
+        return frame
+
+    def loudest(self, end: int) -> int:
+        """The loudest of the kept frames before ``end`` (which it measures, those not yet)."""
+        levels, audio = self.levels, self.audio
+        for frame in range(max(self.first, self.measured), end):
             i = frame * FRAME_BYTES
-            rms = self.levels[frame] = audioop.rms(audioop.ulaw2lin(self.audio[i:i + FRAME_BYTES], 2), 2)
-        return rms
+            levels[frame] = audioop.rms(audioop.ulaw2lin(audio[i:i + FRAME_BYTES], 2), 2)
+        self.measured = max(self.measured, end)
+        return max(levels[self.first:end], default=0)
 
 
 class OutgoingLevel:
@@ -70,7 +83,7 @@ class OutgoingLevel:
         chunks = self._chunks
         while chunks:
             last = chunks[-1]
-            last.count = bisect_right(range(last.count), now, lo=last.first, key=last.at)
+            last.count = last.first_at_or_after(now, strictly=True)
             if last.count > last.first:
                 return
             chunks.pop()
@@ -80,10 +93,10 @@ class OutgoingLevel:
         self._forget(now)
         loudest = 0.0
         for chunk in self._chunks:
-            for frame in range(chunk.first, chunk.count):
-                if chunk.at(frame) > now:
-                    return loudest
-                loudest = max(loudest, chunk.level(frame))
+            played = chunk.first_at_or_after(now, strictly=True)
+            loudest = max(loudest, chunk.loudest(played))
+            if played < chunk.count:
+                break
         return loudest
 
     def _forget(self, now: float) -> None:
@@ -94,7 +107,7 @@ class OutgoingLevel:
             if chunk.at(chunk.count - 1) < oldest:
                 chunks.popleft()
                 continue
-            chunk.first = bisect_left(range(chunk.count), oldest, lo=chunk.first, key=chunk.at)
+            chunk.first = chunk.first_at_or_after(oldest)
             return
 
 
