@@ -148,10 +148,11 @@ class Answering:
         # The agent is asked at once; a spoken turn's reply may be held until the caller is surely done.
         reply = self._playback.new_reply(ReplyKind.ANSWER, turn, gate=self._gate.hold(turn) if turn.text else None)
         turn.times.agent_asked = self._clock.seconds()
-        reply.arm_filler(self.settings.filler_ms / 1000, self.settings.filler_phrase)
         request_done = maybeDeferred(self._conversation.respond, request, reply)
         reply.agent_request = request_done
         request_done.addCallbacks(lambda _: reply.finish(), self._agent_failed, errbackArgs=(reply,))
+        # Armed once the agent was asked: one that answered at once (a script) needs no timer.
+        reply.arm_filler(self.settings.filler_ms / 1000, self.settings.filler_phrase)
 
     def _agent_failed(self, failure: Failure, reply: Reply) -> None:
         if failure.check(CancelledError) or reply.cancelled:

@@ -208,8 +208,8 @@ class Reply:
         return []
 
     def arm_filler(self, delay_s: float, phrase: str) -> None:
-        """Speak ``phrase`` if the agent has said nothing within ``delay_s``."""
-        if phrase and not self._has_text:
+        """Speak ``phrase`` if the agent has said nothing within ``delay_s`` (nor finished)."""
+        if phrase and not self._has_text and not self.complete and not self.cancelled:
             self._filler = self.call.clock.callLater(delay_s, self._play_filler, phrase)
 
     def finish(self) -> None:
