@@ -10,6 +10,7 @@ from twisted.logger import ILogObserver, Logger, LoggingFile, LogLevel, LogPubli
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from voiced.logging import Logger as VoicedLogger
 from voiced.logging import QueueLogObserver, format_message, json_observer, make_observer, text_observer
 
 WHEN = calendar.timegm((2026, 11, 25, 9, 30, 1)) + 0.123
@@ -208,6 +209,46 @@ class FormatTests(SynchronousTestCase):
             [(r["level"], r["message"]) for r in records], [("debug", "frame 7"), ("warn", "slow turn 2400")]
         )
         self.assertEqual(records[1]["namespace"], "voiced.call")
+
+
+class VoicedLoggerTests(SynchronousTestCase):
+    """voiced.logging.Logger: twisted's events, made for less."""
+
+    def events_of(self, logger_class, emit):
+        events = []
+        log = logger_class(namespace="voiced.call", source="the source", observer=events.append)
+        emit(log)
+        for e in events:
+            e.pop("log_time")
+            e.pop("log_logger")
+            if isinstance(e.get("logger"), Logger):  # the one an invalid level was given to
+                e["logger"] = e["logger"].namespace
+            if "log_failure" in e:
+                e["log_failure"] = e["log_failure"].type
+        return events
+
+    def test_the_same_events_as_twisteds_logger(self):
+        def each_kind(log):
+            log.info("EOT call={call} reason={reason}", call="CA1", reason="hold")
+            log.info()
+            log.debug("frame {n}", n=7)
+            log.warn("slow turn {ms}", ms=2400)
+            log.error("broken")
+            log.emit(LogLevel.critical, "emitted {x}", x=1)
+            log.failure("failed {what}", a_failure(), what="it")
+            log.emit("no such level", "bad level")  # twisted reports it as a critical failure
+
+        ours = self.events_of(VoicedLogger, each_kind)
+        self.assertEqual(ours, self.events_of(Logger, each_kind))
+        self.assertEqual(len(ours), 8)
+        self.assertEqual(ours[0]["log_level"], LogLevel.info)
+        self.assertEqual(ours[0]["log_source"], "the source")
+
+    def test_a_trace_names_the_logger(self):
+        trace = []
+        log = VoicedLogger(namespace="voiced.call", observer=lambda event: None)
+        log.info("traced", log_trace=trace)
+        self.assertEqual(trace, [(log, log.observer)])
 
 
 class LevelTests(SynchronousTestCase):

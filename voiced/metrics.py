@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily
-from twisted.logger import Logger
 
 from voiced.lifecycle import construction_counts
+from voiced.logging import Logger  # twisted's, cheaper: every turn's TURN line
 
 log = Logger(namespace="voiced.turn")
 

@@ -16,7 +16,6 @@ from typing import Protocol
 
 from twisted.internet.defer import CancelledError, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.agent.base import (AgentError, Conversation, EndCall, Event, Idle, Said, TransferCall, TurnRequest,
@@ -28,6 +27,7 @@ from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.playback import Playback
 from voiced.call.release import ReplyGate
 from voiced.call.reply import Reply, ReplyKind
+from voiced.logging import Logger  # twisted's, cheaper: every turn's CALLER line
 
 log = Logger(namespace="voiced.call")
 

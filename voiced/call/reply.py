@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.agent.base import Action, Said
 from voiced.agent.sentences import SentenceSplitter
 from voiced.audio import SAMPLE_RATE
+from voiced.logging import Logger  # twisted's, cheaper: every reply's BOT line
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
