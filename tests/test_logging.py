@@ -237,10 +237,11 @@ class VoicedLoggerTests(SynchronousTestCase):
             log.emit(LogLevel.critical, "emitted {x}", x=1)
             log.failure("failed {what}", a_failure(), what="it")
             log.emit("no such level", "bad level")  # twisted reports it as a critical failure
+            log.emit(["unhashable"], "bad level")
 
         ours = self.events_of(VoicedLogger, each_kind)
         self.assertEqual(ours, self.events_of(Logger, each_kind))
-        self.assertEqual(len(ours), 8)
+        self.assertEqual(len(ours), 9)
         self.assertEqual(ours[0]["log_level"], LogLevel.info)
         self.assertEqual(ours[0]["log_source"], "the source")
 
