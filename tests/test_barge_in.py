@@ -148,11 +148,11 @@ class LevelTests(NearTestCase):
         level = OutgoingLevel(window_s=0.6)
         for second in range(60):
             level.queued(tone(-20, 1000), plays_at=10.0 + second, now=10.0 + second)
-        self.assertLessEqual(len(level._frames), (1000 + 600) // FRAME_MS + 1)
+        self.assertLessEqual(len(level), (1000 + 600) // FRAME_MS + 1)
         self.assertNear(dbfs(level.recent(69.5)), -20, 0.2)
-        kept = len(level._frames)
+        kept = len(level)
         level.queued(tone(-20, 1000), plays_at=80.0)  # without ``now``: nothing is forgotten yet
-        self.assertEqual(len(level._frames), kept + 1000 // FRAME_MS)
+        self.assertEqual(len(level), kept + 1000 // FRAME_MS)
 
     def test_the_recent_level_is_the_last_few_frames_not_the_utterance(self):
         eou = EndOfUtterance(Clock(), lambda pcm: True, eou_silence_ms=240, min_speech_ms=60)
@@ -236,7 +236,7 @@ class BargeInOverTheBotTests(CallOnALine):
             self.play_out()
         # 40 s of the bot played out: what is kept may not grow with the call (the last
         # reply, 100 frames, and the 0.6 s window before now are the most worth keeping).
-        self.assertLessEqual(len(self.call._barge_in.outgoing._frames), 100 + 0.6 * 1000 / FRAME_MS + 1)
+        self.assertLessEqual(len(self.call._barge_in.outgoing), 100 + 0.6 * 1000 / FRAME_MS + 1)
 
     def test_quieter_speech_than_the_callers_is_background(self):
         # A loud caller (-12 dBFS) and a quiet bot (-20 dBFS): someone 15 dB under the

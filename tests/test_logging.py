@@ -6,17 +6,18 @@ import signal
 import sys
 import threading
 
-from twisted.logger import ILogObserver, Logger, LoggingFile, LogLevel, LogPublisher
+from twisted.logger import ILogObserver, Logger, LoggingFile, LogLevel, LogPublisher, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from voiced.logging import QueueLogObserver, json_observer, make_observer, text_observer
+from voiced.logging import Logger as VoicedLogger
+from voiced.logging import QueueLogObserver, format_message, json_observer, make_observer, text_observer
 
 WHEN = calendar.timegm((2026, 11, 25, 9, 30, 1)) + 0.123
 
 
-def event(fmt="call {call_id} started", level=LogLevel.info, namespace="voiced.service", **keys):
-    return dict(log_format=fmt, log_level=level, log_namespace=namespace, log_time=WHEN, **keys)
+def event(fmt="call {call_id} started", level=LogLevel.info, namespace="voiced.service", log_time=WHEN, **keys):
+    return dict(log_format=fmt, log_level=level, log_namespace=namespace, log_time=log_time, **keys)
 
 
 def a_failure():
@@ -122,6 +123,40 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual(out.count("\n"), 2)
         self.assertIn("\n\t2026-01-01", out)
 
+    def test_message_is_what_twisted_would_say(self):
+        class Caller:
+            name = "Ann"
+
+            def greet(self):
+                return "hello"
+
+        cases = [
+            event("EOT call={call} reason={reason}{detail} {measure}={waited}", call="CA1", reason="hold",
+                  detail="", measure="silence_ms", waited=0),
+            event("{text!r} at {ms:>6.1f} ms {{braces}}", text="it's", ms=3.14159),
+            event("{who.name} said {words[0]}", who=Caller(), words=["yes", "no"]),
+            event("{who.greet()} from {who.name}", who=Caller()),  # twisted's call syntax
+            event("{missing} is not there"),
+            event("{} positional"),
+            event("{0} positional"),
+            event("unbalanced {"),
+            event(b"bytes {call_id}", call_id="CA1"),
+            event(None),
+            event(42),
+            {"log_level": LogLevel.info},
+        ]
+        for e in cases:
+            self.assertEqual(format_message(e), formatEvent(e), e.get("log_format"))
+        self.assertEqual(format_message(cases[1]), "\"it's\" at    3.1 ms {braces}")
+        self.assertIn("Unable to format event", format_message(cases[4]))
+
+    def test_timestamps_of_lines_in_one_second_and_the_next(self):
+        out = self.written("text", event("a", log_time=WHEN), event("b", log_time=WHEN + 0.5),
+                           event("c", log_time=WHEN + 0.877), event("d", log_time=WHEN - 1))
+        self.assertEqual([line.split(" ")[0] for line in out.splitlines()],
+                         ["2026-11-25T09:30:01.123Z", "2026-11-25T09:30:01.623Z", "2026-11-25T09:30:02.000Z",
+                          "2026-11-25T09:30:00.123Z"])
+
     def test_text_skips_empty_event(self):
         self.assertEqual(self.written("text", {"log_level": LogLevel.info, "log_time": WHEN}), "")
 
@@ -174,6 +209,47 @@ class FormatTests(SynchronousTestCase):
             [(r["level"], r["message"]) for r in records], [("debug", "frame 7"), ("warn", "slow turn 2400")]
         )
         self.assertEqual(records[1]["namespace"], "voiced.call")
+
+
+class VoicedLoggerTests(SynchronousTestCase):
+    """voiced.logging.Logger: twisted's events, made for less."""
+
+    def events_of(self, logger_class, emit):
+        events = []
+        log = logger_class(namespace="voiced.call", source="the source", observer=events.append)
+        emit(log)
+        for e in events:
+            e.pop("log_time")
+            e.pop("log_logger")
+            if isinstance(e.get("logger"), Logger):  # the one an invalid level was given to
+                e["logger"] = e["logger"].namespace
+            if "log_failure" in e:
+                e["log_failure"] = e["log_failure"].type
+        return events
+
+    def test_the_same_events_as_twisteds_logger(self):
+        def each_kind(log):
+            log.info("EOT call={call} reason={reason}", call="CA1", reason="hold")
+            log.info()
+            log.debug("frame {n}", n=7)
+            log.warn("slow turn {ms}", ms=2400)
+            log.error("broken")
+            log.emit(LogLevel.critical, "emitted {x}", x=1)
+            log.failure("failed {what}", a_failure(), what="it")
+            log.emit("no such level", "bad level")  # twisted reports it as a critical failure
+            log.emit(["unhashable"], "bad level")
+
+        ours = self.events_of(VoicedLogger, each_kind)
+        self.assertEqual(ours, self.events_of(Logger, each_kind))
+        self.assertEqual(len(ours), 9)
+        self.assertEqual(ours[0]["log_level"], LogLevel.info)
+        self.assertEqual(ours[0]["log_source"], "the source")
+
+    def test_a_trace_names_the_logger(self):
+        trace = []
+        log = VoicedLogger(namespace="voiced.call", observer=lambda event: None)
+        log.info("traced", log_trace=trace)
+        self.assertEqual(trace, [(log, log.observer)])
 
 
 class LevelTests(SynchronousTestCase):

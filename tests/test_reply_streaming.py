@@ -161,7 +161,8 @@ class ReplayTests(TestCase):
         host = Host(Speaker(None, None, PhraseCache()))  # type: ignore[arg-type]  (nothing is synthesized)
         gate: Deferred[None] = Deferred()
         reply = Reply(host, ReplyKind.ANSWER, 2, None, gate)
-        reply.replay([Segment(0, "One.", True, audio=b"\x01" * 10), Segment(1, "Two.", True, audio=b"\x02" * 20)], [])
+        reply.replay([Segment(0, "One.", True, chunks=[b"\x01" * 10]),
+                      Segment(1, "Two.", True, chunks=[b"\x02" * 20])], [])
         gate.callback(None)
         self.assertEqual(host.transport.marks, ["r2.start", "r2.s0", "r2.s1"])
         self.assertEqual([(s.text, s.audio_bytes) for s in reply.segments], [("One.", 10), ("Two.", 20)])

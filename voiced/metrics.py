@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily
-from twisted.logger import Logger
 
 from voiced.lifecycle import construction_counts
+from voiced.logging import Logger  # twisted's, cheaper: every turn's TURN line
 
 log = Logger(namespace="voiced.turn")
 
@@ -88,6 +88,22 @@ def multiprocess_dir() -> str:
     from prometheus_client import values
 
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "") if values.ValueClass is not values.MutexValue else ""
+
+
+class LabelledCounts:
+    """A labelled counter's children, each bound on first use: ``labels()`` checks its
+    arguments and takes a lock on every call, and a call counts several decisions a turn.
+    The label values are fixed words (verdicts, reasons), so the children are few."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._children: dict[tuple[str, ...], Counter] = {}
+
+    def inc(self, *values: str) -> None:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._counter.labels(*values)
+        child.inc()
 
 
 class Metrics:
@@ -171,6 +187,9 @@ class Metrics:
             "voiced_barge_in_decisions", "Caller sound over the bot, by decision (interrupt, ignore, resume) and reason",
             ["decision", "reason"], registry=own,
         )
+        # What the calls count by (decision, reason), children bound once per process.
+        self.turn_end_decisions = LabelledCounts(self.turn_end_decisions_total)
+        self.barge_in_decisions = LabelledCounts(self.barge_in_decisions_total)
         self.protocol_errors_total = Counter(
             "voiced_protocol_errors", "Malformed carrier messages", registry=own
         )

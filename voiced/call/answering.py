@@ -16,7 +16,6 @@ from typing import Protocol
 
 from twisted.internet.defer import CancelledError, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.agent.base import (AgentError, Conversation, EndCall, Event, Idle, Said, TransferCall, TurnRequest,
@@ -28,6 +27,7 @@ from voiced.call.model import CallTransport, State, Turn, TurnSettings
 from voiced.call.playback import Playback
 from voiced.call.release import ReplyGate
 from voiced.call.reply import Reply, ReplyKind
+from voiced.logging import Logger  # twisted's, cheaper: every turn's CALLER line
 
 log = Logger(namespace="voiced.call")
 
@@ -148,10 +148,11 @@ class Answering:
         # The agent is asked at once; a spoken turn's reply may be held until the caller is surely done.
         reply = self._playback.new_reply(ReplyKind.ANSWER, turn, gate=self._gate.hold(turn) if turn.text else None)
         turn.times.agent_asked = self._clock.seconds()
-        reply.arm_filler(self.settings.filler_ms / 1000, self.settings.filler_phrase)
         request_done = maybeDeferred(self._conversation.respond, request, reply)
         reply.agent_request = request_done
         request_done.addCallbacks(lambda _: reply.finish(), self._agent_failed, errbackArgs=(reply,))
+        # Armed once the agent was asked: one that answered at once (a script) needs no timer.
+        reply.arm_filler(self.settings.filler_ms / 1000, self.settings.filler_phrase)
 
     def _agent_failed(self, failure: Failure, reply: Reply) -> None:
         if failure.check(CancelledError) or reply.cancelled:

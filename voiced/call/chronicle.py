@@ -127,7 +127,7 @@ class Chronicle:
         self.tell("turn", {"turn": turn.number, "metrics": intervals})
 
     def barge_in(self, decision: str, reason: str) -> None:
-        self.metrics.barge_in_decisions_total.labels(decision, reason).inc()
+        self.metrics.barge_in_decisions.inc(decision, reason)
         self.record.barge_ins.append({"at_s": round(self._clock.seconds() - self.record.started_at, 3),
                                       "decision": decision, "reason": reason})
 

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.agent.base import Action, Said
 from voiced.agent.sentences import SentenceSplitter
 from voiced.audio import SAMPLE_RATE
+from voiced.logging import Logger  # twisted's, cheaper: every reply's BOT line
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -94,7 +94,13 @@ class Segment:
     audio_bytes: int = 0
     sent: bool = False
     echoed_at: float | None = None
-    audio: bytes = b""  # kept while the reply lives: a falsely interrupted reply plays it again
+    #: Its audio as sent, kept while the reply lives: a falsely interrupted reply plays it again.
+    #: Chunks, joined only for that: a streamed sentence comes in many.
+    chunks: list[bytes] = field(default_factory=list)
+
+    @property
+    def audio(self) -> bytes:
+        return b"".join(self.chunks)
 
 
 class _SentenceAudio:
@@ -202,8 +208,8 @@ class Reply:
         return []
 
     def arm_filler(self, delay_s: float, phrase: str) -> None:
-        """Speak ``phrase`` if the agent has said nothing within ``delay_s``."""
-        if phrase and not self._has_text:
+        """Speak ``phrase`` if the agent has said nothing within ``delay_s`` (nor finished)."""
+        if phrase and not self._has_text and not self.complete and not self.cancelled:
             self._filler = self.call.clock.callLater(delay_s, self._play_filler, phrase)
 
     def finish(self) -> None:
@@ -300,10 +306,13 @@ class Reply:
         if not failure.check(CancelledError):
             log.failure("TTS failed call={call} text={text!r}", failure, call=self.call.call_id, text=text)
 
-    def _play(self, segment: Segment, audio: "_SentenceAudio") -> Deferred[None]:
+    def _play(self, segment: Segment, audio: "_SentenceAudio") -> Deferred[None] | None:
         """The sentence's turn on the line: what came of its audio goes now, the rest as it
         arrives; the Deferred fires once its mark is sent."""
         audio.play(lambda chunk: self._send_audio(chunk, segment))
+        if audio.finished.called:  # all of it was there (a cached phrase, a whole synthesis): no hop
+            self._end_segment(segment)
+            return None
         return audio.finished.addCallback(lambda _: self._end_segment(segment))
 
     def _send_segment(self, audio: bytes, segment: Segment) -> None:
@@ -324,7 +333,7 @@ class Reply:
         for i in range(0, len(audio), AUDIO_CHUNK_BYTES):
             transport.send_audio(audio[i : i + AUDIO_CHUNK_BYTES])
         segment.audio_bytes += len(audio)
-        segment.audio += audio
+        segment.chunks.append(audio)
         segment.sent = True
         call.audio_queued(self, audio, first_sentence)
 

@@ -49,7 +49,7 @@ class StreamedReply(Reply):
             call.first_audio_ready(self)
         if not self._items or self._items[-1][0] != item_id:
             self._items.append((item_id, self.bytes_sent))
-        segment = Segment(len(self.segments), "", True, len(chunk), True, audio=chunk)
+        segment = Segment(len(self.segments), "", True, len(chunk), True, chunks=[chunk])
         self.segments.append(segment)
         self._sent_at.append(call.clock.seconds())
         for i in range(0, len(chunk), AUDIO_CHUNK_BYTES):

@@ -99,8 +99,7 @@ class Call:
         self._eou = eou
         turns = turns or TurnDetection()
         self._end_of_turn = EndOfTurn(
-            info.call_id, clock, turns.end, turns.model, info.language,
-            lambda decision, reason: metrics.turn_end_decisions_total.labels(decision, reason).inc(),
+            info.call_id, clock, turns.end, turns.model, info.language, metrics.turn_end_decisions.inc,
             adaptive=turns.adaptive, lead_frames=eou.min_speech_ms // FRAME_MS)
         self._end_of_turn.on_verdict = self._model_verdict
         self._gate = ReplyGate(clock, self._end_of_turn)

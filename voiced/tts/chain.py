@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.breaker import CircuitBreaker
-from voiced.tts.base import StreamingTTSEngine, TTSEngine
+from voiced.tts.base import TTSEngine
 
 log = Logger(namespace="voiced.tts")
 
@@ -38,8 +38,11 @@ class TTSChainFailed(Exception):
 
 def stream_from(engine: TTSEngine, text: str, on_audio: Callable[[bytes], None], call_id: str) -> Deferred[None]:
     """``engine.stream`` where it has one; else its whole synthesis, as one chunk."""
-    if isinstance(engine, StreamingTTSEngine):
-        return engine.stream(text, on_audio, call_id)
+    # A TTSEngine with a ``stream`` is a StreamingTTSEngine: asked directly, as the isinstance
+    # of a runtime Protocol costs some 10 µs, on every sentence.
+    stream: Callable[[str, Callable[[bytes], None], str], Deferred[None]] | None = getattr(engine, "stream", None)
+    if stream is not None:
+        return stream(text, on_audio, call_id)
     return engine.synthesize(text).addCallback(lambda audio: on_audio(audio) if audio else None)
 
 

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from voiced.language import BIDI_MARKS
 from voiced.tts.base import TTSEngine
+from voiced.tts.chain import stream_from
 
 _NO_BIDI_MARKS = dict.fromkeys(map(ord, BIDI_MARKS))
 
@@ -91,8 +92,6 @@ class Speaker:
 
     def _speak_with(self, engine: TTSEngine, text: str, call_id: str,
                     on_audio: Callable[[bytes], None]) -> Deferred[str]:
-        from voiced.tts.chain import stream_from
-
         def spoken(label: object) -> str:
             # A chain says which of its engines spoke; any other engine is itself.
             name = label if isinstance(label, str) else engine.name

@@ -16,10 +16,10 @@ from typing import Callable
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from voiced.audio import FRAME_MS, SAMPLE_RATE, ulaw_to_pcm16
+from voiced.logging import Logger  # twisted's, cheaper: a turn's decisions are logged
 from voiced.turns.policy import Decision, ReleaseEvidence, TurnEndPolicy, TurnEvidence, Verdict
 from voiced.turns.semantic import TurnModel
 
