@@ -18,6 +18,9 @@ _FRAME_SAMPLES = SAMPLE_RATE // 50
 _WINDOW = np.hanning(_FRAME_SAMPLES)
 _HZ = np.fft.rfftfreq(_FRAME_SAMPLES, 1 / SAMPLE_RATE)
 _PHONE_BAND = (_HZ >= 300) & (_HZ <= 3400)
+# numpy imports numpy.ma on the first median (~15 ms): here, at start, not on the reactor
+# during some call's first barge-in.
+np.median(_HZ)
 
 
 def flatness(pcm16: bytes) -> float | None:
