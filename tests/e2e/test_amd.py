@@ -34,7 +34,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import REPO, Daemon, dialling_through
+from tests.e2e.daemon import REPO, Daemon, dialling_through, logged
 from tests.fakes.twilio_callee import Callee
 from tests.fakes.twilio_rest import FakeTwilio, PlacedCall
 from voiced.audio import FRAME_MS, read_wav_as_ulaw, silence_ulaw
@@ -128,6 +128,8 @@ class _AmdCalls:
         calls = {c.field("To"): c for c in self.twilio.calls}
         reports = {to: await calls[to].done for to in numbers}
         await self.until(lambda: calls[MACHINE].updates and calls[SILENT_MACHINE].updates, "the REST hang-ups")
+        for call in calls.values():  # the log writer is a moment behind the hang-ups (the voicemail's BOT line)
+            await logged(self.daemon, f"CALL_END call={call.sid} ", 1)
         for out, err, code in dialled:
             self.assertEqual(code, 0, (out.decode(), err.decode(), self.daemon.log()[-3000:]))
         dial_ids = {to: calls[to].parameters["voiced_dial"] for to in calls}

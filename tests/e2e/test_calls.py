@@ -41,6 +41,7 @@ class LocalEngineCallTests(TestCase):
         self.assertTrue(report.hung_up_by_bot, "the bot should hang up after its goodbye")
         self.assertEqual(report.closed_code, 1000)
         self.assertEqual(len(report.replies), 3)  # greeting, hours, goodbye
+        yield logged(self.daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
         bot = self.bot_lines(report.call_sid)
         self.assertIn("Riverside Clinic", bot[0])
         self.assertIn("Monday to Friday from 8 AM to 6 PM", bot[1])
@@ -204,7 +205,7 @@ class DeploymentTests(TestCase):
         report = yield place_call(reactor, daemon.media_url, [line("Goodbye.")])
         self.assertTrue(report.hung_up_by_bot, report.errors)
         self.assertEqual(len(daemon.lines("APP_START")), 1)
-        self.assertEqual(len(daemon.lines(" TURN ")), 1)
+        self.assertEqual(len((yield logged(daemon, " TURN ", 1))), 1)
 
     @inlineCallbacks
     def test_tac_file_serves_calls(self):

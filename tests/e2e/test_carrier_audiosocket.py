@@ -70,6 +70,7 @@ class AudioSocketCallTests(TestCase):
         ], carrier=Observed, auth_token=SECRET, reply_timeout_s=20)
         call = report.call_sid
         self.assertEqual(report.errors, [])
+        yield logged(daemon, f"CALL_END call={call} ", 1)  # the log writer is a moment behind
         bot = [entry for entry in daemon.lines(" BOT ") if f"call={call}" in entry]
         self.assertIn("Riverside Clinic", bot[0])  # the greeting
         self.assertTrue(any(f"DTMF call={call} digit=0" in entry for entry in daemon.lines("DTMF")))

@@ -45,6 +45,7 @@ class ExotelCallTests(TestCase):
         ], carrier="exotel", auth_token=SECRET, custom_parameters={"campaign": "e2e"})
         self.assertEqual(report.errors, [], "every message the daemon sent kept Exotel's protocol and chunk rules")
         self.assertEqual(report.carrier, "exotel")
+        yield logged(self.daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
         bot = self.lines_of(" BOT ", report.call_sid)
         self.assertIn("Riverside Clinic", bot[0], "the greeting")
         self.assertTrue(report.replies[0].audio, "the greeting was heard")

@@ -93,6 +93,7 @@ class TelnyxCallTests(TestCase):
         ], carrier="telnyx", call_sid=call_id, custom_parameters={"voicedToken": token}, hangup_grace_s=8)
         self.assertEqual(report.errors, [])
         self.assertEqual(report.carrier, "telnyx")
+        yield logged(self.daemon, f"CALL_END call={call_id} ", 1)  # the log writer is a moment behind
         bot = self.bot_lines(call_id)
         self.assertIn("Riverside Clinic", bot[0], "the greeting")
         self.assertTrue(any("8 AM" in entry for entry in bot), "the first turn answered")
@@ -114,7 +115,7 @@ class TelnyxCallTests(TestCase):
         hangups = [r for r in self.telnyx_api.received if r.path == f"/v2/calls/{call_id}/actions/hangup"]
         self.assertEqual(len(hangups), 1, [r.path for r in self.telnyx_api.received])
         self.assertEqual(hangups[0].headers["authorization"], f"Bearer {API_KEY}")
-        self.assertTrue(self.daemon.lines(f"TELNYX_REST_OK call={call_id} action=hangup"))
+        self.assertTrue((yield logged(self.daemon, f"TELNYX_REST_OK call={call_id} action=hangup", 1)))
 
         rows = yield self.journal_rows(call_id)
         self.assertEqual(rows, [(call_id, "telnyx")], "the record names the carrier and its call id")

@@ -49,6 +49,7 @@ class VonageCallTests(TestCase):
         ], carrier="vonage", auth_token=SECRET)
         self.assertEqual(report.errors, [])
         call = report.call_sid
+        yield logged(self.daemon, f"CALL_END call={call} ", 1)  # the log writer is a moment behind
         # Whisper hears Vonage's 16 kHz as it came, the turn machine its 8 kHz mu-law copy.
         self.assertIn("carrier=vonage audio=pcm_s16le/16000 playout=carrier stt_audio=pcm_s16le/16000",
                       self.call_lines("CARRIER", call)[0])

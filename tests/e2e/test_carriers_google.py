@@ -14,7 +14,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon, EmulatorProcess, line
+from tests.e2e.daemon import Daemon, EmulatorProcess, line, logged
 from voiced.caller.client import place_call
 from voiced.demo import free_port
 
@@ -47,6 +47,7 @@ class CarriersOnGoogleTests(TestCase):
             self.assertEqual(report.carrier, name)
             self.assertEqual(report.errors, [], name)
             self.assertTrue(report.replies and report.replies[0].audio, f"{name}: the greeting was heard")
+            yield logged(daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
             bot = [entry for entry in daemon.lines(" BOT ") if f"call={report.call_sid}" in entry]
             self.assertIn("Riverside Clinic", bot[0], name)
             self.assertTrue(any("8 AM" in entry for entry in bot[1:]), f"{name}: the turn is answered: {bot}")

@@ -23,7 +23,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.e2e.chromium import INSTALL_HINT, Chromium, find_chromium
-from tests.e2e.daemon import REPO, Daemon, EmulatorProcess
+from tests.e2e.daemon import REPO, Daemon, EmulatorProcess, logged
 from voiced.audio import resample_pcm16, ulaw_to_pcm16
 from voiced.tts.local import EspeakSynthesizer
 
@@ -105,7 +105,7 @@ class ConsoleBrowserTests(TestCase):
         caller = [text for role, text in state["lines"] if role == "caller"]
         self.assertTrue(any("open" in text.lower() for text in caller), state["lines"])
 
-        turns = [line for line in self.daemon.lines(" TURN ") if f"call={call_sid}" in line]
+        turns = yield logged(self.daemon, f" TURN call={call_sid} ", 1)  # logged as the answer starts playing
         self.assertTrue(turns, f"no TURN line for {call_sid}")
         self.assertRegex(turns[0], r"TOTAL_LATENCY_MS=\d+")
 

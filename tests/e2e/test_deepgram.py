@@ -9,7 +9,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line
+from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line, logged
 from tests.fakes.deepgram_server import DeepgramFake
 from voiced.caller.client import place_call
 
@@ -83,6 +83,7 @@ class DeepgramCallTests(TestCase):
         report = yield place_call(reactor, daemon.media_url, [line(QUESTION), line(GOODBYE)], reply_timeout_s=15)
         self.assertEqual(report.errors, [])
         self.assertTrue(report.hung_up_by_bot, "every turn should be answered, the last by Google")
+        yield logged(daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
         turns = self.call_lines(daemon, " TURN ", report.call_sid)
         self.assertEqual(len(turns), 2)
         bot = self.call_lines(daemon, " BOT ", report.call_sid)

@@ -55,6 +55,7 @@ class GoogleEngineCallTests(TestCase):
         report = yield place_call(reactor, daemon.media_url,
                                   [line("What time do you open?"), line("Thank you, goodbye.")])
         self.assertTrue(report.hung_up_by_bot, report.errors)
+        yield logged(daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
         self.assertEqual(self.answered_turns(daemon, report.call_sid), 2)
         bot = [entry for entry in daemon.lines(" BOT ") if report.call_sid in entry]
         self.assertIn("Monday to Friday", bot[1])
@@ -74,6 +75,7 @@ class GoogleEngineCallTests(TestCase):
         report = yield place_call(reactor, f"ws://127.0.0.1:{daemon.port}/media/vonage",
                                   [line("What time do you open?"), line("Thank you, goodbye.")], carrier="vonage")
         self.assertTrue(report.hung_up_by_bot, report.errors)
+        yield logged(daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
         [carrier] = [entry for entry in daemon.lines("CARRIER") if f"call={report.call_sid}" in entry]
         self.assertIn("audio=pcm_s16le/16000 playout=carrier stt_audio=pcm_s16le/16000", carrier)
         self.assertEqual(self.answered_turns(daemon, report.call_sid), 2)
@@ -99,6 +101,7 @@ class GoogleEngineCallTests(TestCase):
         self.assertEqual(len(reports), 3)
         for report in reports:
             self.assertTrue(report.hung_up_by_bot, f"call {report.call_sid} was not completed: {report.errors}")
+            yield logged(daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
             self.assertEqual(self.answered_turns(daemon, report.call_sid), 3)
         retries = daemon.lines("STT_RETRY")
         self.assertTrue(retries, "the injected UNAVAILABLE faults should have been retried")
@@ -122,6 +125,7 @@ class GoogleEngineCallTests(TestCase):
         yield deferLater(reactor, 1.5, emulator.start)
         report = yield call
         self.assertTrue(report.hung_up_by_bot, report.errors)
+        yield logged(daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
         answered = self.answered_turns(daemon, report.call_sid)
         interim = len([e for e in daemon.lines(" BOT ") if report.call_sid in e and "reply=p" in e])
         self.assertEqual(answered + interim, 3, daemon.log()[-4000:])
@@ -143,6 +147,8 @@ class GoogleEngineCallTests(TestCase):
         self.assertEqual(len(report.turns), 3)
         for turn in report.turns:
             self.assertIsNotNone(turn.first_reply_audio_ms, (report.turns, daemon.log()[-4000:]))
+        # The caller hung up: the daemon's end of the call (every line of it before), and its journal commit, follow.
+        ended = yield logged(daemon, f"CALL_END call={report.call_sid}", 1)
         catalog = Settings.load({}, {"VOICED_LANGUAGE": "he-IL"}).phrase_catalog()
         hebrew = {catalog["interim"], catalog["ask_again"]}
         phrases = [e for e in daemon.lines("PHRASE") if report.call_sid in e]
@@ -150,8 +156,6 @@ class GoogleEngineCallTests(TestCase):
         for entry in phrases:
             self.assertTrue(any(repr(text) in entry for text in hebrew), entry)
         self.assertEqual(len([e for e in daemon.lines("UNHEARD") if report.call_sid in e]), 3)
-        # The caller hung up: the daemon's end of the call, and its journal commit, follow.
-        ended = yield logged(daemon, f"CALL_END call={report.call_sid}", 1)
         self.assertIn("turns=3", "".join(ended))
         turns = yield journal_turns(journal, 3)
         self.assertEqual(len(turns), 3)

@@ -59,11 +59,12 @@ class HebrewLineTests(TestCase):
                                   reply_timeout_s=15)
         yield deferLater(reactor, 1.0, lambda: None)  # the journal's commit follows the call's end
         self.assertTrue(report.hung_up_by_bot, (report.errors, daemon.log()[-4000:]))
+        ended = yield logged(daemon, "CALL_END", 1)  # every line of the call is written before it
         greeting, hours, goodbye = self.bot_lines(daemon, report.call_sid)
         self.assertIn(" ".join(DIALOG.greeting), greeting)
         self.assertIn(DIALOG.intents[0].reply[0], hours)  # [intent hours]
         self.assertIn("להתראות", goodbye)
-        self.assertIn("turns=2", "".join((yield logged(daemon, "CALL_END", 1))))
+        self.assertIn("turns=2", "".join(ended))
         turns = journal_turns(self.journal)
         self.assertEqual([t[0] for t in turns], [HOURS_QUESTION, GOODBYE])
         self.assertEqual(turns[0][1], " ".join(DIALOG.intents[0].reply))
@@ -84,6 +85,7 @@ class HebrewLineTests(TestCase):
                                   pause_ms=3500, reply_gap_ms=4500, reply_timeout_s=15, hangup_grace_s=20)
         yield deferLater(reactor, 1.0, lambda: None)
         self.assertTrue(report.hung_up_by_bot, (report.errors, daemon.log()[-4000:]))
+        yield logged(daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
         self.assertIn(CATALOG["greeting"], self.bot_lines(daemon, report.call_sid)[0])
         phrases = {e.split(" kind=")[1].split()[0]: e for e in daemon.lines("PHRASE") if report.call_sid in e}
         self.assertEqual(sorted(phrases), ["apology", "filler", "idle_goodbye"], daemon.log()[-6000:])

@@ -14,7 +14,7 @@ import sys
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import REPO, Daemon, dialling_through
+from tests.e2e.daemon import REPO, Daemon, dialling_through, logged
 from tests.fakes.twilio_rest import FakeTwilio
 from voiced.caller.session import CallerLine
 from voiced.journal import cli as records
@@ -84,6 +84,7 @@ class OutboundCallTests(TestCase):
         hello = report.turns[0]
         self.assertIsNotNone(hello.speech_end_s)
         self.assertGreater(report.replies[0].first_audio_s, hello.speech_end_s)
+        await logged(self.daemon, f"CALL_END call={call.sid} ", 1)  # the log writer is a moment behind
         self.assertEqual(len(self.daemon.lines("FIRST_WORDS")), 1)
         self.assertIn("greeting_after=hello", self.daemon.lines("FIRST_WORDS")[0])
         greeting = [line for line in self.daemon.lines(" BOT ") if f"call={call.sid}" in line]

@@ -21,7 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BIN, Daemon, EmulatorProcess, constructions
+from tests.e2e.daemon import BIN, Daemon, EmulatorProcess, constructions, logged
 from voiced.agent.dialog import load_dialog
 
 PROFILES = """
@@ -102,6 +102,8 @@ class ProfilesTests(TestCase):
                                        for call_sid, *args in calls], consumeErrors=True)
         for report in reports:
             self.assertEqual(report["calls"][0]["errors"], [], report)
+        for call_sid, *_ in calls:  # the log writer is a moment behind the hang-ups (each greeting's BOT line)
+            yield logged(self.daemon, f"CALL_END call={call_sid} ", 1)
 
         self.assertEqual(constructions(self.daemon), before, "a call only borrows what the warm-up built")
         self.assertIn(HEBREW_GREETING, self.bot_lines("CAhebrew")[0])
@@ -142,6 +144,8 @@ class ProfilesOnGoogleTests(TestCase):
                                       consumeErrors=True)
         for report in reports:
             self.assertEqual(report["calls"][0]["errors"], [], report)
+        for call_sid in ("CAhe", "CAen"):  # the log writer is a moment behind the hang-ups (the answers' BOT lines)
+            yield logged(daemon, f"CALL_END call={call_sid} ", 1)
 
         def bot(call_sid: str) -> list[str]:
             return [e for e in daemon.lines(" BOT ") if f"call={call_sid}" in e]

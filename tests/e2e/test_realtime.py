@@ -99,6 +99,7 @@ class RealtimeCallTests(TestCase):
         self.assertLess(truncate["audio_end_ms"], truncate["audio_sent_ms"])
 
         # Both sides' transcripts: the log lines and the journal, the bot's as heard.
+        yield logged(daemon, f"CALL_END call={sid} ", 1)  # the log writer is a moment behind
         callers = [e for e in daemon.lines(" CALLER ") if f"call={sid}" in e]
         self.assertIn(QUESTION, callers[0])
         self.assertIn(INTERRUPTION, callers[1])
@@ -135,6 +136,7 @@ class RealtimeCallTests(TestCase):
         self.assertEqual(fake.received.count("input_audio_buffer.commit"), 0, "the model's VAD commits")
         self.assertEqual(fake.commits, 2)
         self.assertEqual(len(report.replies), 3)
+        yield logged(daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
         turns = [e for e in daemon.lines(" TURN ") if f"call={report.call_sid}" in e]
         self.assertEqual(len(turns), 2)
         print(f"\nREALTIME server turns: caller-observed speech end -> first reply audio "

@@ -13,7 +13,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line
+from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, line, logged
 from tests.fakes.tts_servers import Answer, TTSFake, speech_for
 from voiced.caller.client import place_call
 
@@ -112,6 +112,7 @@ class TTSVendorCallTests(TestCase):
         self.assertEqual(report.errors, [])
         self.assertTrue(report.hung_up_by_bot, "the call should go on without ElevenLabs")
         # Every sentence the bot said (its BOT lines) reached the caller, whole and in order.
+        yield logged(daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
         said = [entry for entry in daemon.lines(" BOT ") if f"call={report.call_sid}" in entry]
         self.assertEqual(len(said), 4, said)  # greeting (cached), two live answers, goodbye
         self.assertEqual(len(report.replies), len(said))

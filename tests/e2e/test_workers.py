@@ -12,7 +12,7 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon, EmulatorProcess, line
+from tests.e2e.daemon import Daemon, EmulatorProcess, line, logged
 from voiced.caller.client import new_sid, place_call
 
 
@@ -66,7 +66,7 @@ class WorkersTests(TestCase):
         while len(daemon.lines("APP_START")) < 3 or daemon.get("/health/ready")[0] != 200:
             self.assertLess(time.monotonic(), deadline, daemon.log())
             yield deferLater(reactor, 0.2, lambda: None)
-        self.assertEqual(len(daemon.lines("WORKER_EXIT")), 1)
+        self.assertEqual(len((yield logged(daemon, "WORKER_EXIT", 1))), 1)  # the supervisor's line, its own writer
         self.assertIn("signal=SIGKILL", daemon.lines("WORKER_EXIT")[0])
         report = yield place_call(reactor, daemon.media_url, [line("Goodbye.")], reply_timeout_s=30)
         self.assertTrue(report.hung_up_by_bot, report.errors)
@@ -199,13 +199,13 @@ class WorkerKilledMidCallTests(WorkerSteering, TestCase):
             self.assertTrue(report.hung_up_by_bot, sid)
             self.assertEqual(report.closed_code, 1000, sid)
             self.assertEqual(len(report.turns), len(script), sid)
-            self.assertEqual(turns_answered(daemon, sid), [1, 2, 3], sid)
             # The worker's log line can reach the file after the caller has seen the close.
             yield self.until(daemon, lambda: daemon.lines(f"CALL_END call={sid} turns=3 "), f"no CALL_END for {sid}")
+            self.assertEqual(turns_answered(daemon, sid), [1, 2, 3], sid)
 
         # The supervisor noticed, logged, and replaced the dead worker, and only it.
         yield self.until(daemon, lambda: len(app_starts(daemon)) == 3, "no replacement worker")
-        exits = daemon.lines("WORKER_EXIT")
+        exits = yield logged(daemon, "WORKER_EXIT", 1)  # the supervisor's line, its own writer
         self.assertEqual(len(exits), 1, exits)
         self.assertIn(f"WORKER_EXIT worker=0 pid={victim} signal=SIGKILL", exits[0])
         index, replacement = app_starts(daemon)[2]
@@ -222,6 +222,7 @@ class WorkerKilledMidCallTests(WorkerSteering, TestCase):
         report, _ = yield ended
         self.assertEqual(report.errors, [])
         self.assertTrue(report.hung_up_by_bot)
+        yield logged(daemon, f"CALL_END call={sid} ", 1)  # the log writer is a moment behind
         self.assertEqual(turns_answered(daemon, sid), [1])
 
         yield metrics_reach(daemon, {"voiced_calls_total": 5.0, "voiced_calls_active": 0.0})
@@ -256,7 +257,7 @@ class MaxCallsAcrossWorkersTests(WorkerSteering, TestCase):
             _resume(busy)
         self.assertFalse(refused.connected, refused.errors)
         self.assertIn("503", " ".join(refused.errors))
-        self.assertEqual(len(daemon.lines("CALLS_FULL active_calls=2 max_calls=2")), 1, daemon.log())
+        self.assertEqual(len((yield logged(daemon, "CALLS_FULL active_calls=2 max_calls=2", 1))), 1, daemon.log())
         for _, ended in calls:
             report, _ = yield ended
             self.assertTrue(report.hung_up_by_bot, report.errors)
