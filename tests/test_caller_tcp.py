@@ -111,6 +111,27 @@ class SessionOverTcpTests(SynchronousTestCase):
         self.assertEqual(report.audio_dropped_at_hangup_ms, 750)
         self.assertEqual(len(report.replies), 1)
 
+    def test_a_reset_after_the_hang_up_message_is_no_error(self) -> None:
+        # The daemon closes with our audio still unread, so its kernel resets the connection.
+        clock = Clock()
+        link = BytesLink()
+        session = CallSession(clock, [], AudioSocketCall.new_call(CallSetup()), "tcp://test:1", CallConfig())
+        session.opened(link)
+        session.received(audiosocket_frame(HANG_UP), True)
+        session.closed(False, None, "Connection was lost in a non-clean fashion: Connection lost.")
+        report = self.successResultOf(session.done)
+        self.assertTrue(report.hung_up_by_bot)
+        self.assertEqual(report.errors, [])
+
+    def test_a_reset_without_a_hang_up_message_is_an_error(self) -> None:
+        clock = Clock()
+        session = CallSession(clock, [], AudioSocketCall.new_call(CallSetup()), "tcp://test:1", CallConfig())
+        session.opened(BytesLink())
+        session.closed(False, None, "Connection was lost in a non-clean fashion: Connection lost.")
+        report = self.successResultOf(session.done)
+        self.assertEqual(report.errors, ["connection lost without a close "
+                                         "(Connection was lost in a non-clean fashion: Connection lost.)"])
+
     def test_a_carrier_answer_is_sent_back_at_once(self) -> None:
         class Acknowledging(AudioSocketCall):
             def read(self, data: bytes, is_binary: bool) -> list[DaemonEvent]:

@@ -169,7 +169,9 @@ class CallSession:
             self._error(f"{self.url}: {reason or 'WebSocket upgrade failed: connection closed during the handshake'}")
         else:
             self.report.hung_up_by_bot = not self._hung_up_by_us
-            if not was_clean and not self._hung_up_by_us:
+            # After the daemon's hang-up message a reset is no error: the message was the close,
+            # and a TCP peer that closes with our audio still unread resets rather than closes.
+            if not was_clean and not self._hung_up_by_us and self._state != "ended":
                 self._error(f"connection lost without a close ({reason})")
         self.report.closed_code = code
         self._finish()
