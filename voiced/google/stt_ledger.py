@@ -17,6 +17,10 @@ from voiced.audio import MULAW_8K, AudioFormat
 from voiced.google.stt_session import Session
 from voiced.stt.ledger import StreamLedger
 
+#: The protobuf messages under proto-plus's wrappers, which the streams read (cheaper to read).
+RawResponse = speech_v1.StreamingRecognizeResponse.pb()
+RawResult = speech_v1.StreamingRecognitionResult.pb()
+
 
 class Ledger(StreamLedger):
     """One call's books; used on the reactor thread only, by its GoogleSTTStream."""
@@ -45,7 +49,7 @@ class Ledger(StreamLedger):
 
     # -- the service's side (responses) ---------------------------------------------------------
 
-    def answered(self, session: Session, response: speech_v1.StreamingRecognizeResponse) -> bool:
+    def answered(self, session: Session, response: RawResponse) -> bool:
         """A response of the current stream came; whether it holds a final. Finals without
         words settle their audio here; those with words, one by one, in ``finalized``."""
         self.heard_since_speech = True
@@ -59,13 +63,13 @@ class Ledger(StreamLedger):
             self.partial_open = False
         return has_final
 
-    def finalized(self, session: Session, result: speech_v1.StreamingRecognitionResult) -> str:
+    def finalized(self, session: Session, result: RawResult) -> str:
         """A final with words: its audio is settled. Its text."""
         self._settle(session, result)
         self.partial_open = False
         return result.alternatives[0].transcript.strip()
 
-    def partial(self, results: list[speech_v1.StreamingRecognitionResult]) -> str:
+    def partial(self, results: list[RawResult]) -> str:
         """A response of partials only: its text ("" if no words), which opens an utterance."""
         # Later results are the less stable continuation of the first.
         partial = "".join(r.alternatives[0].transcript for r in results).strip()
@@ -73,9 +77,9 @@ class Ledger(StreamLedger):
             self.partial_open = self.words_open = True
         return partial
 
-    def _settle(self, session: Session, result: speech_v1.StreamingRecognitionResult) -> None:
-        # result_end_time: a timedelta since the stream began.
-        self._settle_final(session.base, result.result_end_time.total_seconds(), session.sent_upto)
+    def _settle(self, session: Session, result: RawResult) -> None:
+        end = result.result_end_time  # a protobuf Duration since the stream began
+        self._settle_final(session.base, end.seconds + end.nanos / 1e9, session.sent_upto)
 
     def replay_start(self) -> int:
         """A new stream opens: where its replay starts. Its partials are yet to come."""
