@@ -19,7 +19,7 @@ from voiced.metrics import Metrics
 from voiced.turns.barge_in import Action, BargeInPolicy, SoundOverBot
 from voiced.turns.eou import EndOfUtterance
 from voiced.turns.levels import CallerLevel, OutgoingLevel, dbfs
-from voiced.turns.spectrum import noise_like
+from voiced.turns.spectrum import NoiseCheck
 
 if TYPE_CHECKING:
     from voiced.call.answering import Answering
@@ -41,6 +41,7 @@ class BargeInJudge:
         self._chronicle = chronicle
         self.outgoing = OutgoingLevel()  # the echo guard's reference
         self.caller = CallerLevel()
+        self._noise = NoiseCheck()
         self._ignored_run: float | None = None  # the speech start of the sound last ignored
         self._echo_run: float | None = None  # the speech start of the sound last taken for echo
         self.last_detail = ""  # what the latest decision saw (levels), for the BARGE_IN line
@@ -49,7 +50,7 @@ class BargeInJudge:
         """The caller's sustained sound now (``words``: what a streaming engine heard of it)."""
         decision = self._policy.decide(SoundOverBot(
             True, dbfs(eou.recent_level()), dbfs(self.outgoing.recent(self._clock.seconds())), self.caller.db,
-            words=words, language=self._language, noise=noise_like(eou.voiced_frames),
+            words=words, language=self._language, noise=self._noise(eou.voiced_frames),
             # A sound that began as the bot's echo: its average is the echo's, not the voice now on it.
             sound_level_db=None if self._echo_run == eou.speech_started_at else dbfs(eou.speech_level())))
         if decision.reason == "echo":

@@ -107,14 +107,14 @@ class RecoveringSTTStream:
                 self._local.feed(audio)
             return
         ledger = self._ledger
-        log = ledger.audio
-        log.append(audio)
+        audio_log = ledger.audio
+        audio_log.append(audio)
         session = self._session
         if session is not None:
             # Batched while the caller speaks; frame by frame while a pause may be the end of
             # the turn, or a final is owed: the service counts the silence it has received.
             # A final owed for long is late: small batches then (OWED_URGENT_MS).
-            end = log.end
+            end = audio_log.end
             if self._caller_paused:
                 send = True
             elif ledger.owed_from is not None:

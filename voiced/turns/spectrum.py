@@ -36,7 +36,27 @@ def flatness(pcm16: bytes) -> float | None:
     return float(np.exp(np.mean(np.log(band))) / np.mean(band))
 
 
-def noise_like(frames: Iterable[bytes]) -> bool:
-    """The frames (a sound's voiced 20 ms frames) are noise, not a voice."""
-    values = [v for frame in frames if len(frame) == 2 * _FRAME_SAMPLES and (v := flatness(frame)) is not None]
-    return bool(values) and float(np.median(values)) > NOISE_FLATNESS
+class NoiseCheck:
+    """Whether a sound's voiced 20 ms frames are noise, not a voice: asked again at every
+    frame while the sound goes on over the bot, so each frame's flatness is computed once
+    (an FFT each: the whole window anew would be ~0.5 ms a frame). One per call."""
+
+    def __init__(self) -> None:
+        # id -> (frame, flatness) for the frames of the last question; holding the frames
+        # keeps their ids from being reused by others meanwhile.
+        self._known: dict[int, tuple[bytes, float | None]] = {}
+
+    def __call__(self, frames: Iterable[bytes]) -> bool:
+        known, now = self._known, {}
+        values = []
+        for frame in frames:
+            hit = known.get(id(frame))
+            if hit is not None and hit[0] is frame:
+                value = hit[1]
+            else:
+                value = flatness(frame) if len(frame) == 2 * _FRAME_SAMPLES else None
+            now[id(frame)] = (frame, value)
+            if value is not None:
+                values.append(value)
+        self._known = now
+        return bool(values) and float(np.median(values)) > NOISE_FLATNESS
