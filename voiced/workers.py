@@ -326,9 +326,11 @@ def worker_main() -> int:
     _die_with_parent()
     if spec.supervisor_pid and os.getppid() != spec.supervisor_pid:
         return 1  # the supervisor died before the line above
+    from voiced.reactor import install
+
+    reactor = install()
     from twisted.application import app
     from twisted.application.service import Application, IService
-    from twisted.internet import reactor
     from twisted.logger import ILogObserver, globalLogBeginner
 
     from voiced.app import build
@@ -339,7 +341,7 @@ def worker_main() -> int:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     IService(application).privilegedStartService()  # the adopted ports (twistd does this step itself)
     app.startApplication(application, False)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
     return 0
 
 
