@@ -45,6 +45,14 @@ class Pipe(FileDescriptor):
             raise RuntimeError("and a teardown bug")
 
 
+class PluginTests(TestCase):
+    def test_twistd_knows_it_as_voiced(self) -> None:
+        from twisted.application.reactors import getReactorTypes
+
+        found = {r.shortName: r.moduleName for r in getReactorTypes()}
+        self.assertEqual(found.get("voiced"), "voiced.reactor")
+
+
 class WorkerReactorTests(TestCase):
     def setUp(self) -> None:
         self.reactor = WorkerReactor()
