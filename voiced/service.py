@@ -18,6 +18,7 @@ through ``admit`` and ``new_call``.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 from twisted.application.service import MultiService
@@ -41,6 +42,7 @@ from voiced.carrier.base import CallStart, Refused
 from voiced.config import Settings
 from voiced.drain import Drain
 from voiced.health import HealthReports
+from voiced.interpreter import hand_over_the_gil_promptly
 from voiced.lag import LagMonitor
 from voiced.lifecycle import note_construction
 from voiced.metrics import Metrics
@@ -118,6 +120,7 @@ class VoicedService(MultiService, HealthReports, WarmUp, CallRecords, OutboundSi
         self.ready = False
         self.stopping = False
         self.started_at: float | None = None
+        self._switch_interval_before: float | None = None  # the GIL switch interval to restore at stop
         self.engine_warmup_ms: dict[str, int] = {}
         self.tts_warmup_ms: int | None = None
         self.warmup_error: str | None = None  # the last warm-up failure (retried unless fatal)
@@ -202,6 +205,7 @@ class VoicedService(MultiService, HealthReports, WarmUp, CallRecords, OutboundSi
                  version=__version__, summary=self.settings.summary())
         for warning in self.startup_warnings:
             log.warn("CONFIG_WARNING {warning}", warning=warning)
+        self._switch_interval_before = hand_over_the_gil_promptly()
         import autobahn
         from autobahn.websocket import USES_NVX
 
@@ -286,6 +290,8 @@ class VoicedService(MultiService, HealthReports, WarmUp, CallRecords, OutboundSi
         if self.speaker is not None:
             self.speaker.stop_recovery()
         log.info("APP_STOP active_calls={active_calls}", active_calls=len(self.calls))
+        if self._switch_interval_before is not None:
+            sys.setswitchinterval(self._switch_interval_before)
         if self._lag is not None:
             self._lag.stop()
         stopped = super().stopService()  # stop listening first

@@ -9,7 +9,6 @@ What it builds it stores on the service, which owns it and releases it in
 
 from __future__ import annotations
 
-import gc
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +19,7 @@ from twisted.python.threadpool import ThreadPool
 
 from voiced.agent.base import Agent
 from voiced.config import ConfigError, Settings
+from voiced.interpreter import freeze_start_up
 from voiced.profile_kits import ProfileKits
 from voiced.retry import Backoff, retry
 from voiced.tts.speaker import PhraseCache, Speaker
@@ -142,11 +142,7 @@ class WarmUp(ProfileKits):
         phrases = self.agent.fixed_phrases() + self.turn_settings.phrases()
         self.tts_warmup_ms = round(await self.speaker.warm(phrases, self.clock, WARMUP_TTS_CONCURRENCY))
         await self._warm_profiles(google)
-        # What start-up built (modules, engines, clients, the phrase cache) lives as long as
-        # the process: out of the collector's way. A full collection otherwise walks all of it
-        # on the reactor, 40-110 ms mid-call at 500 calls; from here on it walks the calls'.
-        gc.collect()
-        gc.freeze()
+        freeze_start_up()  # (voiced.interpreter) full collections then walk the calls' objects only
         self.ready = not self.stopping
         self.warmup_error = None
         log.info("READY stt={stt} tts={tts} agent={agent} tts_warmup_ms={tts_warmup_ms} phrases={phrases} "
