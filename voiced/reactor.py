@@ -4,7 +4,7 @@ Every read and write of every socket goes through ``twisted.python.log.callWithL
 in the stock epoll reactor: it asks the protocol for its ``logPrefix`` and copies the
 legacy log context so that a ``log.msg`` made during the read is tagged with it. That
 costs ~1.7 us per read, and a call reads fifty media messages a second: about a sixth
-of the daemon's whole per-frame work (``bench/frame_cost.py``). voiced logs with
+of what voiced itself spends on a frame (~10 us, ``bench/frame_cost.py``). voiced logs with
 ``twisted.logger``, whose events never read that context, so the worker's reactor hands
 each ready descriptor straight to ``_doReadOrWrite``. An exception from a read or write
 is still logged and closes that one connection, as in the stock reactor.
