@@ -5,6 +5,7 @@ restarted daemon delivers what the first one could not."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BIN, Daemon, line
+from tests.e2e.daemon import BIN, Daemon, line, logged
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.caller.client import place_call
 from voiced.signing import verify
@@ -111,6 +112,9 @@ class CrashTests(TestCase):
         first.wait_ready()
         ended = yield place_call(reactor, first.media_url, [line("Thank you, goodbye.")])
         self.assertTrue(ended.hung_up_by_bot)
+        # What the daemon heard (tiny.en's words move with a 40 ms shift of where the capture starts).
+        heard = yield logged(first, f"CALLER call={ended.call_sid} ", 1)
+        caller_text = re.search(r"text='(.*)'", heard[0]).group(1)
         yield app.request(0)  # its delivery was tried (and refused)
         cut = place_call(reactor, first.media_url, [line("What time do you open?")], max_duration_s=30)
         yield deferLater(reactor, 3.0, lambda: None)
@@ -138,7 +142,7 @@ class CrashTests(TestCase):
         listing = yield deferToThread(records_cli, "list", journal=journal)
         self.assertIn(ended.call_sid, listing)
         shown = yield deferToThread(records_cli, "show", ended.call_sid, journal=journal)
-        self.assertIn("caller: Thank you", shown)
+        self.assertIn(f"caller: {caller_text}", shown)
         self.assertIn("TOTAL_LATENCY_MS=", shown)
 
 
