@@ -4,7 +4,7 @@
   stream's requests and responses, ``voiced.google.aio_loop``) share the GIL. A request or
   response that is ready waits until the busy thread lets go of it, up to the switch
   interval: 5 ms by default, paid on each of the four hand-offs of a turn. At 1 ms the
-  500-call p99 (``bench/scale.py``) beat the release before it in 9 of 16 alternating runs
+  500-call p99 (``bench/scale.py``) beat the release before it in 14 of 24 alternating runs
   instead of losing 15 of 16, at the same CPU (README, Performance).
 - A frozen start-up heap: what start-up built (modules, engines, clients, the phrase cache)
   lives as long as the process, so full collections skip it (``gc.freeze``). Walking it
