@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 
@@ -124,6 +125,15 @@ class Daemon:
                 self.process.wait()
         self.log_file.close()
         return self.process.returncode
+
+
+def patient_client_factory(url: str) -> WebSocketClientFactory:
+    """A raw test client that gives the daemon 10 s to finish a close handshake and drop the
+    TCP: Autobahn's 1 s defaults turn a pause of the daemon on a busy CI host into a 1006
+    (it happened; a SIGSTOP of 1.3 s reproduces it), where a test means the daemon's code."""
+    factory = WebSocketClientFactory(url)
+    factory.setProtocolOptions(closeHandshakeTimeout=10, serverConnectionDropTimeout=10)
+    return factory
 
 
 _shared: dict[str, Daemon] = {}

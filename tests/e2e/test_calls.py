@@ -8,14 +8,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientProtocol
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BARGE_IN_MS, Daemon, constructions, line, logged, shared_daemon
+from tests.e2e.daemon import BARGE_IN_MS, Daemon, constructions, line, logged, patient_client_factory, shared_daemon
 from voiced.caller.client import place_call
 
 
@@ -111,10 +111,7 @@ class RawSocket(WebSocketClientProtocol):
 
 def raw_session(url: str, port: int, messages: list[bytes], linger_s: float = 1.0) -> Deferred:
     """Send ``messages``; fire with (close code, messages received, why it was unclean or None)."""
-    factory = WebSocketClientFactory(url)
-    # The daemon's reply to our close, and its dropping the TCP after it, may wait out a busy
-    # moment of a shared 2-core CI host: Autobahn's 1 s defaults made that a 1006 (it happened).
-    factory.setProtocolOptions(closeHandshakeTimeout=10, serverConnectionDropTimeout=10)
+    factory = patient_client_factory(url)
     factory.protocol = RawSocket
     factory.messages = messages
     factory.closed = Deferred()

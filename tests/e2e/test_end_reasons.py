@@ -18,13 +18,13 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
+from autobahn.twisted.websocket import WebSocketClientProtocol, connectWS
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon, line
+from tests.e2e.daemon import Daemon, line, patient_client_factory
 from voiced.caller.carriers.base import CallSetup
 from voiced.caller.carriers.twilio import TwilioStream
 from voiced.caller.client import place_call
@@ -172,7 +172,7 @@ class EndReasonTests(TestCase):
             def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
                 closed.callback(code)
 
-        factory = WebSocketClientFactory(daemon.media_url)
+        factory = patient_client_factory(daemon.media_url)
         factory.protocol = Flooding
         connectWS(factory)
         code = yield closed
