@@ -11,7 +11,7 @@ setup(
     # twisted/plugins is a namespace-less drop-in directory: list it explicitly
     # (no __init__.py) so twistd finds the plugin after `pip install .`.
     packages=find_packages(exclude=["tests", "tests.*", "bench"]) + ["twisted.plugins"],
-    package_data={"voiced": ["agent/*.dialog", "phrases/*.txt", "console/static/*"], "twisted": ["plugins/voiced_plugin.py", "plugins/voiced_reactor.py"]},
+    package_data={"voiced": ["agent/*.dialog", "phrases/*.txt", "console/static/*"], "twisted": ["plugins/voiced_plugin.py"]},
     include_package_data=True,
     install_requires=[
         "twisted[tls]>=24.7",

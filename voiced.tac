@@ -2,8 +2,10 @@
 from twisted.application import service
 
 from voiced.app import build
+from voiced.reactor import install_unless_chosen
 from voiced.tap import tac_settings
 
+install_unless_chosen()  # the lean epoll reactor, before twistd installs its default (unless -r chose one)
 settings, warnings = tac_settings()  # a configuration error exits here with one line
 application = service.Application("voiced")
 if settings.workers > 1:

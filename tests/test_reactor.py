@@ -1,9 +1,12 @@
-"""voiced.reactor: the worker's epoll reactor reads and writes without the log context,
-and a connection whose teardown raises costs that connection only."""
+"""voiced.reactor: voiced's epoll reactor reads and writes without the log context, is the
+default unless -r chose another, and a connection whose teardown raises costs that connection only."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone
@@ -12,13 +15,13 @@ from twisted.logger import globalLogPublisher
 from twisted.python import context, log
 from twisted.trial.unittest import TestCase
 
-from voiced.reactor import WorkerReactor
+from voiced.reactor import LeanEpollReactor
 
 
 class Pipe(FileDescriptor):
     """One end of a socket pair, read by the reactor under test."""
 
-    def __init__(self, reactor: WorkerReactor, sock: socket.socket, fail_on_read: bool = False) -> None:
+    def __init__(self, reactor: LeanEpollReactor, sock: socket.socket, fail_on_read: bool = False) -> None:
         super().__init__(reactor)
         self.sock = sock
         self.sock.setblocking(False)
@@ -45,17 +48,40 @@ class Pipe(FileDescriptor):
             raise RuntimeError("and a teardown bug")
 
 
-class PluginTests(TestCase):
-    def test_twistd_knows_it_as_voiced(self) -> None:
-        from twisted.application.reactors import getReactorTypes
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WHICH_REACTOR = """
+import sys
+from voiced.tap import Options
+if sys.argv[1] == "poll":  # what twistd -r poll does while parsing its own options, first
+    from twisted.internet import pollreactor
+    pollreactor.install()
+Options().parseOptions(["--listen", "tcp:0"])
+from twisted.internet import reactor
+print(type(reactor).__name__)
+"""
 
-        found = {r.shortName: r.moduleName for r in getReactorTypes()}
-        self.assertEqual(found.get("voiced"), "voiced.reactor")
+
+class DefaultReactorTests(TestCase):
+    """``twistd voiced`` runs voiced's reactor unless ``-r`` chose one (a fresh interpreter
+    each: a process installs one reactor)."""
+
+    def reactor_after_options(self, chosen: str) -> str:
+        env = dict(os.environ, PYTHONPATH=REPO)
+        done = subprocess.run([sys.executable, "-c", WHICH_REACTOR, chosen], capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stdout.strip()
+
+    def test_voiced_options_install_it_when_nothing_was_chosen(self) -> None:
+        self.assertEqual(self.reactor_after_options("none"), "LeanEpollReactor")
+
+    def test_a_reactor_chosen_with_r_stays(self) -> None:
+        self.assertEqual(self.reactor_after_options("poll"), "PollReactor")
 
 
-class WorkerReactorTests(TestCase):
+class LeanEpollReactorTests(TestCase):
     def setUp(self) -> None:
-        self.reactor = WorkerReactor()
+        self.reactor = LeanEpollReactor()
         self.addCleanup(self.reactor._poller.close)
         self.pairs = [socket.socketpair() for _ in range(2)]
         for a, b in self.pairs:

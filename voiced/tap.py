@@ -18,6 +18,7 @@ from twisted.python import usage
 from voiced import preflight
 from voiced.config import ConfigError, Settings
 from voiced.options import OPTIONS
+from voiced.reactor import install_unless_chosen
 
 log = Logger(namespace="voiced.tap")
 
@@ -47,6 +48,7 @@ class Options(usage.Options):
     opt_l = opt_listen
 
     def postOptions(self) -> None:
+        install_unless_chosen()  # (voiced.reactor) before twistd would install its default
         # An absent flag is 0: let the environment decide then.
         values = {o.name: (True if self[o.flag] else None) if o.flag_only else self[o.flag] for o in OPTIONS}
         values["listen"] = self["listen"]

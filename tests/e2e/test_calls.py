@@ -208,6 +208,7 @@ class DeploymentTests(TestCase):
         self.assertTrue(report.hung_up_by_bot, report.errors)
         self.assertEqual(len(daemon.lines("APP_START")), 1)
         self.assertEqual(len((yield logged(daemon, " TURN ", 1))), 1)
+        self.assertTrue(daemon.lines("reactor class: voiced.reactor.LeanEpollReactor"), "voiced's reactor by default")
 
     @inlineCallbacks
     def test_tac_file_serves_calls(self):
@@ -217,6 +218,7 @@ class DeploymentTests(TestCase):
         report = yield place_call(reactor, daemon.media_url, [line("Goodbye.")])
         self.assertTrue(report.hung_up_by_bot, report.errors)
         self.assertEqual(len(daemon.lines("APP_START")), 1)
+        self.assertTrue(daemon.lines("reactor class: voiced.reactor.LeanEpollReactor"), "voiced's reactor by default")
 
 
 class SignatureTests(TestCase):
