@@ -137,6 +137,8 @@ class EndReasonTests(TestCase):
         daemon, journal = shared_daemon()
         report = yield place_call(reactor, daemon.media_url, [], hangup_grace_s=0.2)
         self.assertFalse(report.hung_up_by_bot)
+        # voiced's close, crossing the caller's, arrives whole: not a reset (1006)
+        self.assertEqual((report.errors, report.closed_code), ([], 1000))
         yield assert_recorded(self, daemon, journal, report.call_sid, "carrier ended the stream")
 
     @inlineCallbacks

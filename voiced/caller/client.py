@@ -63,8 +63,8 @@ class _WebSocketLink(WebSocketClientProtocol):
         self.factory.session.closed(wasClean, code, reason)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        # When the daemon drops the TCP before answering our close (as when the caller hangs up
-        # first), Autobahn's connectionLost leaves its close-handshake timer armed: a no-op by
+        # When the daemon drops the TCP before answering our close (a daemon that dies, or one
+        # that resets crossing closes as voiced did before), Autobahn's connectionLost leaves its close-handshake timer armed: a no-op by
         # then, but it holds the reactor (a test's, trial's clean-reactor check) up to 2 s.
         timer = getattr(self, "closeHandshakeTimeoutCall", None)
         if timer is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from voiced.carrier.base import CallCore, Refused
@@ -25,6 +26,9 @@ log = Logger(namespace="voiced.carrier")
 
 # The inbound fast path's frame size limit when Autobahn's own limits are off (0).
 MAX_FAST_FRAME = 64 * 1024
+# After the closing handshake, how long the peer has to read what is left (our close frame,
+# the end of a reply) before its socket is reset.
+CLOSE_FLUSH_S = 5.0
 _TEXT, _BINARY = 0x81, 0x82  # FIN + opcode, no RSV bits
 
 
@@ -39,6 +43,7 @@ class CarrierWebSocket(WebSocketServerProtocol):
         super().__init__()
         self.link: CallLink = None  # type: ignore[assignment]  # set in onConnect, once admitted
         self._fast_limit = 0  # the fast path's frame size limit, set once open (0: Autobahn decodes)
+        self._flush_deadline: IDelayedCall | None = None
 
     @property
     def call_id(self) -> str:
@@ -144,6 +149,30 @@ class CarrierWebSocket(WebSocketServerProtocol):
             # Unless voiced or the carrier said why first (link.closed keeps that): the peer closed.
             self.link.closed(f"caller hung up (close {code})" if code in (1000, 1001)
                              else f"connection lost (close {code})")
+
+    # ---- the end of the TCP connection -----------------------------------------------------
+    def dropConnection(self, abort: bool = False) -> None:
+        if abort and self.wasClean:
+            # Both sides sent a close at once, as when a carrier's stop (answered by voiced's
+            # close) crosses the carrier's own close. Autobahn resets the TCP then, and the reset
+            # discards voiced's close frame still in the send buffer: the carrier sees 1006.
+            # The handshake is complete, so the socket closes after what was sent instead.
+            abort = False
+        was_connected = self.state != self.STATE_CLOSED
+        super().dropConnection(abort=abort)
+        if was_connected and not abort and self._flush_deadline is None:
+            # A peer that stops reading must not keep the socket open (Autobahn sets no timer here).
+            self._flush_deadline = self.factory.clock.callLater(CLOSE_FLUSH_S, self._reset_unflushed)
+
+    def _reset_unflushed(self) -> None:
+        self._flush_deadline = None
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Any) -> None:  # type: ignore[override]
+        if self._flush_deadline is not None and self._flush_deadline.active():
+            self._flush_deadline.cancel()
+        self._flush_deadline = None
+        super().connectionLost(reason)
 
     # ---- CarrierWire ---------------------------------------------------------------------
     def send_text(self, text: str) -> None:
