@@ -114,7 +114,10 @@ class RecordingCallTests(TestCase):
             self.assertNear(later, offset_s, ALIGNED_S, f"the caller channel drifted: {offsets}")
 
         # The barge-in: the daemon's clear (its record's interrupt) is where the caller got it,
-        # and from there the bot channel is silent until the next reply starts.
+        # and from there the bot channel is silent until the next reply starts. The bot channel
+        # is laid on the caller's, which may lead the clock by a frame or two of jitter, and a
+        # clear cannot take back what is written: the silence starts within ALIGNED_S (a CI run
+        # had 23 ms of the reply after the clear).
         interrupt = [b for b in record["barge_ins"] if b["decision"] == "interrupt"]
         self.assertEqual(len(interrupt), 1, record["barge_ins"])
         clear_s = interrupt[0]["at_s"]
@@ -124,7 +127,7 @@ class RecordingCallTests(TestCase):
         cut, answer = turns[0], turns[1]
         self.assertTrue(cut["interrupted"], cut)
         self.assertGreater(peak(bot, clear_s - 0.3, clear_s), LOUD, "the reply was playing up to the clear")
-        self.assertLess(peak(bot, clear_s + 0.02, answer["bot_at_s"] - 0.02), LOUD,
+        self.assertLess(peak(bot, clear_s + ALIGNED_S, answer["bot_at_s"] - 0.02), LOUD,
                         f"bot audio after the clear at {clear_s} s, before the next reply at {answer['bot_at_s']} s")
 
         # Every transcript line starts where the recording has it, within 100 ms: the caller's
