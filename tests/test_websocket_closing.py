@@ -16,7 +16,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.websocket import CLOSE, HANDSHAKE, Core, RecordingSocket, Transport, frame, server_frames
+from tests.testing.carriers import HANDSHAKE, server_frames
+from tests.testing.websocket import CLOSE, Core, RecordingSocket, Transport, frame
 from voiced.carrier.websocket import CLOSE_FLUSH_S, CarrierWebSocketFactory
 
 PEER_CLOSE = frame((1000).to_bytes(2, "big"), CLOSE)

@@ -19,8 +19,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.testing.websocket import (BINARY, CLOSE, CONTINUATION, HANDSHAKE, PING, TEXT, Core, RecordingSocket,
-                                     Transport, frame, server_frames)
+from tests.testing.carriers import HANDSHAKE, server_frames
+from tests.testing.websocket import BINARY, CLOSE, CONTINUATION, PING, TEXT, Core, RecordingSocket, Transport, frame
 from voiced.carrier.websocket import MAX_FAST_FRAME, CarrierWebSocketFactory
 
 

@@ -1,5 +1,6 @@
-"""A carrier WebSocket's bytes as a test writes and reads them: RFC 6455 client frames, the
-server's frames read back, and a ``CarrierWebSocket`` on a string transport and a Clock."""
+"""A carrier WebSocket as a test drives it: RFC 6455 client frames of any kind, and a
+``CarrierWebSocket`` on a string transport and a Clock (the handshake and the server's
+frames read back are ``tests.testing.carriers``')."""
 
 from __future__ import annotations
 
@@ -9,10 +10,6 @@ from twisted.internet.testing import StringTransport
 from voiced.carrier.websocket import CarrierWebSocket
 from voiced.metrics import Metrics
 
-HANDSHAKE = (
-    b"GET /media HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
 TEXT, BINARY, CONTINUATION, CLOSE, PING = 0x1, 0x2, 0x0, 0x8, 0x9
 
 
@@ -30,20 +27,6 @@ def frame(payload: bytes, opcode: int = TEXT, fin: bool = True, mask: bytes | No
     if mask is None:
         return head + payload
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def server_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """(opcode, payload) of the unmasked frames the server wrote."""
-    frames = []
-    while data:
-        opcode, n, pos = data[0] & 0x0F, data[1] & 0x7F, 2
-        if n == 126:
-            n, pos = int.from_bytes(data[2:4], "big"), 4
-        elif n == 127:
-            n, pos = int.from_bytes(data[2:10], "big"), 10
-        frames.append((opcode, data[pos: pos + n]))
-        data = data[pos + n:]
-    return frames
 
 
 class Transport(StringTransport):

@@ -64,8 +64,9 @@ class _WebSocketLink(WebSocketClientProtocol):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         # When the daemon drops the TCP before answering our close (a daemon that dies, or one
-        # that resets crossing closes as voiced did before), Autobahn's connectionLost leaves its close-handshake timer armed: a no-op by
-        # then, but it holds the reactor (a test's, trial's clean-reactor check) up to 2 s.
+        # that resets crossing closes as voiced once did), Autobahn's connectionLost leaves its
+        # close-handshake timer armed: a no-op by then, but it holds the reactor (a test's,
+        # trial's clean-reactor check) up to 2 s.
         timer = getattr(self, "closeHandshakeTimeoutCall", None)
         if timer is not None:
             timer.cancel()
