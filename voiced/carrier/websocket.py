@@ -160,7 +160,7 @@ class CarrierWebSocket(WebSocketServerProtocol):
             abort = False
         was_connected = self.state != self.STATE_CLOSED
         super().dropConnection(abort=abort)
-        if was_connected and not abort and self._flush_deadline is None:
+        if was_connected and not abort:
             # A peer that stops reading must not keep the socket open (Autobahn sets no timer here).
             self._flush_deadline = self.factory.clock.callLater(CLOSE_FLUSH_S, self._reset_unflushed)
 
@@ -169,7 +169,7 @@ class CarrierWebSocket(WebSocketServerProtocol):
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Any) -> None:  # type: ignore[override]
-        if self._flush_deadline is not None and self._flush_deadline.active():
+        if self._flush_deadline is not None:
             self._flush_deadline.cancel()
         self._flush_deadline = None
         super().connectionLost(reason)

@@ -42,20 +42,16 @@ class NoiseCheck:
     (an FFT each: the whole window anew would be ~0.5 ms a frame). One per call."""
 
     def __init__(self) -> None:
-        # id -> (frame, flatness) for the frames of the last question; holding the frames
-        # keeps their ids from being reused by others meanwhile.
-        self._known: dict[int, tuple[bytes, float | None]] = {}
+        # frame -> flatness for the frames of the last question (a bytes object keeps its hash).
+        self._known: dict[bytes, float | None] = {}
 
     def __call__(self, frames: Iterable[bytes]) -> bool:
         known, now = self._known, {}
         values = []
         for frame in frames:
-            hit = known.get(id(frame))
-            if hit is not None and hit[0] is frame:
-                value = hit[1]
-            else:
-                value = flatness(frame) if len(frame) == 2 * _FRAME_SAMPLES else None
-            now[id(frame)] = (frame, value)
+            value = known[frame] if frame in known else (
+                flatness(frame) if len(frame) == 2 * _FRAME_SAMPLES else None)
+            now[frame] = value
             if value is not None:
                 values.append(value)
         self._known = now
