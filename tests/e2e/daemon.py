@@ -23,6 +23,7 @@ from twisted.internet.task import deferLater
 from voiced.caller.session import CallerLine
 from voiced.config import Settings
 from voiced.demo import free_port
+from voiced.emulator.heard import heard_document
 
 #: The daemon's default barge-in: caller speech over a reply before the `clear`.
 BARGE_IN_MS = Settings().barge_in_ms
@@ -192,6 +193,17 @@ def _speech() -> Any:
 def line(text: str, barge_in_ms: int | None = None) -> CallerLine:
     """``text`` as the caller says it (espeak-ng, 8 kHz mu-law)."""
     return CallerLine(audio=_speech().synthesize_blocking(text), text=text, barge_in_ms=barge_in_ms)
+
+
+def heard_table(*lines: CallerLine) -> str:
+    """A ``voiced-emulator --scripted --heard`` file of ``lines``: the emulator then gives each
+    utterance the words of these lines found in its audio, in microseconds. Its Whisper mode
+    takes seconds per turn when several calls share the suite's two cores, and a test about
+    faults, not recognition, would fail on that latency instead of on what it checks. A
+    line's words come only from its audio, so audio a retry lost shows as words missing."""
+    with tempfile.NamedTemporaryFile("w", prefix="voiced-heard-", suffix=".json", delete=False) as f:
+        json.dump(heard_document([(caller_line.text, caller_line.audio) for caller_line in lines]), f)
+    return f.name
 
 
 def constructions(daemon: Daemon) -> dict[str, float]:
