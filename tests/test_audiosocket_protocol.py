@@ -5,6 +5,7 @@ and every hard limit: each bad input has one defined outcome, never an exception
 
 from __future__ import annotations
 
+import os
 import uuid
 
 from twisted.internet.address import IPv4Address
@@ -364,7 +365,12 @@ class CarrierTests(SynchronousTestCase):
         alone, = audiosocket_listeners(build(settings, reactor=MemoryReactorClock()))
         self.assertIsInstance(alone, Listener)
         self.assertEqual((alone.option, alone.description), ("--audiosocket-listen", "tcp:9092:interface=127.0.0.1"))
-        spec = WorkerSpec(0, 2, settings, ((7, 2),), None, "/tmp/x", 42, (("--audiosocket-listen", 9, 2),))
+        # A worker's service publishes its readiness in the supervisor's state directory from the start.
+        state_dir = self.mktemp()
+        os.makedirs(state_dir)
+        spec = WorkerSpec(0, 2, settings, ((7, 2),), None, state_dir, 42, (("--audiosocket-listen", 9, 2),))
         adopted, = audiosocket_listeners(build(settings, reactor=MemoryReactorClock(), worker=spec))
         self.assertIsInstance(adopted, AdoptedListener)
         self.assertEqual((adopted.fd, adopted.family), (9, 2))
+        with open(os.path.join(state_dir, "worker-0")) as f:
+            self.assertEqual(f.read(), f"{os.getpid()} 0\n")  # not ready until warmed up
