@@ -86,11 +86,15 @@ class GoogleEngineCallTests(TestCase):
 
     @inlineCallbacks
     def test_one_stream_in_three_unavailable_drops_nothing(self):
-        # Rollover at 10 s (a 20 s stream limit behind it) makes several streams per call; one in three fails.
+        # Rollover at 10 s (a 20 s stream limit behind it) makes several streams per call; one in three
+        # fails after its first response, a partial: mid-utterance, so the retry must replay the words.
         said = [line("What time do you open?"), line("Where are you located?"), line("Do you take walk-ins?"),
                 line("Goodbye.")]
-        emulator, daemon = self.start("--scripted", "--heard", heard_table(*said), "--fail-status", "UNAVAILABLE",
-                                      "--fail-every", "3", "--max-stream-s", "20", VOICED_STT_ROLLOVER_S="10")
+        table = heard_table(*said)
+        self.addCleanup(os.unlink, table)
+        emulator, daemon = self.start("--scripted", "--heard", table, "--fail-status", "UNAVAILABLE",
+                                      "--fail-every", "3", "--fail-after", "1", "--max-stream-s", "20",
+                                      VOICED_STT_ROLLOVER_S="10")
         before = constructions(daemon)
         calls = [place_call(reactor, daemon.media_url, said, reply_timeout_s=15) for _ in range(3)]
         results = yield DeferredList(calls, consumeErrors=True)
