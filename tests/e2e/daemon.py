@@ -195,6 +195,11 @@ def line(text: str, barge_in_ms: int | None = None) -> CallerLine:
     return CallerLine(audio=_speech().synthesize_blocking(text), text=text, barge_in_ms=barge_in_ms)
 
 
+def caller_texts(entries: list[str]) -> list[str]:
+    """What the caller said, in order, from the daemon's ``CALLER ... text='...'`` lines."""
+    return [re.search(r" text=(['\"])(.*)\1$", entry).group(2) for entry in entries]
+
+
 def heard_table(*lines: CallerLine) -> str:
     """A ``voiced-emulator --scripted --heard`` file of ``lines``: the emulator then gives each
     utterance the words of these lines found in its audio, in microseconds. Its Whisper mode

@@ -149,7 +149,7 @@ class HttpAndProtocolTests(TestCase):
     def test_malformed_json_is_logged_and_the_call_survives(self):
         start = START.replace(b"CAbad", b"CAmalformed")  # the daemon is shared: this call's own sid
         code, received, unclean = yield raw_session(self.daemon.media_url, self.daemon.port,
-                                           [start, b"{not json", b'{"event":"media","media":{}}'], linger_s=1.5)
+                                                    [start, b"{not json", b'{"event":"media","media":{}}'], linger_s=1.5)
         self.assertEqual(code, 1000, unclean)  # closed by us after lingering, not by the daemon
         self.assertTrue(any(b'"event":"media"' in m for m in received), "the greeting still arrives")
         self.assertTrue(any("PROTOCOL_ERROR call=CAmalformed" in entry

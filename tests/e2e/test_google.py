@@ -16,7 +16,7 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import Daemon, EmulatorProcess, constructions, heard_table, line, logged
+from tests.e2e.daemon import Daemon, EmulatorProcess, caller_texts, constructions, heard_table, line, logged
 from voiced.caller.client import place_call
 from voiced.config import Settings
 
@@ -105,8 +105,7 @@ class GoogleEngineCallTests(TestCase):
             yield logged(daemon, f"CALL_END call={report.call_sid} ", 1)  # the log writer is a moment behind
             self.assertEqual(self.answered_turns(daemon, report.call_sid), len(said))
             # Every word reached a stream that answered: the emulator transcribes a line only from its audio.
-            heard = [re.search(r"text='(.*)'$", e).group(1)
-                     for e in daemon.lines(" CALLER ") if f"call={report.call_sid} " in e]
+            heard = caller_texts([e for e in daemon.lines(" CALLER ") if f"call={report.call_sid} " in e])
             self.assertEqual(heard, [caller_line.text for caller_line in said])
         retries = daemon.lines("STT_RETRY")
         self.assertTrue(retries, "the injected UNAVAILABLE faults should have been retried")

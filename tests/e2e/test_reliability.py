@@ -5,7 +5,6 @@ restarted daemon delivers what the first one could not."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +17,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.e2e.daemon import BIN, Daemon, line, logged
+from tests.e2e.daemon import BIN, Daemon, caller_texts, line, logged
 from tests.fakes.http_apps import Canned, RecordingApp, start_server
 from voiced.caller.client import place_call
 from voiced.signing import verify
@@ -114,7 +113,7 @@ class CrashTests(TestCase):
         self.assertTrue(ended.hung_up_by_bot)
         # What the daemon heard (tiny.en's words move with a 40 ms shift of where the capture starts).
         heard = yield logged(first, f"CALLER call={ended.call_sid} ", 1)
-        caller_text = re.search(r"text='(.*)'", heard[0]).group(1)
+        [caller_text] = caller_texts(heard)
         yield app.request(0)  # its delivery was tried (and refused)
         cut = place_call(reactor, first.media_url, [line("What time do you open?")], max_duration_s=30)
         yield deferLater(reactor, 3.0, lambda: None)
