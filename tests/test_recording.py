@@ -12,6 +12,7 @@ import wave
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.testing.recording import FRAME, LOUD, channels, first_sound, last_sound
@@ -215,6 +216,19 @@ class WriterTests(TestCase):
         self.assertFalse(self.writer.open(os.path.join(self.dir, "late.wav")))  # stopped: nothing more
 
     @inlineCallbacks
+    def test_close_fires_once_the_file_is_whole_on_disk(self) -> None:
+        path = os.path.join(self.dir, "whole.wav")
+        self.writer.open(path)
+        for _ in range(3):
+            self.writer.append(path, struct.pack("<hh", 7, 7) * 1000)
+        yield self.writer.close(path)
+        self.assertTrue(self.writer.running)  # closed by its own close, not by a stop
+        with wave.open(path) as reader:
+            self.assertEqual(reader.getnframes(), 3000)
+        yield self.writer.stop()
+        self.assertTrue(self.writer.close(path).called)  # a stopped writer closed every file already
+
+    @inlineCallbacks
     def test_a_full_queue_drops_audio_but_writes_as_much_silence(self) -> None:
         path = os.path.join(self.dir, "full.wav")
         self.writer.open(path)
@@ -291,9 +305,15 @@ class TapTests(TestCase):
                 tap.bot(LOUD * 10)
         self.assertEqual(len(tap._pending), 75 * 4 * FRAME - FLUSH_BYTES)
         clock.advance(0.5)  # the caller's frames stop; the call ends half a second later
+        logged: list[dict] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
         tap.close()
         tap.caller(LOUD)  # after the end: ignored
+        self.assertNotIn("RECORDING call=", "".join(formatEvent(e) for e in logged))  # the file is not whole yet
         yield recordings.stop()
+        self.assertIn(f"RECORDING call=CA/../1 path={tap.path} seconds=2.0",
+                      "".join(formatEvent(e) for e in logged))  # once the writer closed it
         with wave.open(tap.path) as reader:
             self.assertEqual(reader.getnframes(), 2 * SAMPLE_RATE)
             caller, bot = channels(reader.readframes(reader.getnframes()))

@@ -44,13 +44,16 @@ class CallRecording:
             self.timeline.clear(self._clock.seconds())
 
     def close(self) -> None:
-        """The call ended: write what played up to now and close the file."""
+        """The call ended: write what played up to now and close the file. Its ``RECORDING``
+        line follows once the file is whole on disk, so that whoever reads it can open the file."""
         if self.closed:
             return
         self.closed = True
         self._pending += self.timeline.finish(self._clock.seconds())
         self._flush()
-        self._writer.close(self.path)
+        self._writer.close(self.path).addCallback(self._closed)
+
+    def _closed(self, _: None) -> None:
         t = self.timeline
         log.info("RECORDING call={call} path={path} seconds={seconds:.1f} caller_gap_ms={gap} caller_dropped_ms={drop}"
                  " bot_cleared_ms={cleared}", call=self.call_id, path=self.path, seconds=t.written / SAMPLE_RATE,

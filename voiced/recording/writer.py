@@ -70,8 +70,13 @@ class RecordingWriter:
             return False
         return self._put(self._append, (path, frames), len(frames))
 
-    def close(self, path: str) -> bool:
-        return self._put(self._close, (path,), 0)
+    def close(self, path: str) -> Deferred[None]:
+        """Close ``path``; fires once it is closed, whole on disk (at once if the writer
+        stopped, which closed every file)."""
+        d: Deferred[None] = Deferred()
+        if not self._put(self._close, (path, d), 0):
+            return succeed(None)
+        return d
 
     def sweep(self, directory: str, older_than_s: float) -> Deferred[int]:
         """Delete the recordings under ``directory`` last written more than ``older_than_s``
@@ -154,11 +159,15 @@ class RecordingWriter:
         for at in range(0, size, step):
             self._append(path, bytes(min(step, size - at)))
 
-    def _close(self, path: str) -> None:
+    def _close(self, path: str, done: Deferred[None] | None = None) -> None:
         self._failed.discard(path)
         wav = self._files.pop(path, None)
-        if wav is not None:
-            wav.close()
+        try:
+            if wav is not None:
+                wav.close()
+        finally:
+            if done is not None:
+                self._reactor.callFromThread(done.callback, None)
 
     def _sweep(self, directory: str, older_than_s: float, done: Deferred[int]) -> None:
         removed = 0
